@@ -1,0 +1,22 @@
+//! lpar-mover: live migration of logical partitions between hypervisor hosts.
+//!
+//! Layers, top to bottom on the source (bottom to top on the destination);
+//! nothing below knows about anything above:
+//!
+//! | module        | owns |
+//! |---------------|------|
+//! | [`partition`] | the integration boundary with the hypervisor, and the `sim` backend |
+//! | [`state`]     | the device-state model and its versioned binary encoding |
+//! | [`wire`]      | the migration stream: frames and page encodings |
+//! | [`transport`] | the migration path: N authenticated TCP streams, pacing, timeouts |
+//!
+//! [`emg`] is the one error type every layer converts into.
+
+pub mod build_identity;
+pub mod emg;
+pub mod partition;
+pub mod state;
+pub mod transport;
+pub mod wire;
+
+pub use emg::Emg;

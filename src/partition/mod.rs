@@ -1,0 +1,1 @@
+//! The integration boundary with the hypervisor.

@@ -1,0 +1,1 @@
+//! The device-state model (see issue 2).

@@ -1,0 +1,1 @@
+//! The migration path (see issue 3).
