@@ -13,6 +13,7 @@
 //! [`emg`] is the one error type every layer converts into.
 
 pub mod build_identity;
+pub mod units;
 pub mod emg;
 pub mod partition;
 pub mod state;

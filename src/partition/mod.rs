@@ -1,1 +1,114 @@
 //! The integration boundary with the hypervisor.
+//!
+//! An HVM integrator implements this trait family for their hypervisor; the
+//! rest of the crate (engine, agent) works only against it. The `sim`
+//! backend is a real userspace LPAR that implements it with kernel dirty
+//! tracking; a `kvm` backend can follow the same shape.
+//!
+//! The contracts below are what the engine relies on for its invariants
+//! ("nothing lost", "exactly one owner"); an implementation that weakens one
+//! of them breaks live migration silently, so each states what must hold
+//! when the method returns.
+
+pub mod config;
+pub mod pages;
+pub mod sim;
+
+mod error;
+
+pub use config::LparConfig;
+pub use error::PartitionError;
+pub use pages::PageSet;
+
+/// Tracking and transfer granularity: one guest page.
+pub const PAGE_SIZE: usize = 4096;
+
+/// One page of guest memory.
+pub type Page = [u8; PAGE_SIZE];
+
+/// A contiguous range of guest-physical memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// Guest-physical address of the first byte; page aligned.
+    pub guest_base: u64,
+    /// Length in bytes; a multiple of [`PAGE_SIZE`].
+    pub len: u64,
+}
+
+/// Guest memory as the engine sees it: pages addressed by guest page number
+/// (guest-physical address / [`PAGE_SIZE`]).
+pub trait GuestMemory: Send + Sync {
+    /// The regions, sorted by `guest_base`, non-overlapping.
+    fn regions(&self) -> &[MemoryRegion];
+
+    /// Total guest memory in bytes.
+    fn size_bytes(&self) -> u64 {
+        self.regions().iter().map(|r| r.len).sum()
+    }
+
+    /// Copies page `page` into `out`. May run while vCPUs write: the copy is
+    /// then some mix of old and new bytes, and the dirty log reports the page
+    /// again, so the engine resends it. Errors only for a page outside every
+    /// region.
+    fn read_page(&self, page: u64, out: &mut Page) -> Result<(), PartitionError>;
+
+    /// Overwrites page `page` with `data`. Used on the destination while its
+    /// vCPUs are not running; on return the bytes are in guest memory.
+    fn write_page(&self, page: u64, data: &Page) -> Result<(), PartitionError>;
+
+    /// Applies `f` to page `page` in place (decode straight into guest
+    /// memory). Same rule as [`GuestMemory::write_page`]: only while vCPUs
+    /// are not running.
+    fn update_page(
+        &self,
+        page: u64,
+        f: &mut dyn FnMut(&mut Page),
+    ) -> Result<(), PartitionError>;
+
+    /// Pages that hold data (have ever been written). Never-touched memory is
+    /// zero and need not be scanned or sent. May over-report, never under.
+    fn populated(&self) -> Result<PageSet, PartitionError>;
+
+    /// A digest of the whole memory (BLAKE3), for proving that source and
+    /// destination hold the same image. Only meaningful while vCPUs are paused.
+    fn digest(&self) -> Result<[u8; 32], PartitionError>;
+}
+
+/// The dirty log of one partition's guest memory.
+pub trait DirtyLog: Send {
+    /// The mechanism, for logs and reports (`uffd-wp`, `mprotect`, `kvm`).
+    fn mechanism(&self) -> &'static str;
+
+    /// Starts tracking. On return every write made from then on is reported
+    /// by a later [`DirtyLog::harvest`].
+    fn start(&mut self) -> Result<(), PartitionError>;
+
+    /// Adds to `out` every page written since the previous harvest (or since
+    /// `start`), and re-arms tracking atomically: a write racing with the
+    /// harvest is reported by this harvest or the next one, never lost.
+    /// May report a few pages that were not written; must never miss one.
+    fn harvest(&mut self, out: &mut PageSet) -> Result<(), PartitionError>;
+
+    /// Stops tracking; writes are no longer observed (and cost nothing).
+    fn stop(&mut self) -> Result<(), PartitionError>;
+}
+
+/// The virtual CPUs of a partition.
+pub trait Vcpus: Send + Sync {
+    fn count(&self) -> usize;
+
+    /// Stops every vCPU. On return no vCPU can write guest memory or change
+    /// its registers until [`Vcpus::resume`].
+    fn pause(&self) -> Result<(), PartitionError>;
+
+    /// Lets every vCPU run again. On return at least the request is
+    /// delivered; vCPUs run shortly after.
+    fn resume(&self) -> Result<(), PartitionError>;
+
+    /// Makes every vCPU sleep `percent`% of its time (0 = full speed,
+    /// at most 99). Takes effect within a millisecond.
+    fn throttle(&self, percent: u8) -> Result<(), PartitionError>;
+
+    /// True while the vCPUs run (not paused, not stopped).
+    fn is_running(&self) -> bool;
+}

@@ -1,0 +1,103 @@
+//! What can go wrong in the partition layer, in words for the operator.
+
+use crate::emg::{Emg, Module, phase};
+use std::fmt;
+use std::io;
+
+#[derive(Debug)]
+pub enum PartitionError {
+    /// A guest page number beyond the end of guest memory.
+    PageOutOfRange { page: u64, pages: u64 },
+    /// The shared-memory files of an LPAR could not be created or mapped.
+    SharedMemory { path: String, source: io::Error },
+    /// An existing LPAR's files are not what this build wrote.
+    Corrupt { path: String, what: String },
+    /// No dirty-tracking mechanism works on this kernel.
+    NoDirtyTracker { reasons: String },
+    /// A dirty-tracking system call failed.
+    DirtyLog { mechanism: &'static str, call: &'static str, source: io::Error },
+    /// The operation needs paused vCPUs.
+    NotPaused { operation: &'static str },
+    /// The guest program specification does not parse.
+    BadProgram { spec: String, why: String },
+    /// The LPAR configuration is not acceptable.
+    BadConfig { why: String },
+}
+
+impl fmt::Display for PartitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PageOutOfRange { page, pages } => {
+                write!(f, "guest page {page} is outside guest memory ({pages} pages)")
+            }
+            Self::SharedMemory { path, source } => {
+                write!(f, "cannot create or map LPAR memory at {path}: {source}")
+            }
+            Self::Corrupt { path, what } => write!(f, "LPAR files at {path} are unusable: {what}"),
+            Self::NoDirtyTracker { reasons } => {
+                write!(f, "no dirty-page tracker works on this kernel: {reasons}")
+            }
+            Self::DirtyLog { mechanism, call, source } => {
+                write!(f, "dirty tracking ({mechanism}) failed in {call}: {source}")
+            }
+            Self::NotPaused { operation } => {
+                write!(f, "{operation} needs the LPAR's vCPUs paused")
+            }
+            Self::BadProgram { spec, why } => write!(f, "guest program '{spec}': {why}"),
+            Self::BadConfig { why } => write!(f, "LPAR configuration: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for PartitionError {}
+
+impl PartitionError {
+    fn action(&self) -> &'static str {
+        match self {
+            Self::PageOutOfRange { .. } => {
+                "The peer sent a page beyond this LPAR's memory: check both sides define the same memory size, then retry."
+            }
+            Self::SharedMemory { .. } => {
+                "Check that the state directory (default /dev/shm/lpar-mover) exists, is writable and has room for the LPAR's memory."
+            }
+            Self::Corrupt { .. } => {
+                "Recover the LPAR (moverctl recover) or remove its directory if it is no longer needed."
+            }
+            Self::NoDirtyTracker { .. } => {
+                "Use Linux 6.7 or later (userfaultfd write-protect with PAGEMAP_SCAN), or allow mprotect-based tracking; Shutdown mode still works."
+            }
+            Self::DirtyLog { .. } => {
+                "Retry the migration; if it fails again select the other tracker with --tracker and report the kernel version."
+            }
+            Self::NotPaused { .. } => "Pause the LPAR first; this is a bug if the engine did it.",
+            Self::BadProgram { .. } => {
+                "Use idle, hot:<size>[,rate=<pages/s>][,content=zero|text|random], sweep or skewed."
+            }
+            Self::BadConfig { .. } => "Correct the LPAR configuration and retry.",
+        }
+    }
+
+    fn cause(&self) -> u32 {
+        match self {
+            Self::PageOutOfRange { .. } => 0x01,
+            Self::SharedMemory { .. } => 0x02,
+            Self::Corrupt { .. } => 0x03,
+            Self::NoDirtyTracker { .. } => 0x04,
+            Self::DirtyLog { .. } => 0x05,
+            Self::NotPaused { .. } => 0x06,
+            Self::BadProgram { .. } => 0x07,
+            Self::BadConfig { .. } => 0x08,
+        }
+    }
+}
+
+impl From<PartitionError> for Emg {
+    fn from(e: PartitionError) -> Emg {
+        let detail = match &e {
+            PartitionError::PageOutOfRange { page, .. } => *page,
+            _ => 0,
+        };
+        Emg::new(Module::SourceHvm, phase::PARTITION, e.cause(), e.to_string(), e.action())
+            .detail(detail)
+    }
+}

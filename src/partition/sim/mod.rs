@@ -1,0 +1,239 @@
+//! The `sim` backend: a real userspace LPAR.
+//!
+//! Guest memory is a sparse shared-memory file mapped into the hosting
+//! process; each vCPU is a thread running a guest program whose registers
+//! live in shared memory beside it (see [`shm`]); dirty pages are tracked by
+//! the kernel (see [`dirty`]). Because everything lives in files under
+//! `/dev/shm/lpar-mover/<name>/`, an LPAR survives the death of the process
+//! hosting it: [`SimLpar::attach`] maps the files again and the vCPUs carry
+//! on from their last committed registers.
+
+pub mod dirty;
+pub mod program;
+pub mod shm;
+mod vcpu;
+
+use crate::partition::{
+    DirtyLog, GuestMemory, LparConfig, MemoryRegion, PAGE_SIZE, Page, PageSet, PartitionError,
+    Vcpus,
+};
+use dirty::{TrackedRange, TrackerKind};
+use program::{ProgramSpec, Regs};
+use shm::{LparFiles, RunState};
+use std::path::Path;
+use std::sync::Arc;
+use vcpu::VcpuSet;
+
+/// A userspace LPAR hosted by this process.
+pub struct SimLpar {
+    config: LparConfig,
+    regions: [MemoryRegion; 1],
+    files: Arc<LparFiles>,
+    vcpus: VcpuSet,
+}
+
+impl SimLpar {
+    /// Defines a new LPAR under `root` with its program's initial registers.
+    /// Its vCPUs stay stopped until [`Vcpus::resume`].
+    pub fn create(root: &Path, config: &LparConfig) -> Result<Self, PartitionError> {
+        let program = ProgramSpec::parse(&config.program)?;
+        let initial: Vec<Regs> = (0..config.vcpus)
+            .map(|i| program.initial_regs(i, config.vcpus, config.pages()))
+            .collect::<Result<_, _>>()?;
+        let files = LparFiles::create(root, config)?;
+        for (i, regs) in initial.iter().enumerate() {
+            files.store_regs(i, regs);
+        }
+        Ok(Self::host(files, config.clone()))
+    }
+
+    /// Re-attaches an LPAR whose files exist under `root` (after the hosting
+    /// process died): running vCPUs carry on, paused ones stay paused.
+    pub fn attach(root: &Path, name: &str) -> Result<Self, PartitionError> {
+        let (files, config) = LparFiles::attach(&root.join(name))?;
+        Ok(Self::host(files, config))
+    }
+
+    fn host(files: LparFiles, config: LparConfig) -> Self {
+        let files = Arc::new(files);
+        let vcpus = VcpuSet::start(files.clone(), config.vcpus as usize);
+        let regions = [MemoryRegion { guest_base: 0, len: config.memory_bytes }];
+        SimLpar { config, regions, files, vcpus }
+    }
+
+    /// Stops the vCPU threads and deletes the LPAR's files.
+    pub fn destroy(self) -> Result<(), PartitionError> {
+        let dir = self.files.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| PartitionError::SharedMemory { path: dir.display().to_string(), source: e })
+    }
+
+    pub fn config(&self) -> &LparConfig {
+        &self.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.files.dir
+    }
+
+    /// Opens a dirty log over all of guest memory.
+    pub fn dirty_log(&self, kind: TrackerKind) -> Result<Box<dyn DirtyLog>, PartitionError> {
+        let range = TrackedRange {
+            base: self.files.memory.as_mut_ptr(),
+            len: self.files.memory.len(),
+            first_page: 0,
+        };
+        dirty::open(kind, range)
+    }
+
+    /// The committed registers of every vCPU.
+    pub fn registers(&self) -> Vec<Regs> {
+        (0..self.vcpus.count()).map(|i| self.files.load_regs(i)).collect()
+    }
+
+    /// Replaces the registers of every vCPU; needs the vCPUs paused or stopped.
+    pub fn set_registers(&self, regs: &[Regs]) -> Result<(), PartitionError> {
+        if self.vcpus.is_running() {
+            return Err(PartitionError::NotPaused { operation: "restoring vCPU registers" });
+        }
+        if regs.len() != self.vcpus.count() {
+            return Err(PartitionError::BadConfig {
+                why: format!(
+                    "{} vCPU register sets for an LPAR with {} vCPUs",
+                    regs.len(),
+                    self.vcpus.count()
+                ),
+            });
+        }
+        for (i, r) in regs.iter().enumerate() {
+            self.files.store_regs(i, r);
+        }
+        Ok(())
+    }
+
+    /// The longest gap between consecutive writes that any vCPU's guest
+    /// program has observed (the guest-observed stall), in nanoseconds.
+    pub fn max_stall_ns(&self) -> u64 {
+        vcpu::max_stall_ns(&self.files, self.vcpus.count())
+    }
+
+    /// Total writes made by the guest program on all vCPUs.
+    pub fn writes(&self) -> u64 {
+        self.registers().iter().map(|r| r.gpr[program::GPR_WRITES]).sum()
+    }
+
+    pub fn run_state(&self) -> RunState {
+        self.files.run_state()
+    }
+
+    fn page_ptr(&self, page: u64) -> Result<*mut u8, PartitionError> {
+        let pages = self.files.memory_pages();
+        if page >= pages {
+            return Err(PartitionError::PageOutOfRange { page, pages });
+        }
+        // SAFETY: page < pages, so the offset is inside the mapping.
+        Ok(unsafe { self.files.memory.as_mut_ptr().add(page as usize * PAGE_SIZE) })
+    }
+}
+
+impl GuestMemory for SimLpar {
+    fn regions(&self) -> &[MemoryRegion] {
+        &self.regions
+    }
+
+    fn read_page(&self, page: u64, out: &mut Page) -> Result<(), PartitionError> {
+        let src = self.page_ptr(page)?;
+        // SAFETY: src points at 4 KiB inside the live mapping. vCPUs may
+        // write it concurrently; the bytes are opaque and a torn copy is
+        // resent because the dirty log reports the page again.
+        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), PAGE_SIZE) };
+        Ok(())
+    }
+
+    fn write_page(&self, page: u64, data: &Page) -> Result<(), PartitionError> {
+        let dst = self.page_ptr(page)?;
+        // SAFETY: dst points at 4 KiB inside the live mapping.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, PAGE_SIZE) };
+        Ok(())
+    }
+
+    fn update_page(
+        &self,
+        page: u64,
+        f: &mut dyn FnMut(&mut Page),
+    ) -> Result<(), PartitionError> {
+        if self.vcpus.is_running() {
+            return Err(PartitionError::NotPaused { operation: "writing guest memory in place" });
+        }
+        let dst = self.page_ptr(page)?;
+        // SAFETY: dst is a page-aligned 4 KiB inside the mapping, and no vCPU
+        // of this LPAR runs, so nothing else writes it during `f`.
+        f(unsafe { &mut *(dst as *mut Page) });
+        Ok(())
+    }
+
+    fn populated(&self) -> Result<PageSet, PartitionError> {
+        populated_extents(self.files.memory_file(), self.files.memory.len() as u64)
+    }
+
+    fn digest(&self) -> Result<[u8; 32], PartitionError> {
+        if self.vcpus.is_running() {
+            return Err(PartitionError::NotPaused { operation: "the memory digest" });
+        }
+        // SAFETY: the mapping is live and no vCPU runs, so the bytes are
+        // stable for the duration of the hash.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(self.files.memory.as_ptr(), self.files.memory.len())
+        };
+        Ok(*blake3::hash(bytes).as_bytes())
+    }
+}
+
+impl Vcpus for SimLpar {
+    fn count(&self) -> usize {
+        self.vcpus.count()
+    }
+
+    fn pause(&self) -> Result<(), PartitionError> {
+        self.vcpus.pause();
+        Ok(())
+    }
+
+    fn resume(&self) -> Result<(), PartitionError> {
+        self.vcpus.resume();
+        Ok(())
+    }
+
+    fn throttle(&self, percent: u8) -> Result<(), PartitionError> {
+        self.vcpus.throttle(percent);
+        Ok(())
+    }
+
+    fn is_running(&self) -> bool {
+        self.vcpus.is_running()
+    }
+}
+
+/// Allocated extents of a sparse file, as pages (`SEEK_DATA`/`SEEK_HOLE`).
+fn populated_extents(file: &std::fs::File, len: u64) -> Result<PageSet, PartitionError> {
+    let fd = file;
+    let err = |e: nix::Error| PartitionError::SharedMemory {
+        path: "guest memory".into(),
+        source: e.into(),
+    };
+    let mut set = PageSet::new();
+    let mut offset: i64 = 0;
+    while (offset as u64) < len {
+        let data = match nix::unistd::lseek(fd, offset, nix::unistd::Whence::SeekData) {
+            Ok(d) => d,
+            Err(nix::Error::ENXIO) => break, // no data after offset
+            Err(e) => return Err(err(e)),
+        };
+        let hole = nix::unistd::lseek(fd, data, nix::unistd::Whence::SeekHole).map_err(err)?;
+        let page = PAGE_SIZE as i64;
+        set.insert_range((data / page) as u64..((hole + page - 1) / page) as u64);
+        offset = hole;
+    }
+    Ok(set)
+}

@@ -1,0 +1,240 @@
+//! The shared-memory files that hold a `sim` LPAR, so it outlives the
+//! process that hosts it.
+//!
+//! ```text
+//! <root>/<lpar name>/
+//!   config.json   LparConfig, replaced atomically (write + rename)
+//!   memory        guest memory, sparse: untouched pages cost nothing
+//!   vcpus         header + one slot per vCPU, all 64-bit words:
+//!
+//!   header  [magic "LPARVCPU"] [layout version] [vcpu count] [run state] [throttle %] [3 × reserved]
+//!   slot i  [active bank 0|1] [bank 0: 16 gpr, rip, rflags] [bank 1: same]
+//! ```
+//!
+//! A vCPU commits its registers by writing the inactive bank and then
+//! flipping `active`: a process killed at any instant leaves one whole,
+//! consistent register set behind.
+
+use super::program::Regs;
+use crate::partition::{LparConfig, PAGE_SIZE, PartitionError};
+use memmap2::MmapRaw;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where LPARs live unless told otherwise.
+pub const DEFAULT_ROOT: &str = "/dev/shm/lpar-mover";
+
+const MAGIC: u64 = u64::from_le_bytes(*b"LPARVCPU");
+const LAYOUT_VERSION: u64 = 1;
+const HEADER_WORDS: usize = 8;
+const REG_WORDS: usize = 18;
+const SLOT_WORDS: usize = 1 + 2 * REG_WORDS;
+
+/// Persisted run state of the vCPUs (header word 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Defined but never started, or deactivated.
+    Stopped = 0,
+    Running = 1,
+    Paused = 2,
+}
+
+impl RunState {
+    fn from_word(w: u64) -> RunState {
+        match w {
+            1 => RunState::Running,
+            2 => RunState::Paused,
+            _ => RunState::Stopped,
+        }
+    }
+}
+
+pub struct LparFiles {
+    pub dir: PathBuf,
+    pub memory: MmapRaw,
+    memory_file: File,
+    vcpus: MmapRaw,
+    vcpu_count: usize,
+}
+
+fn shm_err(path: &Path, source: std::io::Error) -> PartitionError {
+    PartitionError::SharedMemory { path: path.display().to_string(), source }
+}
+
+fn corrupt(path: &Path, what: impl Into<String>) -> PartitionError {
+    PartitionError::Corrupt { path: path.display().to_string(), what: what.into() }
+}
+
+impl LparFiles {
+    /// Creates the files of a new LPAR. Fails if the LPAR already exists.
+    pub fn create(root: &Path, config: &LparConfig) -> Result<Self, PartitionError> {
+        config.validate()?;
+        let dir = root.join(&config.name);
+        fs::create_dir_all(root).map_err(|e| shm_err(root, e))?;
+        fs::create_dir(&dir).map_err(|e| shm_err(&dir, e))?;
+        let memory_path = dir.join("memory");
+        let memory_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&memory_path)
+            .map_err(|e| shm_err(&memory_path, e))?;
+        // set_len makes a hole: no page is allocated until written.
+        memory_file.set_len(config.memory_bytes).map_err(|e| shm_err(&memory_path, e))?;
+
+        let vcpus_path = dir.join("vcpus");
+        let vcpus_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&vcpus_path)
+            .map_err(|e| shm_err(&vcpus_path, e))?;
+        let words = HEADER_WORDS + SLOT_WORDS * config.vcpus as usize;
+        vcpus_file.set_len((words * 8) as u64).map_err(|e| shm_err(&vcpus_path, e))?;
+        write_config(&dir, config)?;
+        let files = Self::map(dir, memory_file, &vcpus_file, config.vcpus as usize)?;
+        let h = files.header();
+        h[1].store(LAYOUT_VERSION, Ordering::Relaxed);
+        h[2].store(u64::from(config.vcpus), Ordering::Relaxed);
+        h[3].store(RunState::Stopped as u64, Ordering::Relaxed);
+        h[0].store(MAGIC, Ordering::Release);
+        Ok(files)
+    }
+
+    /// Re-attaches the files of an existing LPAR (after an agent restart).
+    pub fn attach(dir: &Path) -> Result<(Self, LparConfig), PartitionError> {
+        let config = read_config(dir)?;
+        let memory_path = dir.join("memory");
+        let memory_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&memory_path)
+            .map_err(|e| shm_err(&memory_path, e))?;
+        let len = memory_file.metadata().map_err(|e| shm_err(&memory_path, e))?.len();
+        if len != config.memory_bytes {
+            return Err(corrupt(
+                &memory_path,
+                format!("memory file is {len} bytes, configuration says {}", config.memory_bytes),
+            ));
+        }
+        let vcpus_path = dir.join("vcpus");
+        let vcpus_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&vcpus_path)
+            .map_err(|e| shm_err(&vcpus_path, e))?;
+        let want = ((HEADER_WORDS + SLOT_WORDS * config.vcpus as usize) * 8) as u64;
+        let have = vcpus_file.metadata().map_err(|e| shm_err(&vcpus_path, e))?.len();
+        if have != want {
+            return Err(corrupt(&vcpus_path, format!("vCPU file is {have} bytes, expected {want}")));
+        }
+        let files = Self::map(dir.to_path_buf(), memory_file, &vcpus_file, config.vcpus as usize)?;
+        let h = files.header();
+        if h[0].load(Ordering::Acquire) != MAGIC || h[1].load(Ordering::Relaxed) != LAYOUT_VERSION
+        {
+            return Err(corrupt(&vcpus_path, "vCPU file has a wrong magic or layout version"));
+        }
+        Ok((files, config))
+    }
+
+    fn map(
+        dir: PathBuf,
+        memory_file: File,
+        vcpus_file: &File,
+        vcpu_count: usize,
+    ) -> Result<Self, PartitionError> {
+        let memory = MmapRaw::map_raw(&memory_file).map_err(|e| shm_err(&dir, e))?;
+        let vcpus = MmapRaw::map_raw(vcpus_file).map_err(|e| shm_err(&dir, e))?;
+        Ok(LparFiles { dir, memory, memory_file, vcpus, vcpu_count })
+    }
+
+    pub fn memory_file(&self) -> &File {
+        &self.memory_file
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        let len = HEADER_WORDS + SLOT_WORDS * self.vcpu_count;
+        // SAFETY: the mapping is at least `len` words (checked or set at
+        // creation), page aligned, lives as long as self, and is only ever
+        // accessed through atomics, by this and other processes.
+        unsafe { std::slice::from_raw_parts(self.vcpus.as_ptr() as *const AtomicU64, len) }
+    }
+
+    fn header(&self) -> &[AtomicU64] {
+        &self.words()[..HEADER_WORDS]
+    }
+
+    fn slot(&self, vcpu: usize) -> &[AtomicU64] {
+        let start = HEADER_WORDS + SLOT_WORDS * vcpu;
+        &self.words()[start..start + SLOT_WORDS]
+    }
+
+    pub fn run_state(&self) -> RunState {
+        RunState::from_word(self.header()[3].load(Ordering::Acquire))
+    }
+
+    pub fn set_run_state(&self, state: RunState) {
+        self.header()[3].store(state as u64, Ordering::Release);
+    }
+
+    pub fn throttle(&self) -> u8 {
+        self.header()[4].load(Ordering::Relaxed) as u8
+    }
+
+    pub fn set_throttle(&self, percent: u8) {
+        self.header()[4].store(u64::from(percent), Ordering::Relaxed);
+    }
+
+    /// The committed registers of `vcpu`.
+    pub fn load_regs(&self, vcpu: usize) -> Regs {
+        let slot = self.slot(vcpu);
+        let bank = slot[0].load(Ordering::Acquire) as usize & 1;
+        let words = &slot[1 + bank * REG_WORDS..1 + (bank + 1) * REG_WORDS];
+        let mut regs = Regs::default();
+        for (r, w) in regs.gpr.iter_mut().zip(words) {
+            *r = w.load(Ordering::Relaxed);
+        }
+        regs.rip = words[16].load(Ordering::Relaxed);
+        regs.rflags = words[17].load(Ordering::Relaxed);
+        regs
+    }
+
+    /// Commits `regs` as the registers of `vcpu`, all or nothing.
+    pub fn store_regs(&self, vcpu: usize, regs: &Regs) {
+        let slot = self.slot(vcpu);
+        let inactive = (slot[0].load(Ordering::Relaxed) as usize & 1) ^ 1;
+        let words = &slot[1 + inactive * REG_WORDS..1 + (inactive + 1) * REG_WORDS];
+        for (w, r) in words.iter().zip(regs.gpr.iter()) {
+            w.store(*r, Ordering::Relaxed);
+        }
+        words[16].store(regs.rip, Ordering::Relaxed);
+        words[17].store(regs.rflags, Ordering::Relaxed);
+        // Release: the bank's words are visible before it becomes active.
+        slot[0].store(inactive as u64, Ordering::Release);
+    }
+
+    pub fn memory_pages(&self) -> u64 {
+        (self.memory.len() / PAGE_SIZE) as u64
+    }
+}
+
+pub fn write_config(dir: &Path, config: &LparConfig) -> Result<(), PartitionError> {
+    let path = dir.join("config.json");
+    let tmp = dir.join("config.json.tmp");
+    let text = serde_json::to_vec_pretty(config).expect("LparConfig serialises");
+    let mut file = File::create(&tmp).map_err(|e| shm_err(&tmp, e))?;
+    file.write_all(&text).map_err(|e| shm_err(&tmp, e))?;
+    file.sync_all().map_err(|e| shm_err(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| shm_err(&path, e))
+}
+
+fn read_config(dir: &Path) -> Result<LparConfig, PartitionError> {
+    let path = dir.join("config.json");
+    let text = fs::read(&path).map_err(|e| shm_err(&path, e))?;
+    let config: LparConfig = serde_json::from_slice(&text)
+        .map_err(|e| corrupt(&path, format!("configuration does not parse: {e}")))?;
+    config.validate()?;
+    Ok(config)
+}
