@@ -13,11 +13,12 @@
 //! [`emg`] is the one error type every layer converts into.
 
 pub mod build_identity;
-pub mod units;
+pub mod cli;
 pub mod emg;
 pub mod partition;
 pub mod state;
 pub mod transport;
+pub mod units;
 pub mod wire;
 
 pub use emg::Emg;

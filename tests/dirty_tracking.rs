@@ -19,19 +19,31 @@ fn shared_mapping(pages: usize) -> MmapRaw {
 }
 
 fn range(map: &MmapRaw) -> TrackedRange {
-    TrackedRange { base: map.as_mut_ptr(), len: map.len(), first_page: 0 }
+    TrackedRange {
+        base: map.as_mut_ptr(),
+        len: map.len(),
+        first_page: 0,
+    }
 }
 
 fn write(map: &MmapRaw, page: usize, value: u64) {
     // SAFETY (test): the offset is inside the mapping.
-    unsafe { (map.as_mut_ptr().add(page * PAGE_SIZE + 8 * (value as usize % 512)) as *mut u64).write_volatile(value) };
+    unsafe {
+        (map.as_mut_ptr()
+            .add(page * PAGE_SIZE + 8 * (value as usize % 512)) as *mut u64)
+            .write_volatile(value)
+    };
 }
 
 fn uffd_available() -> bool {
     dirty::resolve(TrackerKind::Auto) == TrackerKind::UffdWp
 }
 
-fn reports_every_written_page(kind: TrackerKind, before: &BTreeSet<usize>, written: &BTreeSet<usize>) {
+fn reports_every_written_page(
+    kind: TrackerKind,
+    before: &BTreeSet<usize>,
+    written: &BTreeSet<usize>,
+) {
     const PAGES: usize = 1024;
     let map = shared_mapping(PAGES);
     for &p in before {
@@ -45,12 +57,23 @@ fn reports_every_written_page(kind: TrackerKind, before: &BTreeSet<usize>, writt
     let mut seen = PageSet::new();
     log.harvest(&mut seen).unwrap();
     let seen: BTreeSet<usize> = seen.iter().map(|p| p as usize).collect();
-    assert!(written.is_subset(&seen), "missed pages: {:?}", written.difference(&seen).collect::<Vec<_>>());
+    assert!(
+        written.is_subset(&seen),
+        "missed pages: {:?}",
+        written.difference(&seen).collect::<Vec<_>>()
+    );
     // No write happened outside `written`, so an exact tracker reports nothing else.
-    assert_eq!(seen, *written, "{kind} reported pages that were not written");
+    assert_eq!(
+        seen, *written,
+        "{kind} reported pages that were not written"
+    );
     let mut again = PageSet::new();
     log.harvest(&mut again).unwrap();
-    assert!(again.is_empty(), "{kind} re-reported {:?} without new writes", again.ranges());
+    assert!(
+        again.is_empty(),
+        "{kind} re-reported {:?} without new writes",
+        again.ranges()
+    );
     log.stop().unwrap();
 }
 
@@ -115,7 +138,13 @@ fn racing_writes_are_never_lost(kind: TrackerKind) {
             let p = p as usize;
             // SAFETY (test): reading the mapping while the writer writes is
             // the point; torn pages are re-reported by the next harvest.
-            unsafe { std::ptr::copy_nonoverlapping(map.as_ptr().add(p * PAGE_SIZE), copy[p * PAGE_SIZE..].as_mut_ptr(), PAGE_SIZE) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    map.as_ptr().add(p * PAGE_SIZE),
+                    copy[p * PAGE_SIZE..].as_mut_ptr(),
+                    PAGE_SIZE,
+                )
+            };
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -125,19 +154,39 @@ fn racing_writes_are_never_lost(kind: TrackerKind) {
     for p in set.iter() {
         let p = p as usize;
         // SAFETY (test): the writer has stopped.
-        unsafe { std::ptr::copy_nonoverlapping(map.as_ptr().add(p * PAGE_SIZE), copy[p * PAGE_SIZE..].as_mut_ptr(), PAGE_SIZE) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                map.as_ptr().add(p * PAGE_SIZE),
+                copy[p * PAGE_SIZE..].as_mut_ptr(),
+                PAGE_SIZE,
+            )
+        };
     }
     // SAFETY (test): nobody writes the mapping any more.
     let memory = unsafe { std::slice::from_raw_parts(map.as_ptr(), PAGES * PAGE_SIZE) };
-    let stale: Vec<usize> = (0..PAGES).filter(|&p| memory[p * PAGE_SIZE..(p + 1) * PAGE_SIZE] != copy[p * PAGE_SIZE..(p + 1) * PAGE_SIZE]).collect();
-    assert!(stale.is_empty(), "{kind}: {} pages lost their last write, e.g. {:?}", stale.len(), &stale[..stale.len().min(5)]);
-    assert!(writes > 1000 && harvested > 500, "the race was not exercised: {writes} writes, {harvested} pages harvested");
+    let stale: Vec<usize> = (0..PAGES)
+        .filter(|&p| {
+            memory[p * PAGE_SIZE..(p + 1) * PAGE_SIZE] != copy[p * PAGE_SIZE..(p + 1) * PAGE_SIZE]
+        })
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "{kind}: {} pages lost their last write, e.g. {:?}",
+        stale.len(),
+        &stale[..stale.len().min(5)]
+    );
+    assert!(
+        writes > 1000 && harvested > 500,
+        "the race was not exercised: {writes} writes, {harvested} pages harvested"
+    );
 }
 
 #[test]
 fn uffd_wp_never_loses_a_racing_write() {
     if !uffd_available() {
-        eprintln!("skipped: uffd-wp with PAGEMAP_SCAN is not available on this kernel (needs Linux 6.7+)");
+        eprintln!(
+            "skipped: uffd-wp with PAGEMAP_SCAN is not available on this kernel (needs Linux 6.7+)"
+        );
         return;
     }
     racing_writes_are_never_lost(TrackerKind::UffdWp);
@@ -152,11 +201,21 @@ fn mprotect_never_loses_a_racing_write() {
 fn auto_picks_uffd_wp_on_this_kernel() {
     // The development and CI kernels are 6.7+; fail loudly if the probe
     // regresses there rather than silently testing only the fallback.
-    let release = nix::sys::utsname::uname().unwrap().release().to_string_lossy().into_owned();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse::<u32>().ok());
+    let release = nix::sys::utsname::uname()
+        .unwrap()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse::<u32>().ok());
     let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if version >= (6, 7) {
-        assert_eq!(dirty::resolve(TrackerKind::Auto), TrackerKind::UffdWp, "kernel {release}");
+        assert_eq!(
+            dirty::resolve(TrackerKind::Auto),
+            TrackerKind::UffdWp,
+            "kernel {release}"
+        );
     } else {
         eprintln!("skipped: kernel {release} predates PAGEMAP_SCAN");
     }

@@ -1,5 +1,40 @@
-//! `moverctl`: the management client.
+//! `moverctl`: the management client. Argument parsing and wiring only.
+
+use clap::{Parser, Subcommand};
+use lpar_mover::cli::selftest::{self, SelftestArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "moverctl",
+    version,
+    about = "Drive lpar-mover agents: move LPARs between hosts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a default LPAR on this machine, run its guest program under
+    /// dirty tracking, and print what each harvest reports.
+    Selftest(SelftestArgs),
+    /// Print the build identity agents compare before a migration.
+    Version,
+}
 
 fn main() {
-    println!("{}", lpar_mover::build_identity::BuildIdentity::current());
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Selftest(args) => selftest::run(&args),
+        Command::Version => {
+            println!("{}", lpar_mover::build_identity::BuildIdentity::current());
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
 }

@@ -55,7 +55,10 @@ impl LparConfig {
             ));
         }
         if self.vcpus == 0 || self.vcpus > MAX_VCPUS {
-            return bad(format!("vcpus is {}; it must be 1 to {MAX_VCPUS}", self.vcpus));
+            return bad(format!(
+                "vcpus is {}; it must be 1 to {MAX_VCPUS}",
+                self.vcpus
+            ));
         }
         if self.memory_bytes == 0 || self.memory_bytes % PAGE_SIZE as u64 != 0 {
             return bad(format!(
@@ -80,10 +83,20 @@ mod tests {
     fn invalid_fields_are_named() {
         let mut c = LparConfig::default_lpar();
         c.name = "../etc".into();
-        assert!(c.validate().unwrap_err().to_string().contains("name '../etc'"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("name '../etc'")
+        );
         let mut c = LparConfig::default_lpar();
         c.memory_bytes = 4097;
-        assert!(c.validate().unwrap_err().to_string().contains("multiple of 4096"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("multiple of 4096")
+        );
         let mut c = LparConfig::default_lpar();
         c.vcpus = 0;
         assert!(c.validate().unwrap_err().to_string().contains("vcpus is 0"));

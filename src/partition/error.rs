@@ -15,7 +15,11 @@ pub enum PartitionError {
     /// No dirty-tracking mechanism works on this kernel.
     NoDirtyTracker { reasons: String },
     /// A dirty-tracking system call failed.
-    DirtyLog { mechanism: &'static str, call: &'static str, source: io::Error },
+    DirtyLog {
+        mechanism: &'static str,
+        call: &'static str,
+        source: io::Error,
+    },
     /// The operation needs paused vCPUs.
     NotPaused { operation: &'static str },
     /// The guest program specification does not parse.
@@ -28,7 +32,10 @@ impl fmt::Display for PartitionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::PageOutOfRange { page, pages } => {
-                write!(f, "guest page {page} is outside guest memory ({pages} pages)")
+                write!(
+                    f,
+                    "guest page {page} is outside guest memory ({pages} pages)"
+                )
             }
             Self::SharedMemory { path, source } => {
                 write!(f, "cannot create or map LPAR memory at {path}: {source}")
@@ -37,7 +44,11 @@ impl fmt::Display for PartitionError {
             Self::NoDirtyTracker { reasons } => {
                 write!(f, "no dirty-page tracker works on this kernel: {reasons}")
             }
-            Self::DirtyLog { mechanism, call, source } => {
+            Self::DirtyLog {
+                mechanism,
+                call,
+                source,
+            } => {
                 write!(f, "dirty tracking ({mechanism}) failed in {call}: {source}")
             }
             Self::NotPaused { operation } => {
@@ -97,7 +108,13 @@ impl From<PartitionError> for Emg {
             PartitionError::PageOutOfRange { page, .. } => *page,
             _ => 0,
         };
-        Emg::new(Module::SourceHvm, phase::PARTITION, e.cause(), e.to_string(), e.action())
-            .detail(detail)
+        Emg::new(
+            Module::SourceHvm,
+            phase::PARTITION,
+            e.cause(),
+            e.to_string(),
+            e.action(),
+        )
+        .detail(detail)
     }
 }

@@ -59,11 +59,7 @@ pub trait GuestMemory: Send + Sync {
     /// Applies `f` to page `page` in place (decode straight into guest
     /// memory). Same rule as [`GuestMemory::write_page`]: only while vCPUs
     /// are not running.
-    fn update_page(
-        &self,
-        page: u64,
-        f: &mut dyn FnMut(&mut Page),
-    ) -> Result<(), PartitionError>;
+    fn update_page(&self, page: u64, f: &mut dyn FnMut(&mut Page)) -> Result<(), PartitionError>;
 
     /// Pages that hold data (have ever been written). Never-touched memory is
     /// zero and need not be scanned or sent. May over-report, never under.

@@ -57,16 +57,26 @@ impl SimLpar {
     fn host(files: LparFiles, config: LparConfig) -> Self {
         let files = Arc::new(files);
         let vcpus = VcpuSet::start(files.clone(), config.vcpus as usize);
-        let regions = [MemoryRegion { guest_base: 0, len: config.memory_bytes }];
-        SimLpar { config, regions, files, vcpus }
+        let regions = [MemoryRegion {
+            guest_base: 0,
+            len: config.memory_bytes,
+        }];
+        SimLpar {
+            config,
+            regions,
+            files,
+            vcpus,
+        }
     }
 
     /// Stops the vCPU threads and deletes the LPAR's files.
     pub fn destroy(self) -> Result<(), PartitionError> {
         let dir = self.files.dir.clone();
         drop(self);
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| PartitionError::SharedMemory { path: dir.display().to_string(), source: e })
+        std::fs::remove_dir_all(&dir).map_err(|e| PartitionError::SharedMemory {
+            path: dir.display().to_string(),
+            source: e,
+        })
     }
 
     pub fn config(&self) -> &LparConfig {
@@ -89,13 +99,17 @@ impl SimLpar {
 
     /// The committed registers of every vCPU.
     pub fn registers(&self) -> Vec<Regs> {
-        (0..self.vcpus.count()).map(|i| self.files.load_regs(i)).collect()
+        (0..self.vcpus.count())
+            .map(|i| self.files.load_regs(i))
+            .collect()
     }
 
     /// Replaces the registers of every vCPU; needs the vCPUs paused or stopped.
     pub fn set_registers(&self, regs: &[Regs]) -> Result<(), PartitionError> {
         if self.vcpus.is_running() {
-            return Err(PartitionError::NotPaused { operation: "restoring vCPU registers" });
+            return Err(PartitionError::NotPaused {
+                operation: "restoring vCPU registers",
+            });
         }
         if regs.len() != self.vcpus.count() {
             return Err(PartitionError::BadConfig {
@@ -120,7 +134,10 @@ impl SimLpar {
 
     /// Total writes made by the guest program on all vCPUs.
     pub fn writes(&self) -> u64 {
-        self.registers().iter().map(|r| r.gpr[program::GPR_WRITES]).sum()
+        self.registers()
+            .iter()
+            .map(|r| r.gpr[program::GPR_WRITES])
+            .sum()
     }
 
     pub fn run_state(&self) -> RunState {
@@ -133,7 +150,12 @@ impl SimLpar {
             return Err(PartitionError::PageOutOfRange { page, pages });
         }
         // SAFETY: page < pages, so the offset is inside the mapping.
-        Ok(unsafe { self.files.memory.as_mut_ptr().add(page as usize * PAGE_SIZE) })
+        Ok(unsafe {
+            self.files
+                .memory
+                .as_mut_ptr()
+                .add(page as usize * PAGE_SIZE)
+        })
     }
 }
 
@@ -158,13 +180,11 @@ impl GuestMemory for SimLpar {
         Ok(())
     }
 
-    fn update_page(
-        &self,
-        page: u64,
-        f: &mut dyn FnMut(&mut Page),
-    ) -> Result<(), PartitionError> {
+    fn update_page(&self, page: u64, f: &mut dyn FnMut(&mut Page)) -> Result<(), PartitionError> {
         if self.vcpus.is_running() {
-            return Err(PartitionError::NotPaused { operation: "writing guest memory in place" });
+            return Err(PartitionError::NotPaused {
+                operation: "writing guest memory in place",
+            });
         }
         let dst = self.page_ptr(page)?;
         // SAFETY: dst is a page-aligned 4 KiB inside the mapping, and no vCPU
@@ -179,7 +199,9 @@ impl GuestMemory for SimLpar {
 
     fn digest(&self) -> Result<[u8; 32], PartitionError> {
         if self.vcpus.is_running() {
-            return Err(PartitionError::NotPaused { operation: "the memory digest" });
+            return Err(PartitionError::NotPaused {
+                operation: "the memory digest",
+            });
         }
         // SAFETY: the mapping is live and no vCPU runs, so the bytes are
         // stable for the duration of the hash.

@@ -78,7 +78,10 @@ pub struct ProgramSpec {
 
 impl ProgramSpec {
     pub fn parse(spec: &str) -> Result<Self, PartitionError> {
-        let bad = |why: String| PartitionError::BadProgram { spec: spec.to_string(), why };
+        let bad = |why: String| PartitionError::BadProgram {
+            spec: spec.to_string(),
+            why,
+        };
         let mut parts = spec.split(',');
         let head = parts.next().unwrap_or_default().trim();
         let (opcode, hot_pages) = match head.split_once(':') {
@@ -94,15 +97,22 @@ impl ProgramSpec {
             }
             _ => return Err(bad(format!("unknown program '{head}'"))),
         };
-        let mut program =
-            ProgramSpec { opcode, hot_pages, rate: 0, content: Content::Random, writes: 0 };
+        let mut program = ProgramSpec {
+            opcode,
+            hot_pages,
+            rate: 0,
+            content: Content::Random,
+            writes: 0,
+        };
         for option in parts {
             let (key, value) = option
                 .trim()
                 .split_once('=')
                 .ok_or_else(|| bad(format!("option '{option}' is not key=value")))?;
             let number = || {
-                value.parse::<u64>().map_err(|_| bad(format!("{key}={value} is not a number")))
+                value
+                    .parse::<u64>()
+                    .map_err(|_| bad(format!("{key}={value} is not a number")))
             };
             match key {
                 "rate" => program.rate = number()?,
@@ -142,7 +152,11 @@ impl ProgramSpec {
         let (i, n) = (u64::from(index), u64::from(vcpus));
         let start = region * i / n;
         let end = region * (i + 1) / n;
-        let mut regs = Regs { rip: self.opcode as u64, rflags: 0x2, ..Regs::default() };
+        let mut regs = Regs {
+            rip: self.opcode as u64,
+            rflags: 0x2,
+            ..Regs::default()
+        };
         regs.gpr[GPR_REGION_START] = start;
         regs.gpr[GPR_REGION_PAGES] = end - start;
         // Distinct, non-zero seeds per vCPU (xorshift must not start at 0).
@@ -185,7 +199,11 @@ pub fn next_write(regs: &mut Regs) -> (u64, u64) {
         let hot = (pages / 10).max(1);
         let pick = next_random(&mut regs.gpr[GPR_RNG]);
         let offset = next_random(&mut regs.gpr[GPR_RNG]);
-        if pick % 10 != 0 { start + offset % hot } else { start + offset % pages }
+        if pick % 10 != 0 {
+            start + offset % hot
+        } else {
+            start + offset % pages
+        }
     } else {
         let cursor = regs.gpr[GPR_CURSOR] % pages;
         regs.gpr[GPR_CURSOR] = (cursor + 1) % pages;
@@ -206,10 +224,38 @@ pub fn record_write_time(regs: &mut Regs, now_ns: u64) {
 }
 
 const WORDS: [&[u8]; 32] = [
-    b"the ", b"partition ", b"memory ", b"page ", b"guest ", b"host ", b"migration ", b"of ",
-    b"and ", b"to ", b"round ", b"dirty ", b"copy ", b"vcpu ", b"a ", b"is ", b"with ",
-    b"source ", b"destination ", b"path ", b"in ", b"suspend ", b"state ", b"device ",
-    b"switch ", b"over ", b"log ", b"frame ", b"stream ", b"for ", b"time ", b"\n",
+    b"the ",
+    b"partition ",
+    b"memory ",
+    b"page ",
+    b"guest ",
+    b"host ",
+    b"migration ",
+    b"of ",
+    b"and ",
+    b"to ",
+    b"round ",
+    b"dirty ",
+    b"copy ",
+    b"vcpu ",
+    b"a ",
+    b"is ",
+    b"with ",
+    b"source ",
+    b"destination ",
+    b"path ",
+    b"in ",
+    b"suspend ",
+    b"state ",
+    b"device ",
+    b"switch ",
+    b"over ",
+    b"log ",
+    b"frame ",
+    b"stream ",
+    b"for ",
+    b"time ",
+    b"\n",
 ];
 
 /// Fills `page` with the content a write with this seed produces.
@@ -244,7 +290,10 @@ mod tests {
         assert_eq!(p.opcode, Opcode::Hot);
         assert_eq!(p.hot_pages, 65536);
         assert_eq!(p.rate, 60000);
-        assert_eq!(ProgramSpec::parse("sweep,content=text").unwrap().content, Content::Text);
+        assert_eq!(
+            ProgramSpec::parse("sweep,content=text").unwrap().content,
+            Content::Text
+        );
         assert_eq!(ProgramSpec::parse("idle").unwrap().opcode, Opcode::Idle);
         assert_eq!(ProgramSpec::parse("skewed,writes=10").unwrap().writes, 10);
     }
@@ -257,13 +306,20 @@ mod tests {
         assert!(msg("hot:1G,rate=fast").contains("rate=fast is not a number"));
         assert!(msg("hot:12").contains("smaller than one page"));
         let p = ProgramSpec::parse("hot:2GiB").unwrap();
-        assert!(p.initial_regs(0, 1, 1000).unwrap_err().to_string().contains("larger than guest"));
+        assert!(
+            p.initial_regs(0, 1, 1000)
+                .unwrap_err()
+                .to_string()
+                .contains("larger than guest")
+        );
     }
 
     #[test]
     fn vcpus_split_the_region_without_overlap() {
         let p = ProgramSpec::parse("hot:1MiB").unwrap();
-        let regs: Vec<Regs> = (0..3).map(|i| p.initial_regs(i, 3, 1 << 20).unwrap()).collect();
+        let regs: Vec<Regs> = (0..3)
+            .map(|i| p.initial_regs(i, 3, 1 << 20).unwrap())
+            .collect();
         let mut next = 0;
         for r in &regs {
             assert_eq!(r.gpr[GPR_REGION_START], next);
@@ -292,7 +348,10 @@ mod tests {
         let p = ProgramSpec::parse("skewed").unwrap();
         let mut r = p.initial_regs(0, 1, 10_000).unwrap();
         let hot = (0..10_000).filter(|_| next_write(&mut r).0 < 1000).count();
-        assert!((8_800..9_300).contains(&hot), "{hot} of 10000 writes were hot");
+        assert!(
+            (8_800..9_300).contains(&hot),
+            "{hot} of 10000 writes were hot"
+        );
     }
 
     #[test]

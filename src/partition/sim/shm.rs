@@ -60,11 +60,17 @@ pub struct LparFiles {
 }
 
 fn shm_err(path: &Path, source: std::io::Error) -> PartitionError {
-    PartitionError::SharedMemory { path: path.display().to_string(), source }
+    PartitionError::SharedMemory {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn corrupt(path: &Path, what: impl Into<String>) -> PartitionError {
-    PartitionError::Corrupt { path: path.display().to_string(), what: what.into() }
+    PartitionError::Corrupt {
+        path: path.display().to_string(),
+        what: what.into(),
+    }
 }
 
 impl LparFiles {
@@ -82,7 +88,9 @@ impl LparFiles {
             .open(&memory_path)
             .map_err(|e| shm_err(&memory_path, e))?;
         // set_len makes a hole: no page is allocated until written.
-        memory_file.set_len(config.memory_bytes).map_err(|e| shm_err(&memory_path, e))?;
+        memory_file
+            .set_len(config.memory_bytes)
+            .map_err(|e| shm_err(&memory_path, e))?;
 
         let vcpus_path = dir.join("vcpus");
         let vcpus_file = OpenOptions::new()
@@ -92,7 +100,9 @@ impl LparFiles {
             .open(&vcpus_path)
             .map_err(|e| shm_err(&vcpus_path, e))?;
         let words = HEADER_WORDS + SLOT_WORDS * config.vcpus as usize;
-        vcpus_file.set_len((words * 8) as u64).map_err(|e| shm_err(&vcpus_path, e))?;
+        vcpus_file
+            .set_len((words * 8) as u64)
+            .map_err(|e| shm_err(&vcpus_path, e))?;
         write_config(&dir, config)?;
         let files = Self::map(dir, memory_file, &vcpus_file, config.vcpus as usize)?;
         let h = files.header();
@@ -112,11 +122,17 @@ impl LparFiles {
             .write(true)
             .open(&memory_path)
             .map_err(|e| shm_err(&memory_path, e))?;
-        let len = memory_file.metadata().map_err(|e| shm_err(&memory_path, e))?.len();
+        let len = memory_file
+            .metadata()
+            .map_err(|e| shm_err(&memory_path, e))?
+            .len();
         if len != config.memory_bytes {
             return Err(corrupt(
                 &memory_path,
-                format!("memory file is {len} bytes, configuration says {}", config.memory_bytes),
+                format!(
+                    "memory file is {len} bytes, configuration says {}",
+                    config.memory_bytes
+                ),
             ));
         }
         let vcpus_path = dir.join("vcpus");
@@ -126,15 +142,28 @@ impl LparFiles {
             .open(&vcpus_path)
             .map_err(|e| shm_err(&vcpus_path, e))?;
         let want = ((HEADER_WORDS + SLOT_WORDS * config.vcpus as usize) * 8) as u64;
-        let have = vcpus_file.metadata().map_err(|e| shm_err(&vcpus_path, e))?.len();
+        let have = vcpus_file
+            .metadata()
+            .map_err(|e| shm_err(&vcpus_path, e))?
+            .len();
         if have != want {
-            return Err(corrupt(&vcpus_path, format!("vCPU file is {have} bytes, expected {want}")));
+            return Err(corrupt(
+                &vcpus_path,
+                format!("vCPU file is {have} bytes, expected {want}"),
+            ));
         }
-        let files = Self::map(dir.to_path_buf(), memory_file, &vcpus_file, config.vcpus as usize)?;
+        let files = Self::map(
+            dir.to_path_buf(),
+            memory_file,
+            &vcpus_file,
+            config.vcpus as usize,
+        )?;
         let h = files.header();
-        if h[0].load(Ordering::Acquire) != MAGIC || h[1].load(Ordering::Relaxed) != LAYOUT_VERSION
-        {
-            return Err(corrupt(&vcpus_path, "vCPU file has a wrong magic or layout version"));
+        if h[0].load(Ordering::Acquire) != MAGIC || h[1].load(Ordering::Relaxed) != LAYOUT_VERSION {
+            return Err(corrupt(
+                &vcpus_path,
+                "vCPU file has a wrong magic or layout version",
+            ));
         }
         Ok((files, config))
     }
@@ -147,7 +176,13 @@ impl LparFiles {
     ) -> Result<Self, PartitionError> {
         let memory = MmapRaw::map_raw(&memory_file).map_err(|e| shm_err(&dir, e))?;
         let vcpus = MmapRaw::map_raw(vcpus_file).map_err(|e| shm_err(&dir, e))?;
-        Ok(LparFiles { dir, memory, memory_file, vcpus, vcpu_count })
+        Ok(LparFiles {
+            dir,
+            memory,
+            memory_file,
+            vcpus,
+            vcpu_count,
+        })
     }
 
     pub fn memory_file(&self) -> &File {

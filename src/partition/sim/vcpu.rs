@@ -52,7 +52,11 @@ pub struct VcpuSet {
 impl VcpuSet {
     /// Starts one thread per vCPU, paused or running as the files say.
     pub fn start(files: Arc<LparFiles>, vcpus: usize) -> Self {
-        let command = if files.run_state() == RunState::Running { RUN } else { PAUSE };
+        let command = if files.run_state() == RunState::Running {
+            RUN
+        } else {
+            PAUSE
+        };
         let control = Arc::new(Control {
             command: AtomicU8::new(command),
             lock: Mutex::new(Parked { count: 0 }),
@@ -69,7 +73,11 @@ impl VcpuSet {
                     .expect("spawn vCPU thread")
             })
             .collect();
-        let set = VcpuSet { control, files, threads };
+        let set = VcpuSet {
+            control,
+            files,
+            threads,
+        };
         if command == PAUSE {
             set.wait_parked();
         }
@@ -141,7 +149,11 @@ struct Pace {
 impl Pace {
     fn new() -> Self {
         let now = Instant::now();
-        Pace { epoch: now, writes: 0, period_start: now }
+        Pace {
+            epoch: now,
+            writes: 0,
+            period_start: now,
+        }
     }
 
     /// How long to sleep before the next write, if at all.
@@ -242,5 +254,8 @@ fn run_vcpu(index: usize, control: &Control, files: &LparFiles) {
 
 /// The longest write gap any vCPU has seen (the guest-observed stall).
 pub fn max_stall_ns(files: &LparFiles, vcpus: usize) -> u64 {
-    (0..vcpus).map(|i| files.load_regs(i).gpr[program::GPR_MAX_GAP_NS]).max().unwrap_or(0)
+    (0..vcpus)
+        .map(|i| files.load_regs(i).gpr[program::GPR_MAX_GAP_NS])
+        .max()
+        .unwrap_or(0)
 }

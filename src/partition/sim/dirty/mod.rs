@@ -39,7 +39,10 @@ unsafe impl Send for TrackedRange {}
 
 impl TrackedRange {
     fn uffd_range(&self) -> uapi::UffdioRange {
-        uapi::UffdioRange { start: self.base as u64, len: self.len as u64 }
+        uapi::UffdioRange {
+            start: self.base as u64,
+            len: self.len as u64,
+        }
     }
 
     fn page_of(&self, addr: u64) -> u64 {
@@ -64,7 +67,9 @@ impl FromStr for TrackerKind {
             "auto" => Ok(TrackerKind::Auto),
             "uffd-wp" | "uffd" => Ok(TrackerKind::UffdWp),
             "mprotect" => Ok(TrackerKind::Mprotect),
-            other => Err(format!("unknown dirty tracker '{other}': use auto, uffd-wp or mprotect")),
+            other => Err(format!(
+                "unknown dirty tracker '{other}': use auto, uffd-wp or mprotect"
+            )),
         }
     }
 }
@@ -114,14 +119,20 @@ pub fn open(kind: TrackerKind, range: TrackedRange) -> Result<Box<dyn DirtyLog>,
 fn probe_uffd_wp() -> Result<(), String> {
     const PAGES: usize = 4;
     // Guest memory is shared memory (tmpfs); so is a memfd.
-    let fd = nix::sys::memfd::memfd_create(c"lpar-mover-probe", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .map_err(|e| format!("memfd_create: {e}"))?;
+    let fd =
+        nix::sys::memfd::memfd_create(c"lpar-mover-probe", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| format!("memfd_create: {e}"))?;
     let file = std::fs::File::from(fd);
-    file.set_len((PAGES * PAGE_SIZE) as u64).map_err(|e| e.to_string())?;
+    file.set_len((PAGES * PAGE_SIZE) as u64)
+        .map_err(|e| e.to_string())?;
     // SAFETY: the memfd is ours alone; nobody else maps it.
     let mut shared = unsafe { memmap2::MmapMut::map_mut(&file) }.map_err(|e| e.to_string())?;
     shared[0] = 1; // populated page, plus three unpopulated ones
-    let range = TrackedRange { base: shared.as_mut_ptr(), len: PAGES * PAGE_SIZE, first_page: 0 };
+    let range = TrackedRange {
+        base: shared.as_mut_ptr(),
+        len: PAGES * PAGE_SIZE,
+        first_page: 0,
+    };
     let mut log = UffdWpLog::new(range).map_err(|e| e.to_string())?;
     log.start().map_err(|e| e.to_string())?;
     let mut seen = PageSet::new();
@@ -132,7 +143,10 @@ fn probe_uffd_wp() -> Result<(), String> {
     shared[2 * PAGE_SIZE] = 7;
     log.harvest(&mut seen).map_err(|e| e.to_string())?;
     if seen.iter().collect::<Vec<_>>() != [2] {
-        return Err(format!("a write to page 2 was reported as {:?}", seen.ranges()));
+        return Err(format!(
+            "a write to page 2 was reported as {:?}",
+            seen.ranges()
+        ));
     }
     Ok(())
 }

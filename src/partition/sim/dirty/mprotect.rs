@@ -59,7 +59,11 @@ pub struct MprotectLog {
 }
 
 fn err(call: &'static str, source: io::Error) -> PartitionError {
-    PartitionError::DirtyLog { mechanism: MECHANISM, call, source }
+    PartitionError::DirtyLog {
+        mechanism: MECHANISM,
+        call,
+        source,
+    }
 }
 
 fn protect(addr: usize, len: usize, prot: libc::c_int) -> io::Result<()> {
@@ -94,9 +98,18 @@ impl MprotectLog {
         // Publish length and bitmap before the base: the handler matches on
         // base, and a reserved slot (base = MAX) matches nothing.
         SLOTS[slot].len.store(range.len, Ordering::Relaxed);
-        SLOTS[slot].bitmap.store(bitmap.as_ptr() as *mut AtomicU64, Ordering::Relaxed);
-        SLOTS[slot].base.store(range.base as usize, Ordering::Release);
-        Ok(MprotectLog { range, bitmap, slot, started: false })
+        SLOTS[slot]
+            .bitmap
+            .store(bitmap.as_ptr() as *mut AtomicU64, Ordering::Relaxed);
+        SLOTS[slot]
+            .base
+            .store(range.base as usize, Ordering::Release);
+        Ok(MprotectLog {
+            range,
+            bitmap,
+            slot,
+            started: false,
+        })
     }
 }
 
@@ -122,8 +135,12 @@ impl DirtyLog for MprotectLog {
         let base = self.range.base as usize;
         let mut run: Option<(usize, usize)> = None; // [start, end) page indices
         let mut reprotect = |start: usize, end: usize| -> Result<(), PartitionError> {
-            protect(base + start * PAGE_SIZE, (end - start) * PAGE_SIZE, libc::PROT_READ)
-                .map_err(|e| err("mprotect(PROT_READ)", e))?;
+            protect(
+                base + start * PAGE_SIZE,
+                (end - start) * PAGE_SIZE,
+                libc::PROT_READ,
+            )
+            .map_err(|e| err("mprotect(PROT_READ)", e))?;
             out.insert_range(
                 self.range.first_page + start as u64..self.range.first_page + end as u64,
             );
@@ -156,8 +173,12 @@ impl DirtyLog for MprotectLog {
 
     fn stop(&mut self) -> Result<(), PartitionError> {
         if self.started {
-            protect(self.range.base as usize, self.range.len, libc::PROT_READ | libc::PROT_WRITE)
-                .map_err(|e| err("mprotect(PROT_READ|PROT_WRITE)", e))?;
+            protect(
+                self.range.base as usize,
+                self.range.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+            .map_err(|e| err("mprotect(PROT_READ|PROT_WRITE)", e))?;
             self.started = false;
         }
         Ok(())
@@ -174,7 +195,9 @@ impl Drop for MprotectLog {
         while IN_HANDLER.load(Ordering::SeqCst) != 0 {
             std::hint::spin_loop();
         }
-        SLOTS[self.slot].bitmap.store(std::ptr::null_mut(), Ordering::Relaxed);
+        SLOTS[self.slot]
+            .bitmap
+            .store(std::ptr::null_mut(), Ordering::Relaxed);
         SLOTS[self.slot].base.store(0, Ordering::Release);
     }
 }
@@ -225,22 +248,31 @@ fn mark_written(slot: &Slot, addr: usize) -> bool {
     let bitmap = slot.bitmap.load(Ordering::Relaxed);
     let page = (addr - base) / PAGE_SIZE;
     let pages = len / PAGE_SIZE;
-    let (first, count) =
-        if protect(base + page * PAGE_SIZE, PAGE_SIZE, libc::PROT_READ | libc::PROT_WRITE).is_ok() {
-            (page, 1)
+    let (first, count) = if protect(
+        base + page * PAGE_SIZE,
+        PAGE_SIZE,
+        libc::PROT_READ | libc::PROT_WRITE,
+    )
+    .is_ok()
+    {
+        (page, 1)
+    } else {
+        let first = page - page % FALLBACK_BLOCK_PAGES;
+        let count = FALLBACK_BLOCK_PAGES.min(pages - first);
+        if protect(
+            base + first * PAGE_SIZE,
+            count * PAGE_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+        .is_err()
+        {
+            // Last resort: the whole range writable and dirty.
+            let _ = protect(base, len, libc::PROT_READ | libc::PROT_WRITE);
+            (0, pages)
         } else {
-            let first = page - page % FALLBACK_BLOCK_PAGES;
-            let count = FALLBACK_BLOCK_PAGES.min(pages - first);
-            if protect(base + first * PAGE_SIZE, count * PAGE_SIZE, libc::PROT_READ | libc::PROT_WRITE)
-                .is_err()
-            {
-                // Last resort: the whole range writable and dirty.
-                let _ = protect(base, len, libc::PROT_READ | libc::PROT_WRITE);
-                (0, pages)
-            } else {
-                (first, count)
-            }
-        };
+            (first, count)
+        }
+    };
     // Writable first, then the bit (see the module doc).
     for p in first..first + count {
         // SAFETY: bitmap has pages.div_ceil(64) words and p < pages; the

@@ -32,7 +32,11 @@ pub struct UffdWpLog {
 }
 
 fn err(call: &'static str, source: io::Error) -> PartitionError {
-    PartitionError::DirtyLog { mechanism: MECHANISM, call, source }
+    PartitionError::DirtyLog {
+        mechanism: MECHANISM,
+        call,
+        source,
+    }
 }
 
 impl UffdWpLog {
@@ -87,7 +91,11 @@ impl UffdWpLog {
     fn write_protect(&self, protect: bool) -> Result<(), PartitionError> {
         let mut wp = UffdioWriteprotect {
             range: self.range.uffd_range(),
-            mode: if protect { UFFDIO_WRITEPROTECT_MODE_WP } else { 0 },
+            mode: if protect {
+                UFFDIO_WRITEPROTECT_MODE_WP
+            } else {
+                0
+            },
         };
         // SAFETY: wp is valid and the range is registered with this uffd.
         unsafe { uffdio_writeprotect(self.uffd.as_raw_fd(), &mut wp) }

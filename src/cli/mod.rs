@@ -1,0 +1,4 @@
+//! What `moverctl` does for each subcommand, kept out of the binary so it
+//! can be tested.
+
+pub mod selftest;
