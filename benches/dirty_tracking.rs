@@ -15,7 +15,8 @@ const PAGES: usize = MEMORY / PAGE_SIZE;
 const RUNS: usize = 15;
 
 fn guest_memory() -> MmapRaw {
-    let fd = nix::sys::memfd::memfd_create(c"bench", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
+    let fd =
+        nix::sys::memfd::memfd_create(c"bench", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
     let file = std::fs::File::from(fd);
     file.set_len(MEMORY as u64).unwrap();
     let map = MmapRaw::map_raw(&file).unwrap();
@@ -45,9 +46,16 @@ fn dirty_pages(fraction_per_mille: usize, run: usize) -> Vec<usize> {
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing we use.
     let map = guest_memory();
-    let range = TrackedRange { base: map.as_mut_ptr(), len: MEMORY, first_page: 0 };
+    let range = TrackedRange {
+        base: map.as_mut_ptr(),
+        len: MEMORY,
+        first_page: 0,
+    };
     println!("1 GiB guest, {PAGES} pages, populated; medians of {RUNS} runs");
-    println!("{:<10} {:>8} {:>14} {:>14}", "tracker", "dirty", "harvest ms", "pages found");
+    println!(
+        "{:<10} {:>8} {:>14} {:>14}",
+        "tracker", "dirty", "harvest ms", "pages found"
+    );
     let mut kinds = vec![TrackerKind::Mprotect];
     if dirty::resolve(TrackerKind::Auto) == TrackerKind::UffdWp {
         kinds.insert(0, TrackerKind::UffdWp);

@@ -60,7 +60,7 @@ impl LparConfig {
                 self.vcpus
             ));
         }
-        if self.memory_bytes == 0 || self.memory_bytes % PAGE_SIZE as u64 != 0 {
+        if self.memory_bytes == 0 || !self.memory_bytes.is_multiple_of(PAGE_SIZE as u64) {
             return bad(format!(
                 "memory is {} bytes; it must be a non-zero multiple of {PAGE_SIZE}",
                 self.memory_bytes

@@ -199,7 +199,7 @@ pub fn next_write(regs: &mut Regs) -> (u64, u64) {
         let hot = (pages / 10).max(1);
         let pick = next_random(&mut regs.gpr[GPR_RNG]);
         let offset = next_random(&mut regs.gpr[GPR_RNG]);
-        if pick % 10 != 0 {
+        if !pick.is_multiple_of(10) {
             start + offset % hot
         } else {
             start + offset % pages
