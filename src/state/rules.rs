@@ -105,6 +105,45 @@ pub enum Item {
     AcpiRegisters,
 }
 
+impl Item {
+    /// Every item, in declaration order.
+    pub const ALL: &'static [Item] = &[
+        Item::VcpuRegisters,
+        Item::Lapic,
+        Item::IoApic,
+        Item::Pic,
+        Item::PciConfiguration,
+        Item::Pit,
+        Item::Hpet,
+        Item::PmTimer,
+        Item::LogicalRtc,
+        Item::NicMacAddress,
+        Item::NicManualMacAddress,
+        Item::NicVnicNumber,
+        Item::NicVlanMode,
+        Item::NicVlanId,
+        Item::NicDeviceType,
+        Item::NicPromiscuousMode,
+        Item::NicInterLparFiltering,
+        Item::NicMmio,
+        Item::FcVfcId,
+        Item::FcWwpn,
+        Item::FcMigrationWwpn,
+        Item::FcPciAddress,
+        Item::FcNvram,
+        Item::FcMmio,
+        Item::UsbAssignedState,
+        Item::UsbUsedState,
+        Item::VgaAssignedState,
+        Item::VgaVram,
+        Item::VgaRegisters,
+        Item::SerialIoPorts,
+        Item::Uuid,
+        Item::FirmwareNvram,
+        Item::AcpiRegisters,
+    ];
+}
+
 /// One row of the disposition table.
 #[derive(Clone, Copy, Debug)]
 pub struct ItemRule {
@@ -581,5 +620,30 @@ impl DeviceState {
             let t = ns * u128::from(PmTimer::HZ) / 1_000_000_000;
             pm.counter = pm.counter.wrapping_add(t as u32);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_item_has_exactly_one_rule_in_declaration_order() {
+        let items: Vec<Item> = ITEMS.iter().map(|r| r.item).collect();
+        assert_eq!(items, Item::ALL);
+        for item in Item::ALL {
+            assert_eq!(rule(*item).item, *item);
+            assert!(!rule(*item).manual.is_empty());
+        }
+    }
+
+    #[test]
+    fn dispositions_say_what_crosses_the_wire_in_each_mode() {
+        use MigrationMode::*;
+        assert!(Migrated.carried_in(Shutdown) && Migrated.carried_in(Live));
+        assert!(!MigratedLiveOnly.carried_in(Shutdown) && MigratedLiveOnly.carried_in(Live));
+        assert!(Exchanged.carried_in(Shutdown) && Exchanged.carried_in(Live));
+        assert!(ReassignedByDestination.carried_in(Shutdown));
+        assert!(!NotMigrated.carried_in(Live));
     }
 }
