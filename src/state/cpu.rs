@@ -7,7 +7,23 @@
 /// (`gpr`, `rip`, `rflags`), so these names are part of the contract.
 /// `gpr` is in the x86 encoding order: rax, rcx, rdx, rbx, rsp, rbp, rsi,
 /// rdi, r8 … r15.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// `repr(C)` with no padding and the `zerocopy` traits, so a backend can
+/// keep it in shared memory (as `sim` does) and read or write it without
+/// `unsafe`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
 pub struct Registers {
     pub gpr: [u64; 16],
     pub rip: u64,
@@ -134,6 +150,18 @@ pub struct VcpuState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zerocopy::{FromBytes, IntoBytes};
+
+    #[test]
+    fn registers_map_to_and_from_plain_bytes() {
+        let mut r = Registers::default();
+        r.gpr[15] = 0x1122_3344_5566_7788;
+        r.rip = 0xfff0;
+        r.rflags = 2;
+        let bytes = r.as_bytes();
+        assert_eq!(bytes.len(), 18 * 8);
+        assert_eq!(Registers::read_from_bytes(bytes).unwrap(), r);
+    }
 
     #[test]
     fn vector_set_tracks_vectors_and_reports_the_highest() {

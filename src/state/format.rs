@@ -186,7 +186,7 @@ pub fn decode(bytes: &[u8]) -> Result<DeviceState, StateError> {
 }
 
 impl DeviceState {
-    /// Encodes this state in the binary format (see [`format`](self)).
+    /// Encodes this state in the binary format (see [`format`](crate::state::format)).
     pub fn encode(&self) -> Result<Vec<u8>, StateError> {
         encode(self)
     }

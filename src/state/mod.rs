@@ -11,7 +11,7 @@
 //! | [`rtc`] | logical RTC and the host-time-difference rule |
 //! | [`devices`] | logical NICs, FC HBAs, VGA, serial, firmware, ACPI |
 //! | [`rules`] | the disposition table ([`ITEMS`]) and the functions that apply it |
-//! | [`format`] | the binary layout: header, CRC, bounds (drawn there) |
+//! | [`format`](mod@format) | the binary layout: header, CRC, bounds (drawn there) |
 //! | `body` | field-by-field encoding of the body |
 //! | `sample` | a plausible state for a new LPAR |
 //! | [`error`] | [`StateError`] and its conversion into an [`Emg`](crate::emg::Emg) |
