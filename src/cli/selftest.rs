@@ -4,7 +4,7 @@
 use crate::emg::Emg;
 use crate::partition::sim::SimLpar;
 use crate::partition::sim::dirty::{self, TrackerKind};
-use crate::partition::{LparConfig, PAGE_SIZE, PageSet, Vcpus};
+use crate::partition::{LparConfig, PAGE_SIZE, PageSet, Partition, Vcpus};
 use crate::units::{format_size, parse_size};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -26,6 +26,8 @@ pub enum PartitionError {
     BadProgram { spec: String, why: String },
     /// The LPAR configuration is not acceptable.
     BadConfig { why: String },
+    /// Device state could not be saved or loaded.
+    DeviceState(crate::state::StateError),
 }
 
 impl fmt::Display for PartitionError {
@@ -56,6 +58,7 @@ impl fmt::Display for PartitionError {
             }
             Self::BadProgram { spec, why } => write!(f, "guest program '{spec}': {why}"),
             Self::BadConfig { why } => write!(f, "LPAR configuration: {why}"),
+            Self::DeviceState(e) => write!(f, "device state: {e}"),
         }
     }
 }
@@ -85,6 +88,7 @@ impl PartitionError {
                 "Use idle, hot:<size>[,rate=<pages/s>][,content=zero|text|random], sweep or skewed."
             }
             Self::BadConfig { .. } => "Correct the LPAR configuration and retry.",
+            Self::DeviceState(e) => e.action(),
         }
     }
 
@@ -98,7 +102,14 @@ impl PartitionError {
             Self::NotPaused { .. } => 0x06,
             Self::BadProgram { .. } => 0x07,
             Self::BadConfig { .. } => 0x08,
+            Self::DeviceState(_) => 0x09,
         }
+    }
+}
+
+impl From<crate::state::StateError> for PartitionError {
+    fn from(e: crate::state::StateError) -> Self {
+        PartitionError::DeviceState(e)
     }
 }
 

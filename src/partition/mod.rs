@@ -20,6 +20,8 @@ pub use config::LparConfig;
 pub use error::PartitionError;
 pub use pages::PageSet;
 
+use crate::state::DeviceState;
+
 /// Tracking and transfer granularity: one guest page.
 pub const PAGE_SIZE: usize = 4096;
 
@@ -107,4 +109,24 @@ pub trait Vcpus: Send + Sync {
 
     /// True while the vCPUs run (not paused, not stopped).
     fn is_running(&self) -> bool;
+}
+
+/// Device state: everything besides memory that moves with the LPAR.
+pub trait DeviceModel: Send + Sync {
+    /// Captures the whole device state, vCPU registers included. Needs the
+    /// vCPUs paused; the result is the state at the instant they stopped.
+    fn save_state(&self) -> Result<DeviceState, PartitionError>;
+
+    /// Loads `state` into a partition whose vCPUs are not running. On return,
+    /// [`Vcpus::resume`] continues the guest exactly where the saved one
+    /// stopped. A state without vCPUs (Shutdown mode) resets them to power-on.
+    fn restore_state(&self, state: &DeviceState) -> Result<(), PartitionError>;
+}
+
+/// One LPAR as the engine drives it.
+pub trait Partition: GuestMemory + Vcpus + DeviceModel {
+    fn config(&self) -> &LparConfig;
+
+    /// A dirty log over all of guest memory, not yet started.
+    fn dirty_log(&self) -> Result<Box<dyn DirtyLog>, PartitionError>;
 }

@@ -14,9 +14,10 @@ pub mod shm;
 mod vcpu;
 
 use crate::partition::{
-    DirtyLog, GuestMemory, LparConfig, MemoryRegion, PAGE_SIZE, Page, PageSet, PartitionError,
-    Vcpus,
+    DeviceModel, DirtyLog, GuestMemory, LparConfig, MemoryRegion, PAGE_SIZE, Page, PageSet,
+    Partition, PartitionError, Vcpus,
 };
+use crate::state::DeviceState;
 use dirty::{TrackedRange, TrackerKind};
 use program::{ProgramSpec, Regs};
 use shm::{LparFiles, RunState};
@@ -30,20 +31,22 @@ pub struct SimLpar {
     regions: [MemoryRegion; 1],
     files: Arc<LparFiles>,
     vcpus: VcpuSet,
+    tracker: TrackerKind,
 }
+
+/// The device state beside the vCPU file (registers live in the vCPU file).
+const DEVICES_FILE: &str = "devices.bin";
 
 impl SimLpar {
     /// Defines a new LPAR under `root` with its program's initial registers.
     /// Its vCPUs stay stopped until [`Vcpus::resume`].
     pub fn create(root: &Path, config: &LparConfig) -> Result<Self, PartitionError> {
-        let program = ProgramSpec::parse(&config.program)?;
-        let initial: Vec<Regs> = (0..config.vcpus)
-            .map(|i| program.initial_regs(i, config.vcpus, config.pages()))
-            .collect::<Result<_, _>>()?;
+        let initial = power_on_registers(config)?;
         let files = LparFiles::create(root, config)?;
         for (i, regs) in initial.iter().enumerate() {
             files.store_regs(i, regs);
         }
+        write_devices(&files.dir, &DeviceState::sample(config.vcpus as usize))?;
         Ok(Self::host(files, config.clone()))
     }
 
@@ -66,7 +69,13 @@ impl SimLpar {
             regions,
             files,
             vcpus,
+            tracker: TrackerKind::Auto,
         }
+    }
+
+    /// Selects the dirty tracker [`Partition::dirty_log`] opens.
+    pub fn set_tracker(&mut self, kind: TrackerKind) {
+        self.tracker = kind;
     }
 
     /// Stops the vCPU threads and deletes the LPAR's files.
@@ -77,10 +86,6 @@ impl SimLpar {
             path: dir.display().to_string(),
             source: e,
         })
-    }
-
-    pub fn config(&self) -> &LparConfig {
-        &self.config
     }
 
     pub fn dir(&self) -> &Path {
@@ -235,6 +240,66 @@ impl Vcpus for SimLpar {
     fn is_running(&self) -> bool {
         self.vcpus.is_running()
     }
+}
+
+impl DeviceModel for SimLpar {
+    fn save_state(&self) -> Result<DeviceState, PartitionError> {
+        if self.vcpus.is_running() {
+            return Err(PartitionError::NotPaused {
+                operation: "saving device state",
+            });
+        }
+        let mut state = read_devices(&self.files.dir)?;
+        state
+            .vcpus
+            .resize_with(self.vcpus.count(), Default::default);
+        for (vcpu, regs) in state.vcpus.iter_mut().zip(self.registers()) {
+            vcpu.regs = regs;
+        }
+        Ok(state)
+    }
+
+    fn restore_state(&self, state: &DeviceState) -> Result<(), PartitionError> {
+        let registers: Vec<Regs> = if state.vcpus.is_empty() {
+            power_on_registers(&self.config)?
+        } else {
+            state.vcpus.iter().map(|v| v.regs).collect()
+        };
+        self.set_registers(&registers)?;
+        write_devices(&self.files.dir, state)
+    }
+}
+
+impl Partition for SimLpar {
+    fn config(&self) -> &LparConfig {
+        &self.config
+    }
+
+    fn dirty_log(&self) -> Result<Box<dyn DirtyLog>, PartitionError> {
+        SimLpar::dirty_log(self, self.tracker)
+    }
+}
+
+/// The registers every vCPU starts its guest program with.
+fn power_on_registers(config: &LparConfig) -> Result<Vec<Regs>, PartitionError> {
+    let program = ProgramSpec::parse(&config.program)?;
+    (0..config.vcpus)
+        .map(|i| program.initial_regs(i, config.vcpus, config.pages()))
+        .collect()
+}
+
+fn write_devices(dir: &Path, state: &DeviceState) -> Result<(), PartitionError> {
+    let bytes = state.encode()?;
+    shm::write_atomically(&dir.join(DEVICES_FILE), &bytes)
+}
+
+fn read_devices(dir: &Path) -> Result<DeviceState, PartitionError> {
+    let path = dir.join(DEVICES_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| PartitionError::SharedMemory {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    Ok(DeviceState::decode(&bytes)?)
 }
 
 /// Allocated extents of a sparse file, as pages (`SEEK_DATA`/`SEEK_HOLE`).

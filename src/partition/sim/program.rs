@@ -40,13 +40,9 @@ pub const GPR_LAST_WRITE_NS: usize = 7;
 pub const GPR_MAX_GAP_NS: usize = 8;
 pub const GPR_WRITE_LIMIT: usize = 9;
 
-/// The register file a guest program runs on: 16 GPRs, rip, rflags.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Regs {
-    pub gpr: [u64; 16],
-    pub rip: u64,
-    pub rflags: u64,
-}
+/// The register file a guest program runs on: 16 GPRs, rip, rflags; the
+/// same registers the device state carries to the destination.
+pub use crate::state::Registers as Regs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Opcode {

@@ -256,13 +256,20 @@ impl LparFiles {
 }
 
 pub fn write_config(dir: &Path, config: &LparConfig) -> Result<(), PartitionError> {
-    let path = dir.join("config.json");
-    let tmp = dir.join("config.json.tmp");
     let text = serde_json::to_vec_pretty(config).expect("LparConfig serialises");
+    write_atomically(&dir.join("config.json"), &text)
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new
+/// content, never a mix (write a temporary, fsync, rename).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PartitionError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut file = File::create(&tmp).map_err(|e| shm_err(&tmp, e))?;
-    file.write_all(&text).map_err(|e| shm_err(&tmp, e))?;
+    file.write_all(bytes).map_err(|e| shm_err(&tmp, e))?;
     file.sync_all().map_err(|e| shm_err(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| shm_err(&path, e))
+    fs::rename(&tmp, path).map_err(|e| shm_err(path, e))
 }
 
 fn read_config(dir: &Path) -> Result<LparConfig, PartitionError> {

@@ -1,0 +1,109 @@
+//! Logical I/O devices: shared NICs, FC HBAs, VGA, the Super I/O serial
+//! port, firmware (UUID, NVRAM) and the ACPI register block.
+//!
+//! Fields that move in Concurrent Maintenance only are `Option`s: `None`
+//! means "not carried" (see [`super::rules`]).
+
+use super::ids::{MacAddress, PciAddress, VgaAssignment, VlanMode, VnicDeviceType, Wwpn};
+
+/// One logical (shared) NIC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogicalNic {
+    /// Virtual NIC assignment number (the VNIC `#n` on the HVM screen).
+    pub vnic_number: u8,
+    /// Logical MAC address derived from the MAC seed.
+    pub mac: MacAddress,
+    /// The MAC was changed by hand on the HVM screen. Such a MAC is not
+    /// transferred; see [`super::rules::exchange_identities`].
+    pub mac_set_manually: bool,
+    pub vlan_mode: VlanMode,
+    /// 0..=4095; meaningful for `Tag` and `Untag`.
+    pub vlan_id: u16,
+    pub device_type: VnicDeviceType,
+    pub promiscuous: bool,
+    /// Inter-LPAR packet filtering enabled.
+    pub inter_lpar_filtering: bool,
+    /// Emulated controller MMIO registers (CM only).
+    pub mmio: Option<Vec<u8>>,
+}
+
+/// One logical FC HBA port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogicalFcHba {
+    /// Virtual FC ID on the host that holds this state; the destination
+    /// reassigns it (see [`super::DeviceState::assign_vfc_ids`]).
+    pub vfc_id: u16,
+    pub wwpn: Wwpn,
+    /// The WWPN paired with `wwpn` under the same vfcID, used to log in to
+    /// the fabric during a Concurrent Maintenance move.
+    pub migration_wwpn: Wwpn,
+    pub pci_address: PciAddress,
+    /// HBA settings NVRAM.
+    pub nvram: Vec<u8>,
+    /// Emulated HBA MMIO registers (CM only).
+    pub mmio: Option<Vec<u8>>,
+}
+
+/// VRAM and VGA register file (CM only).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VgaSnapshot {
+    pub vram: Vec<u8>,
+    /// Sequencer, CRTC, graphics, attribute and DAC registers, concatenated.
+    pub registers: Vec<u8>,
+}
+
+/// The logical VGA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vga {
+    pub assigned: VgaAssignment,
+    pub snapshot: Option<VgaSnapshot>,
+}
+
+/// The 16550 registers of the Super I/O serial port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SerialPort {
+    pub io_base: u16,
+    pub ier: u8,
+    pub iir: u8,
+    pub fcr: u8,
+    pub lcr: u8,
+    pub mcr: u8,
+    pub lsr: u8,
+    pub msr: u8,
+    pub scr: u8,
+    pub dll: u8,
+    pub dlm: u8,
+}
+
+/// Firmware items that move in both modes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Firmware {
+    pub uuid: [u8; 16],
+    /// Logical EFI NVRAM (boot order, variables).
+    pub nvram: Vec<u8>,
+}
+
+impl Firmware {
+    /// The UUID in its canonical 8-4-4-4-12 form.
+    pub fn uuid_string(&self) -> String {
+        let h: String = self.uuid.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+}
+
+/// ACPI fixed-hardware registers (CM only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AcpiRegisters {
+    pub pm1_status: u16,
+    pub pm1_enable: u16,
+    pub pm1_control: u16,
+    pub gpe0_status: u64,
+    pub gpe0_enable: u64,
+}
