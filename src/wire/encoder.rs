@@ -2,7 +2,7 @@
 
 use super::error::WireError;
 use super::frame::Frame;
-use super::header::{HEADER_LEN, seal};
+use super::header::{FrameKind, HEADER_LEN, seal};
 
 /// Encodes the frames of one stream, numbering them 0, 1, 2, … in the order
 /// they are encoded (which must be the order they are written).
@@ -56,6 +56,30 @@ impl FrameEncoder {
             out.truncate(start);
             return Err(oversized(length));
         }
+        seal(&mut out[start..], kind, self.take_sequence());
+        Ok(())
+    }
+
+    /// Appends a frame of `kind` around an already-encoded `payload`,
+    /// without looking inside it (for relaying, tests and fuzzing). The
+    /// length is still held to the kind's bound.
+    pub fn encode_raw(
+        &mut self,
+        kind: FrameKind,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), WireError> {
+        if payload.len() > kind.max_payload() {
+            return Err(WireError::Oversized {
+                sequence: self.next_sequence,
+                kind,
+                length: payload.len() as u64,
+                max: kind.max_payload() as u64,
+            });
+        }
+        let start = out.len();
+        out.resize(start + HEADER_LEN, 0);
+        out.extend_from_slice(payload);
         seal(&mut out[start..], kind, self.take_sequence());
         Ok(())
     }
