@@ -136,16 +136,19 @@ fn codec(c: &mut Criterion) {
                 .unwrap_or_else(|| vec![[0u8; PAGE_SIZE]; PAGES]);
             b.iter(|| {
                 let mut dec = FrameDecoder::new();
-                dec.feed(&frame);
-                let Some(Frame::PageBatch(batch)) = dec.next_frame().unwrap() else {
-                    unreachable!()
-                };
-                for page in batch.pages() {
-                    let dest = &mut guest[page.page as usize];
-                    if page.encoding == Encoding::Delta {
-                        *dest = previous.as_ref().unwrap()[page.page as usize];
+                let mut fed = 0;
+                loop {
+                    fed += dec.feed(&frame[fed..]);
+                    if let Some(Frame::PageBatch(batch)) = dec.next_frame().unwrap() {
+                        for page in batch.pages() {
+                            let dest = &mut guest[page.page as usize];
+                            if page.encoding == Encoding::Delta {
+                                *dest = previous.as_ref().unwrap()[page.page as usize];
+                            }
+                            page.decode_into(dest).unwrap();
+                        }
+                        break;
                     }
-                    page.decode_into(dest).unwrap();
                 }
                 black_box(&guest);
             })
