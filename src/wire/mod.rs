@@ -1,3 +1,112 @@
-//! The migration stream (see issue 3): framed, versioned, checksummed messages.
+//! The migration stream (issue 3): framed, versioned, checksummed messages
+//! and the page encodings. This comment is the specification; it changes
+//! with the code. `wire` knows nothing about sockets or partitions: it turns
+//! frames into bytes and bytes into frames.
+//!
+//! # Frames
+//!
+//! Every stream is a sequence of frames, each a fixed 24-byte header and a
+//! payload; all integers are little-endian:
+//!
+//! ```text
+//!  0       4       6   7   8       12      16              24
+//!  ┌───────┬───────┬───┬───┬───────┬───────┬───────────────┬──────────────────┐
+//!  │ magic │version│knd│flg│length │ crc32 │   sequence    │ payload          │
+//!  │"LPMW" │  u16  │u8 │ 0 │  u32  │       │      u64      │ (length bytes)   │
+//!  └───────┴───────┴───┴───┴───────┴───────┴───────────────┴──────────────────┘
+//!   crc32 = CRC-32 (IEEE) of header (crc32 field as zero) ‖ payload
+//!   sequence = 0 for a stream's first frame, +1 per frame, per stream
+//! ```
+//!
+//! | kind | name | payload (see [`frame`], [`batch`], [`abort`]) | bound |
+//! |---|---|---|---|
+//! | 1 | Hello | version, migration id (u128), build identity, authentication proof | [`MAX_HELLO_PAYLOAD`] |
+//! | 2 | LparConfig | opaque bytes | [`MAX_LPAR_CONFIG`] |
+//! | 3 | PageBatch | round, then (page number, encoding, payload) × count | [`MAX_BATCH_PAYLOAD`], [`MAX_BATCH_PAGES`] |
+//! | 4 | EndOfRound | round, pages sent in the round | 12 bytes |
+//! | 5 | DeviceState | opaque bytes (the `state` layer's encoding) | [`MAX_DEVICE_STATE`] |
+//! | 6 | Switchover | step (suspended, ready, commit, running), timestamp | 9 bytes |
+//! | 7 | Abort | an [`Emg`](crate::emg::Emg): operands as integers, message and action as UTF-8 | [`MAX_ABORT_PAYLOAD`] |
+//! | 8 | Keepalive | timestamp | 8 bytes |
+//!
+//! Every payload is bounded by [`MAX_FRAME_PAYLOAD`]; the decoder checks the
+//! declared length against the kind's bound as soon as the header arrives,
+//! before it buffers the payload, so no input can make it allocate more
+//! than [`MAX_RECEIVE_BUFFER`] per stream.
+//!
+//! # The exchange
+//!
+//! ```text
+//! source                                               destination
+//!   │── Hello (version, build, migration id, proof) ─────▶│ on every stream
+//!   │◀──────────────────────────────────────────── Hello ─│
+//!   │── LparConfig ──────────────────────────────────────▶│
+//!   │                                                     │
+//!   │── PageBatch(round 0) ─┐  on any stream, in          │
+//!   │── PageBatch(round 0) ─┤  any interleaving  ────────▶│ decode into guest memory
+//!   │── EndOfRound(0, pages) on every stream ────────────▶│ barrier: round 0 complete
+//!   │── PageBatch(round k) … EndOfRound(k, pages) ───────▶│   (k = 1, 2, …, pages
+//!   │                                                     │    dirtied in round k-1)
+//!   │── Switchover(Suspended, t) ────────────────────────▶│ vCPUs stopped at t
+//!   │── PageBatch(final) … EndOfRound(final) ────────────▶│
+//!   │── DeviceState ─────────────────────────────────────▶│ load, verify
+//!   │◀────────────────────────────── Switchover(Ready) ───│
+//!   │── Switchover(Commit) ──────────────────────────────▶│ ownership passes
+//!   │◀─────────────────────────── Switchover(Running, t) ─│ first vCPU ran at t
+//!
+//!   Abort(Emg) may be sent by either side at any point and ends the
+//!   migration; Keepalive may be sent by either side on an idle stream.
+//! ```
+//!
+//! Within one stream frames arrive in order (the decoder enforces it with
+//! the sequence numbers: a duplicated, reordered or missing frame is an
+//! error). Across streams there is no order: a round's pages may travel on
+//! any stream, and the receiver must finish applying round k (all streams'
+//! EndOfRound(k)) before it applies pages of round k+1, so an older copy of
+//! a page never overwrites a newer one. The EndOfRound page count lets the
+//! receiver check it got every page of the round.
+//!
+//! # Pages
+//!
+//! Each page travels as Zero (no payload), Raw (4096 bytes), Lz4 (an
+//! `lz4_flex` block, used only when at most [`LZ4_MAX_PAYLOAD`] bytes) or
+//! Delta (XOR against the copy the receiver holds from an earlier round,
+//! zero-run encoded; see [`delta`]). [`encode_page`] picks the smallest;
+//! [`decode_page`] reproduces the page exactly.
+//!
+//! # Versioning
+//!
+//! Every header carries the sender's [`PROTOCOL_VERSION`], and so does the
+//! Hello. A receiver accepts its own version and the one before
+//! ([`PREVIOUS_PROTOCOL_VERSION`]) and refuses any other with
+//! [`WireError::UnsupportedVersion`], naming both versions; the check is
+//! [`check_version`]. Bump the version with every incompatible change.
 
 include!("version.rs");
+
+pub mod abort;
+pub mod batch;
+mod cursor;
+pub mod decoder;
+pub mod delta;
+pub mod encoder;
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod limits;
+pub mod page;
+
+pub use abort::parse_emg;
+pub use batch::{BatchFull, PageBatch, PageBatchBuilder, PageIter, PageRef};
+pub use decoder::FrameDecoder;
+pub use encoder::FrameEncoder;
+pub use error::WireError;
+pub use frame::{EndOfRound, Frame, Hello, Keepalive, MigrationId, Switchover, SwitchoverStep};
+pub use header::{
+    FrameHeader, FrameKind, HEADER_LEN, MAGIC, PREVIOUS_PROTOCOL_VERSION, check_version,
+};
+pub use limits::*;
+pub use page::{
+    DELTA_GOOD_ENOUGH, Encoding, LZ4_MAX_PAYLOAD, PAGE_SIZE, Page, PageError, decode_page,
+    encode_page, is_zero_page, looks_incompressible,
+};

@@ -1,0 +1,459 @@
+//! Page batches: many pages of one round in one frame.
+//!
+//! ```text
+//! payload = round:u32 count:u32 entry[count]
+//! entry   = page:u64 encoding:u8 reserved:u8 length:u16 payload[length]
+//!           │        │           (zero)      └ per encoding: Zero 0, Raw 4096,
+//!           │        └ 0 zero, 1 raw, 2 LZ4, 3 delta    LZ4 1..=4096, Delta 0..=4096
+//!           └ guest-physical page number (address / 4096)
+//! ```
+//!
+//! The sender fills one reusable [`PageBatchBuilder`] (no allocation per
+//! page: pages are encoded straight into the frame buffer, header space
+//! reserved in front) and seals it with the stream's [`FrameEncoder`]. The
+//! receiver gets a [`PageBatch`] that borrows the receive buffer; its
+//! iterator yields each page's number, encoding and payload slice, to be
+//! decoded straight into guest memory.
+
+use super::cursor::Reader;
+use super::encoder::FrameEncoder;
+use super::error::WireError;
+use super::header::{FrameKind, HEADER_LEN, seal};
+use super::limits::{BATCH_HEADER_LEN, MAX_BATCH_PAGES, MAX_BATCH_PAYLOAD, PAGE_ENTRY_LEN};
+use super::page::{Encoding, PAGE_SIZE, Page, decode_page, encode_page};
+use zerocopy::little_endian::{U16, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// The fixed prefix of one page entry, read in place.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct PageEntry {
+    page: U64,
+    encoding: u8,
+    reserved: u8,
+    length: U16,
+}
+
+const _: () = assert!(std::mem::size_of::<PageEntry>() == PAGE_ENTRY_LEN);
+
+/// One page of a received batch, borrowing the frame buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRef<'a> {
+    /// Guest-physical page number.
+    pub page: u64,
+    pub encoding: Encoding,
+    pub payload: &'a [u8],
+}
+
+impl PageRef<'_> {
+    /// Decodes this page into `dest` (for `Delta`, `dest` holds the copy the
+    /// receiver already has). See [`decode_page`].
+    pub fn decode_into(&self, dest: &mut Page) -> Result<(), WireError> {
+        decode_page(self.encoding, self.payload, dest).map_err(|problem| WireError::BadPage {
+            page: self.page,
+            encoding: self.encoding,
+            problem,
+        })
+    }
+}
+
+/// A received page batch. Its entries were checked when the frame was
+/// parsed (count, encodings, lengths), so iterating cannot fail; decoding a
+/// page's payload still can (LZ4 and delta contents are checked then).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageBatch<'a> {
+    pub round: u32,
+    count: u32,
+    entries: &'a [u8],
+}
+
+/// Splits one entry off the front of `rest`, checking it completely.
+fn split_entry(rest: &[u8]) -> Result<(PageRef<'_>, &[u8]), WireError> {
+    let malformed = |problem| WireError::Malformed {
+        kind: FrameKind::PageBatch,
+        problem,
+    };
+    let (entry, rest) = PageEntry::ref_from_prefix(rest)
+        .map_err(|_| malformed("the batch ends inside a page entry"))?;
+    let page = entry.page.get();
+    let encoding = Encoding::from_u8(entry.encoding).ok_or(WireError::UnknownEncoding {
+        page,
+        encoding: entry.encoding,
+    })?;
+    if entry.reserved != 0 {
+        return Err(malformed("a page entry's reserved byte is not zero"));
+    }
+    let len = usize::from(entry.length.get());
+    if !encoding.accepts_len(len) {
+        return Err(malformed("a page payload length does not fit its encoding"));
+    }
+    if rest.len() < len {
+        return Err(malformed("the batch ends inside a page payload"));
+    }
+    let (payload, rest) = rest.split_at(len);
+    Ok((
+        PageRef {
+            page,
+            encoding,
+            payload,
+        },
+        rest,
+    ))
+}
+
+impl<'a> PageBatch<'a> {
+    /// Parses and checks a batch payload.
+    pub fn parse(payload: &'a [u8]) -> Result<Self, WireError> {
+        let mut reader = Reader::new(payload, FrameKind::PageBatch);
+        let round = reader.u32()?;
+        let count = reader.u32()?;
+        if count as usize > MAX_BATCH_PAGES {
+            return Err(reader.malformed("the batch holds more pages than the limit"));
+        }
+        let entries = &payload[BATCH_HEADER_LEN..];
+        let mut rest = entries;
+        for _ in 0..count {
+            rest = split_entry(rest)?.1;
+        }
+        if !rest.is_empty() {
+            return Err(reader.malformed("the batch has bytes after its last page"));
+        }
+        Ok(PageBatch {
+            round,
+            count,
+            entries,
+        })
+    }
+
+    /// Number of pages in the batch.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The pages, in the order the sender added them.
+    pub fn pages(&self) -> PageIter<'a> {
+        PageIter {
+            rest: self.entries,
+            left: self.count,
+        }
+    }
+
+    /// The payload bytes after the round and count (for re-encoding).
+    pub(crate) fn write_payload(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.round.to_le_bytes());
+        out.extend_from_slice(&self.count.to_le_bytes());
+        out.extend_from_slice(self.entries);
+    }
+}
+
+impl<'a> IntoIterator for PageBatch<'a> {
+    type Item = PageRef<'a>;
+    type IntoIter = PageIter<'a>;
+    fn into_iter(self) -> PageIter<'a> {
+        self.pages()
+    }
+}
+
+/// Iterator over the pages of a checked [`PageBatch`].
+#[derive(Clone, Debug)]
+pub struct PageIter<'a> {
+    rest: &'a [u8],
+    left: u32,
+}
+
+impl<'a> Iterator for PageIter<'a> {
+    type Item = PageRef<'a>;
+
+    fn next(&mut self) -> Option<PageRef<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        // Checked when the batch was parsed; an error here cannot happen,
+        // and would end the iteration rather than panic.
+        let (page, rest) = split_entry(self.rest).ok()?;
+        self.rest = rest;
+        self.left -= 1;
+        Some(page)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+/// The batch is full: seal and send it, then begin a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the page batch is full")]
+pub struct BatchFull;
+
+/// Builds page-batch frames in one reusable buffer.
+///
+/// ```
+/// # use lpar_mover::wire::*;
+/// let mut batch = PageBatchBuilder::new();
+/// let mut stream = FrameEncoder::new();
+/// batch.begin(0);
+/// let page = [7u8; PAGE_SIZE];
+/// batch.push_page(0x100, &page, None).unwrap();
+/// let frame: &[u8] = batch.seal(&mut stream); // write these bytes to the stream
+/// # assert!(frame.len() > HEADER_LEN);
+/// ```
+#[derive(Debug)]
+pub struct PageBatchBuilder {
+    buf: Vec<u8>,
+    round: u32,
+    count: u32,
+    max_pages: usize,
+}
+
+impl Default for PageBatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PageBatchBuilder {
+    /// A builder for batches of up to [`MAX_BATCH_PAGES`] pages.
+    pub fn new() -> Self {
+        Self::with_max_pages(MAX_BATCH_PAGES)
+    }
+
+    /// A builder for smaller batches (at most [`MAX_BATCH_PAGES`]).
+    pub fn with_max_pages(max_pages: usize) -> Self {
+        let max_pages = max_pages.clamp(1, MAX_BATCH_PAGES);
+        // Room for a full batch plus the encoder's scratch space for one page,
+        // so filling the batch never reallocates.
+        let capacity = HEADER_LEN + MAX_BATCH_PAYLOAD + 3 * PAGE_SIZE;
+        let mut builder = PageBatchBuilder {
+            buf: Vec::with_capacity(capacity),
+            round: 0,
+            count: 0,
+            max_pages,
+        };
+        builder.begin(0);
+        builder
+    }
+
+    /// Empties the buffer and starts a batch of `round`.
+    pub fn begin(&mut self, round: u32) {
+        self.buf.clear();
+        self.buf.resize(HEADER_LEN + BATCH_HEADER_LEN, 0);
+        self.round = round;
+        self.count = 0;
+    }
+
+    pub fn round(&self) -> u32 {
+        self.round
+    }
+
+    /// Pages added so far.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.max_pages
+    }
+
+    /// Encodes page number `page` into the batch, choosing the cheapest
+    /// encoding (see [`encode_page`]), and says which was chosen.
+    pub fn push_page(
+        &mut self,
+        page: u64,
+        new: &Page,
+        previous: Option<&Page>,
+    ) -> Result<Encoding, BatchFull> {
+        if self.is_full() {
+            return Err(BatchFull);
+        }
+        let entry_at = self.buf.len();
+        self.buf.resize(entry_at + PAGE_ENTRY_LEN, 0);
+        let encoding = encode_page(new, previous, &mut self.buf);
+        let len = self.buf.len() - entry_at - PAGE_ENTRY_LEN;
+        self.write_entry(entry_at, page, encoding, len);
+        Ok(encoding)
+    }
+
+    /// Adds a page that is already encoded.
+    ///
+    /// # Panics
+    /// If `payload`'s length is impossible for `encoding` (a caller bug).
+    pub fn push_encoded(
+        &mut self,
+        page: u64,
+        encoding: Encoding,
+        payload: &[u8],
+    ) -> Result<(), BatchFull> {
+        assert!(
+            encoding.accepts_len(payload.len()),
+            "{} bytes cannot be a {encoding} page",
+            payload.len()
+        );
+        if self.is_full() {
+            return Err(BatchFull);
+        }
+        let entry_at = self.buf.len();
+        self.buf.resize(entry_at + PAGE_ENTRY_LEN, 0);
+        self.buf.extend_from_slice(payload);
+        self.write_entry(entry_at, page, encoding, payload.len());
+        Ok(())
+    }
+
+    fn write_entry(&mut self, at: usize, page: u64, encoding: Encoding, len: usize) {
+        let entry = PageEntry {
+            page: U64::new(page),
+            encoding: encoding as u8,
+            reserved: 0,
+            length: U16::new(len as u16),
+        };
+        self.buf[at..at + PAGE_ENTRY_LEN].copy_from_slice(entry.as_bytes());
+        self.count += 1;
+    }
+
+    /// Finishes the frame with the next sequence number of `stream` and
+    /// returns its bytes, ready to be written. The batch stays in the buffer
+    /// until [`begin`](Self::begin) is called again.
+    pub fn seal(&mut self, stream: &mut FrameEncoder) -> &[u8] {
+        self.buf[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&self.round.to_le_bytes());
+        self.buf[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&self.count.to_le_bytes());
+        seal(&mut self.buf, FrameKind::PageBatch, stream.take_sequence());
+        &self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(frame: &[u8]) -> &[u8] {
+        &frame[HEADER_LEN..]
+    }
+
+    #[test]
+    fn built_batch_parses_back_page_by_page() {
+        let mut builder = PageBatchBuilder::new();
+        let mut stream = FrameEncoder::new();
+        builder.begin(3);
+        let zero = [0u8; PAGE_SIZE];
+        let text = [b'a'; PAGE_SIZE];
+        let mut hot = text;
+        hot[9] = b'b';
+        assert_eq!(builder.push_page(1, &zero, None), Ok(Encoding::Zero));
+        assert_eq!(builder.push_page(2, &text, None), Ok(Encoding::Lz4));
+        assert_eq!(builder.push_page(3, &hot, Some(&text)), Ok(Encoding::Delta));
+        let frame = builder.seal(&mut stream).to_vec();
+        let batch = PageBatch::parse(body(&frame)).unwrap();
+        assert_eq!((batch.round, batch.len()), (3, 3));
+        let mut memory = [
+            [0x11u8; PAGE_SIZE],
+            [0x22; PAGE_SIZE],
+            [0x33; PAGE_SIZE],
+            text,
+        ];
+        for page in batch {
+            page.decode_into(&mut memory[page.page as usize]).unwrap();
+        }
+        assert_eq!(memory[1], zero);
+        assert_eq!(memory[2], text);
+        assert_eq!(memory[3], hot);
+    }
+
+    #[test]
+    fn builder_is_reused_without_growing() {
+        let mut builder = PageBatchBuilder::with_max_pages(MAX_BATCH_PAGES);
+        let mut stream = FrameEncoder::new();
+        let capacity = builder.buf.capacity();
+        let mut page = [0u8; PAGE_SIZE];
+        for round in 0..2 {
+            builder.begin(round);
+            let mut n = 0u64;
+            while !builder.is_full() {
+                // Incompressible: every page goes raw, the worst case for size.
+                let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                for b in page.iter_mut() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *b = x as u8;
+                }
+                builder.push_page(n, &page, None).unwrap();
+                n += 1;
+            }
+            assert_eq!(builder.push_page(n, &page, None), Err(BatchFull));
+            let frame = builder.seal(&mut stream);
+            assert!(frame.len() - HEADER_LEN <= MAX_BATCH_PAYLOAD);
+        }
+        assert_eq!(builder.buf.capacity(), capacity);
+    }
+
+    #[test]
+    fn batch_parser_refuses_bad_entries() {
+        let mut builder = PageBatchBuilder::new();
+        builder
+            .push_encoded(5, Encoding::Raw, &[1; PAGE_SIZE])
+            .unwrap();
+        let frame = builder.seal(&mut FrameEncoder::new()).to_vec();
+        let good = body(&frame).to_vec();
+        assert!(PageBatch::parse(&good).is_ok());
+
+        let mut bad = good.clone();
+        bad[8 + 8] = 9; // encoding byte
+        assert_eq!(
+            PageBatch::parse(&bad),
+            Err(WireError::UnknownEncoding {
+                page: 5,
+                encoding: 9
+            })
+        );
+
+        let mut bad = good.clone();
+        bad[8 + 10..8 + 12].copy_from_slice(&100u16.to_le_bytes()); // raw length
+        assert!(matches!(
+            PageBatch::parse(&bad),
+            Err(WireError::Malformed { .. })
+        ));
+
+        let mut bad = good.clone();
+        bad[4..8].copy_from_slice(&2u32.to_le_bytes()); // count beyond the entries
+        assert!(matches!(
+            PageBatch::parse(&bad),
+            Err(WireError::Malformed { .. })
+        ));
+
+        let mut bad = good.clone();
+        bad[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            PageBatch::parse(&bad),
+            Err(WireError::Malformed { .. })
+        ));
+
+        let mut bad = good;
+        bad.push(0); // trailing byte
+        assert!(matches!(
+            PageBatch::parse(&bad),
+            Err(WireError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn corrupt_lz4_page_is_a_bad_page_error() {
+        let mut builder = PageBatchBuilder::new();
+        builder.push_encoded(9, Encoding::Lz4, &[0xff; 8]).unwrap();
+        let frame = builder.seal(&mut FrameEncoder::new()).to_vec();
+        let batch = PageBatch::parse(body(&frame)).unwrap();
+        let page = batch.pages().next().unwrap();
+        let mut dest = [0u8; PAGE_SIZE];
+        assert!(matches!(
+            page.decode_into(&mut dest),
+            Err(WireError::BadPage { page: 9, .. })
+        ));
+    }
+}

@@ -1,0 +1,227 @@
+//! The frames and their payloads.
+//!
+//! ```text
+//! Hello       version:u16 migration_id:u128
+//!             crate_version:(u8 len, UTF-8) git_commit:(u8 len, UTF-8) wire_protocol:u16
+//!             auth_proof:(u16 len, bytes ≤ MAX_AUTH_PROOF)
+//! LparConfig  opaque bytes ≤ MAX_LPAR_CONFIG
+//! PageBatch   see `batch`
+//! EndOfRound  round:u32 pages:u64
+//! DeviceState opaque bytes ≤ MAX_DEVICE_STATE (the `state` layer's encoding)
+//! Switchover  step:u8 (1 suspended, 2 ready, 3 commit, 4 running) timestamp_ns:u64
+//! Abort       see `abort`
+//! Keepalive   timestamp_ns:u64
+//! ```
+
+use super::abort::{parse_emg, write_emg};
+use super::batch::PageBatch;
+use super::cursor::{Reader, put_string};
+use super::error::WireError;
+use super::header::{FrameKind, check_version};
+use super::limits::{MAX_AUTH_PROOF, MAX_IDENTITY_STRING};
+use crate::build_identity::BuildIdentity;
+use crate::emg::Emg;
+
+/// Identifies one migration on both hosts (and in their journals).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MigrationId(pub u128);
+
+impl std::fmt::Display for MigrationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// The first frame on every stream, in both directions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// The sender's wire protocol version (checked on receipt).
+    pub protocol_version: u16,
+    pub migration_id: MigrationId,
+    pub build: BuildIdentity,
+    /// Authentication material (the transport's challenge or HMAC proof),
+    /// at most [`MAX_AUTH_PROOF`] bytes.
+    pub auth_proof: Vec<u8>,
+}
+
+/// The barrier closing a round: every page of `round` has been sent, on all
+/// streams, and there were `pages` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndOfRound {
+    pub round: u32,
+    pub pages: u64,
+}
+
+/// The steps of the switchover, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum SwitchoverStep {
+    /// Source → destination: the vCPUs are paused; the final pages follow.
+    Suspended = 1,
+    /// Destination → source: memory and device state are loaded and verified.
+    Ready = 2,
+    /// Source → destination: ownership passes to the destination.
+    Commit = 3,
+    /// Destination → source: the first destination vCPU runs.
+    Running = 4,
+}
+
+impl SwitchoverStep {
+    pub const ALL: [SwitchoverStep; 4] = [
+        SwitchoverStep::Suspended,
+        SwitchoverStep::Ready,
+        SwitchoverStep::Commit,
+        SwitchoverStep::Running,
+    ];
+
+    pub fn from_u8(byte: u8) -> Option<SwitchoverStep> {
+        SwitchoverStep::ALL.into_iter().find(|s| *s as u8 == byte)
+    }
+}
+
+/// One switchover step, stamped with the sender's clock (nanoseconds since
+/// the Unix epoch): for `Suspended`, when the last source vCPU stopped; for
+/// `Running`, when the first destination vCPU ran. 0 when not meaningful.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Switchover {
+    pub step: SwitchoverStep,
+    pub timestamp_ns: u64,
+}
+
+/// Sent on an idle stream so the peer knows it is alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub timestamp_ns: u64,
+}
+
+/// One decoded frame. Bulk payloads (configuration, device state, page
+/// batches) borrow the receive buffer instead of being copied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    Hello(Hello),
+    LparConfig(&'a [u8]),
+    PageBatch(PageBatch<'a>),
+    EndOfRound(EndOfRound),
+    DeviceState(&'a [u8]),
+    Switchover(Switchover),
+    Abort(Emg),
+    Keepalive(Keepalive),
+}
+
+impl<'a> Frame<'a> {
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Frame::Hello(_) => FrameKind::Hello,
+            Frame::LparConfig(_) => FrameKind::LparConfig,
+            Frame::PageBatch(_) => FrameKind::PageBatch,
+            Frame::EndOfRound(_) => FrameKind::EndOfRound,
+            Frame::DeviceState(_) => FrameKind::DeviceState,
+            Frame::Switchover(_) => FrameKind::Switchover,
+            Frame::Abort(_) => FrameKind::Abort,
+            Frame::Keepalive(_) => FrameKind::Keepalive,
+        }
+    }
+
+    /// Parses the payload of a frame of `kind` whose header (and checksum)
+    /// has already been checked.
+    pub fn parse(kind: FrameKind, payload: &'a [u8]) -> Result<Frame<'a>, WireError> {
+        if payload.len() > kind.max_payload() {
+            return Err(WireError::Malformed {
+                kind,
+                problem: "the payload is longer than its limit",
+            });
+        }
+        let mut r = Reader::new(payload, kind);
+        let frame = match kind {
+            FrameKind::Hello => {
+                let protocol_version = check_version(r.u16()?)?;
+                let migration_id = MigrationId(r.u128()?);
+                let crate_version = r.string(1, MAX_IDENTITY_STRING)?;
+                let git_commit = r.string(1, MAX_IDENTITY_STRING)?;
+                let wire_protocol = r.u16()?;
+                let proof_len = usize::from(r.u16()?);
+                if proof_len > MAX_AUTH_PROOF {
+                    return Err(r.malformed("the authentication proof is longer than its limit"));
+                }
+                let auth_proof = r.bytes(proof_len)?.to_vec();
+                Frame::Hello(Hello {
+                    protocol_version,
+                    migration_id,
+                    build: BuildIdentity {
+                        crate_version,
+                        git_commit,
+                        wire_protocol,
+                    },
+                    auth_proof,
+                })
+            }
+            FrameKind::LparConfig => return Ok(Frame::LparConfig(payload)),
+            FrameKind::DeviceState => return Ok(Frame::DeviceState(payload)),
+            FrameKind::PageBatch => return Ok(Frame::PageBatch(PageBatch::parse(payload)?)),
+            FrameKind::Abort => return Ok(Frame::Abort(parse_emg(payload)?)),
+            FrameKind::EndOfRound => Frame::EndOfRound(EndOfRound {
+                round: r.u32()?,
+                pages: r.u64()?,
+            }),
+            FrameKind::Switchover => {
+                let step = SwitchoverStep::from_u8(r.u8()?)
+                    .ok_or_else(|| r.malformed("unknown switchover step"))?;
+                Frame::Switchover(Switchover {
+                    step,
+                    timestamp_ns: r.u64()?,
+                })
+            }
+            FrameKind::Keepalive => Frame::Keepalive(Keepalive {
+                timestamp_ns: r.u64()?,
+            }),
+        };
+        r.finish()?;
+        Ok(frame)
+    }
+
+    /// Appends the payload. Text that exceeds its limit is refused (hello)
+    /// or cut (abort); opaque blobs over their limit are refused by the
+    /// caller, which checks the payload length against the kind's bound.
+    pub(crate) fn write_payload(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+        match self {
+            Frame::Hello(hello) => {
+                let malformed = |problem| WireError::Malformed {
+                    kind: FrameKind::Hello,
+                    problem,
+                };
+                if hello.build.crate_version.len() > MAX_IDENTITY_STRING
+                    || hello.build.git_commit.len() > MAX_IDENTITY_STRING
+                {
+                    return Err(malformed(
+                        "a build identity string is longer than its limit",
+                    ));
+                }
+                if hello.auth_proof.len() > MAX_AUTH_PROOF {
+                    return Err(malformed(
+                        "the authentication proof is longer than its limit",
+                    ));
+                }
+                out.extend_from_slice(&hello.protocol_version.to_le_bytes());
+                out.extend_from_slice(&hello.migration_id.0.to_le_bytes());
+                put_string(out, &hello.build.crate_version, 1, MAX_IDENTITY_STRING);
+                put_string(out, &hello.build.git_commit, 1, MAX_IDENTITY_STRING);
+                out.extend_from_slice(&hello.build.wire_protocol.to_le_bytes());
+                out.extend_from_slice(&(hello.auth_proof.len() as u16).to_le_bytes());
+                out.extend_from_slice(&hello.auth_proof);
+            }
+            Frame::LparConfig(bytes) | Frame::DeviceState(bytes) => out.extend_from_slice(bytes),
+            Frame::PageBatch(batch) => batch.write_payload(out),
+            Frame::EndOfRound(end) => {
+                out.extend_from_slice(&end.round.to_le_bytes());
+                out.extend_from_slice(&end.pages.to_le_bytes());
+            }
+            Frame::Switchover(s) => {
+                out.push(s.step as u8);
+                out.extend_from_slice(&s.timestamp_ns.to_le_bytes());
+            }
+            Frame::Abort(emg) => write_emg(emg, out),
+            Frame::Keepalive(k) => out.extend_from_slice(&k.timestamp_ns.to_le_bytes()),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! The fixed frame header, its checksum, and the versioning rule.
+//!
+//! ```text
+//!  0       4       6   7   8       12      16              24
+//!  ┌───────┬───────┬───┬───┬───────┬───────┬───────────────┐
+//!  │ magic │version│knd│flg│length │ crc32 │   sequence    │  then `length` payload bytes
+//!  │"LPMW" │  u16  │u8 │u8 │  u32  │  u32  │      u64      │
+//!  └───────┴───────┴───┴───┴───────┴───────┴───────────────┘
+//! ```
+//!
+//! All integers are little-endian and unaligned (the header is read in place
+//! through `zerocopy`). The CRC32 covers the 24 header bytes with the `crc32`
+//! field taken as zero, followed by the payload.
+
+use super::PROTOCOL_VERSION;
+use super::error::WireError;
+use super::limits;
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// The first four bytes of every frame.
+pub const MAGIC: [u8; 4] = *b"LPMW";
+
+/// Size of [`FrameHeader`] on the wire.
+pub const HEADER_LEN: usize = 24;
+
+/// Byte range of the `crc32` field inside the header.
+const CRC_RANGE: std::ops::Range<usize> = 12..16;
+
+/// The oldest version this build still accepts from a peer.
+pub const PREVIOUS_PROTOCOL_VERSION: u16 = PROTOCOL_VERSION.saturating_sub(1);
+
+/// The fixed header that starts every frame, read in place from the receive
+/// buffer.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct FrameHeader {
+    pub magic: [u8; 4],
+    pub version: U16,
+    pub kind: u8,
+    /// Reserved: no flag is defined in this version, so it must be zero.
+    pub flags: u8,
+    /// Payload length in bytes, not counting the header.
+    pub length: U32,
+    pub crc: U32,
+    /// Per-stream frame counter: 0 for the first frame, then +1 per frame.
+    pub sequence: U64,
+}
+
+const _: () = assert!(std::mem::size_of::<FrameHeader>() == HEADER_LEN);
+
+/// What a frame carries (the `kind` byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    Hello = 1,
+    LparConfig = 2,
+    PageBatch = 3,
+    EndOfRound = 4,
+    DeviceState = 5,
+    Switchover = 6,
+    Abort = 7,
+    Keepalive = 8,
+}
+
+impl FrameKind {
+    pub const ALL: [FrameKind; 8] = [
+        FrameKind::Hello,
+        FrameKind::LparConfig,
+        FrameKind::PageBatch,
+        FrameKind::EndOfRound,
+        FrameKind::DeviceState,
+        FrameKind::Switchover,
+        FrameKind::Abort,
+        FrameKind::Keepalive,
+    ];
+
+    pub fn from_u8(byte: u8) -> Option<FrameKind> {
+        FrameKind::ALL.into_iter().find(|k| *k as u8 == byte)
+    }
+
+    /// The largest payload a frame of this kind may declare. Checked as soon
+    /// as the header arrives, before any payload byte is buffered.
+    pub fn max_payload(self) -> usize {
+        match self {
+            FrameKind::Hello => limits::MAX_HELLO_PAYLOAD,
+            FrameKind::LparConfig => limits::MAX_LPAR_CONFIG,
+            FrameKind::PageBatch => limits::MAX_BATCH_PAYLOAD,
+            FrameKind::EndOfRound => limits::END_OF_ROUND_PAYLOAD,
+            FrameKind::DeviceState => limits::MAX_DEVICE_STATE,
+            FrameKind::Switchover => limits::SWITCHOVER_PAYLOAD,
+            FrameKind::Abort => limits::MAX_ABORT_PAYLOAD,
+            FrameKind::Keepalive => limits::KEEPALIVE_PAYLOAD,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameKind::Hello => "hello",
+            FrameKind::LparConfig => "LPAR configuration",
+            FrameKind::PageBatch => "page batch",
+            FrameKind::EndOfRound => "end of round",
+            FrameKind::DeviceState => "device state",
+            FrameKind::Switchover => "switchover",
+            FrameKind::Abort => "abort",
+            FrameKind::Keepalive => "keepalive",
+        }
+    }
+}
+
+impl std::fmt::Display for FrameKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The versioning rule: a receiver accepts frames of its own
+/// [`PROTOCOL_VERSION`] and of the version just before it
+/// ([`PREVIOUS_PROTOCOL_VERSION`]), and refuses every other version with an
+/// error that names both sides' versions. Version 0 is the pre-release
+/// layout, identical to version 1; when a later version changes a layout,
+/// the payload parsers branch on the version accepted here.
+pub fn check_version(theirs: u16) -> Result<u16, WireError> {
+    if theirs == PROTOCOL_VERSION || theirs == PREVIOUS_PROTOCOL_VERSION {
+        Ok(theirs)
+    } else {
+        Err(WireError::UnsupportedVersion {
+            theirs,
+            ours: PROTOCOL_VERSION,
+        })
+    }
+}
+
+/// CRC32 of a whole frame (header then payload) with the crc field as zero.
+pub(crate) fn frame_crc(header: &[u8; HEADER_LEN], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[..CRC_RANGE.start]);
+    hasher.update(&[0; 4]);
+    hasher.update(&header[CRC_RANGE.end..]);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Fills in the header of `frame` (its first [`HEADER_LEN`] bytes, followed
+/// by the payload) and its checksum. `frame` must be at least a header long
+/// and its payload must fit the kind's bound (the callers check).
+pub(crate) fn seal(frame: &mut [u8], kind: FrameKind, sequence: u64) {
+    let (head, payload) = frame.split_at_mut(HEADER_LEN);
+    let header = FrameHeader {
+        magic: MAGIC,
+        version: U16::new(PROTOCOL_VERSION),
+        kind: kind as u8,
+        flags: 0,
+        length: U32::new(payload.len() as u32),
+        crc: U32::new(0),
+        sequence: U64::new(sequence),
+    };
+    head.copy_from_slice(header.as_bytes());
+    let head: &mut [u8; HEADER_LEN] = head.try_into().expect("split at HEADER_LEN");
+    let crc = frame_crc(head, payload);
+    head[CRC_RANGE].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_layout_matches_the_drawing() {
+        let mut frame = vec![0u8; HEADER_LEN + 3];
+        frame[HEADER_LEN..].copy_from_slice(b"abc");
+        seal(&mut frame, FrameKind::Keepalive, 0x0102_0304_0506_0708);
+        assert_eq!(&frame[0..4], b"LPMW");
+        assert_eq!(&frame[4..6], &PROTOCOL_VERSION.to_le_bytes());
+        assert_eq!(frame[6], 8);
+        assert_eq!(frame[7], 0);
+        assert_eq!(&frame[8..12], &3u32.to_le_bytes());
+        assert_eq!(&frame[16..24], &0x0102_0304_0506_0708u64.to_le_bytes());
+        let (header, rest) = FrameHeader::ref_from_prefix(&frame).unwrap();
+        assert_eq!(rest, b"abc");
+        let head: [u8; HEADER_LEN] = frame[..HEADER_LEN].try_into().unwrap();
+        assert_eq!(header.crc.get(), frame_crc(&head, b"abc"));
+    }
+
+    #[test]
+    fn accepts_own_and_previous_version_only() {
+        assert_eq!(check_version(PROTOCOL_VERSION), Ok(PROTOCOL_VERSION));
+        assert!(check_version(PREVIOUS_PROTOCOL_VERSION).is_ok());
+        let err = check_version(PROTOCOL_VERSION + 1).unwrap_err();
+        assert_eq!(
+            err,
+            WireError::UnsupportedVersion {
+                theirs: PROTOCOL_VERSION + 1,
+                ours: PROTOCOL_VERSION
+            }
+        );
+        let text = err.to_string();
+        assert!(text.contains(&(PROTOCOL_VERSION + 1).to_string()));
+        assert!(text.contains(&PROTOCOL_VERSION.to_string()));
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_byte() {
+        for kind in FrameKind::ALL {
+            assert_eq!(FrameKind::from_u8(kind as u8), Some(kind));
+            assert!(kind.max_payload() <= limits::MAX_FRAME_PAYLOAD);
+        }
+        assert_eq!(FrameKind::from_u8(0), None);
+        assert_eq!(FrameKind::from_u8(9), None);
+    }
+}
