@@ -185,7 +185,13 @@ mod tests {
 
     #[test]
     fn op1_packs_cause_phase_and_module_like_the_manual() {
-        let e = Emg::new(Module::MoverDestination, 0x0030, 0, "Unknown error", "Retry");
+        let e = Emg::new(
+            Module::MoverDestination,
+            0x0030,
+            0,
+            "Unknown error",
+            "Retry",
+        );
         assert_eq!(e.op1(), 0x3005);
         let e = Emg::new(Module::Management, phase::PATH_ADDRESS, 5, "m", "a");
         assert_eq!(format!("{:x}", e.op1()), "500b002");
