@@ -171,7 +171,8 @@ pub enum TransportError {
     },
 
     #[error(
-        "stream index {stream} with {peer} is out of range or already connected ({wanted} streams)"
+        "stream index {stream} with {peer} is out of range or already connected{}",
+        accepts(*.wanted)
     )]
     StreamIndex {
         side: Side,
@@ -216,6 +217,13 @@ pub enum TransportError {
         #[source]
         source: OsError,
     },
+}
+
+fn accepts(wanted: usize) -> String {
+    match wanted {
+        0 => String::new(),
+        n => format!(" (the destination accepts {n} streams)"),
+    }
 }
 
 /// The `cause` half-word of op1 for each variant (stable: operators grep for it).

@@ -425,7 +425,8 @@ pub(crate) fn prove(
             side,
             peer,
             stream,
-            wanted: usize::from(stream) + 1,
+            // Unknown here: the destination's count is not on the wire.
+            wanted: 0,
         }),
     }
 }
