@@ -355,3 +355,40 @@ fn streams_bind_to_the_loopback_device_when_running_as_root() {
     assert!(matches!(err, TransportError::BindToDevice { .. }), "{err}");
     assert!(Emg::from(err).action.contains("nosuchnic0"));
 }
+
+#[test]
+fn a_listener_whose_handshake_slots_are_taken_makes_the_source_wait_not_fail() {
+    let opts = StreamOptions {
+        handshake_timeout: Duration::from_millis(300),
+        max_pending_handshakes: 2,
+        ..Default::default()
+    };
+    let listener = Arc::new(
+        PathListener::bind_with(&dst_path(), 0, opts.clone(), Default::default()).unwrap(),
+    );
+    let key = listener.issue_key().unwrap();
+    let dst = accept_in_background(&listener, 2, &key, 12, 5 * SECOND);
+    // Two silent peers take both slots until their handshakes time out.
+    let _squatters: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(listener.local_addr()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    let streams = connect_streams_with(
+        &src_path(),
+        listener.local_addr(),
+        2,
+        &key,
+        12,
+        5 * SECOND,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(streams.len(), 2);
+    assert_eq!(dst.join().unwrap().unwrap().len(), 2);
+    let waited = started.elapsed();
+    // It did wait for a slot (the squatters hold theirs for 300 ms) ...
+    assert!(waited >= Duration::from_millis(150), "source waited {waited:?}");
+    // ... but not much longer than that.
+    assert!(waited < 2 * SECOND, "source waited {waited:?}");
+}

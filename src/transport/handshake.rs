@@ -376,6 +376,14 @@ pub(crate) fn serve(
     }
 }
 
+/// How the source end of the exchange ended, when it was not refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Proof {
+    Accepted,
+    /// The listener closed the connection before challenging it (busy).
+    ClosedUnanswered,
+}
+
 /// Source end of the exchange on a freshly connected stream.
 pub(crate) fn prove(
     sock: &mut TcpStream,
@@ -384,13 +392,26 @@ pub(crate) fn prove(
     migration_id: u64,
     stream: u16,
     timeout: Duration,
-) -> Result<(), TransportError> {
+) -> Result<Proof, TransportError> {
     let deadline = Instant::now() + timeout;
     let side = Side::Source;
     let io_err = |e: io::Error| exchange_error(side, peer, timeout, e);
     let malformed = |reason| TransportError::HandshakeMalformed { side, peer, reason };
     let mut buf = [0u8; CHALLENGE_MSG_LEN];
-    read_by(sock, &mut buf, deadline).map_err(io_err)?;
+    match read_by(sock, &mut buf, deadline) {
+        Ok(()) => {}
+        // A listener with all handshake slots taken closes new connections
+        // unanswered; the caller may try again.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            return Ok(Proof::ClosedUnanswered);
+        }
+        Err(e) => return Err(io_err(e)),
+    }
     let challenge = Challenge::decode(&buf).map_err(malformed)?;
     let response = Response {
         stream,
@@ -404,7 +425,7 @@ pub(crate) fn prove(
     sock.set_read_timeout(None).map_err(io_err)?;
     sock.set_write_timeout(None).map_err(io_err)?;
     match verdict {
-        Verdict::Accepted => Ok(()),
+        Verdict::Accepted => Ok(Proof::Accepted),
         Verdict::AuthenticationFailed => {
             Err(TransportError::AuthenticationFailed { side, peer, stream })
         }
