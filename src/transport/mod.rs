@@ -46,7 +46,7 @@
 //! | [`MAX_STREAMS`] | 64 | stream index is a `u16`; more streams than this only add contention |
 //! | [`DEFAULT_STREAMS`] | 4 | measured, see the constant |
 //! | [`DEFAULT_HANDSHAKE_TIMEOUT`] | 3 s | whole handshake of one stream; a silent peer or a slow-loris holds a slot at most this long |
-//! | [`DEFAULT_MAX_PENDING_HANDSHAKES`] | 16 | handshakes in flight on a listener; more connections are closed unanswered |
+//! | [`DEFAULT_MAX_PENDING_HANDSHAKES`] | 16 | handshakes in flight on a listener; more connections are closed unanswered, and the source retries (20 ms backoff doubling to 500 ms) within its set-up timeout |
 //! | handshake sizes | 40 / 48 / 8 bytes | fixed: the reader never allocates or waits for more |
 //! | [`DEFAULT_USER_TIMEOUT`] | 5 s | unacknowledged data or a closed zero window for this long means the peer is dead |
 //! | keepalive | 2 s idle, 1 s × 3 | an idle stream to a dead peer is noticed after ~5 s |
