@@ -388,7 +388,10 @@ fn a_listener_whose_handshake_slots_are_taken_makes_the_source_wait_not_fail() {
     assert_eq!(dst.join().unwrap().unwrap().len(), 2);
     let waited = started.elapsed();
     // It did wait for a slot (the squatters hold theirs for 300 ms) ...
-    assert!(waited >= Duration::from_millis(150), "source waited {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(150),
+        "source waited {waited:?}"
+    );
     // ... but not much longer than that.
     assert!(waited < 2 * SECOND, "source waited {waited:?}");
 }
