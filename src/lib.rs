@@ -15,6 +15,7 @@
 pub mod build_identity;
 pub mod cli;
 pub mod emg;
+pub mod engine;
 pub mod partition;
 pub mod state;
 pub mod transport;

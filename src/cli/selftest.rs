@@ -47,7 +47,7 @@ pub fn run(args: &SelftestArgs) -> Result<(), Emg> {
 
 fn exercise(lpar: &SimLpar, args: &SelftestArgs) -> Result<(), Emg> {
     let tracker = dirty::resolve(args.tracker);
-    let mut log = lpar.dirty_log(tracker)?;
+    let mut log = lpar.dirty_log_with(tracker)?;
     println!(
         "LPAR {} at {}: {} guest memory, {} vCPUs, program {}",
         lpar.config().name,

@@ -93,7 +93,7 @@ impl SimLpar {
     }
 
     /// Opens a dirty log over all of guest memory.
-    pub fn dirty_log(&self, kind: TrackerKind) -> Result<Box<dyn DirtyLog>, PartitionError> {
+    pub fn dirty_log_with(&self, kind: TrackerKind) -> Result<Box<dyn DirtyLog>, PartitionError> {
         let range = TrackedRange {
             base: self.files.memory.as_mut_ptr(),
             len: self.files.memory.len(),
@@ -276,7 +276,7 @@ impl Partition for SimLpar {
     }
 
     fn dirty_log(&self) -> Result<Box<dyn DirtyLog>, PartitionError> {
-        SimLpar::dirty_log(self, self.tracker)
+        self.dirty_log_with(self.tracker)
     }
 }
 

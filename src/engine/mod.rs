@@ -1,0 +1,10 @@
+//! One migration, source side and destination side.
+//!
+//! So far: the page pump ([`pump`]), which moves rounds of guest pages over
+//! N streams with round barriers. Rounds, convergence, suspend and
+//! switchover build on it (issue 4).
+
+mod error;
+pub mod pump;
+
+pub use error::EngineError;

@@ -1,0 +1,472 @@
+//! The page pump: rounds of guest pages over N streams, pipelined.
+//!
+//! ```text
+//! source                                            destination
+//! send_round(k, pages)
+//!   ranges of ≤ MAX_BATCH_PAGES ──▶ shared queue
+//!   worker i (one per stream):                      reader i (one per stream):
+//!     take a range, read each page                    decode each batch straight
+//!     (one bounce copy), encode, seal  ── stream i ─▶  into guest memory
+//!     with stream i's sequence numbers
+//!   EndOfRound(k, pages on stream i) ── stream i ─▶  EndOfRound(k): check count,
+//!                                                     wait for every reader (barrier)
+//!   returns when every worker wrote it                the last one in reports the round
+//! ```
+//!
+//! Pages of a round go to whichever worker is free, so streams carry them in
+//! any interleaving; no per-chunk acknowledgement. The destination's round
+//! barrier is what keeps order: no reader applies a page of round k+1 before
+//! every reader has applied all of round k, so an older copy never
+//! overwrites a newer one (and a delta always finds its base).
+//!
+//! Frames other than pages and round ends (switchover, device state, abort,
+//! keepalive) are handed to the caller, owned, on the event channel.
+
+use super::EngineError;
+use crate::emg::Emg;
+use crate::partition::{GuestMemory, PAGE_SIZE, PageSet};
+use crate::wire::{
+    EndOfRound, Frame, FrameDecoder, FrameEncoder, MAX_BATCH_PAGES, PageBatchBuilder,
+};
+use crossbeam::channel::{self, Receiver, Sender};
+use std::io::{Read, Write};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// A stream the source writes and the destination reads.
+pub type OutStream = Box<dyn Write + Send>;
+pub type InStream = Box<dyn Read + Send>;
+
+/// Bytes on the wire per page encoding, and pages per encoding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundStats {
+    pub pages: u64,
+    pub bytes: u64,
+    /// Pages by encoding: zero, raw, lz4, delta.
+    pub by_encoding: [u64; 4],
+}
+
+impl RoundStats {
+    fn add(&mut self, other: &RoundStats) {
+        self.pages += other.pages;
+        self.bytes += other.bytes;
+        for (a, b) in self.by_encoding.iter_mut().zip(other.by_encoding) {
+            *a += b;
+        }
+    }
+}
+
+enum Work {
+    Pages { round: u32, first: u64, count: u64 },
+    EndRound(u32),
+}
+
+/// The source half: one worker thread per stream.
+pub struct PageSender {
+    work: Sender<Work>,
+    controls: Vec<Sender<Work>>,
+    done: Receiver<Result<RoundStats, EngineError>>,
+    workers: Vec<JoinHandle<OutStream>>,
+}
+
+impl PageSender {
+    pub fn start(memory: Arc<dyn GuestMemory>, streams: Vec<OutStream>) -> Self {
+        let (work, queue) = channel::unbounded();
+        let (done_tx, done) = channel::unbounded();
+        let mut controls = Vec::new();
+        let workers = streams
+            .into_iter()
+            .enumerate()
+            .map(|(index, stream)| {
+                let (control_tx, control) = channel::unbounded();
+                controls.push(control_tx);
+                let (memory, queue, done) = (memory.clone(), queue.clone(), done_tx.clone());
+                std::thread::Builder::new()
+                    .name(format!("send{index}"))
+                    .spawn(move || {
+                        let mut worker = SendWorker::new(index, memory, stream);
+                        worker.run(&queue, &control, &done);
+                        worker.stream
+                    })
+                    .expect("spawn sender thread")
+            })
+            .collect();
+        PageSender {
+            work,
+            controls,
+            done,
+            workers,
+        }
+    }
+
+    /// Sends `pages` as round `round` and closes the round on every stream.
+    /// Returns when every stream has written its end of round.
+    pub fn send_round(&self, round: u32, pages: &PageSet) -> Result<RoundStats, EngineError> {
+        for range in pages.ranges() {
+            let mut first = range.start;
+            while first < range.end {
+                let count = (range.end - first).min(MAX_BATCH_PAGES as u64);
+                // A closed queue means every worker died; the error is on `done`.
+                let _ = self.work.send(Work::Pages {
+                    round,
+                    first,
+                    count,
+                });
+                first += count;
+            }
+        }
+        // Page work first, then the barrier on each worker's own channel: a
+        // worker that sees its barrier finds every page of the round already
+        // taken from the shared queue.
+        for control in &self.controls {
+            let _ = control.send(Work::EndRound(round));
+        }
+        let mut total = RoundStats::default();
+        for _ in &self.controls {
+            match self.done.recv() {
+                Ok(Ok(stats)) => total.add(&stats),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(EngineError::Protocol {
+                        stream: 0,
+                        what: "exit of every sender thread".into(),
+                    });
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Stops the workers and hands the streams back (for the switchover).
+    pub fn finish(self) -> Vec<OutStream> {
+        drop(self.work);
+        drop(self.controls);
+        self.workers
+            .into_iter()
+            .filter_map(|w| w.join().ok())
+            .collect()
+    }
+}
+
+struct SendWorker {
+    index: usize,
+    memory: Arc<dyn GuestMemory>,
+    stream: OutStream,
+    encoder: FrameEncoder,
+    batch: PageBatchBuilder,
+    frame: Vec<u8>,
+    stats: RoundStats,
+}
+
+impl SendWorker {
+    fn new(index: usize, memory: Arc<dyn GuestMemory>, stream: OutStream) -> Self {
+        SendWorker {
+            index,
+            memory,
+            stream,
+            encoder: FrameEncoder::new(),
+            batch: PageBatchBuilder::new(),
+            frame: Vec::with_capacity(64),
+            stats: RoundStats::default(),
+        }
+    }
+
+    fn run(
+        &mut self,
+        queue: &Receiver<Work>,
+        control: &Receiver<Work>,
+        done: &Sender<Result<RoundStats, EngineError>>,
+    ) {
+        let mut pending_end = None;
+        loop {
+            // Page work first; a round's barrier only once the queue is dry.
+            let work = if let Ok(w) = queue.try_recv() {
+                w
+            } else if let Some(round) = pending_end.take() {
+                Work::EndRound(round)
+            } else {
+                channel::select! {
+                    recv(queue) -> w => match w { Ok(w) => w, Err(_) => return },
+                    recv(control) -> c => match c {
+                        Ok(Work::EndRound(round)) => {
+                            pending_end = Some(round);
+                            continue;
+                        }
+                        Ok(w) => w,
+                        Err(_) => return,
+                    },
+                }
+            };
+            let result = match work {
+                Work::Pages {
+                    round,
+                    first,
+                    count,
+                } => self.send_pages(round, first, count),
+                Work::EndRound(round) => {
+                    let end = self.end_round(round);
+                    let stats = std::mem::take(&mut self.stats);
+                    let _ = done.send(end.map(|()| stats));
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                let _ = done.send(Err(e));
+                return;
+            }
+        }
+    }
+
+    fn send_pages(&mut self, round: u32, first: u64, count: u64) -> Result<(), EngineError> {
+        let mut page = [0u8; PAGE_SIZE];
+        self.batch.begin(round);
+        for p in first..first + count {
+            // The one bounce copy: the guest may write while we encode, and
+            // the frame's CRC must match what we send.
+            self.memory.read_page(p, &mut page)?;
+            let encoding = self
+                .batch
+                .push_page(p, &page, None)
+                .expect("range ≤ batch size");
+            self.stats.by_encoding[encoding as usize] += 1;
+        }
+        self.stats.pages += count;
+        let frame = self.batch.seal(&mut self.encoder);
+        self.stats.bytes += frame.len() as u64;
+        let index = self.index;
+        self.stream
+            .write_all(frame)
+            .map_err(|source| EngineError::Stream {
+                stream: index,
+                source,
+            })
+    }
+
+    fn end_round(&mut self, round: u32) -> Result<(), EngineError> {
+        self.frame.clear();
+        let end = Frame::EndOfRound(EndOfRound {
+            round,
+            pages: self.stats.pages,
+        });
+        self.encoder
+            .encode(&end, &mut self.frame)
+            .map_err(|error| EngineError::Wire {
+                stream: self.index,
+                error,
+            })?;
+        let index = self.index;
+        self.stream
+            .write_all(&self.frame)
+            .and_then(|()| self.stream.flush())
+            .map_err(|source| EngineError::Stream {
+                stream: index,
+                source,
+            })
+    }
+}
+
+/// What the destination's readers report.
+#[derive(Debug)]
+pub enum Event {
+    /// Every stream delivered round `round` whole; `pages` in all.
+    RoundComplete { round: u32, pages: u64 },
+    /// A frame for the engine (switchover, device state, keepalive), owned.
+    Control { stream: usize, frame: OwnedFrame },
+    /// A reader failed; the migration is over.
+    Failed(EngineError),
+}
+
+/// The frames the engine handles itself, detached from the receive buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedFrame {
+    Hello(crate::wire::Hello),
+    LparConfig(Vec<u8>),
+    DeviceState(Vec<u8>),
+    Switchover(crate::wire::Switchover),
+    Abort(Emg),
+    Keepalive(crate::wire::Keepalive),
+}
+
+/// The destination half: one reader thread per stream.
+pub struct PageReceiver {
+    barrier: Arc<RoundBarrier>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl PageReceiver {
+    pub fn start(memory: Arc<dyn GuestMemory>, streams: Vec<InStream>) -> (Self, Receiver<Event>) {
+        let (events, rx) = channel::unbounded();
+        let barrier = Arc::new(RoundBarrier::new(streams.len()));
+        let readers = streams
+            .into_iter()
+            .enumerate()
+            .map(|(index, stream)| {
+                let (memory, events, barrier) = (memory.clone(), events.clone(), barrier.clone());
+                std::thread::Builder::new()
+                    .name(format!("recv{index}"))
+                    .spawn(move || {
+                        if let Err(e) = read_stream(index, &*memory, stream, &events, &barrier) {
+                            barrier.fail();
+                            let _ = events.send(Event::Failed(e));
+                        }
+                    })
+                    .expect("spawn receiver thread")
+            })
+            .collect();
+        (PageReceiver { barrier, readers }, rx)
+    }
+
+    /// Stops waiting readers (their streams must be closed by the caller to
+    /// unblock a read) and joins them.
+    pub fn finish(self) {
+        self.barrier.fail();
+        for r in self.readers {
+            let _ = r.join();
+        }
+    }
+}
+
+fn read_stream(
+    index: usize,
+    memory: &dyn GuestMemory,
+    mut stream: InStream,
+    events: &Sender<Event>,
+    barrier: &RoundBarrier,
+) -> Result<(), EngineError> {
+    let mut decoder = FrameDecoder::new();
+    let mut round: u32 = 0;
+    let mut received: u64 = 0;
+    let wire = |error| EngineError::Wire {
+        stream: index,
+        error,
+    };
+    loop {
+        while let Some(frame) = decoder.next_frame().map_err(wire)? {
+            match frame {
+                Frame::PageBatch(batch) => {
+                    if batch.round != round {
+                        return Err(EngineError::Protocol {
+                            stream: index,
+                            what: format!("page of round {} during round {round}", batch.round),
+                        });
+                    }
+                    for page in batch.pages() {
+                        let mut result = Ok(());
+                        memory.update_page(page.page, &mut |dest| {
+                            result = page.decode_into(dest);
+                        })?;
+                        result.map_err(wire)?;
+                        received += 1;
+                    }
+                }
+                Frame::EndOfRound(end) => {
+                    if end.round != round || end.pages != received {
+                        return Err(EngineError::RoundIncomplete {
+                            stream: index,
+                            round: end.round,
+                            expected: end.pages,
+                            received,
+                        });
+                    }
+                    if let Some(total) = barrier.arrive(round, received)? {
+                        let _ = events.send(Event::RoundComplete {
+                            round,
+                            pages: total,
+                        });
+                    }
+                    round += 1;
+                    received = 0;
+                }
+                other => {
+                    let owned = match other {
+                        Frame::Hello(h) => OwnedFrame::Hello(h),
+                        Frame::LparConfig(b) => OwnedFrame::LparConfig(b.to_vec()),
+                        Frame::DeviceState(b) => OwnedFrame::DeviceState(b.to_vec()),
+                        Frame::Switchover(s) => OwnedFrame::Switchover(s),
+                        Frame::Abort(e) => OwnedFrame::Abort(e),
+                        Frame::Keepalive(k) => OwnedFrame::Keepalive(k),
+                        Frame::PageBatch(_) | Frame::EndOfRound(_) => unreachable!(),
+                    };
+                    if events
+                        .send(Event::Control {
+                            stream: index,
+                            frame: owned,
+                        })
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let n = decoder
+            .read_from(&mut stream)
+            .map_err(|source| EngineError::Stream {
+                stream: index,
+                source,
+            })?;
+        if n == 0 {
+            decoder.finish().map_err(wire)?;
+            return Ok(());
+        }
+    }
+}
+
+/// A barrier per round across the readers that a failure can break, so a
+/// dead stream never leaves the others waiting forever.
+struct RoundBarrier {
+    streams: usize,
+    state: Mutex<BarrierState>,
+    cv: Condvar,
+}
+
+struct BarrierState {
+    round: u32,
+    arrived: usize,
+    pages: u64,
+    broken: bool,
+}
+
+impl RoundBarrier {
+    fn new(streams: usize) -> Self {
+        RoundBarrier {
+            streams,
+            state: Mutex::new(BarrierState {
+                round: 0,
+                arrived: 0,
+                pages: 0,
+                broken: false,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Waits until every stream has ended `round`. The last to arrive gets
+    /// the round's total page count.
+    fn arrive(&self, round: u32, pages: u64) -> Result<Option<u64>, EngineError> {
+        let broken = || EngineError::Protocol {
+            stream: 0,
+            what: "end of migration".into(),
+        };
+        let mut s = self.state.lock().unwrap();
+        s.arrived += 1;
+        s.pages += pages;
+        if s.arrived == self.streams {
+            let total = s.pages;
+            s.round = round + 1;
+            s.arrived = 0;
+            s.pages = 0;
+            self.cv.notify_all();
+            return Ok(Some(total));
+        }
+        while s.round == round && !s.broken {
+            s = self.cv.wait(s).unwrap();
+        }
+        if s.broken { Err(broken()) } else { Ok(None) }
+    }
+
+    fn fail(&self) {
+        self.state.lock().unwrap().broken = true;
+        self.cv.notify_all();
+    }
+}
