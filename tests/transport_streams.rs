@@ -105,6 +105,15 @@ fn four_streams_carry_every_buffer_intact_and_whole() {
 fn chunks_from_all_streams_arrive_on_one_channel() {
     let (src, dst) = connected(3, &StreamOptions::default());
     let (readers, chunks) = receive_chunks(dst, 64 * 1024, 4).unwrap();
+    // Drain while sending: the chunk channel is bounded, so a receiver that
+    // is not read stalls the senders until their user timeout fires.
+    let drain = std::thread::spawn(move || {
+        let mut per_stream = [0u64; 3];
+        for c in chunks.iter() {
+            per_stream[c.stream] += c.data.len() as u64;
+        }
+        per_stream
+    });
     let set = StreamSet::new(src, None, 4).unwrap();
     let mut expected = 0u64;
     for i in 0..300u32 {
@@ -116,11 +125,9 @@ fn chunks_from_all_streams_arrive_on_one_channel() {
     set.broadcast(b"end of round").unwrap();
     let sent = set.finish().unwrap();
     assert_eq!(sent.total(), expected + 3 * 12);
-    let mut per_stream = [0u64; 3];
-    for c in chunks.iter() {
-        per_stream[c.stream] += c.data.len() as u64;
-    }
-    assert_eq!(readers.join().unwrap(), per_stream.to_vec());
+    let received = readers.join().unwrap();
+    let per_stream = drain.join().unwrap();
+    assert_eq!(received, per_stream.to_vec());
     assert_eq!(per_stream.iter().sum::<u64>(), sent.total());
 }
 

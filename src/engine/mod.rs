@@ -5,6 +5,7 @@
 //! switchover build on it (issue 4).
 
 mod error;
+mod lz4_policy;
 pub mod pump;
 
 pub use error::EngineError;

@@ -23,6 +23,7 @@
 //! keepalive) are handed to the caller, owned, on the event channel.
 
 use super::EngineError;
+use super::lz4_policy::Lz4Policy;
 use crate::emg::Emg;
 use crate::partition::{GuestMemory, PAGE_SIZE, PageSet};
 use crate::wire::{
@@ -32,6 +33,7 @@ use crossbeam::channel::{self, Receiver, Sender};
 use std::io::{Read, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// A stream the source writes and the destination reads.
 pub type OutStream = Box<dyn Write + Send>;
@@ -156,6 +158,7 @@ struct SendWorker {
     batch: PageBatchBuilder,
     frame: Vec<u8>,
     stats: RoundStats,
+    lz4: Lz4Policy,
 }
 
 impl SendWorker {
@@ -168,6 +171,7 @@ impl SendWorker {
             batch: PageBatchBuilder::new(),
             frame: Vec::with_capacity(64),
             stats: RoundStats::default(),
+            lz4: Lz4Policy::new(),
         }
     }
 
@@ -219,6 +223,8 @@ impl SendWorker {
 
     fn send_pages(&mut self, round: u32, first: u64, count: u64) -> Result<(), EngineError> {
         let mut page = [0u8; PAGE_SIZE];
+        let lz4 = self.lz4.choose();
+        let started = Instant::now();
         self.batch.begin(round);
         for p in first..first + count {
             // The one bounce copy: the guest may write while we encode, and
@@ -226,20 +232,31 @@ impl SendWorker {
             self.memory.read_page(p, &mut page)?;
             let encoding = self
                 .batch
-                .push_page(p, &page, None)
+                .push_page_with(p, &page, None, lz4)
                 .expect("range ≤ batch size");
             self.stats.by_encoding[encoding as usize] += 1;
         }
         self.stats.pages += count;
         let frame = self.batch.seal(&mut self.encoder);
-        self.stats.bytes += frame.len() as u64;
+        let encoded = started.elapsed();
+        let bytes = frame.len() as u64;
+        self.stats.bytes += bytes;
         let index = self.index;
         self.stream
             .write_all(frame)
             .map_err(|source| EngineError::Stream {
                 stream: index,
                 source,
-            })
+            })?;
+        let written = started.elapsed() - encoded;
+        self.lz4.record(
+            lz4,
+            count,
+            encoded.as_nanos() as u64,
+            bytes,
+            written.as_nanos() as u64,
+        );
+        Ok(())
     }
 
     fn end_round(&mut self, round: u32) -> Result<(), EngineError> {

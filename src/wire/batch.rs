@@ -20,7 +20,7 @@ use super::encoder::FrameEncoder;
 use super::error::WireError;
 use super::header::{FrameKind, HEADER_LEN, seal};
 use super::limits::{BATCH_HEADER_LEN, MAX_BATCH_PAGES, MAX_BATCH_PAYLOAD, PAGE_ENTRY_LEN};
-use super::page::{Encoding, PAGE_SIZE, Page, decode_page, encode_page};
+use super::page::{Encoding, PAGE_SIZE, Page, decode_page, encode_page_with};
 use zerocopy::little_endian::{U16, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -264,19 +264,31 @@ impl PageBatchBuilder {
     }
 
     /// Encodes page number `page` into the batch, choosing the cheapest
-    /// encoding (see [`encode_page`]), and says which was chosen.
+    /// encoding (see [`encode_page`](super::page::encode_page)), and says which was chosen.
     pub fn push_page(
         &mut self,
         page: u64,
         new: &Page,
         previous: Option<&Page>,
     ) -> Result<Encoding, BatchFull> {
+        self.push_page_with(page, new, previous, true)
+    }
+
+    /// [`push_page`](Self::push_page) with LZ4 allowed or not (see
+    /// [`encode_page_with`]).
+    pub fn push_page_with(
+        &mut self,
+        page: u64,
+        new: &Page,
+        previous: Option<&Page>,
+        lz4: bool,
+    ) -> Result<Encoding, BatchFull> {
         if self.is_full() {
             return Err(BatchFull);
         }
         let entry_at = self.buf.len();
         self.buf.resize(entry_at + PAGE_ENTRY_LEN, 0);
-        let encoding = encode_page(new, previous, &mut self.buf);
+        let encoding = encode_page_with(new, previous, lz4, &mut self.buf);
         let len = self.buf.len() - entry_at - PAGE_ENTRY_LEN;
         self.write_entry(entry_at, page, encoding, len);
         Ok(encoding)

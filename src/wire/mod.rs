@@ -108,5 +108,5 @@ pub use header::{
 pub use limits::*;
 pub use page::{
     DELTA_GOOD_ENOUGH, Encoding, LZ4_MAX_PAYLOAD, PAGE_SIZE, Page, PageError, decode_page,
-    encode_page, is_zero_page, looks_incompressible,
+    encode_page, encode_page_with, is_zero_page, looks_incompressible,
 };

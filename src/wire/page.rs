@@ -138,6 +138,18 @@ pub fn is_zero_page(page: &Page) -> bool {
 /// running, copy the page out of guest memory first (that bounce copy is
 /// also what the sender keeps as the next round's `previous`).
 pub fn encode_page(new: &Page, previous: Option<&Page>, out: &mut Vec<u8>) -> Encoding {
+    encode_page_with(new, previous, true, out)
+}
+
+/// [`encode_page`], with LZ4 allowed or not. A sender whose path is faster
+/// than it can compress turns LZ4 off: the attempt would cost more time
+/// than the bytes it saves take on the wire.
+pub fn encode_page_with(
+    new: &Page,
+    previous: Option<&Page>,
+    lz4: bool,
+    out: &mut Vec<u8>,
+) -> Encoding {
     if is_zero_page(new) {
         return Encoding::Zero;
     }
@@ -152,7 +164,7 @@ pub fn encode_page(new: &Page, previous: Option<&Page>, out: &mut Vec<u8>) -> En
         best = (Encoding::Delta, len);
     }
     // LZ4 goes after the delta (if any) and replaces it only when smaller.
-    if !looks_incompressible(new) {
+    if lz4 && !looks_incompressible(new) {
         let lz_start = out.len();
         let limit = LZ4_MAX_PAYLOAD.min(best.1 - 1);
         out.resize(lz_start + LZ4_SCRATCH, 0);
