@@ -1,9 +1,12 @@
 //! One migration, source side and destination side.
 //!
 //! So far: the page pump ([`pump`]), which moves rounds of guest pages over
-//! N streams with round barriers. Rounds, convergence, suspend and
-//! switchover build on it (issue 4).
+//! N streams with round barriers, and the pre-copy policy
+//! ([`convergence`]) that decides after each round whether to continue,
+//! throttle or suspend. The source and destination state machines
+//! (suspend, device state, switchover, commit) build on them (issue 4).
 
+pub mod convergence;
 mod error;
 mod lz4_policy;
 pub mod pump;
