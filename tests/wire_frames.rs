@@ -84,10 +84,13 @@ fn owned_frame() -> impl Strategy<Value = Owned> {
         (any::<u32>(), any::<u64>())
             .prop_map(|(round, pages)| Owned::EndOfRound(EndOfRound { round, pages })),
         proptest::collection::vec(any::<u8>(), 0..2000).prop_map(Owned::DeviceState),
-        (0usize..4, any::<u64>()).prop_map(|(s, t)| Owned::Switchover(Switchover {
-            step: SwitchoverStep::ALL[s],
-            timestamp_ns: t
-        })),
+        (0usize..4, any::<u64>(), any::<u64>()).prop_map(|(s, t, d)| Owned::Switchover(
+            Switchover {
+                step: SwitchoverStep::ALL[s],
+                timestamp_ns: t,
+                digest: d,
+            }
+        )),
         (
             module(),
             any::<u16>(),
@@ -253,6 +256,7 @@ fn a_migration_exchange_reproduces_guest_memory_exactly() {
     let suspended = Switchover {
         step: SwitchoverStep::Suspended,
         timestamp_ns: 1,
+        digest: 0,
     };
     sender
         .enc
@@ -268,6 +272,7 @@ fn a_migration_exchange_reproduces_guest_memory_exactly() {
     let commit = Switchover {
         step: SwitchoverStep::Commit,
         timestamp_ns: 2,
+        digest: 0,
     };
     sender
         .enc

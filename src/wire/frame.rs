@@ -8,7 +8,7 @@
 //! PageBatch   see `batch`
 //! EndOfRound  round:u32 pages:u64
 //! DeviceState opaque bytes ≤ MAX_DEVICE_STATE (the `state` layer's encoding)
-//! Switchover  step:u8 (1 suspended, 2 ready, 3 commit, 4 running) timestamp_ns:u64
+//! Switchover  step:u8 (1 suspended, 2 ready, 3 commit, 4 running) timestamp_ns:u64 digest:u64
 //! Abort       see `abort`
 //! Keepalive   timestamp_ns:u64
 //! ```
@@ -82,10 +82,14 @@ impl SwitchoverStep {
 /// One switchover step, stamped with the sender's clock (nanoseconds since
 /// the Unix epoch): for `Suspended`, when the last source vCPU stopped; for
 /// `Running`, when the first destination vCPU ran. 0 when not meaningful.
+/// `digest` is the image digest: for `Suspended`, of every page the source
+/// sent (its final image); for `Ready`, of every page the destination
+/// applied; 0 otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Switchover {
     pub step: SwitchoverStep,
     pub timestamp_ns: u64,
+    pub digest: u64,
 }
 
 /// Sent on an idle stream so the peer knows it is alive.
@@ -169,6 +173,7 @@ impl<'a> Frame<'a> {
                 Frame::Switchover(Switchover {
                     step,
                     timestamp_ns: r.u64()?,
+                    digest: r.u64()?,
                 })
             }
             FrameKind::Keepalive => Frame::Keepalive(Keepalive {
@@ -218,6 +223,7 @@ impl<'a> Frame<'a> {
             Frame::Switchover(s) => {
                 out.push(s.step as u8);
                 out.extend_from_slice(&s.timestamp_ns.to_le_bytes());
+                out.extend_from_slice(&s.digest.to_le_bytes());
             }
             Frame::Abort(emg) => write_emg(emg, out),
             Frame::Keepalive(k) => out.extend_from_slice(&k.timestamp_ns.to_le_bytes()),

@@ -61,8 +61,8 @@ pub const MAX_ABORT_PAYLOAD: usize = 24 + 2 * (2 + MAX_EMG_TEXT);
 /// End of round: round (u32), pages in the round (u64).
 pub const END_OF_ROUND_PAYLOAD: usize = 12;
 
-/// Switchover: step (u8), timestamp (u64).
-pub const SWITCHOVER_PAYLOAD: usize = 9;
+/// Switchover: step (u8), timestamp (u64), image digest (u64).
+pub const SWITCHOVER_PAYLOAD: usize = 17;
 
 /// Keepalive: timestamp (u64).
 pub const KEEPALIVE_PAYLOAD: usize = 8;

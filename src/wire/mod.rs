@@ -25,7 +25,7 @@
 //! | 3 | PageBatch | round, then (page number, encoding, payload) × count | [`MAX_BATCH_PAYLOAD`], [`MAX_BATCH_PAGES`] |
 //! | 4 | EndOfRound | round, pages sent in the round | 12 bytes |
 //! | 5 | DeviceState | opaque bytes (the `state` layer's encoding) | [`MAX_DEVICE_STATE`] |
-//! | 6 | Switchover | step (suspended, ready, commit, running), timestamp | 9 bytes |
+//! | 6 | Switchover | step (suspended, ready, commit, running), timestamp, image digest | 17 bytes |
 //! | 7 | Abort | an [`Emg`](crate::emg::Emg): operands as integers, message and action as UTF-8 | [`MAX_ABORT_PAYLOAD`] |
 //! | 8 | Keepalive | timestamp | 8 bytes |
 //!
@@ -47,10 +47,11 @@
 //!   │── EndOfRound(0, pages) on every stream ────────────▶│ barrier: round 0 complete
 //!   │── PageBatch(round k) … EndOfRound(k, pages) ───────▶│   (k = 1, 2, …, pages
 //!   │                                                     │    dirtied in round k-1)
-//!   │── Switchover(Suspended, t) ────────────────────────▶│ vCPUs stopped at t
+//!   │   (vCPUs stopped at t)                              │
 //!   │── PageBatch(final) … EndOfRound(final) ────────────▶│
-//!   │── DeviceState ─────────────────────────────────────▶│ load, verify
-//!   │◀────────────────────────────── Switchover(Ready) ───│
+//!   │── Switchover(Suspended, t, image digest) ──────────▶│ final round is complete
+//!   │── DeviceState ─────────────────────────────────────▶│ load, verify digest
+//!   │◀──────────────────── Switchover(Ready, its digest) ─│
 //!   │── Switchover(Commit) ──────────────────────────────▶│ ownership passes
 //!   │◀─────────────────────────── Switchover(Running, t) ─│ first vCPU ran at t
 //!
