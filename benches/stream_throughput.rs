@@ -11,6 +11,7 @@
 //! case is also run on a path capped at 1 Gbit/s (the manual's minimum for
 //! a migration path), the same cap for both.
 
+use lpar_mover::engine::digest::ImageDigest;
 use lpar_mover::engine::pump::{Event, InStream, OutStream, PageReceiver, PageSender};
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::sim::program::fill_page;
@@ -113,8 +114,16 @@ fn pump(
         .map(|s| Box::new(PacedWriter::new(s, pacer.clone())) as OutStream)
         .collect();
     let inn = inn.into_iter().map(|s| Box::new(s) as InStream).collect();
-    let (receiver, events) = PageReceiver::start(destination.clone(), inn);
-    let sender = PageSender::start(source.clone(), out);
+    let (receiver, events) = PageReceiver::start(
+        destination.clone(),
+        inn,
+        Arc::new(ImageDigest::zeroed(destination.size_bytes() / 4096)),
+    );
+    let sender = PageSender::start(
+        source.clone(),
+        out,
+        Arc::new(ImageDigest::zeroed(source.size_bytes() / 4096)),
+    );
     let pages = source.populated().unwrap();
     let t = Instant::now();
     sender.send_round(0, &pages).unwrap();

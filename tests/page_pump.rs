@@ -4,6 +4,7 @@
 //! corrupted byte in transit is caught, never applied silently.
 
 use lpar_mover::engine::EngineError;
+use lpar_mover::engine::digest::ImageDigest;
 use lpar_mover::engine::pump::{Event, InStream, OutStream, PageReceiver, PageSender};
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::{GuestMemory, LparConfig, Partition, Vcpus};
@@ -87,8 +88,10 @@ fn rounds_of_dirty_pages_converge_to_identical_memory() {
     let destination = lpar(&root, "destination", "idle");
     let (out, inn) = stream_pairs(4);
     let (out, inn) = boxed(out, inn);
-    let (receiver, events) = PageReceiver::start(destination.clone(), inn);
-    let sender = PageSender::start(source.clone(), out);
+    let sent = Arc::new(ImageDigest::zeroed(source.size_bytes() / 4096));
+    let applied = Arc::new(ImageDigest::zeroed(destination.size_bytes() / 4096));
+    let (receiver, events) = PageReceiver::start(destination.clone(), inn, applied.clone());
+    let sender = PageSender::start(source.clone(), out, sent.clone());
 
     source.resume().unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -118,6 +121,11 @@ fn rounds_of_dirty_pages_converge_to_identical_memory() {
     sender.send_round(4, &last).unwrap();
     expect_round(&events, 4, last.len());
     assert_eq!(destination.digest().unwrap(), source.digest().unwrap());
+    assert_eq!(
+        applied.value(),
+        sent.value(),
+        "incremental image digests disagree"
+    );
 
     drop(sender.finish()); // closes the streams: readers see a clean end
     receiver.finish();
@@ -168,8 +176,16 @@ fn a_corrupted_page_frame_is_refused_not_applied() {
     source.pause().unwrap();
     let (out, inn) = corrupting_relay(100_000);
     let (out, inn) = boxed(vec![out], vec![inn]);
-    let (receiver, events) = PageReceiver::start(destination.clone(), inn);
-    let sender = PageSender::start(source.clone(), out);
+    let (receiver, events) = PageReceiver::start(
+        destination.clone(),
+        inn,
+        Arc::new(ImageDigest::zeroed(destination.size_bytes() / 4096)),
+    );
+    let sender = PageSender::start(
+        source.clone(),
+        out,
+        Arc::new(ImageDigest::zeroed(source.size_bytes() / 4096)),
+    );
     let _ = sender.send_round(0, &source.populated().unwrap());
     match events.recv_timeout(Duration::from_secs(30)).unwrap() {
         Event::Failed(EngineError::Wire {

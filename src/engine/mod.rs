@@ -7,6 +7,7 @@
 //! (suspend, device state, switchover, commit) build on them (issue 4).
 
 pub mod convergence;
+pub mod digest;
 mod error;
 mod lz4_policy;
 pub mod pump;

@@ -23,6 +23,7 @@
 //! keepalive) are handed to the caller, owned, on the event channel.
 
 use super::EngineError;
+use super::digest::{ImageDigest, page_hash};
 use super::lz4_policy::Lz4Policy;
 use crate::emg::Emg;
 use crate::partition::{GuestMemory, PAGE_SIZE, PageSet};
@@ -59,8 +60,14 @@ impl RoundStats {
 }
 
 enum Work {
-    Pages { round: u32, first: u64, count: u64 },
+    Pages {
+        round: u32,
+        first: u64,
+        count: u64,
+    },
     EndRound(u32),
+    /// A frame to send once the stream's page work is done.
+    Control(OwnedFrame),
 }
 
 /// The source half: one worker thread per stream.
@@ -72,7 +79,12 @@ pub struct PageSender {
 }
 
 impl PageSender {
-    pub fn start(memory: Arc<dyn GuestMemory>, streams: Vec<OutStream>) -> Self {
+    /// Starts one worker per stream. Every page sent is recorded in `digest`.
+    pub fn start(
+        memory: Arc<dyn GuestMemory>,
+        streams: Vec<OutStream>,
+        digest: Arc<ImageDigest>,
+    ) -> Self {
         let (work, queue) = channel::unbounded();
         let (done_tx, done) = channel::unbounded();
         let mut controls = Vec::new();
@@ -83,10 +95,11 @@ impl PageSender {
                 let (control_tx, control) = channel::unbounded();
                 controls.push(control_tx);
                 let (memory, queue, done) = (memory.clone(), queue.clone(), done_tx.clone());
+                let digest = digest.clone();
                 std::thread::Builder::new()
                     .name(format!("send{index}"))
                     .spawn(move || {
-                        let mut worker = SendWorker::new(index, memory, stream);
+                        let mut worker = SendWorker::new(index, memory, stream, digest);
                         worker.run(&queue, &control, &done);
                         worker.stream
                     })
@@ -123,8 +136,27 @@ impl PageSender {
         for control in &self.controls {
             let _ = control.send(Work::EndRound(round));
         }
+        self.collect(self.controls.len())
+    }
+
+    /// Sends `frame` on stream 0, after every page already queued.
+    pub fn send_control(&self, frame: OwnedFrame) -> Result<(), EngineError> {
+        let _ = self.controls[0].send(Work::Control(frame));
+        self.collect(1).map(|_| ())
+    }
+
+    /// Sends `frame` on every stream (e.g. Hello).
+    pub fn send_control_all(&self, frame: OwnedFrame) -> Result<(), EngineError> {
+        for control in &self.controls {
+            let _ = control.send(Work::Control(frame.clone()));
+        }
+        self.collect(self.controls.len()).map(|_| ())
+    }
+
+    /// Waits for `n` workers' acknowledgements, summing their stats.
+    fn collect(&self, n: usize) -> Result<RoundStats, EngineError> {
         let mut total = RoundStats::default();
-        for _ in &self.controls {
+        for _ in 0..n {
             match self.done.recv() {
                 Ok(Ok(stats)) => total.add(&stats),
                 Ok(Err(e)) => return Err(e),
@@ -159,10 +191,16 @@ struct SendWorker {
     frame: Vec<u8>,
     stats: RoundStats,
     lz4: Lz4Policy,
+    digest: Arc<ImageDigest>,
 }
 
 impl SendWorker {
-    fn new(index: usize, memory: Arc<dyn GuestMemory>, stream: OutStream) -> Self {
+    fn new(
+        index: usize,
+        memory: Arc<dyn GuestMemory>,
+        stream: OutStream,
+        digest: Arc<ImageDigest>,
+    ) -> Self {
         SendWorker {
             index,
             memory,
@@ -172,6 +210,7 @@ impl SendWorker {
             frame: Vec::with_capacity(64),
             stats: RoundStats::default(),
             lz4: Lz4Policy::new(),
+            digest,
         }
     }
 
@@ -181,22 +220,21 @@ impl SendWorker {
         control: &Receiver<Work>,
         done: &Sender<Result<RoundStats, EngineError>>,
     ) {
-        let mut pending_end = None;
+        let mut pending = None;
         loop {
             // Page work first; a round's barrier only once the queue is dry.
             let work = if let Ok(w) = queue.try_recv() {
                 w
-            } else if let Some(round) = pending_end.take() {
-                Work::EndRound(round)
+            } else if let Some(work) = pending.take() {
+                work
             } else {
                 channel::select! {
                     recv(queue) -> w => match w { Ok(w) => w, Err(_) => return },
                     recv(control) -> c => match c {
-                        Ok(Work::EndRound(round)) => {
-                            pending_end = Some(round);
+                        Ok(w) => {
+                            pending = Some(w);
                             continue;
                         }
-                        Ok(w) => w,
                         Err(_) => return,
                     },
                 }
@@ -211,6 +249,11 @@ impl SendWorker {
                     let end = self.end_round(round);
                     let stats = std::mem::take(&mut self.stats);
                     let _ = done.send(end.map(|()| stats));
+                    Ok(())
+                }
+                Work::Control(frame) => {
+                    let sent = self.send_frame(&frame.as_frame());
+                    let _ = done.send(sent.map(|()| RoundStats::default()));
                     Ok(())
                 }
             };
@@ -230,6 +273,7 @@ impl SendWorker {
             // The one bounce copy: the guest may write while we encode, and
             // the frame's CRC must match what we send.
             self.memory.read_page(p, &mut page)?;
+            self.digest.set(p, page_hash(&page));
             let encoding = self
                 .batch
                 .push_page_with(p, &page, None, lz4)
@@ -260,13 +304,14 @@ impl SendWorker {
     }
 
     fn end_round(&mut self, round: u32) -> Result<(), EngineError> {
+        let pages = self.stats.pages;
+        self.send_frame(&Frame::EndOfRound(EndOfRound { round, pages }))
+    }
+
+    fn send_frame(&mut self, frame: &Frame<'_>) -> Result<(), EngineError> {
         self.frame.clear();
-        let end = Frame::EndOfRound(EndOfRound {
-            round,
-            pages: self.stats.pages,
-        });
         self.encoder
-            .encode(&end, &mut self.frame)
+            .encode(frame, &mut self.frame)
             .map_err(|error| EngineError::Wire {
                 stream: self.index,
                 error,
@@ -304,6 +349,32 @@ pub enum OwnedFrame {
     Keepalive(crate::wire::Keepalive),
 }
 
+impl OwnedFrame {
+    pub fn as_frame(&self) -> Frame<'_> {
+        match self {
+            OwnedFrame::Hello(h) => Frame::Hello(h.clone()),
+            OwnedFrame::LparConfig(b) => Frame::LparConfig(b),
+            OwnedFrame::DeviceState(b) => Frame::DeviceState(b),
+            OwnedFrame::Switchover(s) => Frame::Switchover(*s),
+            OwnedFrame::Abort(e) => Frame::Abort(e.clone()),
+            OwnedFrame::Keepalive(k) => Frame::Keepalive(*k),
+        }
+    }
+
+    /// Detaches a non-page frame from the receive buffer.
+    pub fn from_frame(frame: Frame<'_>) -> Option<OwnedFrame> {
+        Some(match frame {
+            Frame::Hello(h) => OwnedFrame::Hello(h),
+            Frame::LparConfig(b) => OwnedFrame::LparConfig(b.to_vec()),
+            Frame::DeviceState(b) => OwnedFrame::DeviceState(b.to_vec()),
+            Frame::Switchover(s) => OwnedFrame::Switchover(s),
+            Frame::Abort(e) => OwnedFrame::Abort(e),
+            Frame::Keepalive(k) => OwnedFrame::Keepalive(k),
+            Frame::PageBatch(_) | Frame::EndOfRound(_) => return None,
+        })
+    }
+}
+
 /// The destination half: one reader thread per stream.
 pub struct PageReceiver {
     barrier: Arc<RoundBarrier>,
@@ -311,7 +382,12 @@ pub struct PageReceiver {
 }
 
 impl PageReceiver {
-    pub fn start(memory: Arc<dyn GuestMemory>, streams: Vec<InStream>) -> (Self, Receiver<Event>) {
+    /// Starts one reader per stream. Every page applied is recorded in `digest`.
+    pub fn start(
+        memory: Arc<dyn GuestMemory>,
+        streams: Vec<InStream>,
+        digest: Arc<ImageDigest>,
+    ) -> (Self, Receiver<Event>) {
         let (events, rx) = channel::unbounded();
         let barrier = Arc::new(RoundBarrier::new(streams.len()));
         let readers = streams
@@ -319,10 +395,16 @@ impl PageReceiver {
             .enumerate()
             .map(|(index, stream)| {
                 let (memory, events, barrier) = (memory.clone(), events.clone(), barrier.clone());
+                let digest = digest.clone();
                 std::thread::Builder::new()
                     .name(format!("recv{index}"))
                     .spawn(move || {
-                        if let Err(e) = read_stream(index, &*memory, stream, &events, &barrier) {
+                        let reader = Reader {
+                            index,
+                            memory: &*memory,
+                            digest: &digest,
+                        };
+                        if let Err(e) = reader.run(stream, &events, &barrier) {
                             barrier.fail();
                             let _ = events.send(Event::Failed(e));
                         }
@@ -343,88 +425,86 @@ impl PageReceiver {
     }
 }
 
-fn read_stream(
+struct Reader<'a> {
     index: usize,
-    memory: &dyn GuestMemory,
-    mut stream: InStream,
-    events: &Sender<Event>,
-    barrier: &RoundBarrier,
-) -> Result<(), EngineError> {
-    let mut decoder = FrameDecoder::new();
-    let mut round: u32 = 0;
-    let mut received: u64 = 0;
-    let wire = |error| EngineError::Wire {
-        stream: index,
-        error,
-    };
-    loop {
-        while let Some(frame) = decoder.next_frame().map_err(wire)? {
-            match frame {
-                Frame::PageBatch(batch) => {
-                    if batch.round != round {
-                        return Err(EngineError::Protocol {
-                            stream: index,
-                            what: format!("page of round {} during round {round}", batch.round),
-                        });
+    memory: &'a dyn GuestMemory,
+    digest: &'a ImageDigest,
+}
+
+impl Reader<'_> {
+    fn run(
+        &self,
+        mut stream: InStream,
+        events: &Sender<Event>,
+        barrier: &RoundBarrier,
+    ) -> Result<(), EngineError> {
+        let index = self.index;
+        let mut decoder = FrameDecoder::new();
+        let mut round: u32 = 0;
+        let mut received: u64 = 0;
+        let wire = |error| EngineError::Wire {
+            stream: index,
+            error,
+        };
+        loop {
+            while let Some(frame) = decoder.next_frame().map_err(wire)? {
+                match frame {
+                    Frame::PageBatch(batch) => {
+                        if batch.round != round {
+                            return Err(EngineError::Protocol {
+                                stream: index,
+                                what: format!("page of round {} during round {round}", batch.round),
+                            });
+                        }
+                        for page in batch.pages() {
+                            let mut result = Ok(());
+                            self.memory.update_page(page.page, &mut |dest| {
+                                result = page.decode_into(dest);
+                                self.digest.set(page.page, page_hash(dest));
+                            })?;
+                            result.map_err(wire)?;
+                            received += 1;
+                        }
                     }
-                    for page in batch.pages() {
-                        let mut result = Ok(());
-                        memory.update_page(page.page, &mut |dest| {
-                            result = page.decode_into(dest);
+                    Frame::EndOfRound(end) => {
+                        if end.round != round || end.pages != received {
+                            return Err(EngineError::RoundIncomplete {
+                                stream: index,
+                                round: end.round,
+                                expected: end.pages,
+                                received,
+                            });
+                        }
+                        barrier.arrive(round, received, |pages| {
+                            let _ = events.send(Event::RoundComplete { round, pages });
                         })?;
-                        result.map_err(wire)?;
-                        received += 1;
+                        round += 1;
+                        received = 0;
                     }
-                }
-                Frame::EndOfRound(end) => {
-                    if end.round != round || end.pages != received {
-                        return Err(EngineError::RoundIncomplete {
-                            stream: index,
-                            round: end.round,
-                            expected: end.pages,
-                            received,
-                        });
-                    }
-                    if let Some(total) = barrier.arrive(round, received)? {
-                        let _ = events.send(Event::RoundComplete {
-                            round,
-                            pages: total,
-                        });
-                    }
-                    round += 1;
-                    received = 0;
-                }
-                other => {
-                    let owned = match other {
-                        Frame::Hello(h) => OwnedFrame::Hello(h),
-                        Frame::LparConfig(b) => OwnedFrame::LparConfig(b.to_vec()),
-                        Frame::DeviceState(b) => OwnedFrame::DeviceState(b.to_vec()),
-                        Frame::Switchover(s) => OwnedFrame::Switchover(s),
-                        Frame::Abort(e) => OwnedFrame::Abort(e),
-                        Frame::Keepalive(k) => OwnedFrame::Keepalive(k),
-                        Frame::PageBatch(_) | Frame::EndOfRound(_) => unreachable!(),
-                    };
-                    if events
-                        .send(Event::Control {
-                            stream: index,
-                            frame: owned,
-                        })
-                        .is_err()
-                    {
-                        return Ok(());
+                    other => {
+                        let owned = OwnedFrame::from_frame(other).expect("pages handled above");
+                        if events
+                            .send(Event::Control {
+                                stream: index,
+                                frame: owned,
+                            })
+                            .is_err()
+                        {
+                            return Ok(());
+                        }
                     }
                 }
             }
-        }
-        let n = decoder
-            .read_from(&mut stream)
-            .map_err(|source| EngineError::Stream {
-                stream: index,
-                source,
-            })?;
-        if n == 0 {
-            decoder.finish().map_err(wire)?;
-            return Ok(());
+            let n = decoder
+                .read_from(&mut stream)
+                .map_err(|source| EngineError::Stream {
+                    stream: index,
+                    source,
+                })?;
+            if n == 0 {
+                decoder.finish().map_err(wire)?;
+                return Ok(());
+            }
         }
     }
 }
@@ -458,9 +538,16 @@ impl RoundBarrier {
         }
     }
 
-    /// Waits until every stream has ended `round`. The last to arrive gets
-    /// the round's total page count.
-    fn arrive(&self, round: u32, pages: u64) -> Result<Option<u64>, EngineError> {
+    /// Waits until every stream has ended `round`. The last to arrive calls
+    /// `complete` with the round's page count before it releases the others,
+    /// so the round's completion is reported before anything that follows
+    /// it on any stream.
+    fn arrive(
+        &self,
+        round: u32,
+        pages: u64,
+        complete: impl FnOnce(u64),
+    ) -> Result<(), EngineError> {
         let broken = || EngineError::Protocol {
             stream: 0,
             what: "end of migration".into(),
@@ -473,13 +560,14 @@ impl RoundBarrier {
             s.round = round + 1;
             s.arrived = 0;
             s.pages = 0;
+            complete(total);
             self.cv.notify_all();
-            return Ok(Some(total));
+            return Ok(());
         }
         while s.round == round && !s.broken {
             s = self.cv.wait(s).unwrap();
         }
-        if s.broken { Err(broken()) } else { Ok(None) }
+        if s.broken { Err(broken()) } else { Ok(()) }
     }
 
     fn fail(&self) {
