@@ -25,6 +25,19 @@ pub enum EngineError {
     },
     /// The peer ended the migration with its own error.
     PeerAborted(Emg),
+    /// The operator cancelled the migration.
+    Cancelled,
+    /// The migration did not finish within its timeout.
+    TimedOut,
+    /// The peer did not answer in time.
+    NoReply { waiting_for: String },
+    /// The destination's image differs from what the source sent.
+    DigestMismatch { source: u64, destination: u64 },
+    /// The destination LPAR does not match the incoming one.
+    ConfigMismatch { what: String },
+    /// A failure after Commit: the LPAR belongs to the destination, but
+    /// whether it runs there is unknown until recovery.
+    AfterCommit(Box<EngineError>),
 }
 
 impl fmt::Display for EngineError {
@@ -49,6 +62,27 @@ impl fmt::Display for EngineError {
                  but the source sent {expected}"
             ),
             Self::PeerAborted(e) => write!(f, "the peer aborted the migration: {e}"),
+            Self::Cancelled => write!(f, "Terminated by user."),
+            Self::TimedOut => write!(
+                f,
+                "the migration did not complete within its timeout; memory writing may be \
+                 faster than memory transfer"
+            ),
+            Self::NoReply { waiting_for } => {
+                write!(f, "no answer from the peer while waiting for {waiting_for}")
+            }
+            Self::DigestMismatch {
+                source,
+                destination,
+            } => write!(
+                f,
+                "the destination's image digest {destination:#018x} differs from the source's \
+                 {source:#018x}"
+            ),
+            Self::ConfigMismatch { what } => {
+                write!(f, "the destination LPAR does not match: {what}")
+            }
+            Self::AfterCommit(e) => write!(f, "after commit: {e}"),
         }
     }
 }
@@ -63,39 +97,69 @@ impl From<PartitionError> for EngineError {
 
 impl EngineError {
     /// The EMG an operator sees; `module` says which side detected it.
-    pub fn into_emg(self, module: Module) -> Emg {
+    pub fn emg(&self, module: Module) -> Emg {
         let message = self.to_string();
+        let mk =
+            |phase, cause, action: &str| Emg::new(module, phase, cause, message.clone(), action);
         match self {
-            EngineError::Partition(e) => e.into(),
-            EngineError::PeerAborted(e) => e,
-            EngineError::Wire { error, .. } => error.into(),
-            EngineError::Stream { stream, .. } => Emg::new(
-                module,
+            EngineError::Partition(e) => e.emg(),
+            EngineError::PeerAborted(e) => e.clone(),
+            EngineError::Wire { error, .. } => (*error).into(),
+            EngineError::Stream { stream, .. } => mk(
                 phase::CONNECTION_LOST,
                 0x01,
-                format!("Connection refused (LPAR Mover-LPAR Mover): {message}"),
                 "Check the migration path between the two hosts (link, addresses, firewall) \
                  and retry; the LPAR keeps running on the source.",
             )
             .reason(reason::CONNECTION_REFUSED)
-            .detail(stream as u64),
-            EngineError::Protocol { stream, .. } => Emg::new(
-                module,
+            .detail(*stream as u64),
+            EngineError::Protocol { stream, .. } => mk(
                 phase::MEMORY_TRANSFER,
                 0x02,
-                message,
                 "Check that both agents run compatible builds (moverctl version) and retry.",
             )
-            .detail(stream as u64),
-            EngineError::RoundIncomplete { round, .. } => Emg::new(
-                module,
+            .detail(*stream as u64),
+            EngineError::RoundIncomplete { round, .. } => mk(
                 phase::MEMORY_TRANSFER,
                 0x03,
-                message,
                 "Pages were lost in transit: retry the migration; if it recurs, check the \
                  migration path for faults.",
             )
-            .detail(u64::from(round)),
+            .detail(u64::from(*round)),
+            EngineError::Cancelled => {
+                mk(phase::MEMORY_TRANSFER, 0, "None.").reason(reason::TERMINATED_BY_USER)
+            }
+            EngineError::TimedOut => mk(
+                phase::MEMORY_TRANSFER,
+                0x04,
+                "Extend the timeout (moverctl extend), lower the guest's write load, or use a \
+                 faster migration path; the LPAR keeps running on the source.",
+            ),
+            EngineError::NoReply { .. } => mk(
+                phase::CONNECTION_LOST,
+                0x05,
+                "Check that the peer agent is running and the migration path works, then retry.",
+            )
+            .reason(reason::CONNECTION_REFUSED),
+            EngineError::DigestMismatch { .. } => mk(
+                phase::DEVICE_STATE,
+                0x06,
+                "Memory was corrupted in transit; the LPAR keeps running on the source. Retry, \
+                 and check the migration path if it recurs.",
+            ),
+            EngineError::ConfigMismatch { .. } => mk(
+                phase::DEFINE,
+                0x07,
+                "Define the destination LPAR with the source's memory size and vCPU count.",
+            ),
+            EngineError::AfterCommit(e) => {
+                let mut emg = e.emg(module);
+                emg.message = format!("after commit: {}", emg.message);
+                emg.action = "Run moverctl recover on the LPAR: ownership passed to the \
+                              destination, whether it runs there must be checked."
+                    .into();
+                emg.needing_recovery()
+            }
         }
     }
 }

@@ -115,7 +115,15 @@ impl From<crate::state::StateError> for PartitionError {
 
 impl From<PartitionError> for Emg {
     fn from(e: PartitionError) -> Emg {
-        let detail = match &e {
+        e.emg()
+    }
+}
+
+impl PartitionError {
+    /// The EMG an operator sees for this error.
+    pub fn emg(&self) -> Emg {
+        let e = self;
+        let detail = match e {
             PartitionError::PageOutOfRange { page, .. } => *page,
             _ => 0,
         };

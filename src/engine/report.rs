@@ -1,0 +1,50 @@
+//! What a migration reports: per round, totals, and the suspension with its
+//! parts.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RoundReport {
+    pub round: u32,
+    pub pages: u64,
+    pub wire_bytes: u64,
+    /// Pages sent as zero, raw, LZ4 and delta.
+    pub by_encoding: [u64; 4],
+    pub duration_ms: f64,
+    /// Pages the guest dirtied per second while this round was sent.
+    pub dirty_rate: f64,
+    /// Wire bytes per second.
+    pub bandwidth: f64,
+    /// Throttle applied to the vCPUs during the round, percent.
+    pub throttle: u8,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SuspensionReport {
+    /// Last source vCPU stopped → first destination vCPU ran.
+    pub total_ms: f64,
+    /// Harvesting and sending the final dirty pages.
+    pub final_copy_ms: f64,
+    pub final_pages: u64,
+    /// Saving, encoding and sending the device state.
+    pub device_state_ms: f64,
+    /// Destination loading the state and verifying the image, until ready.
+    pub load_verify_ms: f64,
+    /// Commit until the first destination vCPU ran.
+    pub resume_ms: f64,
+    /// What the engine predicted for it when it decided to suspend.
+    pub predicted_ms: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MigrationReport {
+    pub rounds: Vec<RoundReport>,
+    pub total_ms: f64,
+    pub bytes_sent: u64,
+    pub memory_bytes: u64,
+    /// Highest throttle applied, percent.
+    pub throttle: u8,
+    pub suspension: SuspensionReport,
+    /// The destination's image digest matched the source's.
+    pub verified: bool,
+}

@@ -1,0 +1,469 @@
+//! The source side of a live migration.
+//!
+//! ```text
+//! Hello on every stream ─▶           ◀─ Hello (stream 0): round trip measured
+//! LparConfig ─▶
+//! start dirty log; round 0 = populated pages; then rounds of dirtied pages,
+//!   Convergence decides after each: continue, throttle, or suspend
+//! pause vCPUs ── suspension starts
+//! final round ─▶ Switchover(Suspended, t, digest) ─▶ DeviceState ─▶
+//!                                    ◀─ Switchover(Ready, digest)
+//! Switchover(Commit) ─▶  ── ownership passes
+//!                                    ◀─ Switchover(Running, t) ── suspension ends
+//! ```
+//!
+//! Before Commit any failure, cancel or timeout ends the migration with the
+//! LPAR running here (vCPUs resumed, throttle lifted, Abort sent). After
+//! Commit the destination owns the LPAR and this side leaves it paused for
+//! the caller to release.
+
+use super::convergence::{Convergence, Decision, RoundMeasure};
+use super::digest::ImageDigest;
+use super::pump::{OutStream, OwnedFrame, PageSender, RoundStats};
+use super::report::{MigrationReport, RoundReport, SuspensionReport};
+use super::{EngineError, wall_clock_ns};
+use crate::build_identity::BuildIdentity;
+use crate::emg::{Emg, Module, phase, reason};
+use crate::partition::{PAGE_SIZE, PageSet, Partition};
+use crate::state::{DeviceState, MigrationMode};
+use crate::transport::{PacedWriter, Pacer};
+use crate::wire::{
+    FrameDecoder, Hello, Keepalive, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep,
+};
+use crossbeam::channel::{self, Receiver};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the source waits for each switchover reply.
+pub const SWITCHOVER_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub migration_id: u128,
+    /// Suspension budget (default 20 ms).
+    pub max_suspend: Duration,
+    /// Give up (leaving the LPAR running here) after this long (default 900 s).
+    pub timeout: Duration,
+    /// Cap on the migration path, bytes per second.
+    pub bandwidth: Option<u64>,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            migration_id: 0,
+            max_suspend: Duration::from_millis(20),
+            timeout: Duration::from_secs(900),
+            bandwidth: None,
+        }
+    }
+}
+
+/// What an operator can do to a running migration: cancel, extend.
+pub struct MigrationControl {
+    cancelled: AtomicBool,
+    deadline: Mutex<Instant>,
+}
+
+impl MigrationControl {
+    pub fn new(timeout: Duration) -> Self {
+        MigrationControl {
+            cancelled: AtomicBool::new(false),
+            deadline: Mutex::new(Instant::now() + timeout),
+        }
+    }
+
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    /// Moves the deadline `by` later.
+    pub fn extend(&self, by: Duration) {
+        *self.deadline.lock().unwrap() += by;
+    }
+
+    fn check(&self) -> Result<(), EngineError> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Err(EngineError::Cancelled);
+        }
+        if Instant::now() > *self.deadline.lock().unwrap() {
+            return Err(EngineError::TimedOut);
+        }
+        Ok(())
+    }
+}
+
+/// Progress as the memory transfer goes.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    Round(RoundReport),
+    /// The vCPUs were throttled to this percentage: rounds stopped shrinking.
+    Throttled(u8),
+    /// The vCPUs are paused; `pages` remain for the final copy.
+    Suspending {
+        pages: u64,
+    },
+}
+
+/// Migrates `lpar` live over `streams` (connected and authenticated).
+pub fn migrate_live(
+    lpar: Arc<dyn Partition>,
+    streams: Vec<TcpStream>,
+    options: &LiveOptions,
+    control: &MigrationControl,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<MigrationReport, EngineError> {
+    let started = Instant::now();
+    let replies = spawn_reply_reader(&streams[0])?;
+    let pacer = options.bandwidth.map(Pacer::new);
+    let out: Vec<OutStream> = streams
+        .into_iter()
+        .map(|s| Box::new(PacedWriter::new(s, pacer.clone())) as OutStream)
+        .collect();
+    let pages = lpar.size_bytes() / PAGE_SIZE as u64;
+    let digest = Arc::new(ImageDigest::zeroed(pages));
+    let sender = PageSender::start(lpar.clone(), out, digest.clone());
+    let mut run = SourceRun {
+        lpar: &*lpar,
+        sender: &sender,
+        replies,
+        paused: false,
+        throttle: 0,
+    };
+    let result = run.migrate(options, control, &digest, progress, started);
+    if let Err(e) = &result {
+        run.abandon(e);
+    }
+    drop(sender.finish());
+    result
+}
+
+struct SourceRun<'a> {
+    lpar: &'a dyn Partition,
+    sender: &'a PageSender,
+    replies: Receiver<Result<OwnedFrame, EngineError>>,
+    paused: bool,
+    throttle: u8,
+}
+
+impl SourceRun<'_> {
+    fn migrate(
+        &mut self,
+        options: &LiveOptions,
+        control: &MigrationControl,
+        digest: &ImageDigest,
+        progress: &mut dyn FnMut(&Progress),
+        started: Instant,
+    ) -> Result<MigrationReport, EngineError> {
+        let mut report = MigrationReport {
+            memory_bytes: self.lpar.size_bytes(),
+            ..Default::default()
+        };
+        // Hello both ways: checks versions and measures the round trip.
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            migration_id: MigrationId(options.migration_id),
+            build: BuildIdentity::current(),
+            auth_proof: Vec::new(),
+        };
+        self.sender.send_control_all(OwnedFrame::Hello(hello))?;
+        self.expect(
+            |f| matches!(f, OwnedFrame::Hello(_)),
+            "Hello",
+            SWITCHOVER_REPLY_TIMEOUT,
+        )?;
+        let config = serde_json::to_vec(self.lpar.config()).expect("LparConfig serialises");
+        self.sender.send_control(OwnedFrame::LparConfig(config))?;
+
+        // Switchover cost not tied to memory: two round trips (suspended →
+        // ready, commit → running) plus encoding a device state of this size.
+        let t = Instant::now();
+        let sample = DeviceState::sample(self.lpar.count()).for_mode(MigrationMode::Live);
+        let _ = sample.encode();
+        let encode_cost = t.elapsed();
+        let mut rtt = RoundTrips::default();
+        rtt.record(self.ping()?);
+        let mut convergence =
+            Convergence::new(options.max_suspend, 2 * rtt.typical() + encode_cost);
+
+        let mut log = self.lpar.dirty_log()?;
+        log.start()?;
+        let mut pages = self.lpar.populated()?;
+        let mut round = 0u32;
+        let predicted = loop {
+            control.check()?;
+            let t = Instant::now();
+            let stats = self.sender.send_round(round, &pages)?;
+            let duration = t.elapsed();
+            rtt.record(self.ping()?);
+            convergence.set_fixed_cost(2 * rtt.typical() + encode_cost);
+            let mut dirty = PageSet::new();
+            log.harvest(&mut dirty)?;
+            let decision = convergence.decide(RoundMeasure {
+                pages: stats.pages,
+                wire_bytes: stats.bytes,
+                duration,
+                dirtied: dirty.len(),
+            });
+            let r = round_report(round, &stats, duration, &dirty, &convergence, self.throttle);
+            report.bytes_sent += stats.bytes;
+            progress(&Progress::Round(r.clone()));
+            report.rounds.push(r);
+            pages = dirty;
+            round += 1;
+            match decision {
+                Decision::Continue => {}
+                Decision::Throttle(p) => {
+                    self.lpar.throttle(p)?;
+                    self.throttle = p;
+                    report.throttle = report.throttle.max(p);
+                    progress(&Progress::Throttled(p));
+                }
+                Decision::Suspend { predicted } => break predicted,
+            }
+        };
+        control.check()?;
+
+        // Suspension: from here every millisecond counts.
+        self.lpar.pause()?;
+        let paused_wall = wall_clock_ns();
+        let paused = Instant::now();
+        self.paused = true;
+        log.harvest(&mut pages)?;
+        progress(&Progress::Suspending { pages: pages.len() });
+        let stats = self.sender.send_round(round, &pages)?;
+        report.bytes_sent += stats.bytes;
+        let final_copied = Instant::now();
+        let suspended = Switchover {
+            step: SwitchoverStep::Suspended,
+            timestamp_ns: paused_wall,
+            digest: digest.value(),
+        };
+        self.sender
+            .send_control(OwnedFrame::Switchover(suspended))?;
+        let state = self.lpar.save_state()?.for_mode(MigrationMode::Live);
+        let encoded = state
+            .encode()
+            .map_err(crate::partition::PartitionError::from)?;
+        report.bytes_sent += encoded.len() as u64;
+        self.sender.send_control(OwnedFrame::DeviceState(encoded))?;
+        let state_sent = Instant::now();
+        let ready = self.switchover_reply(SwitchoverStep::Ready)?;
+        let ready_at = Instant::now();
+        if ready.digest != digest.value() {
+            return Err(EngineError::DigestMismatch {
+                source: digest.value(),
+                destination: ready.digest,
+            });
+        }
+        report.verified = true;
+
+        // Commit: ownership passes. No abort after this point.
+        self.sender
+            .send_control(OwnedFrame::Switchover(Switchover {
+                step: SwitchoverStep::Commit,
+                timestamp_ns: wall_clock_ns(),
+                digest: 0,
+            }))?;
+        self.paused = false; // the destination owns it now; never resume here
+        let running = self
+            .switchover_reply(SwitchoverStep::Running)
+            .map_err(|e| EngineError::AfterCommit(Box::new(e)))?;
+        log.stop()?;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let total_ms = running.timestamp_ns.saturating_sub(paused_wall) as f64 / 1e6;
+        report.suspension = SuspensionReport {
+            total_ms,
+            final_copy_ms: ms(final_copied - paused),
+            final_pages: pages.len(),
+            device_state_ms: ms(state_sent - final_copied),
+            load_verify_ms: ms(ready_at - state_sent),
+            resume_ms: (total_ms - ms(ready_at - paused)).max(0.0),
+            predicted_ms: ms(predicted),
+        };
+        report.total_ms = ms(started.elapsed());
+        Ok(report)
+    }
+
+    /// Measures one round trip on stream 0 (the destination echoes it).
+    fn ping(&self) -> Result<Duration, EngineError> {
+        let t = Instant::now();
+        let stamp = Keepalive {
+            timestamp_ns: wall_clock_ns(),
+        };
+        self.sender.send_control(OwnedFrame::Keepalive(stamp))?;
+        self.expect(
+            |f| *f == OwnedFrame::Keepalive(stamp),
+            "the ping echo",
+            SWITCHOVER_REPLY_TIMEOUT,
+        )?;
+        Ok(t.elapsed())
+    }
+
+    /// Waits for the next frame from the destination, which must satisfy `want`.
+    fn expect(
+        &self,
+        want: impl Fn(&OwnedFrame) -> bool,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<OwnedFrame, EngineError> {
+        let frame = match self.replies.recv_timeout(timeout) {
+            Ok(reply) => reply?,
+            Err(_) => {
+                return Err(EngineError::NoReply {
+                    waiting_for: what.to_string(),
+                });
+            }
+        };
+        match frame {
+            OwnedFrame::Abort(emg) => Err(EngineError::PeerAborted(emg)),
+            f if want(&f) => Ok(f),
+            other => Err(EngineError::Protocol {
+                stream: 0,
+                what: format!("{other:?} instead of {what}"),
+            }),
+        }
+    }
+
+    fn switchover_reply(&self, step: SwitchoverStep) -> Result<Switchover, EngineError> {
+        let is_step = |f: &OwnedFrame| matches!(f, OwnedFrame::Switchover(s) if s.step == step);
+        match self.expect(
+            is_step,
+            &format!("Switchover({step:?})"),
+            SWITCHOVER_REPLY_TIMEOUT,
+        )? {
+            OwnedFrame::Switchover(s) => Ok(s),
+            _ => unreachable!("checked by is_step"),
+        }
+    }
+
+    /// Leaves the LPAR running here after a failure before commit.
+    fn abandon(&mut self, error: &EngineError) {
+        if matches!(error, EngineError::AfterCommit(_)) {
+            return;
+        }
+        let _ = self
+            .sender
+            .send_control(OwnedFrame::Abort(abort_emg(error)));
+        let _ = self.lpar.throttle(0);
+        if self.paused {
+            let _ = self.lpar.resume();
+            self.paused = false;
+        }
+    }
+}
+
+/// Recent round trips; the typical one is the smallest of the last few, so
+/// one scheduling hiccup does not make the switchover look slower than it
+/// is (the suspension itself is measured and reported, not assumed).
+#[derive(Default)]
+struct RoundTrips {
+    recent: std::collections::VecDeque<Duration>,
+}
+
+impl RoundTrips {
+    const KEPT: usize = 5;
+
+    fn record(&mut self, rtt: Duration) {
+        if self.recent.len() == Self::KEPT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(rtt);
+    }
+
+    fn typical(&self) -> Duration {
+        self.recent.iter().copied().min().unwrap_or_default()
+    }
+}
+
+/// The EMG the destination is told when the source gives up.
+fn abort_emg(error: &EngineError) -> Emg {
+    match error {
+        EngineError::Cancelled => Emg::new(
+            Module::MoverSource,
+            phase::MEMORY_TRANSFER,
+            0,
+            "Terminated by user.",
+            "None.",
+        )
+        .reason(reason::TERMINATED_BY_USER),
+        other => Emg::new(
+            Module::MoverSource,
+            phase::MEMORY_TRANSFER,
+            0x10,
+            format!("The source ended the migration: {other}"),
+            "Discard the incoming LPAR; the source keeps running it.",
+        ),
+    }
+}
+
+fn round_report(
+    round: u32,
+    stats: &RoundStats,
+    duration: Duration,
+    dirty: &PageSet,
+    convergence: &Convergence,
+    throttle: u8,
+) -> RoundReport {
+    let secs = duration.as_secs_f64().max(1e-9);
+    RoundReport {
+        round,
+        pages: stats.pages,
+        wire_bytes: stats.bytes,
+        by_encoding: stats.by_encoding,
+        duration_ms: secs * 1e3,
+        dirty_rate: dirty.len() as f64 / secs,
+        bandwidth: convergence.bandwidth().unwrap_or(0.0),
+        throttle,
+    }
+}
+
+/// Reads the destination's replies (stream 0's other direction).
+fn spawn_reply_reader(
+    stream: &TcpStream,
+) -> Result<Receiver<Result<OwnedFrame, EngineError>>, EngineError> {
+    let mut stream = stream
+        .try_clone()
+        .map_err(|source| EngineError::Stream { stream: 0, source })?;
+    let (tx, rx) = channel::unbounded();
+    std::thread::Builder::new()
+        .name("replies".into())
+        .spawn(move || {
+            let mut decoder = FrameDecoder::new();
+            loop {
+                loop {
+                    match decoder.next_frame() {
+                        Ok(Some(frame)) => match OwnedFrame::from_frame(frame) {
+                            Some(f) => {
+                                if tx.send(Ok(f)).is_err() {
+                                    return;
+                                }
+                            }
+                            None => {
+                                let what = "page data from the destination".to_string();
+                                let _ = tx.send(Err(EngineError::Protocol { stream: 0, what }));
+                                return;
+                            }
+                        },
+                        Ok(None) => break,
+                        Err(error) => {
+                            let _ = tx.send(Err(EngineError::Wire { stream: 0, error }));
+                            return;
+                        }
+                    }
+                }
+                match decoder.read_from(&mut stream) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(source) => {
+                        let _ = tx.send(Err(EngineError::Stream { stream: 0, source }));
+                        return;
+                    }
+                }
+            }
+        })
+        .expect("spawn reply reader");
+    Ok(rx)
+}
