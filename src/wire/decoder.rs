@@ -273,6 +273,48 @@ mod tests {
     }
 
     #[test]
+    fn reads_straight_from_a_reader_until_end_of_stream() {
+        use crate::wire::{PAGE_SIZE, PageBatchBuilder};
+        let mut enc = FrameEncoder::new();
+        let mut stream = Vec::new();
+        let mut builder = PageBatchBuilder::new();
+        for round in 0..3u32 {
+            builder.begin(round);
+            let mut n = 0u64;
+            while !builder.is_full() {
+                let mut page = [0u8; PAGE_SIZE];
+                for (i, b) in page.iter_mut().enumerate() {
+                    *b = (i as u64 * 31 + n * 7 + u64::from(round)).to_le_bytes()[0]
+                        ^ (i >> 5) as u8;
+                }
+                builder.push_page(n, &page, None).unwrap();
+                n += 1;
+            }
+            stream.extend_from_slice(builder.seal(&mut enc));
+            enc.encode(
+                &Frame::Keepalive(Keepalive { timestamp_ns: 9 }),
+                &mut stream,
+            )
+            .unwrap();
+        }
+        let mut source = io::Cursor::new(stream);
+        let mut dec = FrameDecoder::new();
+        let mut pages = 0;
+        let mut frames = 0;
+        while dec.read_from(&mut source).unwrap() > 0 {
+            while let Some(frame) = dec.next_frame().unwrap() {
+                frames += 1;
+                if let Frame::PageBatch(batch) = frame {
+                    pages += batch.len();
+                }
+            }
+            assert!(dec.buf.len() <= MAX_RECEIVE_BUFFER);
+        }
+        dec.finish().unwrap();
+        assert_eq!((frames, pages), (6, 3 * crate::wire::MAX_BATCH_PAGES));
+    }
+
+    #[test]
     fn buffer_stays_within_its_bound_and_errors_stick() {
         let mut dec = FrameDecoder::new();
         let junk = vec![0xEEu8; 3 * MAX_RECEIVE_BUFFER];

@@ -75,6 +75,46 @@
 //! zero-run encoded; see [`delta`]). [`encode_page`] picks the smallest;
 //! [`decode_page`] reproduces the page exactly.
 //!
+//! # Using it
+//!
+//! One [`FrameEncoder`] and one [`FrameDecoder`] per stream; page batches
+//! are filled in a reusable [`PageBatchBuilder`] and decoded straight into
+//! guest memory:
+//!
+//! ```
+//! use lpar_mover::wire::*;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Sender.
+//! let mut stream = FrameEncoder::new();
+//! let mut batch = PageBatchBuilder::new();
+//! let mut socket = Vec::new(); // stands for the stream's socket
+//! batch.begin(0);
+//! batch.push_page(7, &[1; PAGE_SIZE], None)?;
+//! socket.extend_from_slice(batch.seal(&mut stream));
+//! stream.encode(&Frame::EndOfRound(EndOfRound { round: 0, pages: 1 }), &mut socket)?;
+//!
+//! // Receiver: socket → decoder buffer → guest memory, no copy between.
+//! let mut guest = vec![[0u8; PAGE_SIZE]; 8];
+//! let mut decoder = FrameDecoder::new();
+//! let mut source = std::io::Cursor::new(socket);
+//! while decoder.read_from(&mut source)? > 0 {
+//!     while let Some(frame) = decoder.next_frame()? {
+//!         match frame {
+//!             Frame::PageBatch(batch) => {
+//!                 for page in batch.pages() {
+//!                     page.decode_into(&mut guest[page.page as usize])?;
+//!                 }
+//!             }
+//!             Frame::EndOfRound(end) => assert_eq!(end.pages, 1),
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! decoder.finish()?; // the stream must not end inside a frame
+//! assert_eq!(guest[7], [1; PAGE_SIZE]);
+//! # Ok(()) }
+//! ```
+//!
 //! # Versioning
 //!
 //! Every header carries the sender's [`PROTOCOL_VERSION`], and so does the
