@@ -81,13 +81,15 @@
 //!  gap:       initial   initial+step   initial+2·step
 //! ```
 //!
-//! Every round sends every MAC's frame once. QEMU's defaults
+//! Every round sends, for every [`Target`] in order, its RARP frame and then,
+//! when its IPv4 address is known, its gratuitous ARP. QEMU's defaults
 //! ([`Schedule::default`]): 5 rounds, 50 ms first gap, 100 ms more each
 //! round, so 50 + 150 + 250 + 350 = 800 ms from the first round to the last.
 //! The engine must not wait that long after resume:
-//! [`announce_in_background`] opens the socket (so a missing interface or a
-//! missing capability is reported at once) and sends the rounds from a
-//! thread of its own.
+//! [`announce_in_background`] (and [`announce_targets_in_background`]) opens
+//! the socket (so a missing interface or a missing capability is reported at
+//! once) and sends the rounds from a thread of its own, which the returned
+//! [`AnnounceHandle`] can join or cancel between rounds.
 //!
 //! # Socket
 //!
@@ -96,7 +98,7 @@
 //! built, without the FCS. Opening it needs `CAP_NET_RAW`.
 
 use crate::emg::{Emg, Module, phase};
-use crate::state::{MacAddress, VlanMode};
+use crate::state::{LogicalNic, MacAddress, VlanMode};
 use std::ffi::CString;
 use std::fmt;
 use std::io;
@@ -203,6 +205,38 @@ pub fn rarp_frame(mac: MacAddress, vlan: Option<u16>) -> Vec<u8> {
 /// (layout in the module doc), tagged with `vlan` when set.
 pub fn garp_frame(mac: MacAddress, vlan: Option<u16>, ip: Ipv4Addr) -> Vec<u8> {
     frame(ETHERTYPE_ARP, ARP_OP_REQUEST, mac, vlan, ip, [0; 6], ip)
+}
+
+/// One logical MAC to announce: its VLAN tag (mode `Tag` only) and, when
+/// the agent knows it, the LPAR's IPv4 address on that NIC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub mac: MacAddress,
+    pub vlan: Option<u16>,
+    /// When set, each round also carries a gratuitous ARP for this address,
+    /// right after the RARP frame.
+    pub ipv4: Option<Ipv4Addr>,
+}
+
+impl From<(MacAddress, Option<u16>)> for Target {
+    fn from((mac, vlan): (MacAddress, Option<u16>)) -> Self {
+        Target {
+            mac,
+            vlan,
+            ipv4: None,
+        }
+    }
+}
+
+impl From<&LogicalNic> for Target {
+    /// The NIC's MAC, tagged per its VLAN mode ([`vlan_tag_for`]).
+    fn from(nic: &LogicalNic) -> Self {
+        Target {
+            mac: nic.mac,
+            vlan: vlan_tag_for(nic.vlan_mode, nic.vlan_id),
+            ipv4: None,
+        }
+    }
 }
 
 /// How many rounds, and how far apart.
@@ -502,16 +536,21 @@ impl PacketSocket {
 /// One frame to send each round, and the MAC it announces (for errors).
 type Planned = Vec<(MacAddress, Vec<u8>)>;
 
-fn plan(macs: &[(MacAddress, Option<u16>)], rounds: u32) -> Result<Planned, AnnounceError> {
+fn plan(targets: &[Target], rounds: u32) -> Result<Planned, AnnounceError> {
     if rounds == 0 || rounds > MAX_ROUNDS {
         return Err(AnnounceError::InvalidRounds { rounds });
     }
-    macs.iter()
-        .map(|&(mac, vlan)| match vlan {
-            Some(v) if v > MAX_VLAN_ID => Err(AnnounceError::InvalidVlan { mac, vlan: v }),
-            _ => Ok((mac, rarp_frame(mac, vlan))),
-        })
-        .collect()
+    let mut frames = Vec::with_capacity(targets.len() * 2);
+    for t in targets {
+        if let Some(vlan) = t.vlan.filter(|&v| v > MAX_VLAN_ID) {
+            return Err(AnnounceError::InvalidVlan { mac: t.mac, vlan });
+        }
+        frames.push((t.mac, rarp_frame(t.mac, t.vlan)));
+        if let Some(ip) = t.ipv4 {
+            frames.push((t.mac, garp_frame(t.mac, t.vlan, ip)));
+        }
+    }
+    Ok(frames)
 }
 
 /// Sends the rounds; `wait` sleeps for a gap and returns `true` to stop early.
@@ -571,12 +610,26 @@ pub fn announce(
     initial_gap: Duration,
     step: Duration,
 ) -> Result<AnnounceReport, AnnounceError> {
-    let schedule = Schedule {
-        rounds,
-        initial_gap,
-        step,
-    };
-    let frames = plan(macs, rounds)?;
+    let targets: Vec<Target> = macs.iter().copied().map(Target::from).collect();
+    announce_targets(
+        interface,
+        &targets,
+        Schedule {
+            rounds,
+            initial_gap,
+            step,
+        },
+    )
+}
+
+/// The general form of [`announce`]: each round sends, per target, its RARP
+/// frame and, when its IPv4 address is known, a gratuitous ARP.
+pub fn announce_targets(
+    interface: &str,
+    targets: &[Target],
+    schedule: Schedule,
+) -> Result<AnnounceReport, AnnounceError> {
+    let frames = plan(targets, schedule.rounds)?;
     let socket = PacketSocket::open(interface)?;
     run(&socket, &frames, schedule, |gap| {
         thread::sleep(gap);
@@ -623,12 +676,25 @@ pub fn announce_in_background(
     initial_gap: Duration,
     step: Duration,
 ) -> Result<AnnounceHandle, AnnounceError> {
-    let schedule = Schedule {
-        rounds,
-        initial_gap,
-        step,
-    };
-    let frames = plan(macs, rounds)?;
+    let targets: Vec<Target> = macs.iter().copied().map(Target::from).collect();
+    announce_targets_in_background(
+        interface,
+        &targets,
+        Schedule {
+            rounds,
+            initial_gap,
+            step,
+        },
+    )
+}
+
+/// The general form of [`announce_in_background`] (see [`announce_targets`]).
+pub fn announce_targets_in_background(
+    interface: &str,
+    targets: &[Target],
+    schedule: Schedule,
+) -> Result<AnnounceHandle, AnnounceError> {
+    let frames = plan(targets, schedule.rounds)?;
     let socket = PacketSocket::open(interface)?;
     let (stop, stopped) = mpsc::channel::<()>();
     let thread = thread::Builder::new()
@@ -745,6 +811,54 @@ mod tests {
         assert_eq!(vlan_tag_for(VlanMode::Tag, 12), Some(12));
         assert_eq!(vlan_tag_for(VlanMode::Untag, 12), None);
         assert_eq!(vlan_tag_for(VlanMode::Undef, 0), None);
+    }
+
+    #[test]
+    fn each_round_sends_rarp_then_garp_when_the_address_is_known() {
+        let ip = Ipv4Addr::new(198, 51, 100, 9);
+        let other = MacAddress([0x02, 0, 0, 0, 0, 9]);
+        let targets = [
+            Target {
+                mac: MAC,
+                vlan: Some(5),
+                ipv4: Some(ip),
+            },
+            Target::from((other, None)),
+        ];
+        let frames = plan(&targets, 1).unwrap();
+        assert_eq!(
+            frames,
+            vec![
+                (MAC, rarp_frame(MAC, Some(5))),
+                (MAC, garp_frame(MAC, Some(5), ip)),
+                (other, rarp_frame(other, None)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_nic_is_tagged_per_its_vlan_mode() {
+        let mut nic = crate::state::LogicalNic {
+            vnic_number: 1,
+            mac: MAC,
+            mac_set_manually: false,
+            vlan_mode: VlanMode::Tag,
+            vlan_id: 300,
+            device_type: crate::state::VnicDeviceType::Nic1,
+            promiscuous: false,
+            inter_lpar_filtering: false,
+            mmio: None,
+        };
+        assert_eq!(Target::from(&nic).vlan, Some(300));
+        nic.vlan_mode = VlanMode::Untag;
+        assert_eq!(
+            Target::from(&nic),
+            Target {
+                mac: MAC,
+                vlan: None,
+                ipv4: None
+            }
+        );
     }
 
     #[test]
