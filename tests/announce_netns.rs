@@ -20,12 +20,13 @@
 
 use lpar_mover::emg::{Emg, Module};
 use lpar_mover::engine::announce::{
-    AnnounceError, Schedule, TAGGED_FRAME_LEN, UNTAGGED_FRAME_LEN, announce,
-    announce_in_background, rarp_frame,
+    AnnounceError, Schedule, TAGGED_FRAME_LEN, Target, UNTAGGED_FRAME_LEN, announce,
+    announce_in_background, announce_targets, garp_frame, rarp_frame,
 };
 use lpar_mover::state::MacAddress;
 use std::ffi::CString;
 use std::fs::File;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -475,4 +476,103 @@ fn an_interface_of_another_namespace_is_not_found() {
         matches!(err, AnnounceError::InterfaceNotFound { .. }),
         "{err}"
     );
+}
+
+#[test]
+fn a_known_ipv4_address_adds_a_gratuitous_arp_after_each_rarp() {
+    require_root_and_ip!("a_known_ipv4_address_adds_a_gratuitous_arp_after_each_rarp");
+    let lab = Lab::new();
+    let ip = Ipv4Addr::new(192, 0, 2, 44);
+    let target = Target {
+        mac: mac(0x50),
+        vlan: Some(12),
+        ipv4: Some(ip),
+    };
+    let capture = capture_in_b(&lab, vec![target.mac], 4, Duration::from_millis(300));
+
+    let veth_a = lab.veth_a.clone();
+    let report = in_netns(&lab.ns_a, move || {
+        announce_targets(
+            &veth_a,
+            &[target],
+            Schedule {
+                rounds: 2,
+                initial_gap: Duration::from_millis(5),
+                step: Duration::ZERO,
+            },
+        )
+    })
+    .join()
+    .unwrap()
+    .expect("announce");
+    assert_eq!(report.frames_sent, 4);
+
+    let rarp = rarp_frame(target.mac, Some(12));
+    let garp = garp_frame(target.mac, Some(12), ip);
+    assert_eq!(
+        capture.join().unwrap(),
+        vec![rarp.clone(), garp.clone(), rarp, garp]
+    );
+}
+
+/// Capability header and data of capget/capset, version 3 (two 32-bit words
+/// per set).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const CAP_NET_RAW: u32 = 13;
+
+/// Runs on the calling thread only: removes CAP_NET_RAW from its effective set.
+fn drop_net_raw_on_this_thread() {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and a two-element data array, as version 3 expects.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    assert_eq!(rc, 0, "capget: {}", std::io::Error::last_os_error());
+    data[0].effective &= !(1 << CAP_NET_RAW);
+    // SAFETY: as above; pid 0 changes only this thread's capabilities.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn without_cap_net_raw_the_operator_is_told_which_capability_is_missing() {
+    // Needs neither root nor a namespace: the capability is dropped on a
+    // thread of its own (a non-root user has none to drop), and `lo` exists
+    // everywhere.
+    let err = thread::spawn(|| {
+        drop_net_raw_on_this_thread();
+        announce(
+            "lo",
+            &[(mac(0x60), None)],
+            1,
+            Duration::ZERO,
+            Duration::ZERO,
+        )
+    })
+    .join()
+    .unwrap()
+    .expect_err("no raw socket without CAP_NET_RAW");
+    assert!(
+        matches!(&err, AnnounceError::NoPermission { interface } if interface == "lo"),
+        "{err}"
+    );
+    let emg: Emg = err.into();
+    assert!(emg.message.contains("CAP_NET_RAW"), "{emg}");
+    assert!(emg.action.contains("CAP_NET_RAW"), "{emg}");
 }
