@@ -576,3 +576,17 @@ fn without_cap_net_raw_the_operator_is_told_which_capability_is_missing() {
     assert!(emg.message.contains("CAP_NET_RAW"), "{emg}");
     assert!(emg.action.contains("CAP_NET_RAW"), "{emg}");
 }
+
+#[test]
+fn an_lpar_without_nics_announces_nothing_and_does_not_wait() {
+    require_root_and_ip!("an_lpar_without_nics_announces_nothing_and_does_not_wait");
+    let lab = Lab::new();
+    let veth_a = lab.veth_a.clone();
+    let report = in_netns(&lab.ns_a, move || {
+        announce(&veth_a, &[], 5, Duration::from_secs(60), Duration::ZERO)
+    })
+    .join()
+    .unwrap()
+    .expect("nothing to announce is not an error");
+    assert_eq!((report.rounds, report.frames_sent), (0, 0));
+}

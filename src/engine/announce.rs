@@ -280,7 +280,8 @@ impl Schedule {
 pub struct AnnounceReport {
     pub interface: String,
     pub ifindex: u32,
-    /// Rounds completed (fewer than asked only when cancelled).
+    /// Rounds completed: fewer than asked only when cancelled, 0 when there
+    /// was nothing to announce.
     pub rounds: u32,
     pub frames_sent: u64,
     pub bytes_sent: u64,
@@ -312,6 +313,11 @@ pub enum AnnounceError {
         interface: String,
         mac: MacAddress,
         round: u32,
+        source: io::Error,
+    },
+    /// The thread that sends the rounds could not be started.
+    Spawn {
+        interface: String,
         source: io::Error,
     },
     /// The sending thread died without a result.
@@ -359,6 +365,11 @@ impl fmt::Display for AnnounceError {
                 f,
                 "announcing MAC {mac} on {interface:?} failed in round {round}: {source}"
             ),
+            Self::Spawn { interface, source } => write!(
+                f,
+                "cannot start the thread that announces the LPAR's MAC addresses on \
+                 {interface:?}: {source}"
+            ),
             Self::ThreadLost { interface } => write!(
                 f,
                 "the thread announcing the LPAR's MAC addresses on {interface:?} ended \
@@ -371,7 +382,9 @@ impl fmt::Display for AnnounceError {
 impl std::error::Error for AnnounceError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Socket { source, .. } | Self::SendFailed { source, .. } => Some(source),
+            Self::Socket { source, .. }
+            | Self::SendFailed { source, .. }
+            | Self::Spawn { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -427,6 +440,11 @@ impl From<AnnounceError> for Emg {
                 u64::from(*round),
                 "Check the network segment's interface and link on the destination host."
                     .to_owned(),
+            ),
+            AnnounceError::Spawn { .. } => (
+                0x09,
+                0,
+                "Check the destination host's process and memory limits for moverd.".to_owned(),
             ),
             AnnounceError::ThreadLost { .. } => (
                 0x08,
@@ -570,6 +588,10 @@ fn run(
         elapsed: Duration::ZERO,
         cancelled: false,
     };
+    // An LPAR without NICs has nothing to announce: no rounds to wait out.
+    if frames.is_empty() {
+        return Ok(report);
+    }
     for round in 0..schedule.rounds {
         if round > 0 && wait(schedule.gap_after(round - 1)) {
             report.cancelled = true;
@@ -638,6 +660,7 @@ pub fn announce_targets(
 }
 
 /// An announcement running on its own thread.
+#[derive(Debug)]
 pub struct AnnounceHandle {
     stop: mpsc::Sender<()>,
     thread: thread::JoinHandle<Result<AnnounceReport, AnnounceError>>,
@@ -713,7 +736,7 @@ pub fn announce_targets_in_background(
                 }
             })
         })
-        .map_err(|source| AnnounceError::Socket {
+        .map_err(|source| AnnounceError::Spawn {
             interface: interface.to_owned(),
             source,
         })?;
