@@ -1,11 +1,19 @@
 //! One migration, source side and destination side.
 //!
-//! So far: the page pump ([`pump`]), which moves rounds of guest pages over
-//! N streams with round barriers, and the pre-copy policy
-//! ([`convergence`]) that decides after each round whether to continue,
-//! throttle or suspend. The source and destination state machines
-//! (suspend, device state, switchover, commit) build on them (issue 4).
+//! ```text
+//! source::migrate_live                         destination::receive_live
+//!   convergence: continue / throttle / suspend
+//!   pump::PageSender ── N streams ───────────▶ pump::PageReceiver
+//!     (digest of every page sent)                (digest of every page applied)
+//!   switchover: Suspended(digest) → DeviceState → Ready → Commit → Running
+//!                                              announce: RARP per logical MAC
+//! ```
+//!
+//! The source and destination modules draw their exchange in their own
+//! docs; [`pump`] draws the page path, [`digest`] says what the image
+//! digest proves, [`convergence`] how the suspension is predicted.
 
+pub mod announce;
 pub mod convergence;
 pub mod destination;
 pub mod digest;
