@@ -1,6 +1,7 @@
 //! `moverctl`: the management client. Argument parsing and wiring only.
 
 use clap::{Parser, Subcommand};
+use lpar_mover::cli::demo::{self, DemoArgs};
 use lpar_mover::cli::selftest::{self, SelftestArgs};
 
 #[derive(Parser)]
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Migrate the default LPAR live between two agents on this machine.
+    Demo(DemoArgs),
     /// Create a default LPAR on this machine, run its guest program under
     /// dirty tracking, and print what each harvest reports.
     Selftest(SelftestArgs),
@@ -27,6 +30,7 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
         Command::Selftest(args) => selftest::run(&args),
         Command::Version => {
             println!("{}", lpar_mover::build_identity::BuildIdentity::current());

@@ -1,6 +1,130 @@
-//! `moverd`: the mover agent that runs on every HVM host.
+//! `moverd`: the mover agent that runs on every HVM host. Argument parsing
+//! and wiring only.
+
+use clap::{Args, Parser, Subcommand};
+use lpar_mover::cli::oneshot;
+use lpar_mover::engine::source::LiveOptions;
+use lpar_mover::partition::LparConfig;
+use lpar_mover::transport::{DEFAULT_STREAMS, OneTimeKey};
+use lpar_mover::units::parse_size;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "moverd", version, about = "The lpar-mover agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One-shot: define an LPAR, receive it live, report as JSON, exit.
+    Receive {
+        #[command(flatten)]
+        lpar: LparArgs,
+        /// How long to let the guest run after switchover before reporting.
+        #[arg(long, default_value_t = 300)]
+        run_after_ms: u64,
+    },
+    /// One-shot: define and start an LPAR, migrate it live, report as JSON, exit.
+    Send {
+        #[command(flatten)]
+        lpar: LparArgs,
+        /// The receiver's migration path address (from its LISTENING line).
+        #[arg(long)]
+        to: SocketAddr,
+        /// The one-time key the receiver issued (hex).
+        #[arg(long)]
+        key: String,
+        /// How long the guest runs before the migration starts.
+        #[arg(long, default_value_t = 500)]
+        warm_up_ms: u64,
+        #[arg(long, default_value_t = 20)]
+        max_suspend_ms: u64,
+        /// Migration path cap, bytes per second.
+        #[arg(long, value_parser = parse_size)]
+        bandwidth: Option<u64>,
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
+}
+
+#[derive(Args)]
+struct LparArgs {
+    #[arg(long, default_value = "lpar1")]
+    lpar: String,
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    memory: u64,
+    #[arg(long, default_value = "hot:64MiB")]
+    program: String,
+    /// This host's migration path IPv4 address.
+    #[arg(long, default_value = "127.0.0.1")]
+    path: Ipv4Addr,
+    #[arg(long, default_value_t = DEFAULT_STREAMS)]
+    streams: usize,
+    /// Where the LPAR's shared-memory files live.
+    #[arg(long, default_value = lpar_mover::partition::sim::shm::DEFAULT_ROOT)]
+    state_dir: PathBuf,
+}
+
+impl LparArgs {
+    fn config(&self) -> LparConfig {
+        LparConfig {
+            name: self.lpar.clone(),
+            memory_bytes: self.memory,
+            program: self.program.clone(),
+            ..LparConfig::default_lpar()
+        }
+    }
+}
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     log::info!("{}", lpar_mover::build_identity::BuildIdentity::current());
+    let result = match Cli::parse().command {
+        Command::Receive { lpar, run_after_ms } => oneshot::receive(
+            &lpar.state_dir,
+            &lpar.config(),
+            lpar.path,
+            lpar.streams,
+            Duration::from_millis(run_after_ms),
+        ),
+        Command::Send {
+            lpar,
+            to,
+            key,
+            warm_up_ms,
+            max_suspend_ms,
+            bandwidth,
+            timeout,
+        } => OneTimeKey::from_hex(&key)
+            .map_err(Into::into)
+            .and_then(|key| {
+                let options = LiveOptions {
+                    max_suspend: Duration::from_millis(max_suspend_ms),
+                    timeout: Duration::from_secs(timeout),
+                    bandwidth,
+                    ..LiveOptions::default()
+                };
+                oneshot::send(
+                    &lpar.state_dir,
+                    &lpar.config(),
+                    lpar.path,
+                    to,
+                    &key,
+                    lpar.streams,
+                    Duration::from_millis(warm_up_ms),
+                    &options,
+                )
+            }),
+    };
+    match result {
+        Ok(report) => println!("{report}"),
+        Err(emg) => {
+            eprintln!("{emg}");
+            std::process::exit(1);
+        }
+    }
 }

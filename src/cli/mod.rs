@@ -1,4 +1,6 @@
 //! What `moverctl` does for each subcommand, kept out of the binary so it
 //! can be tested.
 
+pub mod demo;
+pub mod oneshot;
 pub mod selftest;
