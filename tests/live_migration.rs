@@ -2,35 +2,16 @@
 //! the guest keeps running on the destination exactly where it stopped,
 //! the report's parts add up, and a cancel leaves the source running.
 
+mod common;
+
+use common::{Root, stream_pairs};
 use lpar_mover::engine::EngineError;
 use lpar_mover::engine::destination::receive_live;
 use lpar_mover::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::{GuestMemory, LparConfig, Partition, Vcpus};
-use lpar_mover::transport::{MigrationPath, PathListener, connect_streams};
-use std::net::{Ipv4Addr, TcpStream};
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-struct Root(PathBuf);
-
-impl Root {
-    fn new(tag: &str) -> Root {
-        let dir = PathBuf::from(format!(
-            "/dev/shm/lpar-mover-test-{}-{tag}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Root(dir)
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use std::time::Duration;
 
 fn lpar(root: &Root, name: &str, program: &str) -> Arc<SimLpar> {
     let config = LparConfig {
@@ -41,32 +22,6 @@ fn lpar(root: &Root, name: &str, program: &str) -> Arc<SimLpar> {
         program: program.into(),
     };
     Arc::new(SimLpar::create(&root.0, &config).unwrap())
-}
-
-fn stream_pairs(n: usize) -> (Vec<TcpStream>, Vec<TcpStream>) {
-    let listener =
-        PathListener::bind(&MigrationPath::new("mig", Ipv4Addr::new(127, 0, 0, 1)), 0).unwrap();
-    let key = listener.issue_key().unwrap();
-    let remote = listener.local_addr();
-    std::thread::scope(|s| {
-        let accept = s.spawn(|| {
-            listener
-                .accept_streams(n, &key, 9, Instant::now() + Duration::from_secs(10))
-                .unwrap()
-        });
-        let source_path = MigrationPath::new("mig", Ipv4Addr::new(127, 0, 0, 2));
-        let out =
-            connect_streams(&source_path, remote, n, &key, 9, Duration::from_secs(10)).unwrap();
-        (out, accept.join().unwrap())
-    })
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 const PROGRAM: &str = "hot:16MiB,content=text,rate=40000,writes=60000";
@@ -184,4 +139,8 @@ fn cancel_during_memory_transfer_keeps_the_source_running() {
     }
     assert!(!destination.is_running());
     assert_eq!(destination.config().name, "destination");
+}
+
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    common::wait_for(what, Duration::from_secs(60), done);
 }

@@ -4,36 +4,18 @@
 //! corrupted byte in transit is caught, never applied silently.
 
 use lpar_mover::engine::EngineError;
+mod common;
+
+use common::{Root, stream_pairs};
 use lpar_mover::engine::digest::ImageDigest;
 use lpar_mover::engine::pump::{Event, InStream, OutStream, PageReceiver, PageSender};
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::{GuestMemory, LparConfig, Partition, Vcpus};
-use lpar_mover::transport::{MigrationPath, PathListener, connect_streams};
 use lpar_mover::wire::WireError;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-struct Root(PathBuf);
-
-impl Root {
-    fn new(tag: &str) -> Root {
-        let dir = PathBuf::from(format!(
-            "/dev/shm/lpar-mover-test-{}-{tag}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Root(dir)
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use std::time::Duration;
 
 fn lpar(root: &Root, name: &str, program: &str) -> Arc<SimLpar> {
     let config = LparConfig {
@@ -44,25 +26,6 @@ fn lpar(root: &Root, name: &str, program: &str) -> Arc<SimLpar> {
         program: program.into(),
     };
     Arc::new(SimLpar::create(&root.0, &config).unwrap())
-}
-
-/// N authenticated streams between two path addresses on loopback.
-fn stream_pairs(n: usize) -> (Vec<TcpStream>, Vec<TcpStream>) {
-    let destination_path = MigrationPath::new("mig", Ipv4Addr::new(127, 0, 0, 1));
-    let source_path = MigrationPath::new("mig", Ipv4Addr::new(127, 0, 0, 2));
-    let listener = PathListener::bind(&destination_path, 0).unwrap();
-    let key = listener.issue_key().unwrap();
-    let remote = listener.local_addr();
-    std::thread::scope(|s| {
-        let accept = s.spawn(|| {
-            listener
-                .accept_streams(n, &key, 7, Instant::now() + Duration::from_secs(10))
-                .unwrap()
-        });
-        let sent =
-            connect_streams(&source_path, remote, n, &key, 7, Duration::from_secs(10)).unwrap();
-        (sent, accept.join().unwrap())
-    })
 }
 
 fn boxed(out: Vec<TcpStream>, inn: Vec<TcpStream>) -> (Vec<OutStream>, Vec<InStream>) {

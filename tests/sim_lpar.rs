@@ -2,33 +2,15 @@
 //! until touched, pause that really stops writes, guest programs that carry
 //! on bit-exactly elsewhere, and an LPAR that survives SIGKILL of its host.
 
+mod common;
+
+use common::{Root, wait_for};
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::sim::shm::{LparFiles, RunState};
 use lpar_mover::partition::{DeviceModel, GuestMemory, LparConfig, PAGE_SIZE, Vcpus};
 use lpar_mover::state::DeviceState;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// A fresh LPAR root under /dev/shm, removed when dropped.
-struct Root(PathBuf);
-
-impl Root {
-    fn new(tag: &str) -> Root {
-        let dir = PathBuf::from(format!(
-            "/dev/shm/lpar-mover-test-{}-{tag}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Root(dir)
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn config(name: &str, memory: u64, vcpus: u32, program: &str) -> LparConfig {
     LparConfig {
@@ -37,14 +19,6 @@ fn config(name: &str, memory: u64, vcpus: u32, program: &str) -> LparConfig {
         vcpus,
         memory_bytes: memory,
         program: program.into(),
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
