@@ -144,3 +144,80 @@ fn cancel_during_memory_transfer_keeps_the_source_running() {
 fn wait_for(what: &str, done: impl FnMut() -> bool) {
     common::wait_for(what, Duration::from_secs(60), done);
 }
+
+/// Both LPARs and how each side's engine ended.
+type Outcome = (
+    Arc<SimLpar>,
+    Arc<SimLpar>,
+    Result<(), EngineError>,
+    Result<(), EngineError>,
+);
+
+/// Runs a migration over relayed streams with `fault`.
+fn migrate_through(root: &Root, fault: common::Fault) -> Outcome {
+    let source = lpar(root, "source", "hot:32MiB,content=random,rate=50000");
+    let destination = lpar(root, "destination", "idle");
+    source.resume().unwrap();
+    wait_for("the guest to fill its working set", || {
+        source.writes() > 10_000
+    });
+    let (out, inn) = common::relayed_pairs(2, fault);
+    let receiving = {
+        let destination = destination.clone();
+        std::thread::spawn(move || receive_live(destination, inn).map(|_| ()))
+    };
+    let control = MigrationControl::new(Duration::from_secs(60));
+    let sent = migrate_live(
+        source.clone(),
+        out,
+        &LiveOptions::default(),
+        &control,
+        &mut |_| {},
+    )
+    .map(|_| ());
+    let received = receiving.join().unwrap();
+    (source, destination, sent, received)
+}
+
+#[test]
+fn a_corrupted_frame_aborts_and_the_source_keeps_running() {
+    let root = Root::new("corrupt");
+    let (source, destination, sent, received) =
+        migrate_through(&root, common::Fault::Corrupt(300_000));
+    let source_error = sent.expect_err("a corrupted stream must not complete");
+    assert!(
+        matches!(received, Err(EngineError::Wire { .. })),
+        "destination: {received:?}"
+    );
+    let emg = source_error.emg(lpar_mover::emg::Module::MoverSource);
+    // The destination's error reaches the source intact.
+    assert!(
+        emg.to_string().contains("LPARMover(DST)"),
+        "source saw: {emg}"
+    );
+    assert!(emg.to_string().contains("checksum"), "source saw: {emg}");
+    assert!(source.is_running(), "the source must keep the LPAR running");
+    assert!(
+        !destination.is_running(),
+        "the destination must not run a partial copy"
+    );
+}
+
+#[test]
+fn a_dropped_stream_aborts_and_the_source_keeps_running() {
+    let root = Root::new("drop");
+    let (source, destination, sent, received) =
+        migrate_through(&root, common::Fault::Drop(300_000));
+    let source_error = sent.expect_err("a dropped stream must not complete");
+    assert!(
+        received.is_err(),
+        "the destination completed without all its streams"
+    );
+    let emg = source_error.emg(lpar_mover::emg::Module::MoverSource);
+    assert!(emg.to_string().starts_with("EMG"), "{emg}");
+    assert!(source.is_running(), "the source must keep the LPAR running");
+    assert!(
+        !destination.is_running(),
+        "the destination must not run a partial copy"
+    );
+}

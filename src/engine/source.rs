@@ -132,9 +132,18 @@ pub fn migrate_live(
         paused: false,
         throttle: 0,
     };
-    let result = run.migrate(options, control, &digest, progress, started);
-    if let Err(e) = &result {
-        run.abandon(e);
+    let mut result = run.migrate(options, control, &digest, progress, started);
+    if let Err(e) = result {
+        // A broken stream is often the destination hanging up after it
+        // found a fault: report its reason, not the symptom.
+        let e = match e {
+            EngineError::Stream { .. } | EngineError::NoReply { .. } => {
+                run.peer_abort().map_or(e, EngineError::PeerAborted)
+            }
+            other => other,
+        };
+        run.abandon(&e);
+        result = Err(e);
     }
     drop(sender.finish());
     result
@@ -337,6 +346,17 @@ impl SourceRun<'_> {
             OwnedFrame::Switchover(s) => Ok(s),
             _ => unreachable!("checked by is_step"),
         }
+    }
+
+    /// The destination's Abort, if it sent one before hanging up.
+    fn peer_abort(&self) -> Option<Emg> {
+        let grace = Instant::now() + Duration::from_millis(500);
+        while let Ok(reply) = self.replies.recv_deadline(grace) {
+            if let Ok(OwnedFrame::Abort(emg)) = reply {
+                return Some(emg);
+            }
+        }
+        None
     }
 
     /// Leaves the LPAR running here after a failure before commit.

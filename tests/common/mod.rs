@@ -54,3 +54,79 @@ pub fn stream_pairs(n: usize) -> (Vec<TcpStream>, Vec<TcpStream>) {
         (sent, accept.join().unwrap())
     })
 }
+
+/// What a relayed stream does to the source → destination bytes.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    None,
+    /// Flip one bit of the byte at this offset.
+    Corrupt(usize),
+    /// Close both directions after this many bytes.
+    Drop(usize),
+}
+
+/// `n` plain TCP stream pairs on loopback, stream 1 (or 0 if n == 1)
+/// passing through a relay that applies `fault`: for engine tests, which
+/// take streams that are already connected (authentication is the
+/// transport's and is tested there).
+pub fn relayed_pairs(n: usize, fault: Fault) -> (Vec<TcpStream>, Vec<TcpStream>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener};
+    let faulty = 1.min(n - 1);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut sources = Vec::new();
+    let mut destinations = Vec::new();
+    for i in 0..n {
+        let src = TcpStream::connect(addr).unwrap();
+        let (dst, _) = listener.accept().unwrap();
+        if i != faulty {
+            sources.push(src);
+            destinations.push(dst);
+            continue;
+        }
+        // Put a relay between them: src ↔ (a, b) ↔ dst.
+        let (a, _) = {
+            let relay = TcpListener::bind("127.0.0.1:0").unwrap();
+            let source_end = TcpStream::connect(relay.local_addr().unwrap()).unwrap();
+            let accepted = relay.accept().unwrap();
+            sources.push(source_end);
+            accepted
+        };
+        drop(src);
+        let b = dst;
+        let relay = TcpListener::bind("127.0.0.1:0").unwrap();
+        let destination_end = TcpStream::connect(relay.local_addr().unwrap()).unwrap();
+        let (c, _) = relay.accept().unwrap();
+        drop(b);
+        destinations.push(destination_end);
+        let pipe = move |mut from: TcpStream, mut to: TcpStream, fault: Fault| {
+            let mut buf = vec![0u8; 65536];
+            let mut seen = 0usize;
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                match fault {
+                    Fault::Corrupt(at) if seen <= at && at < seen + n => buf[at - seen] ^= 0x40,
+                    Fault::Drop(at) if seen + n > at => {
+                        let _ = from.shutdown(Shutdown::Both);
+                        let _ = to.shutdown(Shutdown::Both);
+                        return;
+                    }
+                    _ => {}
+                }
+                seen += n;
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Write);
+        };
+        let (a2, c2) = (a.try_clone().unwrap(), c.try_clone().unwrap());
+        std::thread::spawn(move || pipe(a, c, fault));
+        std::thread::spawn(move || pipe(c2, a2, Fault::None));
+    }
+    (sources, destinations)
+}
