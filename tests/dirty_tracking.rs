@@ -101,6 +101,23 @@ proptest! {
     }
 }
 
+/// Copies the reported pages out of the mapping, as the engine's sender
+/// does. Reading while the writer writes is the point: a torn page is
+/// reported again by the next harvest.
+fn copy_pages(map: &MmapRaw, pages: &PageSet, copy: &mut [u8]) {
+    for p in pages.iter() {
+        let p = p as usize;
+        // SAFETY (test): the page lies inside the mapping and `copy`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                map.as_ptr().add(p * PAGE_SIZE),
+                copy[p * PAGE_SIZE..].as_mut_ptr(),
+                PAGE_SIZE,
+            )
+        };
+    }
+}
+
 /// The migration invariant in miniature: a writer keeps writing while we
 /// harvest and copy what was reported; after the writer stops and one last
 /// harvest, the copy must equal memory. A write lost between a harvest's
@@ -134,34 +151,13 @@ fn racing_writes_are_never_lost(kind: TrackerKind) {
         set.clear();
         log.harvest(&mut set).unwrap();
         harvested += set.len();
-        for p in set.iter() {
-            let p = p as usize;
-            // SAFETY (test): reading the mapping while the writer writes is
-            // the point; torn pages are re-reported by the next harvest.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    map.as_ptr().add(p * PAGE_SIZE),
-                    copy[p * PAGE_SIZE..].as_mut_ptr(),
-                    PAGE_SIZE,
-                )
-            };
-        }
+        copy_pages(&map, &set, &mut copy);
     }
     stop.store(true, Ordering::Relaxed);
     let writes = writer.join().unwrap();
     set.clear();
     log.harvest(&mut set).unwrap();
-    for p in set.iter() {
-        let p = p as usize;
-        // SAFETY (test): the writer has stopped.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                map.as_ptr().add(p * PAGE_SIZE),
-                copy[p * PAGE_SIZE..].as_mut_ptr(),
-                PAGE_SIZE,
-            )
-        };
-    }
+    copy_pages(&map, &set, &mut copy);
     // SAFETY (test): nobody writes the mapping any more.
     let memory = unsafe { std::slice::from_raw_parts(map.as_ptr(), PAGES * PAGE_SIZE) };
     let stale: Vec<usize> = (0..PAGES)
