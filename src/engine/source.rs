@@ -207,9 +207,12 @@ impl SourceRun<'_> {
             let stats = self.sender.send_round(round, &pages)?;
             let duration = t.elapsed();
             rtt.record(self.ping()?);
-            convergence.set_fixed_cost(2 * rtt.typical() + encode_cost);
             let mut dirty = PageSet::new();
+            let t = Instant::now();
             log.harvest(&mut dirty)?;
+            // The pause-time harvest costs about what this one did: it
+            // walks the same page tables, inside the suspension.
+            convergence.set_fixed_cost(2 * rtt.typical() + encode_cost + t.elapsed());
             let decision = convergence.decide(RoundMeasure {
                 pages: stats.pages,
                 wire_bytes: stats.bytes,
