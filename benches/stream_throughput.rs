@@ -117,12 +117,12 @@ fn pump(
     let (receiver, events) = PageReceiver::start(
         destination.clone(),
         inn,
-        Arc::new(ImageDigest::zeroed(destination.size_bytes() / 4096)),
+        Arc::new(ImageDigest::blank_for(&**destination)),
     );
     let sender = PageSender::start(
         source.clone(),
         out,
-        Arc::new(ImageDigest::zeroed(source.size_bytes() / 4096)),
+        Arc::new(ImageDigest::blank_for(&**source)),
     );
     let pages = source.populated().unwrap();
     let t = Instant::now();

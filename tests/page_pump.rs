@@ -51,8 +51,8 @@ fn rounds_of_dirty_pages_converge_to_identical_memory() {
     let destination = lpar(&root, "destination", "idle");
     let (out, inn) = stream_pairs(4);
     let (out, inn) = boxed(out, inn);
-    let sent = Arc::new(ImageDigest::zeroed(source.size_bytes() / 4096));
-    let applied = Arc::new(ImageDigest::zeroed(destination.size_bytes() / 4096));
+    let sent = Arc::new(ImageDigest::blank_for(&*source));
+    let applied = Arc::new(ImageDigest::blank_for(&*destination));
     let (receiver, events) = PageReceiver::start(destination.clone(), inn, applied.clone());
     let sender = PageSender::start(source.clone(), out, sent.clone());
 
@@ -142,12 +142,12 @@ fn a_corrupted_page_frame_is_refused_not_applied() {
     let (receiver, events) = PageReceiver::start(
         destination.clone(),
         inn,
-        Arc::new(ImageDigest::zeroed(destination.size_bytes() / 4096)),
+        Arc::new(ImageDigest::blank_for(&*destination)),
     );
     let sender = PageSender::start(
         source.clone(),
         out,
-        Arc::new(ImageDigest::zeroed(source.size_bytes() / 4096)),
+        Arc::new(ImageDigest::blank_for(&*source)),
     );
     let _ = sender.send_round(0, &source.populated().unwrap());
     match events.recv_timeout(Duration::from_secs(30)).unwrap() {

@@ -12,7 +12,7 @@ use super::pump::{Event, InStream, OwnedFrame, PageReceiver};
 use super::{EngineError, wall_clock_ns};
 use crate::build_identity::BuildIdentity;
 use crate::emg::Module;
-use crate::partition::{LparConfig, PAGE_SIZE, Partition};
+use crate::partition::{LparConfig, Partition};
 use crate::state::DeviceState;
 use crate::wire::{
     Frame, FrameEncoder, Hello, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep,
@@ -47,7 +47,7 @@ pub fn receive_live(
         .into_iter()
         .map(|s| Box::new(s) as InStream)
         .collect();
-    let digest = Arc::new(ImageDigest::zeroed(lpar.size_bytes() / PAGE_SIZE as u64));
+    let digest = Arc::new(ImageDigest::blank_for(&*lpar));
     let (receiver, events) = PageReceiver::start(lpar.clone(), inn, digest.clone());
     let result = receive(&*lpar, &events, &digest, &mut replies);
     if let Err(e) = &result

@@ -12,7 +12,7 @@
 //! order (no older copy won). What it cannot prove: that the dirty log
 //! reported every write; the trackers' own tests carry that.
 
-use crate::partition::{PAGE_SIZE, Page};
+use crate::partition::{GuestMemory, PAGE_SIZE, Page};
 use std::sync::atomic::{AtomicU64, Ordering};
 use twox_hash::XxHash3_64;
 
@@ -43,6 +43,12 @@ impl ImageDigest {
             hashes: (0..pages).map(|_| AtomicU64::new(zero)).collect(),
             total: AtomicU64::new(total),
         }
+    }
+
+    /// The digest of an all-zero image the size of `memory`: where both
+    /// ends start.
+    pub fn blank_for(memory: &dyn GuestMemory) -> Self {
+        Self::zeroed(memory.size_bytes() / PAGE_SIZE as u64)
     }
 
     /// Records that page `page` now holds content with hash `hash`. Callers

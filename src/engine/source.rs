@@ -24,7 +24,7 @@ use super::report::{MigrationReport, RoundReport, SuspensionReport};
 use super::{EngineError, wall_clock_ns};
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase, reason};
-use crate::partition::{PAGE_SIZE, PageSet, Partition};
+use crate::partition::{PageSet, Partition};
 use crate::state::{DeviceState, MigrationMode};
 use crate::transport::{PacedWriter, Pacer};
 use crate::wire::{
@@ -122,8 +122,7 @@ pub fn migrate_live(
         .into_iter()
         .map(|s| Box::new(PacedWriter::new(s, pacer.clone())) as OutStream)
         .collect();
-    let pages = lpar.size_bytes() / PAGE_SIZE as u64;
-    let digest = Arc::new(ImageDigest::zeroed(pages));
+    let digest = Arc::new(ImageDigest::blank_for(&*lpar));
     let sender = PageSender::start(lpar.clone(), out, digest.clone());
     let mut run = SourceRun {
         lpar: &*lpar,
