@@ -200,6 +200,7 @@ impl SourceRun<'_> {
         log.start()?;
         let mut pages = self.lpar.populated()?;
         let mut round = 0u32;
+        let mut warned_budget = false;
         let predicted = loop {
             control.check()?;
             let t = Instant::now();
@@ -218,6 +219,15 @@ impl SourceRun<'_> {
                 duration,
                 dirtied: dirty.len(),
             });
+            if convergence.effective_budget() > options.max_suspend && !warned_budget {
+                warned_budget = true;
+                log::warn!(
+                    "suspension budget {:?} is below the measured fixed switchover cost; \
+                     aiming for {:?} instead (raise max_suspend_ms to at least that)",
+                    options.max_suspend,
+                    convergence.effective_budget()
+                );
+            }
             let r = round_report(round, &stats, duration, &dirty, &convergence, self.throttle);
             report.bytes_sent += stats.bytes;
             progress(&Progress::Round(r.clone()));
