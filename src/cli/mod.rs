@@ -1,6 +1,8 @@
 //! What `moverctl` does for each subcommand, kept out of the binary so it
 //! can be tested.
 
+pub mod agents;
 pub mod demo;
 pub mod oneshot;
+pub mod rss;
 pub mod selftest;
