@@ -2,7 +2,9 @@
 //! can be tested.
 
 pub mod agents;
+pub mod bench;
 pub mod demo;
 pub mod oneshot;
+pub mod plot;
 pub mod rss;
 pub mod selftest;
