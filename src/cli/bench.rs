@@ -226,9 +226,18 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         "figure", "median", "min", "max"
     );
     for (name, s) in FIGURES.iter().zip(&spreads) {
+        let show = |x: f64| {
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.3}")
+            }
+        };
         println!(
-            "{name:<30} {:>14.3} {:>14.3} {:>14.3}",
-            s.median, s.min, s.max
+            "{name:<30} {:>14} {:>14} {:>14}",
+            show(s.median),
+            show(s.min),
+            show(s.max)
         );
     }
     println!("rounds of the median run:");

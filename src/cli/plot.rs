@@ -59,6 +59,16 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A power of ten of bytes as a label: `10 MB`, `1 GB`.
+fn decimal_bytes(bytes: f64) -> String {
+    match bytes {
+        b if b >= 1e9 => format!("{:.0} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.0} MB", b / 1e6),
+        b if b >= 1e3 => format!("{:.0} kB", b / 1e3),
+        b => format!("{b:.0} B"),
+    }
+}
+
 /// Draws `points` under `title`.
 pub fn svg(title: &str, points: &[RoundPoint]) -> String {
     let height = TOP[1] + PANEL + 50.0;
@@ -96,7 +106,7 @@ pub fn svg(title: &str, points: &[RoundPoint]) -> String {
         &mut s,
         TOP[0],
         "remaining dirty bytes",
-        &crate::units::format_size(10f64.powf(hi) as u64),
+        &decimal_bytes(10f64.powf(hi)),
         "4 KiB",
     );
     panel(
