@@ -99,3 +99,32 @@ fn bench_plot_writes_an_svg_of_the_median_run() {
     );
     assert_eq!(svg.matches("<circle class=\"bandwidth\"").count(), rounds);
 }
+
+#[test]
+fn a_failed_run_fails_the_bench_with_an_emg_and_leaves_nothing_behind() {
+    let out = Command::new(env!("CARGO_BIN_EXE_moverctl"))
+        .args([
+            "bench",
+            "--memory",
+            "64MiB",
+            "--workload",
+            "warp:9",
+            "--json",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = out.id();
+    let out = out.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no result on stdout");
+    assert!(stderr.contains("EMG"), "{stderr}");
+    let hosts = format!("/dev/shm/lpar-mover/bench-{pid}-0");
+    assert!(
+        !std::path::Path::new(&hosts).exists(),
+        "{hosts} left behind"
+    );
+}
