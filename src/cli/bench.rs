@@ -42,7 +42,7 @@ pub struct BenchArgs {
 }
 
 /// The figures of a run, in the order the table prints them.
-pub const FIGURES: [&str; 15] = [
+pub const FIGURES: [&str; 16] = [
     "suspension_ms",
     "predicted_suspension_ms",
     "final_copy_ms",
@@ -54,6 +54,7 @@ pub const FIGURES: [&str; 15] = [
     "bytes_sent",
     "rounds",
     "guest_max_stall_ms",
+    "guest_longest_gap_ms",
     "throttle_percent",
     "guest_writes_after_switchover",
     "source_overhead_bytes",
@@ -76,6 +77,7 @@ pub fn figures(run: &RunOutcome) -> [f64; FIGURES.len()] {
         f(&s["bytes_sent"]),
         s["rounds"].as_array().map_or(f64::NAN, |r| r.len() as f64),
         f(&d["guest_max_stall_ms"]),
+        f(&d["guest_longest_gap_ms"]),
         f(&s["throttle"]),
         f(&d["guest_writes_after_switchover"]),
         run.source_overhead_bytes as f64,
