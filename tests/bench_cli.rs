@@ -59,10 +59,18 @@ fn bench_reports_medians_spreads_and_overheads_of_real_runs() {
         .iter()
         .map(|run| {
             assert_eq!(run["verified"], true);
+            let gap = run["suspension_ms"].as_f64().unwrap()
+                - run["guest_max_stall_ms"].as_f64().unwrap();
+            assert_eq!(run["stall_agrees"], gap.abs() <= 1.0, "{run}");
             assert!(!run["report"]["rounds"].as_array().unwrap().is_empty());
             run["suspension_ms"].as_f64().unwrap()
         })
         .collect();
+    let agreeing = runs
+        .iter()
+        .filter(|run| run["stall_agrees"] == true)
+        .count();
+    assert_eq!(r["stall_agreeing_runs"], agreeing, "{r}");
     let spread = &r["spread"]["suspension_ms"];
     let (lo, hi) = (
         suspensions[0].min(suspensions[1]),

@@ -61,6 +61,14 @@ pub const FIGURES: [&str; 16] = [
     "destination_overhead_bytes",
 ];
 
+/// Where `name` sits in [`FIGURES`].
+fn at(name: &str) -> usize {
+    FIGURES
+        .iter()
+        .position(|f| *f == name)
+        .expect("a known figure")
+}
+
 /// The figures of one run, in [`FIGURES`] order.
 pub fn figures(run: &RunOutcome) -> [f64; FIGURES.len()] {
     let (s, d) = (&run.source, &run.destination);
@@ -155,9 +163,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
             "run {}/{}: suspension {:.3} ms, total {:.1} ms, {} rounds, verified {}",
             i + 1,
             args.runs,
-            f[0],
-            f[7],
-            f[9],
+            f[at("suspension_ms")],
+            f[at("total_ms")],
+            f[at("rounds")],
             run.source["verified"]
         );
         runs.push(run);
@@ -167,8 +175,14 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
     let spreads: Vec<Spread> = (0..FIGURES.len())
         .map(|k| Spread::of(&column(k)).expect("at least one run"))
         .collect();
-    let median_run = median_index(&column(0)).expect("at least one run");
+    let median_run = median_index(&column(at("suspension_ms"))).expect("at least one run");
     let verified = runs.iter().all(|r| r.source["verified"] == true);
+    // The report and the guest must agree on the suspension within 1 ms.
+    let agrees: Vec<bool> = table
+        .iter()
+        .map(|f| (f[at("suspension_ms")] - f[at("guest_max_stall_ms")]).abs() <= 1.0)
+        .collect();
+    let agreeing = agrees.iter().filter(|&&a| a).count();
     let title = format!(
         "{} LPAR, {}{}: median run {} of {}",
         format_size(args.memory),
@@ -195,6 +209,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         out.insert("max_suspend_ms".into(), json!(args.max_suspend_ms));
         out.insert("runs".into(), json!(runs.len()));
         out.insert("verified".into(), json!(verified));
+        out.insert("stall_agreeing_runs".into(), json!(agreeing));
         let mut spread = serde_json::Map::new();
         for (name, s) in FIGURES.iter().zip(&spreads) {
             out.insert(name.to_string(), number(s.median));
@@ -207,12 +222,14 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         let per_run: Vec<Value> = runs
             .iter()
             .zip(&table)
-            .map(|(run, f)| {
+            .zip(&agrees)
+            .map(|((run, f), agrees)| {
                 let mut o = serde_json::Map::new();
                 for (name, v) in FIGURES.iter().zip(f) {
                     o.insert(name.to_string(), number(*v));
                 }
                 o.insert("verified".into(), run.source["verified"].clone());
+                o.insert("stall_agrees".into(), json!(agrees));
                 o.insert("report".into(), run.source.clone());
                 Value::Object(o)
             })
@@ -223,6 +240,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         return Ok(());
     }
     println!("{title}; all images verified: {verified}");
+    println!(
+        "guest-observed stall within 1 ms of the reported suspension in {agreeing} of {} runs",
+        runs.len()
+    );
     println!(
         "{:<30} {:>14} {:>14} {:>14}",
         "figure", "median", "min", "max"
