@@ -76,16 +76,12 @@ fn a_shaped_path_carries_no_more_than_its_rate() {
     require_test_hosts!("a_shaped_path_carries_no_more_than_its_rate");
     let bed = Testbed::new(2).unwrap();
     const BYTES: usize = 10 << 20;
-    let unshaped = transfer(&bed, BYTES, 7101);
     bed.shape_path(200_000_000).unwrap(); // 200 Mbit/s: 10 MiB in >= 0.42 s
     let shaped = transfer(&bed, BYTES, 7102);
+    // Unshaped, a veth moves 10 MiB in a few tens of milliseconds.
     assert!(
         shaped >= Duration::from_millis(380),
         "10 MiB at 200 Mbit/s took {shaped:?}"
-    );
-    assert!(
-        shaped > unshaped * 2,
-        "shaped {shaped:?}, unshaped {unshaped:?}"
     );
 }
 
