@@ -20,6 +20,7 @@ fn lpar(root: &Root, name: &str, program: &str) -> Arc<SimLpar> {
         vcpus: 2,
         memory_bytes: 128 << 20,
         program: program.into(),
+        ..LparConfig::default_lpar()
     };
     Arc::new(SimLpar::create(&root.0, &config).unwrap())
 }

@@ -19,6 +19,7 @@ fn config(name: &str, memory: u64, vcpus: u32, program: &str) -> LparConfig {
         vcpus,
         memory_bytes: memory,
         program: program.into(),
+        ..LparConfig::default_lpar()
     }
 }
 
