@@ -18,10 +18,12 @@ pub mod convergence;
 pub mod destination;
 pub mod digest;
 mod error;
+pub mod host_clock;
 mod lz4_policy;
 pub mod pump;
 pub mod report;
 pub mod source;
+pub mod switchover;
 
 pub use error::EngineError;
 
