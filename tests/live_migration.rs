@@ -8,6 +8,7 @@ use common::{Root, stream_pairs};
 use lpar_mover::engine::EngineError;
 use lpar_mover::engine::destination::receive_live;
 use lpar_mover::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
+use lpar_mover::engine::switchover::DestinationHost;
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::{GuestMemory, LparConfig, Partition, Vcpus};
 use std::sync::Arc;
@@ -39,7 +40,13 @@ fn live_migration_continues_the_guest_exactly_on_the_destination() {
     let (out, inn) = stream_pairs(4);
     let receiving = {
         let destination = destination.clone();
-        std::thread::spawn(move || receive_live(destination, inn))
+        std::thread::spawn(move || {
+            receive_live(
+                destination.clone(),
+                inn,
+                &DestinationHost::open_for(destination.config()),
+            )
+        })
     };
     let control = MigrationControl::new(Duration::from_secs(60));
     let mut rounds = 0;
@@ -105,7 +112,13 @@ fn cancel_during_memory_transfer_keeps_the_source_running() {
     let (out, inn) = stream_pairs(2);
     let receiving = {
         let destination = destination.clone();
-        std::thread::spawn(move || receive_live(destination, inn))
+        std::thread::spawn(move || {
+            receive_live(
+                destination.clone(),
+                inn,
+                &DestinationHost::open_for(destination.config()),
+            )
+        })
     };
     let control = MigrationControl::new(Duration::from_secs(60));
     let result = migrate_live(
@@ -165,7 +178,14 @@ fn migrate_through(root: &Root, fault: common::Fault) -> Outcome {
     let (out, inn) = common::relayed_pairs(2, fault);
     let receiving = {
         let destination = destination.clone();
-        std::thread::spawn(move || receive_live(destination, inn).map(|_| ()))
+        std::thread::spawn(move || {
+            receive_live(
+                destination.clone(),
+                inn,
+                &DestinationHost::open_for(destination.config()),
+            )
+            .map(|_| ())
+        })
     };
     let control = MigrationControl::new(Duration::from_secs(60));
     let sent = migrate_live(

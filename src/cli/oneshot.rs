@@ -8,12 +8,15 @@
 //! LISTENING <ip:port> KEY <64 hex digits>
 //! ```
 
-use crate::emg::{Emg, Module};
+use crate::emg::{Emg, Module, phase};
 use crate::engine::destination::receive_live;
 use crate::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
+use crate::engine::switchover::{DestinationHost, parse_vfc_ids};
 use crate::partition::sim::SimLpar;
 use crate::partition::{LparConfig, Vcpus};
+use crate::state::{HbaIdentity, Identities, MacAddress, NicIdentity, Wwpn};
 use crate::transport::{MigrationPath, OneTimeKey, PathListener, connect_streams};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -32,6 +35,7 @@ pub fn receive(
     path: Ipv4Addr,
     streams: usize,
     run_after: Duration,
+    host: &DestinationHost,
 ) -> Result<serde_json::Value, Emg> {
     let listener = PathListener::bind(&MigrationPath::new("migration", path), 0)?;
     let key = listener.issue_key()?;
@@ -39,7 +43,8 @@ pub fn receive(
     println!("LISTENING {} KEY {}", listener.local_addr(), key.to_hex());
     let _ = std::io::stdout().flush();
     let inn = listener.accept_streams(streams, &key, 1, Instant::now() + ACCEPT_DEADLINE)?;
-    let report = receive_live(lpar.clone(), inn).map_err(|e| e.emg(Module::MoverDestination))?;
+    let report =
+        receive_live(lpar.clone(), inn, host).map_err(|e| e.emg(Module::MoverDestination))?;
     let writes = lpar.writes();
     std::thread::sleep(run_after);
     let guest_writes_after = lpar.writes() - writes;
@@ -90,4 +95,135 @@ pub fn send(
     let report = migrate_live(lpar.clone(), out, options, &control, &mut progress)
         .map_err(|e| e.emg(Module::MoverSource))?;
     Ok(serde_json::to_value(report).expect("report serialises"))
+}
+
+/// `--mac`, `--wwpn` and `--migration-wwpn` given on the command line: the
+/// LPAR's identities (`send`) or the destination slot's (`receive`), in
+/// port order. Empty lists keep the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct IdentityFlags {
+    pub macs: Vec<MacAddress>,
+    pub wwpns: Vec<Wwpn>,
+    pub migration_wwpns: Vec<Wwpn>,
+}
+
+fn usage(message: String) -> Emg {
+    Emg::new(
+        Module::Management,
+        phase::INFORMATION,
+        0x20,
+        message,
+        "Give one --mac per NIC and one --wwpn and --migration-wwpn per FC port, in port order.",
+    )
+}
+
+impl IdentityFlags {
+    fn check(&self, nics: usize, fc_ports: usize) -> Result<(), Emg> {
+        if !self.macs.is_empty() && self.macs.len() != nics {
+            return Err(usage(format!(
+                "{} --mac given for {nics} NICs",
+                self.macs.len()
+            )));
+        }
+        if self.wwpns.len() != self.migration_wwpns.len()
+            || (!self.wwpns.is_empty() && self.wwpns.len() != fc_ports)
+        {
+            return Err(usage(format!(
+                "{} --wwpn and {} --migration-wwpn given for {fc_ports} FC ports",
+                self.wwpns.len(),
+                self.migration_wwpns.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sets the LPAR's MACs and WWPNs from the flags.
+    pub fn apply_to(&self, config: &mut LparConfig) -> Result<(), Emg> {
+        self.check(config.nics.len(), config.fc_ports.len())?;
+        for (nic, mac) in config.nics.iter_mut().zip(&self.macs) {
+            nic.mac = *mac;
+        }
+        for ((port, w), m) in config
+            .fc_ports
+            .iter_mut()
+            .zip(&self.wwpns)
+            .zip(&self.migration_wwpns)
+        {
+            port.wwpn = *w;
+            port.migration_wwpn = *m;
+        }
+        config.check().map_err(Emg::from)
+    }
+
+    /// The destination slot's identities: the flags where given, else
+    /// `default`'s.
+    pub fn slot(&self, default: &Identities) -> Result<Identities, Emg> {
+        self.check(default.nics.len(), default.hbas.len())?;
+        let mut slot = default.clone();
+        if !self.macs.is_empty() {
+            slot.nics = self
+                .macs
+                .iter()
+                .map(|&mac| NicIdentity {
+                    mac,
+                    set_manually: false,
+                })
+                .collect();
+        }
+        if !self.wwpns.is_empty() {
+            slot.hbas = self
+                .wwpns
+                .iter()
+                .zip(&self.migration_wwpns)
+                .map(|(&wwpn, &migration_wwpn)| HbaIdentity {
+                    wwpn,
+                    migration_wwpn,
+                })
+                .collect();
+        }
+        Ok(slot)
+    }
+}
+
+/// The destination host for `config`: every vfcID free and a derived slot
+/// unless `free_vfc_ids` / `slot` say otherwise.
+pub fn destination_host(
+    config: &LparConfig,
+    slot: &IdentityFlags,
+    free_vfc_ids: &[(u16, BTreeSet<u16>)],
+    segments: &[(String, String)],
+    compensate_clock: bool,
+) -> Result<DestinationHost, Emg> {
+    let mut host = DestinationHost::open_for(config);
+    host.slot = slot.slot(&host.slot)?;
+    if !free_vfc_ids.is_empty() {
+        let mut free: BTreeMap<u16, BTreeSet<u16>> = BTreeMap::new();
+        for (port, ids) in free_vfc_ids {
+            free.entry(*port).or_default().extend(ids);
+        }
+        host.free_vfc_ids = free;
+    }
+    host.segments = segments.iter().cloned().collect();
+    host.compensate_clock = compensate_clock;
+    Ok(host)
+}
+
+/// Parses `SEG=IF` (`--segment`).
+pub fn parse_segment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((s, i)) if !s.is_empty() && !i.is_empty() => Ok((s.to_string(), i.to_string())),
+        _ => Err(format!("'{text}' is not SEGMENT=INTERFACE")),
+    }
+}
+
+/// Parses `PORT=1-8,12` (`--free-vfc-ids`).
+pub fn parse_free_vfc_ids(text: &str) -> Result<(u16, BTreeSet<u16>), String> {
+    let (port, ids) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not PORT=IDS (e.g. 0=1-8,12)"))?;
+    let port = port
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{port}' is not a physical FC port number"))?;
+    Ok((port, parse_vfc_ids(ids)?))
 }
