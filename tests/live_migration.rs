@@ -759,3 +759,128 @@ mod device_semantics {
         }
     }
 }
+
+/// The same semantics between two `moverd` processes, driven by their
+/// command-line flags.
+mod device_semantics_agents {
+    use super::common::Root;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    fn moverd(root: &Root, host: &str, path: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_moverd"));
+        c.args(args)
+            .args(["--memory", "32MiB", "--program", "hot:4MiB,rate=20000"])
+            .args(["--path", path])
+            .arg("--state-dir")
+            .arg(root.0.join(host))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs `moverd receive` with `receive_flags` and `moverd send` with
+    /// `send_flags`; returns (sender's exit and report, receiver's).
+    fn migrate(
+        tag: &str,
+        receive_flags: &[&str],
+        send_flags: &[&str],
+    ) -> ((bool, String), (bool, String)) {
+        let root = Root::new(tag);
+        let mut receive = vec!["receive", "--run-after-ms", "0"];
+        receive.extend_from_slice(receive_flags);
+        let mut receiver = moverd(&root, "b", "127.0.0.1", &receive).spawn().unwrap();
+        let mut lines = BufReader::new(receiver.stdout.take().unwrap());
+        let mut handoff = String::new();
+        lines.read_line(&mut handoff).unwrap();
+        let words: Vec<&str> = handoff.split_whitespace().collect();
+        assert_eq!(
+            words.first(),
+            Some(&"LISTENING"),
+            "receiver said {handoff:?}"
+        );
+        let mut send = vec!["send", "--to", words[1], "--key", words[3]];
+        send.extend_from_slice(send_flags);
+        let mut sender = moverd(&root, "a", "127.0.0.2", &send);
+        sender.args(["--warm-up-ms", "100"]);
+        let sent = sender.output().unwrap();
+        // A sender that failed before connecting leaves the receiver
+        // waiting for streams: give it a bounded time to finish by itself.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while receiver.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = receiver.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let received = receiver.wait_with_output().unwrap();
+        let mut received_stdout = String::new();
+        for line in lines.lines() {
+            received_stdout = line.unwrap();
+        }
+        let text = |o: &std::process::Output, stdout: String| {
+            format!("{stdout}{}", String::from_utf8_lossy(&o.stderr))
+        };
+        let sent_stdout = String::from_utf8_lossy(&sent.stdout).to_string();
+        (
+            (sent.status.success(), text(&sent, sent_stdout)),
+            (received.status.success(), text(&received, received_stdout)),
+        )
+    }
+
+    fn json(text: &str) -> serde_json::Value {
+        serde_json::from_str(text.lines().next().unwrap()).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    #[test]
+    fn flags_set_the_identities_the_vfc_ids_and_the_exchange() {
+        let ((sent_ok, sent), (recv_ok, received)) = migrate(
+            "agents-exchange",
+            &[
+                "--free-vfc-ids",
+                "0=6-9,3",
+                "--mac",
+                "02:00:00:00:bb:01",
+                "--wwpn",
+                "50:06:0e:80:00:bb:00:01",
+                "--migration-wwpn",
+                "50:06:0e:80:00:bb:00:81",
+                "--compensate-clock",
+            ],
+            &[
+                "--mac",
+                "02:00:00:00:aa:01",
+                "--wwpn",
+                "50:06:0e:80:00:aa:00:01",
+                "--migration-wwpn",
+                "50:06:0e:80:00:aa:00:81",
+            ],
+        );
+        assert!(sent_ok, "sender: {sent}");
+        assert!(recv_ok, "receiver: {received}");
+        let source = json(&sent);
+        let slot = &source["slot_identities"];
+        assert_eq!(slot["macs"][0], "02:00:00:00:bb:01", "{source}");
+        assert_eq!(slot["wwpns"][0], "50:06:0e:80:00:bb:00:01");
+        assert_eq!(slot["migration_wwpns"][0], "50:06:0e:80:00:bb:00:81");
+        let destination = json(&received);
+        let s = &destination["destination"]["switchover"];
+        assert_eq!(s["macs"][0], "02:00:00:00:aa:01", "{destination}");
+        assert_eq!(s["wwpns"][0], "50:06:0e:80:00:aa:00:01");
+        assert_eq!(s["vfc_ids"][0], 3);
+        assert!(s["clock_compensated_ns"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn an_empty_vfc_pool_fails_both_agents_and_the_sender_prints_the_destinations_emg() {
+        let ((sent_ok, sent), (recv_ok, received)) =
+            migrate("agents-novfc", &["--free-vfc-ids", "1=1-4"], &[]);
+        assert!(!sent_ok && !recv_ok, "sender: {sent}\nreceiver: {received}");
+        assert!(sent.contains("EMG"), "{sent}");
+        assert!(sent.contains("LPARMover(DST)"), "{sent}");
+        assert!(sent.contains("Not enough vfcID"), "{sent}");
+        assert!(received.contains("Not enough vfcID"), "{received}");
+    }
+}
