@@ -53,7 +53,10 @@ pub fn receive(
         "destination": report,
         "guest_running": lpar.is_running() || guest_writes_after > 0,
         "guest_writes_after_switchover": guest_writes_after,
-        "guest_max_stall_ms": lpar.max_stall_ns() as f64 / 1e6,
+        // The stall across the switchover, as the guest's clock saw it; the
+        // longest gap of its whole life also counts throttling and warm-up.
+        "guest_max_stall_ms": lpar.resume_stall_ns() as f64 / 1e6,
+        "guest_longest_gap_ms": lpar.max_stall_ns() as f64 / 1e6,
     }))
 }
 

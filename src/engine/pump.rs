@@ -117,6 +117,13 @@ impl PageSender {
     /// Sends `pages` as round `round` and closes the round on every stream.
     /// Returns when every stream has written its end of round.
     pub fn send_round(&self, round: u32, pages: &PageSet) -> Result<RoundStats, EngineError> {
+        self.queue_round(round, pages);
+        self.wait_round()
+    }
+
+    /// Queues `pages` as round `round` and its end on every stream, without
+    /// waiting: the caller can work meanwhile, then [`Self::wait_round`].
+    pub fn queue_round(&self, round: u32, pages: &PageSet) {
         for range in pages.ranges() {
             let mut first = range.start;
             while first < range.end {
@@ -136,7 +143,21 @@ impl PageSender {
         for control in &self.controls {
             let _ = control.send(Work::EndRound(round));
         }
+    }
+
+    /// Returns when every stream has written the end of the queued round.
+    pub fn wait_round(&self) -> Result<RoundStats, EngineError> {
         self.collect(self.controls.len())
+    }
+
+    /// Sends `frames` on stream 0 in order, after every page already
+    /// queued, with one wait for all of them.
+    pub fn send_controls(&self, frames: Vec<OwnedFrame>) -> Result<(), EngineError> {
+        let n = frames.len();
+        for frame in frames {
+            let _ = self.controls[0].send(Work::Control(frame));
+        }
+        self.collect(n).map(|_| ())
     }
 
     /// Sends `frame` on stream 0, after every page already queued.

@@ -201,6 +201,7 @@ impl SourceRun<'_> {
         log.start()?;
         let mut pages = self.lpar.populated()?;
         let mut round = 0u32;
+        let mut warned_budget = false;
         let predicted = loop {
             control.check()?;
             let t = Instant::now();
@@ -219,6 +220,15 @@ impl SourceRun<'_> {
                 duration,
                 dirtied: dirty.len(),
             });
+            if convergence.effective_budget() > options.max_suspend && !warned_budget {
+                warned_budget = true;
+                log::warn!(
+                    "suspension budget {:?} is below the measured fixed switchover cost; \
+                     aiming for {:?} instead (raise max_suspend_ms to at least that)",
+                    options.max_suspend,
+                    convergence.effective_budget()
+                );
+            }
             let r = round_report(round, &stats, duration, &dirty, &convergence, self.throttle);
             report.bytes_sent += stats.bytes;
             progress(&Progress::Round(r.clone()));
@@ -244,23 +254,25 @@ impl SourceRun<'_> {
         let paused = Instant::now();
         self.paused = true;
         log.harvest(&mut pages)?;
+        self.sender.queue_round(round, &pages);
         progress(&Progress::Suspending { pages: pages.len() });
-        let stats = self.sender.send_round(round, &pages)?;
-        report.bytes_sent += stats.bytes;
+        // While the streams copy the last pages, capture the device state.
+        let state = self.lpar.save_state()?.for_mode(MigrationMode::Live);
+        let encoded = state
+            .encode()
+            .map_err(crate::partition::PartitionError::from)?;
+        let stats = self.sender.wait_round()?;
+        report.bytes_sent += stats.bytes + encoded.len() as u64;
         let final_copied = Instant::now();
         let suspended = Switchover {
             step: SwitchoverStep::Suspended,
             timestamp_ns: paused_wall,
             digest: digest.value(),
         };
-        self.sender
-            .send_control(OwnedFrame::Switchover(suspended))?;
-        let state = self.lpar.save_state()?.for_mode(MigrationMode::Live);
-        let encoded = state
-            .encode()
-            .map_err(crate::partition::PartitionError::from)?;
-        report.bytes_sent += encoded.len() as u64;
-        self.sender.send_control(OwnedFrame::DeviceState(encoded))?;
+        self.sender.send_controls(vec![
+            OwnedFrame::Switchover(suspended),
+            OwnedFrame::DeviceState(encoded),
+        ])?;
         let state_sent = Instant::now();
         let (slot, ready) = self.identities_then_ready()?;
         report.slot_identities = slot.as_ref().map(SlotIdentities::from);
