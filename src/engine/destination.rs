@@ -34,6 +34,9 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The wire protocol version that introduced the Identities frame.
+const IDENTITIES_SINCE: u16 = 2;
+
 /// Longest silence from the source before the destination gives up.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -158,6 +161,8 @@ fn receive(
     let mut suspended: Option<Switchover> = None;
     let mut clock = HostClock::new();
     let mut hello_sent: Option<Instant> = None;
+    // A version-1 source knows no Identities frame: it is not sent to one.
+    let mut source_takes_identities = true;
     let mut incoming: Option<LparConfig> = None;
     let mut nics = Vec::new();
     loop {
@@ -176,7 +181,8 @@ fn receive(
             Event::Control { stream, frame } => (stream, frame),
         };
         match frame {
-            OwnedFrame::Hello(_) if stream == 0 => {
+            OwnedFrame::Hello(hello) if stream == 0 => {
+                source_takes_identities = hello.protocol_version >= IDENTITIES_SINCE;
                 replies.send(&Frame::Hello(Hello {
                     protocol_version: PROTOCOL_VERSION,
                     migration_id: MigrationId(0),
@@ -235,7 +241,9 @@ fn receive(
                 lpar.restore_state(&state)?;
                 nics = state.nics;
                 report.switchover = Some(outcome);
-                replies.send(&Frame::Identities(slot))?;
+                if source_takes_identities {
+                    replies.send(&Frame::Identities(slot))?;
+                }
                 replies.send(&Frame::Switchover(Switchover {
                     step: SwitchoverStep::Ready,
                     timestamp_ns: wall_clock_ns(),
