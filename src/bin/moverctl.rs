@@ -1,6 +1,7 @@
 //! `moverctl`: the management client. Argument parsing and wiring only.
 
 use clap::{Parser, Subcommand};
+use lpar_mover::cli::bench::{self, BenchArgs};
 use lpar_mover::cli::demo::{self, DemoArgs};
 use lpar_mover::cli::selftest::{self, SelftestArgs};
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Migrate the default LPAR live between two agents on this machine.
     Demo(DemoArgs),
+    /// Repeat the demo's migration: median and spread of every figure.
+    Bench(BenchArgs),
     /// Create a default LPAR on this machine, run its guest program under
     /// dirty tracking, and print what each harvest reports.
     Selftest(SelftestArgs),
@@ -31,6 +34,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Selftest(args) => selftest::run(&args),
         Command::Version => {
             println!("{}", lpar_mover::build_identity::BuildIdentity::current());

@@ -118,6 +118,12 @@ pub fn migrate_live(
 ) -> Result<MigrationReport, EngineError> {
     let started = Instant::now();
     let replies = spawn_reply_reader(&streams[0])?;
+    // The reply reader holds a clone of stream 0, so dropping the writers
+    // alone would not close it: shut it down when done, which also ends
+    // the reader thread.
+    let stream0 = streams[0]
+        .try_clone()
+        .map_err(|source| EngineError::Stream { stream: 0, source })?;
     let pacer = options.bandwidth.map(Pacer::new);
     let out: Vec<OutStream> = streams
         .into_iter()
@@ -146,6 +152,7 @@ pub fn migrate_live(
         result = Err(e);
     }
     drop(sender.finish());
+    let _ = stream0.shutdown(std::net::Shutdown::Both);
     result
 }
 
@@ -205,7 +212,8 @@ impl SourceRun<'_> {
         let predicted = loop {
             control.check()?;
             let t = Instant::now();
-            let stats = self.sender.send_round(round, &pages)?;
+            self.sender.queue_round(round, &pages);
+            let stats = self.sender.wait_round_checked(&|| control.check())?;
             let duration = t.elapsed();
             rtt.record(self.ping()?);
             let mut dirty = PageSet::new();
