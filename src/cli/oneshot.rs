@@ -257,3 +257,67 @@ pub fn parse_free_vfc_ids(text: &str) -> Result<(u16, BTreeSet<u16>), String> {
         .map_err(|_| format!("'{port}' is not a physical FC port number"))?;
     Ok((port, parse_vfc_ids(ids)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_and_vfc_flags_parse_and_refuse_nonsense() {
+        assert_eq!(
+            parse_segment("seg-a=veth0"),
+            Ok(("seg-a".into(), "veth0".into()))
+        );
+        assert!(parse_segment("seg-a").is_err() && parse_segment("=x").is_err());
+        let (port, ids) = parse_free_vfc_ids("2=1-3,12").unwrap();
+        assert_eq!(port, 2);
+        assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec![1, 2, 3, 12]);
+        assert!(parse_free_vfc_ids("1-3").is_err());
+        assert!(parse_free_vfc_ids("x=1").is_err());
+    }
+
+    #[test]
+    fn identity_flags_set_the_lpar_or_the_slot_and_must_match_the_ports() {
+        let mut config = LparConfig::default_lpar();
+        let mac: MacAddress = "02:00:00:00:aa:01".parse().unwrap();
+        let wwpn = Wwpn::from_u64(0xaa01);
+        let flags = IdentityFlags {
+            macs: vec![mac],
+            wwpns: vec![wwpn],
+            migration_wwpns: vec![Wwpn::from_u64(0xaa81)],
+        };
+        flags.apply_to(&mut config).unwrap();
+        assert_eq!(config.nics[0].mac, mac);
+        assert_eq!(config.fc_ports[0].wwpn, wwpn);
+
+        let host = destination_host(&config, &flags, &[], &[], true).unwrap();
+        assert_eq!(host.slot.nics[0].mac, mac);
+        assert_eq!(host.slot.hbas[0].migration_wwpn, Wwpn::from_u64(0xaa81));
+        assert!(host.compensate_clock);
+        assert_eq!(host.free_vfc_ids[&0].len(), 255);
+        let host = destination_host(
+            &config,
+            &IdentityFlags::default(),
+            &[(0, BTreeSet::from([4]))],
+            &[("seg-a".into(), "eth1".into())],
+            false,
+        )
+        .unwrap();
+        assert_ne!(host.slot.nics[0].mac, mac, "a derived slot identity");
+        assert_eq!(host.free_vfc_ids[&0], BTreeSet::from([4]));
+        assert_eq!(host.segments["seg-a"], "eth1");
+
+        let unpaired = IdentityFlags {
+            wwpns: vec![wwpn],
+            ..IdentityFlags::default()
+        };
+        let e = unpaired.apply_to(&mut config).unwrap_err();
+        assert!(e.message.contains("--migration-wwpn"), "{e}");
+        let duplicate = IdentityFlags {
+            wwpns: vec![wwpn],
+            migration_wwpns: vec![wwpn],
+            ..IdentityFlags::default()
+        };
+        assert!(duplicate.apply_to(&mut config).is_err());
+    }
+}
