@@ -10,7 +10,8 @@
 //! | [`wire`]      | the migration stream: frames and page encodings |
 //! | [`transport`] | the migration path: N authenticated TCP streams, pacing, timeouts |
 //!
-//! [`emg`] is the one error type every layer converts into.
+//! [`emg`] is the one error type every layer converts into. [`testbed`]
+//! builds test hosts (network namespaces) for tests and benchmarks.
 
 pub mod build_identity;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod emg;
 pub mod engine;
 pub mod partition;
 pub mod state;
+pub mod testbed;
 pub mod transport;
 pub mod units;
 pub mod wire;

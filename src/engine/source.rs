@@ -214,6 +214,13 @@ impl SourceRun<'_> {
             let t = Instant::now();
             self.sender.queue_round(round, &pages);
             let stats = self.sender.wait_round_checked(&|| control.check())?;
+            // A round is over when the destination has it, not when the
+            // socket buffers took it (megabytes on a slow path, which made
+            // the bandwidth look twice the link's): the ping queued behind
+            // the round comes back only after stream 0 drained.
+            // That first ping waited for the drain; a second one measures
+            // the round trip itself.
+            self.ping()?;
             let duration = t.elapsed();
             rtt.record(self.ping()?);
             let mut dirty = PageSet::new();
