@@ -12,8 +12,10 @@
 //!
 //! [`emg`] is the one error type every layer converts into.
 
+pub mod agent;
 pub mod build_identity;
 pub mod cli;
+pub mod control;
 pub mod emg;
 pub mod engine;
 pub mod partition;

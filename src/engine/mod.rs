@@ -22,6 +22,7 @@ mod lz4_policy;
 pub mod pump;
 pub mod report;
 pub mod source;
+pub mod stage;
 
 pub use error::EngineError;
 
