@@ -7,6 +7,7 @@
 //! listen = "0.0.0.0:7400"              # or a Unix socket path: "/run/moverd.sock"
 //! token_file = "/etc/moverd/token"     # access token, shared by the agents of one site
 //! state_dir = "/dev/shm/moverd"        # inventory.json and the LPARs' files
+//! auth_timeout_s = 30                  # close connections not authenticated by then
 //!
 //! [resources]
 //! cpus = 16
@@ -50,6 +51,13 @@ pub struct AgentConfig {
     pub paths: Vec<MigrationPath>,
     #[serde(default)]
     pub identity: Identity,
+    /// Seconds a management connection may stay unauthenticated.
+    #[serde(default = "default_auth_timeout")]
+    pub auth_timeout_s: u64,
+}
+
+fn default_auth_timeout() -> u64 {
+    crate::control::AUTH_TIMEOUT.as_secs()
 }
 
 fn default_listen() -> String {

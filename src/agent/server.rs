@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! accept ─▶ connection thread: greeting; loop { read bounded line → decode →
-//!               unauthenticated? only `authenticate` (3 wrong tokens or 30 s: close)
+//!               unauthenticated? only `authenticate` (3 wrong tokens or auth_timeout_s: close)
 //!               else Agent::handle } ── lines ──▶ writer thread ──▶ socket
 //! EventBus ── lines (bounded queue) ──────────────▶ writer thread
 //! ```
@@ -12,8 +12,8 @@
 use super::Agent;
 use crate::control::line::{Line, read_line};
 use crate::control::{
-    AUTH_TIMEOUT, Address, Command, MAX_BAD_TOKENS, MAX_LINE, Stream, cause, decode_request,
-    encode_greeting, encode_reply, protocol_error,
+    Address, Command, MAX_BAD_TOKENS, MAX_LINE, Stream, cause, decode_request, encode_greeting,
+    encode_reply, protocol_error,
 };
 use crate::emg::Emg;
 use crossbeam::channel::{self, Sender};
@@ -22,7 +22,7 @@ use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Connections served at once; more are refused with an error line.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -141,7 +141,8 @@ fn serve_lines(agent: &Arc<Agent>, stream: Stream, tx: &Sender<String>) -> std::
             .map_err(|_| std::io::Error::from(ErrorKind::BrokenPipe))
     };
     send(encode_greeting(&agent.greeting()))?;
-    let auth_deadline = Instant::now() + AUTH_TIMEOUT;
+    let auth_timeout = Duration::from_secs(agent.config.auth_timeout_s);
+    let auth_deadline = Instant::now() + auth_timeout;
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     let mut bad_tokens = 0;
@@ -154,7 +155,7 @@ fn serve_lines(agent: &Arc<Agent>, stream: Stream, tx: &Sender<String>) -> std::
                     cause::NOT_AUTHENTICATED,
                     format!(
                         "no valid token within {} s: closing",
-                        AUTH_TIMEOUT.as_secs()
+                        auth_timeout.as_secs()
                     ),
                     "Authenticate first (execute \"authenticate\" with the token).",
                 );
