@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn an_emg_crosses_the_protocol_intact() {
-        let emg = Emg::new(Module::MoverDestination, phase::DEFINE, 0xF00b, "m", "a")
+        let emg = Emg::new(Module::MoverDestination, phase::DEFINE, 0xF00B, "m", "a")
             .detail(3)
             .reason(0x101)
             .needing_recovery();
