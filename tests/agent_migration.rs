@@ -203,3 +203,44 @@ fn a_destination_short_of_memory_refuses_with_its_own_emg() {
     );
     assert!(b.lpar_names().is_empty());
 }
+
+#[test]
+fn concurrent_migrations_of_one_lpar_admit_exactly_one() {
+    let scratch = Scratch::new("concurrent");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    let b = Agent::start(&scratch, "hostB", &[]);
+    define_running(&a, "hot1", "64MiB", "hot:4MiB,content=random");
+    let mut conns: Vec<_> = (0..6).map(|_| a.connect()).collect();
+    let barrier = std::sync::Barrier::new(conns.len());
+    let replies: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = conns
+            .iter_mut()
+            .map(|c| {
+                let (barrier, to) = (&barrier, b.addr.clone());
+                s.spawn(move || {
+                    barrier.wait();
+                    c.request(serde_json::json!({"id": 1, "execute": "migrate",
+                        "arguments": {"lpar": "hot1", "to": to, "bandwidth": 2 << 20}}))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let accepted: Vec<&Value> = replies
+        .iter()
+        .filter(|r| r.get("return").is_some())
+        .collect();
+    assert_eq!(accepted.len(), 1, "{replies:?}");
+    for r in replies.iter().filter(|r| r.get("error").is_some()) {
+        assert_eq!(r["error"]["phase"], 0xF003, "{r}");
+        assert_eq!(r["error"]["reason"], 0x101, "{r}");
+    }
+    let id = accepted[0]["return"]["migration"].to_string();
+    wait_for("stage 0x4050", Duration::from_secs(20), || {
+        a.ctl_json(&["status", &id])["stage"] == 0x4050
+    });
+    a.ctl_json(&["cancel", &id]);
+    wait_for("the cancel", Duration::from_secs(30), || {
+        a.lpar("hot1")["state"] == "Act"
+    });
+}

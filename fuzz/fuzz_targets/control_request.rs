@@ -4,15 +4,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lpar_mover::control::line::{Line, read_line};
+use lpar_mover::control::line::{Line, LineReader};
 use lpar_mover::control::decode_request;
 
 fuzz_target!(|data: &[u8]| {
-    let mut reader = std::io::BufReader::with_capacity(64, data);
-    let mut buf = Vec::new();
     // Small limit so the oversized path is reached too.
-    while let Ok(Line::Complete | Line::Oversized) = read_line(&mut reader, &mut buf, 4096) {
-        if let Ok(request) = decode_request(&buf) {
+    let mut reader = LineReader::new(data, 4096);
+    while let Ok(line @ (Line::Complete | Line::Oversized)) = reader.next() {
+        if line == Line::Oversized {
+            continue;
+        }
+        if let Ok(request) = decode_request(reader.line()) {
             let again = decode_request(request.encode().as_bytes()).expect("re-encoded request decodes");
             assert_eq!(again, request);
         }

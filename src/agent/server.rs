@@ -10,14 +10,14 @@
 //! ```
 
 use super::Agent;
-use crate::control::line::{Line, read_line};
+use crate::control::line::{Line, LineReader};
 use crate::control::{
     Address, Command, MAX_BAD_TOKENS, MAX_LINE, Stream, cause, decode_request, encode_greeting,
     encode_reply, protocol_error,
 };
 use crate::emg::Emg;
 use crossbeam::channel::{self, Sender};
-use std::io::{BufReader, ErrorKind, Write};
+use std::io::{ErrorKind, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::sync::Arc;
@@ -143,8 +143,7 @@ fn serve_lines(agent: &Arc<Agent>, stream: Stream, tx: &Sender<String>) -> std::
     send(encode_greeting(&agent.greeting()))?;
     let auth_timeout = Duration::from_secs(agent.config.auth_timeout_s);
     let auth_deadline = Instant::now() + auth_timeout;
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
+    let mut reader = LineReader::new(stream, MAX_LINE);
     let mut bad_tokens = 0;
     let mut subscription = None;
     let result = loop {
@@ -164,7 +163,7 @@ fn serve_lines(agent: &Arc<Agent>, stream: Stream, tx: &Sender<String>) -> std::
             }
             reader.get_ref().set_read_timeout(Some(left))?;
         }
-        match read_line(&mut reader, &mut buf, MAX_LINE) {
+        match reader.next() {
             Ok(Line::Eof) => break Ok(()),
             Ok(Line::Oversized) => {
                 let e = protocol_error(
@@ -179,10 +178,11 @@ fn serve_lines(agent: &Arc<Agent>, stream: Stream, tx: &Sender<String>) -> std::
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(e) => break Err(e),
         }
-        if buf.iter().all(u8::is_ascii_whitespace) {
+        let line = reader.line();
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let request = match decode_request(&buf) {
+        let request = match decode_request(line) {
             Ok(r) => r,
             Err(bad) => {
                 send(encode_reply(bad.id, &Err(bad.error)))?;
@@ -191,10 +191,12 @@ fn serve_lines(agent: &Arc<Agent>, stream: Stream, tx: &Sender<String>) -> std::
         };
         let id = Some(request.id);
         match (&request.command, subscription) {
-            (Command::Authenticate { token }, None) => {
+            (Command::Authenticate { token }, _) => {
                 if agent.token_matches(token) {
-                    reader.get_ref().set_read_timeout(None)?;
-                    subscription = Some(agent.events.subscribe(tx.clone()));
+                    if subscription.is_none() {
+                        reader.get_ref().set_read_timeout(None)?;
+                        subscription = Some(agent.events.subscribe(tx.clone()));
+                    }
                     send(encode_reply(id, &Ok(serde_json::json!({}))))?;
                 } else {
                     bad_tokens += 1;

@@ -1,7 +1,7 @@
 //! The client side of the management protocol: used by `moverctl` and by a
 //! source agent to drive the destination agent.
 
-use super::line::{Line, read_line};
+use super::line::{Line, LineReader};
 use super::{
     Address, Command, Event, Greeting, MAX_LINE, PROTOCOL_VERSION, Request, ServerMessage, Stream,
     cause, decode_server_message,
@@ -9,7 +9,7 @@ use super::{
 use crate::emg::{Emg, Module, phase};
 use serde_json::Value;
 use std::collections::VecDeque;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// How long a client waits to connect and for the greeting.
@@ -18,13 +18,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// An open, possibly authenticated, management connection.
 pub struct Client {
     address: Address,
-    reader: BufReader<Stream>,
+    reader: LineReader<Stream>,
     writer: Stream,
     greeting: Greeting,
     next_id: u64,
     /// Events that arrived while a reply was awaited.
     events: VecDeque<Event>,
-    buf: Vec<u8>,
     module: Module,
 }
 
@@ -54,7 +53,7 @@ impl Client {
         let writer = stream.try_clone().map_err(|e| err(e.to_string()))?;
         let mut client = Client {
             address: address.clone(),
-            reader: BufReader::new(stream),
+            reader: LineReader::new(stream, MAX_LINE),
             writer,
             greeting: Greeting {
                 agent: String::new(),
@@ -63,7 +62,6 @@ impl Client {
             },
             next_id: 1,
             events: VecDeque::new(),
-            buf: Vec::new(),
             module,
         };
         match client.read_message()? {
@@ -156,8 +154,8 @@ impl Client {
         let module = self.module;
         let address = self.address.clone();
         let err = |m: String| client_error(module, &address, m);
-        match read_line(&mut self.reader, &mut self.buf, MAX_LINE) {
-            Ok(Line::Complete) => decode_server_message(&self.buf)
+        match self.reader.next() {
+            Ok(Line::Complete) => decode_server_message(self.reader.line())
                 .map_err(|m| err(format!("unreadable message from the agent: {m}"))),
             Ok(Line::Oversized) => Err(err("the agent sent a line over 1 MiB".into())),
             Ok(Line::Eof) => Err(err("the agent closed the connection".into())),
