@@ -10,7 +10,7 @@ use lpar_mover::control::decode_request;
 fuzz_target!(|data: &[u8]| {
     // Small limit so the oversized path is reached too.
     let mut reader = LineReader::new(data, 4096);
-    while let Ok(line @ (Line::Complete | Line::Oversized)) = reader.next() {
+    while let Ok(line @ (Line::Complete | Line::Oversized)) = reader.read_line() {
         if line == Line::Oversized {
             continue;
         }

@@ -163,7 +163,7 @@ fn serve_lines(agent: &Arc<Agent>, stream: Stream, tx: &Sender<String>) -> std::
             }
             reader.get_ref().set_read_timeout(Some(left))?;
         }
-        match reader.next() {
+        match reader.read_line() {
             Ok(Line::Eof) => break Ok(()),
             Ok(Line::Oversized) => {
                 let e = protocol_error(

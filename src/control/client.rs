@@ -154,7 +154,7 @@ impl Client {
         let module = self.module;
         let address = self.address.clone();
         let err = |m: String| client_error(module, &address, m);
-        match self.reader.next() {
+        match self.reader.read_line() {
             Ok(Line::Complete) => decode_server_message(self.reader.line())
                 .map_err(|m| err(format!("unreadable message from the agent: {m}"))),
             Ok(Line::Oversized) => Err(err("the agent sent a line over 1 MiB".into())),

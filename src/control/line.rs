@@ -7,7 +7,7 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
-/// What [`LineReader::next`] found.
+/// What [`LineReader::read_line`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
     /// A complete line (without its `\n`) is in [`LineReader::line`].
@@ -49,7 +49,7 @@ impl<R: Read> LineReader<R> {
 
     /// Reads up to the end of the next line. An error (a read timeout, say)
     /// keeps the part read so far.
-    pub fn next(&mut self) -> io::Result<Line> {
+    pub fn read_line(&mut self) -> io::Result<Line> {
         if self.done {
             self.buf.clear();
             self.oversized = false;
@@ -97,12 +97,12 @@ mod tests {
     fn lines_are_split_and_bounded() {
         let input = b"short\nthis one is far too long\nok\npartial".to_vec();
         let mut r = LineReader::new(&input[..], 10);
-        assert_eq!(r.next().unwrap(), Line::Complete);
+        assert_eq!(r.read_line().unwrap(), Line::Complete);
         assert_eq!(r.line(), b"short");
-        assert_eq!(r.next().unwrap(), Line::Oversized);
-        assert_eq!(r.next().unwrap(), Line::Complete);
+        assert_eq!(r.read_line().unwrap(), Line::Oversized);
+        assert_eq!(r.read_line().unwrap(), Line::Complete);
         assert_eq!(r.line(), b"ok");
-        assert_eq!(r.next().unwrap(), Line::Eof);
+        assert_eq!(r.read_line().unwrap(), Line::Eof);
     }
 
     /// Delivers its chunks one per read, with a timeout between them.
@@ -128,7 +128,7 @@ mod tests {
         let mut r = LineReader::new(Stutter(vec![b"{\"a\"", b":1}\n"], false), 100);
         let mut timeouts = 0;
         loop {
-            match r.next() {
+            match r.read_line() {
                 Ok(l) => {
                     assert_eq!(l, Line::Complete);
                     break;
