@@ -133,7 +133,15 @@ impl Agent {
                         .lock()
                         .unwrap()
                         .values()
-                        .map(|m| m.status_json())
+                        .map(|m| {
+                            // Summaries only: reports are per migration,
+                            // and a long list must stay under MAX_LINE.
+                            let mut v = m.status_json();
+                            if let Some(o) = v.as_object_mut() {
+                                o.remove("report");
+                            }
+                            v
+                        })
                         .collect();
                     Ok(json!({ "migrations": all }))
                 }
