@@ -216,3 +216,35 @@ fn auto_picks_uffd_wp_on_this_kernel() {
         eprintln!("skipped: kernel {release} predates PAGEMAP_SCAN");
     }
 }
+
+#[test]
+fn uffd_wp_tracks_writes_into_memory_never_touched_before_start() {
+    if !uffd_available() {
+        eprintln!("skipped: uffd-wp unavailable on this kernel");
+        return;
+    }
+    // 64 MiB with one populated page: `start` protects only what is mapped,
+    // so pages in other 2 MiB regions have no page table yet. A first write
+    // there must still be reported, once per write.
+    let map = shared_mapping(16_384);
+    write(&map, 0, 1);
+    let mut log = dirty::open(TrackerKind::UffdWp, range(&map)).unwrap();
+    log.start().unwrap();
+    let mut seen = PageSet::new();
+    log.harvest(&mut seen).unwrap();
+    assert!(seen.is_empty(), "before any write: {:?}", seen.ranges());
+    for round in 1..=3 {
+        write(&map, 8_192, round);
+        write(&map, 16_383, round);
+        seen.clear();
+        log.harvest(&mut seen).unwrap();
+        assert_eq!(
+            seen.iter().collect::<Vec<_>>(),
+            [8_192, 16_383],
+            "round {round}"
+        );
+    }
+    seen.clear();
+    log.harvest(&mut seen).unwrap();
+    assert!(seen.is_empty(), "after the last write: {:?}", seen.ranges());
+}

@@ -91,8 +91,16 @@ fn live_migration_continues_the_guest_exactly_on_the_destination() {
         source.digest().unwrap(),
         "the guest diverged after the move"
     );
-    // The guest saw the suspension.
-    assert!(destination.max_stall_ns() as f64 / 1e6 >= s.total_ms * 0.5);
+    // The guest saw the suspension: its own clock shows a gap across the
+    // switchover as long as the suspension the engine measured. (Quiet
+    // machine: within 1 ms, see the bench; here the bound allows for a
+    // vCPU thread waiting for a CPU on a loaded 2-core CI runner.)
+    let stall = destination.resume_stall_ns() as f64 / 1e6;
+    assert!(
+        stall >= s.total_ms - 1.0 && stall <= s.total_ms + 5.0,
+        "guest-observed stall {stall:.3} ms against suspension {:.3} ms",
+        s.total_ms
+    );
 }
 
 #[test]
@@ -220,4 +228,65 @@ fn a_dropped_stream_aborts_and_the_source_keeps_running() {
         !destination.is_running(),
         "the destination must not run a partial copy"
     );
+}
+
+/// Round 0 of a 64 MiB working set over a 20 MB/s path takes over 3 s;
+/// giving up 300 ms in must not wait for the round to end.
+fn give_up_mid_round(cancel: bool) -> (Result<(), EngineError>, Duration, Arc<SimLpar>) {
+    let root = Root::new(if cancel { "cancel-mid" } else { "timeout-mid" });
+    let source = lpar(&root, "source", "hot:64MiB,content=random,rate=200000");
+    let destination = lpar(&root, "destination", "idle");
+    source.resume().unwrap();
+    wait_for("the guest to fill its working set", || {
+        source.writes() > 20_000
+    });
+    let (out, inn) = stream_pairs(2);
+    let receiving = {
+        let destination = destination.clone();
+        std::thread::spawn(move || receive_live(destination, inn).map(|_| ()))
+    };
+    let timeout = Duration::from_millis(if cancel { 60_000 } else { 300 });
+    let control = MigrationControl::new(timeout);
+    let options = LiveOptions {
+        bandwidth: Some(20_000_000),
+        ..LiveOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let result = std::thread::scope(|s| {
+        if cancel {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                control.cancel();
+            });
+        }
+        migrate_live(source.clone(), out, &options, &control, &mut |_| {}).map(|_| ())
+    });
+    let elapsed = started.elapsed();
+    // The destination hears the Abort at once, not at a read deadline.
+    let t = std::time::Instant::now();
+    let received = receiving.join().unwrap();
+    assert!(received.is_err(), "the destination completed");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "destination took {:?} to stop",
+        t.elapsed()
+    );
+    assert!(!destination.is_running());
+    (result, elapsed, source)
+}
+
+#[test]
+fn cancel_in_the_middle_of_a_long_round_returns_promptly() {
+    let (result, elapsed, source) = give_up_mid_round(true);
+    assert!(matches!(result, Err(EngineError::Cancelled)), "{result:?}");
+    assert!(elapsed < Duration::from_millis(1_500), "took {elapsed:?}");
+    assert!(source.is_running());
+}
+
+#[test]
+fn a_timeout_in_the_middle_of_a_long_round_fails_promptly() {
+    let (result, elapsed, source) = give_up_mid_round(false);
+    assert!(matches!(result, Err(EngineError::TimedOut)), "{result:?}");
+    assert!(elapsed < Duration::from_millis(1_500), "took {elapsed:?}");
+    assert!(source.is_running());
 }

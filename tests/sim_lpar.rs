@@ -179,6 +179,26 @@ fn guest_observed_stall_covers_a_pause() {
         (80_000_000..1_000_000_000).contains(&stall),
         "stall {stall} ns for an 80 ms pause"
     );
+    // The stall across the last pause alone, not the lifetime's longest gap.
+    let across = lpar.resume_stall_ns();
+    assert!(
+        (80_000_000..=stall).contains(&across),
+        "stall across the pause {across} ns, longest gap {stall} ns"
+    );
+    lpar.pause().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    lpar.resume().unwrap();
+    let writes = lpar.writes();
+    wait_for(
+        "writes after the second pause",
+        Duration::from_secs(10),
+        || lpar.writes() > writes + 10,
+    );
+    let across = lpar.resume_stall_ns();
+    assert!(
+        (20_000_000..80_000_000).contains(&across),
+        "stall across a 20 ms pause: {across} ns"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `moverctl`: the management client. Argument parsing and wiring only.
 
 use clap::{Parser, Subcommand};
+use lpar_mover::cli::bench::{self, BenchArgs};
 use lpar_mover::cli::ctl;
 use lpar_mover::cli::demo::{self, DemoArgs};
 use lpar_mover::cli::selftest::{self, SelftestArgs};
@@ -24,6 +25,8 @@ enum Command {
     Agent(ctl::CtlCommand),
     /// Migrate the default LPAR live between two agents on this machine.
     Demo(DemoArgs),
+    /// Repeat the demo's migration: median and spread of every figure.
+    Bench(BenchArgs),
     /// Create a default LPAR on this machine, run its guest program under
     /// dirty tracking, and print what each harvest reports.
     Selftest(SelftestArgs),
@@ -44,6 +47,7 @@ fn main() {
             std::process::exit(f.exit_code())
         }),
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Selftest(args) => selftest::run(&args),
         Command::Version => {
             println!("{}", lpar_mover::build_identity::BuildIdentity::current());

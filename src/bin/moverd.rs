@@ -6,7 +6,7 @@ use lpar_mover::cli::oneshot;
 use lpar_mover::engine::source::LiveOptions;
 use lpar_mover::partition::LparConfig;
 use lpar_mover::transport::{DEFAULT_STREAMS, OneTimeKey};
-use lpar_mover::units::parse_size;
+use lpar_mover::units::{parse_rate, parse_size};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,8 +45,8 @@ enum Command {
         warm_up_ms: u64,
         #[arg(long, default_value_t = 20)]
         max_suspend_ms: u64,
-        /// Migration path cap, bytes per second.
-        #[arg(long, value_parser = parse_size)]
+        /// Migration path cap: 125MB/s, 1Gbit/s, 500MiB/s (plain = bytes/s).
+        #[arg(long, value_parser = parse_rate)]
         bandwidth: Option<u64>,
         #[arg(long, default_value_t = 900)]
         timeout: u64,

@@ -1,7 +1,11 @@
 //! What `moverctl` does for each subcommand, kept out of the binary so it
 //! can be tested.
 
+pub mod agents;
+pub mod bench;
 pub mod ctl;
 pub mod demo;
 pub mod oneshot;
+pub mod plot;
+pub mod rss;
 pub mod selftest;

@@ -38,8 +38,20 @@ pub fn receive(
     let lpar = Arc::new(SimLpar::create(root, config)?);
     println!("LISTENING {} KEY {}", listener.local_addr(), key.to_hex());
     let _ = std::io::stdout().flush();
-    let inn = listener.accept_streams(streams, &key, 1, Instant::now() + ACCEPT_DEADLINE)?;
-    let report = receive_live(lpar.clone(), inn).map_err(|e| e.emg(Module::MoverDestination))?;
+    let received = listener
+        .accept_streams(streams, &key, 1, Instant::now() + ACCEPT_DEADLINE)
+        .map_err(Emg::from)
+        .and_then(|inn| {
+            receive_live(lpar.clone(), inn).map_err(|e| e.emg(Module::MoverDestination))
+        });
+    let report = match received {
+        Ok(report) => report,
+        Err(e) => {
+            // A failed migration leaves nothing behind on the destination.
+            discard(lpar);
+            return Err(e);
+        }
+    };
     let writes = lpar.writes();
     std::thread::sleep(run_after);
     let guest_writes_after = lpar.writes() - writes;
@@ -48,8 +60,27 @@ pub fn receive(
         "destination": report,
         "guest_running": lpar.is_running() || guest_writes_after > 0,
         "guest_writes_after_switchover": guest_writes_after,
-        "guest_max_stall_ms": lpar.max_stall_ns() as f64 / 1e6,
+        // The stall across the switchover, as the guest's clock saw it; the
+        // longest gap of its whole life also counts throttling and warm-up.
+        "guest_max_stall_ms": lpar.resume_stall_ns() as f64 / 1e6,
+        "guest_longest_gap_ms": lpar.max_stall_ns() as f64 / 1e6,
     }))
+}
+
+/// Stops the vCPU threads of a received LPAR that will not run here and
+/// deletes its shared-memory files.
+fn discard(lpar: Arc<SimLpar>) {
+    let dir = lpar.dir().to_path_buf();
+    let result = match Arc::try_unwrap(lpar) {
+        Ok(lpar) => lpar.destroy().map_err(|e| e.to_string()),
+        Err(lpar) => {
+            drop(lpar);
+            std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())
+        }
+    };
+    if let Err(e) = result {
+        log::warn!("could not delete the LPAR files in {}: {e}", dir.display());
+    }
 }
 
 /// Defines and starts `config` under `root`, lets its guest run for

@@ -33,6 +33,12 @@ const WORTH_ANOTHER_ROUND: f64 = 0.5;
 /// Rounds after which the policy suspends as soon as the prediction fits.
 const MAX_ROUNDS: u32 = 30;
 
+/// Rounds after which the policy suspends even though the prediction does
+/// not fit: more rounds cannot help (the budget is below the fixed cost, or
+/// the dirty set oscillates at full throttle). The report then shows a
+/// prediction over budget, and the operator sees why.
+const GIVE_UP_ROUNDS: u32 = 100;
+
 /// Weight of a new round's measurement in the running estimates.
 const ALPHA: f64 = 0.5;
 
@@ -92,6 +98,15 @@ impl Convergence {
         self.fixed_cost = cost;
     }
 
+    /// The budget the policy aims for: the operator's, unless the measured
+    /// fixed cost alone exceeds it. Then no number of rounds can meet it, and
+    /// throttling the guest to the floor would only hurt it; aim instead for
+    /// a final copy no longer than the fixed cost (the report shows the
+    /// prediction over budget, and the source logs why).
+    pub fn effective_budget(&self) -> Duration {
+        self.budget.max(2 * self.fixed_cost)
+    }
+
     pub fn throttle(&self) -> u8 {
         self.throttle
     }
@@ -139,7 +154,7 @@ impl Convergence {
         self.not_shrinking = if shrinking { 0 } else { self.not_shrinking + 1 };
 
         let predicted = self.predict(m.dirtied).unwrap_or(Duration::MAX);
-        if predicted <= self.budget {
+        if predicted <= self.effective_budget() {
             // The next round would take as long as sending these pages, and
             // the guest would dirty dirty_rate × that meanwhile.
             let next_round_secs = predicted.saturating_sub(self.fixed_cost).as_secs_f64();
@@ -149,6 +164,13 @@ impl Convergence {
                 return Decision::Suspend { predicted };
             }
             return Decision::Continue;
+        }
+        // Nothing left to gain: no page is dirty (the rest is fixed cost),
+        // or the guest is throttled as far as it goes and still not
+        // converging. Suspend with the smallest final copy reachable.
+        let exhausted = self.throttle >= THROTTLE_MAX && self.not_shrinking >= 2;
+        if m.dirtied == 0 || exhausted || self.rounds >= GIVE_UP_ROUNDS {
+            return Decision::Suspend { predicted };
         }
         if self.not_shrinking >= 2 && self.throttle < THROTTLE_MAX {
             self.throttle = if self.throttle == 0 {
@@ -214,6 +236,50 @@ mod tests {
     fn an_idle_guest_suspends_right_after_round_zero() {
         let (round, pages, _) = simulate(1e9, 0.0, 0, 20).unwrap();
         assert_eq!((round, pages), (0, 0));
+    }
+
+    fn idle_round(c: &mut Convergence, dirtied: u64) -> Decision {
+        c.decide(RoundMeasure {
+            pages: 1000,
+            wire_bytes: 4_096_000,
+            duration: Duration::from_millis(4),
+            dirtied,
+        })
+    }
+
+    #[test]
+    fn a_budget_below_the_fixed_cost_still_ends_without_throttling() {
+        // 2 ms asked, 5 ms of device state and round trips measured: the
+        // old policy iterated on zero-page rounds until the timeout.
+        let mut c = Convergence::new(Duration::from_millis(2), Duration::from_millis(5));
+        assert_eq!(c.effective_budget(), Duration::from_millis(10));
+        match idle_round(&mut c, 0) {
+            Decision::Suspend { predicted } => assert_eq!(predicted, Duration::from_millis(5)),
+            other => panic!("expected Suspend, got {other:?}"),
+        }
+        assert_eq!(c.throttle(), 0);
+    }
+
+    #[test]
+    fn no_dirty_pages_means_suspend_now() {
+        let mut c = Convergence::new(Duration::from_millis(20), Duration::from_micros(300));
+        assert!(matches!(idle_round(&mut c, 0), Decision::Suspend { .. }));
+    }
+
+    #[test]
+    fn an_oscillating_dirty_set_ends_by_the_round_cap() {
+        // Alternates between shrinking and growing, so the two-in-a-row
+        // rule never throttles; the cap must end it.
+        let mut c = Convergence::new(Duration::from_millis(1), Duration::from_micros(100));
+        let mut ended = None;
+        for round in 0..GIVE_UP_ROUNDS + 1 {
+            let dirtied = if round % 2 == 0 { 200_000 } else { 100_000 };
+            if let Decision::Suspend { .. } = idle_round(&mut c, dirtied) {
+                ended = Some(round);
+                break;
+            }
+        }
+        assert!(ended.is_some_and(|r| r < GIVE_UP_ROUNDS), "{ended:?}");
     }
 
     proptest! {

@@ -32,9 +32,13 @@ use crate::wire::{
 };
 use crossbeam::channel::{self, Receiver, Sender};
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How often a round in flight checks for cancel and timeout.
+const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// A stream the source writes and the destination reads.
 pub type OutStream = Box<dyn Write + Send>;
@@ -73,6 +77,8 @@ enum Work {
 /// The source half: one worker thread per stream.
 pub struct PageSender {
     work: Sender<Work>,
+    /// Set when the caller gives up mid-round: workers skip queued pages.
+    dropping: Arc<AtomicBool>,
     controls: Vec<Sender<Work>>,
     done: Receiver<Result<RoundStats, EngineError>>,
     workers: Vec<JoinHandle<OutStream>>,
@@ -88,6 +94,7 @@ impl PageSender {
         let (work, queue) = channel::unbounded();
         let (done_tx, done) = channel::unbounded();
         let mut controls = Vec::new();
+        let dropping = Arc::new(AtomicBool::new(false));
         let workers = streams
             .into_iter()
             .enumerate()
@@ -95,11 +102,11 @@ impl PageSender {
                 let (control_tx, control) = channel::unbounded();
                 controls.push(control_tx);
                 let (memory, queue, done) = (memory.clone(), queue.clone(), done_tx.clone());
-                let digest = digest.clone();
+                let (digest, dropping) = (digest.clone(), dropping.clone());
                 std::thread::Builder::new()
                     .name(format!("send{index}"))
                     .spawn(move || {
-                        let mut worker = SendWorker::new(index, memory, stream, digest);
+                        let mut worker = SendWorker::new(index, memory, stream, digest, dropping);
                         worker.run(&queue, &control, &done);
                         worker.stream
                     })
@@ -108,6 +115,7 @@ impl PageSender {
             .collect();
         PageSender {
             work,
+            dropping,
             controls,
             done,
             workers,
@@ -117,6 +125,13 @@ impl PageSender {
     /// Sends `pages` as round `round` and closes the round on every stream.
     /// Returns when every stream has written its end of round.
     pub fn send_round(&self, round: u32, pages: &PageSet) -> Result<RoundStats, EngineError> {
+        self.queue_round(round, pages);
+        self.wait_round()
+    }
+
+    /// Queues `pages` as round `round` and its end on every stream, without
+    /// waiting: the caller can work meanwhile, then [`Self::wait_round`].
+    pub fn queue_round(&self, round: u32, pages: &PageSet) {
         for range in pages.ranges() {
             let mut first = range.start;
             while first < range.end {
@@ -136,7 +151,55 @@ impl PageSender {
         for control in &self.controls {
             let _ = control.send(Work::EndRound(round));
         }
+    }
+
+    /// Returns when every stream has written the end of the queued round.
+    pub fn wait_round(&self) -> Result<RoundStats, EngineError> {
         self.collect(self.controls.len())
+    }
+
+    /// Like [`Self::wait_round`], but runs `check` every few milliseconds
+    /// while waiting; when it fails (cancel, timeout) the workers drop the
+    /// round's remaining pages and the error returns at once, so a long
+    /// round does not delay giving up.
+    pub fn wait_round_checked(
+        &self,
+        check: &dyn Fn() -> Result<(), EngineError>,
+    ) -> Result<RoundStats, EngineError> {
+        let mut total = RoundStats::default();
+        let mut acks = 0;
+        while acks < self.controls.len() {
+            match self.done.recv_timeout(CHECK_INTERVAL) {
+                Ok(Ok(stats)) => {
+                    total.add(&stats);
+                    acks += 1;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(channel::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = check() {
+                        self.dropping.store(true, Ordering::SeqCst);
+                        return Err(e);
+                    }
+                }
+                Err(channel::RecvTimeoutError::Disconnected) => {
+                    return Err(EngineError::Protocol {
+                        stream: 0,
+                        what: "exit of every sender thread".into(),
+                    });
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Sends `frames` on stream 0 in order, after every page already
+    /// queued, with one wait for all of them.
+    pub fn send_controls(&self, frames: Vec<OwnedFrame>) -> Result<(), EngineError> {
+        let n = frames.len();
+        for frame in frames {
+            let _ = self.controls[0].send(Work::Control(frame));
+        }
+        self.collect(n).map(|_| ())
     }
 
     /// Sends `frame` on stream 0, after every page already queued.
@@ -192,6 +255,7 @@ struct SendWorker {
     stats: RoundStats,
     lz4: Lz4Policy,
     digest: Arc<ImageDigest>,
+    dropping: Arc<AtomicBool>,
 }
 
 impl SendWorker {
@@ -200,6 +264,7 @@ impl SendWorker {
         memory: Arc<dyn GuestMemory>,
         stream: OutStream,
         digest: Arc<ImageDigest>,
+        dropping: Arc<AtomicBool>,
     ) -> Self {
         SendWorker {
             index,
@@ -211,6 +276,7 @@ impl SendWorker {
             stats: RoundStats::default(),
             lz4: Lz4Policy::new(),
             digest,
+            dropping,
         }
     }
 
@@ -229,7 +295,15 @@ impl SendWorker {
                 work
             } else {
                 channel::select! {
-                    recv(queue) -> w => match w { Ok(w) => w, Err(_) => return },
+                    recv(queue) -> w => match w {
+                        Ok(w) => w,
+                        // No more page work: still send what is queued on
+                        // this stream's own channel (an Abort, say).
+                        Err(_) => match control.recv() {
+                            Ok(w) => w,
+                            Err(_) => return,
+                        },
+                    },
                     recv(control) -> c => match c {
                         Ok(w) => {
                             pending = Some(w);
@@ -244,7 +318,8 @@ impl SendWorker {
                     round,
                     first,
                     count,
-                } => self.send_pages(round, first, count),
+                } if !self.dropping.load(Ordering::Relaxed) => self.send_pages(round, first, count),
+                Work::Pages { .. } => Ok(()),
                 Work::EndRound(round) => {
                     let end = self.end_round(round);
                     let stats = std::mem::take(&mut self.stats);

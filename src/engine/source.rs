@@ -117,6 +117,12 @@ pub fn migrate_live(
 ) -> Result<MigrationReport, EngineError> {
     let started = Instant::now();
     let replies = spawn_reply_reader(&streams[0])?;
+    // The reply reader holds a clone of stream 0, so dropping the writers
+    // alone would not close it: shut it down when done, which also ends
+    // the reader thread.
+    let stream0 = streams[0]
+        .try_clone()
+        .map_err(|source| EngineError::Stream { stream: 0, source })?;
     let pacer = options.bandwidth.map(Pacer::new);
     let out: Vec<OutStream> = streams
         .into_iter()
@@ -145,6 +151,7 @@ pub fn migrate_live(
         result = Err(e);
     }
     drop(sender.finish());
+    let _ = stream0.shutdown(std::net::Shutdown::Both);
     result
 }
 
@@ -200,10 +207,12 @@ impl SourceRun<'_> {
         log.start()?;
         let mut pages = self.lpar.populated()?;
         let mut round = 0u32;
+        let mut warned_budget = false;
         let predicted = loop {
             control.check()?;
             let t = Instant::now();
-            let stats = self.sender.send_round(round, &pages)?;
+            self.sender.queue_round(round, &pages);
+            let stats = self.sender.wait_round_checked(&|| control.check())?;
             let duration = t.elapsed();
             rtt.record(self.ping()?);
             let mut dirty = PageSet::new();
@@ -218,6 +227,15 @@ impl SourceRun<'_> {
                 duration,
                 dirtied: dirty.len(),
             });
+            if convergence.effective_budget() > options.max_suspend && !warned_budget {
+                warned_budget = true;
+                log::warn!(
+                    "suspension budget {:?} is below the measured fixed switchover cost; \
+                     aiming for {:?} instead (raise max_suspend_ms to at least that)",
+                    options.max_suspend,
+                    convergence.effective_budget()
+                );
+            }
             let r = round_report(round, &stats, duration, &dirty, &convergence, self.throttle);
             report.bytes_sent += stats.bytes;
             progress(&Progress::Round(r.clone()));
@@ -243,23 +261,25 @@ impl SourceRun<'_> {
         let paused = Instant::now();
         self.paused = true;
         log.harvest(&mut pages)?;
+        self.sender.queue_round(round, &pages);
         progress(&Progress::Suspending { pages: pages.len() });
-        let stats = self.sender.send_round(round, &pages)?;
-        report.bytes_sent += stats.bytes;
+        // While the streams copy the last pages, capture the device state.
+        let state = self.lpar.save_state()?.for_mode(MigrationMode::Live);
+        let encoded = state
+            .encode()
+            .map_err(crate::partition::PartitionError::from)?;
+        let stats = self.sender.wait_round()?;
+        report.bytes_sent += stats.bytes + encoded.len() as u64;
         let final_copied = Instant::now();
         let suspended = Switchover {
             step: SwitchoverStep::Suspended,
             timestamp_ns: paused_wall,
             digest: digest.value(),
         };
-        self.sender
-            .send_control(OwnedFrame::Switchover(suspended))?;
-        let state = self.lpar.save_state()?.for_mode(MigrationMode::Live);
-        let encoded = state
-            .encode()
-            .map_err(crate::partition::PartitionError::from)?;
-        report.bytes_sent += encoded.len() as u64;
-        self.sender.send_control(OwnedFrame::DeviceState(encoded))?;
+        self.sender.send_controls(vec![
+            OwnedFrame::Switchover(suspended),
+            OwnedFrame::DeviceState(encoded),
+        ])?;
         let state_sent = Instant::now();
         let ready = self.switchover_reply(SwitchoverStep::Ready)?;
         let ready_at = Instant::now();

@@ -131,6 +131,13 @@ impl SimLpar {
         Ok(())
     }
 
+    /// The stall the guest saw across its most recent pause (on a
+    /// destination: across the switchover), in nanoseconds; see
+    /// [`vcpu::VcpuSet::resume_stall_ns`].
+    pub fn resume_stall_ns(&self) -> u64 {
+        self.vcpus.resume_stall_ns()
+    }
+
     /// The longest gap between consecutive writes that any vCPU's guest
     /// program has observed (the guest-observed stall), in nanoseconds.
     pub fn max_stall_ns(&self) -> u64 {

@@ -10,7 +10,7 @@
 use super::program::{self, Regs};
 use super::shm::{LparFiles, RunState};
 use crate::partition::PAGE_SIZE;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -45,6 +45,8 @@ struct Parked {
 /// The running vCPU threads of one LPAR.
 pub struct VcpuSet {
     control: Arc<Control>,
+    /// Per vCPU: the gap its guest program saw across the last pause.
+    resume_gaps: Arc<[AtomicU64]>,
     files: Arc<LparFiles>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -63,18 +65,21 @@ impl VcpuSet {
             changed: Condvar::new(),
             parked_cv: Condvar::new(),
         });
+        let resume_gaps: Arc<[AtomicU64]> = (0..vcpus).map(|_| AtomicU64::new(0)).collect();
         let threads = (0..vcpus)
             .map(|i| {
                 let control = control.clone();
                 let files = files.clone();
+                let gaps = resume_gaps.clone();
                 std::thread::Builder::new()
                     .name(format!("vcpu{i}"))
-                    .spawn(move || run_vcpu(i, &control, &files))
+                    .spawn(move || run_vcpu(i, &control, &files, &gaps[i]))
                     .expect("spawn vCPU thread")
             })
             .collect();
         let set = VcpuSet {
             control,
+            resume_gaps,
             files,
             threads,
         };
@@ -111,6 +116,18 @@ impl VcpuSet {
 
     pub fn throttle(&self, percent: u8) {
         self.files.set_throttle(percent.min(99));
+    }
+
+    /// The longest gap any vCPU's guest program saw between its last write
+    /// before the most recent pause and its first write after it, read
+    /// from the guest's own clock (its last-write register carries over a
+    /// migration). 0 until a vCPU has written after a resume.
+    pub fn resume_stall_ns(&self) -> u64 {
+        self.resume_gaps
+            .iter()
+            .map(|g| g.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn is_running(&self) -> bool {
@@ -190,12 +207,13 @@ fn sleep(control: &Control, timeout: Option<Duration>) {
     };
 }
 
-fn run_vcpu(index: usize, control: &Control, files: &LparFiles) {
+fn run_vcpu(index: usize, control: &Control, files: &LparFiles, resume_gap: &AtomicU64) {
     let base = files.memory.as_mut_ptr();
     let pages = files.memory_pages();
     let mut page_buf = [0u8; PAGE_SIZE];
     let mut regs: Regs = files.load_regs(index);
     let mut pace = Pace::new();
+    let mut resumed = false;
     loop {
         match control.command.load(Ordering::SeqCst) {
             RUN => {}
@@ -213,6 +231,7 @@ fn run_vcpu(index: usize, control: &Control, files: &LparFiles) {
                 // Another process may have changed the registers (restore).
                 regs = files.load_regs(index);
                 pace = Pace::new();
+                resumed = true;
                 continue;
             }
         }
@@ -244,7 +263,14 @@ fn run_vcpu(index: usize, control: &Control, files: &LparFiles) {
                 PAGE_SIZE,
             )
         };
-        program::record_write_time(&mut next, monotonic_ns());
+        let now = monotonic_ns();
+        if std::mem::take(&mut resumed) {
+            let last = regs.gpr[program::GPR_LAST_WRITE_NS];
+            if last > 0 {
+                resume_gap.store(now.saturating_sub(last), Ordering::Relaxed);
+            }
+        }
+        program::record_write_time(&mut next, now);
         // Commit after the write: a kill in between redoes the same write.
         files.store_regs(index, &next);
         regs = next;

@@ -150,3 +150,17 @@ fn probe_uffd_wp() -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_uffd_wp_probe_passes_on_a_6_7_kernel_or_says_why() {
+        match super::probe_uffd_wp() {
+            Ok(()) => {}
+            Err(why) if why.contains("UFFDIO_API") || why.contains("userfaultfd") => {
+                eprintln!("skipped: uffd-wp unavailable here: {why}")
+            }
+            Err(why) => panic!("uffd-wp probe failed: {why}"),
+        }
+    }
+}

@@ -56,6 +56,7 @@ pub const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
 pub const PAGE_IS_WPALLOWED: u64 = 1 << 0;
 pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
 pub const PAGE_IS_PRESENT: u64 = 1 << 3;
+pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
 
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]

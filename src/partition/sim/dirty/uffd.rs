@@ -1,8 +1,8 @@
 //! Dirty tracking with userfaultfd write-protect in async mode plus the
 //! `PAGEMAP_SCAN` ioctl (Linux 6.7 and later).
 //!
-//! `start` write-protects the range through userfaultfd with
-//! `UFFD_FEATURE_WP_ASYNC`: a write to a protected page is resolved by the
+//! `start` write-protects what the range maps (see there for why not the
+//! whole range) under userfaultfd with `UFFD_FEATURE_WP_ASYNC`: a write to a protected page is resolved by the
 //! kernel itself (no fault reaches us, the vCPU never blocks) and leaves the
 //! page table entry marked *written*. `harvest` asks `PAGEMAP_SCAN` for the
 //! written pages with `PM_SCAN_WP_MATCHING`, which re-protects each page as
@@ -88,62 +88,58 @@ impl UffdWpLog {
         })
     }
 
-    fn write_protect(&self, protect: bool) -> Result<(), PartitionError> {
+    fn write_protect(&self, range: UffdioRange, protect: bool) -> Result<(), PartitionError> {
         let mut wp = UffdioWriteprotect {
-            range: self.range.uffd_range(),
+            range,
             mode: if protect {
                 UFFDIO_WRITEPROTECT_MODE_WP
             } else {
                 0
             },
         };
-        // SAFETY: wp is valid and the range is registered with this uffd.
+        // SAFETY: wp is valid and the range lies in the one registered with this uffd.
         unsafe { uffdio_writeprotect(self.uffd.as_raw_fd(), &mut wp) }
             .map_err(|e| err("UFFDIO_WRITEPROTECT", e.into()))?;
         Ok(())
     }
-}
 
-impl DirtyLog for UffdWpLog {
-    fn mechanism(&self) -> &'static str {
-        MECHANISM
-    }
-
-    fn start(&mut self) -> Result<(), PartitionError> {
-        self.write_protect(true)?;
-        self.started = true;
-        Ok(())
-    }
-
-    fn harvest(&mut self, out: &mut PageSet) -> Result<(), PartitionError> {
-        if !self.started {
-            return Ok(());
-        }
+    /// Runs `PAGEMAP_SCAN` over the whole range for pages in `category`,
+    /// calling `found` with each run's address range.
+    fn scan(
+        &mut self,
+        flags: u64,
+        category: u64,
+        mut found: impl FnMut(u64, u64),
+    ) -> Result<(), PartitionError> {
         let base = self.range.base as u64;
         let end = base + self.range.len as u64;
         let mut cursor = base;
         while cursor < end {
             let mut arg = PmScanArg {
                 size: std::mem::size_of::<PmScanArg>() as u64,
-                flags: PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+                flags,
                 start: cursor,
                 end,
                 vec: self.regions.as_mut_ptr() as u64,
                 vec_len: self.regions.len() as u64,
-                category_mask: PAGE_IS_WRITTEN,
-                return_mask: PAGE_IS_WRITTEN,
+                category_mask: category,
+                // Only entries that map something: a hole (no page table,
+                // or an empty entry) otherwise counts as written on recent
+                // kernels, and a protecting scan fills it with markers.
+                category_anyof_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+                return_mask: category,
                 ..Default::default()
             };
             // SAFETY: arg points at a buffer of vec_len page_regions that
             // lives across the call; the kernel writes at most vec_len.
-            let found = unsafe { pagemap_scan(self.pagemap.as_raw_fd(), &mut arg) }
+            let count = unsafe { pagemap_scan(self.pagemap.as_raw_fd(), &mut arg) }
                 .map_err(|e| err("PAGEMAP_SCAN", e.into()))?;
-            for r in &self.regions[..found as usize] {
-                out.insert_range(self.range.page_of(r.start)..self.range.page_of(r.end));
+            for r in &self.regions[..count as usize] {
+                found(r.start, r.end);
             }
             if arg.walk_end <= cursor {
-                // The kernel made no progress: fail the harvest (the engine
-                // then aborts, source keeps running) rather than spin.
+                // The kernel made no progress: fail (the engine then aborts,
+                // the source keeps running) rather than spin.
                 return Err(err(
                     "PAGEMAP_SCAN",
                     io::Error::other(format!("scan made no progress at {cursor:#x}")),
@@ -153,10 +149,49 @@ impl DirtyLog for UffdWpLog {
         }
         Ok(())
     }
+}
+
+impl DirtyLog for UffdWpLog {
+    fn mechanism(&self) -> &'static str {
+        MECHANISM
+    }
+
+    /// Write-protects what this process's page tables map, not the whole
+    /// range: protecting it all would make the kernel build page tables
+    /// and install markers for every never-touched page (8 MiB of tables,
+    /// and a million-entry walk per harvest for 4 GiB, inside the
+    /// suspension). One write-protecting scan does it: it treats every
+    /// unprotected entry of an existing table as written and protects it,
+    /// and skips ranges that have no table at all. A write to such a range
+    /// later faults in a fresh, unprotected entry, which the next harvest
+    /// reports (and protects). Pages reported here were written before
+    /// `start` returned, which the contract leaves to the first copy.
+    fn start(&mut self) -> Result<(), PartitionError> {
+        self.scan(
+            PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+            PAGE_IS_WRITTEN,
+            |_, _| {},
+        )?;
+        self.started = true;
+        Ok(())
+    }
+
+    fn harvest(&mut self, out: &mut PageSet) -> Result<(), PartitionError> {
+        if !self.started {
+            return Ok(());
+        }
+        let range = self.range;
+        // Same scan as `start`, reporting what it protects.
+        self.scan(
+            PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+            PAGE_IS_WRITTEN,
+            |start, end| out.insert_range(range.page_of(start)..range.page_of(end)),
+        )
+    }
 
     fn stop(&mut self) -> Result<(), PartitionError> {
         if self.started {
-            self.write_protect(false)?;
+            self.write_protect(self.range.uffd_range(), false)?;
             self.started = false;
         }
         Ok(())

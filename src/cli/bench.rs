@@ -1,0 +1,313 @@
+//! `moverctl bench`: the demo's migration repeated, with the median and the
+//! spread (min, max) of every figure.
+//!
+//! Each run is a fresh pair of `moverd` processes (see [`super::agents`]);
+//! progress goes to stderr, the result to stdout: a table, or with `--json`
+//! one object whose top-level figures are medians:
+//!
+//! ```text
+//! { "suspension_ms": …, "total_ms": …, …, "verified": true,
+//!   "spread": { "<figure>": { "median": …, "min": …, "max": … }, … },
+//!   "per_run": [ { "<figure>": …, "verified": …, "report": {…} }, … ],
+//!   "median_run": <index into per_run> }
+//! ```
+
+use super::agents::{self, RunOutcome, RunSpec};
+use super::plot;
+use crate::emg::Emg;
+use crate::units::{format_size, parse_rate, parse_size};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub memory: u64,
+    /// The guest program: idle, hot:<size>, sweep, skewed, with options.
+    #[arg(long, default_value = "hot:64MiB")]
+    pub workload: String,
+    /// Migration path cap: 125MB/s, 1Gbit/s, 500MiB/s (plain = bytes/s).
+    #[arg(long, value_parser = parse_rate)]
+    pub bandwidth: Option<u64>,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    #[arg(long, default_value_t = 20)]
+    pub max_suspend_ms: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw the median run's remaining dirty bytes and bandwidth per round.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// The figures of a run, in the order the table prints them.
+pub const FIGURES: [&str; 16] = [
+    "suspension_ms",
+    "predicted_suspension_ms",
+    "final_copy_ms",
+    "final_pages",
+    "device_state_ms",
+    "load_verify_ms",
+    "resume_ms",
+    "total_ms",
+    "bytes_sent",
+    "rounds",
+    "guest_max_stall_ms",
+    "guest_longest_gap_ms",
+    "throttle_percent",
+    "guest_writes_after_switchover",
+    "source_overhead_bytes",
+    "destination_overhead_bytes",
+];
+
+/// Where `name` sits in [`FIGURES`].
+fn at(name: &str) -> usize {
+    FIGURES
+        .iter()
+        .position(|f| *f == name)
+        .expect("a known figure")
+}
+
+/// The figures of one run, in [`FIGURES`] order.
+pub fn figures(run: &RunOutcome) -> [f64; FIGURES.len()] {
+    let (s, d) = (&run.source, &run.destination);
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    [
+        f(&s["suspension"]["total_ms"]),
+        f(&s["suspension"]["predicted_ms"]),
+        f(&s["suspension"]["final_copy_ms"]),
+        f(&s["suspension"]["final_pages"]),
+        f(&s["suspension"]["device_state_ms"]),
+        f(&s["suspension"]["load_verify_ms"]),
+        f(&s["suspension"]["resume_ms"]),
+        f(&s["total_ms"]),
+        f(&s["bytes_sent"]),
+        s["rounds"].as_array().map_or(f64::NAN, |r| r.len() as f64),
+        f(&d["guest_max_stall_ms"]),
+        f(&d["guest_longest_gap_ms"]),
+        f(&s["throttle"]),
+        f(&d["guest_writes_after_switchover"]),
+        run.source_overhead_bytes as f64,
+        run.destination_overhead_bytes as f64,
+    ]
+}
+
+/// The median and range of one figure over the runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// `None` for no values. The median of an even count is the mean of
+    /// the two middle values. NaN (a figure a report lacked) sorts last.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => v[n / 2],
+            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
+/// The run whose value is nearest the median (the lower of two when the
+/// median falls between them), so a plot shows a run that happened.
+pub fn median_index(values: &[f64]) -> Option<usize> {
+    let median = Spread::of(values)?.median;
+    (0..values.len()).min_by(|&a, &b| {
+        let da = (values[a] - median).abs();
+        let db = (values[b] - median).abs();
+        da.total_cmp(&db).then(values[a].total_cmp(&values[b]))
+    })
+}
+
+/// A whole number as a JSON integer, anything else as a float.
+fn number(x: f64) -> Value {
+    if x.fract() == 0.0 && (0.0..9.0e15).contains(&x) {
+        json!(x as u64)
+    } else {
+        json!(x)
+    }
+}
+
+pub fn run(args: &BenchArgs) -> Result<(), Emg> {
+    let moverd = agents::moverd_path()?;
+    let spec = RunSpec {
+        memory: args.memory,
+        program: args.workload.clone(),
+        max_suspend_ms: args.max_suspend_ms,
+        bandwidth: args.bandwidth,
+        quiet: true,
+    };
+    let mut runs = Vec::new();
+    for i in 0..args.runs {
+        let hosts = PathBuf::from(format!(
+            "{}/bench-{}-{i}",
+            crate::partition::sim::shm::DEFAULT_ROOT,
+            std::process::id()
+        ));
+        let run = agents::run_once(&moverd, hosts, &spec)?;
+        let f = figures(&run);
+        eprintln!(
+            "run {}/{}: suspension {:.3} ms, total {:.1} ms, {} rounds, verified {}",
+            i + 1,
+            args.runs,
+            f[at("suspension_ms")],
+            f[at("total_ms")],
+            f[at("rounds")],
+            run.source["verified"]
+        );
+        runs.push(run);
+    }
+    let table: Vec<[f64; FIGURES.len()]> = runs.iter().map(figures).collect();
+    let column = |k: usize| table.iter().map(|r| r[k]).collect::<Vec<f64>>();
+    let spreads: Vec<Spread> = (0..FIGURES.len())
+        .map(|k| Spread::of(&column(k)).expect("at least one run"))
+        .collect();
+    let median_run = median_index(&column(at("suspension_ms"))).expect("at least one run");
+    let verified = runs.iter().all(|r| r.source["verified"] == true);
+    // The report and the guest must agree on the suspension within 1 ms.
+    let agrees: Vec<bool> = table
+        .iter()
+        .map(|f| (f[at("suspension_ms")] - f[at("guest_max_stall_ms")]).abs() <= 1.0)
+        .collect();
+    let agreeing = agrees.iter().filter(|&&a| a).count();
+    let title = format!(
+        "{} LPAR, {}{}: median run {} of {}",
+        format_size(args.memory),
+        args.workload,
+        args.bandwidth
+            .map_or(String::new(), |b| format!(", {:.0} MB/s", b as f64 / 1e6)),
+        median_run + 1,
+        runs.len()
+    );
+    if let Some(path) = &args.plot {
+        let svg = plot::svg(&title, &plot::points(&runs[median_run].source));
+        std::fs::write(path, svg).map_err(|e| {
+            agents::agents_error(
+                format!("cannot write the plot to {}: {e}", path.display()),
+                "Choose a writable path for --plot.",
+            )
+        })?;
+    }
+    if args.json {
+        let mut out = serde_json::Map::new();
+        out.insert("memory_bytes".into(), json!(args.memory));
+        out.insert("workload".into(), json!(args.workload));
+        out.insert("bandwidth".into(), json!(args.bandwidth));
+        out.insert("max_suspend_ms".into(), json!(args.max_suspend_ms));
+        out.insert("runs".into(), json!(runs.len()));
+        out.insert("verified".into(), json!(verified));
+        out.insert("stall_agreeing_runs".into(), json!(agreeing));
+        let mut spread = serde_json::Map::new();
+        for (name, s) in FIGURES.iter().zip(&spreads) {
+            out.insert(name.to_string(), number(s.median));
+            spread.insert(
+                name.to_string(),
+                json!({"median": number(s.median), "min": number(s.min), "max": number(s.max)}),
+            );
+        }
+        out.insert("spread".into(), Value::Object(spread));
+        let per_run: Vec<Value> = runs
+            .iter()
+            .zip(&table)
+            .zip(&agrees)
+            .map(|((run, f), agrees)| {
+                let mut o = serde_json::Map::new();
+                for (name, v) in FIGURES.iter().zip(f) {
+                    o.insert(name.to_string(), number(*v));
+                }
+                o.insert("verified".into(), run.source["verified"].clone());
+                o.insert("stall_agrees".into(), json!(agrees));
+                o.insert("report".into(), run.source.clone());
+                Value::Object(o)
+            })
+            .collect();
+        out.insert("per_run".into(), Value::Array(per_run));
+        out.insert("median_run".into(), json!(median_run));
+        println!("{}", Value::Object(out));
+        return Ok(());
+    }
+    println!("{title}; all images verified: {verified}");
+    println!(
+        "guest-observed stall within 1 ms of the reported suspension in {agreeing} of {} runs",
+        runs.len()
+    );
+    println!(
+        "{:<30} {:>14} {:>14} {:>14}",
+        "figure", "median", "min", "max"
+    );
+    for (name, s) in FIGURES.iter().zip(&spreads) {
+        let show = |x: f64| {
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.3}")
+            }
+        };
+        println!(
+            "{name:<30} {:>14} {:>14} {:>14}",
+            show(s.median),
+            show(s.min),
+            show(s.max)
+        );
+    }
+    println!("rounds of the median run:");
+    super::demo::print_rounds(&runs[median_run].source);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_of_odd_and_even_counts() {
+        let s = Spread::of(&[5.0, 1.0, 3.0]).unwrap();
+        assert_eq!(
+            s,
+            Spread {
+                median: 3.0,
+                min: 1.0,
+                max: 5.0
+            }
+        );
+        let s = Spread::of(&[4.0, 1.0, 3.0, 10.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (3.5, 1.0, 10.0));
+        assert_eq!(Spread::of(&[7.0]).unwrap().median, 7.0);
+        assert_eq!(Spread::of(&[]), None);
+    }
+
+    #[test]
+    fn a_missing_figure_does_not_hide_the_others() {
+        let s = Spread::of(&[2.0, f64::NAN, 1.0]).unwrap();
+        assert_eq!((s.min, s.median), (1.0, 2.0));
+        assert!(s.max.is_nan());
+    }
+
+    #[test]
+    fn median_run_is_one_that_happened() {
+        assert_eq!(median_index(&[9.0, 1.0, 4.0]), Some(2));
+        // Median 2.5 between runs 0 (2.0) and 2 (3.0): the lower one.
+        assert_eq!(median_index(&[2.0, 1.0, 3.0, 8.0]), Some(0));
+        assert_eq!(median_index(&[]), None);
+    }
+
+    #[test]
+    fn whole_numbers_print_as_integers() {
+        assert_eq!(number(3.0).to_string(), "3");
+        assert_eq!(number(3.5).to_string(), "3.5");
+        assert_eq!(number(f64::NAN), Value::Null);
+    }
+}

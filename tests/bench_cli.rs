@@ -1,0 +1,138 @@
+//! `moverctl bench` repeats the demo's migration between two `moverd`
+//! processes and reports medians, spreads, per-run values, agent memory
+//! overhead and, with `--plot`, an SVG of the median run's rounds.
+
+use std::process::{Command, Stdio};
+
+fn bench(extra: &[&str]) -> (serde_json::Value, u32) {
+    let child = Command::new(env!("CARGO_BIN_EXE_moverctl"))
+        .args(["bench", "--memory", "64MiB", "--workload"])
+        .args(["hot:8MiB,rate=20000", "--runs", "2", "--json"])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "stdout is one JSON object: {stdout}"
+    );
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    // The agents' info logs are quieted, only the per-run lines remain.
+    assert!(
+        !stderr.contains("INFO"),
+        "agents were not quieted: {stderr}"
+    );
+    (json, pid)
+}
+
+#[test]
+fn bench_reports_medians_spreads_and_overheads_of_real_runs() {
+    let (r, pid) = bench(&[]);
+    assert_eq!(r["runs"], 2, "{r}");
+    assert_eq!(r["verified"], true, "{r}");
+    assert!(r["suspension_ms"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["total_ms"].as_f64().unwrap() >= r["suspension_ms"].as_f64().unwrap());
+    assert!(r["rounds"].as_f64().unwrap() >= 1.0, "{r}");
+    assert!(r["bytes_sent"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["guest_max_stall_ms"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["throttle_percent"].as_f64().unwrap() >= 0.0, "{r}");
+    for side in ["source_overhead_bytes", "destination_overhead_bytes"] {
+        let bytes = r[side].as_f64().unwrap();
+        // More than nothing, and far below the 64 MiB guest: the guest's
+        // shared memory is not counted as overhead.
+        assert!(
+            bytes > 0.0 && bytes < (64 << 20) as f64,
+            "{side} = {bytes}: {r}"
+        );
+    }
+    let runs = r["per_run"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let suspensions: Vec<f64> = runs
+        .iter()
+        .map(|run| {
+            assert_eq!(run["verified"], true);
+            let gap = run["suspension_ms"].as_f64().unwrap()
+                - run["guest_max_stall_ms"].as_f64().unwrap();
+            assert_eq!(run["stall_agrees"], gap.abs() <= 1.0, "{run}");
+            assert!(!run["report"]["rounds"].as_array().unwrap().is_empty());
+            run["suspension_ms"].as_f64().unwrap()
+        })
+        .collect();
+    let agreeing = runs
+        .iter()
+        .filter(|run| run["stall_agrees"] == true)
+        .count();
+    assert_eq!(r["stall_agreeing_runs"], agreeing, "{r}");
+    let spread = &r["spread"]["suspension_ms"];
+    let (lo, hi) = (
+        suspensions[0].min(suspensions[1]),
+        suspensions[0].max(suspensions[1]),
+    );
+    assert_eq!(spread["min"].as_f64().unwrap(), lo);
+    assert_eq!(spread["max"].as_f64().unwrap(), hi);
+    let median = r["suspension_ms"].as_f64().unwrap();
+    assert!((median - (lo + hi) / 2.0).abs() < 1e-9, "{r}");
+    // Every run's host directories are gone.
+    for i in 0..2 {
+        let hosts = format!("/dev/shm/lpar-mover/bench-{pid}-{i}");
+        assert!(
+            !std::path::Path::new(&hosts).exists(),
+            "{hosts} left behind"
+        );
+    }
+}
+
+#[test]
+fn bench_plot_writes_an_svg_of_the_median_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rounds.svg");
+    let (r, _) = bench(&["--bandwidth", "200MB/s", "--plot", path.to_str().unwrap()]);
+    assert_eq!(r["bandwidth"], 200_000_000, "{r}");
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
+    let median = &r["per_run"][r["median_run"].as_u64().unwrap() as usize];
+    let rounds = median["report"]["rounds"].as_array().unwrap().len();
+    assert_eq!(
+        svg.matches("<circle class=\"dirty\"").count(),
+        rounds,
+        "{svg}"
+    );
+    assert_eq!(svg.matches("<circle class=\"bandwidth\"").count(), rounds);
+}
+
+#[test]
+fn a_failed_run_fails_the_bench_with_an_emg_and_leaves_nothing_behind() {
+    let out = Command::new(env!("CARGO_BIN_EXE_moverctl"))
+        .args([
+            "bench",
+            "--memory",
+            "64MiB",
+            "--workload",
+            "warp:9",
+            "--json",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = out.id();
+    let out = out.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no result on stdout");
+    assert!(stderr.contains("EMG"), "{stderr}");
+    let hosts = format!("/dev/shm/lpar-mover/bench-{pid}-0");
+    assert!(
+        !std::path::Path::new(&hosts).exists(),
+        "{hosts} left behind"
+    );
+}
