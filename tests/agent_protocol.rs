@@ -227,3 +227,31 @@ fn moverctl_over_a_unix_socket_and_its_exit_codes() {
     agent.ctl_json(&["lpar", "delete", "db1"]);
     assert!(agent.lpar_names().is_empty());
 }
+
+#[test]
+fn connections_beyond_the_limit_are_refused_and_the_agent_recovers() {
+    let scratch = Scratch::new("connlimit");
+    let agent = Agent::start(&scratch, "hostA", &[]);
+    let mut held: Vec<Conn> = (0..64).map(|_| Conn::open(&agent.addr)).collect();
+    for c in &mut held {
+        c.greeting();
+    }
+    let mut extra = Conn::open(&agent.addr);
+    let r = extra.recv().expect("an error line");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 64"),
+        "{r}"
+    );
+    assert!(extra.recv().is_none());
+    held.clear();
+    agent_common::wait_for("a free slot", std::time::Duration::from_secs(10), || {
+        let mut c = Conn::open(&agent.addr);
+        c.recv().is_some_and(|g| g.get("greeting").is_some())
+    });
+    let mut c = agent.connect();
+    let r = c.request(json!({"id": 1, "execute": "lpar-list"}));
+    assert!(r["return"].is_object(), "{r}");
+}

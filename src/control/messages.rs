@@ -412,4 +412,30 @@ mod tests {
             ServerMessage::Event(ev)
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_to_a_request_or_a_typed_error(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            match decode_request(&bytes) {
+                Ok(r) => proptest::prop_assert_eq!(decode_request(r.encode().as_bytes()).unwrap(), r),
+                Err(e) => proptest::prop_assert_eq!(e.error.module, Module::Management),
+            }
+        }
+
+        #[test]
+        fn requests_with_any_names_and_numbers_round_trip(
+            id in proptest::num::u64::ANY,
+            name in "\\PC{0,40}",
+            seconds in proptest::num::u64::ANY,
+        ) {
+            for command in [
+                Command::LparShow { name: name.clone() },
+                Command::Extend { id, seconds },
+                Command::Status { id: Some(seconds) },
+            ] {
+                let r = Request { id, command };
+                proptest::prop_assert_eq!(decode_request(r.encode().as_bytes()).unwrap(), r);
+            }
+        }
+    }
 }
