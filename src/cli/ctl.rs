@@ -384,7 +384,7 @@ fn monitor(g: &Global, client: &mut Client, id: u64) -> Result<(), Failure> {
     }
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{msg}\n[{bar:40}] {bytes}/{total_bytes} sent-equivalent",
+            "{msg}\n[{bar:40}] {bytes}/{total_bytes} copied",
         )
         .expect("template is valid")
         .progress_chars("=> "),
