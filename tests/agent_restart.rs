@@ -111,3 +111,59 @@ fn an_lpar_migrating_when_its_agent_died_needs_recovery_after_restart() {
         || b.lpar_names().is_empty(),
     );
 }
+
+#[test]
+fn a_destination_killed_mid_migration_leaves_the_lpar_running_on_the_source() {
+    let scratch = Scratch::new("dstkill");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    let mut b = Agent::start(&scratch, "hostB", &[]);
+    a.ctl_json(&[
+        "lpar",
+        "create",
+        "mig2",
+        "--memory",
+        "64MiB",
+        "--program",
+        "hot:4MiB,content=random",
+    ]);
+    a.ctl_json(&["lpar", "activate", "mig2"]);
+    let out = a.ctl_json(&[
+        "migrate",
+        "mig2",
+        "--to",
+        &b.addr,
+        "--bandwidth",
+        "2MiB",
+        "--no-wait",
+    ]);
+    let id = out["migration"].to_string();
+    wait_for("stage 0x4050", Duration::from_secs(20), || {
+        a.ctl_json(&["status", &id])["stage"] == 0x4050
+    });
+
+    b.kill9();
+    wait_for("the source to notice", Duration::from_secs(30), || {
+        a.ctl_json(&["status", &id])["stage"] == 0x40e0
+    });
+    let s = a.ctl_json(&["status", &id]);
+    assert_eq!(s["error"]["needs_recovery"], false, "{s}");
+    let l = a.lpar("mig2");
+    assert_eq!(
+        (l["state"].as_str(), l["running"].as_bool()),
+        (Some("Act"), Some(true))
+    );
+    let w = guest_writes(&a, "mig2");
+    wait_for(
+        "the guest to run on at the source",
+        Duration::from_secs(10),
+        || guest_writes(&a, "mig2") > w,
+    );
+
+    // The restarted destination knows its copy was cut off mid-migration.
+    b.restart();
+    let l = b.lpar("mig2");
+    assert_eq!(
+        (l["state"].as_str(), l["running"].as_bool()),
+        (Some("needs-recovery"), Some(false))
+    );
+}

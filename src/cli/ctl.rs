@@ -383,11 +383,9 @@ fn monitor(g: &Global, client: &mut Client, id: u64) -> Result<(), Failure> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg}\n[{bar:40}] {bytes}/{total_bytes} copied",
-        )
-        .expect("template is valid")
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{msg}\n[{bar:40}] {bytes}/{total_bytes} copied")
+            .expect("template is valid")
+            .progress_chars("=> "),
     );
     bar.set_message(format!(
         "Stage = 0x{:04x}: {}",
