@@ -9,6 +9,9 @@
 //! | [`state`]     | the device-state model and its versioned binary encoding |
 //! | [`wire`]      | the migration stream: frames and page encodings |
 //! | [`transport`] | the migration path: N authenticated TCP streams, pacing, timeouts |
+//! | [`engine`]    | one migration, source and destination; the stage-code table |
+//! | [`agent`]     | the host: inventory, busy rules, migrations, the management server |
+//! | [`control`]   | the management protocol shared by `moverd` and `moverctl` |
 //!
 //! [`emg`] is the one error type every layer converts into.
 
