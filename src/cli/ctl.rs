@@ -55,7 +55,7 @@ pub enum LparCommand {
         vcpus: u32,
         #[arg(long, default_value = "1GiB", value_parser = parse_size)]
         memory: u64,
-        /// The guest program (idle, hot:<size>, sweep, random, …).
+        /// The guest program (`idle`, `hot:<size>`, `sweep`, `skewed`, …).
         #[arg(long, default_value = "idle")]
         program: String,
     },

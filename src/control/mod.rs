@@ -23,7 +23,7 @@
 //!   time.
 //! * Every request carries an `id` (an unsigned integer chosen by the
 //!   client); its reply carries the same `id` and either `return` (a JSON
-//!   object) or `error` (an [`Emg`], serialised field by field, so an error
+//!   object) or `error` (an [`Emg`](crate::Emg), serialised field by field, so an error
 //!   raised on another agent arrives intact). A line that cannot be read as a
 //!   request is answered with `"id":null` and an error; the connection stays.
 //! * A line longer than [`MAX_LINE`] bytes is refused and skipped up to its
