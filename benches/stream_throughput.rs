@@ -36,6 +36,7 @@ fn lpar(name: &str, memory: u64) -> Arc<SimLpar> {
         vcpus: 1,
         memory_bytes: memory,
         program: "idle".into(),
+        ..LparConfig::default_lpar()
     };
     Arc::new(SimLpar::create(&root(), &config).unwrap())
 }

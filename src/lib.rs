@@ -13,7 +13,8 @@
 //! | [`agent`]     | the host: inventory, busy rules, migrations, the management server |
 //! | [`control`]   | the management protocol shared by `moverd` and `moverctl` |
 //!
-//! [`emg`] is the one error type every layer converts into.
+//! [`emg`] is the one error type every layer converts into. [`testbed`]
+//! builds test hosts (network namespaces) for tests and benchmarks.
 
 pub mod agent;
 pub mod build_identity;
@@ -23,6 +24,7 @@ pub mod emg;
 pub mod engine;
 pub mod partition;
 pub mod state;
+pub mod testbed;
 pub mod transport;
 pub mod units;
 pub mod wire;

@@ -136,3 +136,29 @@ fn a_failed_run_fails_the_bench_with_an_emg_and_leaves_nothing_behind() {
         "{hosts} left behind"
     );
 }
+
+#[test]
+fn bench_migrates_between_network_namespaces_over_a_shaped_path() {
+    if let Some(reason) = lpar_mover::testbed::skip_reason() {
+        println!("SKIPPED bench_cli::bench_migrates_between_network_namespaces: {reason}");
+        return;
+    }
+    // 1 Gbit/s = 125 MB/s, for the whole migration and as the engine
+    // measured it (socket buffers must not make the path look faster).
+    let (r, _) = bench(&["--netns", "1Gbit/s"]);
+    assert_eq!(r["verified"], true, "{r}");
+    let run = &r["per_run"][0]["report"];
+    let overall = run["bytes_sent"].as_f64().unwrap() / (run["total_ms"].as_f64().unwrap() / 1e3);
+    assert!(
+        overall < 125e6 * 1.1,
+        "{overall:.0} B/s over 1 Gbit/s: {run}"
+    );
+    for round in run["rounds"].as_array().unwrap() {
+        let measured = round["bandwidth"].as_f64().unwrap();
+        assert!(measured < 125e6 * 1.2, "measured {measured:.0} B/s: {run}");
+    }
+    // The namespaces are gone with the bench.
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains("lpm-"), "left behind: {list}");
+}

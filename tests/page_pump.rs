@@ -24,6 +24,7 @@ fn lpar(root: &Root, name: &str, program: &str) -> Arc<SimLpar> {
         vcpus: 2,
         memory_bytes: 64 << 20,
         program: program.into(),
+        ..LparConfig::default_lpar()
     };
     Arc::new(SimLpar::create(&root.0, &config).unwrap())
 }

@@ -19,6 +19,7 @@ fn config(name: &str, memory: u64, vcpus: u32, program: &str) -> LparConfig {
         vcpus,
         memory_bytes: memory,
         program: program.into(),
+        ..LparConfig::default_lpar()
     }
 }
 
@@ -318,4 +319,53 @@ fn restoring_device_state_needs_stopped_vcpus_and_matching_count() {
     cold.vcpus.clear();
     three.restore_state(&cold).unwrap();
     assert_eq!(three.writes(), 0);
+}
+
+#[test]
+fn the_device_state_carries_the_nics_and_fc_ports_the_configuration_declares() {
+    use lpar_mover::partition::FcPortConfig;
+    use lpar_mover::state::{MacAddress, VlanMode, Wwpn};
+    let root = Root::new("devices");
+    let mut c = config("devices", 4 << 20, 1, "idle");
+    let mut nic = c.nics[0].clone();
+    nic.mac = MacAddress([0x02, 0, 0, 0, 0x11, 0x22]);
+    nic.vlan_mode = VlanMode::Tag;
+    nic.vlan_id = 42;
+    c.nics.push(nic);
+    c.fc_ports.push(FcPortConfig {
+        port: 1,
+        vfc_id: Some(9),
+        wwpn: Wwpn::from_u64(0x5006_0e80_0000_0002),
+        migration_wwpn: Wwpn::from_u64(0x5006_0e80_0000_0082),
+        ..c.fc_ports[0].clone()
+    });
+    let lpar = SimLpar::create(&root.0, &c).unwrap();
+    let state = lpar.save_state().unwrap();
+    let macs: Vec<_> = state.nics.iter().map(|n| n.mac).collect();
+    assert_eq!(macs, vec![c.nics[0].mac, c.nics[1].mac]);
+    assert_eq!(
+        (state.nics[1].vlan_mode, state.nics[1].vlan_id),
+        (VlanMode::Tag, 42)
+    );
+    let hbas: Vec<_> = state
+        .fc_hbas
+        .iter()
+        .map(|h| (h.vfc_id, h.wwpn, h.migration_wwpn))
+        .collect();
+    assert_eq!(
+        hbas,
+        vec![
+            (1, c.fc_ports[0].wwpn, c.fc_ports[0].migration_wwpn),
+            (9, c.fc_ports[1].wwpn, c.fc_ports[1].migration_wwpn),
+        ]
+    );
+    // A configuration without devices defines an LPAR without any.
+    let mut bare = config("bare", 4 << 20, 1, "idle");
+    bare.nics.clear();
+    bare.fc_ports.clear();
+    let state = SimLpar::create(&root.0, &bare)
+        .unwrap()
+        .save_state()
+        .unwrap();
+    assert!(state.nics.is_empty() && state.fc_hbas.is_empty());
 }

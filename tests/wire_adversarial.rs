@@ -387,3 +387,68 @@ fn every_single_byte_corruption_of_a_batch_is_caught() {
         );
     }
 }
+
+/// An Identities payload with `hbas` FC ports and `nics` NICs, all zero.
+fn identities_payload(hbas: u8, nics: u8) -> Vec<u8> {
+    let mut p = vec![hbas];
+    p.extend(std::iter::repeat_n(0u8, 16 * usize::from(hbas)));
+    p.push(nics);
+    p.extend(std::iter::repeat_n(0u8, 7 * usize::from(nics)));
+    p
+}
+
+#[test]
+fn identities_with_counts_beyond_the_limit_are_malformed() {
+    assert!(Frame::parse(FrameKind::Identities, &identities_payload(2, 3)).is_ok());
+    let over = (MAX_IDENTITY_PORTS + 1) as u8;
+    // A hostile count is refused before any entry is read.
+    let mut p = identities_payload(0, 0);
+    p[0] = over;
+    assert!(matches!(
+        Frame::parse(FrameKind::Identities, &p),
+        Err(WireError::Malformed {
+            kind: FrameKind::Identities,
+            ..
+        })
+    ));
+    let mut p = identities_payload(0, 0);
+    p[1] = over;
+    assert!(Frame::parse(FrameKind::Identities, &p).is_err());
+}
+
+#[test]
+fn identities_truncated_or_padded_are_refused() {
+    let p = identities_payload(2, 2);
+    for cut in 0..p.len() {
+        assert!(
+            Frame::parse(FrameKind::Identities, &p[..cut]).is_err(),
+            "a payload cut at {cut} of {} bytes parsed",
+            p.len()
+        );
+    }
+    let mut padded = p.clone();
+    padded.push(0);
+    assert!(Frame::parse(FrameKind::Identities, &padded).is_err());
+}
+
+#[test]
+fn identities_with_a_manual_flag_other_than_0_or_1_are_malformed() {
+    let mut p = identities_payload(0, 1);
+    let flag = p.len() - 1;
+    p[flag] = 1;
+    assert!(Frame::parse(FrameKind::Identities, &p).is_ok());
+    p[flag] = 2;
+    assert!(matches!(
+        Frame::parse(FrameKind::Identities, &p),
+        Err(WireError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn an_oversized_identities_frame_is_refused_from_its_header() {
+    let mut f = encoded(&[keepalive(1)]).remove(0);
+    f[6] = FrameKind::Identities as u8;
+    f[8..12].copy_from_slice(&((MAX_IDENTITIES_PAYLOAD + 1) as u32).to_le_bytes());
+    reseal(&mut f);
+    assert!(decode_all(&f).1.is_err());
+}

@@ -3,6 +3,7 @@
 
 use lpar_mover::build_identity::BuildIdentity;
 use lpar_mover::emg::{Emg, Module};
+use lpar_mover::state::{HbaIdentity, Identities, MacAddress, NicIdentity, Wwpn};
 use lpar_mover::wire::*;
 use proptest::prelude::*;
 
@@ -17,6 +18,7 @@ enum Owned {
     Switchover(Switchover),
     Abort(Emg),
     Keepalive(Keepalive),
+    Identities(Identities),
 }
 
 fn text(max: usize) -> impl Strategy<Value = String> {
@@ -107,6 +109,26 @@ fn owned_frame() -> impl Strategy<Value = Owned> {
                 Owned::Abort(e)
             }),
         any::<u64>().prop_map(|t| Owned::Keepalive(Keepalive { timestamp_ns: t })),
+        (
+            proptest::collection::vec((any::<u64>(), any::<u64>()), 0..=MAX_IDENTITY_PORTS),
+            proptest::collection::vec((any::<[u8; 6]>(), any::<bool>()), 0..=MAX_IDENTITY_PORTS)
+        )
+            .prop_map(|(hbas, nics)| Owned::Identities(Identities {
+                hbas: hbas
+                    .into_iter()
+                    .map(|(w, m)| HbaIdentity {
+                        wwpn: Wwpn::from_u64(w),
+                        migration_wwpn: Wwpn::from_u64(m),
+                    })
+                    .collect(),
+                nics: nics
+                    .into_iter()
+                    .map(|(mac, set_manually)| NicIdentity {
+                        mac: MacAddress(mac),
+                        set_manually,
+                    })
+                    .collect(),
+            })),
     ]
 }
 
@@ -135,6 +157,7 @@ fn encode_stream(frames: &[Owned]) -> Vec<u8> {
                     Owned::Switchover(s) => Frame::Switchover(*s),
                     Owned::Abort(e) => Frame::Abort(e.clone()),
                     Owned::Keepalive(k) => Frame::Keepalive(*k),
+                    Owned::Identities(i) => Frame::Identities(i.clone()),
                     Owned::Batch(..) => unreachable!(),
                 };
                 enc.encode(&frame, &mut out).unwrap();
@@ -165,6 +188,7 @@ fn check_matches(got: &Frame<'_>, want: &Owned) {
         (Frame::Switchover(a), Owned::Switchover(b)) => assert_eq!(a, b),
         (Frame::Abort(a), Owned::Abort(b)) => assert_eq!(a, b),
         (Frame::Keepalive(a), Owned::Keepalive(b)) => assert_eq!(a, b),
+        (Frame::Identities(a), Owned::Identities(b)) => assert_eq!(a, b),
         (got, want) => panic!("got {:?}, sent {want:?}", got.kind()),
     }
 }

@@ -30,6 +30,7 @@ use crate::emg::{Emg, Module, phase};
 use crate::engine::destination::receive_live;
 use crate::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
 use crate::engine::stage::Stage;
+use crate::engine::switchover::DestinationHost;
 use crate::partition::{LparConfig, PAGE_SIZE, Partition};
 use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, OneTimeKey, PathListener, connect_streams};
 use serde_json::{Value, json};
@@ -526,6 +527,9 @@ pub fn prepare_incoming(
         config.name
     );
     agent.enter(&m, Stage::DstWaitingForPath);
+    // Every vfcID free and identities derived from the LPAR's: the agent
+    // does not yet keep per-host FC and NIC pools (see agent::config).
+    let host = DestinationHost::open_for(&config);
     let a = agent.clone();
     let name = config.name.clone();
     std::thread::Builder::new()
@@ -539,7 +543,7 @@ pub fn prepare_incoming(
                     Instant::now() + ACCEPT_DEADLINE,
                 )?;
                 a.enter(&m, Stage::DstReceivingMemory);
-                receive_live(lpar.clone() as Arc<dyn Partition>, inn)
+                receive_live(lpar.clone() as Arc<dyn Partition>, inn, &host)
                     .map_err(|e| e.emg(Module::MoverDestination))
             })();
             drop(lpar);

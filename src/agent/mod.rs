@@ -96,6 +96,8 @@ impl Agent {
                 vcpus,
                 memory_bytes,
                 program,
+                nics: Vec::new(),
+                fc_ports: Vec::new(),
             }),
             Command::LparList {} => {
                 let inv = self.inventory.lock().unwrap();

@@ -29,6 +29,16 @@ enum Command {
         /// How long to let the guest run after switchover before reporting.
         #[arg(long, default_value_t = 300)]
         run_after_ms: u64,
+        /// This host's interface on a network segment (repeatable): the
+        /// LPAR's MACs on that segment are announced there after resume.
+        #[arg(long = "segment", value_name = "SEG=IF", value_parser = oneshot::parse_segment)]
+        segments: Vec<(String, String)>,
+        /// Free vfcIDs on a physical FC port (repeatable); default all.
+        #[arg(long = "free-vfc-ids", value_name = "PORT=1-8,12", value_parser = oneshot::parse_free_vfc_ids)]
+        free_vfc_ids: Vec<(u16, std::collections::BTreeSet<u16>)>,
+        /// Advance the guest's clock by the suspension on resume.
+        #[arg(long)]
+        compensate_clock: bool,
     },
     /// One-shot: define and start an LPAR, migrate it live, report as JSON, exit.
     Send {
@@ -69,6 +79,15 @@ struct LparArgs {
     /// Where the LPAR's shared-memory files live.
     #[arg(long, default_value = lpar_mover::partition::sim::shm::DEFAULT_ROOT)]
     state_dir: PathBuf,
+    /// MAC per NIC, in port order (send: the LPAR's; receive: this slot's).
+    #[arg(long = "mac")]
+    macs: Vec<lpar_mover::state::MacAddress>,
+    /// WWPN per FC port, in port order (send: the LPAR's; receive: this slot's).
+    #[arg(long = "wwpn")]
+    wwpns: Vec<lpar_mover::state::Wwpn>,
+    /// Migration WWPN per FC port, paired with --wwpn.
+    #[arg(long = "migration-wwpn")]
+    migration_wwpns: Vec<lpar_mover::state::Wwpn>,
 }
 
 impl LparArgs {
@@ -80,6 +99,14 @@ impl LparArgs {
             ..LparConfig::default_lpar()
         }
     }
+
+    fn identities(&self) -> oneshot::IdentityFlags {
+        oneshot::IdentityFlags {
+            macs: self.macs.clone(),
+            wwpns: self.wwpns.clone(),
+            migration_wwpns: self.migration_wwpns.clone(),
+        }
+    }
 }
 
 fn main() {
@@ -87,13 +114,29 @@ fn main() {
     log::info!("{}", lpar_mover::build_identity::BuildIdentity::current());
     let result = match Cli::parse().command {
         Command::Serve(args) => lpar_mover::agent::run(&args).map(|()| serde_json::Value::Null),
-        Command::Receive { lpar, run_after_ms } => oneshot::receive(
-            &lpar.state_dir,
+        Command::Receive {
+            lpar,
+            run_after_ms,
+            segments,
+            free_vfc_ids,
+            compensate_clock,
+        } => oneshot::destination_host(
             &lpar.config(),
-            lpar.path,
-            lpar.streams,
-            Duration::from_millis(run_after_ms),
-        ),
+            &lpar.identities(),
+            &free_vfc_ids,
+            &segments,
+            compensate_clock,
+        )
+        .and_then(|host| {
+            oneshot::receive(
+                &lpar.state_dir,
+                &lpar.config(),
+                lpar.path,
+                lpar.streams,
+                Duration::from_millis(run_after_ms),
+                &host,
+            )
+        }),
         Command::Send {
             lpar,
             to,
@@ -111,9 +154,11 @@ fn main() {
                     bandwidth,
                     ..LiveOptions::default()
                 };
+                let mut config = lpar.config();
+                lpar.identities().apply_to(&mut config)?;
                 oneshot::send(
                     &lpar.state_dir,
-                    &lpar.config(),
+                    &config,
                     lpar.path,
                     to,
                     &key,

@@ -31,6 +31,40 @@ pub struct RunSpec {
     /// Agents log warnings only (unless `RUST_LOG` says otherwise), so a
     /// benchmark's output stays readable.
     pub quiet: bool,
+    /// Where the two agents run.
+    pub hosts: Hosts,
+}
+
+/// Where the agents of a run live.
+#[derive(Clone, Debug, Default)]
+pub enum Hosts {
+    /// Both on this machine's loopback (paths 127.0.0.2 → 127.0.0.1).
+    #[default]
+    Loopback,
+    /// Each in its own network namespace (a [`crate::testbed`] host),
+    /// migrating over the namespaces' migration path.
+    Netns {
+        source: crate::testbed::TestHost,
+        destination: crate::testbed::TestHost,
+    },
+}
+
+impl Hosts {
+    fn source(&self) -> (Option<&str>, String) {
+        match self {
+            Hosts::Loopback => (None, "127.0.0.2".into()),
+            Hosts::Netns { source, .. } => (Some(&source.netns), source.path_ip.to_string()),
+        }
+    }
+
+    fn destination(&self) -> (Option<&str>, String) {
+        match self {
+            Hosts::Loopback => (None, "127.0.0.1".into()),
+            Hosts::Netns { destination, .. } => {
+                (Some(&destination.netns), destination.path_ip.to_string())
+            }
+        }
+    }
 }
 
 /// What one run produced.
@@ -91,8 +125,15 @@ pub fn run_once(moverd: &Path, hosts: PathBuf, spec: &RunSpec) -> Result<RunOutc
         agents: Vec::new(),
     };
     let memory = spec.memory.to_string();
-    let spawn = |host: &str, path: &str, sub: &[&str]| -> Result<Child, Emg> {
-        let mut c = Command::new(moverd);
+    let spawn = |host: &str, (netns, path): (Option<&str>, String), sub: &[&str]| {
+        let mut c = match netns {
+            None => Command::new(moverd),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(moverd);
+                c
+            }
+        };
         c.args(sub)
             .args([
                 "--memory",
@@ -100,7 +141,7 @@ pub fn run_once(moverd: &Path, hosts: PathBuf, spec: &RunSpec) -> Result<RunOutc
                 "--program",
                 &spec.program,
                 "--path",
-                path,
+                &path,
             ])
             .arg("--state-dir")
             .arg(run.hosts.join(host))
@@ -111,7 +152,7 @@ pub fn run_once(moverd: &Path, hosts: PathBuf, spec: &RunSpec) -> Result<RunOutc
         c.spawn()
             .map_err(|e| agents_error(format!("cannot start moverd: {e}"), "Check the build."))
     };
-    let mut receiver = spawn("host-b", "127.0.0.1", &["receive"])?;
+    let mut receiver = spawn("host-b", spec.hosts.destination(), &["receive"])?;
     let receiver_out = receiver.stdout.take().expect("piped");
     let receiver_rss = Sampler::start(receiver.id());
     run.agents.push(receiver);
@@ -143,7 +184,7 @@ pub fn run_once(moverd: &Path, hosts: PathBuf, spec: &RunSpec) -> Result<RunOutc
     if let Some(b) = &bandwidth {
         send_args.extend(["--bandwidth", b]);
     }
-    let mut sender = spawn("host-a", "127.0.0.2", &send_args)?;
+    let mut sender = spawn("host-a", spec.hosts.source(), &send_args)?;
     let sender_out = BufReader::new(sender.stdout.take().expect("piped"));
     let sender_rss = Sampler::start(sender.id());
     run.agents.push(sender);

@@ -12,9 +12,10 @@
 //!   "median_run": <index into per_run> }
 //! ```
 
-use super::agents::{self, RunOutcome, RunSpec};
+use super::agents::{self, Hosts, RunOutcome, RunSpec};
 use super::plot;
 use crate::emg::Emg;
+use crate::testbed::Testbed;
 use crate::units::{format_size, parse_rate, parse_size};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -39,6 +40,10 @@ pub struct BenchArgs {
     /// Draw the median run's remaining dirty bytes and bandwidth per round.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Run the agents in two network namespaces (test hosts) whose
+    /// migration path is shaped to this rate (10Gbit/s, 1Gbit/s); needs root.
+    #[arg(long, value_parser = parse_rate)]
+    pub netns: Option<u64>,
 }
 
 /// The figures of a run, in the order the table prints them.
@@ -141,14 +146,37 @@ fn number(x: f64) -> Value {
     }
 }
 
+/// Two test hosts whose migration path carries `bytes_per_second`.
+fn test_hosts(bytes_per_second: u64) -> Result<Testbed, Emg> {
+    let fail = |e: crate::testbed::TestbedError| {
+        agents::agents_error(
+            format!("cannot build the test hosts: {e}"),
+            "Run as root with iproute2 installed, or drop --netns.",
+        )
+    };
+    let bed = Testbed::new(2).map_err(fail)?;
+    bed.shape_path(bytes_per_second.saturating_mul(8))
+        .map_err(fail)?;
+    Ok(bed)
+}
+
 pub fn run(args: &BenchArgs) -> Result<(), Emg> {
     let moverd = agents::moverd_path()?;
+    // Kept alive for all runs; dropping it removes the namespaces.
+    let testbed = args.netns.map(test_hosts).transpose()?;
     let spec = RunSpec {
         memory: args.memory,
         program: args.workload.clone(),
         max_suspend_ms: args.max_suspend_ms,
         bandwidth: args.bandwidth,
         quiet: true,
+        hosts: match &testbed {
+            None => Hosts::Loopback,
+            Some(bed) => Hosts::Netns {
+                source: bed.hosts()[0].clone(),
+                destination: bed.hosts()[1].clone(),
+            },
+        },
     };
     let mut runs = Vec::new();
     for i in 0..args.runs {

@@ -34,6 +34,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Emg> {
         memory: args.memory,
         program: args.program.clone(),
         max_suspend_ms: args.max_suspend_ms,
+        hosts: agents::Hosts::Loopback,
         bandwidth: None,
         quiet: false,
     };

@@ -8,12 +8,15 @@
 //! LISTENING <ip:port> KEY <64 hex digits>
 //! ```
 
-use crate::emg::{Emg, Module};
+use crate::emg::{Emg, Module, phase};
 use crate::engine::destination::receive_live;
 use crate::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
+use crate::engine::switchover::{DestinationHost, parse_vfc_ids};
 use crate::partition::sim::SimLpar;
 use crate::partition::{LparConfig, Vcpus};
+use crate::state::{HbaIdentity, Identities, MacAddress, NicIdentity, Wwpn};
 use crate::transport::{MigrationPath, OneTimeKey, PathListener, connect_streams};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -32,6 +35,7 @@ pub fn receive(
     path: Ipv4Addr,
     streams: usize,
     run_after: Duration,
+    host: &DestinationHost,
 ) -> Result<serde_json::Value, Emg> {
     let listener = PathListener::bind(&MigrationPath::new("migration", path), 0)?;
     let key = listener.issue_key()?;
@@ -42,7 +46,7 @@ pub fn receive(
         .accept_streams(streams, &key, 1, Instant::now() + ACCEPT_DEADLINE)
         .map_err(Emg::from)
         .and_then(|inn| {
-            receive_live(lpar.clone(), inn).map_err(|e| e.emg(Module::MoverDestination))
+            receive_live(lpar.clone(), inn, host).map_err(|e| e.emg(Module::MoverDestination))
         });
     let report = match received {
         Ok(report) => report,
@@ -121,4 +125,199 @@ pub fn send(
     let report = migrate_live(lpar.clone(), out, options, &control, &mut progress)
         .map_err(|e| e.emg(Module::MoverSource))?;
     Ok(serde_json::to_value(report).expect("report serialises"))
+}
+
+/// `--mac`, `--wwpn` and `--migration-wwpn` given on the command line: the
+/// LPAR's identities (`send`) or the destination slot's (`receive`), in
+/// port order. Empty lists keep the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct IdentityFlags {
+    pub macs: Vec<MacAddress>,
+    pub wwpns: Vec<Wwpn>,
+    pub migration_wwpns: Vec<Wwpn>,
+}
+
+fn usage(message: String) -> Emg {
+    Emg::new(
+        Module::Management,
+        phase::INFORMATION,
+        0x20,
+        message,
+        "Give one --mac per NIC and one --wwpn and --migration-wwpn per FC port, in port order.",
+    )
+}
+
+impl IdentityFlags {
+    fn check(&self, nics: usize, fc_ports: usize) -> Result<(), Emg> {
+        if !self.macs.is_empty() && self.macs.len() != nics {
+            return Err(usage(format!(
+                "{} --mac given for {nics} NICs",
+                self.macs.len()
+            )));
+        }
+        if self.wwpns.len() != self.migration_wwpns.len()
+            || (!self.wwpns.is_empty() && self.wwpns.len() != fc_ports)
+        {
+            return Err(usage(format!(
+                "{} --wwpn and {} --migration-wwpn given for {fc_ports} FC ports",
+                self.wwpns.len(),
+                self.migration_wwpns.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sets the LPAR's MACs and WWPNs from the flags.
+    pub fn apply_to(&self, config: &mut LparConfig) -> Result<(), Emg> {
+        self.check(config.nics.len(), config.fc_ports.len())?;
+        for (nic, mac) in config.nics.iter_mut().zip(&self.macs) {
+            nic.mac = *mac;
+        }
+        for ((port, w), m) in config
+            .fc_ports
+            .iter_mut()
+            .zip(&self.wwpns)
+            .zip(&self.migration_wwpns)
+        {
+            port.wwpn = *w;
+            port.migration_wwpn = *m;
+        }
+        config.check().map_err(Emg::from)
+    }
+
+    /// The destination slot's identities: the flags where given, else
+    /// `default`'s.
+    pub fn slot(&self, default: &Identities) -> Result<Identities, Emg> {
+        self.check(default.nics.len(), default.hbas.len())?;
+        let mut slot = default.clone();
+        if !self.macs.is_empty() {
+            slot.nics = self
+                .macs
+                .iter()
+                .map(|&mac| NicIdentity {
+                    mac,
+                    set_manually: false,
+                })
+                .collect();
+        }
+        if !self.wwpns.is_empty() {
+            slot.hbas = self
+                .wwpns
+                .iter()
+                .zip(&self.migration_wwpns)
+                .map(|(&wwpn, &migration_wwpn)| HbaIdentity {
+                    wwpn,
+                    migration_wwpn,
+                })
+                .collect();
+        }
+        Ok(slot)
+    }
+}
+
+/// The destination host for `config`: every vfcID free and a derived slot
+/// unless `free_vfc_ids` / `slot` say otherwise.
+pub fn destination_host(
+    config: &LparConfig,
+    slot: &IdentityFlags,
+    free_vfc_ids: &[(u16, BTreeSet<u16>)],
+    segments: &[(String, String)],
+    compensate_clock: bool,
+) -> Result<DestinationHost, Emg> {
+    let mut host = DestinationHost::open_for(config);
+    host.slot = slot.slot(&host.slot)?;
+    if !free_vfc_ids.is_empty() {
+        let mut free: BTreeMap<u16, BTreeSet<u16>> = BTreeMap::new();
+        for (port, ids) in free_vfc_ids {
+            free.entry(*port).or_default().extend(ids);
+        }
+        host.free_vfc_ids = free;
+    }
+    host.segments = segments.iter().cloned().collect();
+    host.compensate_clock = compensate_clock;
+    Ok(host)
+}
+
+/// Parses `SEG=IF` (`--segment`).
+pub fn parse_segment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((s, i)) if !s.is_empty() && !i.is_empty() => Ok((s.to_string(), i.to_string())),
+        _ => Err(format!("'{text}' is not SEGMENT=INTERFACE")),
+    }
+}
+
+/// Parses `PORT=1-8,12` (`--free-vfc-ids`).
+pub fn parse_free_vfc_ids(text: &str) -> Result<(u16, BTreeSet<u16>), String> {
+    let (port, ids) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not PORT=IDS (e.g. 0=1-8,12)"))?;
+    let port = port
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{port}' is not a physical FC port number"))?;
+    Ok((port, parse_vfc_ids(ids)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_and_vfc_flags_parse_and_refuse_nonsense() {
+        assert_eq!(
+            parse_segment("seg-a=veth0"),
+            Ok(("seg-a".into(), "veth0".into()))
+        );
+        assert!(parse_segment("seg-a").is_err() && parse_segment("=x").is_err());
+        let (port, ids) = parse_free_vfc_ids("2=1-3,12").unwrap();
+        assert_eq!(port, 2);
+        assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec![1, 2, 3, 12]);
+        assert!(parse_free_vfc_ids("1-3").is_err());
+        assert!(parse_free_vfc_ids("x=1").is_err());
+    }
+
+    #[test]
+    fn identity_flags_set_the_lpar_or_the_slot_and_must_match_the_ports() {
+        let mut config = LparConfig::default_lpar();
+        let mac: MacAddress = "02:00:00:00:aa:01".parse().unwrap();
+        let wwpn = Wwpn::from_u64(0xaa01);
+        let flags = IdentityFlags {
+            macs: vec![mac],
+            wwpns: vec![wwpn],
+            migration_wwpns: vec![Wwpn::from_u64(0xaa81)],
+        };
+        flags.apply_to(&mut config).unwrap();
+        assert_eq!(config.nics[0].mac, mac);
+        assert_eq!(config.fc_ports[0].wwpn, wwpn);
+
+        let host = destination_host(&config, &flags, &[], &[], true).unwrap();
+        assert_eq!(host.slot.nics[0].mac, mac);
+        assert_eq!(host.slot.hbas[0].migration_wwpn, Wwpn::from_u64(0xaa81));
+        assert!(host.compensate_clock);
+        assert_eq!(host.free_vfc_ids[&0].len(), 255);
+        let host = destination_host(
+            &config,
+            &IdentityFlags::default(),
+            &[(0, BTreeSet::from([4]))],
+            &[("seg-a".into(), "eth1".into())],
+            false,
+        )
+        .unwrap();
+        assert_ne!(host.slot.nics[0].mac, mac, "a derived slot identity");
+        assert_eq!(host.free_vfc_ids[&0], BTreeSet::from([4]));
+        assert_eq!(host.segments["seg-a"], "eth1");
+
+        let unpaired = IdentityFlags {
+            wwpns: vec![wwpn],
+            ..IdentityFlags::default()
+        };
+        let e = unpaired.apply_to(&mut config).unwrap_err();
+        assert!(e.message.contains("--migration-wwpn"), "{e}");
+        let duplicate = IdentityFlags {
+            wwpns: vec![wwpn],
+            migration_wwpns: vec![wwpn],
+            ..IdentityFlags::default()
+        };
+        assert!(duplicate.apply_to(&mut config).is_err());
+    }
 }

@@ -3,17 +3,28 @@
 //! Pages land straight in the defined-but-not-running LPAR. When the source
 //! says it is suspended (with its image digest) and the device state has
 //! arrived, the destination checks its own image digest against the
-//! source's, loads the device state, reports Ready, and resumes the vCPUs
-//! only on Commit. Any failure before Commit sends Abort and leaves the
-//! LPAR stopped for the caller to discard.
+//! source's, applies the device semantics of the manual
+//! ([`super::switchover`]: identity exchange, vfcIDs, RTC, clock), loads
+//! the device state, sends its slot's identities back, reports Ready, and
+//! resumes the vCPUs only on Commit. Any failure before Commit (a refusal
+//! of the switchover included) sends Abort and leaves the LPAR stopped for
+//! the caller to discard, so the source keeps running it.
+//!
+//! After resume the LPAR's logical MACs are announced on this host's
+//! interfaces for their segments ([`super::announce`]); the rounds run on
+//! their own threads while the guest runs, and their results are in the
+//! report.
 
+use super::announce::{Schedule, Target, announce_targets_in_background};
 use super::digest::ImageDigest;
+use super::host_clock::HostClock;
 use super::pump::{Event, InStream, OwnedFrame, PageReceiver};
+use super::switchover::{DestinationHost, SwitchoverOutcome};
 use super::{EngineError, wall_clock_ns};
 use crate::build_identity::BuildIdentity;
 use crate::emg::Module;
 use crate::partition::{LparConfig, Partition};
-use crate::state::DeviceState;
+use crate::state::{DeviceState, LogicalNic};
 use crate::wire::{
     Frame, FrameEncoder, Hello, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep,
 };
@@ -22,6 +33,9 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The wire protocol version that introduced the Identities frame.
+const IDENTITIES_SINCE: u16 = 2;
 
 /// Longest silence from the source before the destination gives up.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,12 +48,30 @@ pub struct DestinationReport {
     pub load_verify_ms: f64,
     /// Commit received → vCPUs resumed.
     pub resume_ms: f64,
+    /// What the switchover rules did (vfcIDs, identities, clocks).
+    pub switchover: Option<SwitchoverOutcome>,
+    /// The MAC announcement per interface, after resume.
+    pub announce: Vec<AnnounceOutcome>,
+}
+
+/// The announcement on one interface.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct AnnounceOutcome {
+    pub segment: String,
+    /// This host's interface on the segment; `None` when it has none.
+    pub interface: Option<String>,
+    pub macs: Vec<String>,
+    pub rounds: u32,
+    pub frames_sent: u64,
+    /// Why nothing (or not everything) was sent.
+    pub error: Option<String>,
 }
 
 /// Receives a live migration into `lpar` over `streams`.
 pub fn receive_live(
     lpar: Arc<dyn Partition>,
     streams: Vec<TcpStream>,
+    host: &DestinationHost,
 ) -> Result<DestinationReport, EngineError> {
     let mut replies = Replies::new(&streams[0])?;
     let closer = streams[0].try_clone().ok();
@@ -49,7 +81,7 @@ pub fn receive_live(
         .collect();
     let digest = Arc::new(ImageDigest::blank_for(&*lpar));
     let (receiver, events) = PageReceiver::start(lpar.clone(), inn, digest.clone());
-    let result = receive(&*lpar, &events, &digest, &mut replies);
+    let result = receive(&*lpar, &events, &digest, &mut replies, host);
     if let Err(e) = &result
         && !matches!(e, EngineError::PeerAborted(_))
     {
@@ -60,7 +92,62 @@ pub fn receive_live(
         let _ = s.shutdown(std::net::Shutdown::Both);
     }
     receiver.finish();
-    result
+    result.map(|(mut report, nics, config)| {
+        report.announce = announce(&config, &nics, host);
+        report
+    })
+}
+
+/// Announces every logical MAC on this host's interface for its NIC's
+/// segment, all interfaces at once, and waits for the rounds (the guest
+/// already runs; this only delays the report).
+fn announce(
+    config: &LparConfig,
+    nics: &[LogicalNic],
+    host: &DestinationHost,
+) -> Vec<AnnounceOutcome> {
+    let mut by_segment: Vec<(String, Vec<&LogicalNic>)> = Vec::new();
+    for (nic, state) in config.nics.iter().zip(nics) {
+        match by_segment.iter_mut().find(|(s, _)| *s == nic.segment) {
+            Some((_, list)) => list.push(state),
+            None => by_segment.push((nic.segment.clone(), vec![state])),
+        }
+    }
+    let running: Vec<_> = by_segment
+        .into_iter()
+        .map(|(segment, nics)| {
+            let outcome = AnnounceOutcome {
+                interface: host.segments.get(&segment).cloned(),
+                macs: nics.iter().map(|n| n.mac.to_string()).collect(),
+                segment,
+                ..Default::default()
+            };
+            let handle = outcome.interface.as_deref().map(|interface| {
+                let targets: Vec<Target> = nics.iter().map(|n| Target::from(*n)).collect();
+                announce_targets_in_background(interface, &targets, Schedule::default())
+            });
+            (outcome, handle)
+        })
+        .collect();
+    running
+        .into_iter()
+        .map(|(mut outcome, handle)| {
+            match handle.map(|h| h.and_then(|h| h.join())) {
+                None => {
+                    outcome.error = Some(format!(
+                        "segment '{}' has no interface on this host (moverd receive --segment {}=<interface>)",
+                        outcome.segment, outcome.segment
+                    ))
+                }
+                Some(Ok(r)) => {
+                    outcome.rounds = r.rounds;
+                    outcome.frames_sent = r.frames_sent;
+                }
+                Some(Err(e)) => outcome.error = Some(e.to_string()),
+            }
+            outcome
+        })
+        .collect()
 }
 
 fn receive(
@@ -68,9 +155,16 @@ fn receive(
     events: &Receiver<Event>,
     digest: &ImageDigest,
     replies: &mut Replies,
-) -> Result<DestinationReport, EngineError> {
+    host: &DestinationHost,
+) -> Result<(DestinationReport, Vec<LogicalNic>, LparConfig), EngineError> {
     let mut report = DestinationReport::default();
     let mut suspended: Option<Switchover> = None;
+    let mut clock = HostClock::new();
+    let mut hello_sent: Option<Instant> = None;
+    // A version-1 source knows no Identities frame: it is not sent to one.
+    let mut source_takes_identities = true;
+    let mut incoming: Option<LparConfig> = None;
+    let mut nics = Vec::new();
     loop {
         let event = events
             .recv_timeout(IDLE_TIMEOUT)
@@ -87,18 +181,35 @@ fn receive(
             Event::Control { stream, frame } => (stream, frame),
         };
         match frame {
-            OwnedFrame::Hello(_) if stream == 0 => replies.send(&Frame::Hello(Hello {
-                protocol_version: PROTOCOL_VERSION,
-                migration_id: MigrationId(0),
-                build: BuildIdentity::current(),
-                auth_proof: Vec::new(),
-            }))?,
+            OwnedFrame::Hello(hello) if stream == 0 => {
+                source_takes_identities = hello.protocol_version >= IDENTITIES_SINCE;
+                replies.send(&Frame::Hello(Hello {
+                    protocol_version: PROTOCOL_VERSION,
+                    migration_id: MigrationId(0),
+                    build: BuildIdentity::current(),
+                    auth_proof: Vec::new(),
+                }))?;
+                hello_sent = Some(Instant::now());
+            }
             // A keepalive on stream 0 is the source's ping: echo it.
-            OwnedFrame::Keepalive(k) if stream == 0 => replies.send(&Frame::Keepalive(k))?,
+            OwnedFrame::Keepalive(k) if stream == 0 => {
+                clock.record_stamp(k.timestamp_ns, wall_clock_ns());
+                replies.send(&Frame::Keepalive(k))?
+            }
             OwnedFrame::Hello(_) | OwnedFrame::Keepalive(_) => {}
-            OwnedFrame::LparConfig(bytes) => check_config(lpar.config(), &bytes)?,
+            OwnedFrame::LparConfig(bytes) => {
+                // The source sends it as soon as our Hello reply arrives:
+                // a round trip.
+                if let Some(t) = hello_sent.take() {
+                    clock.record_round_trip(t.elapsed());
+                }
+                incoming = Some(check_config(lpar.config(), &bytes)?);
+            }
             OwnedFrame::Abort(emg) => return Err(EngineError::PeerAborted(emg)),
-            OwnedFrame::Switchover(s) if s.step == SwitchoverStep::Suspended => suspended = Some(s),
+            OwnedFrame::Switchover(s) if s.step == SwitchoverStep::Suspended => {
+                clock.record_stamp(s.timestamp_ns, wall_clock_ns());
+                suspended = Some(s)
+            }
             OwnedFrame::DeviceState(bytes) => {
                 let Some(source) = suspended else {
                     return Err(protocol("device state before Suspended"));
@@ -113,9 +224,26 @@ fn receive(
                         destination: digest.value(),
                     });
                 }
+                let Some(config) = &incoming else {
+                    return Err(protocol("device state before the LPAR configuration"));
+                };
                 let state =
                     DeviceState::decode(&bytes).map_err(crate::partition::PartitionError::from)?;
+                let (state, slot, outcome) = super::switchover::apply(
+                    state,
+                    config,
+                    host,
+                    clock.offset_ns().unwrap_or(0),
+                    source.timestamp_ns,
+                    wall_clock_ns(),
+                )
+                .map_err(EngineError::Switchover)?;
                 lpar.restore_state(&state)?;
+                nics = state.nics;
+                report.switchover = Some(outcome);
+                if source_takes_identities {
+                    replies.send(&Frame::Identities(slot))?;
+                }
                 replies.send(&Frame::Switchover(Switchover {
                     step: SwitchoverStep::Ready,
                     timestamp_ns: wall_clock_ns(),
@@ -134,7 +262,8 @@ fn receive(
                     timestamp_ns: running,
                     digest: 0,
                 }));
-                return Ok(report);
+                let config = incoming.unwrap_or_else(|| lpar.config().clone());
+                return Ok((report, nics, config));
             }
             other => return Err(protocol(&format!("{other:?}"))),
         }
@@ -149,7 +278,7 @@ fn protocol(what: &str) -> EngineError {
 }
 
 /// The incoming LPAR must match the one defined here for it.
-fn check_config(ours: &LparConfig, bytes: &[u8]) -> Result<(), EngineError> {
+fn check_config(ours: &LparConfig, bytes: &[u8]) -> Result<LparConfig, EngineError> {
     let theirs: LparConfig = serde_json::from_slice(bytes)
         .map_err(|e| protocol(&format!("LPAR configuration that does not parse ({e})")))?;
     if theirs.memory_bytes != ours.memory_bytes || theirs.vcpus != ours.vcpus {
@@ -160,7 +289,10 @@ fn check_config(ours: &LparConfig, bytes: &[u8]) -> Result<(), EngineError> {
             ),
         });
     }
-    Ok(())
+    theirs.check().map_err(|e| EngineError::ConfigMismatch {
+        what: format!("the incoming LPAR configuration: {e}"),
+    })?;
+    Ok(theirs)
 }
 
 /// The destination's direction of stream 0.

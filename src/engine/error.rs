@@ -35,6 +35,8 @@ pub enum EngineError {
     DigestMismatch { source: u64, destination: u64 },
     /// The destination LPAR does not match the incoming one.
     ConfigMismatch { what: String },
+    /// The destination refused the switchover (device semantics).
+    Switchover(super::switchover::SwitchoverError),
     /// A failure after Commit: the LPAR belongs to the destination, but
     /// whether it runs there is unknown until recovery.
     AfterCommit(Box<EngineError>),
@@ -82,6 +84,7 @@ impl fmt::Display for EngineError {
             Self::ConfigMismatch { what } => {
                 write!(f, "the destination LPAR does not match: {what}")
             }
+            Self::Switchover(e) => write!(f, "{e}"),
             Self::AfterCommit(e) => write!(f, "after commit: {e}"),
         }
     }
@@ -152,6 +155,7 @@ impl EngineError {
                 0x07,
                 "Define the destination LPAR with the source's memory size and vCPU count.",
             ),
+            EngineError::Switchover(e) => e.emg(),
             EngineError::AfterCommit(e) => {
                 let mut emg = e.emg(module);
                 emg.message = format!("after commit: {}", emg.message);

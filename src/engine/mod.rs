@@ -5,24 +5,30 @@
 //!   convergence: continue / throttle / suspend
 //!   pump::PageSender ── N streams ───────────▶ pump::PageReceiver
 //!     (digest of every page sent)                (digest of every page applied)
-//!   switchover: Suspended(digest) → DeviceState → Ready → Commit → Running
+//!   switchover: Suspended(digest) → DeviceState ─▶ switchover::apply (Table 1-2)
+//!                    ◀─ Identities (slot's) ◀─ Ready → Commit → Running
 //!                                              announce: RARP per logical MAC
 //! ```
 //!
 //! The source and destination modules draw their exchange in their own
 //! docs; [`pump`] draws the page path, [`digest`] says what the image
-//! digest proves, [`convergence`] how the suspension is predicted.
+//! digest proves, [`convergence`] how the suspension is predicted,
+//! [`switchover`] which device rules the destination applies before Ready
+//! and [`host_clock`] how the host-clock difference for the RTC is
+//! estimated.
 
 pub mod announce;
 pub mod convergence;
 pub mod destination;
 pub mod digest;
 mod error;
+pub mod host_clock;
 mod lz4_policy;
 pub mod pump;
 pub mod report;
 pub mod source;
 pub mod stage;
+pub mod switchover;
 
 pub use error::EngineError;
 

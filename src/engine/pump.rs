@@ -422,6 +422,7 @@ pub enum OwnedFrame {
     Switchover(crate::wire::Switchover),
     Abort(Emg),
     Keepalive(crate::wire::Keepalive),
+    Identities(crate::state::Identities),
 }
 
 impl OwnedFrame {
@@ -433,6 +434,7 @@ impl OwnedFrame {
             OwnedFrame::Switchover(s) => Frame::Switchover(*s),
             OwnedFrame::Abort(e) => Frame::Abort(e.clone()),
             OwnedFrame::Keepalive(k) => Frame::Keepalive(*k),
+            OwnedFrame::Identities(i) => Frame::Identities(i.clone()),
         }
     }
 
@@ -445,6 +447,7 @@ impl OwnedFrame {
             Frame::Switchover(s) => OwnedFrame::Switchover(s),
             Frame::Abort(e) => OwnedFrame::Abort(e),
             Frame::Keepalive(k) => OwnedFrame::Keepalive(k),
+            Frame::Identities(i) => OwnedFrame::Identities(i),
             Frame::PageBatch(_) | Frame::EndOfRound(_) => return None,
         })
     }

@@ -47,4 +47,30 @@ pub struct MigrationReport {
     pub suspension: SuspensionReport,
     /// The destination's image digest matched the source's.
     pub verified: bool,
+    /// The identities this side's LPAR slot took over from the destination
+    /// slot in the exchange (Table 1-2: WWPN, migration WWPN and MAC are
+    /// "Exchanged"); `None` when the destination did not send them.
+    pub slot_identities: Option<SlotIdentities>,
+}
+
+/// A slot's exchanged identities, in port order, as printed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SlotIdentities {
+    pub wwpns: Vec<String>,
+    pub migration_wwpns: Vec<String>,
+    pub macs: Vec<String>,
+}
+
+impl From<&crate::state::Identities> for SlotIdentities {
+    fn from(ids: &crate::state::Identities) -> Self {
+        SlotIdentities {
+            wwpns: ids.hbas.iter().map(|h| h.wwpn.to_string()).collect(),
+            migration_wwpns: ids
+                .hbas
+                .iter()
+                .map(|h| h.migration_wwpn.to_string())
+                .collect(),
+            macs: ids.nics.iter().map(|n| n.mac.to_string()).collect(),
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //!   Convergence decides after each: continue, throttle, or suspend
 //! pause vCPUs ── suspension starts
 //! final round ─▶ Switchover(Suspended, t, digest) ─▶ DeviceState ─▶
+//!                                    ◀─ Identities (destination slot's)
 //!                                    ◀─ Switchover(Ready, digest)
 //! Switchover(Commit) ─▶  ── ownership passes
 //!                                    ◀─ Switchover(Running, t) ── suspension ends
@@ -20,12 +21,12 @@
 use super::convergence::{Convergence, Decision, RoundMeasure};
 use super::digest::ImageDigest;
 use super::pump::{OutStream, OwnedFrame, PageSender, RoundStats};
-use super::report::{MigrationReport, RoundReport, SuspensionReport};
+use super::report::{MigrationReport, RoundReport, SlotIdentities, SuspensionReport};
 use super::{EngineError, wall_clock_ns};
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase, reason};
 use crate::partition::{PageSet, Partition};
-use crate::state::{DeviceState, MigrationMode};
+use crate::state::{DeviceState, Identities, MigrationMode};
 use crate::transport::{PacedWriter, Pacer};
 use crate::wire::{
     FrameDecoder, Hello, Keepalive, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep,
@@ -213,6 +214,13 @@ impl SourceRun<'_> {
             let t = Instant::now();
             self.sender.queue_round(round, &pages);
             let stats = self.sender.wait_round_checked(&|| control.check())?;
+            // A round is over when the destination has it, not when the
+            // socket buffers took it (megabytes on a slow path, which made
+            // the bandwidth look twice the link's): the ping queued behind
+            // the round comes back only after stream 0 drained.
+            // That first ping waited for the drain; a second one measures
+            // the round trip itself.
+            self.ping()?;
             let duration = t.elapsed();
             rtt.record(self.ping()?);
             let mut dirty = PageSet::new();
@@ -281,7 +289,8 @@ impl SourceRun<'_> {
             OwnedFrame::DeviceState(encoded),
         ])?;
         let state_sent = Instant::now();
-        let ready = self.switchover_reply(SwitchoverStep::Ready)?;
+        let (slot, ready) = self.identities_then_ready()?;
+        report.slot_identities = slot.as_ref().map(SlotIdentities::from);
         let ready_at = Instant::now();
         if ready.digest != digest.value() {
             return Err(EngineError::DigestMismatch {
@@ -367,6 +376,27 @@ impl SourceRun<'_> {
         )? {
             OwnedFrame::Switchover(s) => Ok(s),
             _ => unreachable!("checked by is_step"),
+        }
+    }
+
+    /// The destination slot's identities (which this side's slot takes over
+    /// in the exchange), then Ready. A version-1 destination sends Ready
+    /// alone.
+    fn identities_then_ready(&self) -> Result<(Option<Identities>, Switchover), EngineError> {
+        let first = self.expect(
+            |f| {
+                matches!(f, OwnedFrame::Identities(_))
+                    || matches!(f, OwnedFrame::Switchover(s) if s.step == SwitchoverStep::Ready)
+            },
+            "Identities or Switchover(Ready)",
+            SWITCHOVER_REPLY_TIMEOUT,
+        )?;
+        match first {
+            OwnedFrame::Identities(ids) => {
+                Ok((Some(ids), self.switchover_reply(SwitchoverStep::Ready)?))
+            }
+            OwnedFrame::Switchover(s) => Ok((None, s)),
+            _ => unreachable!("checked by the predicate"),
         }
     }
 

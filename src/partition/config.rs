@@ -1,13 +1,75 @@
 //! The LPAR configuration: what an LPAR is, independent of where it runs.
 
 use super::{PAGE_SIZE, PartitionError};
+use crate::emg::{Emg, Module, phase};
+use crate::state::{MacAddress, VlanMode, Wwpn};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
 
 /// The name the manual forbids for a migrating LPAR.
 pub const NO_NAME: &str = "NO_NAME";
 
 /// Most vCPUs one LPAR may have (bounds the vCPU state file).
 pub const MAX_VCPUS: u32 = 64;
+
+/// Highest vfcID a shared FC port hands out (vfcIDs are 1..=MAX_VFC_ID;
+/// 0 means "none").
+pub const MAX_VFC_ID: u16 = 255;
+
+/// Highest 802.1Q VLAN ID (4095 is reserved).
+pub const MAX_VLAN_ID: u16 = 4094;
+
+/// How a NIC or FC port is given to the LPAR. Only shared devices move in
+/// Concurrent Maintenance (live) mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceMode {
+    #[default]
+    Shared,
+    Dedicated,
+}
+
+/// One logical NIC of the LPAR (Table 1-2, "Shared NIC").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicConfig {
+    /// The network segment the NIC is attached to; the destination maps it
+    /// to one of its interfaces to announce the MAC there.
+    pub segment: String,
+    #[serde(default)]
+    pub mode: DeviceMode,
+    /// Logical MAC address (derived from the MAC seed unless set by hand).
+    pub mac: MacAddress,
+    /// The MAC was changed by hand: such an LPAR must not migrate (the
+    /// manual: "the MAC address is not transferred").
+    #[serde(default)]
+    pub mac_set_manually: bool,
+    #[serde(default = "undef_vlan")]
+    pub vlan_mode: VlanMode,
+    #[serde(default)]
+    pub vlan_id: u16,
+}
+
+fn undef_vlan() -> VlanMode {
+    VlanMode::Undef
+}
+
+/// One logical FC port of the LPAR (Table 1-2, "FC HBA").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FcPortConfig {
+    /// The physical (shared FC) port the logical port sits on; the
+    /// destination assigns a vfcID from that port's free ones.
+    pub port: u16,
+    #[serde(default)]
+    pub mode: DeviceMode,
+    /// Pins the vfcID (HBA Core Dedicated mode: the vfcID is kept). `None`:
+    /// the destination assigns the smallest free one.
+    #[serde(default)]
+    pub vfc_id: Option<u16>,
+    pub wwpn: Wwpn,
+    /// The WWPN paired with `wwpn` under the same vfcID.
+    pub migration_wwpn: Wwpn,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LparConfig {
@@ -20,6 +82,130 @@ pub struct LparConfig {
     pub memory_bytes: u64,
     /// The guest program the `sim` backend runs (see `sim::program`).
     pub program: String,
+    /// Logical NICs, in port order.
+    #[serde(default)]
+    pub nics: Vec<NicConfig>,
+    /// Logical FC ports, in port order.
+    #[serde(default)]
+    pub fc_ports: Vec<FcPortConfig>,
+}
+
+/// A device configuration that makes no sense, whatever the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Two NICs of the LPAR carry the same MAC.
+    DuplicateMac {
+        mac: MacAddress,
+        nics: (usize, usize),
+    },
+    /// A WWPN (or migration WWPN) appears twice among the LPAR's FC ports.
+    DuplicateWwpn { wwpn: Wwpn },
+    /// A pinned vfcID outside 1..=[`MAX_VFC_ID`].
+    VfcIdOutOfRange { port: usize, vfc_id: u16 },
+    /// Two FC ports on the same physical port pin the same vfcID.
+    DuplicateVfcId { vfc_id: u16, physical_port: u16 },
+    /// A VLAN ID outside 0..=[`MAX_VLAN_ID`].
+    VlanIdOutOfRange { nic: usize, vlan_id: u16 },
+    /// A NIC with no segment name.
+    NoSegment { nic: usize },
+    /// A multicast (group) MAC cannot be a NIC's address.
+    MulticastMac { nic: usize, mac: MacAddress },
+    /// More devices than the device state can carry.
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DuplicateMac { mac, nics } => write!(
+                f,
+                "NICs #{} and #{} both have MAC address {mac}",
+                nics.0, nics.1
+            ),
+            Self::DuplicateWwpn { wwpn } => {
+                write!(f, "WWPN {wwpn} is used by more than one FC port entry")
+            }
+            Self::VfcIdOutOfRange { port, vfc_id } => write!(
+                f,
+                "FC port #{port} pins vfcID {vfc_id}; a vfcID must be 1 to {MAX_VFC_ID}"
+            ),
+            Self::DuplicateVfcId {
+                vfc_id,
+                physical_port,
+            } => write!(
+                f,
+                "two FC ports on physical port {physical_port} pin the same vfcID {vfc_id}"
+            ),
+            Self::VlanIdOutOfRange { nic, vlan_id } => write!(
+                f,
+                "NIC #{nic} has VLAN ID {vlan_id}; it must be 0 to {MAX_VLAN_ID}"
+            ),
+            Self::NoSegment { nic } => write!(f, "NIC #{nic} names no network segment"),
+            Self::MulticastMac { nic, mac } => {
+                write!(f, "NIC #{nic} has the multicast MAC address {mac}")
+            }
+            Self::TooMany { what, count, max } => {
+                write!(f, "{count} {what}; at most {max} are supported")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn cause(&self) -> u32 {
+        match self {
+            Self::DuplicateMac { .. } => 0x11,
+            Self::DuplicateWwpn { .. } => 0x12,
+            Self::VfcIdOutOfRange { .. } => 0x13,
+            Self::DuplicateVfcId { .. } => 0x14,
+            Self::VlanIdOutOfRange { .. } => 0x15,
+            Self::NoSegment { .. } => 0x16,
+            Self::MulticastMac { .. } => 0x17,
+            Self::TooMany { .. } => 0x18,
+        }
+    }
+
+    fn action(&self) -> &'static str {
+        match self {
+            Self::DuplicateMac { .. } | Self::MulticastMac { .. } => {
+                "Give every NIC of the LPAR its own unicast MAC address (from the MAC seed)."
+            }
+            Self::DuplicateWwpn { .. } => {
+                "Give every FC port its own WWPN and migration WWPN, then retry."
+            }
+            Self::VfcIdOutOfRange { .. } | Self::DuplicateVfcId { .. } => {
+                "Pin each FC port to a distinct vfcID from 1 to 255, or remove the pin so the \
+                 destination assigns the smallest free one."
+            }
+            Self::VlanIdOutOfRange { .. } => "Set a VLAN ID from 0 to 4094.",
+            Self::NoSegment { .. } => "Name the network segment the NIC is attached to.",
+            Self::TooMany { .. } => "Remove devices from the LPAR configuration.",
+        }
+    }
+}
+
+impl From<ConfigError> for Emg {
+    fn from(e: ConfigError) -> Emg {
+        Emg::new(
+            Module::Management,
+            phase::INFORMATION,
+            e.cause(),
+            format!("LPAR configuration: {e}"),
+            e.action(),
+        )
+    }
+}
+
+impl From<ConfigError> for PartitionError {
+    fn from(e: ConfigError) -> PartitionError {
+        PartitionError::BadConfig { why: e.to_string() }
+    }
 }
 
 impl LparConfig {
@@ -31,7 +217,87 @@ impl LparConfig {
             vcpus: 2,
             memory_bytes: 1 << 30,
             program: "hot:64MiB".to_string(),
+            nics: vec![NicConfig {
+                segment: "seg-a".to_string(),
+                mode: DeviceMode::Shared,
+                mac: MacAddress([0x02, 0, 0, 0, 0, 0x01]),
+                mac_set_manually: false,
+                vlan_mode: VlanMode::Undef,
+                vlan_id: 0,
+            }],
+            fc_ports: vec![FcPortConfig {
+                port: 0,
+                mode: DeviceMode::Shared,
+                vfc_id: None,
+                wwpn: Wwpn::from_u64(0x5006_0e80_0000_0001),
+                migration_wwpn: Wwpn::from_u64(0x5006_0e80_0000_0081),
+            }],
         }
+    }
+
+    /// Checks the device configuration for nonsense no host could accept:
+    /// duplicate MACs or WWPNs, vfcID pins out of range or doubled, VLAN
+    /// IDs out of range, unnamed segments.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        use crate::state::{MAX_FC_HBAS, MAX_NICS};
+        if self.nics.len() > MAX_NICS {
+            return Err(ConfigError::TooMany {
+                what: "NICs",
+                count: self.nics.len(),
+                max: MAX_NICS,
+            });
+        }
+        if self.fc_ports.len() > MAX_FC_HBAS {
+            return Err(ConfigError::TooMany {
+                what: "FC ports",
+                count: self.fc_ports.len(),
+                max: MAX_FC_HBAS,
+            });
+        }
+        for (i, nic) in self.nics.iter().enumerate() {
+            if nic.segment.trim().is_empty() {
+                return Err(ConfigError::NoSegment { nic: i });
+            }
+            if nic.mac.0[0] & 1 != 0 {
+                return Err(ConfigError::MulticastMac {
+                    nic: i,
+                    mac: nic.mac,
+                });
+            }
+            if nic.vlan_id > MAX_VLAN_ID {
+                return Err(ConfigError::VlanIdOutOfRange {
+                    nic: i,
+                    vlan_id: nic.vlan_id,
+                });
+            }
+            if let Some(j) = self.nics[..i].iter().position(|n| n.mac == nic.mac) {
+                return Err(ConfigError::DuplicateMac {
+                    mac: nic.mac,
+                    nics: (j, i),
+                });
+            }
+        }
+        let mut wwpns = BTreeSet::new();
+        let mut pins = BTreeSet::new();
+        for (i, fc) in self.fc_ports.iter().enumerate() {
+            for wwpn in [fc.wwpn, fc.migration_wwpn] {
+                if !wwpns.insert(wwpn) {
+                    return Err(ConfigError::DuplicateWwpn { wwpn });
+                }
+            }
+            if let Some(vfc_id) = fc.vfc_id {
+                if vfc_id == 0 || vfc_id > MAX_VFC_ID {
+                    return Err(ConfigError::VfcIdOutOfRange { port: i, vfc_id });
+                }
+                if !pins.insert((fc.port, vfc_id)) {
+                    return Err(ConfigError::DuplicateVfcId {
+                        vfc_id,
+                        physical_port: fc.port,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn pages(&self) -> u64 {
@@ -66,6 +332,7 @@ impl LparConfig {
                 self.memory_bytes
             ));
         }
+        self.check()?;
         Ok(())
     }
 }
@@ -100,5 +367,79 @@ mod tests {
         let mut c = LparConfig::default_lpar();
         c.vcpus = 0;
         assert!(c.validate().unwrap_err().to_string().contains("vcpus is 0"));
+    }
+
+    #[test]
+    fn configs_without_devices_still_load() {
+        let old = r#"{"name":"a","number":1,"vcpus":1,"memory_bytes":4096,"program":"idle"}"#;
+        let c: LparConfig = serde_json::from_str(old).unwrap();
+        assert!(c.nics.is_empty() && c.fc_ports.is_empty());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn default_lpar_has_one_shared_nic_and_fc_port_and_round_trips() {
+        let c = LparConfig::default_lpar();
+        assert_eq!(c.nics.len(), 1);
+        assert_eq!(c.nics[0].segment, "seg-a");
+        assert_eq!(c.nics[0].mode, DeviceMode::Shared);
+        assert_eq!(c.fc_ports.len(), 1);
+        assert_eq!(c.fc_ports[0].mode, DeviceMode::Shared);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<LparConfig>(&json).unwrap(), c);
+    }
+
+    #[test]
+    fn nonsense_device_configs_are_refused_with_an_emg() {
+        let mut c = LparConfig::default_lpar();
+        c.nics.push(c.nics[0].clone());
+        let e = c.check().unwrap_err();
+        assert!(
+            matches!(e, ConfigError::DuplicateMac { nics: (0, 1), .. }),
+            "{e}"
+        );
+        assert!(Emg::from(e).to_string().starts_with("EMG"));
+
+        let mut c = LparConfig::default_lpar();
+        c.fc_ports[0].vfc_id = Some(0);
+        assert!(matches!(
+            c.check(),
+            Err(ConfigError::VfcIdOutOfRange { vfc_id: 0, .. })
+        ));
+        c.fc_ports[0].vfc_id = Some(MAX_VFC_ID + 1);
+        assert!(matches!(
+            c.check(),
+            Err(ConfigError::VfcIdOutOfRange { .. })
+        ));
+        c.fc_ports[0].vfc_id = Some(MAX_VFC_ID);
+        c.check().unwrap();
+
+        let mut c = LparConfig::default_lpar();
+        let mut second = c.fc_ports[0].clone();
+        second.wwpn = Wwpn::from_u64(2);
+        second.migration_wwpn = Wwpn::from_u64(3);
+        c.fc_ports.push(second.clone());
+        c.check().unwrap();
+        c.fc_ports[0].vfc_id = Some(4);
+        c.fc_ports[1].vfc_id = Some(4);
+        assert!(matches!(c.check(), Err(ConfigError::DuplicateVfcId { .. })));
+        c.fc_ports[1].port = 1;
+        c.check().unwrap();
+        c.fc_ports[1].migration_wwpn = c.fc_ports[0].wwpn;
+        assert!(matches!(c.check(), Err(ConfigError::DuplicateWwpn { .. })));
+
+        let mut c = LparConfig::default_lpar();
+        c.nics[0].vlan_id = 4095;
+        assert!(matches!(
+            c.check(),
+            Err(ConfigError::VlanIdOutOfRange { .. })
+        ));
+        let mut c = LparConfig::default_lpar();
+        c.nics[0].segment = " ".into();
+        assert!(matches!(c.check(), Err(ConfigError::NoSegment { nic: 0 })));
+        let mut c = LparConfig::default_lpar();
+        c.nics[0].mac = MacAddress([0x01, 0, 0x5e, 0, 0, 1]);
+        assert!(matches!(c.check(), Err(ConfigError::MulticastMac { .. })));
+        assert!(c.validate().unwrap_err().to_string().contains("multicast"));
     }
 }

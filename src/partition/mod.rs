@@ -16,7 +16,7 @@ pub mod sim;
 
 mod error;
 
-pub use config::LparConfig;
+pub use config::{ConfigError, DeviceMode, FcPortConfig, LparConfig, NicConfig};
 pub use error::PartitionError;
 pub use pages::PageSet;
 

@@ -19,9 +19,11 @@
 //! A Concurrent Maintenance (live) move sends `state.for_mode(Live)`; a
 //! Shutdown move sends `state.for_mode(Shutdown)`, which has none of the
 //! runtime items (`vcpus` empty, the live-only `Option`s `None`). The
-//! destination then applies [`DeviceState::assign_vfc_ids`], the
-//! [`exchange_identities`] result, [`LogicalRtc::adjust_for_host_offset`] and
-//! optionally [`DeviceState::compensate_suspension`].
+//! destination then applies the vfcID rule (per physical port, in
+//! `engine::switchover`; [`DeviceState::assign_vfc_ids`] is the single-pool
+//! form), the [`exchange_identities`] result,
+//! [`LogicalRtc::adjust_for_host_offset`] and optionally
+//! [`DeviceState::compensate_suspension`].
 
 mod body;
 pub mod chipset;

@@ -11,16 +11,23 @@
 //! Switchover  step:u8 (1 suspended, 2 ready, 3 commit, 4 running) timestamp_ns:u64 digest:u64
 //! Abort       see `abort`
 //! Keepalive   timestamp_ns:u64
+//! Identities  hbas:u8 (≤ MAX_IDENTITY_PORTS) { wwpn:[u8;8] migration_wwpn:[u8;8] } × hbas
+//!             nics:u8 (≤ MAX_IDENTITY_PORTS) { mac:[u8;6] set_manually:u8 (0 or 1) } × nics
 //! ```
+//!
+//! Identities goes destination → source before Ready: the identities the
+//! destination's LPAR slot held, which the source's slot takes over in the
+//! exchange of Table 1-2 (WWPN, migration WWPN, MAC: "Exchanged").
 
 use super::abort::{parse_emg, write_emg};
 use super::batch::PageBatch;
 use super::cursor::{Reader, put_string};
 use super::error::WireError;
 use super::header::{FrameKind, check_version};
-use super::limits::{MAX_AUTH_PROOF, MAX_IDENTITY_STRING};
+use super::limits::{MAX_AUTH_PROOF, MAX_IDENTITY_PORTS, MAX_IDENTITY_STRING};
 use crate::build_identity::BuildIdentity;
 use crate::emg::Emg;
+use crate::state::{HbaIdentity, Identities, MacAddress, NicIdentity, Wwpn};
 
 /// Identifies one migration on both hosts (and in their journals).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,6 +117,7 @@ pub enum Frame<'a> {
     Switchover(Switchover),
     Abort(Emg),
     Keepalive(Keepalive),
+    Identities(Identities),
 }
 
 impl<'a> Frame<'a> {
@@ -123,6 +131,7 @@ impl<'a> Frame<'a> {
             Frame::Switchover(_) => FrameKind::Switchover,
             Frame::Abort(_) => FrameKind::Abort,
             Frame::Keepalive(_) => FrameKind::Keepalive,
+            Frame::Identities(_) => FrameKind::Identities,
         }
     }
 
@@ -179,6 +188,36 @@ impl<'a> Frame<'a> {
             FrameKind::Keepalive => Frame::Keepalive(Keepalive {
                 timestamp_ns: r.u64()?,
             }),
+            FrameKind::Identities => {
+                let hbas = usize::from(r.u8()?);
+                if hbas > MAX_IDENTITY_PORTS {
+                    return Err(r.malformed("more FC port identities than the limit"));
+                }
+                let hbas = (0..hbas)
+                    .map(|_| {
+                        Ok(HbaIdentity {
+                            wwpn: Wwpn(r.array()?),
+                            migration_wwpn: Wwpn(r.array()?),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, WireError>>()?;
+                let nics = usize::from(r.u8()?);
+                if nics > MAX_IDENTITY_PORTS {
+                    return Err(r.malformed("more NIC identities than the limit"));
+                }
+                let nics = (0..nics)
+                    .map(|_| {
+                        let mac = MacAddress(r.array()?);
+                        let set_manually = match r.u8()? {
+                            0 => false,
+                            1 => true,
+                            _ => return Err(r.malformed("a NIC's manual-MAC flag is not 0 or 1")),
+                        };
+                        Ok(NicIdentity { mac, set_manually })
+                    })
+                    .collect::<Result<Vec<_>, WireError>>()?;
+                Frame::Identities(Identities { hbas, nics })
+            }
         };
         r.finish()?;
         Ok(frame)
@@ -227,6 +266,24 @@ impl<'a> Frame<'a> {
             }
             Frame::Abort(emg) => write_emg(emg, out),
             Frame::Keepalive(k) => out.extend_from_slice(&k.timestamp_ns.to_le_bytes()),
+            Frame::Identities(ids) => {
+                if ids.hbas.len() > MAX_IDENTITY_PORTS || ids.nics.len() > MAX_IDENTITY_PORTS {
+                    return Err(WireError::Malformed {
+                        kind: FrameKind::Identities,
+                        problem: "more identities than the limit",
+                    });
+                }
+                out.push(ids.hbas.len() as u8);
+                for h in &ids.hbas {
+                    out.extend_from_slice(&h.wwpn.0);
+                    out.extend_from_slice(&h.migration_wwpn.0);
+                }
+                out.push(ids.nics.len() as u8);
+                for n in &ids.nics {
+                    out.extend_from_slice(&n.mac.0);
+                    out.push(u8::from(n.set_manually));
+                }
+            }
         }
         Ok(())
     }

@@ -61,10 +61,11 @@ pub enum FrameKind {
     Switchover = 6,
     Abort = 7,
     Keepalive = 8,
+    Identities = 9,
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 8] = [
+    pub const ALL: [FrameKind; 9] = [
         FrameKind::Hello,
         FrameKind::LparConfig,
         FrameKind::PageBatch,
@@ -73,6 +74,7 @@ impl FrameKind {
         FrameKind::Switchover,
         FrameKind::Abort,
         FrameKind::Keepalive,
+        FrameKind::Identities,
     ];
 
     pub fn from_u8(byte: u8) -> Option<FrameKind> {
@@ -91,6 +93,7 @@ impl FrameKind {
             FrameKind::Switchover => limits::SWITCHOVER_PAYLOAD,
             FrameKind::Abort => limits::MAX_ABORT_PAYLOAD,
             FrameKind::Keepalive => limits::KEEPALIVE_PAYLOAD,
+            FrameKind::Identities => limits::MAX_IDENTITIES_PAYLOAD,
         }
     }
 
@@ -104,6 +107,7 @@ impl FrameKind {
             FrameKind::Switchover => "switchover",
             FrameKind::Abort => "abort",
             FrameKind::Keepalive => "keepalive",
+            FrameKind::Identities => "identities",
         }
     }
 }
@@ -206,6 +210,6 @@ mod tests {
             assert!(kind.max_payload() <= limits::MAX_FRAME_PAYLOAD);
         }
         assert_eq!(FrameKind::from_u8(0), None);
-        assert_eq!(FrameKind::from_u8(9), None);
+        assert_eq!(FrameKind::from_u8(10), None);
     }
 }

@@ -67,6 +67,15 @@ pub const SWITCHOVER_PAYLOAD: usize = 17;
 /// Keepalive: timestamp (u64).
 pub const KEEPALIVE_PAYLOAD: usize = 8;
 
+/// Most FC ports and most NICs one Identities frame may list (each count is
+/// bounded separately, so a hostile count cannot make the decoder allocate
+/// more than this many entries).
+pub const MAX_IDENTITY_PORTS: usize = 64;
+
+/// Identities: FC port count (u8), per port WWPN and migration WWPN (8 + 8
+/// bytes), NIC count (u8), per NIC MAC (6 bytes) and manual flag (u8).
+pub const MAX_IDENTITIES_PAYLOAD: usize = 2 + MAX_IDENTITY_PORTS * (16 + 7);
+
 /// The receive buffer never grows beyond one maximal frame plus this much
 /// read-ahead (so a reader can pull the next frame's start with the tail of
 /// the current one).

@@ -28,6 +28,7 @@
 //! | 6 | Switchover | step (suspended, ready, commit, running), timestamp, image digest | 17 bytes |
 //! | 7 | Abort | an [`Emg`](crate::emg::Emg): operands as integers, message and action as UTF-8 | [`MAX_ABORT_PAYLOAD`] |
 //! | 8 | Keepalive | timestamp | 8 bytes |
+//! | 9 | Identities | the destination slot's WWPN pairs and MACs (see [`frame`]) | [`MAX_IDENTITIES_PAYLOAD`] |
 //!
 //! Every payload is bounded by [`MAX_FRAME_PAYLOAD`]; the decoder checks the
 //! declared length against the kind's bound as soon as the header arrives,
@@ -50,7 +51,9 @@
 //!   │   (vCPUs stopped at t)                              │
 //!   │── PageBatch(final) … EndOfRound(final) ────────────▶│
 //!   │── Switchover(Suspended, t, image digest) ──────────▶│ final round is complete
-//!   │── DeviceState ─────────────────────────────────────▶│ load, verify digest
+//!   │── DeviceState ─────────────────────────────────────▶│ load, verify digest,
+//!   │                                                     │ apply device semantics
+//!   │◀──────────────── Identities (the slot's WWPNs, MACs) ─│ (version 2 on)
 //!   │◀──────────────────── Switchover(Ready, its digest) ─│
 //!   │── Switchover(Commit) ──────────────────────────────▶│ ownership passes
 //!   │◀─────────────────────────── Switchover(Running, t) ─│ first vCPU ran at t

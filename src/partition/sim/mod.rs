@@ -46,7 +46,7 @@ impl SimLpar {
         for (i, regs) in initial.iter().enumerate() {
             files.store_regs(i, regs);
         }
-        write_devices(&files.dir, &DeviceState::sample(config.vcpus as usize))?;
+        write_devices(&files.dir, &devices_for(config))?;
         Ok(Self::host(files, config.clone()))
     }
 
@@ -293,6 +293,52 @@ fn power_on_registers(config: &LparConfig) -> Result<Vec<Regs>, PartitionError> 
     (0..config.vcpus)
         .map(|i| program.initial_regs(i, config.vcpus, config.pages()))
         .collect()
+}
+
+/// The device state of a new LPAR: the sample's chipset, with the NICs
+/// and FC HBAs the configuration declares. An unpinned FC port takes vfcID
+/// `1 + index` here (a destination reassigns it at switchover).
+fn devices_for(config: &LparConfig) -> DeviceState {
+    use crate::state::{LogicalFcHba, LogicalNic, PciAddress};
+    let mut state = DeviceState::sample(config.vcpus as usize);
+    let nic_template = state.nics.first().cloned();
+    let hba_template = state.fc_hbas.first().cloned();
+    state.nics = match nic_template {
+        Some(t) => config
+            .nics
+            .iter()
+            .enumerate()
+            .map(|(i, n)| LogicalNic {
+                vnic_number: i as u8,
+                mac: n.mac,
+                mac_set_manually: n.mac_set_manually,
+                vlan_mode: n.vlan_mode,
+                vlan_id: n.vlan_id,
+                ..t.clone()
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    state.fc_hbas = match hba_template {
+        Some(t) => config
+            .fc_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| LogicalFcHba {
+                vfc_id: p.vfc_id.unwrap_or(1 + i as u16),
+                wwpn: p.wwpn,
+                migration_wwpn: p.migration_wwpn,
+                pci_address: PciAddress {
+                    bus: 0,
+                    device: 5 + i as u8,
+                    function: 0,
+                },
+                ..t.clone()
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    state
 }
 
 fn write_devices(dir: &Path, state: &DeviceState) -> Result<(), PartitionError> {
