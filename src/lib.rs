@@ -9,12 +9,17 @@
 //! | [`state`]     | the device-state model and its versioned binary encoding |
 //! | [`wire`]      | the migration stream: frames and page encodings |
 //! | [`transport`] | the migration path: N authenticated TCP streams, pacing, timeouts |
+//! | [`engine`]    | one migration, source and destination; the stage-code table |
+//! | [`agent`]     | the host: inventory, busy rules, migrations, the management server |
+//! | [`control`]   | the management protocol shared by `moverd` and `moverctl` |
 //!
 //! [`emg`] is the one error type every layer converts into. [`testbed`]
 //! builds test hosts (network namespaces) for tests and benchmarks.
 
+pub mod agent;
 pub mod build_identity;
 pub mod cli;
+pub mod control;
 pub mod emg;
 pub mod engine;
 pub mod partition;

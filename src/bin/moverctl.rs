@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use lpar_mover::cli::bench::{self, BenchArgs};
+use lpar_mover::cli::ctl;
 use lpar_mover::cli::demo::{self, DemoArgs};
 use lpar_mover::cli::selftest::{self, SelftestArgs};
 
@@ -12,12 +13,16 @@ use lpar_mover::cli::selftest::{self, SelftestArgs};
     about = "Drive lpar-mover agents: move LPARs between hosts"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: ctl::Global,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Agent(ctl::CtlCommand),
     /// Migrate the default LPAR live between two agents on this machine.
     Demo(DemoArgs),
     /// Repeat the demo's migration: median and spread of every figure.
@@ -31,8 +36,16 @@ enum Command {
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    // Usage errors exit 3 (clap's own help and version output exits 0).
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { 3 } else { 0 })
+    });
     let result = match cli.command {
+        Command::Agent(c) => ctl::run(&cli.global, c).or_else(|f| {
+            f.print(cli.global.json);
+            std::process::exit(f.exit_code())
+        }),
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Selftest(args) => selftest::run(&args),

@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the agent: serve the management protocol (see docs/protocol.md).
+    Serve(lpar_mover::agent::config::ServeArgs),
     /// One-shot: define an LPAR, receive it live, report as JSON, exit.
     Receive {
         #[command(flatten)]
@@ -111,6 +113,7 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     log::info!("{}", lpar_mover::build_identity::BuildIdentity::current());
     let result = match Cli::parse().command {
+        Command::Serve(args) => lpar_mover::agent::run(&args).map(|()| serde_json::Value::Null),
         Command::Receive {
             lpar,
             run_after_ms,

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod bench;
+pub mod ctl;
 pub mod demo;
 pub mod oneshot;
 pub mod plot;

@@ -27,6 +27,7 @@ mod lz4_policy;
 pub mod pump;
 pub mod report;
 pub mod source;
+pub mod stage;
 pub mod switchover;
 
 pub use error::EngineError;

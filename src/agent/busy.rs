@@ -1,0 +1,124 @@
+//! Operation deterrence (the manual's chapter 5, Table 5-2): which
+//! operations an LPAR accepts in which state.
+//!
+//! | LPAR state      | activate | deactivate | delete | migrate |
+//! |-----------------|----------|------------|--------|---------|
+//! | Act             | no (already) | yes    | no     | yes     |
+//! | Dea             | yes      | no (already) | yes  | no (live mode needs Act) |
+//! | Fai             | no       | no         | yes    | no      |
+//! | migrating       | busy     | busy       | busy   | busy    |
+//! | needs-recovery  | busy     | yes (the manual allows it) | busy | busy |
+//! | wwn-rollback-pending | busy | yes      | busy   | busy    |
+//!
+//! "busy" answers with the manual's message for the situation. The check and
+//! the state change that follows it happen under the inventory lock, so two
+//! concurrent requests cannot both pass (one migration per LPAR).
+
+use super::inventory::LparState;
+use crate::emg::{Emg, Module, phase};
+
+/// What an operator asks of an LPAR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Activate,
+    Deactivate,
+    Delete,
+    Migrate,
+}
+
+/// `phase` of the manual's "LPAR is busy" error (MMS Thread, `F003`).
+pub const PHASE_LPAR_BUSY: u16 = 0xF003;
+/// Reason operand the manual gives the "LPAR is busy" error.
+pub const REASON_LPAR_BUSY: u64 = 0x101;
+/// `phase` of the manual's "LPAR is deactivated" migration refusal (`F0a0`).
+pub const PHASE_LPAR_DEACTIVATED: u16 = 0xF0A0;
+
+/// Whether `op` may run on an LPAR named `name` in `state`.
+pub fn check(name: &str, state: LparState, op: Operation) -> Result<(), Emg> {
+    use LparState::*;
+    use Operation::*;
+    let refuse = |why: &str, action: &str| {
+        Err(Emg::new(
+            Module::Management,
+            phase::INFORMATION,
+            0x10,
+            format!("LPAR '{name}' is {}: {why}", state.label()),
+            action,
+        ))
+    };
+    match (state, op) {
+        (Migrating, _) => Err(Emg::new(
+            Module::Executor,
+            PHASE_LPAR_BUSY,
+            0x01,
+            format!(
+                "The specified LPAR is busy, please wait until another migration is completed. \
+                 (LPAR '{name}')"
+            ),
+            "Wait until the running migration of this LPAR ends (moverctl status), then retry.",
+        )
+        .reason(REASON_LPAR_BUSY)),
+        (NeedsRecovery | WwnRollbackPending, Deactivate) => Ok(()),
+        (NeedsRecovery | WwnRollbackPending, _) => Err(Emg::new(
+            Module::Recovery,
+            0x0011,
+            0x01,
+            format!(
+                "The specified LPAR is busy: '{name}' is {} after a failed migration.",
+                state.label()
+            ),
+            "Recover the LPAR first (moverctl recover); only deactivation is allowed until then.",
+        )),
+        (Act, Migrate | Deactivate) | (Dea, Activate | Delete) | (Fai, Delete) => Ok(()),
+        (Dea, Migrate) => Err(Emg::new(
+            Module::Executor,
+            PHASE_LPAR_DEACTIVATED,
+            0x01,
+            "The specified LPAR is deactivated. Can not execute LPAR migration.",
+            "Activate the LPAR (moverctl lpar activate) and retry.",
+        )),
+        (Act, Activate) => refuse("it is already activated", "Nothing to do."),
+        (Act, Delete) => refuse(
+            "an activated LPAR cannot be deleted",
+            "Deactivate it first (moverctl lpar deactivate).",
+        ),
+        (Dea, Deactivate) => refuse("it is already deactivated", "Nothing to do."),
+        (Fai, _) => refuse(
+            "its guest failed",
+            "Delete the LPAR and define it again (moverctl lpar delete).",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LparState::*;
+    use Operation::*;
+
+    #[test]
+    fn a_migrating_lpar_refuses_everything_with_the_busy_message() {
+        for op in [Activate, Deactivate, Delete, Migrate] {
+            let e = check("l", Migrating, op).unwrap_err();
+            assert!(e.message.starts_with("The specified LPAR is busy"), "{e}");
+            assert_eq!((e.phase, e.reason), (PHASE_LPAR_BUSY, REASON_LPAR_BUSY));
+        }
+    }
+
+    #[test]
+    fn an_lpar_needing_recovery_can_only_be_deactivated() {
+        assert!(check("l", NeedsRecovery, Deactivate).is_ok());
+        for op in [Activate, Delete, Migrate] {
+            let e = check("l", NeedsRecovery, op).unwrap_err();
+            assert!(e.action.contains("recover"), "{e}");
+        }
+    }
+
+    #[test]
+    fn live_migration_needs_an_activated_lpar() {
+        assert!(check("l", Act, Migrate).is_ok());
+        let e = check("l", Dea, Migrate).unwrap_err();
+        assert!(e.message.contains("deactivated"));
+        assert!(check("l", Fai, Migrate).is_err());
+    }
+}

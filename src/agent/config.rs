@@ -1,0 +1,379 @@
+//! The agent's configuration: a TOML file (`moverd serve --config <file>`)
+//! and flags that override it. Unknown keys are an error, so a typo never
+//! silently falls back to a default.
+//!
+//! ```toml
+//! name = "hostA"                       # host name, unique among agents
+//! listen = "0.0.0.0:7400"              # or a Unix socket path: "/run/moverd.sock"
+//! token_file = "/etc/moverd/token"     # access token, shared by the agents of one site
+//! state_dir = "/dev/shm/moverd"        # inventory.json and the LPARs' files
+//! auth_timeout_s = 30                  # close connections not authenticated by then
+//!
+//! [resources]
+//! cpus = 16
+//! memory = "64GiB"
+//! fc_ports = [{ name = "fc0", vfc_ids = [1, 2, 3, 4] }]
+//! nic_segments = ["1a", "1b"]
+//!
+//! [[paths]]                            # migration paths
+//! name = "mig0"
+//! addr = "192.168.50.1"
+//! interface = "eth1"                   # optional
+//! vlan = 100                           # optional
+//!
+//! [identity]
+//! hvm_model = "sim"
+//! time_zone = "UTC"
+//! ntp_servers = ["192.168.0.254"]
+//! ```
+
+use crate::emg::{Emg, Module, phase};
+use crate::transport::MigrationPath;
+use crate::units::parse_size;
+use serde::{Deserialize, Deserializer};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// Where `moverd serve` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub name: String,
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    pub token_file: PathBuf,
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub paths: Vec<MigrationPath>,
+    #[serde(default)]
+    pub identity: Identity,
+    /// Seconds a management connection may stay unauthenticated.
+    #[serde(default = "default_auth_timeout")]
+    pub auth_timeout_s: u64,
+}
+
+fn default_auth_timeout() -> u64 {
+    crate::control::AUTH_TIMEOUT.as_secs()
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    pub cpus: u32,
+    #[serde(deserialize_with = "size")]
+    pub memory: u64,
+    #[serde(default)]
+    pub fc_ports: Vec<FcPort>,
+    #[serde(default)]
+    pub nic_segments: Vec<String>,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            memory: 4 << 30,
+            fc_ports: Vec::new(),
+            nic_segments: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcPort {
+    pub name: String,
+    /// The vfcIDs this port can hand out.
+    pub vfc_ids: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub hvm_model: String,
+    pub time_zone: String,
+    #[serde(default)]
+    pub ntp_servers: Vec<String>,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity {
+            hvm_model: "sim".into(),
+            time_zone: "UTC".into(),
+            ntp_servers: Vec::new(),
+        }
+    }
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(b) => Ok(b),
+        Size::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// The flags of `moverd serve`; each overrides the file.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// The TOML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This host's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Management address: host:port, or a Unix socket path.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Migration path `<name>=<ipv4>[@<interface>][,vlan=<id>]`; repeatable,
+    /// replaces the file's paths.
+    #[arg(long = "path", value_parser = parse_path)]
+    pub paths: Vec<MigrationPath>,
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Host memory LPARs may use, e.g. 64GiB.
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+}
+
+fn config_error(message: String) -> Emg {
+    Emg::new(
+        Module::Management,
+        phase::INFORMATION,
+        0x01,
+        message,
+        "Fix the moverd configuration file or flags (see the example in the agent::config \
+         module documentation) and start moverd again.",
+    )
+}
+
+impl AgentConfig {
+    /// Reads the file (if any), applies the flags, checks the result.
+    pub fn load(args: &ServeArgs) -> Result<AgentConfig, Emg> {
+        let mut table = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| config_error(format!("cannot read {}: {e}", path.display())))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| config_error(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut set = |k: &str, v: toml::Value| {
+            table.insert(k.to_string(), v);
+        };
+        if let Some(n) = &args.name {
+            set("name", n.clone().into());
+        }
+        if let Some(l) = &args.listen {
+            set("listen", l.clone().into());
+        }
+        if let Some(d) = &args.state_dir {
+            set("state_dir", d.display().to_string().into());
+        }
+        if let Some(t) = &args.token_file {
+            set("token_file", t.display().to_string().into());
+        }
+        let file = args
+            .config
+            .as_deref()
+            .map_or("flags".to_string(), |p| p.display().to_string());
+        let mut config: AgentConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| config_error(format!("{file}: {e}")))?;
+        if let Some(c) = args.cpus {
+            config.resources.cpus = c;
+        }
+        if let Some(m) = args.memory {
+            config.resources.memory = m;
+        }
+        if !args.paths.is_empty() {
+            config.paths = args.paths.clone();
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), Emg> {
+        if self.name.is_empty() {
+            return Err(config_error("the host name is empty".into()));
+        }
+        crate::control::Address::parse(&self.listen).map_err(config_error)?;
+        for p in &self.paths {
+            p.validate()
+                .map_err(|e| config_error(format!("migration path '{}': {e}", p.name)))?;
+        }
+        Ok(())
+    }
+
+    /// Where the LPARs' shared-memory files live.
+    pub fn lpar_root(&self) -> PathBuf {
+        self.state_dir.join("lpars")
+    }
+
+    /// The migration path migrations use (the first configured), or
+    /// loopback when none is configured.
+    pub fn migration_path(&self) -> MigrationPath {
+        self.paths
+            .first()
+            .cloned()
+            .unwrap_or_else(|| MigrationPath::new("loopback", Ipv4Addr::LOCALHOST))
+    }
+
+    /// Reads the access token (whitespace around it ignored).
+    pub fn read_token(&self) -> Result<String, Emg> {
+        read_token(&self.token_file)
+    }
+}
+
+/// Reads an access token file; an empty token is refused.
+pub fn read_token(path: &Path) -> Result<String, Emg> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| config_error(format!("cannot read token file {}: {e}", path.display())))?;
+    let token = text.trim().to_string();
+    if token.is_empty() {
+        return Err(config_error(format!(
+            "token file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(token)
+}
+
+/// Parses `<name>=<ipv4>[@<interface>][,vlan=<id>]`.
+pub fn parse_path(text: &str) -> Result<MigrationPath, String> {
+    let usage = || format!("'{text}': expected <name>=<ipv4>[@<interface>][,vlan=<id>]");
+    let (name, rest) = text.split_once('=').ok_or_else(usage)?;
+    let (addr_iface, vlan) = match rest.split_once(',') {
+        Some((a, v)) => {
+            let id = v.strip_prefix("vlan=").ok_or_else(usage)?;
+            let id: u16 = id
+                .parse()
+                .map_err(|_| format!("'{text}': VLAN id '{id}' is not a number"))?;
+            (a, Some(id))
+        }
+        None => (rest, None),
+    };
+    let (addr, iface) = match addr_iface.split_once('@') {
+        Some((a, i)) => (a, Some(i.to_string())),
+        None => (addr_iface, None),
+    };
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("'{text}': '{addr}' is not an IPv4 address"))?;
+    let path = MigrationPath {
+        name: name.to_string(),
+        addr,
+        interface: iface,
+        vlan,
+    };
+    path.validate().map_err(|e| format!("'{text}': {e}"))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_flags_parse_every_part() {
+        let p = parse_path("mig0=10.0.0.1@eth1,vlan=100").unwrap();
+        assert_eq!(p.name, "mig0");
+        assert_eq!(p.addr, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(p.interface.as_deref(), Some("eth1"));
+        assert_eq!(p.vlan, Some(100));
+        let p = parse_path("m=127.0.0.1").unwrap();
+        assert_eq!((p.interface, p.vlan), (None, None));
+        assert!(parse_path("m=10.0.0.300").unwrap_err().contains("IPv4"));
+        assert!(parse_path("10.0.0.1").unwrap_err().contains("expected"));
+        assert!(parse_path("m=10.0.0.1,vlan=x").is_err());
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    const FULL: &str = r#"
+name = "hostA"
+listen = "/tmp/a.sock"
+token_file = "/etc/token"
+state_dir = "/dev/shm/a"
+[resources]
+cpus = 8
+memory = "16GiB"
+fc_ports = [{ name = "fc0", vfc_ids = [1, 2] }]
+nic_segments = ["1a"]
+[[paths]]
+name = "mig0"
+addr = "192.168.50.1"
+vlan = 7
+[identity]
+hvm_model = "sim"
+time_zone = "Asia/Tokyo"
+ntp_servers = ["10.0.0.1"]
+"#;
+
+    #[test]
+    fn the_file_is_read_and_flags_override_it() {
+        let f = write(FULL);
+        let args = ServeArgs {
+            config: Some(f.path().into()),
+            name: Some("hostB".into()),
+            memory: Some(1 << 30),
+            ..ServeArgs::default()
+        };
+        let c = AgentConfig::load(&args).unwrap();
+        assert_eq!(c.name, "hostB");
+        assert_eq!(c.listen, "/tmp/a.sock");
+        assert_eq!(c.resources.cpus, 8);
+        assert_eq!(c.resources.memory, 1 << 30);
+        assert_eq!(c.resources.fc_ports[0].vfc_ids, vec![1, 2]);
+        assert_eq!(c.paths[0].vlan, Some(7));
+        assert_eq!(c.identity.time_zone, "Asia/Tokyo");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let f = write(&FULL.replace("cpus = 8", "cpus = 8\ncpu_count = 3"));
+        let args = ServeArgs {
+            config: Some(f.path().into()),
+            ..ServeArgs::default()
+        };
+        let e = AgentConfig::load(&args).unwrap_err();
+        assert!(e.message.contains("cpu_count"), "{e}");
+    }
+
+    #[test]
+    fn flags_alone_suffice() {
+        let args = ServeArgs {
+            name: Some("h".into()),
+            state_dir: Some("/tmp/s".into()),
+            token_file: Some("/tmp/t".into()),
+            paths: vec![parse_path("m=127.0.0.1").unwrap()],
+            ..ServeArgs::default()
+        };
+        let c = AgentConfig::load(&args).unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert_eq!(c.migration_path().addr, Ipv4Addr::LOCALHOST);
+    }
+}

@@ -1,0 +1,581 @@
+//! Migrations as the agent runs them, on either side.
+//!
+//! ```text
+//! moverctl            source agent                          destination agent
+//! migrate ──────────▶ busy check, LPAR → migrating
+//!        ◀── {migration: id}
+//!                     0x4010 compare build identity (greeting)
+//!                     0x4020 prepare-incoming ───────────▶ room? define LPAR (migrating),
+//!                                                           listen on the migration path,
+//!                            ◀── {address, key, transfer_id} issue a one-time key
+//!                     0x4030 connect N streams (key) ─────▶ 0x5030 accept_streams
+//!                     0x4050 engine::source::migrate_live ▶ 0x5050 engine::destination::receive_live
+//!                            (progress events per round)
+//!                     0x4060 final copy, switchover
+//!                     0x4090 release the source LPAR        LPAR → Act   0x50a0
+//!                     0x40a0 completed
+//! ```
+//!
+//! A failure before commit leaves the LPAR running here (state back to
+//! Act) and the destination removes what it defined; the error, wherever
+//! it arose, travels unchanged to the client (`MIGRATION_FAILED`). Extend
+//! and cancel reach the engine through its [`MigrationControl`], and only
+//! in stage 0x4050.
+
+use super::Agent;
+use super::busy::{self, Operation};
+use super::inventory::LparState;
+use crate::control::{Address, Client, Command, Event, cause, protocol_error};
+use crate::emg::{Emg, Module, phase};
+use crate::engine::destination::receive_live;
+use crate::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
+use crate::engine::stage::Stage;
+use crate::engine::switchover::DestinationHost;
+use crate::partition::{LparConfig, PAGE_SIZE, Partition};
+use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, OneTimeKey, PathListener, connect_streams};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the destination waits for the source's streams.
+pub const ACCEPT_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the source gives the stream set-up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+/// What an operator sees of one migration.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Status {
+    pub stage: u16,
+    pub stage_text: String,
+    pub round: u32,
+    pub memory_bytes: u64,
+    pub remaining_bytes: u64,
+    pub rate_bytes_per_s: f64,
+    pub throttle_percent: u8,
+    pub timeout_s: u64,
+    pub error: Option<Emg>,
+    pub report: Option<Value>,
+}
+
+/// One migration, source or destination side.
+pub struct Migration {
+    pub id: u64,
+    pub lpar: String,
+    pub side: Side,
+    /// The other agent (source: the `--to` address; destination: its name).
+    pub peer: String,
+    control: Option<Arc<MigrationControl>>,
+    status: Mutex<Status>,
+}
+
+impl Migration {
+    fn new(id: u64, config: &LparConfig, side: Side, peer: &str, timeout_s: u64) -> Self {
+        let stage = match side {
+            Side::Source => Stage::SrcValidating,
+            Side::Destination => Stage::DstDefining,
+        };
+        Migration {
+            id,
+            lpar: config.name.clone(),
+            side,
+            peer: peer.to_string(),
+            control: (side == Side::Source)
+                .then(|| Arc::new(MigrationControl::new(Duration::from_secs(timeout_s)))),
+            status: Mutex::new(Status {
+                stage: stage.code(),
+                stage_text: stage.text().to_string(),
+                round: 0,
+                memory_bytes: config.memory_bytes,
+                remaining_bytes: config.memory_bytes,
+                rate_bytes_per_s: 0.0,
+                throttle_percent: 0,
+                timeout_s,
+                error: None,
+                report: None,
+            }),
+        }
+    }
+
+    pub fn status_json(&self) -> Value {
+        let s = self.status.lock().unwrap().clone();
+        let mut v = serde_json::to_value(s).expect("status serialises");
+        v["migration"] = json!(self.id);
+        v["lpar"] = json!(self.lpar);
+        v["side"] = json!(self.side);
+        v["peer"] = json!(self.peer);
+        v
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::from_code(self.status.lock().unwrap().stage).expect("stages come from the table")
+    }
+
+    /// Refuses operator control outside stage 0x4050 (the manual's rule).
+    fn in_control_stage(&self, what: &str) -> Result<&MigrationControl, Emg> {
+        let stage = self.stage();
+        match &self.control {
+            Some(c) if stage.accepts_operator_control() => Ok(c),
+            _ => Err(protocol_error(
+                cause::WRONG_STAGE,
+                format!(
+                    "{what} is accepted only during {}; migration {} ({} side) is at {stage}",
+                    Stage::SrcTransferringMemory,
+                    self.id,
+                    match self.side {
+                        Side::Source => "source",
+                        Side::Destination => "destination",
+                    }
+                ),
+                "Ask the source agent while the memory transfer runs (moverctl monitor shows \
+                 the stage).",
+            )),
+        }
+    }
+
+    pub fn extend(&self, seconds: u64) -> Result<Value, Emg> {
+        self.in_control_stage("Timeout extension")?
+            .extend(Duration::from_secs(seconds));
+        let mut s = self.status.lock().unwrap();
+        s.timeout_s += seconds;
+        Ok(json!({ "migration": self.id, "timeout_s": s.timeout_s }))
+    }
+
+    pub fn cancel(&self) -> Result<Value, Emg> {
+        self.in_control_stage("Cancel")?.cancel();
+        Ok(json!({ "migration": self.id, "cancelling": true }))
+    }
+}
+
+impl Agent {
+    fn enter(&self, m: &Migration, stage: Stage) {
+        {
+            let mut s = m.status.lock().unwrap();
+            s.stage = stage.code();
+            s.stage_text = stage.text().to_string();
+        }
+        log::info!("migration {} of '{}': {stage}", m.id, m.lpar);
+        self.publish(&Event::MigrationStage {
+            migration: m.id,
+            lpar: m.lpar.clone(),
+            stage: stage.code(),
+            text: stage.text().to_string(),
+        });
+    }
+
+    fn finish(&self, m: &Migration, result: Result<Value, Emg>) {
+        let (stage, event) = match result {
+            Ok(report) => {
+                m.status.lock().unwrap().report = Some(report.clone());
+                let stage = match m.side {
+                    Side::Source => Stage::SrcCompleted,
+                    Side::Destination => Stage::DstCompleted,
+                };
+                let event = Event::MigrationCompleted {
+                    migration: m.id,
+                    lpar: m.lpar.clone(),
+                    report,
+                };
+                (stage, event)
+            }
+            Err(error) => {
+                log::warn!("migration {} of '{}' failed: {error}", m.id, m.lpar);
+                m.status.lock().unwrap().error = Some(error.clone());
+                let stage = match m.side {
+                    Side::Source => Stage::SrcFailed,
+                    Side::Destination => Stage::DstFailed,
+                };
+                let event = Event::MigrationFailed {
+                    migration: m.id,
+                    lpar: m.lpar.clone(),
+                    error,
+                };
+                (stage, event)
+            }
+        };
+        self.enter(m, stage);
+        self.publish(&event);
+    }
+}
+
+/// The arguments of `migrate`.
+pub struct SourceRequest {
+    pub lpar: String,
+    pub to: String,
+    pub max_suspend_ms: Option<u64>,
+    pub bandwidth: Option<u64>,
+    pub streams: Option<usize>,
+    pub timeout_s: Option<u64>,
+}
+
+/// `migrate`: checks the busy rules, marks the LPAR migrating and starts the
+/// migration thread; replies with the migration id.
+pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg> {
+    let to = Address::parse(&req.to).map_err(|m| {
+        protocol_error(
+            cause::BAD_ARGUMENTS,
+            m,
+            "Give the destination agent as host:port or a socket path.",
+        )
+    })?;
+    let streams = req.streams.unwrap_or(DEFAULT_STREAMS);
+    if streams == 0 || streams > MAX_STREAMS {
+        return Err(protocol_error(
+            cause::BAD_ARGUMENTS,
+            format!("{streams} streams: the migration path takes 1 to {MAX_STREAMS}"),
+            "Choose a stream count from 1 to 64 (default 4).",
+        ));
+    }
+    let defaults = LiveOptions::default();
+    let timeout_s = req.timeout_s.unwrap_or(defaults.timeout.as_secs());
+    let (config, lpar) = {
+        let mut inv = agent.inventory.lock().unwrap();
+        let entry = inv.get(&req.lpar)?;
+        busy::check(&req.lpar, entry.state, Operation::Migrate)?;
+        let config = entry.config.clone();
+        let lpar = inv.lpar(&req.lpar)?;
+        inv.set_state(&req.lpar, LparState::Migrating)?;
+        (config, lpar)
+    };
+    let m = Arc::new(Migration::new(
+        agent.next_id(),
+        &config,
+        Side::Source,
+        &req.to,
+        timeout_s,
+    ));
+    agent.register(m.clone());
+    let options = LiveOptions {
+        migration_id: 0,
+        max_suspend: req
+            .max_suspend_ms
+            .map_or(defaults.max_suspend, Duration::from_millis),
+        timeout: Duration::from_secs(timeout_s),
+        bandwidth: req.bandwidth,
+    };
+    let id = m.id;
+    let a = agent.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("migrate-{id}"))
+        .spawn(move || run_source(&a, &m, lpar, config, &to, streams, options));
+    if let Err(e) = spawned {
+        let _ = agent
+            .inventory
+            .lock()
+            .unwrap()
+            .set_state(&req.lpar, LparState::Act);
+        return Err(Emg::new(
+            Module::Executor,
+            phase::CONNECT,
+            0x01,
+            format!("cannot start the migration thread: {e}"),
+            "The host is short of threads or memory; retry later.",
+        ));
+    }
+    log::info!("migration {id}: '{}' to {}", req.lpar, req.to);
+    Ok(json!({ "migration": id }))
+}
+
+fn run_source(
+    agent: &Arc<Agent>,
+    m: &Migration,
+    lpar: Arc<crate::partition::sim::SimLpar>,
+    config: LparConfig,
+    to: &Address,
+    streams: usize,
+    options: LiveOptions,
+) {
+    let result = source_steps(agent, m, lpar, &config, to, streams, options);
+    let mut inv = agent.inventory.lock().unwrap();
+    let result = match result {
+        Ok(report) => {
+            agent.enter(m, Stage::SrcReleasing);
+            // Ownership passed: the paused source copy is released.
+            inv.remove(&config.name).map(|()| report)
+        }
+        Err(e) => {
+            let state = if e.needs_recovery {
+                LparState::NeedsRecovery
+            } else {
+                LparState::Act
+            };
+            if let Err(pe) = inv.set_state(&config.name, state) {
+                log::error!(
+                    "cannot record LPAR '{}' as {}: {pe}",
+                    config.name,
+                    state.label()
+                );
+            }
+            Err(e)
+        }
+    };
+    drop(inv);
+    agent.finish(m, result);
+}
+
+fn source_steps(
+    agent: &Arc<Agent>,
+    m: &Migration,
+    lpar: Arc<crate::partition::sim::SimLpar>,
+    config: &LparConfig,
+    to: &Address,
+    streams: usize,
+    mut options: LiveOptions,
+) -> Result<Value, Emg> {
+    agent.enter(m, Stage::SrcValidating);
+    let mut client = Client::open(to, agent.token(), Module::MoverSource)?;
+    let theirs = client.greeting().clone();
+    let ours = agent.greeting();
+    if theirs.agent == ours.agent {
+        return Err(Emg::new(
+            Module::Executor,
+            phase::COMPATIBILITY,
+            0x01,
+            format!("source and destination are the same host ({})", ours.agent),
+            "Choose a different destination host.",
+        ));
+    }
+    if theirs.build.wire_protocol != ours.build.wire_protocol {
+        return Err(Emg::new(
+            Module::Executor,
+            phase::COMPATIBILITY,
+            0x02,
+            format!(
+                "incompatible builds: this host runs {}, {} runs {}",
+                ours.build, theirs.agent, theirs.build
+            ),
+            "Install the same lpar-mover release on both hosts.",
+        ));
+    }
+
+    agent.enter(m, Stage::SrcDefiningDestination);
+    let reply = client.call(Command::PrepareIncoming {
+        config: config.clone(),
+        streams,
+        source_agent: ours.agent.clone(),
+        source_migration: m.id,
+    })?;
+    let bad_reply = |what: &str| {
+        Emg::new(
+            Module::MoverSource,
+            phase::DEFINE,
+            0x02,
+            format!("the destination's prepare-incoming reply lacks a valid {what}: {reply}"),
+            "Install the same lpar-mover release on both hosts.",
+        )
+    };
+    let address: SocketAddr = reply["address"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| bad_reply("address"))?;
+    let key = reply["key"]
+        .as_str()
+        .and_then(|k| OneTimeKey::from_hex(k).ok())
+        .ok_or_else(|| bad_reply("key"))?;
+    let transfer_id = reply["transfer_id"]
+        .as_u64()
+        .ok_or_else(|| bad_reply("transfer_id"))?;
+    let remote_migration = reply["migration"].as_u64().unwrap_or(0);
+
+    agent.enter(m, Stage::SrcConnectingPath);
+    let path = agent.config.migration_path();
+    let out = connect_streams(&path, address, streams, &key, transfer_id, CONNECT_TIMEOUT)?;
+
+    agent.enter(m, Stage::SrcTransferringMemory);
+    options.migration_id = u128::from(transfer_id);
+    let control = m.control.clone().expect("source migrations have a control");
+    let memory_bytes = config.memory_bytes;
+    let mut progress = |p: &Progress| match p {
+        Progress::Round(r) => {
+            let remaining = (r.dirty_rate * r.duration_ms / 1000.0) as u64 * PAGE_SIZE as u64;
+            let remaining = remaining.min(memory_bytes);
+            {
+                let mut s = m.status.lock().unwrap();
+                s.round = r.round;
+                s.remaining_bytes = remaining;
+                s.rate_bytes_per_s = r.bandwidth;
+                s.throttle_percent = r.throttle;
+            }
+            agent.publish(&Event::MigrationProgress {
+                migration: m.id,
+                lpar: m.lpar.clone(),
+                round: r.round,
+                memory_bytes,
+                remaining_bytes: remaining,
+                rate_bytes_per_s: r.bandwidth,
+                throttle_percent: r.throttle,
+            });
+        }
+        Progress::Throttled(t) => {
+            log::info!(
+                "migration {}: rounds stopped shrinking, vCPUs throttled to {t}%",
+                m.id
+            );
+            m.status.lock().unwrap().throttle_percent = *t;
+        }
+        Progress::Suspending { pages } => {
+            m.status.lock().unwrap().remaining_bytes = pages * PAGE_SIZE as u64;
+            agent.enter(m, Stage::SrcFinalCopy);
+        }
+    };
+    let started = Instant::now();
+    let report = migrate_live(
+        lpar as Arc<dyn Partition>,
+        out,
+        &options,
+        &control,
+        &mut progress,
+    )
+    .map_err(|e| e.emg(Module::MoverSource))?;
+    log::info!(
+        "migration {}: '{}' now runs on {} (destination migration {remote_migration}) after {:.1} ms",
+        m.id,
+        m.lpar,
+        theirs.agent,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(json!({
+        "source": report,
+        "destination_agent": theirs.agent,
+        "destination_migration": remote_migration,
+    }))
+}
+
+/// `prepare-incoming`: the destination side. Checks room, defines the LPAR
+/// (state `migrating`), opens a migration-path listener and a one-time key,
+/// and starts the thread that receives the LPAR.
+pub fn prepare_incoming(
+    agent: &Arc<Agent>,
+    mut config: LparConfig,
+    streams: usize,
+    source_agent: &str,
+    source_migration: u64,
+) -> Result<Value, Emg> {
+    if streams == 0 || streams > MAX_STREAMS {
+        return Err(protocol_error(
+            cause::BAD_ARGUMENTS,
+            format!("{streams} streams: the migration path takes 1 to {MAX_STREAMS}"),
+            "Choose a stream count from 1 to 64.",
+        ));
+    }
+    let lpar = {
+        let mut inv = agent.inventory.lock().unwrap();
+        if inv.contains(&config.name) {
+            return Err(Emg::new(
+                Module::MoverDestination,
+                phase::DEFINE,
+                0x03,
+                format!(
+                    "An LPAR named '{}' is already defined on the destination host {}.",
+                    config.name, agent.config.name
+                ),
+                "Delete or rename the LPAR on the destination, or choose another destination.",
+            ));
+        }
+        agent.check_resources(&inv, &config, Module::MoverDestination)?;
+        config.number = inv.names().len() as u32 + 1;
+        inv.define(&config, LparState::Migrating)?
+    };
+    let undefine = |agent: &Agent| {
+        if let Err(e) = agent.inventory.lock().unwrap().remove(&config.name) {
+            log::error!("cannot remove the incoming LPAR '{}': {e}", config.name);
+        }
+    };
+    let listener = match PathListener::bind(&agent.config.migration_path(), 0) {
+        Ok(l) => l,
+        Err(e) => {
+            drop(lpar);
+            undefine(agent);
+            return Err(e.into());
+        }
+    };
+    let key = match listener.issue_key() {
+        Ok(k) => k,
+        Err(e) => {
+            drop(lpar);
+            undefine(agent);
+            return Err(e.into());
+        }
+    };
+    let mut id_bytes = [0u8; 8];
+    crate::transport::os_random(&mut id_bytes)?;
+    let transfer_id = u64::from_le_bytes(id_bytes);
+    let m = Arc::new(Migration::new(
+        agent.next_id(),
+        &config,
+        Side::Destination,
+        source_agent,
+        0,
+    ));
+    agent.register(m.clone());
+    let reply = json!({
+        "migration": m.id,
+        "address": listener.local_addr().to_string(),
+        "key": key.to_hex(),
+        "transfer_id": transfer_id,
+    });
+    log::info!(
+        "migration {}: receiving '{}' from {source_agent} (its migration {source_migration})",
+        m.id,
+        config.name
+    );
+    agent.enter(&m, Stage::DstWaitingForPath);
+    // Every vfcID free and identities derived from the LPAR's: the agent
+    // does not yet keep per-host FC and NIC pools (see agent::config).
+    let host = DestinationHost::open_for(&config);
+    let a = agent.clone();
+    let name = config.name.clone();
+    std::thread::Builder::new()
+        .name(format!("receive-{}", m.id))
+        .spawn(move || {
+            let result = (|| {
+                let inn = listener.accept_streams(
+                    streams,
+                    &key,
+                    transfer_id,
+                    Instant::now() + ACCEPT_DEADLINE,
+                )?;
+                a.enter(&m, Stage::DstReceivingMemory);
+                receive_live(lpar.clone() as Arc<dyn Partition>, inn, &host)
+                    .map_err(|e| e.emg(Module::MoverDestination))
+            })();
+            drop(lpar);
+            let result = match result {
+                Ok(report) => a
+                    .inventory
+                    .lock()
+                    .unwrap()
+                    .set_state(&name, LparState::Act)
+                    .map(|()| json!({ "destination": report })),
+                Err(e) => {
+                    // Before commit nothing here owns the LPAR: discard it.
+                    undefine_named(&a, &name);
+                    Err(e)
+                }
+            };
+            a.finish(&m, result);
+        })
+        .map_err(|e| {
+            Emg::new(
+                Module::MoverDestination,
+                phase::DEFINE,
+                0x04,
+                format!("cannot start the receiving thread: {e}"),
+                "The host is short of threads or memory; retry later.",
+            )
+        })?;
+    Ok(reply)
+}
+
+fn undefine_named(agent: &Agent, name: &str) {
+    if let Err(e) = agent.inventory.lock().unwrap().remove(name) {
+        log::error!("cannot remove the incoming LPAR '{name}': {e}");
+    }
+}

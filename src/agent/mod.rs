@@ -1,0 +1,301 @@
+//! The host: the LPAR inventory, the busy rules, migrations in both
+//! directions and the management server that exposes them.
+//!
+//! ```text
+//! server (thread per connection) ── Command ──▶ Agent::handle
+//!                                                 ├ lpar-*  : inventory (+ busy rules), under one lock
+//!                                                 ├ migrate : migration::start_source  ─ thread ─▶ destination agent
+//!                                                 ├ prepare-incoming: migration::prepare_incoming ─ thread
+//!                                                 └ status / extend / cancel: the migration table
+//! migration threads ── Event ──▶ EventBus ──▶ every authenticated connection
+//! ```
+
+pub mod busy;
+pub mod config;
+pub mod inventory;
+pub mod migration;
+pub mod server;
+
+use crate::build_identity::BuildIdentity;
+use crate::control::{Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error};
+use crate::emg::{Emg, Module, phase};
+use crate::partition::{LparConfig, Vcpus};
+use busy::Operation;
+use config::{AgentConfig, ServeArgs};
+use crossbeam::channel::{Sender, TrySendError};
+use inventory::{Inventory, LparState};
+use migration::Migration;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One running agent.
+pub struct Agent {
+    pub config: AgentConfig,
+    token: String,
+    pub inventory: Mutex<Inventory>,
+    migrations: Mutex<BTreeMap<u64, Arc<Migration>>>,
+    pub events: EventBus,
+    next_id: AtomicU64,
+}
+
+/// Starts the agent from `args` and serves until the process ends.
+pub fn run(args: &ServeArgs) -> Result<(), Emg> {
+    let config = AgentConfig::load(args)?;
+    let token = config.read_token()?;
+    let (inventory, notes) = Inventory::open(&config.name, &config.state_dir, &config.lpar_root())?;
+    for n in notes {
+        log::info!("{n}");
+    }
+    let agent = Arc::new(Agent {
+        config,
+        token,
+        inventory: Mutex::new(inventory),
+        migrations: Mutex::new(BTreeMap::new()),
+        events: EventBus::default(),
+        next_id: AtomicU64::new(1),
+    });
+    server::serve(agent)
+}
+
+impl Agent {
+    pub fn greeting(&self) -> Greeting {
+        Greeting {
+            agent: self.config.name.clone(),
+            build: BuildIdentity::current(),
+            protocol: PROTOCOL_VERSION,
+        }
+    }
+
+    /// Compares `presented` with the token in constant time.
+    pub fn token_matches(&self, presented: &str) -> bool {
+        constant_time_eq::constant_time_eq(presented.as_bytes(), self.token.as_bytes())
+    }
+
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Serves one authenticated request.
+    pub fn handle(self: &Arc<Self>, command: Command) -> Result<Value, Emg> {
+        match command {
+            Command::Authenticate { .. } => Ok(json!({})),
+            Command::LparCreate {
+                name,
+                vcpus,
+                memory_bytes,
+                program,
+            } => self.lpar_create(LparConfig {
+                name,
+                number: 0,
+                vcpus,
+                memory_bytes,
+                program,
+                nics: Vec::new(),
+                fc_ports: Vec::new(),
+            }),
+            Command::LparList {} => {
+                let inv = self.inventory.lock().unwrap();
+                let lpars: Result<Vec<Value>, Emg> =
+                    inv.names().iter().map(|n| inv.describe(n)).collect();
+                Ok(json!({ "host": self.config.name, "lpars": lpars? }))
+            }
+            Command::LparShow { name } => self.inventory.lock().unwrap().describe(&name),
+            Command::LparActivate { name } => self.lpar_op(&name, Operation::Activate),
+            Command::LparDeactivate { name } => self.lpar_op(&name, Operation::Deactivate),
+            Command::LparDelete { name } => self.lpar_op(&name, Operation::Delete),
+            Command::Migrate {
+                lpar,
+                to,
+                max_suspend_ms,
+                bandwidth,
+                streams,
+                timeout_s,
+            } => migration::start_source(
+                self,
+                migration::SourceRequest {
+                    lpar,
+                    to,
+                    max_suspend_ms,
+                    bandwidth,
+                    streams,
+                    timeout_s,
+                },
+            ),
+            Command::Status { id } => match id {
+                Some(id) => Ok(self.migration(id)?.status_json()),
+                None => {
+                    let all: Vec<Value> = self
+                        .migrations
+                        .lock()
+                        .unwrap()
+                        .values()
+                        .map(|m| {
+                            // Summaries only: reports are per migration,
+                            // and a long list must stay under MAX_LINE.
+                            let mut v = m.status_json();
+                            if let Some(o) = v.as_object_mut() {
+                                o.remove("report");
+                            }
+                            v
+                        })
+                        .collect();
+                    Ok(json!({ "migrations": all }))
+                }
+            },
+            Command::Extend { id, seconds } => self.migration(id)?.extend(seconds),
+            Command::Cancel { id } => self.migration(id)?.cancel(),
+            Command::PrepareIncoming {
+                config,
+                streams,
+                source_agent,
+                source_migration,
+            } => {
+                migration::prepare_incoming(self, config, streams, &source_agent, source_migration)
+            }
+        }
+    }
+
+    fn migration(&self, id: u64) -> Result<Arc<Migration>, Emg> {
+        self.migrations
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| {
+                protocol_error(
+                    cause::NO_SUCH_MIGRATION,
+                    format!("no migration {id} on host {}", self.config.name),
+                    "List the migrations with moverctl status.",
+                )
+            })
+    }
+
+    fn register(&self, m: Arc<Migration>) {
+        self.migrations.lock().unwrap().insert(m.id, m);
+    }
+
+    /// Checks that the host has room for `config` beside what it holds.
+    fn check_resources(
+        &self,
+        inv: &Inventory,
+        config: &LparConfig,
+        module: Module,
+    ) -> Result<(), Emg> {
+        let r = &self.config.resources;
+        let free = r.memory.saturating_sub(inv.memory_in_use());
+        if config.memory_bytes > free {
+            return Err(Emg::new(
+                module,
+                phase::DEFINE,
+                0xF00B,
+                format!(
+                    "There is not enough memory to activate the specified LPAR. \
+                     '{}' needs {}, host {} has {} free of {}.",
+                    config.name,
+                    crate::units::format_size(config.memory_bytes),
+                    self.config.name,
+                    crate::units::format_size(free),
+                    crate::units::format_size(r.memory),
+                ),
+                "Free memory on that host (deactivate and delete LPARs there) or choose \
+                 another host.",
+            ));
+        }
+        if config.vcpus > r.cpus {
+            return Err(Emg::new(
+                module,
+                phase::ACTIVATE,
+                0x8000_0001,
+                format!(
+                    "Could not activate: not enough CPU. '{}' has {} vCPUs, host {} has {} CPUs.",
+                    config.name, config.vcpus, self.config.name, r.cpus
+                ),
+                "Give the LPAR fewer vCPUs or choose a host with more CPUs.",
+            ));
+        }
+        Ok(())
+    }
+
+    fn lpar_create(&self, mut config: LparConfig) -> Result<Value, Emg> {
+        let mut inv = self.inventory.lock().unwrap();
+        config.number = inv.names().len() as u32 + 1;
+        self.check_resources(&inv, &config, Module::Management)?;
+        inv.define(&config, LparState::Dea)?;
+        log::info!("defined LPAR '{}'", config.name);
+        inv.describe(&config.name)
+    }
+
+    fn lpar_op(&self, name: &str, op: Operation) -> Result<Value, Emg> {
+        let mut inv = self.inventory.lock().unwrap();
+        let state = inv.get(name)?.state;
+        busy::check(name, state, op)?;
+        match op {
+            Operation::Activate => {
+                inv.lpar(name)?.resume().map_err(|e| e.emg())?;
+                inv.set_state(name, LparState::Act)?;
+            }
+            Operation::Deactivate => {
+                if let Ok(l) = inv.lpar(name) {
+                    l.pause().map_err(|e| e.emg())?;
+                }
+                if state == LparState::Act {
+                    inv.set_state(name, LparState::Dea)?;
+                }
+            }
+            Operation::Delete => {
+                inv.remove(name)?;
+                log::info!("deleted LPAR '{name}'");
+                return Ok(json!({ "name": name, "deleted": true }));
+            }
+            Operation::Migrate => unreachable!("migrations start in migration::start_source"),
+        }
+        inv.describe(name)
+    }
+
+    /// Sends `event` to every subscribed connection.
+    pub fn publish(&self, event: &Event) {
+        self.events.publish(event);
+    }
+}
+
+/// Fan-out of events to the connections. Each subscriber has a bounded
+/// queue; one that falls that far behind is dropped from the events (it
+/// still gets its replies), so a stuck client never blocks a migration.
+#[derive(Default)]
+pub struct EventBus {
+    subscribers: Mutex<Vec<(u64, Sender<String>)>>,
+    next: AtomicU64,
+}
+
+impl EventBus {
+    pub fn subscribe(&self, tx: Sender<String>) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.subscribers.lock().unwrap().push((id, tx));
+        id
+    }
+
+    pub fn unsubscribe(&self, id: u64) {
+        self.subscribers.lock().unwrap().retain(|(i, _)| *i != id);
+    }
+
+    pub fn publish(&self, event: &Event) {
+        let line = event.encode();
+        self.subscribers
+            .lock()
+            .unwrap()
+            .retain(|(id, tx)| match tx.try_send(line.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    log::warn!("connection {id} fell behind: no more events for it");
+                    false
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            });
+    }
+}

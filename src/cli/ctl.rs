@@ -1,0 +1,438 @@
+//! `moverctl`'s agent commands: a thin client over the management protocol
+//! (`control`). Each prints a human summary, or with `--json` the agent's
+//! reply as one JSON object.
+//!
+//! Exit codes: 0 success, 1 refused (the agent answered the request with an
+//! error: validation, busy rules, unknown LPAR), 2 failed (the operation
+//! started and failed, or the agent could not be reached), 3 usage.
+
+use crate::control::{Address, Client, Command, Event};
+use crate::emg::{Emg, Module};
+use crate::engine::stage::Stage;
+use crate::units::{format_size, parse_size};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options every agent command takes.
+#[derive(Args, Clone, Debug)]
+pub struct Global {
+    /// The agent: host:port or a Unix socket path.
+    #[arg(long, global = true, env = "MOVER_AGENT", default_value = crate::agent::config::DEFAULT_LISTEN)]
+    pub agent: String,
+    /// File holding the agent's access token.
+    #[arg(long, global = true, env = "MOVER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CtlCommand {
+    /// Define, list, show, activate, deactivate or delete LPARs.
+    #[command(subcommand)]
+    Lpar(LparCommand),
+    /// Migrate an LPAR live to another agent; waits and prints the report.
+    Migrate(MigrateArgs),
+    /// The state of one migration, or of all this agent knows.
+    Status { id: Option<u64> },
+    /// Follow a migration: stage, remaining memory and rate, until it ends.
+    Monitor { id: u64 },
+    /// Extend a migration's timeout (stage 0x4050 only).
+    Extend { id: u64, seconds: u64 },
+    /// Cancel a migration (stage 0x4050 only); the LPAR keeps running.
+    Cancel { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LparCommand {
+    /// Define an LPAR (deactivated).
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 2)]
+        vcpus: u32,
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        memory: u64,
+        /// The guest program (`idle`, `hot:<size>`, `sweep`, `skewed`, …).
+        #[arg(long, default_value = "idle")]
+        program: String,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    Activate {
+        name: String,
+    },
+    Deactivate {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    pub lpar: String,
+    /// The destination agent: host:port or a Unix socket path.
+    #[arg(long)]
+    pub to: String,
+    #[arg(long)]
+    pub max_suspend_ms: Option<u64>,
+    /// Migration path cap, bytes per second (e.g. 100MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub bandwidth: Option<u64>,
+    #[arg(long)]
+    pub streams: Option<usize>,
+    /// Give up after this many seconds (default 900), LPAR left on the source.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Print the migration id and return at once.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// How a command ended, when not well.
+#[derive(Debug)]
+pub enum Failure {
+    /// The agent refused the request (exit 1).
+    Refused(Emg),
+    /// The operation failed, or the agent could not be reached (exit 2).
+    Failed(Emg),
+    /// Bad usage (exit 3).
+    Usage(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Refused(_) => 1,
+            Failure::Failed(_) => 2,
+            Failure::Usage(_) => 3,
+        }
+    }
+
+    /// Prints the failure: EMG format with its action, or JSON.
+    pub fn print(&self, json: bool) {
+        match (self, json) {
+            (Failure::Refused(e) | Failure::Failed(e), true) => {
+                println!("{}", json!({ "error": e, "emg": e.to_string() }))
+            }
+            (Failure::Refused(e) | Failure::Failed(e), false) => eprintln!("{e}"),
+            (Failure::Usage(m), _) => eprintln!("moverctl: {m}"),
+        }
+    }
+}
+
+fn connect(g: &Global) -> Result<Client, Failure> {
+    let address = Address::parse(&g.agent).map_err(Failure::Usage)?;
+    let token_file = g.token_file.as_ref().ok_or_else(|| {
+        Failure::Usage("no token file: give --token-file or set MOVER_TOKEN_FILE".into())
+    })?;
+    let token = crate::agent::config::read_token(token_file).map_err(|mut e| {
+        e.module = Module::Client;
+        e.action = "Give --token-file (or MOVER_TOKEN_FILE) a readable file holding the \
+                    agent's access token."
+            .into();
+        Failure::Usage(e.to_string())
+    })?;
+    let mut client = Client::connect(&address, Module::Client).map_err(Failure::Failed)?;
+    client
+        .call(Command::Authenticate { token })
+        .map_err(Failure::Refused)?;
+    Ok(client)
+}
+
+/// Runs one agent command.
+pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
+    let mut client = connect(g)?;
+    let call = |c: &mut Client, cmd| c.call(cmd).map_err(Failure::Refused);
+    match command {
+        CtlCommand::Lpar(l) => {
+            let reply = match l {
+                LparCommand::Create {
+                    name,
+                    vcpus,
+                    memory,
+                    program,
+                } => call(
+                    &mut client,
+                    Command::LparCreate {
+                        name,
+                        vcpus,
+                        memory_bytes: memory,
+                        program,
+                    },
+                )?,
+                LparCommand::List => {
+                    let reply = call(&mut client, Command::LparList {})?;
+                    if !g.json {
+                        print_lpars(&reply);
+                        return Ok(());
+                    }
+                    reply
+                }
+                LparCommand::Show { name } => call(&mut client, Command::LparShow { name })?,
+                LparCommand::Activate { name } => {
+                    call(&mut client, Command::LparActivate { name })?
+                }
+                LparCommand::Deactivate { name } => {
+                    call(&mut client, Command::LparDeactivate { name })?
+                }
+                LparCommand::Delete { name } => call(&mut client, Command::LparDelete { name })?,
+            };
+            print_value(g, &reply);
+            Ok(())
+        }
+        CtlCommand::Migrate(a) => migrate(g, &mut client, a),
+        CtlCommand::Status { id } => {
+            let reply = call(&mut client, Command::Status { id })?;
+            if g.json {
+                println!("{reply}");
+            } else if id.is_some() {
+                print_status(&reply);
+            } else {
+                for m in reply["migrations"].as_array().into_iter().flatten() {
+                    print_status(m);
+                }
+            }
+            Ok(())
+        }
+        CtlCommand::Monitor { id } => monitor(g, &mut client, id),
+        CtlCommand::Extend { id, seconds } => {
+            let reply = call(&mut client, Command::Extend { id, seconds })?;
+            print_value(g, &reply);
+            Ok(())
+        }
+        CtlCommand::Cancel { id } => {
+            let reply = call(&mut client, Command::Cancel { id })?;
+            print_value(g, &reply);
+            Ok(())
+        }
+    }
+}
+
+fn print_value(g: &Global, v: &Value) {
+    if g.json {
+        println!("{v}");
+    } else if let Some(m) = v.as_object() {
+        for (k, v) in m {
+            println!(
+                "{k:<20} {}",
+                v.as_str().map_or(v.to_string(), str::to_string)
+            );
+        }
+    }
+}
+
+fn print_lpars(reply: &Value) {
+    println!(
+        "{:<20} {:<16} {:>5} {:>10}  program",
+        "LPAR", "state", "vCPUs", "memory"
+    );
+    for l in reply["lpars"].as_array().into_iter().flatten() {
+        println!(
+            "{:<20} {:<16} {:>5} {:>10}  {}",
+            l["name"].as_str().unwrap_or(""),
+            l["state"].as_str().unwrap_or(""),
+            l["vcpus"],
+            format_size(l["memory_bytes"].as_u64().unwrap_or(0)),
+            l["program"].as_str().unwrap_or("")
+        );
+    }
+}
+
+fn print_status(s: &Value) {
+    let stage = s["stage"].as_u64().unwrap_or(0) as u16;
+    println!(
+        "migration {} {} ({}, peer {}): Stage = 0x{stage:04x}: {}; remaining {} of {}, {}/s",
+        s["migration"],
+        s["lpar"].as_str().unwrap_or(""),
+        s["side"].as_str().unwrap_or(""),
+        s["peer"].as_str().unwrap_or(""),
+        s["stage_text"].as_str().unwrap_or(""),
+        format_size(s["remaining_bytes"].as_u64().unwrap_or(0)),
+        format_size(s["memory_bytes"].as_u64().unwrap_or(0)),
+        format_size(s["rate_bytes_per_s"].as_f64().unwrap_or(0.0) as u64),
+    );
+    if let Ok(e) = serde_json::from_value::<Emg>(s["error"].clone()) {
+        println!("  {e}");
+    }
+}
+
+/// How often a waiting client checks the migration's status when no event
+/// arrives (events may be dropped for a client that falls behind).
+const POLL: Duration = Duration::from_secs(2);
+
+/// Waits for migration `id` to end, handing every event of it to `on_event`.
+/// Returns the report, or the migration's error.
+fn wait(client: &mut Client, id: u64, on_event: &mut dyn FnMut(&Event)) -> Result<Value, Failure> {
+    loop {
+        match client.next_event(POLL).map_err(Failure::Failed)? {
+            Some(e) if e.migration() == id => {
+                on_event(&e);
+                match e {
+                    Event::MigrationCompleted { report, .. } => return Ok(report),
+                    Event::MigrationFailed { error, .. } => return Err(Failure::Failed(error)),
+                    _ => {}
+                }
+            }
+            Some(_) => {}
+            None => {
+                let s = client
+                    .call(Command::Status { id: Some(id) })
+                    .map_err(Failure::Failed)?;
+                let stage = Stage::from_code(s["stage"].as_u64().unwrap_or(0) as u16);
+                if stage.is_some_and(Stage::is_final) {
+                    if let Ok(e) = serde_json::from_value::<Emg>(s["error"].clone()) {
+                        return Err(Failure::Failed(e));
+                    }
+                    return Ok(s["report"].clone());
+                }
+            }
+        }
+    }
+}
+
+fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result<(), Failure> {
+    let reply = client
+        .call(Command::Migrate {
+            lpar: a.lpar.clone(),
+            to: a.to.clone(),
+            max_suspend_ms: a.max_suspend_ms,
+            bandwidth: a.bandwidth,
+            streams: a.streams,
+            timeout_s: a.timeout,
+        })
+        .map_err(Failure::Refused)?;
+    let id = reply["migration"]
+        .as_u64()
+        .ok_or_else(|| Failure::Usage(format!("the agent's reply has no migration id: {reply}")))?;
+    if a.no_wait {
+        print_value(g, &reply);
+        return Ok(());
+    }
+    if !g.json {
+        println!("migration {id}: {} to {}", a.lpar, a.to);
+    }
+    let json = g.json;
+    let report = wait(client, id, &mut |e| {
+        if json {
+            return;
+        }
+        match e {
+            Event::MigrationStage { stage, text, .. } => println!("Stage = 0x{stage:04x}: {text}"),
+            Event::MigrationProgress {
+                round,
+                remaining_bytes,
+                rate_bytes_per_s,
+                throttle_percent,
+                ..
+            } => println!(
+                "  round {round}: remaining {}, {}/s, throttle {throttle_percent}%",
+                format_size(*remaining_bytes),
+                format_size(*rate_bytes_per_s as u64)
+            ),
+            _ => {}
+        }
+    })?;
+    if g.json {
+        println!("{}", json!({ "migration": id, "report": report }));
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn print_report(r: &Value) {
+    let s = &r["source"];
+    println!(
+        "Migration completed! now on {}",
+        r["destination_agent"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  total {:.1} ms, {} rounds, {} sent for {} of memory, throttle {}%",
+        s["total_ms"].as_f64().unwrap_or(0.0),
+        s["rounds"].as_array().map_or(0, Vec::len),
+        format_size(s["bytes_sent"].as_u64().unwrap_or(0)),
+        format_size(s["memory_bytes"].as_u64().unwrap_or(0)),
+        s["throttle"]
+    );
+    let p = &s["suspension"];
+    println!(
+        "  suspension {:.3} ms (final copy {:.3}, device state {:.3}, load+verify {:.3}, resume {:.3}); verified: {}",
+        p["total_ms"].as_f64().unwrap_or(0.0),
+        p["final_copy_ms"].as_f64().unwrap_or(0.0),
+        p["device_state_ms"].as_f64().unwrap_or(0.0),
+        p["load_verify_ms"].as_f64().unwrap_or(0.0),
+        p["resume_ms"].as_f64().unwrap_or(0.0),
+        s["verified"]
+    );
+}
+
+fn monitor(g: &Global, client: &mut Client, id: u64) -> Result<(), Failure> {
+    let s = client
+        .call(Command::Status { id: Some(id) })
+        .map_err(Failure::Refused)?;
+    let memory = s["memory_bytes"].as_u64().unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(memory);
+    if g.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg}\n[{bar:40}] {bytes}/{total_bytes} copied")
+            .expect("template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!(
+        "Stage = 0x{:04x}: {}",
+        s["stage"].as_u64().unwrap_or(0),
+        s["stage_text"].as_str().unwrap_or("")
+    ));
+    let mut stage_text = s["stage_text"].as_str().unwrap_or("").to_string();
+    let json = g.json;
+    let result =
+        if Stage::from_code(s["stage"].as_u64().unwrap_or(0) as u16).is_some_and(Stage::is_final) {
+            match serde_json::from_value::<Emg>(s["error"].clone()) {
+                Ok(e) => Err(Failure::Failed(e)),
+                Err(_) => Ok(s["report"].clone()),
+            }
+        } else {
+            wait(client, id, &mut |e| {
+                if json {
+                    println!("{}", serde_json::to_string(e).unwrap_or_default());
+                    return;
+                }
+                match e {
+                    Event::MigrationStage { stage, text, .. } => {
+                        stage_text = text.clone();
+                        bar.set_message(format!("Stage = 0x{stage:04x}: {text}"));
+                    }
+                    Event::MigrationProgress {
+                        remaining_bytes,
+                        rate_bytes_per_s,
+                        ..
+                    } => {
+                        bar.set_position(memory.saturating_sub(*remaining_bytes));
+                        bar.set_message(format!(
+                            "{stage_text}: remaining {}, {}/s",
+                            format_size(*remaining_bytes),
+                            format_size(*rate_bytes_per_s as u64)
+                        ));
+                    }
+                    _ => {}
+                }
+            })
+        };
+    bar.finish_and_clear();
+    let report = result?;
+    if g.json {
+        println!("{}", json!({ "migration": id, "report": report }));
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! The client side of the management protocol: used by `moverctl` and by a
+//! source agent to drive the destination agent.
+
+use super::line::{Line, LineReader};
+use super::{
+    Address, Command, Event, Greeting, MAX_LINE, PROTOCOL_VERSION, Request, ServerMessage, Stream,
+    cause, decode_server_message,
+};
+use crate::emg::{Emg, Module, phase};
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// How long a client waits to connect and for the greeting.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open, possibly authenticated, management connection.
+pub struct Client {
+    address: Address,
+    reader: LineReader<Stream>,
+    writer: Stream,
+    greeting: Greeting,
+    next_id: u64,
+    /// Events that arrived while a reply was awaited.
+    events: VecDeque<Event>,
+    module: Module,
+}
+
+fn client_error(module: Module, address: &Address, message: String) -> Emg {
+    Emg::new(
+        module,
+        phase::CONNECT,
+        cause::CONNECTION,
+        format!("Connection refused (management path, agent {address}): {message}"),
+        "Check that moverd runs there and listens on that address (moverd --listen), \
+         and that the management network is up; then retry.",
+    )
+}
+
+impl Client {
+    /// Connects to the agent at `address` and reads its greeting. `module`
+    /// names who is the client in errors (`Client` for moverctl,
+    /// `MoverSource` for a source agent).
+    pub fn connect(address: &Address, module: Module) -> Result<Client, Emg> {
+        let err = |m: String| client_error(module, address, m);
+        let stream = address
+            .connect(CONNECT_TIMEOUT)
+            .map_err(|e| err(e.to_string()))?;
+        stream
+            .set_read_timeout(Some(CONNECT_TIMEOUT))
+            .map_err(|e| err(e.to_string()))?;
+        let writer = stream.try_clone().map_err(|e| err(e.to_string()))?;
+        let mut client = Client {
+            address: address.clone(),
+            reader: LineReader::new(stream, MAX_LINE),
+            writer,
+            greeting: Greeting {
+                agent: String::new(),
+                build: crate::build_identity::BuildIdentity::current(),
+                protocol: 0,
+            },
+            next_id: 1,
+            events: VecDeque::new(),
+            module,
+        };
+        match client.read_message()? {
+            ServerMessage::Greeting(g) => client.greeting = g,
+            ServerMessage::Reply { result: Err(e), .. } => return Err(e),
+            other => return Err(err(format!("expected a greeting, got {other:?}"))),
+        }
+        if client.greeting.protocol != PROTOCOL_VERSION {
+            return Err(err(format!(
+                "the agent speaks management protocol {}, this client {PROTOCOL_VERSION}",
+                client.greeting.protocol
+            )));
+        }
+        client
+            .reader
+            .get_ref()
+            .set_read_timeout(None)
+            .map_err(|e| err(e.to_string()))?;
+        Ok(client)
+    }
+
+    /// [`Client::connect`] then `authenticate`.
+    pub fn open(address: &Address, token: &str, module: Module) -> Result<Client, Emg> {
+        let mut c = Client::connect(address, module)?;
+        c.call(Command::Authenticate {
+            token: token.to_string(),
+        })?;
+        Ok(c)
+    }
+
+    pub fn greeting(&self) -> &Greeting {
+        &self.greeting
+    }
+
+    /// Sends `command` and waits for its reply; events that arrive
+    /// meanwhile are kept for [`Client::next_event`].
+    pub fn call(&mut self, command: Command) -> Result<Value, Emg> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = Request { id, command }.encode();
+        line.push('\n');
+        self.writer
+            .write_all(line.as_bytes())
+            .map_err(|e| client_error(self.module, &self.address, e.to_string()))?;
+        loop {
+            match self.read_message()? {
+                ServerMessage::Reply {
+                    id: Some(r),
+                    result,
+                } if r == id => return result,
+                ServerMessage::Reply {
+                    id: None,
+                    result: Err(e),
+                } => return Err(e),
+                ServerMessage::Event(e) => self.events.push_back(e),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event, waiting at most `timeout` (None: no event came).
+    pub fn next_event(&mut self, timeout: Duration) -> Result<Option<Event>, Emg> {
+        if let Some(e) = self.events.pop_front() {
+            return Ok(Some(e));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(left))
+                .map_err(|e| client_error(self.module, &self.address, e.to_string()))?;
+            let msg = self.read_message();
+            let _ = self.reader.get_ref().set_read_timeout(None);
+            match msg {
+                Ok(ServerMessage::Event(e)) => return Ok(Some(e)),
+                Ok(_) => {}
+                Err(e) if e.cause == cause::CONNECTION && e.message.contains("timed out") => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn read_message(&mut self) -> Result<ServerMessage, Emg> {
+        let module = self.module;
+        let address = self.address.clone();
+        let err = |m: String| client_error(module, &address, m);
+        match self.reader.read_line() {
+            Ok(Line::Complete) => decode_server_message(self.reader.line())
+                .map_err(|m| err(format!("unreadable message from the agent: {m}"))),
+            Ok(Line::Oversized) => Err(err("the agent sent a line over 1 MiB".into())),
+            Ok(Line::Eof) => Err(err("the agent closed the connection".into())),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(err("timed out waiting for the agent".into()))
+            }
+            Err(e) => Err(err(e.to_string())),
+        }
+    }
+}

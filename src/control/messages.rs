@@ -1,0 +1,441 @@
+//! The messages of the management protocol and their one decoder of
+//! outside input, [`decode_request`].
+//!
+//! ```text
+//! request  {"id":<u64>,"execute":"<command>","arguments":{…}}   arguments optional
+//! reply    {"id":<u64>,"return":{…}}  |  {"id":<u64|null>,"error":<Emg>}
+//! event    {"event":"<NAME>","data":{…},"timestamp_ns":<u64>}
+//! greeting {"greeting":{"agent":…,"build":{…},"protocol":1}}
+//! ```
+
+use super::MAX_LINE;
+use crate::build_identity::BuildIdentity;
+use crate::emg::{Emg, Module, phase};
+use crate::partition::LparConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Causes of the management protocol's own errors (op1's `CCCCCCCC`).
+pub mod cause {
+    pub const MALFORMED: u32 = 0x10;
+    pub const OVERSIZED: u32 = 0x11;
+    pub const UNKNOWN_COMMAND: u32 = 0x12;
+    pub const NOT_AUTHENTICATED: u32 = 0x13;
+    pub const BAD_TOKEN: u32 = 0x14;
+    pub const TOO_MANY_CONNECTIONS: u32 = 0x15;
+    pub const BAD_ARGUMENTS: u32 = 0x16;
+    pub const CONNECTION: u32 = 0x17;
+    pub const WRONG_STAGE: u32 = 0x18;
+    pub const NO_SUCH_MIGRATION: u32 = 0x19;
+}
+
+/// An error of the management protocol itself, raised by `moverd`.
+pub fn protocol_error(cause: u32, message: impl Into<String>, action: impl Into<String>) -> Emg {
+    Emg::new(Module::Management, phase::CONNECT, cause, message, action)
+}
+
+/// One command with its arguments. Struct variants throughout, so that
+/// `"arguments"` is always an object (or absent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "execute",
+    content = "arguments",
+    rename_all = "kebab-case",
+    deny_unknown_fields
+)]
+pub enum Command {
+    /// Presents the access token; must come first.
+    Authenticate {
+        token: String,
+    },
+    /// Defines an LPAR (deactivated).
+    LparCreate {
+        name: String,
+        #[serde(default = "default_vcpus")]
+        vcpus: u32,
+        memory_bytes: u64,
+        #[serde(default = "default_program")]
+        program: String,
+    },
+    LparList {},
+    LparShow {
+        name: String,
+    },
+    LparActivate {
+        name: String,
+    },
+    LparDeactivate {
+        name: String,
+    },
+    LparDelete {
+        name: String,
+    },
+    /// Starts a live migration of `lpar` to the agent at `to`; replies with
+    /// the migration id at once, progress follows as events.
+    Migrate {
+        lpar: String,
+        to: String,
+        #[serde(default)]
+        max_suspend_ms: Option<u64>,
+        #[serde(default)]
+        bandwidth: Option<u64>,
+        #[serde(default)]
+        streams: Option<usize>,
+        #[serde(default)]
+        timeout_s: Option<u64>,
+    },
+    /// One migration (`id`) or all that this agent knows.
+    Status {
+        #[serde(default)]
+        id: Option<u64>,
+    },
+    /// Moves the timeout of migration `id` later (stage 0x4050 only).
+    Extend {
+        id: u64,
+        seconds: u64,
+    },
+    /// Cancels migration `id` (stage 0x4050 only); the LPAR keeps running.
+    Cancel {
+        id: u64,
+    },
+    /// Agent to agent: define `config` here as the target of an incoming
+    /// live migration and open a migration-path listener for it.
+    PrepareIncoming {
+        config: LparConfig,
+        streams: usize,
+        /// The source agent's name and migration id, for logs and status.
+        source_agent: String,
+        source_migration: u64,
+    },
+}
+
+fn default_vcpus() -> u32 {
+    2
+}
+
+fn default_program() -> String {
+    "idle".to_string()
+}
+
+impl Command {
+    /// The command's name as it appears in `"execute"`.
+    pub fn name(&self) -> String {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m
+                .get("execute")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// Names of all commands, for the "unknown command" error.
+pub const COMMANDS: &[&str] = &[
+    "authenticate",
+    "lpar-create",
+    "lpar-list",
+    "lpar-show",
+    "lpar-activate",
+    "lpar-deactivate",
+    "lpar-delete",
+    "migrate",
+    "status",
+    "extend",
+    "cancel",
+    "prepare-incoming",
+];
+
+/// A decoded request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    pub id: u64,
+    pub command: Command,
+}
+
+impl Request {
+    /// The request as one line (without the newline).
+    pub fn encode(&self) -> String {
+        let mut v = serde_json::to_value(&self.command).expect("commands serialise");
+        v["id"] = json!(self.id);
+        v.to_string()
+    }
+}
+
+/// Why a line is not a request, and the id to answer with when it had one.
+#[derive(Debug)]
+pub struct BadRequest {
+    pub id: Option<u64>,
+    pub error: Emg,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    id: u64,
+    execute: String,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+/// Decodes one request line. Total: any input gives a request or a typed
+/// error, never a panic, and nothing larger than [`MAX_LINE`] is parsed.
+pub fn decode_request(line: &[u8]) -> Result<Request, BadRequest> {
+    let bad = |id, cause, message: String, action: &str| BadRequest {
+        id,
+        error: protocol_error(cause, message, action),
+    };
+    if line.len() > MAX_LINE {
+        return Err(bad(
+            None,
+            cause::OVERSIZED,
+            format!("request of {} bytes exceeds {MAX_LINE} bytes", line.len()),
+            "Send one JSON object per line, at most 1 MiB.",
+        ));
+    }
+    let raw: RawRequest = serde_json::from_slice(line).map_err(|e| {
+        // Answer with the id when the line at least has one.
+        let id = serde_json::from_slice::<Value>(line)
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_u64));
+        bad(
+            id,
+            cause::MALFORMED,
+            format!("malformed request: {e}"),
+            "Send {\"id\":<number>,\"execute\":\"<command>\",\"arguments\":{…}} on one line \
+             (see docs/protocol.md).",
+        )
+    })?;
+    if !COMMANDS.contains(&raw.execute.as_str()) {
+        return Err(bad(
+            Some(raw.id),
+            cause::UNKNOWN_COMMAND,
+            format!("unknown command '{}'", raw.execute.escape_debug()),
+            &format!("Use one of: {}.", COMMANDS.join(", ")),
+        ));
+    }
+    let arguments = match raw.arguments {
+        None | Some(Value::Null) => json!({}),
+        Some(a) => a,
+    };
+    let command: Command = serde_json::from_value(
+        json!({"execute": raw.execute, "arguments": arguments}),
+    )
+    .map_err(|e| {
+        bad(
+            Some(raw.id),
+            cause::BAD_ARGUMENTS,
+            format!("bad arguments for '{}': {e}", raw.execute),
+            "Check the command's arguments in docs/protocol.md.",
+        )
+    })?;
+    Ok(Request {
+        id: raw.id,
+        command,
+    })
+}
+
+/// The first line an agent sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Greeting {
+    pub agent: String,
+    pub build: BuildIdentity,
+    pub protocol: u32,
+}
+
+pub fn encode_greeting(g: &Greeting) -> String {
+    json!({ "greeting": g }).to_string()
+}
+
+/// A reply line.
+pub fn encode_reply(id: Option<u64>, result: &Result<Value, Emg>) -> String {
+    match result {
+        Ok(v) => json!({"id": id, "return": v}).to_string(),
+        Err(e) => json!({"id": id, "error": e}).to_string(),
+    }
+}
+
+/// Asynchronous events. Each names the migration (this agent's id) it
+/// belongs to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "data", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Event {
+    /// The migration entered `stage` (a code of `engine::stage`).
+    MigrationStage {
+        migration: u64,
+        lpar: String,
+        stage: u16,
+        text: String,
+    },
+    /// After each pre-copy round (stage 0x4050).
+    MigrationProgress {
+        migration: u64,
+        lpar: String,
+        round: u32,
+        memory_bytes: u64,
+        /// Dirty memory still to send.
+        remaining_bytes: u64,
+        /// Transfer rate over the last round.
+        rate_bytes_per_s: f64,
+        throttle_percent: u8,
+    },
+    MigrationCompleted {
+        migration: u64,
+        lpar: String,
+        report: Value,
+    },
+    MigrationFailed {
+        migration: u64,
+        lpar: String,
+        error: Emg,
+    },
+}
+
+impl Event {
+    pub fn migration(&self) -> u64 {
+        match self {
+            Event::MigrationStage { migration, .. }
+            | Event::MigrationProgress { migration, .. }
+            | Event::MigrationCompleted { migration, .. }
+            | Event::MigrationFailed { migration, .. } => *migration,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut v = serde_json::to_value(self).expect("events serialise");
+        v["timestamp_ns"] = json!(crate::engine::wall_clock_ns());
+        v.to_string()
+    }
+}
+
+/// Anything an agent sends, as a client reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerMessage {
+    Greeting(Greeting),
+    Reply {
+        id: Option<u64>,
+        result: Result<Value, Emg>,
+    },
+    Event(Event),
+}
+
+/// Decodes one line from an agent.
+pub fn decode_server_message(line: &[u8]) -> Result<ServerMessage, String> {
+    let v: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
+    let fail = |what: &str, e: serde_json::Error| format!("bad {what}: {e}");
+    if let Some(g) = v.get("greeting") {
+        return Ok(ServerMessage::Greeting(
+            Greeting::deserialize(g).map_err(|e| fail("greeting", e))?,
+        ));
+    }
+    if v.get("event").is_some() {
+        return Ok(ServerMessage::Event(
+            Event::deserialize(&v).map_err(|e| fail("event", e))?,
+        ));
+    }
+    let id = v.get("id").and_then(Value::as_u64);
+    if let Some(r) = v.get("return") {
+        return Ok(ServerMessage::Reply {
+            id,
+            result: Ok(r.clone()),
+        });
+    }
+    if let Some(e) = v.get("error") {
+        return Ok(ServerMessage::Reply {
+            id,
+            result: Err(Emg::deserialize(e).map_err(|e| fail("error", e))?),
+        });
+    }
+    Err("neither greeting, event, return nor error".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_through_one_line() {
+        let r = Request {
+            id: 9,
+            command: Command::Migrate {
+                lpar: "web1".into(),
+                to: "127.0.0.1:7400".into(),
+                max_suspend_ms: Some(20),
+                bandwidth: None,
+                streams: Some(4),
+                timeout_s: None,
+            },
+        };
+        let line = r.encode();
+        assert!(line.contains(r#""execute":"migrate""#), "{line}");
+        assert_eq!(decode_request(line.as_bytes()).unwrap(), r);
+        let list = decode_request(br#"{"id":1,"execute":"lpar-list"}"#).unwrap();
+        assert_eq!(list.command, Command::LparList {});
+    }
+
+    #[test]
+    fn bad_requests_are_typed_and_keep_the_id_when_there_is_one() {
+        let e = decode_request(b"{not json").unwrap_err();
+        assert_eq!((e.id, e.error.cause), (None, cause::MALFORMED));
+        let e = decode_request(br#"{"id":4,"execute":"format-disk"}"#).unwrap_err();
+        assert_eq!((e.id, e.error.cause), (Some(4), cause::UNKNOWN_COMMAND));
+        assert!(e.error.message.contains("format-disk"));
+        let e =
+            decode_request(br#"{"id":5,"execute":"cancel","arguments":{"id":"x"}}"#).unwrap_err();
+        assert_eq!((e.id, e.error.cause), (Some(5), cause::BAD_ARGUMENTS));
+        let e = decode_request(br#"{"id":6,"execute":"lpar-list","extra":1}"#).unwrap_err();
+        assert_eq!(e.error.cause, cause::MALFORMED);
+    }
+
+    #[test]
+    fn an_emg_crosses_the_protocol_intact() {
+        let emg = Emg::new(Module::MoverDestination, phase::DEFINE, 0xF00B, "m", "a")
+            .detail(3)
+            .reason(0x101)
+            .needing_recovery();
+        let line = encode_reply(Some(2), &Err(emg.clone()));
+        assert_eq!(
+            decode_server_message(line.as_bytes()).unwrap(),
+            ServerMessage::Reply {
+                id: Some(2),
+                result: Err(emg.clone())
+            }
+        );
+        let ev = Event::MigrationFailed {
+            migration: 1,
+            lpar: "l".into(),
+            error: emg,
+        };
+        assert_eq!(
+            decode_server_message(ev.encode().as_bytes()).unwrap(),
+            ServerMessage::Event(ev)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_to_a_request_or_a_typed_error(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            match decode_request(&bytes) {
+                Ok(r) => proptest::prop_assert_eq!(decode_request(r.encode().as_bytes()).unwrap(), r),
+                Err(e) => proptest::prop_assert_eq!(e.error.module, Module::Management),
+            }
+        }
+
+        #[test]
+        fn requests_with_any_names_and_numbers_round_trip(
+            id in proptest::num::u64::ANY,
+            name in "\\PC{0,40}",
+            seconds in proptest::num::u64::ANY,
+        ) {
+            for command in [
+                Command::LparShow { name: name.clone() },
+                Command::Extend { id, seconds },
+                Command::Status { id: Some(seconds) },
+            ] {
+                let r = Request { id, command };
+                proptest::prop_assert_eq!(decode_request(r.encode().as_bytes()).unwrap(), r);
+            }
+        }
+    }
+}

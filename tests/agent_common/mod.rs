@@ -1,0 +1,262 @@
+//! Agents as real processes for the agent tests: `moverd serve` started
+//! from the built binary, killed (SIGKILL) when dropped, and a raw
+//! management connection to talk the protocol line by line.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// A scratch directory under /dev/shm (guest memory lives on tmpfs), removed
+/// when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let dir = PathBuf::from(format!(
+            "/dev/shm/lpar-mover-agent-test-{}-{tag}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.0.join("token")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One `moverd serve` process.
+pub struct Agent {
+    pub name: String,
+    pub child: Child,
+    /// The management address it printed (`LISTENING <addr>`).
+    pub addr: String,
+    pub state_dir: PathBuf,
+    pub token_file: PathBuf,
+    args: Vec<String>,
+}
+
+impl Agent {
+    /// Starts agent `name` with its state in `<scratch>/<name>`, listening on
+    /// an ephemeral loopback port, plus `extra` flags.
+    pub fn start(scratch: &Scratch, name: &str, extra: &[&str]) -> Agent {
+        let state_dir = scratch.0.join(name);
+        let mut args: Vec<String> = [
+            "serve",
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--path",
+            "mig=127.0.0.1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(["--state-dir".into(), state_dir.display().to_string()]);
+        args.extend([
+            "--token-file".into(),
+            scratch.token_file().display().to_string(),
+        ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(name, args, state_dir, scratch.token_file())
+    }
+
+    /// Starts `moverd` with exactly `args` (they must make it listen).
+    pub fn spawn(name: &str, args: Vec<String>, state_dir: PathBuf, token_file: PathBuf) -> Agent {
+        std::fs::create_dir_all(&state_dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state_dir.with_extension("log"))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_moverd"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("moverd starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("moverd {name} printed {line:?}; see its log"))
+            .trim()
+            .to_string();
+        Agent {
+            name: name.to_string(),
+            child,
+            addr,
+            state_dir,
+            token_file,
+            args,
+        }
+    }
+
+    /// SIGKILL, as a crash would; the LPARs' files stay.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same agent again (same flags; a TCP agent gets a new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let again = Agent::spawn(
+            &self.name,
+            self.args.clone(),
+            self.state_dir.clone(),
+            self.token_file.clone(),
+        );
+        *self = again;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Runs `moverctl --agent <this> --token-file <…> args`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_moverctl"))
+            .args(["--agent", &self.addr, "--token-file"])
+            .arg(&self.token_file)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("moverctl runs")
+    }
+
+    /// `moverctl --json args`, expecting success; the parsed output.
+    pub fn ctl_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        assert!(
+            out.status.success(),
+            "moverctl {args:?} failed ({:?}): {}{}\nagent log:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&out.stdout).expect("moverctl --json prints JSON")
+    }
+
+    /// An authenticated raw connection.
+    pub fn connect(&self) -> Conn {
+        let mut c = Conn::open(&self.addr);
+        c.greeting();
+        let r =
+            c.request(json!({"id": 0, "execute": "authenticate", "arguments": {"token": TOKEN}}));
+        assert!(r.get("return").is_some(), "{r}");
+        c
+    }
+
+    pub fn lpar(&self, name: &str) -> Value {
+        self.ctl_json(&["lpar", "show", name])
+    }
+
+    pub fn lpar_names(&self) -> Vec<String> {
+        self.ctl_json(&["lpar", "list"])["lpars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One management connection, read and written line by line.
+pub struct Conn {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+}
+
+impl Conn {
+    pub fn open(addr: &str) -> Conn {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Conn {
+            writer: s.try_clone().unwrap(),
+            reader: BufReader::new(s),
+        }
+    }
+
+    pub fn greeting(&mut self) -> Value {
+        let g = self.recv().expect("a greeting");
+        assert!(g.get("greeting").is_some(), "{g}");
+        g
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes)
+    }
+
+    /// The next line, or None when the agent closed the connection.
+    pub fn recv(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(serde_json::from_str(&line).expect("the agent sends JSON lines")),
+        }
+    }
+
+    /// Sends `request` and returns the reply with its id (events skipped).
+    pub fn request(&mut self, request: Value) -> Value {
+        let id = request["id"].clone();
+        let mut line = request.to_string();
+        line.push('\n');
+        self.send_raw(line.as_bytes()).unwrap();
+        self.reply_to(&id)
+    }
+
+    pub fn reply_to(&mut self, id: &Value) -> Value {
+        loop {
+            let v = self.recv().expect("a reply before the connection closes");
+            if v.get("event").is_none() && &v["id"] == id {
+                return v;
+            }
+        }
+    }
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

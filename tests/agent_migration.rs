@@ -1,0 +1,246 @@
+//! Live migration between two `moverd serve` processes, driven only through
+//! `moverctl` (and the protocol): the LPAR moves and keeps running; extend
+//! and cancel work during stage 0x4050; the busy rule refuses a second
+//! migration of the same LPAR; the destination's EMG reaches the client.
+
+mod agent_common;
+
+use agent_common::{Agent, Scratch, stderr, wait_for};
+use serde_json::Value;
+use std::time::Duration;
+
+fn guest_writes(agent: &Agent, lpar: &str) -> u64 {
+    agent.lpar(lpar)["guest_writes"].as_u64().unwrap()
+}
+
+fn define_running(agent: &Agent, name: &str, memory: &str, program: &str) {
+    agent.ctl_json(&[
+        "lpar",
+        "create",
+        name,
+        "--memory",
+        memory,
+        "--program",
+        program,
+    ]);
+    agent.ctl_json(&["lpar", "activate", name]);
+}
+
+#[test]
+fn live_migration_moves_the_running_lpar_to_the_other_agent() {
+    let scratch = Scratch::new("live");
+    let a = Agent::start(&scratch, "hostA", &["--memory", "1GiB"]);
+    let b = Agent::start(&scratch, "hostB", &["--memory", "1GiB"]);
+    define_running(&a, "web1", "256MiB", "hot:32MiB");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let out = a.ctl_json(&["migrate", "web1", "--to", &b.addr, "--max-suspend-ms", "20"]);
+    let report = &out["report"]["source"];
+    assert_eq!(report["verified"], true, "{out}");
+    assert_eq!(out["report"]["destination_agent"], "hostB");
+    let suspension = report["suspension"]["total_ms"].as_f64().unwrap();
+    eprintln!(
+        "live migration of 256 MiB (hot:32MiB): total {:.1} ms, suspension {suspension:.3} ms, {} rounds",
+        report["total_ms"].as_f64().unwrap(),
+        report["rounds"].as_array().unwrap().len()
+    );
+
+    // The source released it; the destination runs it.
+    assert!(
+        a.lpar_names().is_empty(),
+        "source still lists {:?}",
+        a.lpar_names()
+    );
+    let l = b.lpar("web1");
+    assert_eq!(
+        (l["state"].as_str(), l["running"].as_bool()),
+        (Some("Act"), Some(true))
+    );
+    let before = guest_writes(&b, "web1");
+    wait_for(
+        "the guest to write on the destination",
+        Duration::from_secs(10),
+        || guest_writes(&b, "web1") > before,
+    );
+
+    // The source's status says completed; extend is refused now (not 0x4050).
+    let s = a.ctl_json(&["status", &out["migration"].to_string()]);
+    assert_eq!(s["stage"], 0x40a0, "{s}");
+    let refused = a.ctl(&["extend", &out["migration"].to_string(), "60"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("0x4050"), "{}", stderr(&refused));
+
+    // And it can come back.
+    let back = b.ctl_json(&["migrate", "web1", "--to", &a.addr]);
+    assert_eq!(back["report"]["source"]["verified"], true);
+    assert_eq!(a.lpar("web1")["state"], "Act");
+    assert!(b.lpar_names().is_empty());
+}
+
+/// A migration that stays in 0x4050: a guest rewriting random data faster
+/// than the capped path carries it.
+fn slow_migration(a: &Agent, b: &Agent) -> String {
+    define_running(a, "busy1", "64MiB", "hot:4MiB,content=random");
+    let out = a.ctl_json(&[
+        "migrate",
+        "busy1",
+        "--to",
+        &b.addr,
+        "--bandwidth",
+        "2MiB",
+        "--streams",
+        "2",
+        "--no-wait",
+    ]);
+    let id = out["migration"].to_string();
+    wait_for("stage 0x4050", Duration::from_secs(20), || {
+        a.ctl_json(&["status", &id])["stage"] == 0x4050
+    });
+    id
+}
+
+#[test]
+fn during_memory_transfer_extend_works_a_second_migration_is_busy_and_cancel_keeps_the_source() {
+    let scratch = Scratch::new("cancel");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    let b = Agent::start(&scratch, "hostB", &[]);
+    let id = slow_migration(&a, &b);
+
+    // Extend: the timeout moves by exactly the extension.
+    let before = a.ctl_json(&["status", &id])["timeout_s"].as_u64().unwrap();
+    let r = a.ctl_json(&["extend", &id, "60"]);
+    assert_eq!(r["timeout_s"].as_u64().unwrap(), before + 60);
+
+    // Busy rules: a second migration and other operations are refused.
+    let second = a.ctl(&["migrate", "busy1", "--to", &b.addr, "--no-wait"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr(&second).contains("The specified LPAR is busy"),
+        "{}",
+        stderr(&second)
+    );
+    let deact = a.ctl(&["lpar", "deactivate", "busy1"]);
+    assert_eq!(deact.status.code(), Some(1));
+    // The destination holds the incoming LPAR as migrating meanwhile.
+    assert_eq!(b.lpar("busy1")["state"], "migrating");
+
+    // Monitor shows stage and progress events as JSON lines while it runs.
+    let monitor = std::process::Command::new(env!("CARGO_BIN_EXE_moverctl"))
+        .args(["--json", "--agent", &a.addr, "--token-file"])
+        .arg(&a.token_file)
+        .args(["monitor", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Cancel: the migration fails with "Terminated by user" (reason 0x20).
+    a.ctl_json(&["cancel", &id]);
+    wait_for("the migration to end", Duration::from_secs(30), || {
+        let s = a.ctl_json(&["status", &id]);
+        s["stage"] == 0x40e0
+    });
+    let s = a.ctl_json(&["status", &id]);
+    assert_eq!(s["error"]["reason"], 0x20, "{s}");
+    let out = monitor.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "monitor ends with the failure");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["event"] == "MIGRATION_FAILED"),
+        "{lines:?}"
+    );
+
+    // Source: still Act and running. Destination: clean.
+    let l = a.lpar("busy1");
+    assert_eq!(
+        (l["state"].as_str(), l["running"].as_bool()),
+        (Some("Act"), Some(true))
+    );
+    let w = l["guest_writes"].as_u64().unwrap();
+    wait_for("the guest to keep writing", Duration::from_secs(10), || {
+        guest_writes(&a, "busy1") > w
+    });
+    wait_for(
+        "the destination to discard",
+        Duration::from_secs(30),
+        || b.lpar_names().is_empty(),
+    );
+    assert!(
+        !b.state_dir.join("lpars/busy1").exists(),
+        "destination files removed"
+    );
+}
+
+#[test]
+fn a_destination_short_of_memory_refuses_with_its_own_emg() {
+    let scratch = Scratch::new("short");
+    let a = Agent::start(&scratch, "hostA", &["--memory", "1GiB"]);
+    let b = Agent::start(&scratch, "hostB", &["--memory", "64MiB"]);
+    define_running(&a, "db1", "128MiB", "hot:8MiB");
+
+    let out = a.ctl(&["migrate", "db1", "--to", &b.addr]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("LPARMover(DST)"), "{err}");
+    assert!(err.contains("There is not enough memory"), "{err}");
+    assert!(err.contains("host hostB has 64 MiB free"), "{err}");
+    assert!(err.contains("Action: Free memory"), "{err}");
+
+    // The same EMG, field by field, in the JSON status.
+    let json = a.ctl(&["--json", "migrate", "db1", "--to", &b.addr]);
+    assert_eq!(json.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["error"]["module"], "MoverDestination", "{v}");
+    assert_eq!(v["error"]["cause"], 0xF00B);
+
+    // Nothing moved: the source still runs it, the destination has nothing.
+    let l = a.lpar("db1");
+    assert_eq!(
+        (l["state"].as_str(), l["running"].as_bool()),
+        (Some("Act"), Some(true))
+    );
+    assert!(b.lpar_names().is_empty());
+}
+
+#[test]
+fn concurrent_migrations_of_one_lpar_admit_exactly_one() {
+    let scratch = Scratch::new("concurrent");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    let b = Agent::start(&scratch, "hostB", &[]);
+    define_running(&a, "hot1", "64MiB", "hot:4MiB,content=random");
+    let mut conns: Vec<_> = (0..6).map(|_| a.connect()).collect();
+    let barrier = std::sync::Barrier::new(conns.len());
+    let replies: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = conns
+            .iter_mut()
+            .map(|c| {
+                let (barrier, to) = (&barrier, b.addr.clone());
+                s.spawn(move || {
+                    barrier.wait();
+                    c.request(serde_json::json!({"id": 1, "execute": "migrate",
+                        "arguments": {"lpar": "hot1", "to": to, "bandwidth": 2 << 20}}))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let accepted: Vec<&Value> = replies
+        .iter()
+        .filter(|r| r.get("return").is_some())
+        .collect();
+    assert_eq!(accepted.len(), 1, "{replies:?}");
+    for r in replies.iter().filter(|r| r.get("error").is_some()) {
+        assert_eq!(r["error"]["phase"], 0xF003, "{r}");
+        assert_eq!(r["error"]["reason"], 0x101, "{r}");
+    }
+    let id = accepted[0]["return"]["migration"].to_string();
+    wait_for("stage 0x4050", Duration::from_secs(20), || {
+        a.ctl_json(&["status", &id])["stage"] == 0x4050
+    });
+    a.ctl_json(&["cancel", &id]);
+    wait_for("the cancel", Duration::from_secs(30), || {
+        a.lpar("hot1")["state"] == "Act"
+    });
+}
