@@ -238,7 +238,9 @@ fn receive(
                     wall_clock_ns(),
                 )
                 .map_err(EngineError::Switchover)?;
+                let applied = Instant::now();
                 lpar.restore_state(&state)?;
+                let restored = Instant::now();
                 nics = state.nics;
                 report.switchover = Some(outcome);
                 if source_takes_identities {
@@ -250,6 +252,12 @@ fn receive(
                     digest: digest.value(),
                 }))?;
                 report.load_verify_ms = t.elapsed().as_secs_f64() * 1e3;
+                log::debug!(
+                    "load and verify {:?}: check and apply {:?}, restore {:?}",
+                    t.elapsed(),
+                    applied - t,
+                    restored - applied
+                );
             }
             OwnedFrame::Switchover(s) if s.step == SwitchoverStep::Commit => {
                 let t = Instant::now();

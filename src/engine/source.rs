@@ -269,6 +269,7 @@ impl SourceRun<'_> {
         let paused = Instant::now();
         self.paused = true;
         log.harvest(&mut pages)?;
+        let harvested = Instant::now();
         self.sender.queue_round(round, &pages);
         progress(&Progress::Suspending { pages: pages.len() });
         // While the streams copy the last pages, capture the device state.
@@ -276,6 +277,7 @@ impl SourceRun<'_> {
         let encoded = state
             .encode()
             .map_err(crate::partition::PartitionError::from)?;
+        let captured = Instant::now();
         let stats = self.sender.wait_round()?;
         report.bytes_sent += stats.bytes + encoded.len() as u64;
         let final_copied = Instant::now();
@@ -313,6 +315,12 @@ impl SourceRun<'_> {
             .map_err(|e| EngineError::AfterCommit(Box::new(e)))?;
         log.stop()?;
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        log::debug!(
+            "final copy {:.3} ms: harvest {:.3} ms, device state capture {:.3} ms",
+            ms(final_copied - paused),
+            ms(harvested - paused),
+            ms(captured - harvested)
+        );
         let total_ms = running.timestamp_ns.saturating_sub(paused_wall) as f64 / 1e6;
         report.suspension = SuspensionReport {
             total_ms,
