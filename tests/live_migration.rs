@@ -136,8 +136,10 @@ fn cancel_during_memory_transfer_keeps_the_source_running() {
         &LiveOptions::default(),
         &control,
         &mut |p| {
+            // After round 0: a guest that has touched little memory may
+            // converge right after it, so a later round may never come.
             if let Progress::Round(r) = p
-                && r.round == 1
+                && r.round == 0
             {
                 control.cancel();
             }

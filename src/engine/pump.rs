@@ -234,10 +234,33 @@ impl PageSender {
         Ok(total)
     }
 
-    /// Stops the workers and hands the streams back (for the switchover).
+    /// Queues `frame` on stream 0 without waiting for it to be written.
+    pub fn queue_control(&self, frame: OwnedFrame) {
+        let _ = self.controls[0].send(Work::Control(frame));
+    }
+
+    /// Stops the workers once they have written what is queued, and hands
+    /// the streams back.
     pub fn finish(self) -> Vec<OutStream> {
+        self.finish_or_cut(Duration::MAX, || {})
+    }
+
+    /// Like [`Self::finish`], but a worker still writing after `grace`
+    /// (a peer that stopped reading) is unblocked by `cut`, which must
+    /// shut the streams down.
+    pub fn finish_or_cut(self, grace: Duration, cut: impl FnOnce()) -> Vec<OutStream> {
         drop(self.work);
         drop(self.controls);
+        let deadline = Instant::now().checked_add(grace);
+        let mut cut = Some(cut);
+        while !self.workers.iter().all(|w| w.is_finished()) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                if let Some(cut) = cut.take() {
+                    cut();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.workers
             .into_iter()
             .filter_map(|w| w.join().ok())

@@ -40,6 +40,10 @@ use std::time::{Duration, Instant};
 /// How long the source waits for each switchover reply.
 pub const SWITCHOVER_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a failed migration waits for its Abort to be written before it
+/// closes the streams anyway.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
     pub migration_id: u128,
@@ -119,11 +123,22 @@ pub fn migrate_live(
     let started = Instant::now();
     let replies = spawn_reply_reader(&streams[0])?;
     // The reply reader holds a clone of stream 0, so dropping the writers
-    // alone would not close it: shut it down when done, which also ends
-    // the reader thread.
-    let stream0 = streams[0]
-        .try_clone()
-        .map_err(|source| EngineError::Stream { stream: 0, source })?;
+    // alone would not close it: every stream is shut down when done, which
+    // also ends the reader thread (and unblocks a worker whose peer stopped
+    // reading).
+    let closers = streams
+        .iter()
+        .enumerate()
+        .map(|(stream, s)| {
+            s.try_clone()
+                .map_err(|source| EngineError::Stream { stream, source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let cut = || {
+        for s in &closers {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    };
     let pacer = options.bandwidth.map(Pacer::new);
     let out: Vec<OutStream> = streams
         .into_iter()
@@ -151,8 +166,14 @@ pub fn migrate_live(
         run.abandon(&e);
         result = Err(e);
     }
-    drop(sender.finish());
-    let _ = stream0.shutdown(std::net::Shutdown::Both);
+    // After a failure the Abort gets a moment to go out; no longer.
+    let grace = if result.is_ok() {
+        Duration::MAX
+    } else {
+        ABORT_GRACE
+    };
+    drop(sender.finish_or_cut(grace, cut));
+    cut();
     result
 }
 
@@ -424,14 +445,15 @@ impl SourceRun<'_> {
         if matches!(error, EngineError::AfterCommit(_)) {
             return;
         }
-        let _ = self
-            .sender
-            .send_control(OwnedFrame::Abort(abort_emg(error)));
+        // The guest first: a peer that stopped reading must not keep it
+        // paused while the Abort waits to be written.
         let _ = self.lpar.throttle(0);
         if self.paused {
             let _ = self.lpar.resume();
             self.paused = false;
         }
+        self.sender
+            .queue_control(OwnedFrame::Abort(abort_emg(error)));
     }
 }
 
