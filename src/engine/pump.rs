@@ -254,10 +254,10 @@ impl PageSender {
         let deadline = Instant::now().checked_add(grace);
         let mut cut = Some(cut);
         while !self.workers.iter().all(|w| w.is_finished()) {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                if let Some(cut) = cut.take() {
-                    cut();
-                }
+            if deadline.is_some_and(|d| Instant::now() >= d)
+                && let Some(cut) = cut.take()
+            {
+                cut();
             }
             std::thread::sleep(Duration::from_millis(1));
         }
