@@ -43,7 +43,7 @@ pub const ACCEPT_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the source gives the stream set-up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Side {
     Source,
@@ -74,6 +74,8 @@ pub struct Migration {
     pub peer: String,
     control: Option<Arc<MigrationControl>>,
     status: Mutex<Status>,
+    /// Its history record so far (see `agent::history`).
+    pub(super) history: Mutex<super::history::Pending>,
 }
 
 impl Migration {
@@ -100,6 +102,10 @@ impl Migration {
                 timeout_s,
                 error: None,
                 report: None,
+            }),
+            history: Mutex::new(super::history::Pending {
+                started_ns: crate::engine::wall_clock_ns(),
+                ..Default::default()
             }),
         }
     }
@@ -171,6 +177,7 @@ impl Agent {
     }
 
     fn finish(&self, m: &Migration, result: Result<Value, Emg>) {
+        self.record_history(m, &result);
         let (stage, event) = match result {
             Ok(report) => {
                 m.status.lock().unwrap().report = Some(report.clone());
@@ -252,6 +259,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         timeout_s,
     ));
     agent.register(m.clone());
+    agent.note_source(&m, &req.to);
     let options = LiveOptions {
         migration_id: 0,
         max_suspend: req
@@ -361,6 +369,8 @@ fn source_steps(
         streams,
         source_agent: ours.agent.clone(),
         source_migration: m.id,
+        source_address: agent.advertised.get().cloned(),
+        history: agent.history_to_ship(&config.name),
     })?;
     let bad_reply = |what: &str| {
         Emg::new(

@@ -12,6 +12,7 @@
 
 pub mod busy;
 pub mod config;
+pub mod history;
 pub mod inventory;
 pub mod migration;
 pub mod server;
@@ -38,6 +39,9 @@ pub struct Agent {
     migrations: Mutex<BTreeMap<u64, Arc<Migration>>>,
     pub events: EventBus,
     next_id: AtomicU64,
+    /// The management address this agent listens on, once bound (sent to
+    /// destinations so that `moverctl return` can find the way back).
+    pub advertised: std::sync::OnceLock<String>,
 }
 
 /// Starts the agent from `args` and serves until the process ends.
@@ -55,6 +59,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Emg> {
         migrations: Mutex::new(BTreeMap::new()),
         events: EventBus::default(),
         next_id: AtomicU64::new(1),
+        advertised: std::sync::OnceLock::new(),
     });
     server::serve(agent)
 }
@@ -155,9 +160,21 @@ impl Agent {
                 streams,
                 source_agent,
                 source_migration,
+                source_address,
+                history,
             } => {
-                migration::prepare_incoming(self, config, streams, &source_agent, source_migration)
+                let reply = migration::prepare_incoming(
+                    self,
+                    config,
+                    streams,
+                    &source_agent,
+                    source_migration,
+                )?;
+                self.note_incoming(&reply, &source_agent, source_migration, source_address, history);
+                Ok(reply)
             }
+            Command::History { lpar } => self.history_of(&lpar),
+            Command::HostResources {} => Ok(self.host_resources()),
         }
     }
 

@@ -106,7 +106,21 @@ pub enum Command {
         /// The source agent's name and migration id, for logs and status.
         source_agent: String,
         source_migration: u64,
+        /// The source agent's management address (for `moverctl return`).
+        #[serde(default)]
+        source_address: Option<String>,
+        /// The LPAR's migration history, kept by the destination once the
+        /// LPAR is its own (at most `agent::history::MAX_SHIPPED`).
+        #[serde(default)]
+        history: Vec<crate::agent::history::Record>,
     },
+    /// The migrations of `lpar` this agent knows (its own and those that
+    /// came with the LPAR), oldest first.
+    History {
+        lpar: String,
+    },
+    /// This host's CPUs and memory, total and free.
+    HostResources {},
 }
 
 fn default_vcpus() -> u32 {
@@ -145,6 +159,8 @@ pub const COMMANDS: &[&str] = &[
     "extend",
     "cancel",
     "prepare-incoming",
+    "history",
+    "host-resources",
 ];
 
 /// A decoded request.
