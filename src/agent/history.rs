@@ -36,7 +36,7 @@ pub const MAX_SHIPPED: usize = 100;
 
 /// The terminal reason the engine gives a cancelled migration (the
 /// manual's 0x20 "Terminated by user").
-const TERMINATED_BY_USER: u64 = 0x20;
+const TERMINATED_BY_USER: u64 = crate::emg::reason::TERMINATED_BY_USER;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -172,7 +172,10 @@ impl History {
         f.write_all(text.as_bytes())
             .and_then(|()| f.sync_data())
             .map_err(|e| {
-                history_error(0x26, format!("cannot append to {}: {e}", self.file.display()))
+                history_error(
+                    0x26,
+                    format!("cannot append to {}: {e}", self.file.display()),
+                )
             })?;
         if created {
             // The new directory entry must survive a crash too.
@@ -320,7 +323,11 @@ impl super::Agent {
         }
         records.push(record);
         if let Err(e) = h.append(&records) {
-            log::error!("migration {} of '{}' is not in the history: {e}", m.id, m.lpar);
+            log::error!(
+                "migration {} of '{}' is not in the history: {e}",
+                m.id,
+                m.lpar
+            );
         }
     }
 

@@ -170,7 +170,13 @@ impl Agent {
                     &source_agent,
                     source_migration,
                 )?;
-                self.note_incoming(&reply, &source_agent, source_migration, source_address, history);
+                self.note_incoming(
+                    &reply,
+                    &source_agent,
+                    source_migration,
+                    source_address,
+                    history,
+                );
                 Ok(reply)
             }
             Command::History { lpar } => self.history_of(&lpar),

@@ -44,6 +44,13 @@ pub enum CtlCommand {
     Extend { id: u64, seconds: u64 },
     /// Cancel a migration (stage 0x4050 only); the LPAR keeps running.
     Cancel { id: u64 },
+    /// The migrations of an LPAR: when, from where to where, how they ended.
+    History { lpar: String },
+    /// Migrate an LPAR live back to the host it last came from.
+    Return(super::moves::ReturnArgs),
+    /// Run or stop a policy: ordered migrations from a TOML file.
+    #[command(subcommand)]
+    Policy(super::policy::PolicyCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,8 +85,15 @@ pub enum LparCommand {
 pub struct MigrateArgs {
     pub lpar: String,
     /// The destination agent: host:port or a Unix socket path.
-    #[arg(long)]
-    pub to: String,
+    #[arg(long, required_unless_present = "auto_destination")]
+    pub to: Option<String>,
+    /// Choose the destination among --candidates: the one with room and the
+    /// most free memory.
+    #[arg(long, conflicts_with = "to", requires = "candidates")]
+    pub auto_destination: bool,
+    /// Candidate destination agents for --auto-destination.
+    #[arg(long, value_delimiter = ',', env = "MOVER_CANDIDATES")]
+    pub candidates: Vec<String>,
     #[arg(long)]
     pub max_suspend_ms: Option<u64>,
     /// Migration path cap, bytes per second (e.g. 100MiB).
@@ -127,7 +141,7 @@ impl Failure {
     }
 }
 
-fn connect(g: &Global) -> Result<Client, Failure> {
+pub(crate) fn connect(g: &Global) -> Result<Client, Failure> {
     let address = Address::parse(&g.agent).map_err(Failure::Usage)?;
     let token_file = g.token_file.as_ref().ok_or_else(|| {
         Failure::Usage("no token file: give --token-file or set MOVER_TOKEN_FILE".into())
@@ -148,6 +162,11 @@ fn connect(g: &Global) -> Result<Client, Failure> {
 
 /// Runs one agent command.
 pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
+    // A policy's entries name their own agents.
+    let command = match command {
+        CtlCommand::Policy(p) => return super::policy::run(g, p),
+        c => c,
+    };
     let mut client = connect(g)?;
     let call = |c: &mut Client, cmd| c.call(cmd).map_err(Failure::Refused);
     match command {
@@ -212,10 +231,13 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
             print_value(g, &reply);
             Ok(())
         }
+        CtlCommand::History { lpar } => super::moves::history(g, &mut client, &lpar),
+        CtlCommand::Return(a) => super::moves::return_lpar(g, &mut client, a),
+        CtlCommand::Policy(_) => unreachable!("handled before connecting"),
     }
 }
 
-fn print_value(g: &Global, v: &Value) {
+pub(crate) fn print_value(g: &Global, v: &Value) {
     if g.json {
         println!("{v}");
     } else if let Some(m) = v.as_object() {
@@ -269,7 +291,11 @@ const POLL: Duration = Duration::from_secs(2);
 
 /// Waits for migration `id` to end, handing every event of it to `on_event`.
 /// Returns the report, or the migration's error.
-fn wait(client: &mut Client, id: u64, on_event: &mut dyn FnMut(&Event)) -> Result<Value, Failure> {
+pub(crate) fn wait(
+    client: &mut Client,
+    id: u64,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Value, Failure> {
     loop {
         match client.next_event(POLL).map_err(Failure::Failed)? {
             Some(e) if e.migration() == id => {
@@ -297,11 +323,15 @@ fn wait(client: &mut Client, id: u64, on_event: &mut dyn FnMut(&Event)) -> Resul
     }
 }
 
-fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result<(), Failure> {
+pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result<(), Failure> {
+    let to = match &a.to {
+        Some(to) => to.clone(),
+        None => super::moves::auto_destination(g, client, &a.lpar, &a.candidates)?,
+    };
     let reply = client
         .call(Command::Migrate {
             lpar: a.lpar.clone(),
-            to: a.to.clone(),
+            to: to.clone(),
             max_suspend_ms: a.max_suspend_ms,
             bandwidth: a.bandwidth,
             streams: a.streams,
@@ -316,7 +346,7 @@ fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result<(), Failur
         return Ok(());
     }
     if !g.json {
-        println!("migration {id}: {} to {}", a.lpar, a.to);
+        println!("migration {id}: {} to {to}", a.lpar);
     }
     let json = g.json;
     let report = wait(client, id, &mut |e| {
