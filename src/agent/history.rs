@@ -321,7 +321,7 @@ impl super::Agent {
                 Err(e) => log::warn!("the history that came with '{}' is lost: {e}", m.lpar),
             }
         }
-        records.push(record);
+        records.push(record.clone());
         if let Err(e) = h.append(&records) {
             log::error!(
                 "migration {} of '{}' is not in the history: {e}",
@@ -329,6 +329,41 @@ impl super::Agent {
                 m.lpar
             );
         }
+        if result.is_ok() && m.side == super::migration::Side::Source {
+            self.send_record(&m.peer, record);
+        }
+    }
+
+    /// Gives the destination the source's record (it has the suspension
+    /// time), best effort: the migration has completed whatever happens.
+    fn send_record(&self, peer: &str, record: Record) {
+        let sent = crate::control::Address::parse(peer)
+            .map_err(|m| {
+                Emg::new(
+                    Module::MoverSource,
+                    phase::INFORMATION,
+                    0x28,
+                    m,
+                    "Give the destination agent as host:port or a socket path.",
+                )
+            })
+            .and_then(|a| crate::control::Client::open(&a, self.token(), Module::MoverSource))
+            .and_then(|mut c| {
+                c.call(crate::control::Command::HistoryRecord {
+                    records: vec![record],
+                })
+            });
+        if let Err(e) = sent {
+            log::warn!("the destination {peer} keeps its own record only: {e}");
+        }
+    }
+
+    /// `history-record`: keeps the records not already held.
+    pub(super) fn keep_records(&self, records: Vec<Record>) -> Result<Value, Emg> {
+        let h = self.history();
+        let new = h.new_records(records)?;
+        h.append(&new)?;
+        Ok(serde_json::json!({ "kept": new.len() }))
     }
 
     /// `history`: the migrations of `lpar` this agent knows.

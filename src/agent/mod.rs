@@ -181,6 +181,7 @@ impl Agent {
             }
             Command::History { lpar } => self.history_of(&lpar),
             Command::HostResources {} => Ok(self.host_resources()),
+            Command::HistoryRecord { records } => self.keep_records(records),
         }
     }
 

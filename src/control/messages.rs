@@ -121,6 +121,11 @@ pub enum Command {
     },
     /// This host's CPUs and memory, total and free.
     HostResources {},
+    /// Agent to agent: the source's record of a migration that completed,
+    /// sent to the destination so the LPAR's history there is whole.
+    HistoryRecord {
+        records: Vec<crate::agent::history::Record>,
+    },
 }
 
 fn default_vcpus() -> u32 {
@@ -161,6 +166,7 @@ pub const COMMANDS: &[&str] = &[
     "prepare-incoming",
     "history",
     "host-resources",
+    "history-record",
 ];
 
 /// A decoded request.
