@@ -135,6 +135,15 @@ fn a_failing_entry_is_retried_skipped_or_ends_the_policy_as_on_failure_says() {
     );
     assert_eq!(r["entries"][1]["error"]["cause"], 0xF00B, "{r}");
     assert!(r["entries"][1]["migration"].is_u64(), "{r}");
+    // The source's history has the failed attempt with its EMG.
+    let h = a.ctl_json(&["history", "big1"]);
+    let failed = &h["migrations"][0];
+    assert_eq!(
+        (&failed["outcome"], &failed["destination_agent"]),
+        (&Value::from("failed"), &Value::from(c.addr.as_str())),
+        "{h}"
+    );
+    assert_eq!(failed["error"]["cause"], 0xF00B, "{h}");
 
     // end: stops at the failed entry.
     let file = write_policy(

@@ -308,7 +308,11 @@ pub enum PolicyOutcome {
 /// Set by SIGINT/SIGTERM: stop after the current entry.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// `<policy file>.stop`, beside the file wherever the command runs from.
 fn stop_file(policy: &Path) -> PathBuf {
+    let policy = policy
+        .canonicalize()
+        .unwrap_or_else(|_| policy.to_path_buf());
     let mut s = policy.as_os_str().to_owned();
     s.push(".stop");
     PathBuf::from(s)
@@ -432,7 +436,11 @@ fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
                         eprintln!("{e}");
                     }
                     r.error = Some(e);
-                    if r.attempts < max_attempts && !stop_requested() {
+                    if r.attempts < max_attempts {
+                        if stop_requested() {
+                            outcome = PolicyOutcome::Stopped;
+                            break 'entries;
+                        }
                         continue;
                     }
                     match policy.on_failure {
