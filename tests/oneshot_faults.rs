@@ -5,8 +5,8 @@
 
 mod common;
 
-use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::Vcpus;
+use lpar_mover::partition::sim::SimLpar;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
