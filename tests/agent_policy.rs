@@ -9,7 +9,7 @@ mod agent_common;
 
 use agent_common::{Agent, Scratch, stderr, wait_for};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ fn write_policy(scratch: &Scratch, name: &str, text: &str) -> PathBuf {
 }
 
 /// `moverctl --json policy run <file>` on `agent`: exit code and result.
-fn run_policy(agent: &Agent, file: &PathBuf) -> (Option<i32>, Value) {
+fn run_policy(agent: &Agent, file: &Path) -> (Option<i32>, Value) {
     let out = agent.ctl(&["--json", "policy", "run", file.to_str().unwrap()]);
     let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
