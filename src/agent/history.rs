@@ -186,31 +186,63 @@ impl History {
         Ok(())
     }
 
-    /// Every record this agent holds, in file order. Lines that do not
-    /// parse (a torn last line after a crash) are skipped with a warning.
-    pub fn all(&self) -> Result<Vec<Record>, Emg> {
+    /// Calls `each` with every line of the file, read as a stream so that
+    /// a long history never sits in memory whole.
+    fn scan(&self, mut each: impl FnMut(&str)) -> Result<(), Emg> {
+        use std::io::BufRead;
         let _g = self.lock.lock().unwrap();
-        let text = match std::fs::read_to_string(&self.file) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        let f = match std::fs::File::open(&self.file) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(history_error(0x27, format!("{}: {e}", self.file.display()))),
         };
-        Ok(parse_lines(&text))
+        for line in std::io::BufReader::new(f).lines() {
+            let line =
+                line.map_err(|e| history_error(0x27, format!("{}: {e}", self.file.display())))?;
+            if !line.trim().is_empty() {
+                each(&line);
+            }
+        }
+        Ok(())
+    }
+
+    /// The records of `lpar` in file order, the newest `keep` at most.
+    /// Lines that do not parse (a torn last line after a crash) are
+    /// skipped with a warning.
+    pub fn records_of(&self, lpar: &str, keep: usize) -> Result<Vec<Record>, Emg> {
+        let mut out = std::collections::VecDeque::new();
+        self.scan(|line| match serde_json::from_str::<Head>(line) {
+            Ok(h) if h.lpar == lpar => match serde_json::from_str::<Record>(line) {
+                Ok(r) => {
+                    if out.len() == keep {
+                        out.pop_front();
+                    }
+                    out.push_back(r);
+                }
+                Err(e) => log::warn!("history: skipping a record that does not parse ({e})"),
+            },
+            Ok(_) => {}
+            Err(e) => log::warn!("history: skipping a line that does not parse ({e})"),
+        })?;
+        Ok(out.into())
     }
 
     /// The migrations of `lpar`, one per key (the source side's record
     /// where both are held), oldest first.
     pub fn of(&self, lpar: &str) -> Result<Vec<Record>, Emg> {
-        Ok(merge(self.all()?.into_iter().filter(|r| r.lpar == lpar)))
+        Ok(merge(self.records_of(lpar, usize::MAX)?.into_iter()))
     }
 
     /// Records to import with an incoming LPAR: those not already held.
     pub fn new_records(&self, incoming: Vec<Record>) -> Result<Vec<Record>, Emg> {
-        let held = self.all()?;
-        let seen: std::collections::HashSet<(String, String)> = held
-            .iter()
-            .map(|r| (r.key.clone(), r.recorded_by.clone()))
-            .collect();
+        let mut seen = std::collections::HashSet::new();
+        self.scan(|line| {
+            if let Ok(h) = serde_json::from_str::<Head>(line)
+                && incoming.iter().any(|r| r.lpar == h.lpar)
+            {
+                seen.insert((h.key, h.recorded_by));
+            }
+        })?;
         Ok(incoming
             .into_iter()
             .filter(|r| !seen.contains(&(r.key.clone(), r.recorded_by.clone())))
@@ -218,17 +250,12 @@ impl History {
     }
 }
 
-fn parse_lines(text: &str) -> Vec<Record> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| match serde_json::from_str::<Record>(l) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                log::warn!("history: skipping a line that does not parse ({e})");
-                None
-            }
-        })
-        .collect()
+/// What `scan` reads of every line before deciding to parse it whole.
+#[derive(Deserialize)]
+struct Head {
+    key: String,
+    lpar: String,
+    recorded_by: String,
 }
 
 /// One record per key, the source side's preferred, oldest first.
@@ -289,13 +316,8 @@ impl super::Agent {
 
     /// The newest records of `lpar`, to send with it.
     pub(super) fn history_to_ship(&self, lpar: &str) -> Vec<Record> {
-        match self.history().all() {
-            Ok(all) => {
-                let mut mine: Vec<Record> = all.into_iter().filter(|r| r.lpar == lpar).collect();
-                let skip = mine.len().saturating_sub(MAX_SHIPPED);
-                mine.drain(..skip);
-                mine
-            }
+        match self.history().records_of(lpar, MAX_SHIPPED) {
+            Ok(mine) => mine,
             Err(e) => {
                 log::warn!("the history of '{lpar}' stays here: {e}");
                 Vec::new()
@@ -430,7 +452,8 @@ mod tests {
             .write_all(b"{\"key\":\"A/3\",\"lp")
             .unwrap();
         let h = History::new(dir.path());
-        assert_eq!(h.all().unwrap().len(), 3);
+        assert_eq!(h.records_of("web1", 9).unwrap().len(), 2);
+        assert_eq!(h.records_of("web1", 1).unwrap(), vec![src.clone()]);
         let web = h.of("web1").unwrap();
         assert_eq!(web, vec![src.clone()]);
         assert_eq!(web[0].destination_agent, "B");
