@@ -318,6 +318,14 @@ fn return_brings_the_lpar_back_and_its_history_shows_both_moves() {
 
     // A's history, after a crash and restart too: both moves, in order,
     // each with its times, outcome and suspension.
+    // B's record of the return (with its suspension) follows the event.
+    wait_for("hostB's record on hostA", Duration::from_secs(10), || {
+        a.ctl_json(&["history", "web1"])["migrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["suspension_ms"].is_f64())
+    });
     a.restart();
     let h = a.ctl_json(&["history", "web1"]);
     let moves = h["migrations"].as_array().unwrap();

@@ -326,13 +326,15 @@ impl super::Agent {
     }
 
     /// Appends the record of `m` (and, for an LPAR now ours, the records
-    /// that came with it). A failure to record is logged: the migration's
-    /// outcome stands.
+    /// that came with it) before the outcome is published, so a client
+    /// that saw it finds it in `history`. A failure to record is logged:
+    /// the migration's outcome stands. Returns the record to send to the
+    /// destination (a completed source migration).
     pub(super) fn record_history(
         &self,
         m: &super::migration::Migration,
         result: &Result<Value, Emg>,
-    ) {
+    ) -> Option<Record> {
         let p = m.history.lock().unwrap().clone();
         let record = p.finish(&m.lpar, m.side, &self.config.name, result);
         let h = self.history();
@@ -351,14 +353,12 @@ impl super::Agent {
                 m.lpar
             );
         }
-        if result.is_ok() && m.side == super::migration::Side::Source {
-            self.send_record(&m.peer, record);
-        }
+        (result.is_ok() && m.side == super::migration::Side::Source).then_some(record)
     }
 
     /// Gives the destination the source's record (it has the suspension
     /// time), best effort: the migration has completed whatever happens.
-    fn send_record(&self, peer: &str, record: Record) {
+    pub(super) fn send_record(&self, peer: &str, record: Record) {
         let sent = crate::control::Address::parse(peer)
             .map_err(|m| {
                 Emg::new(

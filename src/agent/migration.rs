@@ -182,7 +182,7 @@ impl Agent {
     }
 
     fn finish(&self, m: &Migration, result: Result<Value, Emg>) {
-        self.record_history(m, &result);
+        let for_destination = self.record_history(m, &result);
         let (stage, event) = match result {
             Ok(report) => {
                 m.status.lock().unwrap().report = Some(report.clone());
@@ -214,6 +214,10 @@ impl Agent {
         };
         self.enter(m, stage);
         self.publish(&event);
+        if let Some(record) = for_destination {
+            // After the event: the client need not wait for this.
+            self.send_record(&m.peer, record);
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //!                                                 ├ lpar-*  : inventory (+ busy rules), under one lock
 //!                                                 ├ migrate : migration::start_source  ─ thread ─▶ destination agent
 //!                                                 ├ prepare-incoming: migration::prepare_incoming ─ thread
-//!                                                 └ status / extend / cancel: the migration table
+//!                                                 ├ status / extend / cancel: the migration table
+//!                                                 └ history / history-record / host-resources: history.rs
 //! migration threads ── Event ──▶ EventBus ──▶ every authenticated connection
 //! ```
 
