@@ -395,7 +395,7 @@ pub fn check_own_path(facts: &HostFacts, name: Option<&str>, side: Side) -> Chec
         Side::Destination => (phase::DESTINATION_PATH, "Dst-Blade"),
     };
     let Some(p) = facts.path(name) else {
-        let wanted = name.map_or("any".to_string(), |n| format!("'{n}'"));
+        let wanted = name.map_or(String::new(), |n| format!(" '{n}'"));
         let have: Vec<&str> = facts.paths.iter().map(|p| p.name.as_str()).collect();
         return Check::fail(
             item,
@@ -405,7 +405,7 @@ pub fn check_own_path(facts: &HostFacts, name: Option<&str>, side: Side) -> Chec
                 ph,
                 0x03,
                 format!(
-                    "Specified NIC was not found ({blade}): host {} has no migration path {wanted} \
+                    "Specified NIC was not found ({blade}): host {} has no migration path{wanted} \
                      (configured: [{}]).",
                     facts.agent,
                     have.join(", ")
@@ -1086,7 +1086,15 @@ pub fn validate(
         let path_name = HostFacts::of(&agent.config)
             .path(path)
             .map(|p| p.name.clone());
+        let no_path = checks
+            .iter()
+            .any(|c| c.item == "migration-path" && c.outcome == Outcome::Fail);
         let check = match path_name {
+            _ if no_path => Check::skip(
+                "bandwidth",
+                Side::Source,
+                "no usable migration path on both sides (see migration-path)",
+            ),
             None => Check::skip(
                 "bandwidth",
                 Side::Source,
@@ -1223,5 +1231,328 @@ pub fn handle(agent: &Arc<Agent>, command: Command) -> Result<Value, Emg> {
             format!("'{}' is not a validation command", other.name()),
             "Send it to the agent's main dispatch.",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::{FcPortConfig, NicConfig};
+    use crate::state::{MacAddress, VlanMode, Wwpn};
+    use std::net::Ipv4Addr;
+
+    fn lpar() -> LparConfig {
+        LparConfig {
+            name: "web1".into(),
+            number: 1,
+            vcpus: 2,
+            memory_bytes: 64 << 20,
+            program: "idle".into(),
+            nics: vec![NicConfig {
+                segment: "seg-a".into(),
+                mode: DeviceMode::Shared,
+                mac: MacAddress([2, 0, 0, 0, 0, 1]),
+                mac_set_manually: false,
+                vlan_mode: VlanMode::Undef,
+                vlan_id: 0,
+            }],
+            fc_ports: vec![fc(0, 1)],
+        }
+    }
+
+    fn fc(port: u16, n: u64) -> FcPortConfig {
+        FcPortConfig {
+            port,
+            mode: DeviceMode::Shared,
+            vfc_id: None,
+            wwpn: Wwpn::from_u64(0x5006_0e80_0000_0000 | n),
+            migration_wwpn: Wwpn::from_u64(0x5006_0e80_0001_0000 | n),
+        }
+    }
+
+    fn facts(agent: &str, addr: [u8; 4]) -> HostFacts {
+        HostFacts {
+            agent: agent.into(),
+            build: BuildIdentity::current(),
+            identity: Identity {
+                hvm_model: "Advanced".into(),
+                time_zone: "UTC".into(),
+                ntp_servers: vec!["10.0.0.1".into()],
+            },
+            paths: vec![MigrationPath::new("mig", Ipv4Addr::from(addr))],
+            management: "10.1.0.1:7400".into(),
+        }
+    }
+
+    fn resources() -> Resources {
+        Resources {
+            cpus: 4,
+            memory: 1 << 30,
+            fc_ports: vec![super::super::config::FcPort {
+                name: "fc0".into(),
+                vfc_ids: vec![1, 2, 3],
+            }],
+            nic_segments: vec!["seg-a@eth1".into(), "seg-b".into()],
+            consoles: 2,
+        }
+    }
+
+    fn outcome(c: &Check) -> Outcome {
+        c.outcome
+    }
+
+    #[test]
+    fn the_lpar_name_must_not_be_no_name() {
+        assert_eq!(outcome(&check_name(&lpar())), Outcome::Pass);
+        let mut l = lpar();
+        l.name = NO_NAME.into();
+        let c = check_name(&l);
+        assert_eq!(c.outcome, Outcome::Fail);
+        let e = c.error.unwrap();
+        assert_eq!((e.phase, e.detail), (phase::DEFINE, 0x000A_FFFF));
+        assert!(e.message.contains("'NO_NAME'"), "{e}");
+    }
+
+    #[test]
+    fn states_allowed_per_mode() {
+        use LparState::*;
+        for (state, mode, ok) in [
+            (Act, Mode::Live, true),
+            (Dea, Mode::Live, false),
+            (Fai, Mode::Live, false),
+            (Migrating, Mode::Live, false),
+            (Act, Mode::Shutdown, true),
+            (Dea, Mode::Shutdown, true),
+            (Fai, Mode::Shutdown, false),
+            (NeedsRecovery, Mode::Shutdown, false),
+        ] {
+            let c = check_state("l", state, mode);
+            assert_eq!(c.outcome == Outcome::Pass, ok, "{state:?} {mode:?}: {c:?}");
+        }
+        let fai = check_state("l", Fai, Mode::Shutdown).error.unwrap();
+        assert!(fai.message.contains("corrupted LPAR"), "{fai}");
+    }
+
+    #[test]
+    fn only_shared_devices_and_no_manual_mac() {
+        let l = lpar();
+        assert_eq!(outcome(&check_nic_modes(&l)), Outcome::Pass);
+        assert_eq!(outcome(&check_fc_modes(&l)), Outcome::Pass);
+        assert_eq!(outcome(&check_manual_macs(&l)), Outcome::Pass);
+        let mut d = lpar();
+        d.nics[0].mode = DeviceMode::Dedicated;
+        d.fc_ports[0].mode = DeviceMode::Dedicated;
+        d.nics[0].mac_set_manually = true;
+        for c in [
+            check_nic_modes(&d),
+            check_fc_modes(&d),
+            check_manual_macs(&d),
+        ] {
+            assert_eq!(c.outcome, Outcome::Fail, "{c:?}");
+        }
+        assert_eq!(check_nic_modes(&d).error.unwrap().cause, 0x1004);
+    }
+
+    #[test]
+    fn live_mode_needs_under_eight_fc_ports() {
+        let mut l = lpar();
+        l.fc_ports = (0..7).map(|i| fc(0, i)).collect();
+        assert_eq!(outcome(&check_fc_count(&l, Mode::Live)), Outcome::Pass);
+        l.fc_ports.push(fc(0, 7));
+        assert_eq!(outcome(&check_fc_count(&l, Mode::Live)), Outcome::Fail);
+        assert_eq!(outcome(&check_fc_count(&l, Mode::Shutdown)), Outcome::Skip);
+    }
+
+    #[test]
+    fn a_path_must_exist_and_avoid_the_management_address_unless_on_a_vlan() {
+        let mut f = facts("a", [10, 2, 0, 1]);
+        assert_eq!(
+            outcome(&check_own_path(&f, None, Side::Source)),
+            Outcome::Pass
+        );
+        let c = check_own_path(&f, Some("other"), Side::Destination);
+        assert_eq!(c.error.unwrap().phase, phase::DESTINATION_PATH);
+        f.management = "10.2.0.1:7400".into();
+        let c = check_own_path(&f, None, Side::Source);
+        assert_eq!(c.error.unwrap().phase, phase::PATH_ADDRESS);
+        f.paths[0].vlan = Some(100);
+        assert_eq!(
+            outcome(&check_own_path(&f, None, Side::Source)),
+            Outcome::Pass
+        );
+        f.management = "/run/moverd.sock".into();
+        f.paths[0].vlan = None;
+        assert_eq!(
+            outcome(&check_own_path(&f, None, Side::Source)),
+            Outcome::Pass
+        );
+        f.paths.clear();
+        assert_eq!(
+            outcome(&check_own_path(&f, None, Side::Source)),
+            Outcome::Fail
+        );
+    }
+
+    #[test]
+    fn bandwidth_needs_a_gigabit_in_live_mode() {
+        assert_eq!(
+            outcome(&check_bandwidth(Mode::Live, Ok(5e9))),
+            Outcome::Pass
+        );
+        assert_eq!(
+            outcome(&check_bandwidth(Mode::Live, Ok(0.95e9))),
+            Outcome::Pass
+        );
+        let c = check_bandwidth(Mode::Live, Ok(0.5e9));
+        assert!(c.detail.contains("0.500 Gbit/s"), "{c:?}");
+        let e = Emg::new(Module::Management, phase::SOURCE_PATH, 1, "x", "y");
+        assert_eq!(
+            outcome(&check_bandwidth(Mode::Live, Err(&e))),
+            Outcome::Fail
+        );
+        assert_eq!(
+            outcome(&check_bandwidth(Mode::Shutdown, Ok(0.0))),
+            Outcome::Skip
+        );
+    }
+
+    #[test]
+    fn host_identity_checks() {
+        let a = facts("a", [10, 2, 0, 1]);
+        let mut b = facts("b", [10, 2, 0, 2]);
+        for c in [
+            check_different_hosts(&a, &b),
+            check_hvm_model(&a, &b, Mode::Live),
+            check_build(&a, &b),
+            check_time_zone(&a, &b),
+            check_ntp(&a, &b),
+            check_path_addresses(a.path(None), b.path(None)),
+        ] {
+            assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
+        }
+        assert_eq!(outcome(&check_different_hosts(&a, &a)), Outcome::Fail);
+        assert_eq!(
+            outcome(&check_path_addresses(a.path(None), a.path(None))),
+            Outcome::Fail
+        );
+        b.identity.hvm_model = "Enterprise".into();
+        assert_eq!(
+            check_hvm_model(&a, &b, Mode::Live).error.unwrap().cause,
+            0x1003
+        );
+        let mut e = a.clone();
+        e.identity.hvm_model = "Essential".into();
+        assert_eq!(outcome(&check_hvm_model(&e, &e, Mode::Live)), Outcome::Fail);
+        assert_eq!(
+            outcome(&check_hvm_model(&e, &e, Mode::Shutdown)),
+            Outcome::Pass
+        );
+        b.build.wire_protocol += 1;
+        assert_eq!(outcome(&check_build(&a, &b)), Outcome::Fail);
+        b.identity.time_zone = "Asia/Tokyo".into();
+        assert_eq!(outcome(&check_time_zone(&a, &b)), Outcome::Fail);
+        b.identity.ntp_servers = vec!["10.0.0.2".into()];
+        assert_eq!(outcome(&check_ntp(&a, &b)), Outcome::Fail);
+        b.identity.ntp_servers = vec!["10.0.0.1".into()];
+        assert_eq!(outcome(&check_ntp(&a, &b)), Outcome::Pass);
+        assert_eq!(
+            outcome(&check_path_addresses(None, b.path(None))),
+            Outcome::Skip
+        );
+    }
+
+    #[test]
+    fn destination_room() {
+        let h = facts("b", [10, 2, 0, 2]);
+        let r = resources();
+        let l = lpar();
+        assert_eq!(outcome(&check_cpus(&h, &r, &l)), Outcome::Pass);
+        assert_eq!(outcome(&check_memory(&h, &r, 0, &l)), Outcome::Pass);
+        assert_eq!(
+            check_memory(&h, &r, (1 << 30) - (32 << 20), &l)
+                .error
+                .unwrap()
+                .detail,
+            0x0004_FFFF
+        );
+        let mut big = lpar();
+        big.vcpus = 8;
+        assert_eq!(check_cpus(&h, &r, &big).error.unwrap().detail, 0x0002_FFFF);
+        assert_eq!(
+            outcome(&check_contiguous(&l, "/x", Ok(1 << 30))),
+            Outcome::Pass
+        );
+        assert_eq!(
+            outcome(&check_contiguous(&l, "/x", Ok(1 << 20))),
+            Outcome::Fail
+        );
+        assert_eq!(
+            outcome(&check_contiguous(&l, "/x", Err("gone".into()))),
+            Outcome::Fail
+        );
+        assert_eq!(outcome(&check_console(&h, &r, 1)), Outcome::Pass);
+        assert_eq!(check_console(&h, &r, 2).error.unwrap().cause, 0x6000_0004);
+        assert_eq!(
+            check_name_unique(&h, &["web1".into()], "web1")
+                .error
+                .unwrap()
+                .detail,
+            0x0001_FFFF
+        );
+        assert_eq!(
+            outcome(&check_name_unique(&h, &["x".into()], "web1")),
+            Outcome::Pass
+        );
+    }
+
+    #[test]
+    fn segments_and_vfc_ids_come_from_the_configuration() {
+        let h = facts("b", [10, 2, 0, 2]);
+        let mut r = resources();
+        assert_eq!(segment_map(&r)["seg-a"], "eth1");
+        assert_eq!(segment_map(&r)["seg-b"], "");
+        let mut l = lpar();
+        assert_eq!(outcome(&check_segments(&h, &r, &l)), Outcome::Pass);
+        l.nics[0].segment = "seg-z".into();
+        assert_eq!(check_segments(&h, &r, &l).error.unwrap().cause, 0x3000_0000);
+        let l = lpar();
+        let free: BTreeMap<u16, BTreeSet<u16>> = [(0, BTreeSet::from([1, 2, 3]))].into();
+        assert_eq!(outcome(&check_vfc_ids(&h, &free, &l)), Outcome::Pass);
+        let mut pinned = lpar();
+        pinned.fc_ports[0].vfc_id = Some(9);
+        let c = check_vfc_ids(&h, &free, &pinned);
+        assert_eq!(c.error.unwrap().cause, 0x4000_0000);
+        let mut other_port = lpar();
+        other_port.fc_ports[0].port = 1;
+        assert_eq!(
+            outcome(&check_vfc_ids(&h, &free, &other_port)),
+            Outcome::Fail
+        );
+        r.fc_ports[0].vfc_ids = vec![0, 5, 300];
+        assert_eq!(
+            r.fc_ports[0]
+                .vfc_ids
+                .iter()
+                .filter(|&&v| v >= 1 && v <= u32::from(MAX_VFC_ID))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_refusal_names_every_failing_item() {
+        let mut l = lpar();
+        l.name = NO_NAME.into();
+        let checks = vec![
+            check_name(&l),
+            check_fc_count(&lpar(), Mode::Live),
+            check_state(NO_NAME, LparState::Dea, Mode::Live),
+        ];
+        let e = refusal(NO_NAME, &checks).unwrap();
+        assert_eq!(e.detail, 2);
+        assert!(e.message.contains("lpar-name (source)"), "{e}");
+        assert!(e.message.contains("lpar-state (source)"), "{e}");
+        assert!(!e.message.contains("fc-count"), "{e}");
+        assert!(refusal("x", &checks[1..2]).is_none());
     }
 }

@@ -90,13 +90,26 @@ impl Agent {
 
     /// Starts `moverd` with exactly `args` (they must make it listen).
     pub fn spawn(name: &str, args: Vec<String>, state_dir: PathBuf, token_file: PathBuf) -> Agent {
+        let program = Command::new(env!("CARGO_BIN_EXE_moverd"));
+        Self::spawn_via(name, program, args, state_dir, token_file)
+    }
+
+    /// Like [`Agent::spawn`], `program` being `moverd` or a command that runs
+    /// it (e.g. `ip netns exec <ns> moverd`).
+    pub fn spawn_via(
+        name: &str,
+        mut program: Command,
+        args: Vec<String>,
+        state_dir: PathBuf,
+        token_file: PathBuf,
+    ) -> Agent {
         std::fs::create_dir_all(&state_dir).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(state_dir.with_extension("log"))
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_moverd"))
+        let mut child = program
             .args(&args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
