@@ -27,6 +27,10 @@ struct Host {
     hvm: &'static str,
     tz: &'static str,
     ntp: Vec<&'static str>,
+    /// Where its state lives (default: a directory of the scratch).
+    state_dir: Option<std::path::PathBuf>,
+    /// Run it in this network namespace (a test host).
+    netns: Option<String>,
 }
 
 impl Host {
@@ -43,6 +47,8 @@ impl Host {
             hvm: "Advanced",
             tz: "UTC",
             ntp: vec!["10.0.0.1"],
+            state_dir: None,
+            netns: None,
         }
     }
 
@@ -78,7 +84,10 @@ impl Host {
     fn start(&self, scratch: &Scratch) -> Agent {
         static N: AtomicU32 = AtomicU32::new(0);
         let label = format!("{}-{}", self.name, N.fetch_add(1, Ordering::Relaxed));
-        let state_dir = scratch.0.join(&label);
+        let state_dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| scratch.0.join(&label));
         let file = scratch.0.join(format!("{label}.toml"));
         std::fs::write(&file, self.toml(scratch, &state_dir)).unwrap();
         let args = vec![
@@ -86,7 +95,15 @@ impl Host {
             "--config".into(),
             file.display().to_string(),
         ];
-        Agent::spawn(&label, args, state_dir, scratch.token_file())
+        let program = match &self.netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_moverd")]);
+                c
+            }
+            None => std::process::Command::new(env!("CARGO_BIN_EXE_moverd")),
+        };
+        Agent::spawn_via(&label, program, args, state_dir, scratch.token_file())
     }
 }
 
@@ -526,4 +543,140 @@ fn migrate_is_refused_by_validation_before_anything_moves() {
     let r = src.ctl_json(&["migrate", "web1", "--to", &dst2.addr]);
     assert_eq!(r["report"]["source"]["verified"], true, "{r}");
     assert_eq!(dst2.lpar("web1")["state"], "Act");
+}
+
+/// Unmounts the small tmpfs when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn memory_without_room_for_one_mapping_fails_memory_contiguous() {
+    let scratch = Scratch::new("val-contig");
+    let dir = scratch.0.join("small-tmpfs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+        .arg(&dir)
+        .output();
+    match mounted {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            println!(
+                "SKIPPED memory-contiguous: cannot mount a small tmpfs (needs root): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return;
+        }
+        Err(e) => {
+            println!("SKIPPED memory-contiguous: no mount command: {e}");
+            return;
+        }
+    }
+    let _mount = Mount(dir.clone());
+    let src = Host::new("hostA").start(&scratch);
+    let mut d = Host::new("hostB");
+    // The host memory is ample; the file system that holds LPAR memory is not.
+    d.state_dir = Some(dir.join("state"));
+    let dst = d.start(&scratch);
+    create(&src, &lpar("web1"), true);
+    let (code, report) = validate(&src, &dst, "web1", "live");
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(
+        failing(&report),
+        vec![("memory-contiguous".to_string(), "destination".to_string())],
+        "{report}"
+    );
+    assert_eq!(item(&report, "memory", "destination")["outcome"], "pass");
+    let m = item(&report, "memory-contiguous", "destination")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(m.contains("one mapping of 64 MiB"), "{m}");
+    drop(dst);
+}
+
+/// `moverctl --json <args>` run inside test host `ns`: exit code, output.
+fn ctl_in(ns: &str, agent: &Agent, args: &[&str]) -> (Option<i32>, Value) {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_moverctl")])
+        .args(["--json", "--agent", &agent.addr, "--token-file"])
+        .arg(&agent.token_file)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "moverctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        )
+    });
+    (out.status.code(), v)
+}
+
+#[test]
+fn live_mode_needs_a_gigabit_path_as_the_connectivity_test_measures_it() {
+    use lpar_mover::testbed::{Testbed, skip_reason};
+    if let Some(reason) = skip_reason() {
+        println!("SKIPPED bandwidth over test hosts: {reason}");
+        return;
+    }
+    let scratch = Scratch::new("val-bandwidth");
+    let bed = Testbed::new(2).unwrap();
+    let hosts = bed.hosts();
+    let spec = |i: usize, name: &str| {
+        let mut h = Host::new(name);
+        h.listen = format!("{}:7400", hosts[i].mgmt_ip);
+        h.path = Some((hosts[i].path_ip.to_string(), None));
+        h.netns = Some(hosts[i].netns.clone());
+        h
+    };
+    let src = spec(0, "hostA").start(&scratch);
+    let dst = spec(1, "hostB").start(&scratch);
+    let ns = hosts[0].netns.clone();
+    let (code, v) = ctl_in(&ns, &src, &["lpar", "create", "web1", "--memory", "64MiB"]);
+    assert_eq!(code, Some(0), "{v}");
+    let (code, v) = ctl_in(&ns, &src, &["lpar", "activate", "web1"]);
+    assert_eq!(code, Some(0), "{v}");
+
+    // 200 Mbit/s: refused for live mode, with the figure measured.
+    bed.shape_path(200_000_000).unwrap();
+    let (code, report) = ctl_in(&ns, &src, &["validate", "web1", "--to", &dst.addr]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(
+        failing(&report),
+        vec![("bandwidth".to_string(), "source".to_string())],
+        "{report}"
+    );
+    let slow = report["connectivity"]["bits_per_s"].as_f64().unwrap();
+    eprintln!(
+        "path shaped to 200 Mbit/s: measured {:.3} Gbit/s",
+        slow / 1e9
+    );
+    assert!(slow < 0.25e9, "{report}");
+    // Shutdown mode has no minimum.
+    let (code, report) = ctl_in(
+        &ns,
+        &src,
+        &["validate", "web1", "--to", &dst.addr, "--mode", "shutdown"],
+    );
+    assert_eq!(code, Some(0), "{report}");
+
+    // 1 Gbit/s passes (the minimum is the line rate less framing).
+    bed.shape_path(1_000_000_000).unwrap();
+    let (code, m) = ctl_in(&ns, &src, &["connectivity-test", "--to", &dst.addr]);
+    assert_eq!(code, Some(0), "{m}");
+    eprintln!(
+        "path shaped to 1 Gbit/s: measured {:.3} Gbit/s, round trip {:.3} ms",
+        m["bits_per_s"].as_f64().unwrap() / 1e9,
+        m["rtt_avg_ms"].as_f64().unwrap()
+    );
+    let (code, report) = ctl_in(&ns, &src, &["validate", "web1", "--to", &dst.addr]);
+    assert_eq!(code, Some(0), "{report}");
 }

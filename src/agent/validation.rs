@@ -1101,9 +1101,11 @@ pub fn validate(
                 "no source migration path (see migration-path)",
             ),
             Some(p) => {
+                // Only a passing figure is reused: a fixed path is re-measured.
                 let cached = (!fresh)
                     .then(|| connectivity::recent(&destination, &p))
-                    .flatten();
+                    .flatten()
+                    .filter(|m| m.bits_per_s >= MIN_GOODPUT_BITS);
                 let measured = match cached {
                     Some(m) => Ok(m),
                     None => connectivity::run(agent, &mut client, path),
