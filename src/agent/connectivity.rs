@@ -324,11 +324,17 @@ pub fn incoming(agent: &Arc<Agent>, path: Option<&str>, streams: usize) -> Resul
     Ok(reply)
 }
 
-/// One stream of the test, destination side: echo the pings, count the
-/// payload to EOF, confirm the count.
+/// One stream of the test, destination side.
 fn serve_stream(mut s: TcpStream) -> std::io::Result<u64> {
     s.set_read_timeout(Some(PROBE_IDLE))?;
     s.set_write_timeout(Some(PROBE_IDLE))?;
+    serve_probe(&mut s)
+}
+
+/// The destination's half of one test stream over any byte stream (the
+/// source's bytes are outside input): echo the pings, count the payload to
+/// EOF, confirm the count. Errors, never panics, on anything else.
+pub fn serve_probe<S: Read + Write>(s: &mut S) -> std::io::Result<u64> {
     let mut count = [0u8; 1];
     s.read_exact(&mut count)?;
     if count[0] > MAX_PINGS {
@@ -362,4 +368,69 @@ fn serve_stream(mut s: TcpStream) -> std::io::Result<u64> {
     }
     s.write_all(&total.to_le_bytes())?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `input`, collects what is written.
+    struct Pipe<'a> {
+        input: &'a [u8],
+        output: Vec<u8>,
+    }
+
+    impl Read for Pipe<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Pipe<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.output.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_destination_echoes_pings_and_confirms_the_payload() {
+        let mut input = vec![2u8];
+        input.extend(7u64.to_le_bytes());
+        input.extend(9u64.to_le_bytes());
+        input.extend([0x5a; 1000]);
+        let mut p = Pipe {
+            input: &input,
+            output: Vec::new(),
+        };
+        assert_eq!(serve_probe(&mut p).unwrap(), 1000);
+        let mut want = 7u64.to_le_bytes().to_vec();
+        want.extend(9u64.to_le_bytes());
+        want.extend(1000u64.to_le_bytes());
+        assert_eq!(p.output, want);
+    }
+
+    #[test]
+    fn too_many_pings_or_a_short_ping_are_errors() {
+        let mut p = Pipe {
+            input: &[MAX_PINGS + 1],
+            output: Vec::new(),
+        };
+        assert_eq!(
+            serve_probe(&mut p).unwrap_err().kind(),
+            ErrorKind::InvalidData
+        );
+        let mut p = Pipe {
+            input: &[1, 0, 0],
+            output: Vec::new(),
+        };
+        assert!(serve_probe(&mut p).is_err());
+        let mut p = Pipe {
+            input: &[],
+            output: Vec::new(),
+        };
+        assert!(serve_probe(&mut p).is_err());
+    }
 }
