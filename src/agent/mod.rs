@@ -12,9 +12,11 @@
 
 pub mod busy;
 pub mod config;
+pub mod connectivity;
 pub mod inventory;
 pub mod migration;
 pub mod server;
+pub mod validation;
 
 use crate::build_identity::BuildIdentity;
 use crate::control::{Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error};
@@ -93,14 +95,16 @@ impl Agent {
                 vcpus,
                 memory_bytes,
                 program,
+                nics,
+                fc_ports,
             } => self.lpar_create(LparConfig {
                 name,
                 number: 0,
                 vcpus,
                 memory_bytes,
                 program,
-                nics: Vec::new(),
-                fc_ports: Vec::new(),
+                nics,
+                fc_ports,
             }),
             Command::LparList {} => {
                 let inv = self.inventory.lock().unwrap();
@@ -161,6 +165,12 @@ impl Agent {
             } => {
                 migration::prepare_incoming(self, config, streams, &source_agent, source_migration)
             }
+            c @ (Command::Validate { .. }
+            | Command::ConnectivityTest { .. }
+            | Command::Rehearse { .. }
+            | Command::ValidateIncoming { .. }
+            | Command::ConnectivityIncoming { .. }
+            | Command::RehearseIncoming { .. }) => validation::handle(self, c),
         }
     }
 

@@ -44,6 +44,13 @@ pub enum CtlCommand {
     Extend { id: u64, seconds: u64 },
     /// Cancel a migration (stage 0x4050 only); the LPAR keeps running.
     Cancel { id: u64 },
+    /// Run the validation checklist of a migration (both agents), item by item.
+    Validate(super::validate::ValidateArgs),
+    /// Measure round trip and bandwidth of the migration path to an agent.
+    ConnectivityTest(super::validate::ConnectivityArgs),
+    /// Validation, connectivity test and a placeholder LPAR defined and
+    /// deleted on the destination; nothing moves.
+    Rehearse(super::validate::ValidateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +111,8 @@ pub enum Failure {
     Failed(Emg),
     /// Bad usage (exit 3).
     Usage(String),
+    /// Already printed in full; exit with this code.
+    Shown(i32),
 }
 
 impl Failure {
@@ -112,6 +121,7 @@ impl Failure {
             Failure::Refused(_) => 1,
             Failure::Failed(_) => 2,
             Failure::Usage(_) => 3,
+            Failure::Shown(code) => *code,
         }
     }
 
@@ -123,6 +133,7 @@ impl Failure {
             }
             (Failure::Refused(e) | Failure::Failed(e), false) => eprintln!("{e}"),
             (Failure::Usage(m), _) => eprintln!("moverctl: {m}"),
+            (Failure::Shown(_), _) => {}
         }
     }
 }
@@ -165,6 +176,8 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                         vcpus,
                         memory_bytes: memory,
                         program,
+                        nics: Vec::new(),
+                        fc_ports: Vec::new(),
                     },
                 )?,
                 LparCommand::List => {
@@ -212,6 +225,9 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
             print_value(g, &reply);
             Ok(())
         }
+        CtlCommand::Validate(a) => super::validate::validate(g, &mut client, a),
+        CtlCommand::ConnectivityTest(a) => super::validate::connectivity_test(g, &mut client, a),
+        CtlCommand::Rehearse(a) => super::validate::rehearse(g, &mut client, a),
     }
 }
 
