@@ -133,17 +133,13 @@ fn a_failing_entry_is_retried_skipped_or_ends_the_policy_as_on_failure_says() {
             s("s3", "completed", 1)
         ]
     );
-    assert_eq!(r["entries"][1]["error"]["cause"], 0xF00B, "{r}");
-    assert!(r["entries"][1]["migration"].is_u64(), "{r}");
-    // The source's history has the failed attempt with its EMG.
-    let h = a.ctl_json(&["history", "big1"]);
-    let failed = &h["migrations"][0];
-    assert_eq!(
-        (&failed["outcome"], &failed["destination_agent"]),
-        (&Value::from("failed"), &Value::from(c.addr.as_str())),
-        "{h}"
+    // Validation refuses it before anything moves.
+    let e = &r["entries"][1]["error"];
+    assert!(
+        e["message"].as_str().unwrap().contains("not enough memory"),
+        "{r}"
     );
-    assert_eq!(failed["error"]["cause"], 0xF00B, "{h}");
+    assert!(e["action"].as_str().unwrap().len() > 10, "{r}");
 
     // end: stops at the failed entry.
     let file = write_policy(
@@ -366,6 +362,38 @@ fn return_brings_the_lpar_back_and_its_history_shows_both_moves() {
             .len(),
         2
     );
+
+    // A cancelled migration is in the history too, with its EMG.
+    let out = a.ctl_json(&[
+        "migrate",
+        "web1",
+        "--to",
+        &b.addr,
+        "--bandwidth",
+        "2MiB",
+        "--no-wait",
+    ]);
+    let id = out["migration"].to_string();
+    wait_for("stage 0x4050", Duration::from_secs(30), || {
+        a.ctl_json(&["status", &id])["stage"] == 0x4050
+    });
+    a.ctl_json(&["cancel", &id]);
+    wait_for(
+        "the cancelled migration in the history",
+        Duration::from_secs(30),
+        || {
+            a.ctl_json(&["history", "web1"])["migrations"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 3
+        },
+    );
+    let h = a.ctl_json(&["history", "web1"]);
+    let last = &h["migrations"][2];
+    assert_eq!(last["outcome"], "cancelled", "{h}");
+    assert_eq!(last["error"]["reason"], 0x20, "{h}");
+    assert_eq!(a.lpar("web1")["state"], "Act");
 
     // An LPAR without a migration into this host has nowhere to return to.
     let out = a.ctl(&["return", "nosuch"]);

@@ -6,7 +6,7 @@
 //!                             O_APPEND + fsync (a crash loses at most the
 //!                             line being written; a torn last line is
 //!                             skipped when read)
-//! record {"key":"<source agent>/<source migration>","lpar","mode":"live",
+//! record {"key":"<source agent>/<source migration>/<start ns>","lpar","mode":"live",
 //!         "side":"source"|"destination","recorded_by",
 //!         "source_agent","source_address","destination_agent",
 //!         "destination_address","started_ns","ended_ns",
@@ -59,7 +59,8 @@ impl Outcome {
 /// One migration of one LPAR as one agent saw it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// `<source agent>/<source migration id>`: the same on both sides.
+    /// `<source agent>/<source migration id>/<source start ns>`: the same
+    /// on both sides, unique across agent restarts.
     pub key: String,
     pub lpar: String,
     pub mode: String,
@@ -282,7 +283,9 @@ impl super::Agent {
     /// A source migration to `to` starts: its key and both ends.
     pub(super) fn note_source(&self, m: &super::migration::Migration, to: &str) {
         let mut p = m.history.lock().unwrap();
-        p.key = format!("{}/{}", self.config.name, m.id);
+        // Migration ids restart with the agent: the start time keeps the
+        // key unique across restarts.
+        p.key = format!("{}/{}/{}", self.config.name, m.id, p.started_ns);
         p.source_agent = self.config.name.clone();
         p.source_address = self.advertised.get().cloned();
         p.destination_agent = to.to_string();
@@ -297,6 +300,7 @@ impl super::Agent {
         source_agent: &str,
         source_migration: u64,
         source_address: Option<String>,
+        key: Option<String>,
         imported: Vec<Record>,
     ) {
         let Some(id) = prepared["migration"].as_u64() else {
@@ -306,7 +310,7 @@ impl super::Agent {
             return;
         };
         let mut p = m.history.lock().unwrap();
-        p.key = format!("{source_agent}/{source_migration}");
+        p.key = key.unwrap_or_else(|| format!("{source_agent}/{source_migration}"));
         p.source_agent = source_agent.to_string();
         p.source_address = source_address;
         p.destination_agent = self.config.name.clone();

@@ -13,10 +13,12 @@
 
 pub mod busy;
 pub mod config;
+pub mod connectivity;
 pub mod history;
 pub mod inventory;
 pub mod migration;
 pub mod server;
+pub mod validation;
 
 use crate::build_identity::BuildIdentity;
 use crate::control::{Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error};
@@ -99,14 +101,16 @@ impl Agent {
                 vcpus,
                 memory_bytes,
                 program,
+                nics,
+                fc_ports,
             } => self.lpar_create(LparConfig {
                 name,
                 number: 0,
                 vcpus,
                 memory_bytes,
                 program,
-                nics: Vec::new(),
-                fc_ports: Vec::new(),
+                nics,
+                fc_ports,
             }),
             Command::LparList {} => {
                 let inv = self.inventory.lock().unwrap();
@@ -165,6 +169,7 @@ impl Agent {
                 source_agent,
                 source_migration,
                 source_address,
+                history_key,
                 history,
             } => {
                 let reply = migration::prepare_incoming(
@@ -179,6 +184,7 @@ impl Agent {
                     &source_agent,
                     source_migration,
                     source_address,
+                    history_key,
                     history,
                 );
                 Ok(reply)
@@ -186,6 +192,12 @@ impl Agent {
             Command::History { lpar } => self.history_of(&lpar),
             Command::HostResources {} => Ok(self.host_resources()),
             Command::HistoryRecord { records } => self.keep_records(records),
+            c @ (Command::Validate { .. }
+            | Command::ConnectivityTest { .. }
+            | Command::Rehearse { .. }
+            | Command::ValidateIncoming { .. }
+            | Command::ConnectivityIncoming { .. }
+            | Command::RehearseIncoming { .. }) => validation::handle(self, c),
         }
     }
 

@@ -51,6 +51,13 @@ pub enum CtlCommand {
     /// Run or stop a policy: ordered migrations from a TOML file.
     #[command(subcommand)]
     Policy(super::policy::PolicyCommand),
+    /// Run the validation checklist of a migration (both agents), item by item.
+    Validate(super::validate::ValidateArgs),
+    /// Measure round trip and bandwidth of the migration path to an agent.
+    ConnectivityTest(super::validate::ConnectivityArgs),
+    /// Validation, connectivity test and a placeholder LPAR defined and
+    /// deleted on the destination; nothing moves.
+    Rehearse(super::validate::ValidateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,6 +125,8 @@ pub enum Failure {
     Failed(Emg),
     /// Bad usage (exit 3).
     Usage(String),
+    /// Already printed in full; exit with this code.
+    Shown(i32),
 }
 
 impl Failure {
@@ -126,6 +135,7 @@ impl Failure {
             Failure::Refused(_) => 1,
             Failure::Failed(_) => 2,
             Failure::Usage(_) => 3,
+            Failure::Shown(code) => *code,
         }
     }
 
@@ -137,6 +147,7 @@ impl Failure {
             }
             (Failure::Refused(e) | Failure::Failed(e), false) => eprintln!("{e}"),
             (Failure::Usage(m), _) => eprintln!("moverctl: {m}"),
+            (Failure::Shown(_), _) => {}
         }
     }
 }
@@ -184,6 +195,8 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                         vcpus,
                         memory_bytes: memory,
                         program,
+                        nics: Vec::new(),
+                        fc_ports: Vec::new(),
                     },
                 )?,
                 LparCommand::List => {
@@ -234,6 +247,9 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
         CtlCommand::History { lpar } => super::moves::history(g, &mut client, &lpar),
         CtlCommand::Return(a) => super::moves::return_lpar(g, &mut client, a),
         CtlCommand::Policy(_) => unreachable!("handled before connecting"),
+        CtlCommand::Validate(a) => super::validate::validate(g, &mut client, a),
+        CtlCommand::ConnectivityTest(a) => super::validate::connectivity_test(g, &mut client, a),
+        CtlCommand::Rehearse(a) => super::validate::rehearse(g, &mut client, a),
     }
 }
 

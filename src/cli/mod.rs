@@ -11,3 +11,4 @@ pub mod plot;
 pub mod policy;
 pub mod rss;
 pub mod selftest;
+pub mod validate;

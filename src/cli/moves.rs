@@ -164,7 +164,7 @@ pub fn auto_destination(
                 reasons.push(format!("{c}: unreachable ({})", e.message));
                 continue;
             }
-            Err(Failure::Usage(m)) => return Err(Failure::Usage(m)),
+            Err(f @ (Failure::Usage(_) | Failure::Shown(_))) => return Err(f),
         };
         let host = r["host"].as_str().unwrap_or("");
         let free = r["memory_free_bytes"].as_u64().unwrap_or(0);

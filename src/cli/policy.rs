@@ -470,7 +470,7 @@ fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
             })
         );
         if outcome != PolicyOutcome::Completed {
-            std::process::exit(2);
+            return Err(Failure::Shown(2));
         }
         return Ok(());
     }
@@ -515,6 +515,11 @@ fn run_entry(g: &Global, entry: &Entry, from: &str) -> Result<(u64, Value), (Opt
     };
     let unwrap = |f: Failure| match f {
         Failure::Refused(e) | Failure::Failed(e) => e,
+        Failure::Shown(code) => policy_error(
+            cause::ENTRY_FAILED,
+            format!("the entry failed (exit code {code})"),
+            "See the messages above.",
+        ),
         Failure::Usage(m) => policy_error(
             cause::INVALID,
             m,

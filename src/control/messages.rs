@@ -9,9 +9,10 @@
 //! ```
 
 use super::MAX_LINE;
+use crate::agent::validation::{HostFacts, Mode};
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase};
-use crate::partition::LparConfig;
+use crate::partition::{FcPortConfig, LparConfig, NicConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -56,6 +57,11 @@ pub enum Command {
         memory_bytes: u64,
         #[serde(default = "default_program")]
         program: String,
+        /// Logical NICs and FC ports (protocol only; moverctl defines none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nics: Vec<NicConfig>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fc_ports: Vec<FcPortConfig>,
     },
     LparList {},
     LparShow {
@@ -109,6 +115,9 @@ pub enum Command {
         /// The source agent's management address (for `moverctl return`).
         #[serde(default)]
         source_address: Option<String>,
+        /// The migration's history key (`agent::history::Record::key`).
+        #[serde(default)]
+        history_key: Option<String>,
         /// The LPAR's migration history, kept by the destination once the
         /// LPAR is its own (at most `agent::history::MAX_SHIPPED`).
         #[serde(default)]
@@ -125,6 +134,50 @@ pub enum Command {
     /// sent to the destination so the LPAR's history there is whole.
     HistoryRecord {
         records: Vec<crate::agent::history::Record>,
+    },
+    /// Runs the validation checklist of a migration of `lpar` to `to`
+    /// (both agents' items) without starting it.
+    Validate {
+        lpar: String,
+        to: String,
+        #[serde(default)]
+        mode: Mode,
+        #[serde(default)]
+        path: Option<String>,
+    },
+    /// Measures round trip and bandwidth of the migration path to `to`.
+    ConnectivityTest {
+        to: String,
+        #[serde(default)]
+        path: Option<String>,
+    },
+    /// Validation, a fresh connectivity test and a placeholder LPAR defined
+    /// and deleted on `to`; nothing moves.
+    Rehearse {
+        lpar: String,
+        to: String,
+        #[serde(default)]
+        mode: Mode,
+        #[serde(default)]
+        path: Option<String>,
+    },
+    /// Agent to agent: the destination's validation items for `config`.
+    ValidateIncoming {
+        config: LparConfig,
+        mode: Mode,
+        source: HostFacts,
+        #[serde(default)]
+        path: Option<String>,
+    },
+    /// Agent to agent: listen on the migration path for one connectivity test.
+    ConnectivityIncoming {
+        #[serde(default)]
+        path: Option<String>,
+        streams: usize,
+    },
+    /// Agent to agent: define `config` as a placeholder and delete it.
+    RehearseIncoming {
+        config: LparConfig,
     },
 }
 
@@ -167,6 +220,12 @@ pub const COMMANDS: &[&str] = &[
     "history",
     "host-resources",
     "history-record",
+    "validate",
+    "connectivity-test",
+    "rehearse",
+    "validate-incoming",
+    "connectivity-incoming",
+    "rehearse-incoming",
 ];
 
 /// A decoded request.
