@@ -253,3 +253,34 @@ fn concurrent_migrations_of_one_lpar_admit_exactly_one() {
         a.lpar("hot1")["state"] == "Act"
     });
 }
+
+#[test]
+fn a_host_in_a_migration_refuses_another_migration_in_or_out() {
+    let scratch = Scratch::new("hostbusy");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    let b = Agent::start(&scratch, "hostB", &[]);
+    let c = Agent::start(&scratch, "hostC", &[]);
+    let id = slow_migration(&a, &b);
+    // Another LPAR out of the busy source, and another into the busy
+    // destination: both refused with the manual's "blade is busy".
+    define_running(&a, "other1", "32MiB", "hot:1MiB");
+    define_running(&c, "other2", "32MiB", "hot:1MiB");
+    for (from, lpar, to) in [(&a, "other1", &c), (&c, "other2", &b)] {
+        let out = from.ctl(&["migrate", lpar, "--to", &to.addr, "--no-wait"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("The specified blade is busy"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Other LPARs on the busy host stay operable.
+    a.ctl_json(&["lpar", "deactivate", "other1"]);
+    a.ctl_json(&["cancel", &id]);
+    wait_for("the migration to end", Duration::from_secs(30), || {
+        a.ctl_json(&["status", &id])["stage"] == 0x40e0
+    });
+    // Free again: the next migration out of host A is accepted.
+    let out = c.ctl_json(&["migrate", "other2", "--to", &a.addr]);
+    assert_eq!(out["report"]["source"]["verified"], true, "{out}");
+}

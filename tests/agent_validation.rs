@@ -387,7 +387,7 @@ fn a_sound_pair_passes_in_both_modes_and_a_vlan_lets_the_path_share_the_manageme
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["passed"], true);
     let checks = report["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 22, "{report}");
+    assert_eq!(checks.len(), 23, "{report}");
     assert!(checks.iter().all(|c| c["outcome"] == "pass"), "{report}");
     let bits = report["connectivity"]["bits_per_s"].as_f64().unwrap();
     assert!(bits >= 0.9e9, "{report}");

@@ -33,6 +33,28 @@ pub const REASON_LPAR_BUSY: u64 = 0x101;
 /// `phase` of the manual's "LPAR is deactivated" migration refusal (`F0a0`).
 pub const PHASE_LPAR_DEACTIVATED: u16 = 0xF0A0;
 
+/// `phase` of the manual's "blade is busy" error (`0x00 00000002 0020 02`).
+pub const PHASE_HOST_BUSY: u16 = 0x0020;
+
+/// One migration per host (the manual's "blade"): a host already moving an
+/// LPAR in or out refuses to start another.
+pub fn check_host(host: &str, migrating: Option<&str>) -> Result<(), Emg> {
+    match migrating {
+        None => Ok(()),
+        Some(lpar) => Err(Emg::new(
+            Module::Executor,
+            PHASE_HOST_BUSY,
+            0x02,
+            format!(
+                "The specified blade is busy. Please wait until another migration is completed. \
+                 (host {host} is migrating LPAR '{lpar}')"
+            ),
+            "Wait until the running migration on this host ends (moverctl status), then retry.",
+        )
+        .reason(0x02)),
+    }
+}
+
 /// Whether `op` may run on an LPAR named `name` in `state`.
 pub fn check(name: &str, state: LparState, op: Operation) -> Result<(), Emg> {
     use LparState::*;
@@ -92,6 +114,16 @@ pub fn check(name: &str, state: LparState, op: Operation) -> Result<(), Emg> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_host_moving_an_lpar_is_busy_for_another_migration() {
+        assert!(super::check_host("hostA", None).is_ok());
+        let e = super::check_host("hostA", Some("web1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("The specified blade is busy"), "{e}");
+        assert!(e.contains("web1"), "{e}");
+    }
+
     use super::*;
     use LparState::*;
     use Operation::*;

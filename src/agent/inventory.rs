@@ -293,6 +293,14 @@ impl Inventory {
         }))
     }
 
+    /// An LPAR this host is migrating (in or out), if any.
+    pub fn migrating(&self) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(_, e)| e.state == LparState::Migrating)
+            .map(|(name, _)| name.as_str())
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.entries.keys().cloned().collect()
     }

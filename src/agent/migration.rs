@@ -265,7 +265,8 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         let mut inv = agent.inventory.lock().unwrap();
         let entry = inv.get(&req.lpar)?;
         busy::check(&req.lpar, entry.state, Operation::Migrate)?;
-        let config = entry.config.clone();
+        busy::check_host(&agent.config.name, inv.migrating())?;
+        let config = inv.get(&req.lpar)?.config.clone();
         let lpar = inv.lpar(&req.lpar)?;
         inv.set_state(&req.lpar, LparState::Migrating)?;
         (config, lpar)
@@ -509,6 +510,7 @@ pub fn prepare_incoming(
                 "Delete or rename the LPAR on the destination, or choose another destination.",
             ));
         }
+        busy::check_host(&agent.config.name, inv.migrating())?;
         agent.check_resources(&inv, &config, Module::MoverDestination)?;
         config.number = inv.names().len() as u32 + 1;
         inv.define(&config, LparState::Migrating)?

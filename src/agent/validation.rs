@@ -500,6 +500,20 @@ pub fn check_name_unique(here: &HostFacts, names: &[String], name: &str) -> Chec
     )
 }
 
+/// One migration per host: a destination already moving an LPAR in or out
+/// is busy (the manual's "blade is busy").
+pub fn check_host_not_busy(here: &HostFacts, migrating: Option<&str>) -> Check {
+    let d = Side::Destination;
+    match super::busy::check_host(&here.agent, migrating) {
+        Ok(()) => Check::pass(
+            "host-not-busy",
+            d,
+            format!("{} is in no migration", here.agent),
+        ),
+        Err(e) => Check::fail("host-not-busy", d, e),
+    }
+}
+
 pub fn check_different_hosts(src: &HostFacts, dst: &HostFacts) -> Check {
     let d = Side::Destination;
     if src.agent == dst.agent {
@@ -930,6 +944,7 @@ pub fn destination_checks(
     let own_path = path.filter(|n| here.path(Some(n)).is_some());
     vec![
         check_name_unique(&here, &names, &lpar.name),
+        check_host_not_busy(&here, inv.migrating()),
         check_different_hosts(src, &here),
         check_hvm_model(src, &here, mode),
         check_build(src, &here),
