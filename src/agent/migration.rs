@@ -25,9 +25,11 @@
 use super::Agent;
 use super::busy::{self, Operation};
 use super::inventory::LparState;
+use super::journal::Journal;
 use crate::control::{Address, Client, Command, Event, cause, protocol_error};
 use crate::emg::{Emg, Module, phase};
-use crate::engine::destination::receive_live;
+use crate::engine::EngineError;
+use crate::engine::destination::receive_live_staged;
 use crate::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
 use crate::engine::stage::Stage;
 use crate::engine::switchover::DestinationHost;
@@ -43,7 +45,7 @@ pub const ACCEPT_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the source gives the stream set-up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Side {
     Source,
@@ -74,6 +76,8 @@ pub struct Migration {
     pub peer: String,
     control: Option<Arc<MigrationControl>>,
     status: Mutex<Status>,
+    /// The recovery journal: every stage is appended (and fsynced) here.
+    journal: Mutex<Option<Journal>>,
 }
 
 impl Migration {
@@ -101,6 +105,23 @@ impl Migration {
                 error: None,
                 report: None,
             }),
+            journal: Mutex::new(None),
+        }
+    }
+
+    /// Opens this migration's journal under `state_dir` (`begin` record).
+    fn open_journal(&self, state_dir: &std::path::Path) -> Result<(), Emg> {
+        let j = Journal::create(state_dir, &self.lpar, self.side, self.id, &self.peer)?;
+        *self.journal.lock().unwrap() = Some(j);
+        Ok(())
+    }
+
+    /// Appends the `end` record; the migration is no longer in doubt.
+    fn journal_end(&self, outcome: &str, resumed_here: bool) {
+        if let Some(j) = self.journal.lock().unwrap().as_mut()
+            && let Err(e) = j.end(outcome, resumed_here)
+        {
+            log::error!("migration {}: {e}", self.id);
         }
     }
 
@@ -112,6 +133,12 @@ impl Migration {
         v["side"] = json!(self.side);
         v["peer"] = json!(self.peer);
         v
+    }
+
+    /// Whether the destination got as far as loading the device state.
+    fn stage_reached_loading(&self) -> bool {
+        let s = self.stage().code();
+        (Stage::DstLoadingState.code()..Stage::DstCompleted.code()).contains(&s)
     }
 
     fn stage(&self) -> Stage {
@@ -161,7 +188,13 @@ impl Agent {
             s.stage = stage.code();
             s.stage_text = stage.text().to_string();
         }
+        if let Some(j) = m.journal.lock().unwrap().as_mut()
+            && let Err(e) = j.stage(stage)
+        {
+            log::error!("migration {}: {e}", m.id);
+        }
         log::info!("migration {} of '{}': {stage}", m.id, m.lpar);
+        fault_point(stage);
         self.publish(&Event::MigrationStage {
             migration: m.id,
             lpar: m.lpar.clone(),
@@ -170,7 +203,17 @@ impl Agent {
         });
     }
 
-    fn finish(&self, m: &Migration, result: Result<Value, Emg>) {
+    /// Ends `m`: the final stage, the journal's `end` record (with whether
+    /// the LPAR runs on at this host after a failure) and the event.
+    fn finish(&self, m: &Migration, result: Result<Value, Emg>, resumed_here: bool) {
+        let outcome = if result.is_ok() {
+            "completed"
+        } else {
+            "failed"
+        };
+        // In doubt (ownership may have passed): no `end` record, the
+        // journal stays open until `recover` closes it.
+        let in_doubt = result.as_ref().is_err_and(|e| e.needs_recovery);
         let (stage, event) = match result {
             Ok(report) => {
                 m.status.lock().unwrap().report = Some(report.clone());
@@ -201,7 +244,27 @@ impl Agent {
             }
         };
         self.enter(m, stage);
+        if !in_doubt {
+            m.journal_end(outcome, resumed_here);
+        }
         self.publish(&event);
+    }
+}
+
+/// Fault injection for the recovery tests: with `MOVERD_FAULT_KILL_AT` set
+/// to a stage code (e.g. `0x4080`), the agent kills itself with SIGKILL
+/// right after journaling that stage, as a crash at that instant would.
+fn fault_point(stage: Stage) {
+    let Ok(at) = std::env::var("MOVERD_FAULT_KILL_AT") else {
+        return;
+    };
+    let at = at.trim().trim_start_matches("0x");
+    if u16::from_str_radix(at, 16).ok() == Some(stage.code()) {
+        log::warn!("fault injection: SIGKILL at {stage}");
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &std::process::id().to_string()])
+            .status();
+        std::process::exit(137);
     }
 }
 
@@ -251,6 +314,14 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         &req.to,
         timeout_s,
     ));
+    if let Err(e) = m.open_journal(&agent.config.state_dir) {
+        let _ = agent
+            .inventory
+            .lock()
+            .unwrap()
+            .set_state(&req.lpar, LparState::Act);
+        return Err(e);
+    }
     agent.register(m.clone());
     let options = LiveOptions {
         migration_id: 0,
@@ -294,6 +365,7 @@ fn run_source(
 ) {
     let result = source_steps(agent, m, lpar, &config, to, streams, options);
     let mut inv = agent.inventory.lock().unwrap();
+    let resumed_here = result.as_ref().is_err_and(|e| !e.needs_recovery);
     let result = match result {
         Ok(report) => {
             agent.enter(m, Stage::SrcReleasing);
@@ -317,7 +389,7 @@ fn run_source(
         }
     };
     drop(inv);
-    agent.finish(m, result);
+    agent.finish(m, result, resumed_here);
 }
 
 fn source_steps(
@@ -424,6 +496,8 @@ fn source_steps(
             m.status.lock().unwrap().remaining_bytes = pages * PAGE_SIZE as u64;
             agent.enter(m, Stage::SrcFinalCopy);
         }
+        // Write-ahead: journaled (fsynced) before Commit leaves.
+        Progress::Committing => agent.enter(m, Stage::SrcSwitchingOver),
     };
     let started = Instant::now();
     let report = migrate_live(
@@ -514,6 +588,11 @@ pub fn prepare_incoming(
         source_agent,
         0,
     ));
+    if let Err(e) = m.open_journal(&agent.config.state_dir) {
+        drop(lpar);
+        undefine(agent);
+        return Err(e);
+    }
     agent.register(m.clone());
     let reply = json!({
         "migration": m.id,
@@ -536,31 +615,52 @@ pub fn prepare_incoming(
         .name(format!("receive-{}", m.id))
         .spawn(move || {
             let result = (|| {
-                let inn = listener.accept_streams(
-                    streams,
-                    &key,
-                    transfer_id,
-                    Instant::now() + ACCEPT_DEADLINE,
-                )?;
+                let inn = listener
+                    .accept_streams(streams, &key, transfer_id, Instant::now() + ACCEPT_DEADLINE)
+                    .map_err(|e| (Emg::from(e), false))?;
                 a.enter(&m, Stage::DstReceivingMemory);
-                receive_live(lpar.clone() as Arc<dyn Partition>, inn, &host)
-                    .map_err(|e| e.emg(Module::MoverDestination))
+                receive_live_staged(lpar.clone() as Arc<dyn Partition>, inn, &host, &mut |s| {
+                    a.enter(&m, s)
+                })
+                .map_err(|e| {
+                    let aborted = matches!(e, EngineError::PeerAborted(_));
+                    (e.emg(Module::MoverDestination), aborted)
+                })
             })();
             drop(lpar);
+            let mut resumed_here = false;
             let result = match result {
-                Ok(report) => a
-                    .inventory
-                    .lock()
-                    .unwrap()
-                    .set_state(&name, LparState::Act)
-                    .map(|()| json!({ "destination": report })),
-                Err(e) => {
+                Ok(report) => {
+                    resumed_here = true;
+                    a.inventory
+                        .lock()
+                        .unwrap()
+                        .set_state(&name, LparState::Act)
+                        .map(|()| json!({ "destination": report }))
+                }
+                Err((e, aborted)) if !aborted && m.stage_reached_loading() => {
+                    // In doubt: the image was loaded and Ready may have
+                    // reached a source that then committed and died. Keep
+                    // the paused copy; `recover` decides from the journals.
+                    let mut e = e;
+                    e.needs_recovery = true;
+                    if let Err(pe) = a
+                        .inventory
+                        .lock()
+                        .unwrap()
+                        .set_state(&name, LparState::NeedsRecovery)
+                    {
+                        log::error!("cannot record LPAR '{name}' as needs-recovery: {pe}");
+                    }
+                    Err(e)
+                }
+                Err((e, _)) => {
                     // Before commit nothing here owns the LPAR: discard it.
                     undefine_named(&a, &name);
                     Err(e)
                 }
             };
-            a.finish(&m, result);
+            a.finish(&m, result, resumed_here);
         })
         .map_err(|e| {
             Emg::new(

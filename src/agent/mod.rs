@@ -13,7 +13,9 @@
 pub mod busy;
 pub mod config;
 pub mod inventory;
+pub mod journal;
 pub mod migration;
+pub mod recovery;
 pub mod server;
 
 use crate::build_identity::BuildIdentity;
@@ -44,10 +46,12 @@ pub struct Agent {
 pub fn run(args: &ServeArgs) -> Result<(), Emg> {
     let config = AgentConfig::load(args)?;
     let token = config.read_token()?;
-    let (inventory, notes) = Inventory::open(&config.name, &config.state_dir, &config.lpar_root())?;
+    let (mut inventory, notes) =
+        Inventory::open(&config.name, &config.state_dir, &config.lpar_root())?;
     for n in notes {
         log::info!("{n}");
     }
+    recovery::mark_unfinished(&config.state_dir, &mut inventory);
     let agent = Arc::new(Agent {
         config,
         token,
@@ -158,6 +162,9 @@ impl Agent {
             } => {
                 migration::prepare_incoming(self, config, streams, &source_agent, source_migration)
             }
+            Command::Recover { lpar, peer } => recovery::recover(self, &lpar, peer.as_deref()),
+            Command::JournalRead { lpar } => recovery::journal_read(self, &lpar),
+            Command::RecoverResolve { lpar, keep } => recovery::resolve_here(self, &lpar, keep),
         }
     }
 

@@ -44,6 +44,14 @@ pub enum CtlCommand {
     Extend { id: u64, seconds: u64 },
     /// Cancel a migration (stage 0x4050 only); the LPAR keeps running.
     Cancel { id: u64 },
+    /// Resolve an LPAR that needs recovery from both agents' journals: it
+    /// ends up running on exactly one host.
+    Recover {
+        lpar: String,
+        /// The other agent's address (default: the one in the journal).
+        #[arg(long)]
+        peer: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -209,6 +217,11 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
         }
         CtlCommand::Cancel { id } => {
             let reply = call(&mut client, Command::Cancel { id })?;
+            print_value(g, &reply);
+            Ok(())
+        }
+        CtlCommand::Recover { lpar, peer } => {
+            let reply = call(&mut client, Command::Recover { lpar, peer })?;
             print_value(g, &reply);
             Ok(())
         }

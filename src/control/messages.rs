@@ -107,6 +107,23 @@ pub enum Command {
         source_agent: String,
         source_migration: u64,
     },
+    /// Resolves an LPAR that needs recovery from the journals of both
+    /// sides; `peer` overrides the other agent's address in the journal.
+    Recover {
+        lpar: String,
+        #[serde(default)]
+        peer: Option<String>,
+    },
+    /// Agent to agent: this host's latest journal of `lpar` and its copy.
+    JournalRead {
+        lpar: String,
+    },
+    /// Agent to agent: keep (resume) or discard this host's copy of `lpar`
+    /// as `recover` decided, and close the journal.
+    RecoverResolve {
+        lpar: String,
+        keep: bool,
+    },
 }
 
 fn default_vcpus() -> u32 {
@@ -145,6 +162,9 @@ pub const COMMANDS: &[&str] = &[
     "extend",
     "cancel",
     "prepare-incoming",
+    "recover",
+    "journal-read",
+    "recover-resolve",
 ];
 
 /// A decoded request.

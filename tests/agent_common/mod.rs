@@ -77,8 +77,36 @@ impl Agent {
         Self::spawn(name, args, state_dir, scratch.token_file())
     }
 
+    /// [`Agent::start`] with extra environment variables (fault injection:
+    /// `MOVERD_FAULT_KILL_AT`). A restart drops them.
+    pub fn start_with_env(
+        scratch: &Scratch,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
+        let plain = Agent::start(scratch, name, extra);
+        let (args, state_dir, token_file) = (
+            plain.args.clone(),
+            plain.state_dir.clone(),
+            plain.token_file.clone(),
+        );
+        drop(plain);
+        Self::spawn_env(name, args, state_dir, token_file, env)
+    }
+
     /// Starts `moverd` with exactly `args` (they must make it listen).
     pub fn spawn(name: &str, args: Vec<String>, state_dir: PathBuf, token_file: PathBuf) -> Agent {
+        Self::spawn_env(name, args, state_dir, token_file, &[])
+    }
+
+    fn spawn_env(
+        name: &str,
+        args: Vec<String>,
+        state_dir: PathBuf,
+        token_file: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Agent {
         std::fs::create_dir_all(&state_dir).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -88,6 +116,7 @@ impl Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_moverd"))
             .args(&args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
