@@ -10,6 +10,9 @@
 //! | needs-recovery  | busy     | yes (the manual allows it) | busy | busy |
 //! | wwn-rollback-pending | busy | yes      | busy   | busy    |
 //!
+//! A shutdown-mode migration accepts Act (the guest is shut down first) and
+//! Dea; Fai never; the other states as `migrate`.
+//!
 //! "busy" answers with the manual's message for the situation. The check and
 //! the state change that follows it happen under the inventory lock, so two
 //! concurrent requests cannot both pass (one migration per LPAR).
@@ -24,6 +27,8 @@ pub enum Operation {
     Deactivate,
     Delete,
     Migrate,
+    /// A shutdown-mode migration (Dea, or Act with the guest shut down).
+    MigrateShutdown,
 }
 
 /// `phase` of the manual's "LPAR is busy" error (MMS Thread, `F003`).
@@ -70,6 +75,7 @@ pub fn check(name: &str, state: LparState, op: Operation) -> Result<(), Emg> {
             "Recover the LPAR first (moverctl recover); only deactivation is allowed until then.",
         )),
         (Act, Migrate | Deactivate) | (Dea, Activate | Delete) | (Fai, Delete) => Ok(()),
+        (Act | Dea, MigrateShutdown) => Ok(()),
         (Dea, Migrate) => Err(Emg::new(
             Module::Executor,
             PHASE_LPAR_DEACTIVATED,

@@ -81,7 +81,13 @@ pub struct Migration {
 }
 
 impl Migration {
-    fn new(id: u64, config: &LparConfig, side: Side, peer: &str, timeout_s: u64) -> Self {
+    pub(super) fn new(
+        id: u64,
+        config: &LparConfig,
+        side: Side,
+        peer: &str,
+        timeout_s: u64,
+    ) -> Self {
         let stage = match side {
             Side::Source => Stage::SrcValidating,
             Side::Destination => Stage::DstDefining,
@@ -110,7 +116,7 @@ impl Migration {
     }
 
     /// Opens this migration's journal under `state_dir` (`begin` record).
-    fn open_journal(&self, state_dir: &std::path::Path) -> Result<(), Emg> {
+    pub(super) fn open_journal(&self, state_dir: &std::path::Path) -> Result<(), Emg> {
         let j = Journal::create(state_dir, &self.lpar, self.side, self.id, &self.peer)?;
         *self.journal.lock().unwrap() = Some(j);
         Ok(())
@@ -182,7 +188,7 @@ impl Migration {
 }
 
 impl Agent {
-    fn enter(&self, m: &Migration, stage: Stage) {
+    pub(super) fn enter(&self, m: &Migration, stage: Stage) {
         {
             let mut s = m.status.lock().unwrap();
             s.stage = stage.code();
@@ -205,7 +211,7 @@ impl Agent {
 
     /// Ends `m`: the final stage, the journal's `end` record (with whether
     /// the LPAR runs on at this host after a failure) and the event.
-    fn finish(&self, m: &Migration, result: Result<Value, Emg>, resumed_here: bool) {
+    pub(super) fn finish(&self, m: &Migration, result: Result<Value, Emg>, resumed_here: bool) {
         let outcome = if result.is_ok() {
             "completed"
         } else {

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod migration;
 pub mod recovery;
 pub mod server;
+pub mod shutdown;
 
 use crate::build_identity::BuildIdentity;
 use crate::control::{Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error};
@@ -165,6 +166,26 @@ impl Agent {
             Command::Recover { lpar, peer } => recovery::recover(self, &lpar, peer.as_deref()),
             Command::JournalRead { lpar } => recovery::journal_read(self, &lpar),
             Command::RecoverResolve { lpar, keep } => recovery::resolve_here(self, &lpar, keep),
+            Command::MigrateShutdown {
+                lpar,
+                to,
+                activate_destination,
+                shutdown_timeout_s,
+            } => shutdown::start(self, &lpar, &to, activate_destination, shutdown_timeout_s),
+            Command::ReceiveShutdown {
+                config,
+                device_state,
+                activate,
+                source_agent,
+                source_migration,
+            } => shutdown::receive(
+                self,
+                config,
+                &device_state,
+                activate,
+                &source_agent,
+                source_migration,
+            ),
         }
     }
 
@@ -260,7 +281,9 @@ impl Agent {
                 log::info!("deleted LPAR '{name}'");
                 return Ok(json!({ "name": name, "deleted": true }));
             }
-            Operation::Migrate => unreachable!("migrations start in migration::start_source"),
+            Operation::Migrate | Operation::MigrateShutdown => {
+                unreachable!("migrations start in migration::start_source and shutdown::start")
+            }
         }
         inv.describe(name)
     }

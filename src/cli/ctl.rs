@@ -101,6 +101,16 @@ pub struct MigrateArgs {
     /// Print the migration id and return at once.
     #[arg(long)]
     pub no_wait: bool,
+    /// `live` (Concurrent Maintenance, default) or `shutdown`.
+    #[arg(long, default_value = "live", value_parser = ["live", "shutdown"])]
+    pub mode: String,
+    /// Shutdown mode: start the LPAR on the destination afterwards.
+    #[arg(long)]
+    pub activate_destination: bool,
+    /// Shutdown mode: how long to wait for the guest to shut down, seconds
+    /// (default 300).
+    #[arg(long)]
+    pub shutdown_timeout: Option<u64>,
 }
 
 /// How a command ended, when not well.
@@ -311,16 +321,24 @@ fn wait(client: &mut Client, id: u64, on_event: &mut dyn FnMut(&Event)) -> Resul
 }
 
 fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result<(), Failure> {
-    let reply = client
-        .call(Command::Migrate {
+    let command = if a.mode == "shutdown" {
+        Command::MigrateShutdown {
+            lpar: a.lpar.clone(),
+            to: a.to.clone(),
+            activate_destination: a.activate_destination,
+            shutdown_timeout_s: a.shutdown_timeout,
+        }
+    } else {
+        Command::Migrate {
             lpar: a.lpar.clone(),
             to: a.to.clone(),
             max_suspend_ms: a.max_suspend_ms,
             bandwidth: a.bandwidth,
             streams: a.streams,
             timeout_s: a.timeout,
-        })
-        .map_err(Failure::Refused)?;
+        }
+    };
+    let reply = client.call(command).map_err(Failure::Refused)?;
     let id = reply["migration"]
         .as_u64()
         .ok_or_else(|| Failure::Usage(format!("the agent's reply has no migration id: {reply}")))?;
@@ -354,8 +372,8 @@ fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result<(), Failur
     })?;
     if g.json {
         println!("{}", json!({ "migration": id, "report": report }));
-    } else {
-        print_report(&report);
+    } else if report["mode"] == "shutdown" {
+        print_value(g, &report);
     }
     Ok(())
 }

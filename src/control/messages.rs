@@ -124,6 +124,26 @@ pub enum Command {
         lpar: String,
         keep: bool,
     },
+    /// Starts a shutdown-mode migration of `lpar` to the agent at `to`: an
+    /// activated guest is asked to shut down first (waiting at most
+    /// `shutdown_timeout_s`, default 300); replies with the migration id.
+    MigrateShutdown {
+        lpar: String,
+        to: String,
+        #[serde(default)]
+        activate_destination: bool,
+        #[serde(default)]
+        shutdown_timeout_s: Option<u64>,
+    },
+    /// Agent to agent: define `config` here from a shutdown-mode migration,
+    /// load `device_state` (hex) and activate it if asked.
+    ReceiveShutdown {
+        config: LparConfig,
+        device_state: String,
+        activate: bool,
+        source_agent: String,
+        source_migration: u64,
+    },
 }
 
 fn default_vcpus() -> u32 {
@@ -165,6 +185,8 @@ pub const COMMANDS: &[&str] = &[
     "recover",
     "journal-read",
     "recover-resolve",
+    "migrate-shutdown",
+    "receive-shutdown",
 ];
 
 /// A decoded request.
