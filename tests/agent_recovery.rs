@@ -266,3 +266,29 @@ fn an_lpar_must_be_deactivated_before_recovery() {
         || b.lpar_names().is_empty(),
     );
 }
+
+#[test]
+fn shutdown_mode_source_killed_before_or_after_the_destination_defined_it() {
+    // 0x4080: journaled, the request not yet sent → stays on the source.
+    // 0x4090: the destination defined it → it belongs to the destination.
+    for (stage, runs_on) in [("0x4080", "hostA"), ("0x4090", "hostB")] {
+        let scratch = Scratch::new(&format!("shut-{stage}"));
+        let mut a =
+            Agent::start_with_env(&scratch, "hostA", &[], &[("MOVERD_FAULT_KILL_AT", stage)]);
+        let b = Agent::start(&scratch, "hostB", &[]);
+        a.ctl_json(&["lpar", "create", "s1", "--memory", "32MiB"]);
+        let out = a.ctl(&["migrate", "s1", "--to", &b.addr, "--mode", "shutdown"]);
+        assert!(!out.status.success(), "{stage}");
+        a.restart();
+        assert_eq!(a.lpar("s1")["state"], "needs-recovery", "{stage}");
+        let r = a.ctl_json(&["recover", "s1", "--peer", &b.addr]);
+        assert_eq!(r["runs_on"], runs_on, "{stage}: {r}");
+        let (winner, loser) = if runs_on == "hostA" {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        assert_eq!(winner.lpar("s1")["state"], "Act", "{stage}");
+        assert!(loser.lpar_names().is_empty(), "{stage}");
+    }
+}

@@ -24,6 +24,7 @@ use super::journal::{self, Journal, Summary};
 use super::migration::Side;
 use crate::control::{Address, Client, Command, cause, protocol_error};
 use crate::emg::{Emg, Module};
+use crate::engine::stage::Stage;
 use crate::partition::Vcpus;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -207,6 +208,28 @@ pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Val
              restore the pre-migration backups.",
         )
     })?;
+    // The source journals 0x4080 before it asks for the commit; if the
+    // destination then holds no copy and never started loading one, the
+    // request never arrived (or it refused): the source keeps it.
+    let peer_has_copy = !reply["copy"].is_null();
+    let committed = if committed && local.side == Side::Source && !peer_has_copy {
+        match destination {
+            Some(d) if d.reached(Stage::DstLoadingState) && !d.finished() => {
+                return Err(Emg::new(
+                    Module::Recovery,
+                    PHASE_RECOVERY_LPAR,
+                    0x29,
+                    format!(
+                        "The specified LPAR was not recover from a failed-migration state:                          ownership of '{lpar}' passed to {peer_host}, which no longer holds it."
+                    ),
+                    "Hardware might be failed: check the destination host, then restore the                      pre-migration backups.",
+                ));
+            }
+            _ => false,
+        }
+    } else {
+        committed
+    };
     let keep_here = committed == (local.side == Side::Destination);
     let call_peer = |client: &mut Client, keep: bool| {
         client
