@@ -147,6 +147,11 @@ impl Migration {
         (Stage::DstLoadingState.code()..Stage::DstCompleted.code()).contains(&s)
     }
 
+    /// Completed or failed: nothing will change any more.
+    pub fn is_finished(&self) -> bool {
+        self.stage().is_final()
+    }
+
     fn stage(&self) -> Stage {
         Stage::from_code(self.status.lock().unwrap().stage).expect("stages come from the table")
     }

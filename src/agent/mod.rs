@@ -29,6 +29,9 @@ use crossbeam::channel::{Sender, TrySendError};
 use inventory::{Inventory, LparState};
 use migration::Migration;
 use serde_json::{Value, json};
+
+/// Finished migrations an agent keeps for `status`; older ones are dropped.
+pub const FINISHED_KEPT: usize = 64;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -204,8 +207,23 @@ impl Agent {
             })
     }
 
+    /// Records a new migration, forgetting the oldest finished ones beyond
+    /// [`FINISHED_KEPT`]: an agent that migrates for months must not grow
+    /// (the history keeps the record).
     fn register(&self, m: Arc<Migration>) {
-        self.migrations.lock().unwrap().insert(m.id, m);
+        let mut all = self.migrations.lock().unwrap();
+        all.insert(m.id, m);
+        let finished: Vec<u64> = all
+            .values()
+            .filter(|m| m.is_finished())
+            .map(|m| m.id)
+            .collect();
+        for id in finished
+            .iter()
+            .take(finished.len().saturating_sub(FINISHED_KEPT))
+        {
+            all.remove(id);
+        }
     }
 
     /// Checks that the host has room for `config` beside what it holds.
