@@ -64,7 +64,18 @@ pub fn check(name: &str, state: LparState, op: Operation) -> Result<(), Emg> {
         )
         .reason(REASON_LPAR_BUSY)),
         (NeedsRecovery | WwnRollbackPending, Deactivate) => Ok(()),
-        (NeedsRecovery | WwnRollbackPending, _) => Err(Emg::new(
+        (WwnRollbackPending, _) => Err(Emg::new(
+            Module::Recovery,
+            0x0011,
+            0x01,
+            format!(
+                "The specified LPAR is busy: '{name}' has WWNs to roll back after a failed \
+                 migration."
+            ),
+            "Roll the WWNs back first (moverctl rollback-wwn); only deactivation is allowed \
+             until then.",
+        )),
+        (NeedsRecovery, _) => Err(Emg::new(
             Module::Recovery,
             0x0011,
             0x01,

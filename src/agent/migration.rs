@@ -262,6 +262,17 @@ impl Agent {
     }
 }
 
+/// Whether a live migration that failed at `stage` (before commit, the
+/// LPAR running here again) leaves its WWPNs to roll back: once suspended
+/// (0x4060 on) the destination may have taken the LPAR's identities and
+/// logged in with its migration WWPNs (the manual: after a failed
+/// Concurrent Maintenance migration, roll the WWNs back). Only an LPAR with
+/// FC ports has any.
+pub(super) fn wwn_rollback_needed(stage: Stage, config: &LparConfig) -> bool {
+    !config.fc_ports.is_empty()
+        && (Stage::SrcFinalCopy.code()..Stage::SrcReleasing.code()).contains(&stage.code())
+}
+
 /// Fault injection for the recovery tests: with `MOVERD_FAULT_KILL_AT` set
 /// to a stage code (e.g. `0x4080`), the agent kills itself with SIGKILL
 /// right after journaling that stage, as a crash at that instant would.
@@ -386,6 +397,8 @@ fn run_source(
         Err(e) => {
             let state = if e.needs_recovery {
                 LparState::NeedsRecovery
+            } else if wwn_rollback_needed(m.stage(), &config) {
+                LparState::WwnRollbackPending
             } else {
                 LparState::Act
             };

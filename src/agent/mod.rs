@@ -18,6 +18,7 @@ pub mod migration;
 pub mod recovery;
 pub mod server;
 pub mod shutdown;
+pub mod wwn;
 
 use crate::build_identity::BuildIdentity;
 use crate::control::{Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error};
@@ -98,6 +99,7 @@ impl Agent {
                 vcpus,
                 memory_bytes,
                 program,
+                fc_ports,
             } => self.lpar_create(LparConfig {
                 name,
                 number: 0,
@@ -105,7 +107,7 @@ impl Agent {
                 memory_bytes,
                 program,
                 nics: Vec::new(),
-                fc_ports: Vec::new(),
+                fc_ports,
             }),
             Command::LparList {} => {
                 let inv = self.inventory.lock().unwrap();
@@ -169,6 +171,7 @@ impl Agent {
             Command::Recover { lpar, peer } => recovery::recover(self, &lpar, peer.as_deref()),
             Command::JournalRead { lpar } => recovery::journal_read(self, &lpar),
             Command::RecoverResolve { lpar, keep } => recovery::resolve_here(self, &lpar, keep),
+            Command::RollbackWwn { lpar } => wwn::rollback(self, &lpar),
             Command::MigrateShutdown {
                 lpar,
                 to,

@@ -9,6 +9,7 @@
 use crate::control::{Address, Client, Command, Event};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
+use crate::partition::FcPortConfig;
 use crate::units::{format_size, parse_size};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -52,6 +53,8 @@ pub enum CtlCommand {
         #[arg(long)]
         peer: Option<String>,
     },
+    /// Restore an LPAR's WWPN assignment after a failed live migration.
+    RollbackWwn { lpar: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -66,6 +69,10 @@ pub enum LparCommand {
         /// The guest program (`idle`, `hot:<size>`, `sweep`, `skewed`, …).
         #[arg(long, default_value = "idle")]
         program: String,
+        /// A logical FC port on physical port 0: `WWPN/MIGRATION-WWPN`
+        /// (repeat for more ports).
+        #[arg(long = "fc-port", value_parser = parse_fc_port)]
+        fc_ports: Vec<FcPortConfig>,
     },
     List,
     Show {
@@ -176,6 +183,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                     vcpus,
                     memory,
                     program,
+                    fc_ports,
                 } => call(
                     &mut client,
                     Command::LparCreate {
@@ -183,6 +191,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                         vcpus,
                         memory_bytes: memory,
                         program,
+                        fc_ports,
                     },
                 )?,
                 LparCommand::List => {
@@ -230,12 +239,31 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
             print_value(g, &reply);
             Ok(())
         }
+        CtlCommand::RollbackWwn { lpar } => {
+            let reply = call(&mut client, Command::RollbackWwn { lpar })?;
+            print_value(g, &reply);
+            Ok(())
+        }
         CtlCommand::Recover { lpar, peer } => {
             let reply = call(&mut client, Command::Recover { lpar, peer })?;
             print_value(g, &reply);
             Ok(())
         }
     }
+}
+
+/// `WWPN/MIGRATION-WWPN` → a shared FC port on physical port 0.
+fn parse_fc_port(text: &str) -> Result<FcPortConfig, String> {
+    let (w, m) = text
+        .split_once('/')
+        .ok_or_else(|| format!("'{text}': give WWPN/MIGRATION-WWPN"))?;
+    Ok(FcPortConfig {
+        port: 0,
+        mode: Default::default(),
+        vfc_id: None,
+        wwpn: w.parse().map_err(|e| format!("'{w}': {e}"))?,
+        migration_wwpn: m.parse().map_err(|e| format!("'{m}': {e}"))?,
+    })
 }
 
 fn print_value(g: &Global, v: &Value) {

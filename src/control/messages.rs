@@ -11,7 +11,7 @@
 use super::MAX_LINE;
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase};
-use crate::partition::LparConfig;
+use crate::partition::{FcPortConfig, LparConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -56,6 +56,9 @@ pub enum Command {
         memory_bytes: u64,
         #[serde(default = "default_program")]
         program: String,
+        /// Logical FC ports (shared), with their WWPN pairs.
+        #[serde(default)]
+        fc_ports: Vec<FcPortConfig>,
     },
     LparList {},
     LparShow {
@@ -144,6 +147,11 @@ pub enum Command {
         source_agent: String,
         source_migration: u64,
     },
+    /// Restores the WWPN assignment of `lpar` after a failed live
+    /// migration (state `wwn-rollback-pending`).
+    RollbackWwn {
+        lpar: String,
+    },
 }
 
 fn default_vcpus() -> u32 {
@@ -187,6 +195,7 @@ pub const COMMANDS: &[&str] = &[
     "recover-resolve",
     "migrate-shutdown",
     "receive-shutdown",
+    "rollback-wwn",
 ];
 
 /// A decoded request.
