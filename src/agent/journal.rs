@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! <state dir>/journal/<lpar>/<start unix ms>-<migration id>-<side>.jsonl
-//!   {"record":"begin","lpar","side","migration","peer","t_ms"}
+//!   {"record":"begin","lpar","side","migration","peer","mode":"live"|"shutdown","t_ms"}
 //!   {"record":"stage","stage":16464,"text":"(SRC) Transferring Memory Data","t_ms"}
 //!   …
 //!   {"record":"end","outcome":"completed"|"failed"|"recovered","resumed_here":bool,"t_ms"}
@@ -46,6 +46,8 @@ pub enum Record {
         side: Side,
         migration: u64,
         peer: String,
+        #[serde(default = "live")]
+        mode: String,
         t_ms: u64,
     },
     Stage {
@@ -58,6 +60,10 @@ pub enum Record {
         resumed_here: bool,
         t_ms: u64,
     },
+}
+
+fn live() -> String {
+    "live".to_string()
 }
 
 fn now_ms() -> u64 {
@@ -95,6 +101,7 @@ impl Journal {
         side: Side,
         migration: u64,
         peer: &str,
+        mode: &str,
     ) -> Result<Journal, Emg> {
         let dir = dir_for(state_dir, lpar);
         std::fs::create_dir_all(&dir)
@@ -116,6 +123,7 @@ impl Journal {
             side,
             migration,
             peer: peer.to_string(),
+            mode: mode.to_string(),
             t_ms,
         })?;
         // The new file's name must survive a crash too.
@@ -180,6 +188,9 @@ pub struct Summary {
     pub side: Side,
     pub migration: u64,
     pub peer: String,
+    /// `live` or `shutdown`.
+    #[serde(default = "live")]
+    pub mode: String,
     /// Every stage recorded, in order.
     pub stages: Vec<u16>,
     /// The `end` record's outcome, if the migration finished.
@@ -236,6 +247,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Summary, Emg> {
                     side,
                     migration,
                     peer,
+                    mode,
                     ..
                 },
                 None,
@@ -245,6 +257,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Summary, Emg> {
                     side,
                     migration,
                     peer,
+                    mode,
                     stages: Vec::new(),
                     outcome: None,
                     resumed_here: false,
@@ -331,7 +344,7 @@ mod tests {
             stages.len()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut j = Journal::create(&dir, "l", side, 7, "peer").unwrap();
+        let mut j = Journal::create(&dir, "l", side, 7, "peer", "live").unwrap();
         for s in stages {
             j.stage(*s).unwrap();
         }

@@ -116,8 +116,8 @@ impl Migration {
     }
 
     /// Opens this migration's journal under `state_dir` (`begin` record).
-    pub(super) fn open_journal(&self, state_dir: &std::path::Path) -> Result<(), Emg> {
-        let j = Journal::create(state_dir, &self.lpar, self.side, self.id, &self.peer)?;
+    pub(super) fn open_journal(&self, state_dir: &std::path::Path, mode: &str) -> Result<(), Emg> {
+        let j = Journal::create(state_dir, &self.lpar, self.side, self.id, &self.peer, mode)?;
         *self.journal.lock().unwrap() = Some(j);
         Ok(())
     }
@@ -336,7 +336,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         &req.to,
         timeout_s,
     ));
-    if let Err(e) = m.open_journal(&agent.config.state_dir) {
+    if let Err(e) = m.open_journal(&agent.config.state_dir, "live") {
         let _ = agent
             .inventory
             .lock()
@@ -612,7 +612,7 @@ pub fn prepare_incoming(
         source_agent,
         0,
     ));
-    if let Err(e) = m.open_journal(&agent.config.state_dir) {
+    if let Err(e) = m.open_journal(&agent.config.state_dir, "live") {
         drop(lpar);
         undefine(agent);
         return Err(e);

@@ -170,7 +170,11 @@ impl Agent {
             }
             Command::Recover { lpar, peer } => recovery::recover(self, &lpar, peer.as_deref()),
             Command::JournalRead { lpar } => recovery::journal_read(self, &lpar),
-            Command::RecoverResolve { lpar, keep } => recovery::resolve_here(self, &lpar, keep),
+            Command::RecoverResolve {
+                lpar,
+                keep,
+                leave_deactivated,
+            } => recovery::resolve_here(self, &lpar, keep, leave_deactivated),
             Command::RollbackWwn { lpar } => wwn::rollback(self, &lpar),
             Command::MigrateShutdown {
                 lpar,

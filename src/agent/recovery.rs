@@ -93,16 +93,27 @@ pub fn journal_read(agent: &Arc<Agent>, lpar: &str) -> Result<Value, Emg> {
     Ok(json!({ "host": agent.config.name, "journal": summary, "copy": copy }))
 }
 
-/// `recover-resolve`: keeps (resumes, Act) or discards this host's copy.
-pub fn resolve_here(agent: &Arc<Agent>, lpar: &str, keep: bool) -> Result<Value, Emg> {
+/// `recover-resolve`: keeps (resumes, Act; or with `leave_deactivated`,
+/// Dea unless already activated) or discards this host's copy.
+pub fn resolve_here(
+    agent: &Arc<Agent>,
+    lpar: &str,
+    keep: bool,
+    leave_deactivated: bool,
+) -> Result<Value, Emg> {
     let host = agent.config.name.clone();
     let mut inv = agent.inventory.lock().unwrap();
     if keep {
         let l = inv.lpar(lpar)?;
-        if !l.is_running() {
+        let state = if l.is_running() {
+            LparState::Act
+        } else if leave_deactivated {
+            LparState::Dea
+        } else {
             l.resume().map_err(|e| e.emg())?;
-        }
-        inv.set_state(lpar, LparState::Act)?;
+            LparState::Act
+        };
+        inv.set_state(lpar, state)?;
     } else if inv.contains(lpar) {
         let l = inv.lpar(lpar).ok();
         if l.as_ref().is_some_and(|l| l.is_running()) {
@@ -231,20 +242,23 @@ pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Val
         committed
     };
     let keep_here = committed == (local.side == Side::Destination);
+    // A shutdown-mode migration moved a stopped guest: it stays stopped.
+    let leave_deactivated = local.mode == "shutdown";
     let call_peer = |client: &mut Client, keep: bool| {
         client
             .call(Command::RecoverResolve {
                 lpar: lpar.to_string(),
                 keep,
+                leave_deactivated,
             })
             .map_err(|e| e.clone())
     };
     // Discard the losing copy first, then resume the winner.
     if keep_here {
         call_peer(&mut client, false)?;
-        resolve_here(agent, lpar, true)?;
+        resolve_here(agent, lpar, true, leave_deactivated)?;
     } else {
-        resolve_here(agent, lpar, false)?;
+        resolve_here(agent, lpar, false, leave_deactivated)?;
         call_peer(&mut client, true)?;
     }
     let runs_on = if keep_here { &host } else { &peer_host };

@@ -96,7 +96,7 @@ pub fn start(
         to,
         limit.as_secs(),
     ));
-    if let Err(e) = m.open_journal(&agent.config.state_dir) {
+    if let Err(e) = m.open_journal(&agent.config.state_dir, "shutdown") {
         let _ = agent.inventory.lock().unwrap().set_state(name, was);
         return Err(e);
     }
@@ -276,7 +276,7 @@ pub fn receive(
             log::error!("cannot remove the incoming LPAR '{name}': {e}");
         }
     };
-    if let Err(e) = m.open_journal(&agent.config.state_dir) {
+    if let Err(e) = m.open_journal(&agent.config.state_dir, "shutdown") {
         drop(lpar);
         undefine(agent);
         return Err(e);

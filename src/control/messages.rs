@@ -126,6 +126,9 @@ pub enum Command {
     RecoverResolve {
         lpar: String,
         keep: bool,
+        /// Keep it deactivated (a shutdown-mode migration), not running.
+        #[serde(default)]
+        leave_deactivated: bool,
     },
     /// Starts a shutdown-mode migration of `lpar` to the agent at `to`: an
     /// activated guest is asked to shut down first (waiting at most
