@@ -1,7 +1,8 @@
 //! Live migration between two `moverd serve` processes, driven only through
 //! `moverctl` (and the protocol): the LPAR moves and keeps running; extend
 //! and cancel work during stage 0x4050; the busy rule refuses a second
-//! migration of the same LPAR; the destination's EMG reaches the client.
+//! migration of the same LPAR; validation refuses, with the destination's
+//! item, before anything moves.
 
 mod agent_common;
 
@@ -174,26 +175,34 @@ fn during_memory_transfer_extend_works_a_second_migration_is_busy_and_cancel_kee
 }
 
 #[test]
-fn a_destination_short_of_memory_refuses_with_its_own_emg() {
+fn a_destination_short_of_memory_is_refused_by_validation_with_its_own_emg() {
     let scratch = Scratch::new("short");
     let a = Agent::start(&scratch, "hostA", &["--memory", "1GiB"]);
     let b = Agent::start(&scratch, "hostB", &["--memory", "64MiB"]);
     define_running(&a, "db1", "128MiB", "hot:8MiB");
 
+    // The destination's item, with the manual's message, reaches the client;
+    // refused by validation is exit 1.
     let out = a.ctl(&["migrate", "db1", "--to", &b.addr]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("LPARMover(DST)"), "{err}");
-    assert!(err.contains("There is not enough memory"), "{err}");
-    assert!(err.contains("host hostB has 64 MiB free"), "{err}");
-    assert!(err.contains("Action: Free memory"), "{err}");
+    assert!(err.contains("memory (destination)"), "{err}");
+    assert!(
+        err.contains("there is not enough memory in the destination blade"),
+        "{err}"
+    );
+    assert!(err.contains("64 MiB free of 64 MiB on hostB"), "{err}");
+    assert!(
+        err.contains("Action: Reserve enough amount of free memory"),
+        "{err}"
+    );
 
-    // The same EMG, field by field, in the JSON status.
+    // The same EMG, field by field, in JSON.
     let json = a.ctl(&["--json", "migrate", "db1", "--to", &b.addr]);
-    assert_eq!(json.status.code(), Some(2));
+    assert_eq!(json.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(v["error"]["module"], "MoverDestination", "{v}");
-    assert_eq!(v["error"]["cause"], 0xF00B);
+    assert_eq!(v["error"]["module"], "Management", "{v}");
+    assert_eq!(v["error"]["phase"], 0x80, "{v}");
 
     // Nothing moved: the source still runs it, the destination has nothing.
     let l = a.lpar("db1");

@@ -336,6 +336,7 @@ mod device_semantics {
     use lpar_mover::partition::sim::SimLpar;
     use lpar_mover::partition::{DeviceModel, FcPortConfig, LparConfig, Vcpus};
     use lpar_mover::state::{LogicalRtc, MacAddress, Wwpn};
+    use lpar_mover::testbed::{self, PATH_IF, Testbed};
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Arc;
     use std::time::Duration;
@@ -604,22 +605,22 @@ mod device_semantics {
         assert!(announce[0].error.as_deref().unwrap().contains("--segment"));
     }
 
-    /// A real migration whose destination thread lives in a network
-    /// namespace with one end of a veth pair for segment `seg-a`: the LPAR's
-    /// MAC must arrive as RARP frames at the other end, captured raw.
+    /// A real migration whose destination thread lives in test host 0, with
+    /// its migration-path interface for segment `seg-a`: the LPAR's MAC must
+    /// arrive as RARP frames at test host 1 across the bridge, captured raw.
     #[test]
     fn a_migration_announces_the_lpar_mac_on_its_segments_interface() {
-        if let Some(reason) = netns::skip_reason() {
+        if let Some(reason) = testbed::skip_reason() {
             println!("SKIPPED device_semantics::announce: {reason}");
             return;
         }
-        let lab = netns::Lab::new();
+        let bed = Testbed::new(2).unwrap();
         let root = Root::new("announce");
         let mut config = config("annc");
         config.nics[0].mac = MacAddress([0x02, 0x4c, 0x50, 0x41, 0x52, 0x77]);
         let mut host = DestinationHost::open_for(&config);
-        host.segments.insert("seg-a".into(), lab.veth_a.clone());
-        let capture = netns::capture(&lab, config.nics[0].mac, 5);
+        host.segments.insert("seg-a".into(), PATH_IF.into());
+        let capture = netns::capture(&bed, config.nics[0].mac, 5);
 
         let source = Arc::new(SimLpar::create(&root.0, &config).unwrap());
         let mut dest_config = config.clone();
@@ -628,10 +629,10 @@ mod device_semantics {
         source.resume().unwrap();
         let (out, inn) = stream_pairs(2);
         // The TCP streams were opened here; only the destination engine's
-        // thread (and the announce threads it starts) moves into netns a.
+        // thread (and the announce threads it starts) moves into host 0.
         let receiving = {
             let destination = destination.clone();
-            netns::in_netns(&lab.ns_a, move || receive_live(destination, inn, &host))
+            bed.spawn_in(0, move || receive_live(destination, inn, &host))
         };
         let control = MigrationControl::new(Duration::from_secs(60));
         let sent = migrate_live(
@@ -645,7 +646,7 @@ mod device_semantics {
         let received = ok(receiving.join().unwrap(), Module::MoverDestination);
         let frames = capture.join().unwrap();
         let a = &received.announce[0];
-        assert_eq!(a.interface.as_deref(), Some(lab.veth_a.as_str()));
+        assert_eq!(a.interface.as_deref(), Some(PATH_IF));
         assert!(a.error.is_none(), "{:?}", a.error);
         assert_eq!(a.rounds, 5);
         assert_eq!(frames.len(), 5, "one RARP per round on the wire");
@@ -655,113 +656,27 @@ mod device_semantics {
         }
     }
 
-    /// Network namespaces and a raw capture (as `tests/announce_netns.rs`).
+    /// A raw capture in a test host (as `tests/announce_netns.rs`).
     mod netns {
         use lpar_mover::state::MacAddress;
+        use lpar_mover::testbed::{PATH_IF, Testbed};
         use std::ffi::CString;
-        use std::fs::File;
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-        use std::process::Command;
         use std::sync::mpsc;
         use std::thread;
         use std::time::{Duration, Instant};
 
-        pub fn skip_reason() -> Option<String> {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            if unsafe { libc::geteuid() } != 0 {
-                return Some("not root (creating network namespaces needs it)".into());
-            }
-            match Command::new("ip").arg("-V").output() {
-                Ok(o) if o.status.success() => None,
-                _ => Some("the `ip` command (iproute2) is not installed".into()),
-            }
-        }
-
-        fn ip(args: &[&str]) {
-            let out = Command::new("ip").args(args).output().expect("run ip");
-            assert!(
-                out.status.success(),
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-
-        /// Two namespaces joined by a veth; removed on drop.
-        pub struct Lab {
-            pub ns_a: String,
-            pub ns_b: String,
-            pub veth_a: String,
-            pub veth_b: String,
-        }
-
-        impl Lab {
-            pub fn new() -> Lab {
-                let run = std::process::id();
-                let lab = Lab {
-                    ns_a: format!("lpm-devsem-{run}-a"),
-                    ns_b: format!("lpm-devsem-{run}-b"),
-                    veth_a: format!("ds{run}a"),
-                    veth_b: format!("ds{run}b"),
-                };
-                ip(&["netns", "add", &lab.ns_a]);
-                ip(&["netns", "add", &lab.ns_b]);
-                ip(&[
-                    "link",
-                    "add",
-                    "name",
-                    &lab.veth_a,
-                    "netns",
-                    &lab.ns_a,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &lab.veth_b,
-                    "netns",
-                    &lab.ns_b,
-                ]);
-                ip(&["-n", &lab.ns_a, "link", "set", &lab.veth_a, "up"]);
-                ip(&["-n", &lab.ns_b, "link", "set", &lab.veth_b, "up"]);
-                lab
-            }
-        }
-
-        impl Drop for Lab {
-            fn drop(&mut self) {
-                for ns in [&self.ns_a, &self.ns_b] {
-                    let _ = Command::new("ip").args(["netns", "del", ns]).output();
-                }
-            }
-        }
-
-        /// Runs `f` on a thread that entered network namespace `ns`.
-        pub fn in_netns<T: Send + 'static>(
-            ns: &str,
-            f: impl FnOnce() -> T + Send + 'static,
-        ) -> thread::JoinHandle<T> {
-            let path = format!("/var/run/netns/{ns}");
-            thread::spawn(move || {
-                let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-                // SAFETY: `file` is an open namespace file; setns only reads
-                // the fd and switches this thread's network namespace.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-                f()
-            })
-        }
-
-        /// Captures, in namespace b on its veth end, the frames sourced
-        /// from `mac` until `want` arrived and 300 ms more passed (or 15 s).
+        /// Captures, in test host 1 on its migration-path interface, the
+        /// frames sourced from `mac` until `want` arrived and 300 ms more
+        /// passed (or 15 s).
         pub fn capture(
-            lab: &Lab,
+            bed: &Testbed,
             mac: MacAddress,
             want: usize,
         ) -> thread::JoinHandle<Vec<Vec<u8>>> {
             let (ready_tx, ready_rx) = mpsc::channel();
-            let veth_b = lab.veth_b.clone();
-            let handle = in_netns(&lab.ns_b, move || {
-                let fd = open(&veth_b);
+            let handle = bed.spawn_in(1, move || {
+                let fd = open(PATH_IF);
                 ready_tx.send(()).unwrap();
                 let start = Instant::now();
                 let mut full_at: Option<Instant> = None;

@@ -13,7 +13,8 @@
 //! cpus = 16
 //! memory = "64GiB"
 //! fc_ports = [{ name = "fc0", vfc_ids = [1, 2, 3, 4] }]
-//! nic_segments = ["1a", "1b"]
+//! nic_segments = ["1a", "1b@eth2"]   # <segment>[@<interface to announce on>]
+//! consoles = 16                        # virtual consoles: LPARs this host can hold
 //!
 //! [[paths]]                            # migration paths
 //! name = "mig0"
@@ -30,7 +31,7 @@
 use crate::emg::{Emg, Module, phase};
 use crate::transport::MigrationPath;
 use crate::units::parse_size;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -74,6 +75,13 @@ pub struct Resources {
     pub fc_ports: Vec<FcPort>,
     #[serde(default)]
     pub nic_segments: Vec<String>,
+    /// Virtual consoles: one per LPAR held (validation's `console` item).
+    #[serde(default = "default_consoles")]
+    pub consoles: u32,
+}
+
+fn default_consoles() -> u32 {
+    16
 }
 
 impl Default for Resources {
@@ -83,6 +91,7 @@ impl Default for Resources {
             memory: 4 << 30,
             fc_ports: Vec::new(),
             nic_segments: Vec::new(),
+            consoles: default_consoles(),
         }
     }
 }
@@ -95,7 +104,7 @@ pub struct FcPort {
     pub vfc_ids: Vec<u32>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
     pub hvm_model: String,

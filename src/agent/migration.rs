@@ -26,13 +26,13 @@ use super::Agent;
 use super::busy::{self, Operation};
 use super::inventory::LparState;
 use super::journal::Journal;
+use super::validation::{self, Mode};
 use crate::control::{Address, Client, Command, Event, cause, protocol_error};
 use crate::emg::{Emg, Module, phase};
 use crate::engine::EngineError;
 use crate::engine::destination::receive_live_staged;
 use crate::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
 use crate::engine::stage::Stage;
-use crate::engine::switchover::DestinationHost;
 use crate::partition::{LparConfig, PAGE_SIZE, Partition};
 use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, OneTimeKey, PathListener, connect_streams};
 use serde_json::{Value, json};
@@ -320,6 +320,16 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
     }
     let defaults = LiveOptions::default();
     let timeout_s = req.timeout_s.unwrap_or(defaults.timeout.as_secs());
+    // The busy rules answer first (their message is the manual's), then
+    // the validation checklist; either refuses before anything changes.
+    {
+        let inv = agent.inventory.lock().unwrap();
+        busy::check(&req.lpar, inv.get(&req.lpar)?.state, Operation::Migrate)?;
+    }
+    let report = validation::validate(agent, &req.lpar, &req.to, Mode::Live, None, false)?;
+    if let Some(refusal) = validation::refusal(&req.lpar, &report.checks) {
+        return Err(refusal);
+    }
     let (config, lpar) = {
         let mut inv = agent.inventory.lock().unwrap();
         let entry = inv.get(&req.lpar)?;
@@ -630,9 +640,10 @@ pub fn prepare_incoming(
         config.name
     );
     agent.enter(&m, Stage::DstWaitingForPath);
-    // Every vfcID free and identities derived from the LPAR's: the agent
-    // does not yet keep per-host FC and NIC pools (see agent::config).
-    let host = DestinationHost::open_for(&config);
+    // The configured vfcID pools (less those in use) and segment map;
+    // slot identities derived from the LPAR's.
+    let host =
+        validation::destination_host(&agent.config, &agent.inventory.lock().unwrap(), &config);
     let a = agent.clone();
     let name = config.name.clone();
     std::thread::Builder::new()

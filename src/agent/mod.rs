@@ -12,12 +12,14 @@
 
 pub mod busy;
 pub mod config;
+pub mod connectivity;
 pub mod inventory;
 pub mod journal;
 pub mod migration;
 pub mod recovery;
 pub mod server;
 pub mod shutdown;
+pub mod validation;
 pub mod wwn;
 
 use crate::build_identity::BuildIdentity;
@@ -99,6 +101,7 @@ impl Agent {
                 vcpus,
                 memory_bytes,
                 program,
+                nics,
                 fc_ports,
             } => self.lpar_create(LparConfig {
                 name,
@@ -106,7 +109,7 @@ impl Agent {
                 vcpus,
                 memory_bytes,
                 program,
-                nics: Vec::new(),
+                nics,
                 fc_ports,
             }),
             Command::LparList {} => {
@@ -196,6 +199,12 @@ impl Agent {
                 &source_agent,
                 source_migration,
             ),
+            c @ (Command::Validate { .. }
+            | Command::ConnectivityTest { .. }
+            | Command::Rehearse { .. }
+            | Command::ValidateIncoming { .. }
+            | Command::ConnectivityIncoming { .. }
+            | Command::RehearseIncoming { .. }) => validation::handle(self, c),
         }
     }
 

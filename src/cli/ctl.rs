@@ -55,6 +55,13 @@ pub enum CtlCommand {
     },
     /// Restore an LPAR's WWPN assignment after a failed live migration.
     RollbackWwn { lpar: String },
+    /// Run the validation checklist of a migration (both agents), item by item.
+    Validate(super::validate::ValidateArgs),
+    /// Measure round trip and bandwidth of the migration path to an agent.
+    ConnectivityTest(super::validate::ConnectivityArgs),
+    /// Validation, connectivity test and a placeholder LPAR defined and
+    /// deleted on the destination; nothing moves.
+    Rehearse(super::validate::ValidateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -129,6 +136,8 @@ pub enum Failure {
     Failed(Emg),
     /// Bad usage (exit 3).
     Usage(String),
+    /// Already printed in full; exit with this code.
+    Shown(i32),
 }
 
 impl Failure {
@@ -137,6 +146,7 @@ impl Failure {
             Failure::Refused(_) => 1,
             Failure::Failed(_) => 2,
             Failure::Usage(_) => 3,
+            Failure::Shown(code) => *code,
         }
     }
 
@@ -148,6 +158,7 @@ impl Failure {
             }
             (Failure::Refused(e) | Failure::Failed(e), false) => eprintln!("{e}"),
             (Failure::Usage(m), _) => eprintln!("moverctl: {m}"),
+            (Failure::Shown(_), _) => {}
         }
     }
 }
@@ -191,6 +202,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                         vcpus,
                         memory_bytes: memory,
                         program,
+                        nics: Vec::new(),
                         fc_ports,
                     },
                 )?,
@@ -249,6 +261,9 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
             print_value(g, &reply);
             Ok(())
         }
+        CtlCommand::Validate(a) => super::validate::validate(g, &mut client, a),
+        CtlCommand::ConnectivityTest(a) => super::validate::connectivity_test(g, &mut client, a),
+        CtlCommand::Rehearse(a) => super::validate::rehearse(g, &mut client, a),
     }
 }
 

@@ -9,3 +9,4 @@ pub mod oneshot;
 pub mod plot;
 pub mod rss;
 pub mod selftest;
+pub mod validate;

@@ -9,9 +9,10 @@
 //! ```
 
 use super::MAX_LINE;
+use crate::agent::validation::{HostFacts, Mode};
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase};
-use crate::partition::{FcPortConfig, LparConfig};
+use crate::partition::{FcPortConfig, LparConfig, NicConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -56,8 +57,10 @@ pub enum Command {
         memory_bytes: u64,
         #[serde(default = "default_program")]
         program: String,
-        /// Logical FC ports (shared), with their WWPN pairs.
-        #[serde(default)]
+        /// Logical NICs and FC ports (moverctl: --fc-port).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nics: Vec<NicConfig>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         fc_ports: Vec<FcPortConfig>,
     },
     LparList {},
@@ -155,6 +158,50 @@ pub enum Command {
     RollbackWwn {
         lpar: String,
     },
+    /// Runs the validation checklist of a migration of `lpar` to `to`
+    /// (both agents' items) without starting it.
+    Validate {
+        lpar: String,
+        to: String,
+        #[serde(default)]
+        mode: Mode,
+        #[serde(default)]
+        path: Option<String>,
+    },
+    /// Measures round trip and bandwidth of the migration path to `to`.
+    ConnectivityTest {
+        to: String,
+        #[serde(default)]
+        path: Option<String>,
+    },
+    /// Validation, a fresh connectivity test and a placeholder LPAR defined
+    /// and deleted on `to`; nothing moves.
+    Rehearse {
+        lpar: String,
+        to: String,
+        #[serde(default)]
+        mode: Mode,
+        #[serde(default)]
+        path: Option<String>,
+    },
+    /// Agent to agent: the destination's validation items for `config`.
+    ValidateIncoming {
+        config: LparConfig,
+        mode: Mode,
+        source: HostFacts,
+        #[serde(default)]
+        path: Option<String>,
+    },
+    /// Agent to agent: listen on the migration path for one connectivity test.
+    ConnectivityIncoming {
+        #[serde(default)]
+        path: Option<String>,
+        streams: usize,
+    },
+    /// Agent to agent: define `config` as a placeholder and delete it.
+    RehearseIncoming {
+        config: LparConfig,
+    },
 }
 
 fn default_vcpus() -> u32 {
@@ -199,6 +246,12 @@ pub const COMMANDS: &[&str] = &[
     "migrate-shutdown",
     "receive-shutdown",
     "rollback-wwn",
+    "validate",
+    "connectivity-test",
+    "rehearse",
+    "validate-incoming",
+    "connectivity-incoming",
+    "rehearse-incoming",
 ];
 
 /// A decoded request.

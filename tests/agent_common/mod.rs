@@ -40,6 +40,13 @@ impl Drop for Scratch {
     }
 }
 
+/// The last octet of the next agent's migration path address (2..=254).
+pub fn next_path_octet() -> u8 {
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(2);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    2 + (n - 2) % 253
+}
+
 /// One `moverd serve` process.
 pub struct Agent {
     pub name: String,
@@ -56,6 +63,10 @@ impl Agent {
     /// an ephemeral loopback port, plus `extra` flags.
     pub fn start(scratch: &Scratch, name: &str, extra: &[&str]) -> Agent {
         let state_dir = scratch.0.join(name);
+        // Each agent its own loopback address for the migration path: the
+        // validation wants distinct path addresses, apart from the
+        // management address (127.0.0.1).
+        let path = format!("mig=127.0.0.{}", next_path_octet());
         let mut args: Vec<String> = [
             "serve",
             "--name",
@@ -63,7 +74,7 @@ impl Agent {
             "--listen",
             "127.0.0.1:0",
             "--path",
-            "mig=127.0.0.1",
+            &path,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -92,20 +103,25 @@ impl Agent {
             plain.token_file.clone(),
         );
         drop(plain);
-        Self::spawn_env(name, args, state_dir, token_file, env)
+        let mut program = Command::new(env!("CARGO_BIN_EXE_moverd"));
+        program.envs(env.iter().copied());
+        Self::spawn_via(name, program, args, state_dir, token_file)
     }
 
     /// Starts `moverd` with exactly `args` (they must make it listen).
     pub fn spawn(name: &str, args: Vec<String>, state_dir: PathBuf, token_file: PathBuf) -> Agent {
-        Self::spawn_env(name, args, state_dir, token_file, &[])
+        let program = Command::new(env!("CARGO_BIN_EXE_moverd"));
+        Self::spawn_via(name, program, args, state_dir, token_file)
     }
 
-    fn spawn_env(
+    /// Like [`Agent::spawn`], `program` being `moverd` or a command that runs
+    /// it (e.g. `ip netns exec <ns> moverd`).
+    pub fn spawn_via(
         name: &str,
+        mut program: Command,
         args: Vec<String>,
         state_dir: PathBuf,
         token_file: PathBuf,
-        env: &[(&str, &str)],
     ) -> Agent {
         std::fs::create_dir_all(&state_dir).unwrap();
         let log = std::fs::OpenOptions::new()
@@ -113,10 +129,9 @@ impl Agent {
             .append(true)
             .open(state_dir.with_extension("log"))
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_moverd"))
+        let mut child = program
             .args(&args)
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
