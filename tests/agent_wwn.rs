@@ -10,6 +10,19 @@ use std::time::Duration;
 
 const FC: &str = "50:06:0e:80:12:34:56:01/50:06:0e:80:12:34:56:81";
 
+/// An agent with a shared FC port whose vfcIDs 1–8 are free.
+fn fc_agent(scratch: &Scratch, name: &str, env: &[(&str, &str)]) -> Agent {
+    let file = scratch.0.join(format!("{name}-fc.toml"));
+    std::fs::write(
+        &file,
+        "[resources]\ncpus = 4\nmemory = \"1GiB\"\n\
+         fc_ports = [{ name = \"fc0\", vfc_ids = [1, 2, 3, 4, 5, 6, 7, 8] }]\n",
+    )
+    .unwrap();
+    let config = file.display().to_string();
+    Agent::start_with_env(scratch, name, &["--config", &config], env)
+}
+
 fn fc_lpar(a: &Agent, name: &str) {
     a.ctl_json(&[
         "lpar",
@@ -28,13 +41,8 @@ fn fc_lpar(a: &Agent, name: &str) {
 #[test]
 fn a_live_migration_failing_after_suspension_needs_a_wwn_rollback() {
     let scratch = Scratch::new("wwn");
-    let a = Agent::start(&scratch, "hostA", &[]);
-    let mut b = Agent::start_with_env(
-        &scratch,
-        "hostB",
-        &[],
-        &[("MOVERD_FAULT_KILL_AT", "0x5070")],
-    );
+    let a = fc_agent(&scratch, "hostA", &[]);
+    let mut b = fc_agent(&scratch, "hostB", &[("MOVERD_FAULT_KILL_AT", "0x5070")]);
     fc_lpar(&a, "w1");
     let configured = a.lpar("w1")["fc_ports"].clone();
     assert_eq!(
@@ -82,8 +90,8 @@ fn a_live_migration_failing_after_suspension_needs_a_wwn_rollback() {
 #[test]
 fn a_failure_before_suspension_leaves_no_wwns_to_roll_back() {
     let scratch = Scratch::new("wwn-early");
-    let a = Agent::start(&scratch, "hostA", &[]);
-    let b = Agent::start(&scratch, "hostB", &[]);
+    let a = fc_agent(&scratch, "hostA", &[]);
+    let b = fc_agent(&scratch, "hostB", &[]);
     fc_lpar(&a, "w2");
     let out = a.ctl_json(&[
         "migrate",
