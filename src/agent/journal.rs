@@ -35,6 +35,11 @@ pub const MAX_LINE: usize = 4096;
 /// The most of one journal read back (a migration writes some 20 lines).
 pub const MAX_FILE: u64 = 1 << 20;
 
+/// Journals kept per LPAR: older finished ones are deleted when a new
+/// migration of it starts, so months of migrations do not fill the state
+/// directory (the history keeps the record).
+pub const KEPT_PER_LPAR: usize = 16;
+
 /// `phase` of the manual's "Reading recovery file has failed" (Recovery).
 pub const PHASE_RECOVERY_FILE: u16 = 0x0031;
 
@@ -111,6 +116,7 @@ impl Journal {
             Side::Source => "source",
             Side::Destination => "destination",
         };
+        prune(&dir);
         let path = dir.join(format!("{t_ms:013}-{migration}-{side_name}.jsonl"));
         let file = OpenOptions::new()
             .create_new(true)
@@ -282,6 +288,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Summary, Emg> {
     summary.ok_or_else(|| journal_error(0x16, format!("{} has no begin record", path.display())))
 }
 
+/// Deletes the finished journals in `dir` beyond the newest
+/// [`KEPT_PER_LPAR`] - 1 (the one about to be created makes it full).
+fn prune(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    names.sort();
+    let excess = names.len().saturating_sub(KEPT_PER_LPAR - 1);
+    for p in &names[..excess] {
+        if read(p).is_ok_and(|s| s.finished()) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// Reads the journal at `path`.
 pub fn read(path: &Path) -> Result<Summary, Emg> {
     use std::io::Read;
@@ -366,6 +391,27 @@ mod tests {
         assert_eq!(s.stages, vec![0x4010, 0x4050]);
         assert!(!s.finished());
         assert_eq!((s.migration, s.peer.as_str()), (7, "peer"));
+    }
+
+    #[test]
+    fn old_finished_journals_are_pruned() {
+        let dir = std::env::temp_dir().join(format!("lpar-mover-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for i in 0..(KEPT_PER_LPAR as u64 + 5) {
+            let mut j = Journal::create(&dir, "l", Side::Source, i, "p", "live").unwrap();
+            if i != 0 {
+                j.end("completed", false).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let n = std::fs::read_dir(dir_for(&dir, "l")).unwrap().count();
+        // The unfinished first one stays, plus the newest KEPT_PER_LPAR.
+        assert_eq!(n, KEPT_PER_LPAR + 1);
+        assert_eq!(
+            latest(&dir, "l").unwrap().unwrap().migration,
+            KEPT_PER_LPAR as u64 + 4
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
