@@ -5,6 +5,7 @@
 //! ```text
 //! <state dir>/journal/<lpar>/<start unix ms>-<migration id>-<side>.jsonl
 //!   {"record":"begin","lpar","side","migration","peer","mode":"live"|"shutdown","t_ms"}
+//!   {"record":"peer","migration"}   the other side's migration id, once known
 //!   {"record":"stage","stage":16464,"text":"(SRC) Transferring Memory Data","t_ms"}
 //!   …
 //!   {"record":"end","outcome":"completed"|"failed"|"recovered","resumed_here":bool,"t_ms"}
@@ -54,6 +55,9 @@ pub enum Record {
         #[serde(default = "live")]
         mode: String,
         t_ms: u64,
+    },
+    Peer {
+        migration: u64,
     },
     Stage {
         stage: u16,
@@ -197,6 +201,9 @@ pub struct Summary {
     /// `live` or `shutdown`.
     #[serde(default = "live")]
     pub mode: String,
+    /// The other side's migration id, when it was recorded.
+    #[serde(default)]
+    pub peer_migration: Option<u64>,
     /// Every stage recorded, in order.
     pub stages: Vec<u16>,
     /// The `end` record's outcome, if the migration finished.
@@ -213,6 +220,14 @@ impl Summary {
 
     pub fn finished(&self) -> bool {
         self.outcome.is_some()
+    }
+
+    /// Whether `other` can be the other side of this migration: the
+    /// opposite side, and migration ids that match where recorded.
+    pub fn pairs_with(&self, other: &Summary) -> bool {
+        self.side != other.side
+            && self.peer_migration.is_none_or(|p| p == other.migration)
+            && other.peer_migration.is_none_or(|p| p == self.migration)
     }
 
     /// Whether the journals say ownership passed to the destination:
@@ -264,6 +279,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Summary, Emg> {
                     migration,
                     peer,
                     mode,
+                    peer_migration: None,
                     stages: Vec::new(),
                     outcome: None,
                     resumed_here: false,
@@ -271,6 +287,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Summary, Emg> {
                 });
             }
             (Record::Stage { stage, .. }, Some(s)) => s.stages.push(stage),
+            (Record::Peer { migration }, Some(s)) => s.peer_migration = Some(migration),
             (
                 Record::End {
                     outcome,
@@ -429,6 +446,32 @@ mod tests {
         assert_eq!(c(None, Some(&dst_resuming)), Some(true));
         assert_eq!(c(None, Some(&dst_receiving)), Some(false));
         assert_eq!(c(None, Some(&dst_loading)), None);
+    }
+
+    #[test]
+    fn journals_pair_only_across_sides_with_matching_ids() {
+        let p = Path::new("x");
+        let begin = |side: &str, id: u64| {
+            format!(
+                "{{\"record\":\"begin\",\"lpar\":\"l\",\"side\":\"{side}\",\
+                 \"migration\":{id},\"peer\":\"p\",\"t_ms\":1}}\n"
+            )
+        };
+        let src = parse(
+            &(begin("source", 3) + "{\"record\":\"peer\",\"migration\":9}\n"),
+            p,
+        )
+        .unwrap();
+        assert_eq!((src.peer_migration, src.mode.as_str()), (Some(9), "live"));
+        let dst = parse(
+            &(begin("destination", 9) + "{\"record\":\"peer\",\"migration\":3}\n"),
+            p,
+        )
+        .unwrap();
+        let old = parse(&begin("destination", 4), p).unwrap();
+        assert!(src.pairs_with(&dst) && dst.pairs_with(&src));
+        assert!(!src.pairs_with(&old), "an earlier migration's journal");
+        assert!(!src.pairs_with(&src));
     }
 
     #[test]

@@ -122,6 +122,15 @@ impl Migration {
         Ok(())
     }
 
+    /// Records the other side's migration id.
+    pub(super) fn journal_peer(&self, migration: u64) {
+        if let Some(j) = self.journal.lock().unwrap().as_mut()
+            && let Err(e) = j.append(&super::journal::Record::Peer { migration })
+        {
+            log::error!("migration {}: {e}", self.id);
+        }
+    }
+
     /// Appends the `end` record; the migration is no longer in doubt.
     fn journal_end(&self, outcome: &str, resumed_here: bool) {
         if let Some(j) = self.journal.lock().unwrap().as_mut()
@@ -489,6 +498,7 @@ fn source_steps(
         .as_u64()
         .ok_or_else(|| bad_reply("transfer_id"))?;
     let remote_migration = reply["migration"].as_u64().unwrap_or(0);
+    m.journal_peer(remote_migration);
 
     agent.enter(m, Stage::SrcConnectingPath);
     let path = agent.config.migration_path();
@@ -627,6 +637,7 @@ pub fn prepare_incoming(
         undefine(agent);
         return Err(e);
     }
+    m.journal_peer(source_migration);
     agent.register(m.clone());
     let reply = json!({
         "migration": m.id,

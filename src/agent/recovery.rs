@@ -199,8 +199,9 @@ pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Val
         .map_err(|e| refused(&e))?;
     let remote: Option<Summary> = serde_json::from_value(reply["journal"].clone()).ok();
     let peer_host = reply["host"].as_str().unwrap_or("?").to_string();
-    // The peer's journal must be of the same migration and the other side.
-    let remote = remote.filter(|r| r.side != local.side);
+    // The peer's journal must be of the same migration and the other side
+    // (an older journal there belongs to an earlier migration).
+    let remote = remote.filter(|r| local.pairs_with(r));
     let (source, destination) = match local.side {
         Side::Source => (Some(&local), remote.as_ref()),
         Side::Destination => (remote.as_ref(), Some(&local)),

@@ -211,7 +211,10 @@ fn source_steps(
         source_migration: m.id,
     });
     let reply = match reply {
-        Ok(r) => r,
+        Ok(r) => {
+            m.journal_peer(r["migration"].as_u64().unwrap_or(0));
+            r
+        }
         Err(e) => {
             if e.module == Module::Client || e.cause == cause::CONNECTION {
                 *outcome = Outcome::InDoubt;
@@ -281,6 +284,7 @@ pub fn receive(
         undefine(agent);
         return Err(e);
     }
+    m.journal_peer(source_migration);
     agent.register(m.clone());
     log::info!(
         "migration {}: receiving '{name}' in shutdown mode from {source_agent} (its migration \
