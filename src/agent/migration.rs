@@ -78,6 +78,8 @@ pub struct Migration {
     status: Mutex<Status>,
     /// The recovery journal: every stage is appended (and fsynced) here.
     journal: Mutex<Option<Journal>>,
+    /// Its history record so far (see `agent::history`).
+    pub(super) history: Mutex<super::history::Pending>,
 }
 
 impl Migration {
@@ -110,6 +112,10 @@ impl Migration {
                 timeout_s,
                 error: None,
                 report: None,
+            }),
+            history: Mutex::new(super::history::Pending {
+                started_ns: crate::engine::wall_clock_ns(),
+                ..Default::default()
             }),
             journal: Mutex::new(None),
         }
@@ -234,6 +240,7 @@ impl Agent {
         // In doubt (ownership may have passed): no `end` record, the
         // journal stays open until `recover` closes it.
         let in_doubt = result.as_ref().is_err_and(|e| e.needs_recovery);
+        let for_destination = self.record_history(m, &result);
         let (stage, event) = match result {
             Ok(report) => {
                 m.status.lock().unwrap().report = Some(report.clone());
@@ -268,6 +275,10 @@ impl Agent {
             m.journal_end(outcome, resumed_here);
         }
         self.publish(&event);
+        if let Some(record) = for_destination {
+            // After the event: the client need not wait for this.
+            self.send_record(&m.peer, record);
+        }
     }
 }
 
@@ -364,6 +375,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         return Err(e);
     }
     agent.register(m.clone());
+    agent.note_source(&m, &req.to);
     let options = LiveOptions {
         migration_id: 0,
         max_suspend: req
@@ -476,6 +488,9 @@ fn source_steps(
         streams,
         source_agent: ours.agent.clone(),
         source_migration: m.id,
+        source_address: agent.advertised.get().cloned(),
+        history_key: Some(m.history.lock().unwrap().key.clone()),
+        history: agent.history_to_ship(&config.name),
     })?;
     let bad_reply = |what: &str| {
         Emg::new(

@@ -6,13 +6,15 @@
 //!                                                 ├ lpar-*  : inventory (+ busy rules), under one lock
 //!                                                 ├ migrate : migration::start_source  ─ thread ─▶ destination agent
 //!                                                 ├ prepare-incoming: migration::prepare_incoming ─ thread
-//!                                                 └ status / extend / cancel: the migration table
+//!                                                 ├ status / extend / cancel: the migration table
+//!                                                 └ history / history-record / host-resources: history.rs
 //! migration threads ── Event ──▶ EventBus ──▶ every authenticated connection
 //! ```
 
 pub mod busy;
 pub mod config;
 pub mod connectivity;
+pub mod history;
 pub mod inventory;
 pub mod journal;
 pub mod migration;
@@ -47,6 +49,9 @@ pub struct Agent {
     migrations: Mutex<BTreeMap<u64, Arc<Migration>>>,
     pub events: EventBus,
     next_id: AtomicU64,
+    /// The management address this agent listens on, once bound (sent to
+    /// destinations so that `moverctl return` can find the way back).
+    pub advertised: std::sync::OnceLock<String>,
 }
 
 /// Starts the agent from `args` and serves until the process ends.
@@ -66,6 +71,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Emg> {
         migrations: Mutex::new(BTreeMap::new()),
         events: EventBus::default(),
         next_id: AtomicU64::new(1),
+        advertised: std::sync::OnceLock::new(),
     });
     server::serve(agent)
 }
@@ -168,8 +174,26 @@ impl Agent {
                 streams,
                 source_agent,
                 source_migration,
+                source_address,
+                history_key,
+                history,
             } => {
-                migration::prepare_incoming(self, config, streams, &source_agent, source_migration)
+                let reply = migration::prepare_incoming(
+                    self,
+                    config,
+                    streams,
+                    &source_agent,
+                    source_migration,
+                )?;
+                self.note_incoming(
+                    &reply,
+                    &source_agent,
+                    source_migration,
+                    source_address,
+                    history_key,
+                    history,
+                );
+                Ok(reply)
             }
             Command::Recover { lpar, peer } => recovery::recover(self, &lpar, peer.as_deref()),
             Command::JournalRead { lpar } => recovery::journal_read(self, &lpar),
@@ -199,6 +223,9 @@ impl Agent {
                 &source_agent,
                 source_migration,
             ),
+            Command::History { lpar } => self.history_of(&lpar),
+            Command::HostResources {} => Ok(self.host_resources()),
+            Command::HistoryRecord { records } => self.keep_records(records),
             c @ (Command::Validate { .. }
             | Command::ConnectivityTest { .. }
             | Command::Rehearse { .. }

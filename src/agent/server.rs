@@ -47,6 +47,7 @@ pub fn serve(agent: Arc<Agent>) -> Result<(), Emg> {
         Address::parse(&listen).map_err(|m| listen_error(&listen, std::io::Error::other(m)))?;
     let active = Arc::new(AtomicUsize::new(0));
     let announce = |what: String| {
+        let _ = agent.advertised.set(what.clone());
         println!("LISTENING {what}");
         let _ = std::io::stdout().flush();
         log::info!("agent {} listening on {what}", agent.config.name);

@@ -55,6 +55,13 @@ pub enum CtlCommand {
     },
     /// Restore an LPAR's WWPN assignment after a failed live migration.
     RollbackWwn { lpar: String },
+    /// The migrations of an LPAR: when, from where to where, how they ended.
+    History { lpar: String },
+    /// Migrate an LPAR live back to the host it last came from.
+    Return(super::moves::ReturnArgs),
+    /// Run or stop a policy: ordered migrations from a TOML file.
+    #[command(subcommand)]
+    Policy(super::policy::PolicyCommand),
     /// Run the validation checklist of a migration (both agents), item by item.
     Validate(super::validate::ValidateArgs),
     /// Measure round trip and bandwidth of the migration path to an agent.
@@ -100,8 +107,15 @@ pub enum LparCommand {
 pub struct MigrateArgs {
     pub lpar: String,
     /// The destination agent: host:port or a Unix socket path.
-    #[arg(long)]
-    pub to: String,
+    #[arg(long, required_unless_present = "auto_destination")]
+    pub to: Option<String>,
+    /// Choose the destination among --candidates: the one with room and the
+    /// most free memory.
+    #[arg(long, conflicts_with = "to", requires = "candidates")]
+    pub auto_destination: bool,
+    /// Candidate destination agents for --auto-destination.
+    #[arg(long, value_delimiter = ',', env = "MOVER_CANDIDATES")]
+    pub candidates: Vec<String>,
     #[arg(long)]
     pub max_suspend_ms: Option<u64>,
     /// Migration path cap, bytes per second (e.g. 100MiB).
@@ -163,7 +177,7 @@ impl Failure {
     }
 }
 
-fn connect(g: &Global) -> Result<Client, Failure> {
+pub(crate) fn connect(g: &Global) -> Result<Client, Failure> {
     let address = Address::parse(&g.agent).map_err(Failure::Usage)?;
     let token_file = g.token_file.as_ref().ok_or_else(|| {
         Failure::Usage("no token file: give --token-file or set MOVER_TOKEN_FILE".into())
@@ -184,6 +198,11 @@ fn connect(g: &Global) -> Result<Client, Failure> {
 
 /// Runs one agent command.
 pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
+    // A policy's entries name their own agents.
+    let command = match command {
+        CtlCommand::Policy(p) => return super::policy::run(g, p),
+        c => c,
+    };
     let mut client = connect(g)?;
     let call = |c: &mut Client, cmd| c.call(cmd).map_err(Failure::Refused);
     match command {
@@ -261,6 +280,9 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
             print_value(g, &reply);
             Ok(())
         }
+        CtlCommand::History { lpar } => super::moves::history(g, &mut client, &lpar),
+        CtlCommand::Return(a) => super::moves::return_lpar(g, &mut client, a),
+        CtlCommand::Policy(_) => unreachable!("handled before connecting"),
         CtlCommand::Validate(a) => super::validate::validate(g, &mut client, a),
         CtlCommand::ConnectivityTest(a) => super::validate::connectivity_test(g, &mut client, a),
         CtlCommand::Rehearse(a) => super::validate::rehearse(g, &mut client, a),
@@ -281,7 +303,7 @@ fn parse_fc_port(text: &str) -> Result<FcPortConfig, String> {
     })
 }
 
-fn print_value(g: &Global, v: &Value) {
+pub(crate) fn print_value(g: &Global, v: &Value) {
     if g.json {
         println!("{v}");
     } else if let Some(m) = v.as_object() {
@@ -335,7 +357,11 @@ const POLL: Duration = Duration::from_secs(2);
 
 /// Waits for migration `id` to end, handing every event of it to `on_event`.
 /// Returns the report, or the migration's error.
-fn wait(client: &mut Client, id: u64, on_event: &mut dyn FnMut(&Event)) -> Result<Value, Failure> {
+pub(crate) fn wait(
+    client: &mut Client,
+    id: u64,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Value, Failure> {
     loop {
         match client.next_event(POLL).map_err(Failure::Failed)? {
             Some(e) if e.migration() == id => {
@@ -363,18 +389,22 @@ fn wait(client: &mut Client, id: u64, on_event: &mut dyn FnMut(&Event)) -> Resul
     }
 }
 
-fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result<(), Failure> {
+pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result<(), Failure> {
+    let to = match &a.to {
+        Some(to) => to.clone(),
+        None => super::moves::auto_destination(g, client, &a.lpar, &a.candidates)?,
+    };
     let command = if a.mode == "shutdown" {
         Command::MigrateShutdown {
             lpar: a.lpar.clone(),
-            to: a.to.clone(),
+            to: to.clone(),
             activate_destination: a.activate_destination,
             shutdown_timeout_s: a.shutdown_timeout,
         }
     } else {
         Command::Migrate {
             lpar: a.lpar.clone(),
-            to: a.to.clone(),
+            to: to.clone(),
             max_suspend_ms: a.max_suspend_ms,
             bandwidth: a.bandwidth,
             streams: a.streams,
@@ -390,7 +420,7 @@ fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result<(), Failur
         return Ok(());
     }
     if !g.json {
-        println!("migration {id}: {} to {}", a.lpar, a.to);
+        println!("migration {id}: {} to {to}", a.lpar);
     }
     let json = g.json;
     let report = wait(client, id, &mut |e| {

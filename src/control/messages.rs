@@ -112,6 +112,28 @@ pub enum Command {
         /// The source agent's name and migration id, for logs and status.
         source_agent: String,
         source_migration: u64,
+        /// The source agent's management address (for `moverctl return`).
+        #[serde(default)]
+        source_address: Option<String>,
+        /// The migration's history key (`agent::history::Record::key`).
+        #[serde(default)]
+        history_key: Option<String>,
+        /// The LPAR's migration history, kept by the destination once the
+        /// LPAR is its own (at most `agent::history::MAX_SHIPPED`).
+        #[serde(default)]
+        history: Vec<crate::agent::history::Record>,
+    },
+    /// The migrations of `lpar` this agent knows (its own and those that
+    /// came with the LPAR), oldest first.
+    History {
+        lpar: String,
+    },
+    /// This host's CPUs and memory, total and free.
+    HostResources {},
+    /// Agent to agent: the source's record of a migration that completed,
+    /// sent to the destination so the LPAR's history there is whole.
+    HistoryRecord {
+        records: Vec<crate::agent::history::Record>,
     },
     /// Resolves an LPAR that needs recovery from the journals of both
     /// sides; `peer` overrides the other agent's address in the journal.
@@ -246,6 +268,9 @@ pub const COMMANDS: &[&str] = &[
     "migrate-shutdown",
     "receive-shutdown",
     "rollback-wwn",
+    "history",
+    "host-resources",
+    "history-record",
     "validate",
     "connectivity-test",
     "rehearse",

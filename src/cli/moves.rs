@@ -1,0 +1,243 @@
+//! `moverctl history`, `moverctl return` and `moverctl migrate
+//! --auto-destination`: where an LPAR has been, sending it back, and
+//! choosing where it goes.
+//!
+//! - `history <lpar>` asks the agent for the LPAR's migrations (its own
+//!   records and those that travelled with the LPAR; see `agent::history`).
+//! - `return <lpar>` reads that history on the agent that hosts the LPAR,
+//!   takes the newest completed migration *into* this agent, and migrates
+//!   the LPAR live back to that migration's source agent (the management
+//!   address the source advertised).
+//! - `migrate <lpar> --auto-destination --candidates a,b,c` asks each
+//!   candidate agent for its free resources (`host-resources`) and picks,
+//!   among those that are not the source and have room (free memory ≥ the
+//!   LPAR's memory, CPUs ≥ its vCPUs), the one with the most free memory;
+//!   ties go to the candidate listed first. Unreachable candidates are
+//!   skipped. No candidate with room: refused, with each one's reason.
+
+use super::ctl::{Failure, Global, MigrateArgs, connect, migrate};
+use crate::control::{Client, Command};
+use crate::emg::{Emg, Module, phase};
+use crate::units::format_size;
+use clap::Args;
+use serde_json::Value;
+
+#[derive(Args, Debug)]
+pub struct ReturnArgs {
+    pub lpar: String,
+    #[arg(long)]
+    pub max_suspend_ms: Option<u64>,
+    /// Migration path cap, bytes per second (e.g. 100MiB).
+    #[arg(long, value_parser = crate::units::parse_size)]
+    pub bandwidth: Option<u64>,
+    #[arg(long)]
+    pub streams: Option<usize>,
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Print the migration id and return at once.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Causes of these commands' own refusals (module MMC).
+pub mod cause {
+    pub const NO_ORIGIN: u32 = 0x50;
+    pub const NO_DESTINATION: u32 = 0x51;
+}
+
+/// `moverctl history <lpar>`.
+pub fn history(g: &Global, client: &mut Client, lpar: &str) -> Result<(), Failure> {
+    let reply = client
+        .call(Command::History {
+            lpar: lpar.to_string(),
+        })
+        .map_err(Failure::Refused)?;
+    if g.json {
+        println!("{reply}");
+        return Ok(());
+    }
+    println!(
+        "{:<22} {:<10} {:<12} {:<12} {:>10} {:>12}  {:<10}",
+        "migration", "mode", "from", "to", "duration", "suspension", "outcome"
+    );
+    for m in reply["migrations"].as_array().into_iter().flatten() {
+        let ns = |k: &str| m[k].as_u64().unwrap_or(0);
+        println!(
+            "{:<22} {:<10} {:<12} {:<12} {:>10} {:>12}  {:<10} {}",
+            m["key"].as_str().unwrap_or(""),
+            m["mode"].as_str().unwrap_or(""),
+            m["source_agent"].as_str().unwrap_or(""),
+            m["destination_agent"].as_str().unwrap_or(""),
+            format!(
+                "{:.1} s",
+                ns("ended_ns").saturating_sub(ns("started_ns")) as f64 / 1e9
+            ),
+            m["suspension_ms"]
+                .as_f64()
+                .map_or(String::from("-"), |s| format!("{s:.3} ms")),
+            m["outcome"].as_str().unwrap_or(""),
+            serde_json::from_value::<Emg>(m["error"].clone())
+                .map_or(String::new(), |e| e.to_string())
+        );
+    }
+    Ok(())
+}
+
+/// Where the newest completed migration into `host` came from: the source
+/// agent's address, from a `history` reply.
+pub fn origin(history: &Value) -> Option<String> {
+    let host = history["host"].as_str()?;
+    history["migrations"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m["outcome"] == "completed" && m["destination_agent"] == host)
+        .and_then(|m| m["source_address"].as_str().map(str::to_string))
+}
+
+/// `moverctl return <lpar>`.
+pub fn return_lpar(g: &Global, client: &mut Client, a: ReturnArgs) -> Result<(), Failure> {
+    let reply = client
+        .call(Command::History {
+            lpar: a.lpar.clone(),
+        })
+        .map_err(Failure::Refused)?;
+    let to = origin(&reply).ok_or_else(|| {
+        Failure::Refused(Emg::new(
+            Module::Client,
+            phase::INFORMATION,
+            cause::NO_ORIGIN,
+            format!(
+                "LPAR '{}' has no completed migration into host {} to return from",
+                a.lpar,
+                reply["host"].as_str().unwrap_or("?")
+            ),
+            "Ask the agent that hosts the LPAR now (moverctl --agent), or migrate it with \
+             moverctl migrate --to.",
+        ))
+    })?;
+    migrate(
+        g,
+        client,
+        MigrateArgs {
+            lpar: a.lpar,
+            to: Some(to),
+            max_suspend_ms: a.max_suspend_ms,
+            bandwidth: a.bandwidth,
+            streams: a.streams,
+            timeout: a.timeout,
+            no_wait: a.no_wait,
+            auto_destination: false,
+            candidates: Vec::new(),
+            // A return migration is live.
+            mode: "live".to_string(),
+            activate_destination: false,
+            shutdown_timeout: None,
+        },
+    )
+}
+
+/// `--auto-destination`: the candidate with the most free memory among
+/// those with room for `lpar` (see the module doc).
+pub fn auto_destination(
+    g: &Global,
+    client: &mut Client,
+    lpar: &str,
+    candidates: &[String],
+) -> Result<String, Failure> {
+    let shown = client
+        .call(Command::LparShow {
+            name: lpar.to_string(),
+        })
+        .map_err(Failure::Refused)?;
+    let memory = shown["memory_bytes"].as_u64().unwrap_or(u64::MAX);
+    let vcpus = shown["vcpus"].as_u64().unwrap_or(u64::MAX);
+    let here = client.greeting().agent.clone();
+    let mut best: Option<(u64, &String)> = None;
+    let mut reasons = Vec::new();
+    for c in candidates {
+        let at = Global {
+            agent: c.clone(),
+            ..g.clone()
+        };
+        let r = match connect(&at)
+            .and_then(|mut cl| cl.call(Command::HostResources {}).map_err(Failure::Refused))
+        {
+            Ok(r) => r,
+            Err(Failure::Refused(e) | Failure::Failed(e)) => {
+                reasons.push(format!("{c}: unreachable ({})", e.message));
+                continue;
+            }
+            Err(f @ (Failure::Usage(_) | Failure::Shown(_))) => return Err(f),
+        };
+        let host = r["host"].as_str().unwrap_or("");
+        let free = r["memory_free_bytes"].as_u64().unwrap_or(0);
+        let cpus = r["cpus"].as_u64().unwrap_or(0);
+        if host == here {
+            reasons.push(format!("{c}: is the source host {host}"));
+        } else if free < memory {
+            reasons.push(format!(
+                "{c} ({host}): {} free, needs {}",
+                format_size(free),
+                format_size(memory)
+            ));
+        } else if cpus < vcpus {
+            reasons.push(format!("{c} ({host}): {cpus} CPUs, needs {vcpus}"));
+        } else if best.is_none_or(|(f, _)| free > f) {
+            best = Some((free, c));
+        }
+    }
+    match best {
+        Some((free, c)) => {
+            if !g.json {
+                println!(
+                    "auto-destination: {c} ({} free){}",
+                    format_size(free),
+                    if reasons.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; passed over: {}", reasons.join("; "))
+                    }
+                );
+            }
+            Ok(c.clone())
+        }
+        None => Err(Failure::Refused(Emg::new(
+            Module::Client,
+            phase::DEFINE,
+            cause::NO_DESTINATION,
+            format!(
+                "no candidate host has room for LPAR '{lpar}' ({} vCPUs, {}): {}",
+                vcpus,
+                format_size(memory),
+                if reasons.is_empty() {
+                    "no candidates given".to_string()
+                } else {
+                    reasons.join("; ")
+                }
+            ),
+            "Give more --candidates, or free memory on one of them.",
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_origin_is_the_newest_completed_migration_into_this_host() {
+        let h = json!({"host": "B", "migrations": [
+            {"outcome": "completed", "destination_agent": "B", "source_address": "a1"},
+            {"outcome": "completed", "destination_agent": "A", "source_address": "b1"},
+            {"outcome": "completed", "destination_agent": "B", "source_address": "c1"},
+            {"outcome": "failed", "destination_agent": "B", "source_address": "d1"},
+        ]});
+        assert_eq!(origin(&h).as_deref(), Some("c1"));
+        assert_eq!(
+            origin(&json!({"host": "Z", "migrations": h["migrations"]})),
+            None
+        );
+    }
+}
