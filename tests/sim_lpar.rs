@@ -369,3 +369,46 @@ fn the_device_state_carries_the_nics_and_fc_ports_the_configuration_declares() {
         .unwrap();
     assert!(state.nics.is_empty() && state.fc_hbas.is_empty());
 }
+
+#[test]
+fn a_shutdown_request_stops_every_vcpu_unless_the_guest_ignores_it() {
+    let root = Root::new("shutdown");
+    for (name, program) in [("hot", "hot:4MiB"), ("idle", "idle")] {
+        let lpar = SimLpar::create(&root.0, &config(name, 64 << 20, 2, program)).unwrap();
+        lpar.resume().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!lpar.is_shut_down());
+        let t = Instant::now();
+        lpar.request_shutdown();
+        wait_for("the guest to shut down", Duration::from_secs(5), || {
+            lpar.is_shut_down()
+        });
+        eprintln!("{name}: shut down in {:?}", t.elapsed());
+        // Shut down: no more writes.
+        let w = lpar.writes();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(lpar.writes(), w, "{name} wrote after shutting down");
+        // Powering on again voids the request.
+        lpar.pause().unwrap();
+        lpar.resume().unwrap();
+        assert!(!lpar.is_shut_down());
+        lpar.pause().unwrap();
+        lpar.destroy().unwrap();
+    }
+
+    let lpar = SimLpar::create(
+        &root.0,
+        &config("stubborn", 64 << 20, 2, "hot:4MiB,shutdown=ignore"),
+    )
+    .unwrap();
+    lpar.resume().unwrap();
+    lpar.request_shutdown();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!lpar.is_shut_down());
+    let w = lpar.writes();
+    wait_for("the guest to write on", Duration::from_secs(5), || {
+        lpar.writes() > w
+    });
+    lpar.pause().unwrap();
+    lpar.destroy().unwrap();
+}

@@ -10,6 +10,9 @@
 //! | needs-recovery  | busy     | yes (the manual allows it) | busy | busy |
 //! | wwn-rollback-pending | busy | yes      | busy   | busy    |
 //!
+//! A shutdown-mode migration accepts Act (the guest is shut down first) and
+//! Dea; Fai never; the other states as `migrate`.
+//!
 //! "busy" answers with the manual's message for the situation. The check and
 //! the state change that follows it happen under the inventory lock, so two
 //! concurrent requests cannot both pass (one migration per LPAR).
@@ -24,6 +27,8 @@ pub enum Operation {
     Deactivate,
     Delete,
     Migrate,
+    /// A shutdown-mode migration (Dea, or Act with the guest shut down).
+    MigrateShutdown,
 }
 
 /// `phase` of the manual's "LPAR is busy" error (MMS Thread, `F003`).
@@ -81,7 +86,18 @@ pub fn check(name: &str, state: LparState, op: Operation) -> Result<(), Emg> {
         )
         .reason(REASON_LPAR_BUSY)),
         (NeedsRecovery | WwnRollbackPending, Deactivate) => Ok(()),
-        (NeedsRecovery | WwnRollbackPending, _) => Err(Emg::new(
+        (WwnRollbackPending, _) => Err(Emg::new(
+            Module::Recovery,
+            0x0011,
+            0x01,
+            format!(
+                "The specified LPAR is busy: '{name}' has WWNs to roll back after a failed \
+                 migration."
+            ),
+            "Roll the WWNs back first (moverctl rollback-wwn); only deactivation is allowed \
+             until then.",
+        )),
+        (NeedsRecovery, _) => Err(Emg::new(
             Module::Recovery,
             0x0011,
             0x01,
@@ -92,6 +108,7 @@ pub fn check(name: &str, state: LparState, op: Operation) -> Result<(), Emg> {
             "Recover the LPAR first (moverctl recover); only deactivation is allowed until then.",
         )),
         (Act, Migrate | Deactivate) | (Dea, Activate | Delete) | (Fai, Delete) => Ok(()),
+        (Act | Dea, MigrateShutdown) => Ok(()),
         (Dea, Migrate) => Err(Emg::new(
             Module::Executor,
             PHASE_LPAR_DEACTIVATED,

@@ -287,6 +287,7 @@ impl Inventory {
             "vcpus": e.config.vcpus,
             "memory_bytes": e.config.memory_bytes,
             "program": e.config.program,
+            "fc_ports": e.config.fc_ports,
             "running": running,
             "guest_writes": writes,
             "guest_max_stall_ms": stall,

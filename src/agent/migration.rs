@@ -25,10 +25,12 @@
 use super::Agent;
 use super::busy::{self, Operation};
 use super::inventory::LparState;
+use super::journal::Journal;
 use super::validation::{self, Mode};
 use crate::control::{Address, Client, Command, Event, cause, protocol_error};
 use crate::emg::{Emg, Module, phase};
-use crate::engine::destination::receive_live;
+use crate::engine::EngineError;
+use crate::engine::destination::receive_live_staged;
 use crate::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
 use crate::engine::stage::Stage;
 use crate::partition::{LparConfig, PAGE_SIZE, Partition};
@@ -74,12 +76,20 @@ pub struct Migration {
     pub peer: String,
     control: Option<Arc<MigrationControl>>,
     status: Mutex<Status>,
+    /// The recovery journal: every stage is appended (and fsynced) here.
+    journal: Mutex<Option<Journal>>,
     /// Its history record so far (see `agent::history`).
     pub(super) history: Mutex<super::history::Pending>,
 }
 
 impl Migration {
-    fn new(id: u64, config: &LparConfig, side: Side, peer: &str, timeout_s: u64) -> Self {
+    pub(super) fn new(
+        id: u64,
+        config: &LparConfig,
+        side: Side,
+        peer: &str,
+        timeout_s: u64,
+    ) -> Self {
         let stage = match side {
             Side::Source => Stage::SrcValidating,
             Side::Destination => Stage::DstDefining,
@@ -107,6 +117,32 @@ impl Migration {
                 started_ns: crate::engine::wall_clock_ns(),
                 ..Default::default()
             }),
+            journal: Mutex::new(None),
+        }
+    }
+
+    /// Opens this migration's journal under `state_dir` (`begin` record).
+    pub(super) fn open_journal(&self, state_dir: &std::path::Path, mode: &str) -> Result<(), Emg> {
+        let j = Journal::create(state_dir, &self.lpar, self.side, self.id, &self.peer, mode)?;
+        *self.journal.lock().unwrap() = Some(j);
+        Ok(())
+    }
+
+    /// Records the other side's migration id.
+    pub(super) fn journal_peer(&self, migration: u64) {
+        if let Some(j) = self.journal.lock().unwrap().as_mut()
+            && let Err(e) = j.append(&super::journal::Record::Peer { migration })
+        {
+            log::error!("migration {}: {e}", self.id);
+        }
+    }
+
+    /// Appends the `end` record; the migration is no longer in doubt.
+    fn journal_end(&self, outcome: &str, resumed_here: bool) {
+        if let Some(j) = self.journal.lock().unwrap().as_mut()
+            && let Err(e) = j.end(outcome, resumed_here)
+        {
+            log::error!("migration {}: {e}", self.id);
         }
     }
 
@@ -118,6 +154,12 @@ impl Migration {
         v["side"] = json!(self.side);
         v["peer"] = json!(self.peer);
         v
+    }
+
+    /// Whether the destination got as far as loading the device state.
+    fn stage_reached_loading(&self) -> bool {
+        let s = self.stage().code();
+        (Stage::DstLoadingState.code()..Stage::DstCompleted.code()).contains(&s)
     }
 
     /// Completed or failed: nothing will change any more.
@@ -166,13 +208,19 @@ impl Migration {
 }
 
 impl Agent {
-    fn enter(&self, m: &Migration, stage: Stage) {
+    pub(super) fn enter(&self, m: &Migration, stage: Stage) {
         {
             let mut s = m.status.lock().unwrap();
             s.stage = stage.code();
             s.stage_text = stage.text().to_string();
         }
+        if let Some(j) = m.journal.lock().unwrap().as_mut()
+            && let Err(e) = j.stage(stage)
+        {
+            log::error!("migration {}: {e}", m.id);
+        }
         log::info!("migration {} of '{}': {stage}", m.id, m.lpar);
+        fault_point(stage);
         self.publish(&Event::MigrationStage {
             migration: m.id,
             lpar: m.lpar.clone(),
@@ -181,7 +229,17 @@ impl Agent {
         });
     }
 
-    fn finish(&self, m: &Migration, result: Result<Value, Emg>) {
+    /// Ends `m`: the final stage, the journal's `end` record (with whether
+    /// the LPAR runs on at this host after a failure) and the event.
+    pub(super) fn finish(&self, m: &Migration, result: Result<Value, Emg>, resumed_here: bool) {
+        let outcome = if result.is_ok() {
+            "completed"
+        } else {
+            "failed"
+        };
+        // In doubt (ownership may have passed): no `end` record, the
+        // journal stays open until `recover` closes it.
+        let in_doubt = result.as_ref().is_err_and(|e| e.needs_recovery);
         let for_destination = self.record_history(m, &result);
         let (stage, event) = match result {
             Ok(report) => {
@@ -213,11 +271,42 @@ impl Agent {
             }
         };
         self.enter(m, stage);
+        if !in_doubt {
+            m.journal_end(outcome, resumed_here);
+        }
         self.publish(&event);
         if let Some(record) = for_destination {
             // After the event: the client need not wait for this.
             self.send_record(&m.peer, record);
         }
+    }
+}
+
+/// Whether a live migration that failed at `stage` (before commit, the
+/// LPAR running here again) leaves its WWPNs to roll back: once suspended
+/// (0x4060 on) the destination may have taken the LPAR's identities and
+/// logged in with its migration WWPNs (the manual: after a failed
+/// Concurrent Maintenance migration, roll the WWNs back). Only an LPAR with
+/// FC ports has any.
+pub(super) fn wwn_rollback_needed(stage: Stage, config: &LparConfig) -> bool {
+    !config.fc_ports.is_empty()
+        && (Stage::SrcFinalCopy.code()..Stage::SrcReleasing.code()).contains(&stage.code())
+}
+
+/// Fault injection for the recovery tests: with `MOVERD_FAULT_KILL_AT` set
+/// to a stage code (e.g. `0x4080`), the agent kills itself with SIGKILL
+/// right after journaling that stage, as a crash at that instant would.
+fn fault_point(stage: Stage) {
+    let Ok(at) = std::env::var("MOVERD_FAULT_KILL_AT") else {
+        return;
+    };
+    let at = at.trim().trim_start_matches("0x");
+    if u16::from_str_radix(at, 16).ok() == Some(stage.code()) {
+        log::warn!("fault injection: SIGKILL at {stage}");
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &std::process::id().to_string()])
+            .status();
+        std::process::exit(137);
     }
 }
 
@@ -278,6 +367,14 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         &req.to,
         timeout_s,
     ));
+    if let Err(e) = m.open_journal(&agent.config.state_dir, "live") {
+        let _ = agent
+            .inventory
+            .lock()
+            .unwrap()
+            .set_state(&req.lpar, LparState::Act);
+        return Err(e);
+    }
     agent.register(m.clone());
     agent.note_source(&m, &req.to);
     let options = LiveOptions {
@@ -322,6 +419,7 @@ fn run_source(
 ) {
     let result = source_steps(agent, m, lpar, &config, to, streams, options);
     let mut inv = agent.inventory.lock().unwrap();
+    let resumed_here = result.as_ref().is_err_and(|e| !e.needs_recovery);
     let result = match result {
         Ok(report) => {
             agent.enter(m, Stage::SrcReleasing);
@@ -331,6 +429,8 @@ fn run_source(
         Err(e) => {
             let state = if e.needs_recovery {
                 LparState::NeedsRecovery
+            } else if wwn_rollback_needed(m.stage(), &config) {
+                LparState::WwnRollbackPending
             } else {
                 LparState::Act
             };
@@ -345,7 +445,7 @@ fn run_source(
         }
     };
     drop(inv);
-    agent.finish(m, result);
+    agent.finish(m, result, resumed_here);
 }
 
 fn source_steps(
@@ -414,6 +514,7 @@ fn source_steps(
         .as_u64()
         .ok_or_else(|| bad_reply("transfer_id"))?;
     let remote_migration = reply["migration"].as_u64().unwrap_or(0);
+    m.journal_peer(remote_migration);
 
     agent.enter(m, Stage::SrcConnectingPath);
     let path = agent.config.migration_path();
@@ -455,6 +556,8 @@ fn source_steps(
             m.status.lock().unwrap().remaining_bytes = pages * PAGE_SIZE as u64;
             agent.enter(m, Stage::SrcFinalCopy);
         }
+        // Write-ahead: journaled (fsynced) before Commit leaves.
+        Progress::Committing => agent.enter(m, Stage::SrcSwitchingOver),
     };
     let started = Instant::now();
     let report = migrate_live(
@@ -546,6 +649,12 @@ pub fn prepare_incoming(
         source_agent,
         0,
     ));
+    if let Err(e) = m.open_journal(&agent.config.state_dir, "live") {
+        drop(lpar);
+        undefine(agent);
+        return Err(e);
+    }
+    m.journal_peer(source_migration);
     agent.register(m.clone());
     let reply = json!({
         "migration": m.id,
@@ -569,31 +678,52 @@ pub fn prepare_incoming(
         .name(format!("receive-{}", m.id))
         .spawn(move || {
             let result = (|| {
-                let inn = listener.accept_streams(
-                    streams,
-                    &key,
-                    transfer_id,
-                    Instant::now() + ACCEPT_DEADLINE,
-                )?;
+                let inn = listener
+                    .accept_streams(streams, &key, transfer_id, Instant::now() + ACCEPT_DEADLINE)
+                    .map_err(|e| (Emg::from(e), false))?;
                 a.enter(&m, Stage::DstReceivingMemory);
-                receive_live(lpar.clone() as Arc<dyn Partition>, inn, &host)
-                    .map_err(|e| e.emg(Module::MoverDestination))
+                receive_live_staged(lpar.clone() as Arc<dyn Partition>, inn, &host, &mut |s| {
+                    a.enter(&m, s)
+                })
+                .map_err(|e| {
+                    let aborted = matches!(e, EngineError::PeerAborted(_));
+                    (e.emg(Module::MoverDestination), aborted)
+                })
             })();
             drop(lpar);
+            let mut resumed_here = false;
             let result = match result {
-                Ok(report) => a
-                    .inventory
-                    .lock()
-                    .unwrap()
-                    .set_state(&name, LparState::Act)
-                    .map(|()| json!({ "destination": report })),
-                Err(e) => {
+                Ok(report) => {
+                    resumed_here = true;
+                    a.inventory
+                        .lock()
+                        .unwrap()
+                        .set_state(&name, LparState::Act)
+                        .map(|()| json!({ "destination": report }))
+                }
+                Err((e, aborted)) if !aborted && m.stage_reached_loading() => {
+                    // In doubt: the image was loaded and Ready may have
+                    // reached a source that then committed and died. Keep
+                    // the paused copy; `recover` decides from the journals.
+                    let mut e = e;
+                    e.needs_recovery = true;
+                    if let Err(pe) = a
+                        .inventory
+                        .lock()
+                        .unwrap()
+                        .set_state(&name, LparState::NeedsRecovery)
+                    {
+                        log::error!("cannot record LPAR '{name}' as needs-recovery: {pe}");
+                    }
+                    Err(e)
+                }
+                Err((e, _)) => {
                     // Before commit nothing here owns the LPAR: discard it.
                     undefine_named(&a, &name);
                     Err(e)
                 }
             };
-            a.finish(&m, result);
+            a.finish(&m, result, resumed_here);
         })
         .map_err(|e| {
             Emg::new(

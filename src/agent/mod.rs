@@ -16,9 +16,13 @@ pub mod config;
 pub mod connectivity;
 pub mod history;
 pub mod inventory;
+pub mod journal;
 pub mod migration;
+pub mod recovery;
 pub mod server;
+pub mod shutdown;
 pub mod validation;
+pub mod wwn;
 
 use crate::build_identity::BuildIdentity;
 use crate::control::{Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error};
@@ -54,10 +58,12 @@ pub struct Agent {
 pub fn run(args: &ServeArgs) -> Result<(), Emg> {
     let config = AgentConfig::load(args)?;
     let token = config.read_token()?;
-    let (inventory, notes) = Inventory::open(&config.name, &config.state_dir, &config.lpar_root())?;
+    let (mut inventory, notes) =
+        Inventory::open(&config.name, &config.state_dir, &config.lpar_root())?;
     for n in notes {
         log::info!("{n}");
     }
+    recovery::mark_unfinished(&config.state_dir, &mut inventory);
     let agent = Arc::new(Agent {
         config,
         token,
@@ -189,6 +195,34 @@ impl Agent {
                 );
                 Ok(reply)
             }
+            Command::Recover { lpar, peer } => recovery::recover(self, &lpar, peer.as_deref()),
+            Command::JournalRead { lpar } => recovery::journal_read(self, &lpar),
+            Command::RecoverResolve {
+                lpar,
+                keep,
+                leave_deactivated,
+            } => recovery::resolve_here(self, &lpar, keep, leave_deactivated),
+            Command::RollbackWwn { lpar } => wwn::rollback(self, &lpar),
+            Command::MigrateShutdown {
+                lpar,
+                to,
+                activate_destination,
+                shutdown_timeout_s,
+            } => shutdown::start(self, &lpar, &to, activate_destination, shutdown_timeout_s),
+            Command::ReceiveShutdown {
+                config,
+                device_state,
+                activate,
+                source_agent,
+                source_migration,
+            } => shutdown::receive(
+                self,
+                config,
+                &device_state,
+                activate,
+                &source_agent,
+                source_migration,
+            ),
             Command::History { lpar } => self.history_of(&lpar),
             Command::HostResources {} => Ok(self.host_resources()),
             Command::HistoryRecord { records } => self.keep_records(records),
@@ -308,7 +342,9 @@ impl Agent {
                 log::info!("deleted LPAR '{name}'");
                 return Ok(json!({ "name": name, "deleted": true }));
             }
-            Operation::Migrate => unreachable!("migrations start in migration::start_source"),
+            Operation::Migrate | Operation::MigrateShutdown => {
+                unreachable!("migrations start in migration::start_source and shutdown::start")
+            }
         }
         inv.describe(name)
     }

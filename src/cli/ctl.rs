@@ -9,6 +9,7 @@
 use crate::control::{Address, Client, Command, Event};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
+use crate::partition::FcPortConfig;
 use crate::units::{format_size, parse_size};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -44,6 +45,16 @@ pub enum CtlCommand {
     Extend { id: u64, seconds: u64 },
     /// Cancel a migration (stage 0x4050 only); the LPAR keeps running.
     Cancel { id: u64 },
+    /// Resolve an LPAR that needs recovery from both agents' journals: it
+    /// ends up running on exactly one host.
+    Recover {
+        lpar: String,
+        /// The other agent's address (default: the one in the journal).
+        #[arg(long)]
+        peer: Option<String>,
+    },
+    /// Restore an LPAR's WWPN assignment after a failed live migration.
+    RollbackWwn { lpar: String },
     /// The migrations of an LPAR: when, from where to where, how they ended.
     History { lpar: String },
     /// Migrate an LPAR live back to the host it last came from.
@@ -72,6 +83,10 @@ pub enum LparCommand {
         /// The guest program (`idle`, `hot:<size>`, `sweep`, `skewed`, …).
         #[arg(long, default_value = "idle")]
         program: String,
+        /// A logical FC port on physical port 0: `WWPN/MIGRATION-WWPN`
+        /// (repeat for more ports).
+        #[arg(long = "fc-port", value_parser = parse_fc_port)]
+        fc_ports: Vec<FcPortConfig>,
     },
     List,
     Show {
@@ -114,6 +129,16 @@ pub struct MigrateArgs {
     /// Print the migration id and return at once.
     #[arg(long)]
     pub no_wait: bool,
+    /// `live` (Concurrent Maintenance, default) or `shutdown`.
+    #[arg(long, default_value = "live", value_parser = ["live", "shutdown"])]
+    pub mode: String,
+    /// Shutdown mode: start the LPAR on the destination afterwards.
+    #[arg(long)]
+    pub activate_destination: bool,
+    /// Shutdown mode: how long to wait for the guest to shut down, seconds
+    /// (default 300).
+    #[arg(long)]
+    pub shutdown_timeout: Option<u64>,
 }
 
 /// How a command ended, when not well.
@@ -188,6 +213,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                     vcpus,
                     memory,
                     program,
+                    fc_ports,
                 } => call(
                     &mut client,
                     Command::LparCreate {
@@ -196,7 +222,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                         memory_bytes: memory,
                         program,
                         nics: Vec::new(),
-                        fc_ports: Vec::new(),
+                        fc_ports,
                     },
                 )?,
                 LparCommand::List => {
@@ -244,6 +270,16 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
             print_value(g, &reply);
             Ok(())
         }
+        CtlCommand::RollbackWwn { lpar } => {
+            let reply = call(&mut client, Command::RollbackWwn { lpar })?;
+            print_value(g, &reply);
+            Ok(())
+        }
+        CtlCommand::Recover { lpar, peer } => {
+            let reply = call(&mut client, Command::Recover { lpar, peer })?;
+            print_value(g, &reply);
+            Ok(())
+        }
         CtlCommand::History { lpar } => super::moves::history(g, &mut client, &lpar),
         CtlCommand::Return(a) => super::moves::return_lpar(g, &mut client, a),
         CtlCommand::Policy(_) => unreachable!("handled before connecting"),
@@ -251,6 +287,20 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
         CtlCommand::ConnectivityTest(a) => super::validate::connectivity_test(g, &mut client, a),
         CtlCommand::Rehearse(a) => super::validate::rehearse(g, &mut client, a),
     }
+}
+
+/// `WWPN/MIGRATION-WWPN` → a shared FC port on physical port 0.
+fn parse_fc_port(text: &str) -> Result<FcPortConfig, String> {
+    let (w, m) = text
+        .split_once('/')
+        .ok_or_else(|| format!("'{text}': give WWPN/MIGRATION-WWPN"))?;
+    Ok(FcPortConfig {
+        port: 0,
+        mode: Default::default(),
+        vfc_id: None,
+        wwpn: w.parse().map_err(|e| format!("'{w}': {e}"))?,
+        migration_wwpn: m.parse().map_err(|e| format!("'{m}': {e}"))?,
+    })
 }
 
 pub(crate) fn print_value(g: &Global, v: &Value) {
@@ -344,16 +394,24 @@ pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result
         Some(to) => to.clone(),
         None => super::moves::auto_destination(g, client, &a.lpar, &a.candidates)?,
     };
-    let reply = client
-        .call(Command::Migrate {
+    let command = if a.mode == "shutdown" {
+        Command::MigrateShutdown {
+            lpar: a.lpar.clone(),
+            to: to.clone(),
+            activate_destination: a.activate_destination,
+            shutdown_timeout_s: a.shutdown_timeout,
+        }
+    } else {
+        Command::Migrate {
             lpar: a.lpar.clone(),
             to: to.clone(),
             max_suspend_ms: a.max_suspend_ms,
             bandwidth: a.bandwidth,
             streams: a.streams,
             timeout_s: a.timeout,
-        })
-        .map_err(Failure::Refused)?;
+        }
+    };
+    let reply = client.call(command).map_err(Failure::Refused)?;
     let id = reply["migration"]
         .as_u64()
         .ok_or_else(|| Failure::Usage(format!("the agent's reply has no migration id: {reply}")))?;
@@ -387,8 +445,8 @@ pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result
     })?;
     if g.json {
         println!("{}", json!({ "migration": id, "report": report }));
-    } else {
-        print_report(&report);
+    } else if report["mode"] == "shutdown" {
+        print_value(g, &report);
     }
     Ok(())
 }

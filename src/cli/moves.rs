@@ -129,6 +129,10 @@ pub fn return_lpar(g: &Global, client: &mut Client, a: ReturnArgs) -> Result<(),
             no_wait: a.no_wait,
             auto_destination: false,
             candidates: Vec::new(),
+            // A return migration is live.
+            mode: "live".to_string(),
+            activate_destination: false,
+            shutdown_timeout: None,
         },
     )
 }

@@ -121,6 +121,7 @@ pub fn send(
         ),
         Progress::Throttled(t) => log::info!("rounds stopped shrinking: vCPUs throttled to {t}%"),
         Progress::Suspending { pages } => log::info!("suspending: {pages} pages left"),
+        Progress::Committing => log::info!("committing: ownership passes"),
     };
     let report = migrate_live(lpar.clone(), out, options, &control, &mut progress)
         .map_err(|e| e.emg(Module::MoverSource))?;

@@ -57,7 +57,7 @@ pub enum Command {
         memory_bytes: u64,
         #[serde(default = "default_program")]
         program: String,
-        /// Logical NICs and FC ports (protocol only; moverctl defines none).
+        /// Logical NICs and FC ports (moverctl: --fc-port).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         nics: Vec<NicConfig>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -134,6 +134,51 @@ pub enum Command {
     /// sent to the destination so the LPAR's history there is whole.
     HistoryRecord {
         records: Vec<crate::agent::history::Record>,
+    },
+    /// Resolves an LPAR that needs recovery from the journals of both
+    /// sides; `peer` overrides the other agent's address in the journal.
+    Recover {
+        lpar: String,
+        #[serde(default)]
+        peer: Option<String>,
+    },
+    /// Agent to agent: this host's latest journal of `lpar` and its copy.
+    JournalRead {
+        lpar: String,
+    },
+    /// Agent to agent: keep (resume) or discard this host's copy of `lpar`
+    /// as `recover` decided, and close the journal.
+    RecoverResolve {
+        lpar: String,
+        keep: bool,
+        /// Keep it deactivated (a shutdown-mode migration), not running.
+        #[serde(default)]
+        leave_deactivated: bool,
+    },
+    /// Starts a shutdown-mode migration of `lpar` to the agent at `to`: an
+    /// activated guest is asked to shut down first (waiting at most
+    /// `shutdown_timeout_s`, default 300); replies with the migration id.
+    MigrateShutdown {
+        lpar: String,
+        to: String,
+        #[serde(default)]
+        activate_destination: bool,
+        #[serde(default)]
+        shutdown_timeout_s: Option<u64>,
+    },
+    /// Agent to agent: define `config` here from a shutdown-mode migration,
+    /// load `device_state` (hex) and activate it if asked.
+    ReceiveShutdown {
+        config: LparConfig,
+        device_state: String,
+        activate: bool,
+        source_agent: String,
+        source_migration: u64,
+    },
+    /// Restores the WWPN assignment of `lpar` after a failed live
+    /// migration (state `wwn-rollback-pending`).
+    RollbackWwn {
+        lpar: String,
     },
     /// Runs the validation checklist of a migration of `lpar` to `to`
     /// (both agents' items) without starting it.
@@ -217,6 +262,12 @@ pub const COMMANDS: &[&str] = &[
     "extend",
     "cancel",
     "prepare-incoming",
+    "recover",
+    "journal-read",
+    "recover-resolve",
+    "migrate-shutdown",
+    "receive-shutdown",
+    "rollback-wwn",
     "history",
     "host-resources",
     "history-record",

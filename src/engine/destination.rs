@@ -19,6 +19,7 @@ use super::announce::{Schedule, Target, announce_targets_in_background};
 use super::digest::ImageDigest;
 use super::host_clock::HostClock;
 use super::pump::{Event, InStream, OwnedFrame, PageReceiver};
+use super::stage::Stage;
 use super::switchover::{DestinationHost, SwitchoverOutcome};
 use super::{EngineError, wall_clock_ns};
 use crate::build_identity::BuildIdentity;
@@ -73,6 +74,18 @@ pub fn receive_live(
     streams: Vec<TcpStream>,
     host: &DestinationHost,
 ) -> Result<DestinationReport, EngineError> {
+    receive_live_staged(lpar, streams, host, &mut |_| {})
+}
+
+/// [`receive_live`], telling `stage` when the device state arrives
+/// ([`Stage::DstLoadingState`]) and when Commit does, before the vCPUs
+/// resume ([`Stage::DstResuming`]): the agent's journal records both.
+pub fn receive_live_staged(
+    lpar: Arc<dyn Partition>,
+    streams: Vec<TcpStream>,
+    host: &DestinationHost,
+    stage: &mut dyn FnMut(Stage),
+) -> Result<DestinationReport, EngineError> {
     let mut replies = Replies::new(&streams[0])?;
     let closer = streams[0].try_clone().ok();
     let inn: Vec<InStream> = streams
@@ -81,7 +94,7 @@ pub fn receive_live(
         .collect();
     let digest = Arc::new(ImageDigest::blank_for(&*lpar));
     let (receiver, events) = PageReceiver::start(lpar.clone(), inn, digest.clone());
-    let result = receive(&*lpar, &events, &digest, &mut replies, host);
+    let result = receive(&*lpar, &events, &digest, &mut replies, host, stage);
     if let Err(e) = &result
         && !matches!(e, EngineError::PeerAborted(_))
     {
@@ -156,6 +169,7 @@ fn receive(
     digest: &ImageDigest,
     replies: &mut Replies,
     host: &DestinationHost,
+    stage: &mut dyn FnMut(Stage),
 ) -> Result<(DestinationReport, Vec<LogicalNic>, LparConfig), EngineError> {
     let mut report = DestinationReport::default();
     let mut suspended: Option<Switchover> = None;
@@ -211,6 +225,7 @@ fn receive(
                 suspended = Some(s)
             }
             OwnedFrame::DeviceState(bytes) => {
+                stage(Stage::DstLoadingState);
                 let Some(source) = suspended else {
                     return Err(protocol("device state before Suspended"));
                 };
@@ -260,6 +275,7 @@ fn receive(
                 );
             }
             OwnedFrame::Switchover(s) if s.step == SwitchoverStep::Commit => {
+                stage(Stage::DstResuming);
                 let t = Instant::now();
                 lpar.resume()?;
                 let running = wall_clock_ns();

@@ -26,6 +26,7 @@ pub mod host_clock;
 mod lz4_policy;
 pub mod pump;
 pub mod report;
+pub mod shutdown;
 pub mod source;
 pub mod stage;
 pub mod switchover;

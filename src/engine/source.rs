@@ -110,6 +110,9 @@ pub enum Progress {
     Suspending {
         pages: u64,
     },
+    /// The destination loaded and verified the image: Commit is sent right
+    /// after this returns (a journal records it first, write-ahead).
+    Committing,
 }
 
 /// Migrates `lpar` live over `streams` (connected and authenticated).
@@ -324,6 +327,7 @@ impl SourceRun<'_> {
         report.verified = true;
 
         // Commit: ownership passes. No abort after this point.
+        progress(&Progress::Committing);
         self.sender
             .send_control(OwnedFrame::Switchover(Switchover {
                 step: SwitchoverStep::Commit,

@@ -88,6 +88,26 @@ impl Agent {
         Self::spawn(name, args, state_dir, scratch.token_file())
     }
 
+    /// [`Agent::start`] with extra environment variables (fault injection:
+    /// `MOVERD_FAULT_KILL_AT`). A restart drops them.
+    pub fn start_with_env(
+        scratch: &Scratch,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
+        let plain = Agent::start(scratch, name, extra);
+        let (args, state_dir, token_file) = (
+            plain.args.clone(),
+            plain.state_dir.clone(),
+            plain.token_file.clone(),
+        );
+        drop(plain);
+        let mut program = Command::new(env!("CARGO_BIN_EXE_moverd"));
+        program.envs(env.iter().copied());
+        Self::spawn_via(name, program, args, state_dir, token_file)
+    }
+
     /// Starts `moverd` with exactly `args` (they must make it listen).
     pub fn spawn(name: &str, args: Vec<String>, state_dir: PathBuf, token_file: PathBuf) -> Agent {
         let program = Command::new(env!("CARGO_BIN_EXE_moverd"));

@@ -138,6 +138,17 @@ impl SimLpar {
         Ok(())
     }
 
+    /// Asks the guest program to shut down (the ACPI power button): a
+    /// program that honours it stops all its vCPUs.
+    pub fn request_shutdown(&self) {
+        self.vcpus.request_shutdown();
+    }
+
+    /// The guest shut down after [`SimLpar::request_shutdown`].
+    pub fn is_shut_down(&self) -> bool {
+        self.vcpus.is_shut_down()
+    }
+
     /// The stall the guest saw across its most recent pause (on a
     /// destination: across the switchover), in nanoseconds; see
     /// [`vcpu::VcpuSet::resume_stall_ns`].

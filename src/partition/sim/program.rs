@@ -6,8 +6,9 @@
 //!
 //! Specification: `idle`, `hot:<size>`, `sweep` or `skewed`, then options
 //! `rate=<pages/s>` (total over all vCPUs; unbounded by default),
-//! `content=zero|text|random` (default random) and `writes=<n>` (each vCPU
-//! halts after n writes; for reproducible runs). Example:
+//! `content=zero|text|random` (default random), `writes=<n>` (each vCPU
+//! halts after n writes; for reproducible runs) and `shutdown=honour|ignore`
+//! (whether the guest obeys a shutdown request; default honour). Example:
 //! `hot:256MiB,content=random,rate=60000`.
 //!
 //! Register use (x86 names in brackets):
@@ -25,6 +26,7 @@
 //! | gpr[7]   | time of the last write, CLOCK_MONOTONIC ns (rdi) |
 //! | gpr[8]   | longest gap seen between consecutive writes, ns (r8) |
 //! | gpr[9]   | write limit, 0 = none (r9) |
+//! | gpr[10]  | shutdown policy: 0 honour a shutdown request, 1 ignore it (r10) |
 
 use crate::partition::{PAGE_SIZE, PartitionError};
 use crate::units::parse_size;
@@ -39,6 +41,7 @@ pub const GPR_WRITES: usize = 6;
 pub const GPR_LAST_WRITE_NS: usize = 7;
 pub const GPR_MAX_GAP_NS: usize = 8;
 pub const GPR_WRITE_LIMIT: usize = 9;
+pub const GPR_SHUTDOWN_POLICY: usize = 10;
 
 /// The register file a guest program runs on: 16 GPRs, rip, rflags; the
 /// same registers the device state carries to the destination.
@@ -70,6 +73,8 @@ pub struct ProgramSpec {
     pub content: Content,
     /// Writes per vCPU before it halts; 0 = never halts.
     pub writes: u64,
+    /// The guest ignores shutdown requests (`shutdown=ignore`).
+    pub ignore_shutdown: bool,
 }
 
 impl ProgramSpec {
@@ -99,6 +104,7 @@ impl ProgramSpec {
             rate: 0,
             content: Content::Random,
             writes: 0,
+            ignore_shutdown: false,
         };
         for option in parts {
             let (key, value) = option
@@ -113,6 +119,13 @@ impl ProgramSpec {
             match key {
                 "rate" => program.rate = number()?,
                 "writes" => program.writes = number()?,
+                "shutdown" => {
+                    program.ignore_shutdown = match value {
+                        "honour" | "honor" => false,
+                        "ignore" => true,
+                        _ => return Err(bad(format!("shutdown={value}: use honour or ignore"))),
+                    }
+                }
                 "content" => {
                     program.content = match value {
                         "zero" => Content::Zero,
@@ -160,6 +173,7 @@ impl ProgramSpec {
         regs.gpr[GPR_CONTENT] = self.content as u64;
         regs.gpr[GPR_RATE] = self.rate.div_ceil(n);
         regs.gpr[GPR_WRITE_LIMIT] = self.writes;
+        regs.gpr[GPR_SHUTDOWN_POLICY] = u64::from(self.ignore_shutdown);
         if end == start {
             regs.rip = Opcode::Idle as u64;
         }
@@ -175,6 +189,11 @@ fn next_random(state: &mut u64) -> u64 {
     x ^= x >> 27;
     *state = x;
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+/// Whether the guest program obeys a shutdown request.
+pub fn honours_shutdown(regs: &Regs) -> bool {
+    regs.gpr[GPR_SHUTDOWN_POLICY] == 0
 }
 
 /// True when the program has nothing to do: idle, or its write limit reached.

@@ -10,7 +10,7 @@
 use super::program::{self, Regs};
 use super::shm::{LparFiles, RunState};
 use crate::partition::PAGE_SIZE;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,6 +36,10 @@ struct Control {
     changed: Condvar,
     /// Signalled when a vCPU parks.
     parked_cv: Condvar,
+    /// A shutdown request (the guest's ACPI power button): a vCPU whose
+    /// program honours it stops writing and counts itself in `down`.
+    shutdown: AtomicBool,
+    down: AtomicUsize,
 }
 
 struct Parked {
@@ -64,6 +68,8 @@ impl VcpuSet {
             lock: Mutex::new(Parked { count: 0 }),
             changed: Condvar::new(),
             parked_cv: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+            down: AtomicUsize::new(0),
         });
         let resume_gaps: Arc<[AtomicU64]> = (0..vcpus).map(|_| AtomicU64::new(0)).collect();
         let threads = (0..vcpus)
@@ -107,9 +113,26 @@ impl VcpuSet {
         }
     }
 
+    /// Asks the guest to shut down; [`VcpuSet::is_shut_down`] tells when
+    /// every vCPU has (a guest that ignores the request never does).
+    pub fn request_shutdown(&self) {
+        let _guard = self.control.lock.lock().unwrap();
+        self.control.shutdown.store(true, Ordering::SeqCst);
+        self.control.changed.notify_all();
+    }
+
+    /// Every vCPU stopped after a shutdown request.
+    pub fn is_shut_down(&self) -> bool {
+        self.control.shutdown.load(Ordering::SeqCst)
+            && self.control.down.load(Ordering::SeqCst) >= self.threads.len()
+    }
+
     pub fn resume(&self) {
         self.files.set_run_state(RunState::Running);
         let _guard = self.control.lock.lock().unwrap();
+        // Activation powers the guest on again: a past request is void.
+        self.control.shutdown.store(false, Ordering::SeqCst);
+        self.control.down.store(0, Ordering::SeqCst);
         self.control.command.store(RUN, Ordering::SeqCst);
         self.control.changed.notify_all();
     }
@@ -195,10 +218,14 @@ impl Pace {
 }
 
 /// Waits on the control condvar until `command` is no longer RUN or the
-/// timeout passes (None: wait for a command change).
-fn sleep(control: &Control, timeout: Option<Duration>) {
+/// timeout passes (None: wait for a command change). With `watch_shutdown`
+/// a pending shutdown request also ends the wait (checked under the lock,
+/// so a request cannot slip in unseen).
+fn sleep(control: &Control, timeout: Option<Duration>, watch_shutdown: bool) {
     let guard = control.lock.lock().unwrap();
-    if control.command.load(Ordering::SeqCst) != RUN {
+    if control.command.load(Ordering::SeqCst) != RUN
+        || (watch_shutdown && control.shutdown.load(Ordering::SeqCst))
+    {
         return;
     }
     let _unused = match timeout {
@@ -214,6 +241,7 @@ fn run_vcpu(index: usize, control: &Control, files: &LparFiles, resume_gap: &Ato
     let mut regs: Regs = files.load_regs(index);
     let mut pace = Pace::new();
     let mut resumed = false;
+    let mut shut_down = false;
     loop {
         match control.command.load(Ordering::SeqCst) {
             RUN => {}
@@ -228,6 +256,7 @@ fn run_vcpu(index: usize, control: &Control, files: &LparFiles, resume_gap: &Ato
                 }
                 parked.count -= 1;
                 drop(parked);
+                shut_down = false;
                 // Another process may have changed the registers (restore).
                 regs = files.load_regs(index);
                 pace = Pace::new();
@@ -235,12 +264,21 @@ fn run_vcpu(index: usize, control: &Control, files: &LparFiles, resume_gap: &Ato
                 continue;
             }
         }
+        let honours = program::honours_shutdown(&regs);
+        if honours && control.shutdown.load(Ordering::SeqCst) {
+            // The guest shuts down: no more writes until powered on again.
+            if !std::mem::replace(&mut shut_down, true) {
+                control.down.fetch_add(1, Ordering::SeqCst);
+            }
+            sleep(control, None, false);
+            continue;
+        }
         if program::halted(&regs) {
-            sleep(control, None);
+            sleep(control, None, honours);
             continue;
         }
         if let Some(wait) = pace.delay(regs.gpr[program::GPR_RATE], files.throttle()) {
-            sleep(control, Some(wait));
+            sleep(control, Some(wait), honours);
             continue;
         }
         let mut next = regs;

@@ -1,0 +1,316 @@
+//! Shutdown-mode migrations as the agent runs them (the engine part is
+//! [`crate::engine::shutdown`]).
+//!
+//! ```text
+//! moverctl                 source agent                       destination agent
+//! migrate --mode shutdown ▶ busy check (Act or Dea), → migrating
+//!        ◀── {migration: id}
+//!                          0x4010 greeting checks
+//!                          Act: ask the guest to shut down,
+//!                               wait ≤ --shutdown-timeout (300 s)
+//!                          0x4070 capture device state (shutdown mode)
+//!                          0x4080 receive-shutdown ─────────────▶ 0x5020 define a fresh LPAR
+//!                                 (journaled first: write-ahead)  0x5070 switchover rules, load
+//!                                                                 0x5080 activate if asked
+//!                                 ◀── {state, switchover} ──────── 0x50a0
+//!                          0x4090 release the source LPAR
+//!                          0x40a0 completed
+//! ```
+//!
+//! A guest that does not shut down in time fails the migration with the
+//! manual's message and keeps running on the source. A refusal by the
+//! destination leaves the LPAR here, deactivated. A lost connection while
+//! the destination may have defined it leaves it needs-recovery (resolved
+//! by `recover` from the journals).
+
+use super::Agent;
+use super::busy::{self, Operation};
+use super::inventory::LparState;
+use super::migration::{Migration, Side};
+use crate::control::{Address, Client, Command, cause, protocol_error};
+use crate::emg::{Emg, Module, phase};
+use crate::engine::shutdown::{
+    DEFAULT_SHUTDOWN_WAIT, capture, from_hex, install, to_hex, wait_shut_down,
+};
+use crate::engine::stage::Stage;
+use crate::engine::switchover::DestinationHost;
+use crate::partition::sim::SimLpar;
+use crate::partition::{LparConfig, Vcpus};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `phase` of the manual's MMS Thread "Could not accept a migration with
+/// activated LPAR" (F009), used when the guest does not shut down.
+pub const PHASE_ACTIVATED_LPAR: u16 = 0xF009;
+
+/// The guest of `lpar` ignored the shutdown request for `limit`.
+pub fn shutdown_timed_out(lpar: &str, limit: Duration) -> Emg {
+    Emg::new(
+        Module::Executor,
+        PHASE_ACTIVATED_LPAR,
+        0x03,
+        format!(
+            "Could not accept a migration with activated LPAR. Please shutdown the LPAR. \
+             (Process: Guest OS Shutdown, Shutdown waiting: the guest of '{lpar}' did not shut \
+             down within {} s)",
+            limit.as_secs()
+        ),
+        "Shut the guest OS down (or raise the waiting time with --shutdown-timeout) and \
+         retry; the LPAR keeps running on the source.",
+    )
+    .reason(0x01)
+}
+
+/// `migrate-shutdown`: checks the busy rules, marks the LPAR migrating and
+/// starts the migration thread; replies with the migration id.
+pub fn start(
+    agent: &Arc<Agent>,
+    name: &str,
+    to: &str,
+    activate_destination: bool,
+    shutdown_timeout_s: Option<u64>,
+) -> Result<Value, Emg> {
+    let address = Address::parse(to).map_err(|m| {
+        protocol_error(
+            cause::BAD_ARGUMENTS,
+            m,
+            "Give the destination agent as host:port or a socket path.",
+        )
+    })?;
+    let limit = shutdown_timeout_s.map_or(DEFAULT_SHUTDOWN_WAIT, Duration::from_secs);
+    let (config, lpar, was) = {
+        let mut inv = agent.inventory.lock().unwrap();
+        let entry = inv.get(name)?;
+        let was = entry.state;
+        busy::check(name, was, Operation::MigrateShutdown)?;
+        let config = entry.config.clone();
+        let lpar = inv.lpar(name)?;
+        inv.set_state(name, LparState::Migrating)?;
+        (config, lpar, was)
+    };
+    let m = Arc::new(Migration::new(
+        agent.next_id(),
+        &config,
+        Side::Source,
+        to,
+        limit.as_secs(),
+    ));
+    if let Err(e) = m.open_journal(&agent.config.state_dir, "shutdown") {
+        let _ = agent.inventory.lock().unwrap().set_state(name, was);
+        return Err(e);
+    }
+    agent.register(m.clone());
+    let id = m.id;
+    let a = agent.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("shutdown-migrate-{id}"))
+        .spawn(move || {
+            let mut outcome = Outcome::Here(was);
+            let result = source_steps(
+                &a,
+                &m,
+                &lpar,
+                &config,
+                &address,
+                activate_destination,
+                limit,
+                &mut outcome,
+            );
+            drop(lpar);
+            let mut inv = a.inventory.lock().unwrap();
+            let (result, resumed_here) = match (result, outcome) {
+                (Ok(report), _) => {
+                    a.enter(&m, Stage::SrcReleasing);
+                    (inv.remove(&config.name).map(|()| report), false)
+                }
+                (Err(mut e), Outcome::InDoubt) => {
+                    e.needs_recovery = true;
+                    let _ = inv.set_state(&config.name, LparState::NeedsRecovery);
+                    (Err(e), false)
+                }
+                (Err(e), Outcome::Here(state)) => {
+                    let _ = inv.set_state(&config.name, state);
+                    (Err(e), true)
+                }
+            };
+            drop(inv);
+            a.finish(&m, result, resumed_here);
+        });
+    if let Err(e) = spawned {
+        let _ = agent.inventory.lock().unwrap().set_state(name, was);
+        return Err(Emg::new(
+            Module::Executor,
+            phase::CONNECT,
+            0x01,
+            format!("cannot start the migration thread: {e}"),
+            "The host is short of threads or memory; retry later.",
+        ));
+    }
+    log::info!("migration {id}: '{name}' to {to} in shutdown mode");
+    Ok(json!({ "migration": id }))
+}
+
+/// Where the LPAR is if the migration fails.
+enum Outcome {
+    /// Here, in this state (Act if the guest never shut down, else Dea).
+    Here(LparState),
+    /// Perhaps defined at the destination: recovery decides.
+    InDoubt,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn source_steps(
+    agent: &Arc<Agent>,
+    m: &Migration,
+    lpar: &Arc<SimLpar>,
+    config: &LparConfig,
+    to: &Address,
+    activate: bool,
+    limit: Duration,
+    outcome: &mut Outcome,
+) -> Result<Value, Emg> {
+    agent.enter(m, Stage::SrcValidating);
+    let mut client = Client::open(to, agent.token(), Module::MoverSource)?;
+    let theirs = client.greeting().clone();
+    let ours = agent.greeting();
+    if theirs.agent == ours.agent {
+        return Err(Emg::new(
+            Module::Executor,
+            phase::COMPATIBILITY,
+            0x01,
+            format!("source and destination are the same host ({})", ours.agent),
+            "Choose a different destination host.",
+        ));
+    }
+    let mut shutdown_ms = 0.0;
+    if lpar.is_running() {
+        let t = Instant::now();
+        lpar.request_shutdown();
+        if !wait_shut_down(|| lpar.is_shut_down(), limit) {
+            return Err(shutdown_timed_out(&config.name, limit));
+        }
+        shutdown_ms = t.elapsed().as_secs_f64() * 1e3;
+        lpar.pause().map_err(|e| e.emg())?;
+        *outcome = Outcome::Here(LparState::Dea);
+        log::info!(
+            "migration {}: the guest of '{}' shut down in {shutdown_ms:.1} ms",
+            m.id,
+            config.name
+        );
+    }
+    agent.enter(m, Stage::SrcDeviceState);
+    let state = capture(&**lpar).map_err(|e| e.emg(Module::MoverSource))?;
+    // Write-ahead: journaled before the destination may define it.
+    agent.enter(m, Stage::SrcSwitchingOver);
+    let reply = client.call(Command::ReceiveShutdown {
+        config: config.clone(),
+        device_state: to_hex(&state),
+        activate,
+        source_agent: ours.agent.clone(),
+        source_migration: m.id,
+    });
+    let reply = match reply {
+        Ok(r) => {
+            m.journal_peer(r["migration"].as_u64().unwrap_or(0));
+            r
+        }
+        Err(e) => {
+            if e.module == Module::Client || e.cause == cause::CONNECTION {
+                *outcome = Outcome::InDoubt;
+            }
+            return Err(e);
+        }
+    };
+    Ok(json!({
+        "mode": "shutdown",
+        "shutdown_ms": shutdown_ms,
+        "device_state_bytes": state.len(),
+        "destination_agent": theirs.agent,
+        "destination": reply,
+    }))
+}
+
+/// `receive-shutdown`: the destination side, start to end within the
+/// request.
+pub fn receive(
+    agent: &Arc<Agent>,
+    mut config: LparConfig,
+    device_state: &str,
+    activate: bool,
+    source_agent: &str,
+    source_migration: u64,
+) -> Result<Value, Emg> {
+    let bytes = from_hex(device_state).map_err(|m| {
+        protocol_error(
+            cause::BAD_ARGUMENTS,
+            m,
+            "Install the same lpar-mover release on both hosts.",
+        )
+    })?;
+    let lpar = {
+        let mut inv = agent.inventory.lock().unwrap();
+        if inv.contains(&config.name) {
+            return Err(Emg::new(
+                Module::MoverDestination,
+                phase::DEFINE,
+                0x03,
+                format!(
+                    "An LPAR named '{}' is already defined on the destination host {}.",
+                    config.name, agent.config.name
+                ),
+                "Delete or rename the LPAR on the destination, or choose another destination.",
+            ));
+        }
+        agent.check_resources(&inv, &config, Module::MoverDestination)?;
+        config.number = inv.names().len() as u32 + 1;
+        inv.define(&config, LparState::Migrating)?
+    };
+    let m = Arc::new(Migration::new(
+        agent.next_id(),
+        &config,
+        Side::Destination,
+        source_agent,
+        0,
+    ));
+    let name = config.name.clone();
+    let undefine = |agent: &Agent| {
+        if let Err(e) = agent.inventory.lock().unwrap().remove(&name) {
+            log::error!("cannot remove the incoming LPAR '{name}': {e}");
+        }
+    };
+    if let Err(e) = m.open_journal(&agent.config.state_dir, "shutdown") {
+        drop(lpar);
+        undefine(agent);
+        return Err(e);
+    }
+    m.journal_peer(source_migration);
+    agent.register(m.clone());
+    log::info!(
+        "migration {}: receiving '{name}' in shutdown mode from {source_agent} (its migration \
+         {source_migration})",
+        m.id
+    );
+    agent.enter(&m, Stage::DstDefining);
+    agent.enter(&m, Stage::DstLoadingState);
+    let host = DestinationHost::open_for(&config);
+    let result = install(&*lpar, &config, &host, &bytes)
+        .map_err(|e| e.emg(Module::MoverDestination))
+        .and_then(|outcome| {
+            agent.enter(&m, Stage::DstResuming);
+            let state = if activate {
+                lpar.resume().map_err(|e| e.emg())?;
+                LparState::Act
+            } else {
+                LparState::Dea
+            };
+            agent.inventory.lock().unwrap().set_state(&name, state)?;
+            Ok(json!({ "migration": m.id, "state": state, "switchover": outcome }))
+        });
+    drop(lpar);
+    if result.is_err() {
+        undefine(agent);
+    }
+    agent.finish(&m, result.clone(), result.is_ok());
+    result
+}
