@@ -404,7 +404,7 @@ fn a_sound_pair_passes_in_both_modes_and_a_vlan_lets_the_path_share_the_manageme
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pass  destination  time-zone"), "{text}");
-    assert!(text.contains("passed: 22 items checked"), "{text}");
+    assert!(text.contains("passed: 23 items checked"), "{text}");
 
     // Shutdown mode: a deactivated LPAR is fine, the live-only items skip.
     create(&src, &lpar("db1"), false);
