@@ -442,3 +442,40 @@ fn auto_destination_picks_the_candidate_with_room() {
     assert_eq!(roomy.lpar("app1")["state"], "Act");
     assert!(small.lpar_names().is_empty());
 }
+
+#[test]
+fn a_shutdown_policy_moves_each_lpar_deactivated() {
+    let scratch = Scratch::new("policy-shutdown");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    let b = Agent::start(&scratch, "hostB", &[]);
+    // One running guest (shut down first) and one already deactivated.
+    define_running(&a, "web1", "32MiB", "hot:1MiB,rate=1000");
+    a.ctl_json(&[
+        "lpar",
+        "create",
+        "db1",
+        "--memory",
+        "32MiB",
+        "--program",
+        "idle",
+    ]);
+    let file = write_policy(
+        &scratch,
+        "shutdown",
+        &format!(
+            "mode = \"shutdown\"\n[[entry]]\nlpar = \"web1\"\nto = \"{0}\"\n\
+             [[entry]]\nlpar = \"db1\"\nto = \"{0}\"\n",
+            b.addr
+        ),
+    );
+    let (code, result) = run_policy(&a, &file);
+    assert_eq!(code, Some(0), "{result}");
+    assert_eq!(
+        statuses(&result),
+        [s("web1", "completed", 1), s("db1", "completed", 1)]
+    );
+    assert!(a.lpar_names().is_empty(), "{:?}", a.lpar_names());
+    for lpar in ["web1", "db1"] {
+        assert_eq!(b.lpar(lpar)["state"], "Dea", "{lpar}");
+    }
+}

@@ -33,11 +33,12 @@
 //!   current entry finishes, then the policy ends with the rest not run. A
 //!   second SIGINT exits at once; the agents finish or fail the migration
 //!   in progress on their own.
-//! - Shutdown-mode policies parse (so mixing is refused as the manual says)
-//!   but are refused at run time: the agent migrates live only.
+//! - A shutdown-mode policy runs each entry as `migrate --mode shutdown`
+//!   (a running guest is shut down first; `timeout_s` is the wait for it;
+//!   the LPAR arrives deactivated).
 //!
 //! Exit codes: 0 every entry completed; 1 the policy was refused (does not
-//! parse, mixes modes, shutdown mode); 2 an entry failed or the policy was
+//! parse, mixes modes); 2 an entry failed or the policy was
 //! stopped before its end.
 
 use super::ctl::{Failure, Global, connect, wait};
@@ -142,7 +143,6 @@ pub mod cause {
     pub const MALFORMED: u32 = 0x41;
     pub const MIXED_MODES: u32 = 0x42;
     pub const INVALID: u32 = 0x43;
-    pub const UNSUPPORTED_MODE: u32 = 0x44;
     pub const ENTRY_FAILED: u32 = 0x45;
     pub const STOPPED: u32 = 0x46;
 }
@@ -371,16 +371,6 @@ fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
         ))
     })?;
     let policy = parse(&bytes).map_err(Failure::Refused)?;
-    if policy.mode == Mode::Shutdown {
-        return Err(Failure::Refused(policy_error(
-            cause::UNSUPPORTED_MODE,
-            format!(
-                "policy '{}' is a shutdown policy; this agent migrates live only",
-                policy.name
-            ),
-            "Migrate these LPARs live (mode = \"live\").",
-        )));
-    }
     let stop = stop_file(file);
     let _ = std::fs::remove_file(&stop);
     catch_stop_signals();
@@ -421,7 +411,7 @@ fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
                     r.entry, r.lpar, r.from, r.to, r.attempts
                 );
             }
-            match run_entry(g, entry, &r.from) {
+            match run_entry(g, policy.mode, entry, &r.from) {
                 Ok((id, report)) => {
                     r.status = EntryStatus::Completed;
                     r.migration = Some(id);
@@ -508,7 +498,12 @@ fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
 
 /// One attempt of one entry: `migrate` on its source agent, waited for.
 /// The error carries the migration id when the migration had started.
-fn run_entry(g: &Global, entry: &Entry, from: &str) -> Result<(u64, Value), (Option<u64>, Emg)> {
+fn run_entry(
+    g: &Global,
+    mode: Mode,
+    entry: &Entry,
+    from: &str,
+) -> Result<(u64, Value), (Option<u64>, Emg)> {
     let at = Global {
         agent: from.to_string(),
         ..g.clone()
@@ -527,16 +522,25 @@ fn run_entry(g: &Global, entry: &Entry, from: &str) -> Result<(u64, Value), (Opt
         ),
     };
     let mut client: Client = connect(&at).map_err(|f| (None, unwrap(f)))?;
-    let reply = client
-        .call(Command::Migrate {
+    let command = match mode {
+        Mode::Live => Command::Migrate {
             lpar: entry.lpar.clone(),
             to: entry.to.clone(),
             max_suspend_ms: entry.max_suspend_ms,
             bandwidth: entry.bandwidth,
             streams: entry.streams,
             timeout_s: entry.timeout_s,
-        })
-        .map_err(|e| (None, e))?;
+        },
+        // The guest (if running) is shut down first, with the agent's
+        // default wait; the LPAR arrives deactivated.
+        Mode::Shutdown => Command::MigrateShutdown {
+            lpar: entry.lpar.clone(),
+            to: entry.to.clone(),
+            activate_destination: false,
+            shutdown_timeout_s: entry.timeout_s,
+        },
+    };
+    let reply = client.call(command).map_err(|e| (None, e))?;
     let id = reply["migration"].as_u64().ok_or_else(|| {
         (
             None,
