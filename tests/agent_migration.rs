@@ -284,3 +284,30 @@ fn a_host_in_a_migration_refuses_another_migration_in_or_out() {
     let out = c.ctl_json(&["migrate", "other2", "--to", &a.addr]);
     assert_eq!(out["report"]["source"]["verified"], true, "{out}");
 }
+
+#[test]
+fn migrate_takes_a_migration_path_by_name() {
+    let scratch = Scratch::new("paths");
+    let a = Agent::start(&scratch, "hostA", &["--path", "alt=127.0.0.201"]);
+    let b = Agent::start(&scratch, "hostB", &["--path", "alt=127.0.0.202"]);
+    define_running(&a, "app1", "32MiB", "hot:1MiB");
+    let out = a.ctl(&["migrate", "app1", "--to", &b.addr, "--path", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has no migration path 'nosuch'"),
+        "{}",
+        stderr(&out)
+    );
+    let out = a.ctl_json(&[
+        "migrate",
+        "app1",
+        "--to",
+        &b.addr,
+        "--path",
+        "alt",
+        "--bandwidth",
+        "1Gbit/s",
+    ]);
+    assert_eq!(out["report"]["source"]["verified"], true, "{out}");
+    assert_eq!(b.lpar("app1")["state"], "Act");
+}

@@ -247,6 +247,31 @@ impl AgentConfig {
             .unwrap_or_else(|| MigrationPath::new("loopback", Ipv4Addr::LOCALHOST))
     }
 
+    /// The migration path named `name`, or the default one for `None`.
+    pub fn path_named(&self, name: Option<&str>) -> Result<MigrationPath, Emg> {
+        let Some(name) = name else {
+            return Ok(self.migration_path());
+        };
+        self.paths
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.paths.iter().map(|p| p.name.as_str()).collect();
+                Emg::new(
+                    crate::emg::Module::MoverSource,
+                    crate::emg::phase::SOURCE_PATH,
+                    0x01,
+                    format!(
+                        "Specified NIC was not found (Src-Blade): host {} has no migration path \
+                     '{name}' (it has {known:?}).",
+                        self.name
+                    ),
+                    "Give one of this host's migration paths with --path, or configure it.",
+                )
+            })
+    }
+
     /// Reads the access token (whitespace around it ignored).
     pub fn read_token(&self) -> Result<String, Emg> {
         read_token(&self.token_file)

@@ -34,7 +34,9 @@ use crate::engine::destination::receive_live_staged;
 use crate::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
 use crate::engine::stage::Stage;
 use crate::partition::{LparConfig, PAGE_SIZE, Partition};
-use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, OneTimeKey, PathListener, connect_streams};
+use crate::transport::{
+    DEFAULT_STREAMS, MAX_STREAMS, MigrationPath, OneTimeKey, PathListener, connect_streams,
+};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -318,6 +320,8 @@ pub struct SourceRequest {
     pub bandwidth: Option<u64>,
     pub streams: Option<usize>,
     pub timeout_s: Option<u64>,
+    /// The migration path by name; `None`: the first configured.
+    pub path: Option<String>,
 }
 
 /// `migrate`: checks the busy rules, marks the LPAR migrating and starts the
@@ -346,7 +350,15 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         let inv = agent.inventory.lock().unwrap();
         busy::check(&req.lpar, inv.get(&req.lpar)?.state, Operation::Migrate)?;
     }
-    let report = validation::validate(agent, &req.lpar, &req.to, Mode::Live, None, false)?;
+    let path = agent.config.path_named(req.path.as_deref())?;
+    let report = validation::validate(
+        agent,
+        &req.lpar,
+        &req.to,
+        Mode::Live,
+        req.path.as_deref(),
+        false,
+    )?;
     if let Some(refusal) = validation::refusal(&req.lpar, &report.checks) {
         return Err(refusal);
     }
@@ -389,7 +401,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
     let a = agent.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("migrate-{id}"))
-        .spawn(move || run_source(&a, &m, lpar, config, &to, streams, options));
+        .spawn(move || run_source(&a, &m, lpar, config, &to, &path, streams, options));
     if let Err(e) = spawned {
         let _ = agent
             .inventory
@@ -414,10 +426,11 @@ fn run_source(
     lpar: Arc<crate::partition::sim::SimLpar>,
     config: LparConfig,
     to: &Address,
+    path: &MigrationPath,
     streams: usize,
     options: LiveOptions,
 ) {
-    let result = source_steps(agent, m, lpar, &config, to, streams, options);
+    let result = source_steps(agent, m, lpar, &config, to, path, streams, options);
     let mut inv = agent.inventory.lock().unwrap();
     let resumed_here = result.as_ref().is_err_and(|e| !e.needs_recovery);
     let result = match result {
@@ -454,6 +467,7 @@ fn source_steps(
     lpar: Arc<crate::partition::sim::SimLpar>,
     config: &LparConfig,
     to: &Address,
+    path: &MigrationPath,
     streams: usize,
     mut options: LiveOptions,
 ) -> Result<Value, Emg> {
@@ -487,6 +501,7 @@ fn source_steps(
     let reply = client.call(Command::PrepareIncoming {
         config: config.clone(),
         streams,
+        path: Some(path.name.clone()),
         source_agent: ours.agent.clone(),
         source_migration: m.id,
         source_address: agent.advertised.get().cloned(),
@@ -517,8 +532,7 @@ fn source_steps(
     m.journal_peer(remote_migration);
 
     agent.enter(m, Stage::SrcConnectingPath);
-    let path = agent.config.migration_path();
-    let out = connect_streams(&path, address, streams, &key, transfer_id, CONNECT_TIMEOUT)?;
+    let out = connect_streams(path, address, streams, &key, transfer_id, CONNECT_TIMEOUT)?;
 
     agent.enter(m, Stage::SrcTransferringMemory);
     options.migration_id = u128::from(transfer_id);
@@ -589,6 +603,7 @@ pub fn prepare_incoming(
     agent: &Arc<Agent>,
     mut config: LparConfig,
     streams: usize,
+    path: Option<&str>,
     source_agent: &str,
     source_migration: u64,
 ) -> Result<Value, Emg> {
@@ -623,7 +638,12 @@ pub fn prepare_incoming(
             log::error!("cannot remove the incoming LPAR '{}': {e}", config.name);
         }
     };
-    let listener = match PathListener::bind(&agent.config.migration_path(), 0) {
+    // The source's path by name when this host has one, else the default.
+    let own_path = agent
+        .config
+        .path_named(path)
+        .unwrap_or_else(|_| agent.config.migration_path());
+    let listener = match PathListener::bind(&own_path, 0) {
         Ok(l) => l,
         Err(e) => {
             drop(lpar);

@@ -135,6 +135,7 @@ impl Agent {
                 bandwidth,
                 streams,
                 timeout_s,
+                path,
             } => migration::start_source(
                 self,
                 migration::SourceRequest {
@@ -144,6 +145,7 @@ impl Agent {
                     bandwidth,
                     streams,
                     timeout_s,
+                    path,
                 },
             ),
             Command::Status { id } => match id {
@@ -172,6 +174,7 @@ impl Agent {
             Command::PrepareIncoming {
                 config,
                 streams,
+                path,
                 source_agent,
                 source_migration,
                 source_address,
@@ -182,6 +185,7 @@ impl Agent {
                     self,
                     config,
                     streams,
+                    path.as_deref(),
                     &source_agent,
                     source_migration,
                 )?;

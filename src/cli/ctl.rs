@@ -118,8 +118,11 @@ pub struct MigrateArgs {
     pub candidates: Vec<String>,
     #[arg(long)]
     pub max_suspend_ms: Option<u64>,
-    /// Migration path cap, bytes per second (e.g. 100MiB).
-    #[arg(long, value_parser = parse_size)]
+    /// The migration path to use, by name (default: the first configured).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Migration path cap: 125MB/s, 1Gbit/s, 100MiB (plain = bytes/s).
+    #[arg(long, value_parser = crate::units::parse_rate)]
     pub bandwidth: Option<u64>,
     #[arg(long)]
     pub streams: Option<usize>,
@@ -409,6 +412,7 @@ pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result
             bandwidth: a.bandwidth,
             streams: a.streams,
             timeout_s: a.timeout,
+            path: a.path.clone(),
         }
     };
     let reply = client.call(command).map_err(Failure::Refused)?;

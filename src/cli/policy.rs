@@ -530,6 +530,7 @@ fn run_entry(
             bandwidth: entry.bandwidth,
             streams: entry.streams,
             timeout_s: entry.timeout_s,
+            path: None,
         },
         // The guest (if running) is shut down first, with the agent's
         // default wait; the LPAR arrives deactivated.

@@ -89,6 +89,9 @@ pub enum Command {
         streams: Option<usize>,
         #[serde(default)]
         timeout_s: Option<u64>,
+        /// The migration path to use (by name); default the first.
+        #[serde(default)]
+        path: Option<String>,
     },
     /// One migration (`id`) or all that this agent knows.
     Status {
@@ -109,6 +112,10 @@ pub enum Command {
     PrepareIncoming {
         config: LparConfig,
         streams: usize,
+        /// The migration path the source chose; the destination uses its
+        /// own path of that name when it has one, else its default.
+        #[serde(default)]
+        path: Option<String>,
         /// The source agent's name and migration id, for logs and status.
         source_agent: String,
         source_migration: u64,
@@ -497,6 +504,7 @@ mod tests {
                 bandwidth: None,
                 streams: Some(4),
                 timeout_s: None,
+                path: None,
             },
         };
         let line = r.encode();
