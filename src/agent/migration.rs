@@ -324,6 +324,14 @@ pub struct SourceRequest {
     pub path: Option<String>,
 }
 
+/// Where a source migration goes and how: the destination agent, this
+/// host's migration path, and the stream count.
+struct Route {
+    to: Address,
+    path: MigrationPath,
+    streams: usize,
+}
+
 /// `migrate`: checks the busy rules, marks the LPAR migrating and starts the
 /// migration thread; replies with the migration id.
 pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg> {
@@ -401,7 +409,10 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
     let a = agent.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("migrate-{id}"))
-        .spawn(move || run_source(&a, &m, lpar, config, &to, &path, streams, options));
+        .spawn(move || {
+            let route = Route { to, path, streams };
+            run_source(&a, &m, lpar, config, &route, options)
+        });
     if let Err(e) = spawned {
         let _ = agent
             .inventory
@@ -425,12 +436,10 @@ fn run_source(
     m: &Migration,
     lpar: Arc<crate::partition::sim::SimLpar>,
     config: LparConfig,
-    to: &Address,
-    path: &MigrationPath,
-    streams: usize,
+    route: &Route,
     options: LiveOptions,
 ) {
-    let result = source_steps(agent, m, lpar, &config, to, path, streams, options);
+    let result = source_steps(agent, m, lpar, &config, route, options);
     let mut inv = agent.inventory.lock().unwrap();
     let resumed_here = result.as_ref().is_err_and(|e| !e.needs_recovery);
     let result = match result {
@@ -466,11 +475,10 @@ fn source_steps(
     m: &Migration,
     lpar: Arc<crate::partition::sim::SimLpar>,
     config: &LparConfig,
-    to: &Address,
-    path: &MigrationPath,
-    streams: usize,
+    route: &Route,
     mut options: LiveOptions,
 ) -> Result<Value, Emg> {
+    let (to, path, streams) = (&route.to, &route.path, route.streams);
     agent.enter(m, Stage::SrcValidating);
     let mut client = Client::open(to, agent.token(), Module::MoverSource)?;
     let theirs = client.greeting().clone();
