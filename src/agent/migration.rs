@@ -295,20 +295,39 @@ pub(super) fn wwn_rollback_needed(stage: Stage, config: &LparConfig) -> bool {
         && (Stage::SrcFinalCopy.code()..Stage::SrcReleasing.code()).contains(&stage.code())
 }
 
-/// Fault injection for the recovery tests: with `MOVERD_FAULT_KILL_AT` set
-/// to a stage code (e.g. `0x4080`), the agent kills itself with SIGKILL
-/// right after journaling that stage, as a crash at that instant would.
+/// Fault injection for the recovery tests and the fault matrix (test-only;
+/// inert unless the variables are set):
+///
+/// - `MOVERD_FAULT_KILL_AT=<stage code>` (e.g. `0x4080`): the agent kills
+///   itself with SIGKILL right after journaling that stage, as a crash at
+///   that instant would.
+/// - `MOVERD_FAULT_PAUSE_AT=<stage code>` with `MOVERD_FAULT_PAUSE_FILE=
+///   <path>`: right after journaling that stage the agent creates the file
+///   and holds the migration there until the file is removed (at most 60 s),
+///   so a test can kill an agent, cut the path or cancel exactly there.
 fn fault_point(stage: Stage) {
-    let Ok(at) = std::env::var("MOVERD_FAULT_KILL_AT") else {
-        return;
+    let at = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| u16::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
+            == Some(stage.code())
     };
-    let at = at.trim().trim_start_matches("0x");
-    if u16::from_str_radix(at, 16).ok() == Some(stage.code()) {
+    if at("MOVERD_FAULT_KILL_AT") {
         log::warn!("fault injection: SIGKILL at {stage}");
         let _ = std::process::Command::new("kill")
             .args(["-KILL", &std::process::id().to_string()])
             .status();
         std::process::exit(137);
+    }
+    if at("MOVERD_FAULT_PAUSE_AT")
+        && let Ok(file) = std::env::var("MOVERD_FAULT_PAUSE_FILE")
+    {
+        log::warn!("fault injection: holding at {stage} until {file} is removed");
+        let _ = std::fs::write(&file, format!("{:#06x}\n", stage.code()));
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while std::path::Path::new(&file).exists() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -440,11 +459,15 @@ fn run_source(
     options: LiveOptions,
 ) {
     let result = source_steps(agent, m, lpar, &config, route, options);
+    if result.is_ok() {
+        // Journaled before the inventory lock: a stall here (fsync, or a
+        // test's fault hold) must not block the agent's other requests.
+        agent.enter(m, Stage::SrcReleasing);
+    }
     let mut inv = agent.inventory.lock().unwrap();
     let resumed_here = result.as_ref().is_err_and(|e| !e.needs_recovery);
     let result = match result {
         Ok(report) => {
-            agent.enter(m, Stage::SrcReleasing);
             // Ownership passed: the paused source copy is released.
             inv.remove(&config.name).map(|()| report)
         }
