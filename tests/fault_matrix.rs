@@ -40,9 +40,15 @@ enum Fault {
     KillDestination,
     KillSource,
     Cancel,
+    CorruptFrame,
 }
 
-const FAULTS: [Fault; 3] = [Fault::KillDestination, Fault::KillSource, Fault::Cancel];
+const FAULTS: [Fault; 4] = [
+    Fault::KillDestination,
+    Fault::KillSource,
+    Fault::Cancel,
+    Fault::CorruptFrame,
+];
 
 impl Fault {
     fn label(self) -> &'static str {
@@ -50,6 +56,7 @@ impl Fault {
             Fault::KillDestination => "kill -9 dst",
             Fault::KillSource => "kill -9 src",
             Fault::Cancel => "cancel",
+            Fault::CorruptFrame => "bad frame",
         }
     }
 }
@@ -101,13 +108,18 @@ fn cell(stage: &str, code: u16, fault: Fault) -> Result<String, String> {
     let pause = scratch.0.join("pause");
     let pause_s = pause.display().to_string();
     let code_s = format!("{code:#06x}");
-    let env = [
-        ("MOVERD_FAULT_PAUSE_AT", code_s.as_str()),
-        ("MOVERD_FAULT_PAUSE_FILE", pause_s.as_str()),
-    ];
+    // Held at the stage for the test to act there, or (a corrupted frame)
+    // the agent's next frame after the stage sent with a bit flipped.
+    let env: &[(&str, &str)] = match fault {
+        Fault::CorruptFrame => &[("MOVERD_FAULT_CORRUPT_AT", code_s.as_str())],
+        _ => &[
+            ("MOVERD_FAULT_PAUSE_AT", code_s.as_str()),
+            ("MOVERD_FAULT_PAUSE_FILE", pause_s.as_str()),
+        ],
+    };
     let on_dst = code >> 8 == 0x50;
-    let mut a = Agent::start_with_env(&scratch, "hostA", &[], if on_dst { &[] } else { &env });
-    let mut b = Agent::start_with_env(&scratch, "hostB", &[], if on_dst { &env } else { &[] });
+    let mut a = Agent::start_with_env(&scratch, "hostA", &[], if on_dst { &[] } else { env });
+    let mut b = Agent::start_with_env(&scratch, "hostB", &[], if on_dst { env } else { &[] });
 
     a.ctl_json(&[
         "lpar",
@@ -132,11 +144,12 @@ fn cell(stage: &str, code: u16, fault: Fault) -> Result<String, String> {
 
     let out = a.ctl_json(&["migrate", LPAR, "--to", &b.addr, "--no-wait"]);
     let id = out["migration"].to_string();
-    if !wait_file(&pause, Duration::from_secs(30)) {
+    if !matches!(fault, Fault::CorruptFrame) && !wait_file(&pause, Duration::from_secs(30)) {
         return Err(format!("{stage}: never held at {code_s}"));
     }
     let mut note = String::new();
     match fault {
+        Fault::CorruptFrame => {}
         Fault::KillDestination => {
             b.kill9();
             let _ = std::fs::remove_file(&pause);
@@ -173,6 +186,25 @@ fn cell(stage: &str, code: u16, fault: Fault) -> Result<String, String> {
     wait_for("both sides to settle", Duration::from_secs(60), || {
         settled(&a) && settled(&b)
     });
+    if let Fault::CorruptFrame = fault {
+        // The flipped bit must be caught (a checksum), not loaded: the
+        // migration fails, or after the source's last frame (0x4090) there
+        // is none to corrupt and it completes.
+        let st = a.ctl_json(&["status", &id]);
+        let error = st["error"]["message"].as_str().unwrap_or_default();
+        if code == 0x4090 {
+            if st["stage"] != 0x40a0 {
+                return Err(format!("expected completion after 0x4090: {st}"));
+            }
+            note.push_str("no frame left to corrupt, completed; ");
+        } else if st["stage"] != 0x40e0 || !error.contains("checksum") {
+            return Err(format!(
+                "a corrupted frame was not caught by checksum: {st}"
+            ));
+        } else {
+            note.push_str("checksum caught it; ");
+        }
+    }
     if runs(&a) && runs(&b) {
         return Err("both hosts run the LPAR".into());
     }

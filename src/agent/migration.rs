@@ -305,6 +305,8 @@ pub(super) fn wwn_rollback_needed(stage: Stage, config: &LparConfig) -> bool {
 ///   <path>`: right after journaling that stage the agent creates the file
 ///   and holds the migration there until the file is removed (at most 60 s),
 ///   so a test can kill an agent, cut the path or cancel exactly there.
+/// - `MOVERD_FAULT_CORRUPT_AT=<stage code>`: the next migration frame this
+///   agent encodes after journaling that stage leaves with a bit flipped.
 fn fault_point(stage: Stage) {
     let at = |var: &str| {
         std::env::var(var)
@@ -318,6 +320,10 @@ fn fault_point(stage: Stage) {
             .args(["-KILL", &std::process::id().to_string()])
             .status();
         std::process::exit(137);
+    }
+    if at("MOVERD_FAULT_CORRUPT_AT") {
+        log::warn!("fault injection: corrupting the next frame after {stage}");
+        crate::wire::encoder::corrupt_next_frame();
     }
     if at("MOVERD_FAULT_PAUSE_AT")
         && let Ok(file) = std::env::var("MOVERD_FAULT_PAUSE_FILE")

@@ -3,6 +3,18 @@
 use super::error::WireError;
 use super::frame::Frame;
 use super::header::{FrameKind, HEADER_LEN, seal};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Test-only fault injection (the fault matrix): set by the agent's
+/// `MOVERD_FAULT_CORRUPT_AT` hook, never otherwise; the next frame this
+/// process encodes leaves with one payload bit flipped after sealing, as
+/// corruption on the path would (the receiver's checksum must catch it).
+static CORRUPT_NEXT_FRAME: AtomicBool = AtomicBool::new(false);
+
+/// Arms [`CORRUPT_NEXT_FRAME`]; for fault injection only.
+pub fn corrupt_next_frame() {
+    CORRUPT_NEXT_FRAME.store(true, Ordering::SeqCst);
+}
 
 /// Encodes the frames of one stream, numbering them 0, 1, 2, … in the order
 /// they are encoded (which must be the order they are written).
@@ -57,6 +69,13 @@ impl FrameEncoder {
             return Err(oversized(length));
         }
         seal(&mut out[start..], kind, self.take_sequence());
+        if CORRUPT_NEXT_FRAME.load(Ordering::Relaxed)
+            && CORRUPT_NEXT_FRAME.swap(false, Ordering::SeqCst)
+        {
+            // The last byte: the payload's, or the header's for an empty one.
+            let last = out.len() - 1;
+            out[last] ^= 0x01;
+        }
         Ok(())
     }
 
