@@ -15,7 +15,10 @@
 mod agent_common;
 
 use agent_common::{Agent, Scratch, exists, stderr, wait_for};
+use lpar_mover::testbed::{self, Testbed};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -41,14 +44,27 @@ enum Fault {
     KillSource,
     Cancel,
     CorruptFrame,
+    /// The source host's migration path link down for longer than the
+    /// path's user timeout (`DEFAULT_USER_TIMEOUT`), then back.
+    PathCut,
+    /// The migration path shaped to 8 kbit/s for longer than the user
+    /// timeout (netem is not available), then back to 10 Gbit/s.
+    PathStall,
 }
 
-const FAULTS: [Fault; 4] = [
+const FAULTS: [Fault; 6] = [
     Fault::KillDestination,
     Fault::KillSource,
-    Fault::Cancel,
+    Fault::PathCut,
+    Fault::PathStall,
     Fault::CorruptFrame,
+    Fault::Cancel,
 ];
+
+/// How long a cut or stall lasts: past the path's user timeout.
+fn path_fault_time() -> Duration {
+    lpar_mover::transport::DEFAULT_USER_TIMEOUT + Duration::from_secs(3)
+}
 
 impl Fault {
     fn label(self) -> &'static str {
@@ -57,7 +73,64 @@ impl Fault {
             Fault::KillSource => "kill -9 src",
             Fault::Cancel => "cancel",
             Fault::CorruptFrame => "bad frame",
+            Fault::PathCut => "path cut",
+            Fault::PathStall => "path stall",
         }
+    }
+}
+
+/// An agent, on loopback or inside a test host (network namespace `ns`,
+/// where its management address is reachable only from inside).
+struct Node {
+    agent: Agent,
+    ns: Option<String>,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Agent;
+    fn deref(&self) -> &Agent {
+        &self.agent
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Agent {
+        &mut self.agent
+    }
+}
+
+impl Node {
+    fn ctl(&self, args: &[&str]) -> Output {
+        let Some(ns) = &self.ns else {
+            return self.agent.ctl(args);
+        };
+        Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_moverctl")])
+            .args(["--agent", &self.addr, "--token-file"])
+            .arg(&self.token_file)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("moverctl runs")
+    }
+
+    fn ctl_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        assert!(
+            out.status.success(),
+            "moverctl {args:?} on {} failed: {}{}\nagent log:\n{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out),
+            self.log()
+        );
+        serde_json::from_slice(&out.stdout).expect("moverctl --json prints JSON")
+    }
+
+    fn lpar(&self, name: &str) -> Value {
+        self.ctl_json(&["lpar", "show", name])
     }
 }
 
@@ -67,7 +140,7 @@ fn memory_file(agent: &Agent) -> PathBuf {
 
 /// The LPAR's state and whether it runs on `agent`; `None` when not
 /// defined there (asked once: the answer may change between two requests).
-fn lpar_state(agent: &Agent) -> Option<(String, bool)> {
+fn lpar_state(agent: &Node) -> Option<(String, bool)> {
     let out = agent.ctl(&["--json", "lpar", "show", LPAR]);
     if !out.status.success() {
         return None;
@@ -79,11 +152,11 @@ fn lpar_state(agent: &Agent) -> Option<(String, bool)> {
     ))
 }
 
-fn runs(agent: &Agent) -> bool {
+fn runs(agent: &Node) -> bool {
     matches!(lpar_state(agent), Some((s, true)) if s == "Act")
 }
 
-fn settled(agent: &Agent) -> bool {
+fn settled(agent: &Node) -> bool {
     match lpar_state(agent) {
         None => true,
         Some((s, _)) => s != "migrating",
@@ -118,8 +191,45 @@ fn cell(stage: &str, code: u16, fault: Fault) -> Result<String, String> {
         ],
     };
     let on_dst = code >> 8 == 0x50;
-    let mut a = Agent::start_with_env(&scratch, "hostA", &[], if on_dst { &[] } else { env });
-    let mut b = Agent::start_with_env(&scratch, "hostB", &[], if on_dst { env } else { &[] });
+    // Path faults need a test host pair (network namespaces, root).
+    let bed = match fault {
+        Fault::PathCut | Fault::PathStall => match testbed::skip_reason() {
+            Some(reason) => return Ok(format!("SKIPPED: {reason}")),
+            None => Some(Testbed::new(2).map_err(|e| e.to_string())?),
+        },
+        _ => None,
+    };
+    let start = |i: usize, name: &str, env: &[(&str, &str)]| match &bed {
+        None => Node {
+            agent: Agent::start_with_env(&scratch, name, &[], env),
+            ns: None,
+        },
+        Some(bed) => {
+            let host = &bed.hosts()[i];
+            let state_dir = scratch.0.join(name);
+            let args: Vec<String> = vec![
+                "serve".into(),
+                "--name".into(),
+                name.into(),
+                "--listen".into(),
+                format!("{}:7000", host.mgmt_ip),
+                "--path".into(),
+                format!("mig={}", host.path_ip),
+                "--state-dir".into(),
+                state_dir.display().to_string(),
+                "--token-file".into(),
+                scratch.token_file().display().to_string(),
+            ];
+            let mut program = bed.command(i, env!("CARGO_BIN_EXE_moverd"));
+            program.envs(env.iter().copied());
+            Node {
+                agent: Agent::spawn_via(name, program, args, state_dir, scratch.token_file()),
+                ns: Some(host.netns.clone()),
+            }
+        }
+    };
+    let mut a = start(0, "hostA", if on_dst { &[] } else { env });
+    let mut b = start(1, "hostB", if on_dst { env } else { &[] });
 
     a.ctl_json(&[
         "lpar",
@@ -150,6 +260,22 @@ fn cell(stage: &str, code: u16, fault: Fault) -> Result<String, String> {
     let mut note = String::new();
     match fault {
         Fault::CorruptFrame => {}
+        Fault::PathCut | Fault::PathStall => {
+            let bed = bed.as_ref().expect("a testbed");
+            let fail = |e: testbed::TestbedError| e.to_string();
+            if let Fault::PathCut = fault {
+                bed.cut_path(0).map_err(fail)?;
+            } else {
+                bed.shape_path(8_000).map_err(fail)?;
+            }
+            let _ = std::fs::remove_file(&pause);
+            std::thread::sleep(path_fault_time());
+            if let Fault::PathCut = fault {
+                bed.restore_path(0).map_err(fail)?;
+            } else {
+                bed.shape_path(10_000_000_000).map_err(fail)?;
+            }
+        }
         Fault::KillDestination => {
             b.kill9();
             let _ = std::fs::remove_file(&pause);
@@ -209,7 +335,7 @@ fn cell(stage: &str, code: u16, fault: Fault) -> Result<String, String> {
         return Err("both hosts run the LPAR".into());
     }
     // A copy held in doubt is recovered (deactivated first if it runs).
-    let in_doubt: Vec<&Agent> = [&a, &b]
+    let in_doubt: Vec<&Node> = [&a, &b]
         .into_iter()
         .filter(|x| matches!(lpar_state(x), Some((s, _)) if s == "needs-recovery"))
         .collect();
@@ -246,7 +372,7 @@ fn cell(stage: &str, code: u16, fault: Fault) -> Result<String, String> {
     wait_for(
         "the other host to hold nothing",
         Duration::from_secs(30),
-        || loser.lpar_names().is_empty() && !exists(&loser.state_dir.join("lpars").join(LPAR)),
+        || lpar_state(loser).is_none() && !exists(&loser.state_dir.join("lpars").join(LPAR)),
     );
     Ok(format!("{note}runs on {}", winner.name))
 }
