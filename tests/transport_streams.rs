@@ -206,3 +206,30 @@ fn a_destination_that_goes_away_fails_the_whole_set() {
     assert_eq!(set.send(vec![0]).unwrap_err().to_string(), err.to_string());
     assert!(set.finish().is_err());
 }
+
+#[test]
+fn reader_set_reports_the_stream_that_failed_first_not_the_lowest_numbered() {
+    // Stream 2 fails at once (the cause, e.g. a frame failing its
+    // checksum); streams 0 and 1 fail only after it (the consequence, e.g.
+    // a round barrier broken by stream 2's failure).
+    let (_src, dst) = connected(3, &StreamOptions::default());
+    let failed = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let f = failed.clone();
+    let readers = ReaderSet::spawn(dst, move |i, _s: TcpStream| {
+        let (lock, cv) = &*f;
+        if i == 2 {
+            *lock.lock().unwrap() = true;
+            cv.notify_all();
+            return Err(format!("stream {i}: the cause"));
+        }
+        let mut done = lock.lock().unwrap();
+        while !*done {
+            done = cv.wait(done).unwrap();
+        }
+        drop(done);
+        std::thread::sleep(Duration::from_millis(20));
+        Err::<u64, String>(format!("stream {i}: a consequence"))
+    })
+    .unwrap();
+    assert_eq!(readers.join().unwrap_err(), "stream 2: the cause");
+}

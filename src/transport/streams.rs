@@ -259,7 +259,8 @@ fn write_loop(
 /// stream)` until it returns. The handler owns the stream, so the layer above
 /// can decode frames straight off the socket into guest memory.
 pub struct ReaderSet<E> {
-    readers: Vec<JoinHandle<Result<u64, E>>>,
+    /// Each handler's bytes, or its error with the order it failed in.
+    readers: Vec<JoinHandle<Result<u64, (usize, E)>>>,
     sockets: Vec<TcpStream>,
 }
 
@@ -271,6 +272,7 @@ impl<E: Send + 'static> ReaderSet<E> {
         F: Fn(usize, TcpStream) -> Result<u64, E> + Send + Sync + 'static,
     {
         let handler = Arc::new(handler);
+        let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut readers = Vec::with_capacity(streams.len());
         let mut sockets = Vec::with_capacity(streams.len());
         for (index, stream) in streams.into_iter().enumerate() {
@@ -280,10 +282,17 @@ impl<E: Send + 'static> ReaderSet<E> {
                 source: os(e),
             };
             sockets.push(stream.try_clone().map_err(io_err)?);
-            let h = handler.clone();
+            let (h, failures) = (handler.clone(), failures.clone());
             let reader = std::thread::Builder::new()
                 .name(format!("mig-rx{index}"))
-                .spawn(move || h(index, stream))
+                .spawn(move || {
+                    h(index, stream).map_err(|e| {
+                        (
+                            failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                            e,
+                        )
+                    })
+                })
                 .map_err(io_err)?;
             readers.push(reader);
         }
@@ -299,14 +308,32 @@ impl<E: Send + 'static> ReaderSet<E> {
     }
 
     /// Waits for every handler; returns the bytes per stream or the error of
-    /// the lowest-numbered failed stream. A panicking handler is re-raised.
+    /// the stream that failed first: the others' errors are usually its
+    /// consequence (a broken round, a cut stream), and the first names the
+    /// cause (e.g. a frame failing its checksum). A panicking handler is
+    /// re-raised.
     pub fn join(self) -> Result<Vec<u64>, E> {
-        let results: Vec<Result<u64, E>> = self
+        let results: Vec<Result<u64, (usize, E)>> = self
             .readers
             .into_iter()
             .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect();
-        results.into_iter().collect()
+        let mut first: Option<(usize, E)> = None;
+        let mut bytes = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Ok(n) => bytes.push(n),
+                Err((order, e)) => {
+                    if first.as_ref().is_none_or(|(o, _)| order < *o) {
+                        first = Some((order, e));
+                    }
+                }
+            }
+        }
+        match first {
+            Some((_, e)) => Err(e),
+            None => Ok(bytes),
+        }
     }
 }
 
