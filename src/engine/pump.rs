@@ -506,8 +506,12 @@ impl PageReceiver {
                             digest: &digest,
                         };
                         if let Err(e) = reader.run(stream, &events, &barrier) {
-                            barrier.fail();
+                            // The cause first, then break the barrier: the
+                            // readers it releases fail too ("end of
+                            // migration"), and their events must not be the
+                            // first the receiver sees.
                             let _ = events.send(Event::Failed(e));
+                            barrier.fail();
                         }
                     })
                     .expect("spawn receiver thread")
