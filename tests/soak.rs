@@ -91,6 +91,18 @@ impl<'a> Host<'a> {
         serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
     }
 
+    /// What each open file descriptor points at (to name a leak).
+    fn open_files(&self) -> Vec<String> {
+        let dir = format!("/proc/{}/fd", self.agent.id());
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        files.sort();
+        files
+    }
+
     /// Open file descriptors and private (non-guest) resident memory.
     fn footprint(&self) -> (usize, u64) {
         let pid = self.agent.id();
@@ -210,6 +222,11 @@ fn back_and_forth_live_migrations_leak_nothing_and_never_fail() {
             start.1 as f64 / 1048576.0,
             end.1 as f64 / 1048576.0
         );
+    }
+    for h in &hosts {
+        if std::env::var_os("SOAK_TRACE").is_some() {
+            eprintln!("host{} fds: {:#?}", h.index, h.open_files());
+        }
     }
     let _ = std::fs::remove_dir_all(&scratch);
     assert!(failures.is_empty(), "failures: {failures:#?}");

@@ -139,13 +139,17 @@ impl Migration {
         }
     }
 
-    /// Appends the `end` record; the migration is no longer in doubt.
+    /// Appends the `end` record (the migration is no longer in doubt)
+    /// and closes the file (an agent keeps finished migrations for
+    /// `status`, and must not keep a descriptor for each).
     fn journal_end(&self, outcome: &str, resumed_here: bool) {
-        if let Some(j) = self.journal.lock().unwrap().as_mut()
+        let mut journal = self.journal.lock().unwrap();
+        if let Some(j) = journal.as_mut()
             && let Err(e) = j.end(outcome, resumed_here)
         {
             log::error!("migration {}: {e}", self.id);
         }
+        *journal = None;
     }
 
     pub fn status_json(&self) -> Value {
