@@ -6,25 +6,12 @@
 
 mod agent_common;
 
-use agent_common::{Agent, Scratch, stderr, wait_for};
+use agent_common::{Agent, Scratch, define_running, stderr, wait_for};
 use serde_json::Value;
 use std::time::Duration;
 
 fn guest_writes(agent: &Agent, lpar: &str) -> u64 {
     agent.lpar(lpar)["guest_writes"].as_u64().unwrap()
-}
-
-fn define_running(agent: &Agent, name: &str, memory: &str, program: &str) {
-    agent.ctl_json(&[
-        "lpar",
-        "create",
-        name,
-        "--memory",
-        memory,
-        "--program",
-        program,
-    ]);
-    agent.ctl_json(&["lpar", "activate", name]);
 }
 
 #[test]

@@ -7,24 +7,11 @@
 
 mod agent_common;
 
-use agent_common::{Agent, Scratch, stderr, wait_for};
+use agent_common::{Agent, Scratch, define_running, stderr, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn define_running(agent: &Agent, name: &str, memory: &str, program: &str) {
-    agent.ctl_json(&[
-        "lpar",
-        "create",
-        name,
-        "--memory",
-        memory,
-        "--program",
-        program,
-    ]);
-    agent.ctl_json(&["lpar", "activate", name]);
-}
 
 fn write_policy(scratch: &Scratch, name: &str, text: &str) -> PathBuf {
     let p = scratch.0.join(format!("{name}.toml"));

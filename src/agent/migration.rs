@@ -637,6 +637,32 @@ fn source_steps(
     }))
 }
 
+/// Defines an incoming LPAR as `migrating` on this (destination) host:
+/// its name must be free, the host in no other migration, and the
+/// resources there. One lock, so concurrent requests cannot both pass.
+pub(super) fn define_incoming(
+    agent: &Agent,
+    config: &mut LparConfig,
+) -> Result<Arc<crate::partition::sim::SimLpar>, Emg> {
+    let mut inv = agent.inventory.lock().unwrap();
+    if inv.contains(&config.name) {
+        return Err(Emg::new(
+            Module::MoverDestination,
+            phase::DEFINE,
+            0x03,
+            format!(
+                "An LPAR named '{}' is already defined on the destination host {}.",
+                config.name, agent.config.name
+            ),
+            "Delete or rename the LPAR on the destination, or choose another destination.",
+        ));
+    }
+    busy::check_host(&agent.config.name, inv.migrating())?;
+    agent.check_resources(&inv, config, Module::MoverDestination)?;
+    config.number = inv.names().len() as u32 + 1;
+    inv.define(config, LparState::Migrating)
+}
+
 /// `prepare-incoming`: the destination side. Checks room, defines the LPAR
 /// (state `migrating`), opens a migration-path listener and a one-time key,
 /// and starts the thread that receives the LPAR.
@@ -655,25 +681,7 @@ pub fn prepare_incoming(
             "Choose a stream count from 1 to 64.",
         ));
     }
-    let lpar = {
-        let mut inv = agent.inventory.lock().unwrap();
-        if inv.contains(&config.name) {
-            return Err(Emg::new(
-                Module::MoverDestination,
-                phase::DEFINE,
-                0x03,
-                format!(
-                    "An LPAR named '{}' is already defined on the destination host {}.",
-                    config.name, agent.config.name
-                ),
-                "Delete or rename the LPAR on the destination, or choose another destination.",
-            ));
-        }
-        busy::check_host(&agent.config.name, inv.migrating())?;
-        agent.check_resources(&inv, &config, Module::MoverDestination)?;
-        config.number = inv.names().len() as u32 + 1;
-        inv.define(&config, LparState::Migrating)?
-    };
+    let lpar = define_incoming(agent, &mut config)?;
     let undefine = |agent: &Agent| {
         if let Err(e) = agent.inventory.lock().unwrap().remove(&config.name) {
             log::error!("cannot remove the incoming LPAR '{}': {e}", config.name);

@@ -248,24 +248,7 @@ pub fn receive(
             "Install the same lpar-mover release on both hosts.",
         )
     })?;
-    let lpar = {
-        let mut inv = agent.inventory.lock().unwrap();
-        if inv.contains(&config.name) {
-            return Err(Emg::new(
-                Module::MoverDestination,
-                phase::DEFINE,
-                0x03,
-                format!(
-                    "An LPAR named '{}' is already defined on the destination host {}.",
-                    config.name, agent.config.name
-                ),
-                "Delete or rename the LPAR on the destination, or choose another destination.",
-            ));
-        }
-        agent.check_resources(&inv, &config, Module::MoverDestination)?;
-        config.number = inv.names().len() as u32 + 1;
-        inv.define(&config, LparState::Migrating)?
-    };
+    let lpar = super::migration::define_incoming(agent, &mut config)?;
     let m = Arc::new(Migration::new(
         agent.next_id(),
         &config,

@@ -235,6 +235,20 @@ impl Drop for Agent {
     }
 }
 
+/// Creates LPAR `name` on `agent` and activates it (its guest runs).
+pub fn define_running(agent: &Agent, name: &str, memory: &str, program: &str) {
+    agent.ctl_json(&[
+        "lpar",
+        "create",
+        name,
+        "--memory",
+        memory,
+        "--program",
+        program,
+    ]);
+    agent.ctl_json(&["lpar", "activate", name]);
+}
+
 /// One management connection, read and written line by line.
 pub struct Conn {
     pub reader: BufReader<TcpStream>,
