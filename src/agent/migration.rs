@@ -27,7 +27,7 @@ use super::busy::{self, Operation};
 use super::inventory::LparState;
 use super::journal::Journal;
 use super::validation::{self, Mode};
-use crate::control::{Address, Client, Command, Event, cause, protocol_error};
+use crate::control::{Address, Client, Command, Event, Greeting, cause, protocol_error};
 use crate::emg::{Emg, Module, phase};
 use crate::engine::EngineError;
 use crate::engine::destination::receive_live_staged;
@@ -503,17 +503,14 @@ fn run_source(
     agent.finish(m, result, resumed_here);
 }
 
-fn source_steps(
-    agent: &Arc<Agent>,
-    m: &Migration,
-    lpar: Arc<crate::partition::sim::SimLpar>,
-    config: &LparConfig,
-    route: &Route,
-    mut options: LiveOptions,
-) -> Result<Value, Emg> {
-    let (to, path, streams) = (&route.to, &route.path, route.streams);
-    agent.enter(m, Stage::SrcValidating);
-    let mut client = Client::open(to, agent.token(), Module::MoverSource)?;
+/// Opens the management connection to the destination agent of a
+/// migration and refuses a destination that is this very host. Returns the
+/// connection, the destination's greeting and this agent's.
+pub(super) fn open_destination(
+    agent: &Agent,
+    to: &Address,
+) -> Result<(Client, Greeting, Greeting), Emg> {
+    let client = Client::open(to, agent.token(), Module::MoverSource)?;
     let theirs = client.greeting().clone();
     let ours = agent.greeting();
     if theirs.agent == ours.agent {
@@ -525,6 +522,20 @@ fn source_steps(
             "Choose a different destination host.",
         ));
     }
+    Ok((client, theirs, ours))
+}
+
+fn source_steps(
+    agent: &Arc<Agent>,
+    m: &Migration,
+    lpar: Arc<crate::partition::sim::SimLpar>,
+    config: &LparConfig,
+    route: &Route,
+    mut options: LiveOptions,
+) -> Result<Value, Emg> {
+    let (to, path, streams) = (&route.to, &route.path, route.streams);
+    agent.enter(m, Stage::SrcValidating);
+    let (mut client, theirs, ours) = open_destination(agent, to)?;
     if theirs.build.wire_protocol != ours.build.wire_protocol {
         return Err(Emg::new(
             Module::Executor,

@@ -27,7 +27,7 @@ use super::Agent;
 use super::busy::{self, Operation};
 use super::inventory::LparState;
 use super::migration::{Migration, Side};
-use crate::control::{Address, Client, Command, cause, protocol_error};
+use crate::control::{Address, Command, cause, protocol_error};
 use crate::emg::{Emg, Module, phase};
 use crate::engine::shutdown::{
     DEFAULT_SHUTDOWN_WAIT, capture, from_hex, install, to_hex, wait_shut_down,
@@ -171,18 +171,7 @@ fn source_steps(
     outcome: &mut Outcome,
 ) -> Result<Value, Emg> {
     agent.enter(m, Stage::SrcValidating);
-    let mut client = Client::open(to, agent.token(), Module::MoverSource)?;
-    let theirs = client.greeting().clone();
-    let ours = agent.greeting();
-    if theirs.agent == ours.agent {
-        return Err(Emg::new(
-            Module::Executor,
-            phase::COMPATIBILITY,
-            0x01,
-            format!("source and destination are the same host ({})", ours.agent),
-            "Choose a different destination host.",
-        ));
-    }
+    let (mut client, theirs, ours) = super::migration::open_destination(agent, to)?;
     let mut shutdown_ms = 0.0;
     if lpar.is_running() {
         let t = Instant::now();
