@@ -18,6 +18,7 @@ pub mod history;
 pub mod inventory;
 pub mod journal;
 pub mod migration;
+pub mod panics;
 pub mod recovery;
 pub mod server;
 pub mod shutdown;
@@ -25,7 +26,9 @@ pub mod validation;
 pub mod wwn;
 
 use crate::build_identity::BuildIdentity;
-use crate::control::{Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error};
+use crate::control::{
+    Address, Client, Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error,
+};
 use crate::emg::{Emg, Module, phase};
 use crate::partition::{LparConfig, Vcpus};
 use busy::Operation;
@@ -90,8 +93,34 @@ impl Agent {
         constant_time_eq::constant_time_eq(presented.as_bytes(), self.token.as_bytes())
     }
 
-    pub(crate) fn token(&self) -> &str {
-        &self.token
+    /// An authenticated connection to the agent at `address`, acting as
+    /// `module`. Its greeting is read first: the token goes only to an
+    /// agent named in the configuration's `peers`; any other is refused
+    /// before it learns anything.
+    pub(crate) fn open_peer(&self, address: &Address, module: Module) -> Result<Client, Emg> {
+        let mut client = Client::connect(address, module)?;
+        let name = client.greeting().agent.clone();
+        if !self.config.peers.contains(&name) {
+            return Err(Emg::new(
+                module,
+                phase::CONNECT,
+                cause::UNKNOWN_PEER,
+                format!(
+                    "the agent at {address} introduces itself as '{}', which is not a peer of \
+                     host {} (peers: {:?}): its token was not sent",
+                    name.escape_debug(),
+                    self.config.name,
+                    self.config.peers
+                ),
+                format!(
+                    "Check the address; if '{}' is one of this site's agents, add it to `peers` \
+                     in this agent's configuration (or moverd --peer) and restart moverd.",
+                    name.escape_debug()
+                ),
+            ));
+        }
+        client.authenticate(&self.token)?;
+        Ok(client)
     }
 
     fn next_id(&self) -> u64 {
@@ -100,6 +129,7 @@ impl Agent {
 
     /// Serves one authenticated request.
     pub fn handle(self: &Arc<Self>, command: Command) -> Result<Value, Emg> {
+        command.check_bounds()?;
         match command {
             Command::Authenticate { .. } => Ok(json!({})),
             Command::LparCreate {

@@ -190,8 +190,9 @@ pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Val
         )
     };
     let address = Address::parse(&peer).map_err(|e| refused(&e))?;
-    let mut client =
-        Client::open(&address, agent.token(), Module::Recovery).map_err(|e| refused(&e))?;
+    let mut client = agent
+        .open_peer(&address, Module::Recovery)
+        .map_err(|e| refused(&e))?;
     let reply = client
         .call(Command::JournalRead {
             lpar: lpar.to_string(),

@@ -86,10 +86,17 @@ impl Client {
     /// [`Client::connect`] then `authenticate`.
     pub fn open(address: &Address, token: &str, module: Module) -> Result<Client, Emg> {
         let mut c = Client::connect(address, module)?;
-        c.call(Command::Authenticate {
-            token: token.to_string(),
-        })?;
+        c.authenticate(token)?;
         Ok(c)
+    }
+
+    /// Presents `token` (check [`Client::greeting`] first: it says who
+    /// would receive it).
+    pub fn authenticate(&mut self, token: &str) -> Result<(), Emg> {
+        self.call(Command::Authenticate {
+            token: token.to_string(),
+        })
+        .map(drop)
     }
 
     pub fn greeting(&self) -> &Greeting {

@@ -37,6 +37,7 @@
 //! `docs/protocol.md` lists every command and event with an example.
 
 pub mod address;
+pub mod bounds;
 pub mod client;
 pub mod line;
 mod messages;

@@ -76,7 +76,7 @@ impl MigrationControl {
     pub fn new(timeout: Duration) -> Self {
         MigrationControl {
             cancelled: AtomicBool::new(false),
-            deadline: Mutex::new(Instant::now() + timeout),
+            deadline: Mutex::new(super::later(Instant::now(), timeout)),
         }
     }
 
@@ -86,14 +86,21 @@ impl MigrationControl {
 
     /// Moves the deadline `by` later.
     pub fn extend(&self, by: Duration) {
-        *self.deadline.lock().unwrap() += by;
+        let mut d = self.deadline();
+        *d = super::later(*d, by);
     }
 
-    fn check(&self) -> Result<(), EngineError> {
+    fn deadline(&self) -> std::sync::MutexGuard<'_, Instant> {
+        // An Instant cannot be left half-written: a poisoned lock is fine.
+        self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cancelled or past the deadline: the migration must stop.
+    pub fn check(&self) -> Result<(), EngineError> {
         if self.cancelled.load(Ordering::SeqCst) {
             return Err(EngineError::Cancelled);
         }
-        if Instant::now() > *self.deadline.lock().unwrap() {
+        if Instant::now() > *self.deadline() {
             return Err(EngineError::TimedOut);
         }
         Ok(())
