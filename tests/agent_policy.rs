@@ -7,7 +7,7 @@
 
 mod agent_common;
 
-use agent_common::{Agent, Scratch, define_running, stderr, wait_for};
+use agent_common::{Agent, Hold, Scratch, define_running, stderr, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -351,20 +351,13 @@ fn return_brings_the_lpar_back_and_its_history_shows_both_moves() {
     );
 
     // A cancelled migration is in the history too, with its EMG.
-    let out = a.ctl_json(&[
-        "migrate",
-        "web1",
-        "--to",
-        &b.addr,
-        "--bandwidth",
-        "2MiB",
-        "--no-wait",
-    ]);
+    let hold = Hold::new(&scratch, "return");
+    a.restart_with_env(&hold.env());
+    let out = a.ctl_json(&["migrate", "web1", "--to", &b.addr, "--no-wait"]);
     let id = out["migration"].to_string();
-    wait_for("stage 0x4050", Duration::from_secs(30), || {
-        a.ctl_json(&["status", &id])["stage"] == 0x4050
-    });
+    hold.wait_held(&a, &id);
     a.ctl_json(&["cancel", &id]);
+    hold.release();
     wait_for(
         "the cancelled migration in the history",
         Duration::from_secs(30),

@@ -361,6 +361,14 @@ fn a_full_state_file_system_refuses_lpars_and_never_kills_the_agent() {
         "sweep",
     ]);
     fill(&mount.0);
+    // Room for the inventory's saves, far from enough for guest pages.
+    let filler = std::fs::OpenOptions::new()
+        .write(true)
+        .open(mount.0.join("filler"))
+        .unwrap();
+    filler
+        .set_len(filler.metadata().unwrap().len() - (256 << 10))
+        .unwrap();
     a.ctl_json(&["lpar", "activate", "small"]);
     let w = a.lpar("small")["guest_writes"].as_u64().unwrap();
     wait_for(

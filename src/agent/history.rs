@@ -165,7 +165,7 @@ impl History {
         }
         let _g = self.lock.lock().unwrap();
         let created = !self.file.exists();
-        let mut f = std::fs::OpenOptions::new()
+        let mut f = crate::partition::sim::shm::private_file()
             .create(true)
             .append(true)
             .open(&self.file)

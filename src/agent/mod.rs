@@ -235,7 +235,8 @@ impl Agent {
                 lpar,
                 keep,
                 leave_deactivated,
-            } => recovery::resolve_here(self, &lpar, keep, leave_deactivated),
+                journal,
+            } => recovery::resolve_request(self, &lpar, keep, leave_deactivated, journal),
             Command::RollbackWwn { lpar } => wwn::rollback(self, &lpar),
             Command::MigrateShutdown {
                 lpar,
@@ -358,17 +359,30 @@ impl Agent {
         let mut inv = self.inventory.lock().unwrap();
         let state = inv.get(name)?.state;
         busy::check(name, state, op)?;
+        // The guest changes only with the inventory: a failed save undoes it.
         match op {
             Operation::Activate => {
-                inv.lpar(name)?.resume().map_err(|e| e.emg())?;
-                inv.set_state(name, LparState::Act)?;
+                let l = inv.lpar(name)?;
+                l.reserve_memory().map_err(|e| e.emg())?;
+                l.resume().map_err(|e| e.emg())?;
+                if let Err(e) = inv.set_state(name, LparState::Act) {
+                    let _ = l.pause();
+                    return Err(e);
+                }
             }
             Operation::Deactivate => {
-                if let Ok(l) = inv.lpar(name) {
+                let l = inv.lpar(name).ok();
+                let was_running = l.as_ref().is_some_and(|l| l.is_running());
+                if let Some(l) = &l {
                     l.pause().map_err(|e| e.emg())?;
                 }
-                if state == LparState::Act {
-                    inv.set_state(name, LparState::Dea)?;
+                if state == LparState::Act
+                    && let Err(e) = inv.set_state(name, LparState::Dea)
+                {
+                    if let Some(l) = l.filter(|_| was_running) {
+                        let _ = l.resume();
+                    }
+                    return Err(e);
                 }
             }
             Operation::Delete => {

@@ -30,8 +30,11 @@ use std::time::{Duration, Instant};
 /// error line.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Connections waiting to authenticate, apart from [`MAX_CONNECTIONS`].
-pub const MAX_UNAUTHENTICATED: usize = 16;
-/// Of those, from one client address (TCP).
+pub const MAX_UNAUTHENTICATED: usize = 32;
+/// Of those, from one client address (TCP) once half are taken: a burst
+/// from one host (a source agent validating several migrations at once)
+/// is served while nobody else waits, and one address can never hold
+/// more than half.
 pub const MAX_UNAUTHENTICATED_PER_PEER: usize = 4;
 /// Lines queued for one connection (replies and events).
 pub const QUEUE_DEPTH: usize = 1024;
@@ -283,8 +286,8 @@ fn serve_lines(
 }
 
 /// Connection slots. Authenticated connections (clients, peer agents) have
-/// [`MAX_CONNECTIONS`]; connections not yet authenticated have their own,
-/// smaller quota ([`MAX_UNAUTHENTICATED`], at most
+/// [`MAX_CONNECTIONS`]; connections not yet authenticated have their own
+/// quota ([`MAX_UNAUTHENTICATED`]; once half of it is taken, at most
 /// [`MAX_UNAUTHENTICATED_PER_PEER`] from one address), so however many a
 /// stranger opens, the authenticated ones keep their room, and a stranger
 /// at one address cannot keep another address out.
@@ -328,9 +331,10 @@ impl Slots {
                 "{MAX_UNAUTHENTICATED} connections are waiting to authenticate"
             )));
         }
+        let crowded = c.unauthenticated >= MAX_UNAUTHENTICATED / 2;
         if let Some(ip) = peer {
             let n = c.per_peer.entry(ip).or_default();
-            if *n >= MAX_UNAUTHENTICATED_PER_PEER {
+            if crowded && *n >= MAX_UNAUTHENTICATED_PER_PEER {
                 return Err(too_many(format!(
                     "{MAX_UNAUTHENTICATED_PER_PEER} connections from {ip} are waiting to \
                      authenticate"
@@ -399,7 +403,8 @@ mod tests {
     fn strangers_have_their_own_quota_and_slots_come_back_on_every_exit() {
         let slots = Arc::new(Slots::default());
         let one: IpAddr = [10, 0, 0, 1].into();
-        let mine: Vec<Slot> = (0..MAX_UNAUTHENTICATED_PER_PEER)
+        // One address alone may take half the quota, no more.
+        let mine: Vec<Slot> = (0..MAX_UNAUTHENTICATED / 2)
             .map(|_| slots.admit(Some(one)).unwrap())
             .collect();
         let e = slots.admit(Some(one)).err().unwrap();

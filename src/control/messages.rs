@@ -158,13 +158,18 @@ pub enum Command {
         lpar: String,
     },
     /// Agent to agent: keep (resume) or discard this host's copy of `lpar`
-    /// as `recover` decided, and close the journal.
+    /// as `recover` decided, and close the journal. Served only for a copy
+    /// that needs recovery, and only when this host's journal and the
+    /// caller's (`journal`) give the same verdict.
     RecoverResolve {
         lpar: String,
         keep: bool,
         /// Keep it deactivated (a shutdown-mode migration), not running.
         #[serde(default)]
         leave_deactivated: bool,
+        /// The caller's journal of the migration.
+        #[serde(default)]
+        journal: Option<crate::agent::journal::Summary>,
     },
     /// Starts a shutdown-mode migration of `lpar` to the agent at `to`: an
     /// activated guest is asked to shut down first (waiting at most

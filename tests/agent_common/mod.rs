@@ -194,6 +194,21 @@ impl Agent {
         *self = again;
     }
 
+    /// [`Agent::restart`] with extra environment variables.
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.kill9();
+        let mut program = Command::new(env!("CARGO_BIN_EXE_moverd"));
+        program.envs(env.iter().copied());
+        let again = Agent::spawn_via(
+            &self.name,
+            program,
+            self.args.clone(),
+            self.state_dir.clone(),
+            self.token_file.clone(),
+        );
+        *self = again;
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.state_dir.with_extension("log")).unwrap_or_default()
     }
