@@ -234,9 +234,11 @@ fn an_lpar_must_be_deactivated_before_recovery() {
     assert_eq!(a.lpar("r3")["state"], "needs-recovery");
     // The destination sees the source vanish and discards its copy (a copy
     // still migrating there is not recovery's to touch).
-    wait_for("the destination to discard", Duration::from_secs(60), || {
-        b.lpar_names().is_empty()
-    });
+    wait_for(
+        "the destination to discard",
+        Duration::from_secs(60),
+        || b.lpar_names().is_empty(),
+    );
     if a.lpar("r3")["running"] == true {
         let out = a.ctl(&["recover", "r3"]);
         assert_eq!(out.status.code(), Some(1));

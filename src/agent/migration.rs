@@ -565,6 +565,10 @@ fn source_steps(
     }
 
     agent.enter(m, Stage::SrcDefiningDestination);
+    // A destination that never answers must not outlast the deadline.
+    if let Some(c) = &m.control {
+        client.set_timeout(Some(c.remaining().max(Duration::from_millis(1))))?;
+    }
     let reply = client.call(Command::PrepareIncoming {
         config: config.clone(),
         streams,

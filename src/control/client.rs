@@ -103,6 +103,15 @@ impl Client {
         &self.greeting
     }
 
+    /// Makes every wait for the agent's next line give up after `timeout`
+    /// (`None`: wait as long as it takes).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Emg> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(timeout)
+            .map_err(|e| client_error(self.module, &self.address, e.to_string()))
+    }
+
     /// Sends `command` and waits for its reply; events that arrive
     /// meanwhile are kept for [`Client::next_event`].
     pub fn call(&mut self, command: Command) -> Result<Value, Emg> {
