@@ -275,8 +275,8 @@ impl Summary {
 }
 
 /// The length of `text`'s leading run of whole records: lines that end in
-/// a newline and parse.
-fn whole_records(text: &[u8]) -> usize {
+/// a newline and parse. [`parse`] reads exactly these records.
+pub fn whole_records(text: &[u8]) -> usize {
     let mut whole = 0;
     for line in text.split_inclusive(|&b| b == b'\n') {
         let complete = line.ends_with(b"\n")
@@ -560,5 +560,31 @@ mod tests {
         assert_eq!(parse(text, p).unwrap().stages, vec![0x4050]);
         assert!(parse("\u{0}\u{1}garbage", p).is_err());
         assert!(parse("", p).is_err());
+    }
+
+    proptest::proptest! {
+        /// Cutting a journal to its whole records (as `reopen` does before
+        /// it appends) changes nothing `parse` reads.
+        #[test]
+        fn cutting_to_whole_records_keeps_what_parse_reads(
+            stages in proptest::collection::vec(0u16..0x6000, 0..6),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        ) {
+            let mut text = String::from(
+                "{\"record\":\"begin\",\"lpar\":\"l\",\"side\":\"source\",\"migration\":1,\
+                 \"peer\":\"p\",\"t_ms\":1}\n",
+            );
+            for s in &stages {
+                text.push_str(&format!("{{\"record\":\"stage\",\"stage\":{s},\"text\":\"t\",\"t_ms\":2}}\n"));
+            }
+            let mut bytes = text.into_bytes();
+            bytes.extend_from_slice(&tail);
+            let n = whole_records(&bytes);
+            proptest::prop_assert!(n <= bytes.len());
+            let p = Path::new("x");
+            let all = String::from_utf8_lossy(&bytes).into_owned();
+            let cut = String::from_utf8_lossy(&bytes[..n]).into_owned();
+            proptest::prop_assert_eq!(parse(&all, p).ok(), parse(&cut, p).ok());
+        }
     }
 }
