@@ -468,4 +468,48 @@ ntp_servers = ["10.0.0.1"]
         assert_eq!(c.listen, DEFAULT_LISTEN);
         assert_eq!(c.migration_path().addr, Ipv4Addr::LOCALHOST);
     }
+
+    #[test]
+    fn auth_timeouts_out_of_range_are_refused_and_peer_flags_replace_the_file() {
+        for t in ["0", "3601", "18446744073709551615"] {
+            let f = write(&FULL.replace(
+                "state_dir = \"/dev/shm/a\"\n",
+                &format!("state_dir = \"/dev/shm/a\"\nauth_timeout_s = {t}\n"),
+            ));
+            let args = ServeArgs {
+                config: Some(f.path().into()),
+                ..ServeArgs::default()
+            };
+            let e = AgentConfig::load(&args).unwrap_err();
+            assert!(e.message.contains("auth_timeout_s"), "{t}: {e}");
+        }
+        let f = write(&FULL.replace(
+            "state_dir = \"/dev/shm/a\"\n",
+            "state_dir = \"/dev/shm/a\"\npeers = [\"hostB\"]\n",
+        ));
+        let mut args = ServeArgs {
+            config: Some(f.path().into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(AgentConfig::load(&args).unwrap().peers, ["hostB"]);
+        args.peers = vec!["hostC".into(), "hostD".into()];
+        assert_eq!(AgentConfig::load(&args).unwrap().peers, ["hostC", "hostD"]);
+    }
+
+    #[test]
+    fn a_token_file_open_to_others_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = write("s3cret\n");
+        for mode in [0o644, 0o660, 0o602, 0o640] {
+            std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = read_token(f.path()).unwrap_err();
+            assert!(
+                e.action
+                    .contains(&format!("chmod 600 {}", f.path().display())),
+                "{mode:o}: {e}"
+            );
+        }
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_token(f.path()).unwrap(), "s3cret");
+    }
 }
