@@ -126,14 +126,29 @@ impl Inventory {
         state_dir: &Path,
         lpar_root: &Path,
     ) -> Result<(Inventory, Vec<String>), Emg> {
-        for dir in [state_dir, lpar_root] {
-            private_dir_all(dir)
-                .and_then(|()| {
-                    // A directory of an older release: closed to others now.
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                })
-                .map_err(|e| state_error(0x20, format!("cannot create {}: {e}", dir.display())))?;
+        let mut notes = Vec::new();
+        use std::os::unix::fs::PermissionsExt;
+        let cannot =
+            |dir: &Path, e| state_error(0x20, format!("cannot create {}: {e}", dir.display()));
+        private_dir_all(lpar_root)
+            // Guest memory's directory, of an older release too: closed to others.
+            .and_then(|()| {
+                std::fs::set_permissions(lpar_root, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|e| cannot(lpar_root, e))?;
+        // The state directory may be the operator's (say /dev/shm): left as
+        // it is, but said; what the agent puts in it is private anyway.
+        let mode = std::fs::metadata(state_dir)
+            .map_err(|e| cannot(state_dir, e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            notes.push(format!(
+                "the state directory {} is open to others (mode {:04o}); its files are \
+                 private, but consider chmod 700 {0}",
+                state_dir.display(),
+                mode & 0o7777
+            ));
         }
         let file = state_dir.join(FILE);
         let mut inv = Inventory {
@@ -142,7 +157,6 @@ impl Inventory {
             root: lpar_root.to_path_buf(),
             entries: BTreeMap::new(),
         };
-        let mut notes = Vec::new();
         let persisted = match std::fs::read(&file) {
             Ok(bytes) => serde_json::from_slice::<Persisted>(&bytes).map_err(|e| {
                 state_error(0x21, format!("{} does not parse: {e}", file.display()))
