@@ -112,6 +112,15 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// `at + by`, or a century later when that overflows: a deadline from
+/// outside must never panic (the protocol edge bounds them too).
+pub fn later(at: std::time::Instant, by: std::time::Duration) -> std::time::Instant {
+    const FAR: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+    at.checked_add(by)
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 
 mod agent_common;
 
-use agent_common::{Agent, Scratch, define_running, stderr, wait_for};
+use agent_common::{Agent, Hold, Scratch, define_running, stderr, wait_for};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -65,34 +65,31 @@ fn live_migration_moves_the_running_lpar_to_the_other_agent() {
     assert!(b.lpar_names().is_empty());
 }
 
-/// A migration that stays in 0x4050: a guest rewriting random data faster
-/// than the capped path carries it.
-fn slow_migration(a: &Agent, b: &Agent) -> String {
+/// A migration that stays in 0x4050 until `hold` is released (`a` was
+/// started with [`Hold::env`]).
+fn slow_migration(a: &Agent, b: &Agent, hold: &Hold) -> String {
     define_running(a, "busy1", "64MiB", "hot:4MiB,content=random");
     let out = a.ctl_json(&[
         "migrate",
         "busy1",
         "--to",
         &b.addr,
-        "--bandwidth",
-        "2MiB",
         "--streams",
         "2",
         "--no-wait",
     ]);
     let id = out["migration"].to_string();
-    wait_for("stage 0x4050", Duration::from_secs(20), || {
-        a.ctl_json(&["status", &id])["stage"] == 0x4050
-    });
+    hold.wait_held(a, &id);
     id
 }
 
 #[test]
 fn during_memory_transfer_extend_works_a_second_migration_is_busy_and_cancel_keeps_the_source() {
     let scratch = Scratch::new("cancel");
-    let a = Agent::start(&scratch, "hostA", &[]);
+    let hold = Hold::new(&scratch, "cancel");
+    let a = Agent::start_with_env(&scratch, "hostA", &[], &hold.env());
     let b = Agent::start(&scratch, "hostB", &[]);
-    let id = slow_migration(&a, &b);
+    let id = slow_migration(&a, &b, &hold);
 
     // Extend: the timeout moves by exactly the extension.
     let before = a.ctl_json(&["status", &id])["timeout_s"].as_u64().unwrap();
@@ -123,6 +120,7 @@ fn during_memory_transfer_extend_works_a_second_migration_is_busy_and_cancel_kee
 
     // Cancel: the migration fails with "Terminated by user" (reason 0x20).
     a.ctl_json(&["cancel", &id]);
+    hold.release();
     wait_for("the migration to end", Duration::from_secs(30), || {
         let s = a.ctl_json(&["status", &id]);
         s["stage"] == 0x40e0
@@ -203,7 +201,8 @@ fn a_destination_short_of_memory_is_refused_by_validation_with_its_own_emg() {
 #[test]
 fn concurrent_migrations_of_one_lpar_admit_exactly_one() {
     let scratch = Scratch::new("concurrent");
-    let a = Agent::start(&scratch, "hostA", &[]);
+    let hold = Hold::new(&scratch, "concurrent");
+    let a = Agent::start_with_env(&scratch, "hostA", &[], &hold.env());
     let b = Agent::start(&scratch, "hostB", &[]);
     define_running(&a, "hot1", "64MiB", "hot:4MiB,content=random");
     let mut conns: Vec<_> = (0..6).map(|_| a.connect()).collect();
@@ -216,7 +215,7 @@ fn concurrent_migrations_of_one_lpar_admit_exactly_one() {
                 s.spawn(move || {
                     barrier.wait();
                     c.request(serde_json::json!({"id": 1, "execute": "migrate",
-                        "arguments": {"lpar": "hot1", "to": to, "bandwidth": 2 << 20}}))
+                        "arguments": {"lpar": "hot1", "to": to}}))
                 })
             })
             .collect();
@@ -232,10 +231,9 @@ fn concurrent_migrations_of_one_lpar_admit_exactly_one() {
         assert_eq!(r["error"]["reason"], 0x101, "{r}");
     }
     let id = accepted[0]["return"]["migration"].to_string();
-    wait_for("stage 0x4050", Duration::from_secs(20), || {
-        a.ctl_json(&["status", &id])["stage"] == 0x4050
-    });
+    hold.wait_held(&a, &id);
     a.ctl_json(&["cancel", &id]);
+    hold.release();
     wait_for("the cancel", Duration::from_secs(30), || {
         a.lpar("hot1")["state"] == "Act"
     });
@@ -244,10 +242,11 @@ fn concurrent_migrations_of_one_lpar_admit_exactly_one() {
 #[test]
 fn a_host_in_a_migration_refuses_another_migration_in_or_out() {
     let scratch = Scratch::new("hostbusy");
-    let a = Agent::start(&scratch, "hostA", &[]);
+    let hold = Hold::new(&scratch, "hostbusy");
+    let a = Agent::start_with_env(&scratch, "hostA", &[], &hold.env());
     let b = Agent::start(&scratch, "hostB", &[]);
     let c = Agent::start(&scratch, "hostC", &[]);
-    let id = slow_migration(&a, &b);
+    let id = slow_migration(&a, &b, &hold);
     // Another LPAR out of the busy source, and another into the busy
     // destination: both refused with the manual's "blade is busy".
     define_running(&a, "other1", "32MiB", "hot:1MiB");
@@ -264,6 +263,7 @@ fn a_host_in_a_migration_refuses_another_migration_in_or_out() {
     // Other LPARs on the busy host stay operable.
     a.ctl_json(&["lpar", "deactivate", "other1"]);
     a.ctl_json(&["cancel", &id]);
+    hold.release();
     wait_for("the migration to end", Duration::from_secs(30), || {
         a.ctl_json(&["status", &id])["stage"] == 0x40e0
     });

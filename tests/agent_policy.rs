@@ -7,7 +7,7 @@
 
 mod agent_common;
 
-use agent_common::{Agent, Scratch, define_running, stderr, wait_for};
+use agent_common::{Agent, Hold, Scratch, define_running, stderr, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -197,9 +197,10 @@ fn a_policy_mixing_shutdown_and_live_entries_is_refused_and_moves_nothing() {
 #[test]
 fn stop_ends_the_policy_after_the_entry_in_progress() {
     let scratch = Scratch::new("policy-stop");
-    let a = Agent::start(&scratch, "hostA", &["--memory", "1GiB"]);
-    let b = Agent::start(&scratch, "hostB", &["--memory", "1GiB"]);
-    // The first entry takes seconds: 32 MiB of random content over 8 MiB/s.
+    // The first entry's memory transfer is held until the test lets it go.
+    let holds = [Hold::new(&scratch, "a"), Hold::new(&scratch, "b")];
+    let a = Agent::start_with_env(&scratch, "hostA", &["--memory", "1GiB"], &holds[0].env());
+    let b = Agent::start_with_env(&scratch, "hostB", &["--memory", "1GiB"], &holds[1].env());
     define_running(&a, "slow1", "32MiB", "sweep,content=random,writes=8192");
     for l in ["n2", "n3"] {
         define_running(&a, l, "16MiB", "idle");
@@ -207,7 +208,7 @@ fn stop_ends_the_policy_after_the_entry_in_progress() {
     let policy = |from: &Agent, to: &Agent| {
         let mut p = String::from("mode = \"live\"\n");
         p.push_str(&format!(
-            "[[entry]]\nlpar = \"slow1\"\nfrom = \"{}\"\nto = \"{}\"\nbandwidth = \"8MiB\"\n",
+            "[[entry]]\nlpar = \"slow1\"\nfrom = \"{}\"\nto = \"{}\"\nbandwidth = \"128MiB\"\n",
             from.addr, to.addr
         ));
         for l in ["n2", "n3"] {
@@ -220,7 +221,10 @@ fn stop_ends_the_policy_after_the_entry_in_progress() {
     };
     std::thread::sleep(Duration::from_millis(300));
 
-    for (how, from, to) in [("stop-command", &a, &b), ("sigint", &b, &a)] {
+    for (how, from, to, hold) in [
+        ("stop-command", &a, &b, &holds[0]),
+        ("sigint", &b, &a, &holds[1]),
+    ] {
         let file = write_policy(&scratch, how, &policy(from, to));
         let child = Command::new(env!("CARGO_BIN_EXE_moverctl"))
             .args(["--agent", &from.addr, "--token-file"])
@@ -248,6 +252,7 @@ fn stop_ends_the_policy_after_the_entry_in_progress() {
             let out = a.ctl(&["policy", "stop", file.to_str().unwrap()]);
             assert!(out.status.success(), "{}", stderr(&out));
         }
+        hold.release();
         let out = child.wait_with_output().unwrap();
         let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
             panic!(
@@ -351,20 +356,13 @@ fn return_brings_the_lpar_back_and_its_history_shows_both_moves() {
     );
 
     // A cancelled migration is in the history too, with its EMG.
-    let out = a.ctl_json(&[
-        "migrate",
-        "web1",
-        "--to",
-        &b.addr,
-        "--bandwidth",
-        "2MiB",
-        "--no-wait",
-    ]);
+    let hold = Hold::new(&scratch, "return");
+    a.restart_with_env(&hold.env());
+    let out = a.ctl_json(&["migrate", "web1", "--to", &b.addr, "--no-wait"]);
     let id = out["migration"].to_string();
-    wait_for("stage 0x4050", Duration::from_secs(30), || {
-        a.ctl_json(&["status", &id])["stage"] == 0x4050
-    });
+    hold.wait_held(&a, &id);
     a.ctl_json(&["cancel", &id]);
+    hold.release();
     wait_for(
         "the cancelled migration in the history",
         Duration::from_secs(30),

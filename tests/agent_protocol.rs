@@ -232,12 +232,13 @@ fn moverctl_over_a_unix_socket_and_its_exit_codes() {
 fn connections_beyond_the_limit_are_refused_and_the_agent_recovers() {
     let scratch = Scratch::new("connlimit");
     let agent = Agent::start(&scratch, "hostA", &[]);
-    let mut held: Vec<Conn> = (0..64).map(|_| Conn::open(&agent.addr)).collect();
-    for c in &mut held {
-        c.greeting();
-    }
+    // 64 authenticated connections fill the agent's slots …
+    let mut held: Vec<Conn> = (0..64).map(|_| agent.connect()).collect();
+    // … so a 65th may greet but not authenticate.
     let mut extra = Conn::open(&agent.addr);
-    let r = extra.recv().expect("an error line");
+    extra.greeting();
+    let r = extra.request(json!({"id": 1, "execute": "authenticate",
+        "arguments": {"token": TOKEN}}));
     assert!(
         r["error"]["message"]
             .as_str()
@@ -246,10 +247,15 @@ fn connections_beyond_the_limit_are_refused_and_the_agent_recovers() {
         "{r}"
     );
     assert!(extra.recv().is_none());
+    let r = held[63].request(json!({"id": 1, "execute": "lpar-list"}));
+    assert!(r["return"].is_object(), "{r}");
     held.clear();
     agent_common::wait_for("a free slot", std::time::Duration::from_secs(10), || {
         let mut c = Conn::open(&agent.addr);
-        c.recv().is_some_and(|g| g.get("greeting").is_some())
+        c.greeting();
+        c.request(json!({"id": 1, "execute": "authenticate", "arguments": {"token": TOKEN}}))
+            .get("return")
+            .is_some()
     });
     let mut c = agent.connect();
     let r = c.request(json!({"id": 1, "execute": "lpar-list"}));

@@ -4,7 +4,7 @@
 
 mod agent_common;
 
-use agent_common::{Agent, Scratch, exists, stderr, wait_for};
+use agent_common::{Agent, Hold, Scratch, exists, stderr, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -222,25 +222,23 @@ fn destination_killed_before_commit_recovers_onto_the_source() {
 #[test]
 fn an_lpar_must_be_deactivated_before_recovery() {
     let scratch = Scratch::new("rec-active");
-    let mut a = Agent::start(&scratch, "hostA", &[]);
+    let hold = Hold::new(&scratch, "rec-active");
+    let mut a = Agent::start_with_env(&scratch, "hostA", &[], &hold.env());
     let b = Agent::start(&scratch, "hostB", &[]);
     running_lpar(&a, "r3");
-    let out = a.ctl_json(&[
-        "migrate",
-        "r3",
-        "--to",
-        &b.addr,
-        "--bandwidth",
-        "2MiB",
-        "--no-wait",
-    ]);
+    let out = a.ctl_json(&["migrate", "r3", "--to", &b.addr, "--no-wait"]);
     let id = out["migration"].to_string();
-    wait_for("stage 0x4050", Duration::from_secs(20), || {
-        a.ctl_json(&["status", &id])["stage"] == 0x4050
-    });
+    hold.wait_held(&a, &id);
     a.kill9();
     a.restart();
     assert_eq!(a.lpar("r3")["state"], "needs-recovery");
+    // The destination sees the source vanish and discards its copy (a copy
+    // still migrating there is not recovery's to touch).
+    wait_for(
+        "the destination to discard",
+        Duration::from_secs(60),
+        || b.lpar_names().is_empty(),
+    );
     if a.lpar("r3")["running"] == true {
         let out = a.ctl(&["recover", "r3"]);
         assert_eq!(out.status.code(), Some(1));

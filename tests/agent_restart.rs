@@ -4,7 +4,7 @@
 
 mod agent_common;
 
-use agent_common::{Agent, Scratch, stderr, wait_for};
+use agent_common::{Agent, Hold, Scratch, stderr, wait_for};
 use std::time::Duration;
 
 fn guest_writes(agent: &Agent, lpar: &str) -> u64 {
@@ -62,7 +62,8 @@ fn after_kill_9_the_restarted_agent_reattaches_its_lpars_and_the_guest_runs_on()
 #[test]
 fn an_lpar_migrating_when_its_agent_died_needs_recovery_after_restart() {
     let scratch = Scratch::new("midmigration");
-    let mut a = Agent::start(&scratch, "hostA", &[]);
+    let hold = Hold::new(&scratch, "mid");
+    let mut a = Agent::start_with_env(&scratch, "hostA", &[], &hold.env());
     let b = Agent::start(&scratch, "hostB", &[]);
     a.ctl_json(&[
         "lpar",
@@ -74,19 +75,9 @@ fn an_lpar_migrating_when_its_agent_died_needs_recovery_after_restart() {
         "hot:4MiB,content=random",
     ]);
     a.ctl_json(&["lpar", "activate", "mig1"]);
-    let out = a.ctl_json(&[
-        "migrate",
-        "mig1",
-        "--to",
-        &b.addr,
-        "--bandwidth",
-        "2MiB",
-        "--no-wait",
-    ]);
+    let out = a.ctl_json(&["migrate", "mig1", "--to", &b.addr, "--no-wait"]);
     let id = out["migration"].to_string();
-    wait_for("stage 0x4050", Duration::from_secs(20), || {
-        a.ctl_json(&["status", &id])["stage"] == 0x4050
-    });
+    hold.wait_held(&a, &id);
 
     a.kill9();
     a.restart();
@@ -115,7 +106,8 @@ fn an_lpar_migrating_when_its_agent_died_needs_recovery_after_restart() {
 #[test]
 fn a_destination_killed_mid_migration_leaves_the_lpar_running_on_the_source() {
     let scratch = Scratch::new("dstkill");
-    let a = Agent::start(&scratch, "hostA", &[]);
+    let hold = Hold::new(&scratch, "dstkill");
+    let a = Agent::start_with_env(&scratch, "hostA", &[], &hold.env());
     let mut b = Agent::start(&scratch, "hostB", &[]);
     a.ctl_json(&[
         "lpar",
@@ -127,21 +119,12 @@ fn a_destination_killed_mid_migration_leaves_the_lpar_running_on_the_source() {
         "hot:4MiB,content=random",
     ]);
     a.ctl_json(&["lpar", "activate", "mig2"]);
-    let out = a.ctl_json(&[
-        "migrate",
-        "mig2",
-        "--to",
-        &b.addr,
-        "--bandwidth",
-        "2MiB",
-        "--no-wait",
-    ]);
+    let out = a.ctl_json(&["migrate", "mig2", "--to", &b.addr, "--no-wait"]);
     let id = out["migration"].to_string();
-    wait_for("stage 0x4050", Duration::from_secs(20), || {
-        a.ctl_json(&["status", &id])["stage"] == 0x4050
-    });
+    hold.wait_held(&a, &id);
 
     b.kill9();
+    hold.release();
     wait_for("the source to notice", Duration::from_secs(30), || {
         a.ctl_json(&["status", &id])["stage"] == 0x40e0
     });

@@ -54,13 +54,14 @@ impl Host {
 
     fn toml(&self, scratch: &Scratch, state_dir: &std::path::Path) -> String {
         let mut t = format!(
-            "name = {:?}\nlisten = {:?}\ntoken_file = {:?}\nstate_dir = {:?}\n\
+            "name = {:?}\nlisten = {:?}\ntoken_file = {:?}\nstate_dir = {:?}\npeers = {:?}\n\
              [resources]\ncpus = {}\nmemory = {:?}\nfc_ports = [{{ name = \"fc0\", vfc_ids = {:?} }}]\n\
              nic_segments = {:?}\nconsoles = {}\n",
             self.name,
             self.listen,
             scratch.token_file(),
             state_dir,
+            agent_common::PEERS,
             self.cpus,
             self.memory,
             self.fc_pool,

@@ -5,7 +5,7 @@
 
 mod agent_common;
 
-use agent_common::{Agent, Scratch, stderr, wait_for};
+use agent_common::{Agent, Hold, Scratch, stderr, wait_for};
 use std::time::Duration;
 
 const FC: &str = "50:06:0e:80:12:34:56:01/50:06:0e:80:12:34:56:81";
@@ -90,23 +90,15 @@ fn a_live_migration_failing_after_suspension_needs_a_wwn_rollback() {
 #[test]
 fn a_failure_before_suspension_leaves_no_wwns_to_roll_back() {
     let scratch = Scratch::new("wwn-early");
-    let a = fc_agent(&scratch, "hostA", &[]);
+    let hold = Hold::new(&scratch, "wwn-early");
+    let a = fc_agent(&scratch, "hostA", &hold.env());
     let b = fc_agent(&scratch, "hostB", &[]);
     fc_lpar(&a, "w2");
-    let out = a.ctl_json(&[
-        "migrate",
-        "w2",
-        "--to",
-        &b.addr,
-        "--bandwidth",
-        "2MiB",
-        "--no-wait",
-    ]);
+    let out = a.ctl_json(&["migrate", "w2", "--to", &b.addr, "--no-wait"]);
     let id = out["migration"].to_string();
-    wait_for("stage 0x4050", Duration::from_secs(20), || {
-        a.ctl_json(&["status", &id])["stage"] == 0x4050
-    });
+    hold.wait_held(&a, &id);
     a.ctl_json(&["cancel", &id]);
+    hold.release();
     wait_for("the cancel", Duration::from_secs(30), || {
         a.ctl_json(&["status", &id])["stage"] == 0x40e0
     });

@@ -219,7 +219,10 @@ fn cell(stage: &str, code: u16, fault: Fault) -> Result<String, String> {
                 state_dir.display().to_string(),
                 "--token-file".into(),
                 scratch.token_file().display().to_string(),
-            ];
+            ]
+            .into_iter()
+            .chain(agent_common::peer_args())
+            .collect();
             let mut program = bed.command(i, env!("CARGO_BIN_EXE_moverd"));
             program.envs(env.iter().copied());
             Node {

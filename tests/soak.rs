@@ -42,6 +42,8 @@ impl<'a> Host<'a> {
         let addr = format!("{}:{MGMT_PORT}", host.mgmt_ip);
         let state = scratch.join(&name);
         std::fs::create_dir_all(&state).unwrap();
+        // The other agents of the bed: the ones this one authenticates to.
+        let peers: Vec<String> = (0..bed.hosts().len()).map(|i| format!("host{i}")).collect();
         let log = std::fs::File::create(scratch.join(format!("{name}.log"))).unwrap();
         let mut agent = bed
             .command(index, env!("CARGO_BIN_EXE_moverd"))
@@ -49,6 +51,7 @@ impl<'a> Host<'a> {
             .args(["--path", &format!("mig={}", host.path_ip)])
             .args(["--memory", "4GiB", "--state-dir"])
             .arg(&state)
+            .args(peers.iter().flat_map(|p| ["--peer", p.as_str()]))
             .arg("--token-file")
             .arg(scratch.join("token"))
             .env("RUST_LOG", "warn")
@@ -141,6 +144,11 @@ fn back_and_forth_live_migrations_leak_nothing_and_never_fail() {
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).unwrap();
     std::fs::write(scratch.join("token"), TOKEN).unwrap();
+    std::fs::set_permissions(
+        scratch.join("token"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let bed = Testbed::new(2).unwrap();
     bed.shape_path(10_000_000_000).unwrap();
     let hosts = [

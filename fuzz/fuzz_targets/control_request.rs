@@ -15,6 +15,8 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         if let Ok(request) = decode_request(reader.line()) {
+            // The protocol edge's bounds check is total too.
+            let _ = request.command.check_bounds();
             let again = decode_request(request.encode().as_bytes()).expect("re-encoded request decodes");
             assert_eq!(again, request);
         }

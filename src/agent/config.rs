@@ -7,7 +7,8 @@
 //! listen = "0.0.0.0:7400"              # or a Unix socket path: "/run/moverd.sock"
 //! token_file = "/etc/moverd/token"     # access token, shared by the agents of one site
 //! state_dir = "/dev/shm/moverd"        # inventory.json and the LPARs' files
-//! auth_timeout_s = 30                  # close connections not authenticated by then
+//! auth_timeout_s = 30                  # close connections not authenticated by then (1-3600)
+//! peers = ["hostB", "hostC"]           # the agents this one sends its token to
 //!
 //! [resources]
 //! cpus = 16
@@ -27,6 +28,13 @@
 //! time_zone = "UTC"
 //! ntp_servers = ["192.168.0.254"]
 //! ```
+//!
+//! `peers`: before an agent authenticates to another (a migration's
+//! destination, a recovery peer, a connectivity test), it reads that
+//! agent's greeting and sends its token only if the greeting names one of
+//! these agents; an agent not listed is refused with an EMG and learns
+//! nothing. Names, not addresses: the address comes with each request.
+//! The token file must be private to its owner (`chmod 600`).
 
 use crate::emg::{Emg, Module, phase};
 use crate::transport::MigrationPath;
@@ -55,7 +63,13 @@ pub struct AgentConfig {
     /// Seconds a management connection may stay unauthenticated.
     #[serde(default = "default_auth_timeout")]
     pub auth_timeout_s: u64,
+    /// The agents (by the name in their greeting) this agent authenticates to.
+    #[serde(default)]
+    pub peers: Vec<String>,
 }
+
+/// Longest `auth_timeout_s`: an hour.
+pub const MAX_AUTH_TIMEOUT_S: u64 = 3600;
 
 fn default_auth_timeout() -> u64 {
     crate::control::AUTH_TIMEOUT.as_secs()
@@ -161,6 +175,10 @@ pub struct ServeArgs {
     /// Host memory LPARs may use, e.g. 64GiB.
     #[arg(long, value_parser = parse_size)]
     pub memory: Option<u64>,
+    /// An agent (by name) this one may authenticate to; repeatable,
+    /// replaces the file's `peers`.
+    #[arg(long = "peer")]
+    pub peers: Vec<String>,
 }
 
 fn config_error(message: String) -> Emg {
@@ -217,6 +235,9 @@ impl AgentConfig {
         if !args.paths.is_empty() {
             config.paths = args.paths.clone();
         }
+        if !args.peers.is_empty() {
+            config.peers = args.peers.clone();
+        }
         config.check()?;
         Ok(config)
     }
@@ -226,6 +247,12 @@ impl AgentConfig {
             return Err(config_error("the host name is empty".into()));
         }
         crate::control::Address::parse(&self.listen).map_err(config_error)?;
+        if !(1..=MAX_AUTH_TIMEOUT_S).contains(&self.auth_timeout_s) {
+            return Err(config_error(format!(
+                "auth_timeout_s = {} is out of range: 1 to {MAX_AUTH_TIMEOUT_S} seconds",
+                self.auth_timeout_s
+            )));
+        }
         for p in &self.paths {
             p.validate()
                 .map_err(|e| config_error(format!("migration path '{}': {e}", p.name)))?;
@@ -278,16 +305,47 @@ impl AgentConfig {
     }
 }
 
-/// Reads an access token file; an empty token is refused.
+/// Reads an access token file; an empty token, or a file that others
+/// than its owner may read or write, is refused.
 pub fn read_token(path: &Path) -> Result<String, Emg> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| config_error(format!("cannot read token file {}: {e}", path.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    let error = |message: String, action: String| {
+        Emg::new(
+            Module::Management,
+            phase::INFORMATION,
+            0x01,
+            message,
+            action,
+        )
+    };
+    let unreadable = |e: std::io::Error| {
+        error(
+            format!("cannot read token file {}: {e}", path.display()),
+            "Give a readable file holding the access token (--token-file).".into(),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mode = file.metadata().map_err(unreadable)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(error(
+            format!(
+                "token file {} is open to others (mode {:04o}): anyone who reads it controls \
+                 every agent of the site",
+                path.display(),
+                mode & 0o7777
+            ),
+            format!("Make it private to its owner: chmod 600 {}", path.display()),
+        ));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, 4096), &mut text)
+        .map_err(unreadable)?;
     let token = text.trim().to_string();
     if token.is_empty() {
-        return Err(config_error(format!(
-            "token file {} is empty",
-            path.display()
-        )));
+        return Err(error(
+            format!("token file {} is empty", path.display()),
+            "Write the site's access token into it (one line).".into(),
+        ));
     }
     Ok(token)
 }
@@ -409,5 +467,49 @@ ntp_servers = ["10.0.0.1"]
         let c = AgentConfig::load(&args).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN);
         assert_eq!(c.migration_path().addr, Ipv4Addr::LOCALHOST);
+    }
+
+    #[test]
+    fn auth_timeouts_out_of_range_are_refused_and_peer_flags_replace_the_file() {
+        for t in ["0", "3601", "18446744073709551615"] {
+            let f = write(&FULL.replace(
+                "state_dir = \"/dev/shm/a\"\n",
+                &format!("state_dir = \"/dev/shm/a\"\nauth_timeout_s = {t}\n"),
+            ));
+            let args = ServeArgs {
+                config: Some(f.path().into()),
+                ..ServeArgs::default()
+            };
+            let e = AgentConfig::load(&args).unwrap_err();
+            assert!(e.message.contains("auth_timeout_s"), "{t}: {e}");
+        }
+        let f = write(&FULL.replace(
+            "state_dir = \"/dev/shm/a\"\n",
+            "state_dir = \"/dev/shm/a\"\npeers = [\"hostB\"]\n",
+        ));
+        let mut args = ServeArgs {
+            config: Some(f.path().into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(AgentConfig::load(&args).unwrap().peers, ["hostB"]);
+        args.peers = vec!["hostC".into(), "hostD".into()];
+        assert_eq!(AgentConfig::load(&args).unwrap().peers, ["hostC", "hostD"]);
+    }
+
+    #[test]
+    fn a_token_file_open_to_others_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = write("s3cret\n");
+        for mode in [0o644, 0o660, 0o602, 0o640] {
+            std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = read_token(f.path()).unwrap_err();
+            assert!(
+                e.action
+                    .contains(&format!("chmod 600 {}", f.path().display())),
+                "{mode:o}: {e}"
+            );
+        }
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_token(f.path()).unwrap(), "s3cret");
     }
 }

@@ -244,7 +244,7 @@ pub fn open_peer(agent: &Agent, to: &str) -> Result<Client, Emg> {
             "Give the destination agent as host:port or a socket path.",
         )
     })?;
-    Client::open(&address, agent.token(), Module::Management)
+    agent.open_peer(&address, Module::Management)
 }
 
 /// Destination side (`connectivity-incoming`): listens on the path named

@@ -165,7 +165,7 @@ impl History {
         }
         let _g = self.lock.lock().unwrap();
         let created = !self.file.exists();
-        let mut f = std::fs::OpenOptions::new()
+        let mut f = crate::partition::sim::shm::private_file()
             .create(true)
             .append(true)
             .open(&self.file)
@@ -373,7 +373,7 @@ impl super::Agent {
                     "Give the destination agent as host:port or a socket path.",
                 )
             })
-            .and_then(|a| crate::control::Client::open(&a, self.token(), Module::MoverSource))
+            .and_then(|a| self.open_peer(&a, Module::MoverSource))
             .and_then(|mut c| {
                 c.call(crate::control::Command::HistoryRecord {
                     records: vec![record],

@@ -7,15 +7,28 @@
 //!   lpars/<name>/    the sim LPAR's shared-memory files (partition::sim::shm)
 //! ```
 //!
-//! Every state change is persisted before it is reported. On start the
-//! agent re-attaches each LPAR's files (a running guest carries on: its
-//! vCPU threads restart from their committed registers); an LPAR found
-//! `migrating` becomes `needs-recovery`, because the agent that died in the
-//! middle cannot know whether ownership passed.
+//! Every state change is persisted before it is reported, and the
+//! inventory in memory changes only once the file is saved: a failed save
+//! leaves both as they were. On start the agent re-attaches each LPAR's
+//! files (a running guest carries on: its vCPU threads restart from their
+//! committed registers); an LPAR found `migrating` becomes
+//! `needs-recovery`, because the agent that died in the middle cannot know
+//! whether ownership passed.
+//!
+//! Also on start: an inventory of another `version` is refused; a
+//! directory under `lpars/` that the inventory does not name is left by a
+//! crash between creating an LPAR's files and saving (or between saving
+//! and deleting them), so it is collected (and logged); but LPAR
+//! directories without any `inventory.json` mean the inventory was lost,
+//! and the agent refuses to start rather than ignore or delete them.
+//! Everything under the state directory is private to the agent (files
+//! 0600, directories 0700).
 
 use crate::emg::{Emg, Module, phase};
+use crate::partition::PartitionError;
+use crate::partition::config::check_name;
 use crate::partition::sim::SimLpar;
-use crate::partition::sim::shm::write_atomically;
+use crate::partition::sim::shm::{private_dir_all, write_atomically};
 use crate::partition::{LparConfig, Vcpus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -94,6 +107,17 @@ fn state_error(cause: u32, message: String) -> Emg {
     )
 }
 
+/// Refuses a name that is no LPAR name (it would leave its directory).
+pub fn valid_name(name: &str) -> Result<(), Emg> {
+    check_name(name).map_err(|e| {
+        crate::control::protocol_error(
+            crate::control::cause::BAD_ARGUMENTS,
+            format!("'{}' is not an LPAR name: {e}", name.escape_debug()),
+            "Give the LPAR's name as moverctl lpar list shows it.",
+        )
+    })
+}
+
 impl Inventory {
     /// Loads the inventory of `state_dir` (empty if none) and re-attaches
     /// every LPAR under `lpar_root`. Returns what changed, for the log.
@@ -102,9 +126,30 @@ impl Inventory {
         state_dir: &Path,
         lpar_root: &Path,
     ) -> Result<(Inventory, Vec<String>), Emg> {
-        std::fs::create_dir_all(lpar_root).map_err(|e| {
-            state_error(0x20, format!("cannot create {}: {e}", lpar_root.display()))
-        })?;
+        let mut notes = Vec::new();
+        use std::os::unix::fs::PermissionsExt;
+        let cannot =
+            |dir: &Path, e| state_error(0x20, format!("cannot create {}: {e}", dir.display()));
+        private_dir_all(lpar_root)
+            // Guest memory's directory, of an older release too: closed to others.
+            .and_then(|()| {
+                std::fs::set_permissions(lpar_root, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|e| cannot(lpar_root, e))?;
+        // The state directory may be the operator's (say /dev/shm): left as
+        // it is, but said; what the agent puts in it is private anyway.
+        let mode = std::fs::metadata(state_dir)
+            .map_err(|e| cannot(state_dir, e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            notes.push(format!(
+                "the state directory {} is open to others (mode {:04o}); its files are \
+                 private, but consider chmod 700 {0}",
+                state_dir.display(),
+                mode & 0o7777
+            ));
+        }
         let file = state_dir.join(FILE);
         let mut inv = Inventory {
             host: host.to_string(),
@@ -112,19 +157,60 @@ impl Inventory {
             root: lpar_root.to_path_buf(),
             entries: BTreeMap::new(),
         };
-        let mut notes = Vec::new();
         let persisted = match std::fs::read(&file) {
             Ok(bytes) => serde_json::from_slice::<Persisted>(&bytes).map_err(|e| {
                 state_error(0x21, format!("{} does not parse: {e}", file.display()))
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((inv, notes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let found = lpar_dirs(lpar_root);
+                if !found.is_empty() {
+                    return Err(Emg::new(
+                        Module::Management,
+                        phase::INFORMATION,
+                        0x25,
+                        format!(
+                            "{} is missing but {} holds the LPARs {found:?}: the inventory \
+                             was lost",
+                            file.display(),
+                            lpar_root.display()
+                        ),
+                        "Restore inventory.json from a backup; or, to start empty, move those \
+                         directories out of the state directory (they hold guest memory).",
+                    ));
+                }
+                return Ok((inv, notes));
+            }
             Err(e) => return Err(state_error(0x22, format!("{}: {e}", file.display()))),
         };
+        if persisted.version != VERSION {
+            return Err(Emg::new(
+                Module::Management,
+                phase::INFORMATION,
+                0x26,
+                format!(
+                    "{} has version {}; this moverd reads version {VERSION}",
+                    file.display(),
+                    persisted.version
+                ),
+                "Run the lpar-mover release that wrote this state directory.",
+            ));
+        }
         let mut changed = false;
         for p in persisted.lpars {
+            valid_name(&p.name).map_err(|e| {
+                state_error(0x21, format!("{} names an LPAR badly: {e}", file.display()))
+            })?;
             let mut state = p.state;
             let lpar = match SimLpar::attach(lpar_root, &p.name) {
                 Ok(l) => Some(Arc::new(l)),
+                Err(e @ PartitionError::NoRoom { .. }) => {
+                    notes.push(format!(
+                        "LPAR '{}': {e}; marked Fai (its files are kept)",
+                        p.name
+                    ));
+                    state = LparState::Fai;
+                    None
+                }
                 Err(e) => {
                     notes.push(format!("LPAR '{}': files lost ({e}); marked Fai", p.name));
                     state = LparState::Fai;
@@ -150,6 +236,23 @@ impl Inventory {
                     lpar,
                 },
             );
+        }
+        for orphan in lpar_dirs(lpar_root) {
+            if inv.entries.contains_key(&orphan) {
+                continue;
+            }
+            let dir = lpar_root.join(&orphan);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => notes.push(format!(
+                    "collected the orphan LPAR directory {} (no inventory entry: a crash \
+                     while it was created or deleted)",
+                    dir.display()
+                )),
+                Err(e) => notes.push(format!(
+                    "cannot collect the orphan LPAR directory {}: {e}",
+                    dir.display()
+                )),
+            }
         }
         if changed {
             inv.persist()?;
@@ -227,22 +330,45 @@ impl Inventory {
             ));
         }
         config.validate().map_err(|e| e.emg())?;
+        let dir = self.root.join(&config.name);
         // A stale directory from a crash before the inventory recorded it.
-        let _ = std::fs::remove_dir_all(self.root.join(&config.name));
-        let lpar = Arc::new(SimLpar::create(&self.root, config).map_err(|e| e.emg())?);
-        self.entries.insert(
-            config.name.clone(),
-            Entry {
-                config: config.clone(),
-                state,
-                lpar: Some(lpar.clone()),
-            },
-        );
-        if let Err(e) = self.persist() {
-            self.entries.remove(&config.name);
-            return Err(e);
+        let _ = std::fs::remove_dir_all(&dir);
+        // Out of room is the manual's "not enough memory", whichever file.
+        let root = self.root.display().to_string();
+        let failed = |e: PartitionError| {
+            if e.is_no_room() {
+                let bytes = config.memory_bytes;
+                PartitionError::NoRoom {
+                    path: root.clone(),
+                    bytes,
+                }
+                .emg()
+            } else {
+                e.emg()
+            }
+        };
+        let created = SimLpar::create(&self.root, config).map_err(failed);
+        // Its memory reserved before anything runs or arrives; then saved.
+        let result = created.and_then(|lpar| lpar.reserve_memory().map_err(failed).map(|()| lpar));
+        let result = result.and_then(|lpar| {
+            let lpar = Arc::new(lpar);
+            self.entries.insert(
+                config.name.clone(),
+                Entry {
+                    config: config.clone(),
+                    state,
+                    lpar: Some(lpar.clone()),
+                },
+            );
+            self.persist().map(|()| lpar).inspect_err(|_| {
+                self.entries.remove(&config.name);
+            })
+        });
+        if result.is_err() {
+            // Nothing refers to the files: gone with the refusal.
+            let _ = std::fs::remove_dir_all(&dir);
         }
-        Ok(lpar)
+        result
     }
 
     pub fn set_state(&mut self, name: &str, state: LparState) -> Result<(), Emg> {
@@ -257,11 +383,15 @@ impl Inventory {
         Ok(())
     }
 
-    /// Removes `name` from the inventory and deletes its files.
+    /// Removes `name` from the inventory and deletes its files (the entry
+    /// stays if the inventory cannot be saved without it).
     pub fn remove(&mut self, name: &str) -> Result<(), Emg> {
         self.get(name)?;
         let entry = self.entries.remove(name).expect("checked above");
-        self.persist()?;
+        if let Err(e) = self.persist() {
+            self.entries.insert(name.to_string(), entry);
+            return Err(e);
+        }
         let dir = self.root.join(name);
         drop(entry);
         match std::fs::remove_dir_all(&dir) {
@@ -305,4 +435,18 @@ impl Inventory {
     pub fn names(&self) -> Vec<String> {
         self.entries.keys().cloned().collect()
     }
+}
+
+/// The names of the directories under `root` (LPARs' files).
+fn lpar_dirs(root: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }

@@ -21,7 +21,12 @@
 //! recovery.
 //!
 //! Lines are bounded ([`MAX_LINE`]) and a journal is read at most
-//! [`MAX_FILE`] bytes: a torn last line (a crash mid-append) is ignored.
+//! [`MAX_FILE`] bytes: a torn last line (a crash mid-append) is ignored
+//! when read, and cut off (and logged) before anything is appended to a
+//! reopened journal, so that the new record starts a line of its own.
+//! Journal files are private to the agent (0600, directories 0700), and
+//! an LPAR name becomes a directory only once it passed
+//! [`super::inventory::valid_name`].
 
 use super::migration::Side;
 use crate::emg::{Emg, Module};
@@ -90,9 +95,11 @@ fn journal_error(cause: u32, message: String) -> Emg {
     )
 }
 
-/// The journal directory of `lpar` under `state_dir`.
-pub fn dir_for(state_dir: &Path, lpar: &str) -> PathBuf {
-    state_dir.join("journal").join(lpar)
+/// The journal directory of `lpar` under `state_dir` (a name that is no
+/// LPAR name is refused: it could lead out of the state directory).
+pub fn dir_for(state_dir: &Path, lpar: &str) -> Result<PathBuf, Emg> {
+    super::inventory::valid_name(lpar)?;
+    Ok(state_dir.join("journal").join(lpar))
 }
 
 /// One migration's journal, open for appending.
@@ -112,8 +119,8 @@ impl Journal {
         peer: &str,
         mode: &str,
     ) -> Result<Journal, Emg> {
-        let dir = dir_for(state_dir, lpar);
-        std::fs::create_dir_all(&dir)
+        let dir = dir_for(state_dir, lpar)?;
+        crate::partition::sim::shm::private_dir_all(&dir)
             .map_err(|e| journal_error(0x16, format!("cannot create {}: {e}", dir.display())))?;
         let t_ms = now_ms();
         let side_name = match side {
@@ -122,7 +129,7 @@ impl Journal {
         };
         prune(&dir);
         let path = dir.join(format!("{t_ms:013}-{migration}-{side_name}.jsonl"));
-        let file = OpenOptions::new()
+        let file = crate::partition::sim::shm::private_file()
             .create_new(true)
             .append(true)
             .open(&path)
@@ -143,12 +150,30 @@ impl Journal {
         Ok(j)
     }
 
-    /// Reopens an existing journal to append (recovery closes it).
+    /// Reopens an existing journal to append (recovery closes it). A torn
+    /// last record (a crash mid-append) is cut off first: appended to, it
+    /// would hide the new record too.
     pub fn reopen(path: &Path) -> Result<Journal, Emg> {
+        let failed =
+            |e: std::io::Error| journal_error(0x23, format!("cannot open {}: {e}", path.display()));
         let file = OpenOptions::new()
+            .read(true)
             .append(true)
             .open(path)
-            .map_err(|e| journal_error(0x23, format!("cannot open {}: {e}", path.display())))?;
+            .map_err(failed)?;
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&file, MAX_FILE), &mut text)
+            .map_err(failed)?;
+        let whole = whole_records(&text);
+        if whole < text.len() {
+            log::warn!(
+                "journal {}: cut a torn last record ({} bytes) before appending",
+                path.display(),
+                text.len() - whole
+            );
+            file.set_len(whole as u64).map_err(failed)?;
+            file.sync_data().map_err(failed)?;
+        }
         Ok(Journal {
             file,
             path: path.to_path_buf(),
@@ -249,12 +274,32 @@ impl Summary {
     }
 }
 
+/// The length of `text`'s leading run of whole records: lines that end in
+/// a newline and parse. [`parse`] reads exactly these records.
+pub fn whole_records(text: &[u8]) -> usize {
+    let mut whole = 0;
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        let complete = line.ends_with(b"\n")
+            && line.len() <= MAX_LINE + 1
+            && serde_json::from_slice::<Record>(&line[..line.len() - 1]).is_ok();
+        if !complete {
+            break;
+        }
+        whole += line.len();
+    }
+    whole
+}
+
 /// Parses a journal's text. A torn or malformed line ends the reading
-/// (records after it cannot be trusted); a journal without `begin` is an
-/// error.
+/// (records after it cannot be trusted); a record counts only with its
+/// newline (an append returns, and a stage is acted on, only once the
+/// newline is written); a journal without `begin` is an error.
 pub fn parse(text: &str, path: &Path) -> Result<Summary, Emg> {
     let mut summary: Option<Summary> = None;
-    for line in text.lines() {
+    for line in text.split_inclusive('\n') {
+        let Some(line) = line.strip_suffix('\n') else {
+            break;
+        };
         if line.len() > MAX_LINE {
             break;
         }
@@ -336,7 +381,7 @@ pub fn read(path: &Path) -> Result<Summary, Emg> {
 
 /// The latest journal of `lpar` here, if any.
 pub fn latest(state_dir: &Path, lpar: &str) -> Result<Option<Summary>, Emg> {
-    let dir = dir_for(state_dir, lpar);
+    let dir = dir_for(state_dir, lpar)?;
     let mut names: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -421,7 +466,9 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let n = std::fs::read_dir(dir_for(&dir, "l")).unwrap().count();
+        let n = std::fs::read_dir(dir_for(&dir, "l").unwrap())
+            .unwrap()
+            .count();
         // The unfinished first one stays, plus the newest KEPT_PER_LPAR.
         assert_eq!(n, KEPT_PER_LPAR + 1);
         assert_eq!(
@@ -475,6 +522,37 @@ mod tests {
     }
 
     #[test]
+    fn a_reopened_journal_cuts_a_torn_record_before_it_appends() {
+        let dir = std::env::temp_dir().join(format!("lpar-mover-torn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut j = Journal::create(&dir, "l", Side::Source, 3, "p", "live").unwrap();
+        j.stage(Stage::SrcTransferringMemory).unwrap();
+        let path = j.path().to_path_buf();
+        drop(j);
+        let whole = std::fs::read(&path).unwrap();
+        // A crash in the middle of an append: half a record, no newline.
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"{\"record\":\"stage\",\"stage\":16");
+        std::fs::write(&path, &torn).unwrap();
+        Journal::reopen(&path)
+            .unwrap()
+            .end("recovered", false)
+            .unwrap();
+        let s = read(&path).unwrap();
+        assert!(s.finished(), "the end record is read back: {s:?}");
+        assert_eq!(s.stages, vec![0x4050]);
+        let text = std::fs::read(&path).unwrap();
+        assert!(text.starts_with(&whole), "whole records are kept");
+        // A record without its newline was never acknowledged: not counted.
+        let mut unacked = whole.clone();
+        unacked
+            .extend_from_slice(b"{\"record\":\"stage\",\"stage\":16512,\"text\":\"t\",\"t_ms\":2}");
+        std::fs::write(&path, &unacked).unwrap();
+        assert_eq!(read(&path).unwrap().stages, vec![0x4050]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_torn_last_line_is_ignored_and_garbage_is_an_error() {
         let p = Path::new("x");
         let text = "{\"record\":\"begin\",\"lpar\":\"l\",\"side\":\"source\",\"migration\":1,\
@@ -482,5 +560,31 @@ mod tests {
         assert_eq!(parse(text, p).unwrap().stages, vec![0x4050]);
         assert!(parse("\u{0}\u{1}garbage", p).is_err());
         assert!(parse("", p).is_err());
+    }
+
+    proptest::proptest! {
+        /// Cutting a journal to its whole records (as `reopen` does before
+        /// it appends) changes nothing `parse` reads.
+        #[test]
+        fn cutting_to_whole_records_keeps_what_parse_reads(
+            stages in proptest::collection::vec(0u16..0x6000, 0..6),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        ) {
+            let mut text = String::from(
+                "{\"record\":\"begin\",\"lpar\":\"l\",\"side\":\"source\",\"migration\":1,\
+                 \"peer\":\"p\",\"t_ms\":1}\n",
+            );
+            for s in &stages {
+                text.push_str(&format!("{{\"record\":\"stage\",\"stage\":{s},\"text\":\"t\",\"t_ms\":2}}\n"));
+            }
+            let mut bytes = text.into_bytes();
+            bytes.extend_from_slice(&tail);
+            let n = whole_records(&bytes);
+            proptest::prop_assert!(n <= bytes.len());
+            let p = Path::new("x");
+            let all = String::from_utf8_lossy(&bytes).into_owned();
+            let cut = String::from_utf8_lossy(&bytes[..n]).into_owned();
+            proptest::prop_assert_eq!(parse(&all, p).ok(), parse(&cut, p).ok());
+        }
     }
 }

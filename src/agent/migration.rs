@@ -200,10 +200,23 @@ impl Migration {
     }
 
     pub fn extend(&self, seconds: u64) -> Result<Value, Emg> {
-        self.in_control_stage("Timeout extension")?
-            .extend(Duration::from_secs(seconds));
+        let control = self.in_control_stage("Timeout extension")?;
         let mut s = self.status.lock().unwrap();
-        s.timeout_s += seconds;
+        let max = crate::control::bounds::MAX_TIMEOUT_S;
+        let total = s.timeout_s.saturating_add(seconds);
+        if total > max {
+            return Err(protocol_error(
+                cause::BAD_ARGUMENTS,
+                format!(
+                    "extending migration {} by {seconds} s would make its timeout {total} s: \
+                     at most {max} s",
+                    self.id
+                ),
+                format!("Extend by at most {} s.", max.saturating_sub(s.timeout_s)),
+            ));
+        }
+        control.extend(Duration::from_secs(seconds));
+        s.timeout_s = total;
         Ok(json!({ "migration": self.id, "timeout_s": s.timeout_s }))
     }
 
@@ -440,7 +453,9 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         .name(format!("migrate-{id}"))
         .spawn(move || {
             let route = Route { to, path, streams };
-            run_source(&a, &m, lpar, config, &route, options)
+            super::panics::migration_thread(&a, &m, || {
+                run_source(&a, &m, lpar, config, &route, options)
+            })
         });
     if let Err(e) = spawned {
         let _ = agent
@@ -510,7 +525,7 @@ pub(super) fn open_destination(
     agent: &Agent,
     to: &Address,
 ) -> Result<(Client, Greeting, Greeting), Emg> {
-    let client = Client::open(to, agent.token(), Module::MoverSource)?;
+    let client = agent.open_peer(to, Module::MoverSource)?;
     let theirs = client.greeting().clone();
     let ours = agent.greeting();
     if theirs.agent == ours.agent {
@@ -550,6 +565,10 @@ fn source_steps(
     }
 
     agent.enter(m, Stage::SrcDefiningDestination);
+    // A destination that never answers must not outlast the deadline.
+    if let Some(c) = &m.control {
+        client.set_timeout(Some(c.remaining().max(Duration::from_millis(1))))?;
+    }
     let reply = client.call(Command::PrepareIncoming {
         config: config.clone(),
         streams,
@@ -757,53 +776,61 @@ pub fn prepare_incoming(
     std::thread::Builder::new()
         .name(format!("receive-{}", m.id))
         .spawn(move || {
-            let result = (|| {
-                let inn = listener
-                    .accept_streams(streams, &key, transfer_id, Instant::now() + ACCEPT_DEADLINE)
-                    .map_err(|e| (Emg::from(e), false))?;
-                a.enter(&m, Stage::DstReceivingMemory);
-                receive_live_staged(lpar.clone() as Arc<dyn Partition>, inn, &host, &mut |s| {
-                    a.enter(&m, s)
-                })
-                .map_err(|e| {
-                    let aborted = matches!(e, EngineError::PeerAborted(_));
-                    (e.emg(Module::MoverDestination), aborted)
-                })
-            })();
-            drop(lpar);
-            let mut resumed_here = false;
-            let result = match result {
-                Ok(report) => {
-                    resumed_here = true;
-                    a.inventory
-                        .lock()
-                        .unwrap()
-                        .set_state(&name, LparState::Act)
-                        .map(|()| json!({ "destination": report }))
-                }
-                Err((e, aborted)) if !aborted && m.stage_reached_loading() => {
-                    // In doubt: the image was loaded and Ready may have
-                    // reached a source that then committed and died. Keep
-                    // the paused copy; `recover` decides from the journals.
-                    let mut e = e;
-                    e.needs_recovery = true;
-                    if let Err(pe) = a
-                        .inventory
-                        .lock()
-                        .unwrap()
-                        .set_state(&name, LparState::NeedsRecovery)
-                    {
-                        log::error!("cannot record LPAR '{name}' as needs-recovery: {pe}");
+            let (a2, m2) = (a.clone(), m.clone());
+            super::panics::migration_thread(&a2, &m2, move || {
+                let result = (|| {
+                    let inn = listener
+                        .accept_streams(
+                            streams,
+                            &key,
+                            transfer_id,
+                            Instant::now() + ACCEPT_DEADLINE,
+                        )
+                        .map_err(|e| (Emg::from(e), false))?;
+                    a.enter(&m, Stage::DstReceivingMemory);
+                    receive_live_staged(lpar.clone() as Arc<dyn Partition>, inn, &host, &mut |s| {
+                        a.enter(&m, s)
+                    })
+                    .map_err(|e| {
+                        let aborted = matches!(e, EngineError::PeerAborted(_));
+                        (e.emg(Module::MoverDestination), aborted)
+                    })
+                })();
+                drop(lpar);
+                let mut resumed_here = false;
+                let result = match result {
+                    Ok(report) => {
+                        resumed_here = true;
+                        a.inventory
+                            .lock()
+                            .unwrap()
+                            .set_state(&name, LparState::Act)
+                            .map(|()| json!({ "destination": report }))
                     }
-                    Err(e)
-                }
-                Err((e, _)) => {
-                    // Before commit nothing here owns the LPAR: discard it.
-                    undefine_named(&a, &name);
-                    Err(e)
-                }
-            };
-            a.finish(&m, result, resumed_here);
+                    Err((e, aborted)) if !aborted && m.stage_reached_loading() => {
+                        // In doubt: the image was loaded and Ready may have
+                        // reached a source that then committed and died. Keep
+                        // the paused copy; `recover` decides from the journals.
+                        let mut e = e;
+                        e.needs_recovery = true;
+                        if let Err(pe) = a
+                            .inventory
+                            .lock()
+                            .unwrap()
+                            .set_state(&name, LparState::NeedsRecovery)
+                        {
+                            log::error!("cannot record LPAR '{name}' as needs-recovery: {pe}");
+                        }
+                        Err(e)
+                    }
+                    Err((e, _)) => {
+                        // Before commit nothing here owns the LPAR: discard it.
+                        undefine_named(&a, &name);
+                        Err(e)
+                    }
+                };
+                a.finish(&m, result, resumed_here);
+            })
         })
         .map_err(|e| {
             Emg::new(

@@ -18,6 +18,7 @@ pub mod history;
 pub mod inventory;
 pub mod journal;
 pub mod migration;
+pub mod panics;
 pub mod recovery;
 pub mod server;
 pub mod shutdown;
@@ -25,7 +26,9 @@ pub mod validation;
 pub mod wwn;
 
 use crate::build_identity::BuildIdentity;
-use crate::control::{Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error};
+use crate::control::{
+    Address, Client, Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error,
+};
 use crate::emg::{Emg, Module, phase};
 use crate::partition::{LparConfig, Vcpus};
 use busy::Operation;
@@ -90,8 +93,34 @@ impl Agent {
         constant_time_eq::constant_time_eq(presented.as_bytes(), self.token.as_bytes())
     }
 
-    pub(crate) fn token(&self) -> &str {
-        &self.token
+    /// An authenticated connection to the agent at `address`, acting as
+    /// `module`. Its greeting is read first: the token goes only to an
+    /// agent named in the configuration's `peers`; any other is refused
+    /// before it learns anything.
+    pub(crate) fn open_peer(&self, address: &Address, module: Module) -> Result<Client, Emg> {
+        let mut client = Client::connect(address, module)?;
+        let name = client.greeting().agent.clone();
+        if !self.config.peers.contains(&name) {
+            return Err(Emg::new(
+                module,
+                phase::CONNECT,
+                cause::UNKNOWN_PEER,
+                format!(
+                    "the agent at {address} introduces itself as '{}', which is not a peer of \
+                     host {} (peers: {:?}): its token was not sent",
+                    name.escape_debug(),
+                    self.config.name,
+                    self.config.peers
+                ),
+                format!(
+                    "Check the address; if '{}' is one of this site's agents, add it to `peers` \
+                     in this agent's configuration (or moverd --peer) and restart moverd.",
+                    name.escape_debug()
+                ),
+            ));
+        }
+        client.authenticate(&self.token)?;
+        Ok(client)
     }
 
     fn next_id(&self) -> u64 {
@@ -100,6 +129,7 @@ impl Agent {
 
     /// Serves one authenticated request.
     pub fn handle(self: &Arc<Self>, command: Command) -> Result<Value, Emg> {
+        command.check_bounds()?;
         match command {
             Command::Authenticate { .. } => Ok(json!({})),
             Command::LparCreate {
@@ -205,7 +235,8 @@ impl Agent {
                 lpar,
                 keep,
                 leave_deactivated,
-            } => recovery::resolve_here(self, &lpar, keep, leave_deactivated),
+                journal,
+            } => recovery::resolve_request(self, &lpar, keep, leave_deactivated, journal),
             Command::RollbackWwn { lpar } => wwn::rollback(self, &lpar),
             Command::MigrateShutdown {
                 lpar,
@@ -328,17 +359,30 @@ impl Agent {
         let mut inv = self.inventory.lock().unwrap();
         let state = inv.get(name)?.state;
         busy::check(name, state, op)?;
+        // The guest changes only with the inventory: a failed save undoes it.
         match op {
             Operation::Activate => {
-                inv.lpar(name)?.resume().map_err(|e| e.emg())?;
-                inv.set_state(name, LparState::Act)?;
+                let l = inv.lpar(name)?;
+                l.reserve_memory().map_err(|e| e.emg())?;
+                l.resume().map_err(|e| e.emg())?;
+                if let Err(e) = inv.set_state(name, LparState::Act) {
+                    let _ = l.pause();
+                    return Err(e);
+                }
             }
             Operation::Deactivate => {
-                if let Ok(l) = inv.lpar(name) {
+                let l = inv.lpar(name).ok();
+                let was_running = l.as_ref().is_some_and(|l| l.is_running());
+                if let Some(l) = &l {
                     l.pause().map_err(|e| e.emg())?;
                 }
-                if state == LparState::Act {
-                    inv.set_state(name, LparState::Dea)?;
+                if state == LparState::Act
+                    && let Err(e) = inv.set_state(name, LparState::Dea)
+                {
+                    if let Some(l) = l.filter(|_| was_running) {
+                        let _ = l.resume();
+                    }
+                    return Err(e);
                 }
             }
             Operation::Delete => {

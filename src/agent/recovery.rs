@@ -17,9 +17,16 @@
 //! removed; after commit it runs on the destination and the source's copy
 //! is removed. Journals that cannot tell (the source's journal lost after
 //! the destination loaded the image) are an error, never a guess.
+//!
+//! The peer does not take `recover-resolve` on trust: it acts only on a
+//! copy that needs recovery (or, told to discard, on none), and only when
+//! its own journal, with the one the caller sends, gives the same verdict
+//! (so a half-received image is never resumed, and a copy that does not
+//! need recovery is never removed). Every LPAR name is checked before it
+//! becomes a journal path.
 
 use super::Agent;
-use super::inventory::{Inventory, LparState};
+use super::inventory::{Inventory, LparState, valid_name};
 use super::journal::{self, Journal, Summary};
 use super::migration::Side;
 use crate::control::{Address, Client, Command, cause, protocol_error};
@@ -82,6 +89,7 @@ fn activated(lpar: &str, host: &str) -> Emg {
 
 /// `journal-read`: this host's latest journal of `lpar` and its copy.
 pub fn journal_read(agent: &Arc<Agent>, lpar: &str) -> Result<Value, Emg> {
+    valid_name(lpar)?;
     let summary = journal::latest(&agent.config.state_dir, lpar)?;
     let inv = agent.inventory.lock().unwrap();
     let copy = inv.get(lpar).ok().map(|e| {
@@ -91,6 +99,84 @@ pub fn journal_read(agent: &Arc<Agent>, lpar: &str) -> Result<Value, Emg> {
         })
     });
     Ok(json!({ "host": agent.config.name, "journal": summary, "copy": copy }))
+}
+
+/// `recover-resolve` as a peer asks it: checked against this host's state
+/// and journal (see the module doc), then [`resolve_here`].
+pub fn resolve_request(
+    agent: &Arc<Agent>,
+    lpar: &str,
+    keep: bool,
+    leave_deactivated: bool,
+    caller: Option<Summary>,
+) -> Result<Value, Emg> {
+    valid_name(lpar)?;
+    let host = agent.config.name.clone();
+    let state = agent.inventory.lock().unwrap().get(lpar).map(|e| e.state);
+    match state {
+        Ok(LparState::NeedsRecovery) => {}
+        Ok(other @ (LparState::Act | LparState::Dea)) if keep => {
+            // Kept already: the migration ended here with the LPAR back
+            // (a failure before commit); nothing to change.
+            if journal::latest(&agent.config.state_dir, lpar)?.is_some_and(|s| s.finished()) {
+                return Ok(json!({ "host": host, "lpar": lpar, "kept": true }));
+            }
+            return Err(not_needed(lpar, other));
+        }
+        Ok(other) => return Err(not_needed(lpar, other)),
+        // No copy here and told to discard it: nothing to do but close.
+        Err(_) if !keep => return resolve_here(agent, lpar, false, leave_deactivated),
+        Err(e) => return Err(e),
+    }
+    let local = journal::latest(&agent.config.state_dir, lpar)?
+        .filter(|s| !s.finished())
+        .ok_or_else(|| {
+            Emg::new(
+                Module::Recovery,
+                journal::PHASE_RECOVERY_FILE,
+                0x16,
+                format!(
+                    "Reading recovery file has failed: host {host} has no unfinished journal of \
+                     '{lpar}', so it cannot confirm the verdict."
+                ),
+                "Run moverctl recover on the host that has the journal; if neither has one, \
+                 restore the pre-migration backups.",
+            )
+        })?;
+    let other = caller.filter(|c| local.pairs_with(c));
+    let (source, destination) = match local.side {
+        Side::Source => (Some(&local), other.as_ref()),
+        Side::Destination => (other.as_ref(), Some(&local)),
+    };
+    let verdict = Summary::committed(source, destination);
+    // After commit the destination's copy is the LPAR; before it, the source's.
+    let keep_here = verdict.map(|committed| committed == (local.side == Side::Destination));
+    if keep_here != Some(keep) {
+        return Err(Emg::new(
+            Module::Recovery,
+            PHASE_RECOVERY_LPAR,
+            0x28,
+            format!(
+                "The specified LPAR was not recover from a failed-migration state: told to {} \
+                 the copy of '{lpar}' on {host}, but its journal (migration {}, {} side, \
+                 stages {:x?}) says {}.",
+                if keep { "keep" } else { "discard" },
+                local.migration,
+                match local.side {
+                    Side::Source => "source",
+                    Side::Destination => "destination",
+                },
+                local.stages,
+                match keep_here {
+                    Some(true) => "this copy is the LPAR",
+                    Some(false) => "this copy is not the LPAR",
+                    None => "nothing certain",
+                }
+            ),
+            "Run moverctl recover (it reads both journals) rather than recover-resolve.",
+        ));
+    }
+    resolve_here(agent, lpar, keep, leave_deactivated)
 }
 
 /// `recover-resolve`: keeps (resumes, Act; or with `leave_deactivated`,
@@ -146,6 +232,7 @@ fn close_journal(agent: &Agent, lpar: &str) {
 
 /// `recover`: see the module doc.
 pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Value, Emg> {
+    valid_name(lpar)?;
     let host = agent.config.name.clone();
     {
         let inv = agent.inventory.lock().unwrap();
@@ -190,8 +277,9 @@ pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Val
         )
     };
     let address = Address::parse(&peer).map_err(|e| refused(&e))?;
-    let mut client =
-        Client::open(&address, agent.token(), Module::Recovery).map_err(|e| refused(&e))?;
+    let mut client = agent
+        .open_peer(&address, Module::Recovery)
+        .map_err(|e| refused(&e))?;
     let reply = client
         .call(Command::JournalRead {
             lpar: lpar.to_string(),
@@ -251,6 +339,7 @@ pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Val
                 lpar: lpar.to_string(),
                 keep,
                 leave_deactivated,
+                journal: Some(local.clone()),
             })
             .map_err(|e| e.clone())
     };

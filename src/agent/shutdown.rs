@@ -106,36 +106,39 @@ pub fn start(
     let spawned = std::thread::Builder::new()
         .name(format!("shutdown-migrate-{id}"))
         .spawn(move || {
-            let mut outcome = Outcome::Here(was);
-            let result = source_steps(
-                &a,
-                &m,
-                &lpar,
-                &config,
-                &address,
-                activate_destination,
-                limit,
-                &mut outcome,
-            );
-            drop(lpar);
-            let mut inv = a.inventory.lock().unwrap();
-            let (result, resumed_here) = match (result, outcome) {
-                (Ok(report), _) => {
-                    a.enter(&m, Stage::SrcReleasing);
-                    (inv.remove(&config.name).map(|()| report), false)
-                }
-                (Err(mut e), Outcome::InDoubt) => {
-                    e.needs_recovery = true;
-                    let _ = inv.set_state(&config.name, LparState::NeedsRecovery);
-                    (Err(e), false)
-                }
-                (Err(e), Outcome::Here(state)) => {
-                    let _ = inv.set_state(&config.name, state);
-                    (Err(e), true)
-                }
-            };
-            drop(inv);
-            a.finish(&m, result, resumed_here);
+            let (a2, m2) = (a.clone(), m.clone());
+            super::panics::migration_thread(&a2, &m2, move || {
+                let mut outcome = Outcome::Here(was);
+                let result = source_steps(
+                    &a,
+                    &m,
+                    &lpar,
+                    &config,
+                    &address,
+                    activate_destination,
+                    limit,
+                    &mut outcome,
+                );
+                drop(lpar);
+                let mut inv = a.inventory.lock().unwrap();
+                let (result, resumed_here) = match (result, outcome) {
+                    (Ok(report), _) => {
+                        a.enter(&m, Stage::SrcReleasing);
+                        (inv.remove(&config.name).map(|()| report), false)
+                    }
+                    (Err(mut e), Outcome::InDoubt) => {
+                        e.needs_recovery = true;
+                        let _ = inv.set_state(&config.name, LparState::NeedsRecovery);
+                        (Err(e), false)
+                    }
+                    (Err(e), Outcome::Here(state)) => {
+                        let _ = inv.set_state(&config.name, state);
+                        (Err(e), true)
+                    }
+                };
+                drop(inv);
+                a.finish(&m, result, resumed_here);
+            })
         });
     if let Err(e) = spawned {
         let _ = agent.inventory.lock().unwrap().set_state(name, was);

@@ -187,9 +187,6 @@ pub(crate) fn connect(g: &Global) -> Result<Client, Failure> {
     })?;
     let token = crate::agent::config::read_token(token_file).map_err(|mut e| {
         e.module = Module::Client;
-        e.action = "Give --token-file (or MOVER_TOKEN_FILE) a readable file holding the \
-                    agent's access token."
-            .into();
         Failure::Usage(e.to_string())
     })?;
     let mut client = Client::connect(&address, Module::Client).map_err(Failure::Failed)?;

@@ -111,7 +111,7 @@ pub fn send(
         1,
         Duration::from_secs(10),
     )?;
-    let control = MigrationControl::new(options.timeout);
+    let control = std::sync::Arc::new(MigrationControl::new(options.timeout));
     let mut progress = |p: &Progress| match p {
         Progress::Round(r) => log::info!(
             "stage 0x4050 (SRC) Transferring Memory Data: round {} sent {} pages in {:.1} ms",

@@ -13,7 +13,7 @@
 //! from = "hvm1:7400"         # the source agent (default: --agent)
 //! mode = "live"              # optional; a mode other than the policy's is refused
 //! max_suspend_ms = 20        # optional per-entry migrate options
-//! bandwidth = "100MiB"       #   (bytes per second)
+//! bandwidth = "128MiB"       #   (bytes per second; at least 1 Gbit/s)
 //! streams = 4
 //! timeout_s = 900
 //! ```

@@ -100,6 +100,14 @@ impl Stream {
             Stream::Unix(_) => "unix peer".into(),
         }
     }
+
+    /// The peer's IP address (TCP only).
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().ok().map(|a| a.ip()),
+            Stream::Unix(_) => None,
+        }
+    }
 }
 
 impl Read for Stream {

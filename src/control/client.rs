@@ -86,14 +86,30 @@ impl Client {
     /// [`Client::connect`] then `authenticate`.
     pub fn open(address: &Address, token: &str, module: Module) -> Result<Client, Emg> {
         let mut c = Client::connect(address, module)?;
-        c.call(Command::Authenticate {
-            token: token.to_string(),
-        })?;
+        c.authenticate(token)?;
         Ok(c)
+    }
+
+    /// Presents `token` (check [`Client::greeting`] first: it says who
+    /// would receive it).
+    pub fn authenticate(&mut self, token: &str) -> Result<(), Emg> {
+        self.call(Command::Authenticate {
+            token: token.to_string(),
+        })
+        .map(drop)
     }
 
     pub fn greeting(&self) -> &Greeting {
         &self.greeting
+    }
+
+    /// Makes every wait for the agent's next line give up after `timeout`
+    /// (`None`: wait as long as it takes).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Emg> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(timeout)
+            .map_err(|e| client_error(self.module, &self.address, e.to_string()))
     }
 
     /// Sends `command` and waits for its reply; events that arrive

@@ -42,6 +42,10 @@ impl<R: Read> LineReader<R> {
         self.reader.get_ref()
     }
 
+    pub fn get_mut(&mut self) -> &mut R {
+        self.reader.get_mut()
+    }
+
     /// The line that the last [`Line::Complete`] returned.
     pub fn line(&self) -> &[u8] {
         &self.buf

@@ -28,6 +28,10 @@ pub mod cause {
     pub const CONNECTION: u32 = 0x17;
     pub const WRONG_STAGE: u32 = 0x18;
     pub const NO_SUCH_MIGRATION: u32 = 0x19;
+    /// The agent failed serving a request (a bug; the log has the details).
+    pub const INTERNAL: u32 = 0x1A;
+    /// A peer agent's greeting names an agent this one does not know.
+    pub const UNKNOWN_PEER: u32 = 0x1B;
 }
 
 /// An error of the management protocol itself, raised by `moverd`.
@@ -154,13 +158,18 @@ pub enum Command {
         lpar: String,
     },
     /// Agent to agent: keep (resume) or discard this host's copy of `lpar`
-    /// as `recover` decided, and close the journal.
+    /// as `recover` decided, and close the journal. Served only for a copy
+    /// that needs recovery, and only when this host's journal and the
+    /// caller's (`journal`) give the same verdict.
     RecoverResolve {
         lpar: String,
         keep: bool,
         /// Keep it deactivated (a shutdown-mode migration), not running.
         #[serde(default)]
         leave_deactivated: bool,
+        /// The caller's journal of the migration.
+        #[serde(default)]
+        journal: Option<crate::agent::journal::Summary>,
     },
     /// Starts a shutdown-mode migration of `lpar` to the agent at `to`: an
     /// activated guest is asked to shut down first (waiting at most
@@ -309,11 +318,15 @@ pub struct BadRequest {
     pub error: Emg,
 }
 
+/// A request line read as far as its envelope: its id, its command's
+/// name and its arguments, still undecoded. An unauthenticated connection
+/// gets no further (nothing about a command's arguments leaks before the
+/// token).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRequest {
-    id: u64,
-    execute: String,
+pub struct Envelope {
+    pub id: u64,
+    pub execute: String,
     #[serde(default)]
     arguments: Option<Value>,
 }
@@ -321,6 +334,11 @@ struct RawRequest {
 /// Decodes one request line. Total: any input gives a request or a typed
 /// error, never a panic, and nothing larger than [`MAX_LINE`] is parsed.
 pub fn decode_request(line: &[u8]) -> Result<Request, BadRequest> {
+    decode_envelope(line)?.decode()
+}
+
+/// Decodes a request line's envelope only (see [`Envelope`]).
+pub fn decode_envelope(line: &[u8]) -> Result<Envelope, BadRequest> {
     let bad = |id, cause, message: String, action: &str| BadRequest {
         id,
         error: protocol_error(cause, message, action),
@@ -333,7 +351,7 @@ pub fn decode_request(line: &[u8]) -> Result<Request, BadRequest> {
             "Send one JSON object per line, at most 1 MiB.",
         ));
     }
-    let raw: RawRequest = serde_json::from_slice(line).map_err(|e| {
+    serde_json::from_slice(line).map_err(|e| {
         // Answer with the id when the line at least has one.
         let id = serde_json::from_slice::<Value>(line)
             .ok()
@@ -345,34 +363,44 @@ pub fn decode_request(line: &[u8]) -> Result<Request, BadRequest> {
             "Send {\"id\":<number>,\"execute\":\"<command>\",\"arguments\":{…}} on one line \
              (see docs/protocol.md).",
         )
-    })?;
-    if !COMMANDS.contains(&raw.execute.as_str()) {
-        return Err(bad(
-            Some(raw.id),
-            cause::UNKNOWN_COMMAND,
-            format!("unknown command '{}'", raw.execute.escape_debug()),
-            &format!("Use one of: {}.", COMMANDS.join(", ")),
-        ));
-    }
-    let arguments = match raw.arguments {
-        None | Some(Value::Null) => json!({}),
-        Some(a) => a,
-    };
-    let command: Command = serde_json::from_value(
-        json!({"execute": raw.execute, "arguments": arguments}),
-    )
-    .map_err(|e| {
-        bad(
-            Some(raw.id),
-            cause::BAD_ARGUMENTS,
-            format!("bad arguments for '{}': {e}", raw.execute),
-            "Check the command's arguments in docs/protocol.md.",
-        )
-    })?;
-    Ok(Request {
-        id: raw.id,
-        command,
     })
+}
+
+impl Envelope {
+    /// Decodes the command and its arguments.
+    pub fn decode(self) -> Result<Request, BadRequest> {
+        let raw = self;
+        let bad = |id, cause, message: String, action: &str| BadRequest {
+            id,
+            error: protocol_error(cause, message, action),
+        };
+        if !COMMANDS.contains(&raw.execute.as_str()) {
+            return Err(bad(
+                Some(raw.id),
+                cause::UNKNOWN_COMMAND,
+                format!("unknown command '{}'", raw.execute.escape_debug()),
+                &format!("Use one of: {}.", COMMANDS.join(", ")),
+            ));
+        }
+        let arguments = match raw.arguments {
+            None | Some(Value::Null) => json!({}),
+            Some(a) => a,
+        };
+        let command: Command =
+            serde_json::from_value(json!({"execute": raw.execute, "arguments": arguments}))
+                .map_err(|e| {
+                    bad(
+                        Some(raw.id),
+                        cause::BAD_ARGUMENTS,
+                        format!("bad arguments for '{}': {e}", raw.execute),
+                        "Check the command's arguments in docs/protocol.md.",
+                    )
+                })?;
+        Ok(Request {
+            id: raw.id,
+            command,
+        })
+    }
 }
 
 /// The first line an agent sends.

@@ -17,10 +17,13 @@
 //! Rules, each enforced by the server (`agent::server`):
 //!
 //! * The agent speaks first (greeting). Nothing but `authenticate` is served
-//!   before a correct token; a refused request keeps the connection. After
+//!   before a correct token, and of any other request only the envelope
+//!   ([`Envelope`]) is read; a refused request keeps the connection. After
 //!   [`MAX_BAD_TOKENS`] wrong tokens, or [`AUTH_TIMEOUT`] without a correct
-//!   one, the agent closes the connection. Tokens are compared in constant
-//!   time.
+//!   one (checked on every read, however the bytes trickle in), the agent
+//!   closes the connection. Tokens are compared in constant time.
+//! * Numbers that become durations or rates are bounded ([`bounds`]) before
+//!   the agent acts on a request.
 //! * Every request carries an `id` (an unsigned integer chosen by the
 //!   client); its reply carries the same `id` and either `return` (a JSON
 //!   object) or `error` (an [`Emg`](crate::Emg), serialised field by field, so an error
@@ -37,6 +40,7 @@
 //! `docs/protocol.md` lists every command and event with an example.
 
 pub mod address;
+pub mod bounds;
 pub mod client;
 pub mod line;
 mod messages;

@@ -40,3 +40,5 @@ pub fn wall_clock_ns() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
 }
+
+pub use crate::units::later;

@@ -74,6 +74,9 @@ enum Work {
     Control(OwnedFrame),
 }
 
+/// What ends every wait of a [`PageSender`] early (cancel, a deadline).
+pub type Interrupt = Box<dyn Fn() -> Result<(), EngineError> + Send + Sync>;
+
 /// The source half: one worker thread per stream.
 pub struct PageSender {
     work: Sender<Work>,
@@ -82,6 +85,7 @@ pub struct PageSender {
     controls: Vec<Sender<Work>>,
     done: Receiver<Result<RoundStats, EngineError>>,
     workers: Vec<JoinHandle<OutStream>>,
+    interrupt: Option<Interrupt>,
 }
 
 impl PageSender {
@@ -119,7 +123,16 @@ impl PageSender {
             controls,
             done,
             workers,
+            interrupt: None,
         }
+    }
+
+    /// Makes every wait for the workers run `interrupt` every few
+    /// milliseconds; when it fails (cancel, timeout) the workers drop the
+    /// pages still queued and the wait returns its error at once, so
+    /// giving up never waits for a round (or a capped stream) to drain.
+    pub fn set_interrupt(&mut self, interrupt: Interrupt) {
+        self.interrupt = Some(interrupt);
     }
 
     /// Sends `pages` as round `round` and closes the round on every stream.
@@ -153,43 +166,10 @@ impl PageSender {
         }
     }
 
-    /// Returns when every stream has written the end of the queued round.
+    /// Returns when every stream has written the end of the queued round
+    /// (or the interrupt fired, see [`Self::set_interrupt`]).
     pub fn wait_round(&self) -> Result<RoundStats, EngineError> {
         self.collect(self.controls.len())
-    }
-
-    /// Like [`Self::wait_round`], but runs `check` every few milliseconds
-    /// while waiting; when it fails (cancel, timeout) the workers drop the
-    /// round's remaining pages and the error returns at once, so a long
-    /// round does not delay giving up.
-    pub fn wait_round_checked(
-        &self,
-        check: &dyn Fn() -> Result<(), EngineError>,
-    ) -> Result<RoundStats, EngineError> {
-        let mut total = RoundStats::default();
-        let mut acks = 0;
-        while acks < self.controls.len() {
-            match self.done.recv_timeout(CHECK_INTERVAL) {
-                Ok(Ok(stats)) => {
-                    total.add(&stats);
-                    acks += 1;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(channel::RecvTimeoutError::Timeout) => {
-                    if let Err(e) = check() {
-                        self.dropping.store(true, Ordering::SeqCst);
-                        return Err(e);
-                    }
-                }
-                Err(channel::RecvTimeoutError::Disconnected) => {
-                    return Err(EngineError::Protocol {
-                        stream: 0,
-                        what: "exit of every sender thread".into(),
-                    });
-                }
-            }
-        }
-        Ok(total)
     }
 
     /// Sends `frames` on stream 0 in order, after every page already
@@ -216,14 +196,25 @@ impl PageSender {
         self.collect(self.controls.len()).map(|_| ())
     }
 
-    /// Waits for `n` workers' acknowledgements, summing their stats.
+    /// Waits for `n` workers' acknowledgements, summing their stats; the
+    /// interrupt, if any, is checked every [`CHECK_INTERVAL`].
     fn collect(&self, n: usize) -> Result<RoundStats, EngineError> {
         let mut total = RoundStats::default();
-        for _ in 0..n {
-            match self.done.recv() {
-                Ok(Ok(stats)) => total.add(&stats),
+        let mut acks = 0;
+        while acks < n {
+            match self.done.recv_timeout(CHECK_INTERVAL) {
+                Ok(Ok(stats)) => {
+                    total.add(&stats);
+                    acks += 1;
+                }
                 Ok(Err(e)) => return Err(e),
-                Err(_) => {
+                Err(channel::RecvTimeoutError::Timeout) => {
+                    if let Some(Err(e)) = self.interrupt.as_ref().map(|i| i()) {
+                        self.dropping.store(true, Ordering::SeqCst);
+                        return Err(e);
+                    }
+                }
+                Err(channel::RecvTimeoutError::Disconnected) => {
                     return Err(EngineError::Protocol {
                         stream: 0,
                         what: "exit of every sender thread".into(),

@@ -35,7 +35,7 @@ pub const MAX_STATE_HEX: usize = 1 << 20;
 
 /// Polls `is_down` until it holds or `limit` passes; whether it held.
 pub fn wait_shut_down(mut is_down: impl FnMut() -> bool, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
+    let deadline = super::later(Instant::now(), limit);
     loop {
         if is_down() {
             return true;

@@ -76,7 +76,7 @@ impl MigrationControl {
     pub fn new(timeout: Duration) -> Self {
         MigrationControl {
             cancelled: AtomicBool::new(false),
-            deadline: Mutex::new(Instant::now() + timeout),
+            deadline: Mutex::new(super::later(Instant::now(), timeout)),
         }
     }
 
@@ -86,14 +86,26 @@ impl MigrationControl {
 
     /// Moves the deadline `by` later.
     pub fn extend(&self, by: Duration) {
-        *self.deadline.lock().unwrap() += by;
+        let mut d = self.deadline();
+        *d = super::later(*d, by);
     }
 
-    fn check(&self) -> Result<(), EngineError> {
+    fn deadline(&self) -> std::sync::MutexGuard<'_, Instant> {
+        // An Instant cannot be left half-written: a poisoned lock is fine.
+        self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The time left until the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline().saturating_duration_since(Instant::now())
+    }
+
+    /// Cancelled or past the deadline: the migration must stop.
+    pub fn check(&self) -> Result<(), EngineError> {
         if self.cancelled.load(Ordering::SeqCst) {
             return Err(EngineError::Cancelled);
         }
-        if Instant::now() > *self.deadline.lock().unwrap() {
+        if Instant::now() > *self.deadline() {
             return Err(EngineError::TimedOut);
         }
         Ok(())
@@ -116,11 +128,16 @@ pub enum Progress {
 }
 
 /// Migrates `lpar` live over `streams` (connected and authenticated).
+///
+/// Every wait here ends within milliseconds of a cancel or the deadline
+/// (before Commit): the page sender's waits run `control`'s check, and a
+/// migration that gives up releases its bandwidth cap, so a writer waiting
+/// for tokens wakes and the Abort goes out.
 pub fn migrate_live(
     lpar: Arc<dyn Partition>,
     streams: Vec<TcpStream>,
     options: &LiveOptions,
-    control: &MigrationControl,
+    control: &Arc<MigrationControl>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<MigrationReport, EngineError> {
     let started = Instant::now();
@@ -137,18 +154,29 @@ pub fn migrate_live(
                 .map_err(|source| EngineError::Stream { stream, source })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let pacer = options.bandwidth.map(Pacer::new);
     let cut = || {
+        if let Some(p) = &pacer {
+            p.release();
+        }
         for s in &closers {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
     };
-    let pacer = options.bandwidth.map(Pacer::new);
     let out: Vec<OutStream> = streams
         .into_iter()
         .map(|s| Box::new(PacedWriter::new(s, pacer.clone())) as OutStream)
         .collect();
     let digest = Arc::new(ImageDigest::blank_for(&*lpar));
-    let sender = PageSender::start(lpar.clone(), out, digest.clone());
+    let mut sender = PageSender::start(lpar.clone(), out, digest.clone());
+    // Before Commit only: after it, the destination owns the LPAR and the
+    // last reply is awaited whatever happens here.
+    let (c, committing) = (control.clone(), Arc::new(AtomicBool::new(false)));
+    let committed = committing.clone();
+    sender.set_interrupt(Box::new(move || match committed.load(Ordering::SeqCst) {
+        true => Ok(()),
+        false => c.check(),
+    }));
     let mut run = SourceRun {
         lpar: &*lpar,
         sender: &sender,
@@ -156,8 +184,12 @@ pub fn migrate_live(
         paused: false,
         throttle: 0,
     };
-    let mut result = run.migrate(options, control, &digest, progress, started);
+    let mut result = run.migrate(options, control, &digest, progress, started, &committing);
     if let Err(e) = result {
+        // Giving up: nothing may wait for tokens any more.
+        if let Some(p) = &pacer {
+            p.release();
+        }
         // A broken stream is often the destination hanging up after it
         // found a fault: report its reason, not the symptom.
         let e = match e {
@@ -196,6 +228,7 @@ impl SourceRun<'_> {
         digest: &ImageDigest,
         progress: &mut dyn FnMut(&Progress),
         started: Instant,
+        committing: &AtomicBool,
     ) -> Result<MigrationReport, EngineError> {
         let mut report = MigrationReport {
             memory_bytes: self.lpar.size_bytes(),
@@ -237,7 +270,7 @@ impl SourceRun<'_> {
             control.check()?;
             let t = Instant::now();
             self.sender.queue_round(round, &pages);
-            let stats = self.sender.wait_round_checked(&|| control.check())?;
+            let stats = self.sender.wait_round()?;
             // A round is over when the destination has it, not when the
             // socket buffers took it (megabytes on a slow path, which made
             // the bandwidth look twice the link's): the ping queued behind
@@ -327,6 +360,8 @@ impl SourceRun<'_> {
         report.verified = true;
 
         // Commit: ownership passes. No abort after this point.
+        // From here no cancel or deadline may interrupt: Commit goes out.
+        committing.store(true, Ordering::SeqCst);
         progress(&Progress::Committing);
         self.sender
             .send_control(OwnedFrame::Switchover(Switchover {

@@ -208,6 +208,28 @@ impl From<ConfigError> for PartitionError {
     }
 }
 
+/// Checks an LPAR name: 1-64 letters, digits, '-', '_' or '.', not
+/// starting with '.'. Every name that becomes a path (an LPAR's files, its
+/// journals) passes here first, so none can leave its directory.
+pub fn check_name(name: &str) -> Result<(), PartitionError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        || name.starts_with('.')
+    {
+        return Err(PartitionError::BadConfig {
+            why: format!(
+                "name '{}' must be 1-64 characters of letters, digits, '-', '_' or '.', not \
+                 starting with '.'",
+                name.escape_debug()
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl LparConfig {
     /// The built-in default LPAR: 1 GiB, 2 vCPUs, a 64 MiB hot working set.
     pub fn default_lpar() -> Self {
@@ -307,19 +329,7 @@ impl LparConfig {
     /// Checks what every backend needs; names the field and the fix.
     pub fn validate(&self) -> Result<(), PartitionError> {
         let bad = |why: String| Err(PartitionError::BadConfig { why });
-        if self.name.is_empty()
-            || self.name.len() > 64
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            || self.name.starts_with('.')
-        {
-            return bad(format!(
-                "name '{}' must be 1-64 characters of letters, digits, '-', '_' or '.', not starting with '.'",
-                self.name
-            ));
-        }
+        check_name(&self.name)?;
         if self.vcpus == 0 || self.vcpus > MAX_VCPUS {
             return bad(format!(
                 "vcpus is {}; it must be 1 to {MAX_VCPUS}",

@@ -28,6 +28,8 @@ pub enum PartitionError {
     BadConfig { why: String },
     /// Device state could not be saved or loaded.
     DeviceState(crate::state::StateError),
+    /// The file system holding the LPAR has no room for its memory.
+    NoRoom { path: String, bytes: u64 },
 }
 
 impl fmt::Display for PartitionError {
@@ -59,6 +61,12 @@ impl fmt::Display for PartitionError {
             Self::BadProgram { spec, why } => write!(f, "guest program '{spec}': {why}"),
             Self::BadConfig { why } => write!(f, "LPAR configuration: {why}"),
             Self::DeviceState(e) => write!(f, "device state: {e}"),
+            Self::NoRoom { path, bytes } => write!(
+                f,
+                "There is not enough memory to activate the specified LPAR: {} of guest memory \
+                 do not fit in {path}",
+                crate::units::format_size(*bytes)
+            ),
         }
     }
 }
@@ -89,6 +97,10 @@ impl PartitionError {
             }
             Self::BadConfig { .. } => "Correct the LPAR configuration and retry.",
             Self::DeviceState(e) => e.action(),
+            Self::NoRoom { .. } => {
+                "Free room where the agent keeps LPAR memory (delete LPARs, a larger tmpfs or \
+                 another --state-dir) or give the LPAR less memory."
+            }
         }
     }
 
@@ -103,6 +115,19 @@ impl PartitionError {
             Self::BadProgram { .. } => 0x07,
             Self::BadConfig { .. } => 0x08,
             Self::DeviceState(_) => 0x09,
+            Self::NoRoom { .. } => 0x0A,
+        }
+    }
+}
+
+impl PartitionError {
+    /// The file system ran out of room (for guest memory or any other of
+    /// an LPAR's files).
+    pub fn is_no_room(&self) -> bool {
+        match self {
+            Self::NoRoom { .. } => true,
+            Self::SharedMemory { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            _ => false,
         }
     }
 }

@@ -1,7 +1,12 @@
 //! The bandwidth cap: one token bucket shared by all streams of a migration.
+//!
+//! A writer short of tokens waits on a condition variable, not in one
+//! sleep: [`Pacer::release`] (a migration that gives up: cancel, timeout,
+//! failure) wakes every waiter at once and lifts the cap, so no wait for
+//! tokens outlasts the migration, however small the cap.
 
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Largest piece a [`PacedWriter`] hands to the socket at once, so that a cap
@@ -19,6 +24,8 @@ pub const PACE_BURST_TIME: Duration = Duration::from_millis(20);
 /// serialised fairly: each later caller sees the earlier callers' debt.
 pub struct Pacer {
     state: Mutex<Bucket>,
+    /// Signalled by [`Pacer::release`].
+    released_cv: Condvar,
 }
 
 struct Bucket {
@@ -26,6 +33,8 @@ struct Bucket {
     burst: f64,
     tokens: f64,
     last: Instant,
+    /// The cap is lifted: nobody waits any more.
+    released: bool,
 }
 
 impl Pacer {
@@ -39,7 +48,9 @@ impl Pacer {
                 burst,
                 tokens: burst,
                 last: Instant::now(),
+                released: false,
             }),
+            released_cv: Condvar::new(),
         })
     }
 
@@ -60,18 +71,41 @@ impl Pacer {
         self.lock().rate as u64
     }
 
-    /// Takes `bytes` tokens, sleeping as long as the cap requires.
+    /// Takes `bytes` tokens, waiting as long as the cap requires, or until
+    /// [`Pacer::release`].
     pub fn acquire(&self, bytes: usize) {
-        let wait = {
-            let mut b = self.lock();
-            b.refill();
-            b.tokens -= bytes as f64;
-            if b.tokens >= 0.0 {
+        let mut b = self.lock();
+        if b.released {
+            return;
+        }
+        b.refill();
+        b.tokens -= bytes as f64;
+        if b.tokens >= 0.0 {
+            return;
+        }
+        // The debt takes this long to refill; waited out on the condition
+        // variable (the lock is free meanwhile), so release ends it at once.
+        let debt = Duration::try_from_secs_f64(-b.tokens / b.rate).unwrap_or(Duration::MAX);
+        let until = crate::units::later(Instant::now(), debt);
+        while !b.released {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return;
             }
-            Duration::from_secs_f64(-b.tokens / b.rate)
-        };
-        std::thread::sleep(wait);
+            b = self
+                .released_cv
+                .wait_timeout(b, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Lifts the cap for good and wakes every writer waiting for tokens: the
+    /// migration is ending, and what is left to write (an Abort) must not
+    /// wait.
+    pub fn release(&self) {
+        self.lock().released = true;
+        self.released_cv.notify_all();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
@@ -177,6 +211,40 @@ mod tests {
         let pacer = Pacer::new(rate);
         let want = Duration::from_secs_f64((16_000_000 - PACE_CHUNK) as f64 / rate as f64);
         assert_close(timed_copy(&pacer, 4, 4_000_000), want);
+    }
+
+    #[test]
+    fn release_ends_every_wait_at_once_however_small_the_cap() {
+        // 1000 B/s: one chunk of debt is a wait of four minutes.
+        let pacer = Pacer::new(1000);
+        let t = Instant::now();
+        let writers: Vec<_> = (0..3)
+            .map(|_| {
+                let p = pacer.clone();
+                std::thread::spawn(move || {
+                    let mut w = PacedWriter::new(io::sink(), Some(p));
+                    w.write_all(&vec![0u8; 3 * PACE_CHUNK]).unwrap();
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        pacer.release();
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t.elapsed()
+        );
+        // Released for good: later writes do not wait either.
+        let mut w = PacedWriter::new(io::sink(), Some(pacer));
+        w.write_all(&vec![0u8; 4 * PACE_CHUNK]).unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

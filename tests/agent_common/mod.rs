@@ -13,6 +13,18 @@ use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "test-token-0123456789";
 
+/// The agent names the tests use: every test agent may authenticate to
+/// these (the configuration's `peers`) and to no other.
+pub const PEERS: &[&str] = &["hostA", "hostB", "hostC", "hostR", "hostS"];
+
+/// `--peer <name>` for each of [`PEERS`].
+pub fn peer_args() -> Vec<String> {
+    PEERS
+        .iter()
+        .flat_map(|p| ["--peer".to_string(), p.to_string()])
+        .collect()
+}
+
 /// A scratch directory under /dev/shm (guest memory lives on tmpfs), removed
 /// when dropped.
 pub struct Scratch(pub PathBuf);
@@ -25,7 +37,11 @@ impl Scratch {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        // The agent refuses a token file others can read.
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         Scratch(dir)
     }
 
@@ -62,7 +78,11 @@ impl Agent {
     /// Starts agent `name` with its state in `<scratch>/<name>`, listening on
     /// an ephemeral loopback port, plus `extra` flags.
     pub fn start(scratch: &Scratch, name: &str, extra: &[&str]) -> Agent {
-        let state_dir = scratch.0.join(name);
+        Agent::start_at(scratch, name, scratch.0.join(name), extra)
+    }
+
+    /// [`Agent::start`] with its state in `state_dir`.
+    pub fn start_at(scratch: &Scratch, name: &str, state_dir: PathBuf, extra: &[&str]) -> Agent {
         // Each agent its own loopback address for the migration path: the
         // validation wants distinct path addresses, apart from the
         // management address (127.0.0.1).
@@ -84,6 +104,7 @@ impl Agent {
             "--token-file".into(),
             scratch.token_file().display().to_string(),
         ]);
+        args.extend(peer_args());
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::spawn(name, args, state_dir, scratch.token_file())
     }
@@ -166,6 +187,21 @@ impl Agent {
         self.kill9();
         let again = Agent::spawn(
             &self.name,
+            self.args.clone(),
+            self.state_dir.clone(),
+            self.token_file.clone(),
+        );
+        *self = again;
+    }
+
+    /// [`Agent::restart`] with extra environment variables.
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.kill9();
+        let mut program = Command::new(env!("CARGO_BIN_EXE_moverd"));
+        program.envs(env.iter().copied());
+        let again = Agent::spawn_via(
+            &self.name,
+            program,
             self.args.clone(),
             self.state_dir.clone(),
             self.token_file.clone(),
@@ -257,7 +293,11 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: &str) -> Conn {
-        let s = TcpStream::connect(addr).unwrap();
+        Conn::over(TcpStream::connect(addr).unwrap())
+    }
+
+    /// A connection over `s`, already connected.
+    pub fn over(s: TcpStream) -> Conn {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         Conn {
             writer: s.try_clone().unwrap(),
@@ -301,6 +341,81 @@ impl Conn {
             }
         }
     }
+}
+
+/// A migration held at stage 0x4050 by the test-only pause
+/// (`MOVERD_FAULT_PAUSE_AT`): start the source agent with [`Hold::env`];
+/// the hold ends when [`Hold::release`] is called or it is dropped (the
+/// agent gives up holding after 60 s on its own).
+pub struct Hold {
+    file: PathBuf,
+    file_s: String,
+}
+
+impl Hold {
+    pub fn new(scratch: &Scratch, tag: &str) -> Hold {
+        let file = scratch.0.join(format!("hold-{tag}"));
+        let file_s = file.display().to_string();
+        Hold { file, file_s }
+    }
+
+    /// The environment that makes an agent hold its migrations at 0x4050.
+    pub fn env(&self) -> [(&str, &str); 2] {
+        [
+            ("MOVERD_FAULT_PAUSE_AT", "0x4050"),
+            ("MOVERD_FAULT_PAUSE_FILE", self.file_s.as_str()),
+        ]
+    }
+
+    /// Waits until a migration is held, and for its stage to show 0x4050.
+    pub fn wait_held(&self, agent: &Agent, id: &str) {
+        wait_for(
+            "the migration held at 0x4050",
+            Duration::from_secs(30),
+            || self.file.exists(),
+        );
+        wait_for("stage 0x4050", Duration::from_secs(10), || {
+            agent.ctl_json(&["status", id])["stage"] == 0x4050
+        });
+    }
+
+    /// Lets the held migration carry on.
+    pub fn release(&self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Runs `moverd` with `args`, expecting it to refuse to start: returns its
+/// standard error. Fails the test if it starts listening instead.
+pub fn refused_start(args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moverd"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("moverd starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.starts_with("LISTENING") {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "moverd {args:?} started ({line:?}) but should have refused; its log:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "moverd {args:?} exited 0");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {

@@ -55,7 +55,8 @@ impl SimLpar {
     }
 
     /// Re-attaches an LPAR whose files exist under `root` (after the hosting
-    /// process died): running vCPUs carry on, paused ones stay paused.
+    /// process died): running vCPUs carry on, paused ones stay paused. Its
+    /// memory is reserved first ([`SimLpar::reserve_memory`]).
     pub fn attach(root: &Path, name: &str) -> Result<Self, PartitionError> {
         let (files, config) = LparFiles::attach(&root.join(name))?;
         Ok(Self::host(files, config))
@@ -78,6 +79,14 @@ impl SimLpar {
             tracker: TrackerKind::Auto,
             devices: std::sync::Mutex::new(devices),
         }
+    }
+
+    /// Allocates all of guest memory now (see [`shm::LparFiles::reserve`]):
+    /// a hosting agent does so before a vCPU runs or a page arrives, so a
+    /// full file system is an error then, never a SIGBUS later. A new
+    /// LPAR's memory stays sparse until this is called.
+    pub fn reserve_memory(&self) -> Result<(), PartitionError> {
+        self.files.reserve()
     }
 
     /// Selects the dirty tracker [`Partition::dirty_log`] opens.

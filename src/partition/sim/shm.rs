@@ -4,7 +4,7 @@
 //! ```text
 //! <root>/<lpar name>/
 //!   config.json   LparConfig, replaced atomically (write + rename)
-//!   memory        guest memory, sparse: untouched pages cost nothing
+//!   memory        guest memory, sparse until reserved (LparFiles::reserve)
 //!   vcpus         header + one slot per vCPU, all 64-bit words:
 //!
 //!   header  [magic "LPARVCPU"] [layout version] [vcpu count] [run state] [throttle %] [3 × reserved]
@@ -14,6 +14,12 @@
 //! A vCPU commits its registers by writing the inactive bank and then
 //! flipping `active`: a process killed at any instant leaves one whole,
 //! consistent register set behind.
+//!
+//! The files are private to the agent (0600, directories 0700): guest
+//! memory is nobody else's to read. A hosted LPAR's files are reserved
+//! (every block allocated, [`LparFiles::reserve`]) before a vCPU runs: a
+//! write into an unallocated page of a full file system faults with SIGBUS,
+//! which would kill the agent and every guest it hosts.
 
 use super::program::Regs;
 use crate::partition::{LparConfig, PAGE_SIZE, PartitionError};
@@ -55,8 +61,26 @@ pub struct LparFiles {
     pub dir: PathBuf,
     pub memory: MmapRaw,
     memory_file: File,
+    vcpus_file: File,
     vcpus: MmapRaw,
     vcpu_count: usize,
+}
+
+/// Creates `path` and its missing parents, each private to this user.
+pub fn private_dir_all(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Options that create files private to this user.
+pub fn private_file() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = OpenOptions::new();
+    o.mode(0o600);
+    o
 }
 
 fn shm_err(path: &Path, source: std::io::Error) -> PartitionError {
@@ -78,10 +102,16 @@ impl LparFiles {
     pub fn create(root: &Path, config: &LparConfig) -> Result<Self, PartitionError> {
         config.validate()?;
         let dir = root.join(&config.name);
-        fs::create_dir_all(root).map_err(|e| shm_err(root, e))?;
-        fs::create_dir(&dir).map_err(|e| shm_err(&dir, e))?;
+        private_dir_all(root).map_err(|e| shm_err(root, e))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| shm_err(&dir, e))?;
+        }
         let memory_path = dir.join("memory");
-        let memory_file = OpenOptions::new()
+        let memory_file = private_file()
             .read(true)
             .write(true)
             .create_new(true)
@@ -93,7 +123,7 @@ impl LparFiles {
             .map_err(|e| shm_err(&memory_path, e))?;
 
         let vcpus_path = dir.join("vcpus");
-        let vcpus_file = OpenOptions::new()
+        let vcpus_file = private_file()
             .read(true)
             .write(true)
             .create_new(true)
@@ -103,8 +133,11 @@ impl LparFiles {
         vcpus_file
             .set_len((words * 8) as u64)
             .map_err(|e| shm_err(&vcpus_path, e))?;
+        // The vCPU file is written through its mapping below: allocated
+        // now, so that a full file system is an error here, not a SIGBUS.
+        allocate(&vcpus_file, &vcpus_path)?;
         write_config(&dir, config)?;
-        let files = Self::map(dir, memory_file, &vcpus_file, config.vcpus as usize)?;
+        let files = Self::map(dir, memory_file, vcpus_file, config.vcpus as usize)?;
         let h = files.header();
         h[1].store(LAYOUT_VERSION, Ordering::Relaxed);
         h[2].store(u64::from(config.vcpus), Ordering::Relaxed);
@@ -155,7 +188,7 @@ impl LparFiles {
         let files = Self::map(
             dir.to_path_buf(),
             memory_file,
-            &vcpus_file,
+            vcpus_file,
             config.vcpus as usize,
         )?;
         let h = files.header();
@@ -165,21 +198,24 @@ impl LparFiles {
                 "vCPU file has a wrong magic or layout version",
             ));
         }
+        // Its guest may be running: no vCPU starts before the room is sure.
+        files.reserve()?;
         Ok((files, config))
     }
 
     fn map(
         dir: PathBuf,
         memory_file: File,
-        vcpus_file: &File,
+        vcpus_file: File,
         vcpu_count: usize,
     ) -> Result<Self, PartitionError> {
         let memory = MmapRaw::map_raw(&memory_file).map_err(|e| shm_err(&dir, e))?;
-        let vcpus = MmapRaw::map_raw(vcpus_file).map_err(|e| shm_err(&dir, e))?;
+        let vcpus = MmapRaw::map_raw(&vcpus_file).map_err(|e| shm_err(&dir, e))?;
         Ok(LparFiles {
             dir,
             memory,
             memory_file,
+            vcpus_file,
             vcpus,
             vcpu_count,
         })
@@ -187,6 +223,15 @@ impl LparFiles {
 
     pub fn memory_file(&self) -> &File {
         &self.memory_file
+    }
+
+    /// Allocates every block of guest memory and the vCPU file (blocks
+    /// already allocated cost nothing, and their data stays): after this no
+    /// write into them can fault for want of room. Fails with
+    /// [`PartitionError::NoRoom`] when the file system cannot hold them.
+    pub fn reserve(&self) -> Result<(), PartitionError> {
+        allocate(&self.vcpus_file, &self.dir.join("vcpus"))?;
+        allocate(&self.memory_file, &self.dir.join("memory"))
     }
 
     fn words(&self) -> &[AtomicU64] {
@@ -255,6 +300,33 @@ impl LparFiles {
     }
 }
 
+/// Allocates the whole of `file` (`fallocate`, keeping its size and data).
+/// A file system without `fallocate` cannot promise the room: that is
+/// logged, and the file stays as it is.
+fn allocate(file: &File, path: &Path) -> Result<(), PartitionError> {
+    let len = file.metadata().map_err(|e| shm_err(path, e))?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let flags = nix::fcntl::FallocateFlags::empty();
+    match nix::fcntl::fallocate(file, flags, 0, len as libc::off_t) {
+        Ok(()) => Ok(()),
+        Err(nix::Error::ENOSPC) => Err(PartitionError::NoRoom {
+            path: path.display().to_string(),
+            bytes: len,
+        }),
+        Err(nix::Error::EOPNOTSUPP) => {
+            log::warn!(
+                "{}: the file system cannot reserve guest memory (no fallocate); a full file \
+                 system would stop the guest",
+                path.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(shm_err(path, e.into())),
+    }
+}
+
 pub fn write_config(dir: &Path, config: &LparConfig) -> Result<(), PartitionError> {
     let text = serde_json::to_vec_pretty(config).expect("LparConfig serialises");
     write_atomically(&dir.join("config.json"), &text)
@@ -266,7 +338,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PartitionError>
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut file = File::create(&tmp).map_err(|e| shm_err(&tmp, e))?;
+    let mut file = private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| shm_err(&tmp, e))?;
+    // A temporary left by a crash keeps its old mode: tightened here.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(|e| shm_err(&tmp, e))?;
+    }
     file.write_all(bytes).map_err(|e| shm_err(&tmp, e))?;
     file.sync_all().map_err(|e| shm_err(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| shm_err(path, e))
