@@ -408,19 +408,32 @@ impl Agent {
 /// still gets its replies), so a stuck client never blocks a migration.
 #[derive(Default)]
 pub struct EventBus {
-    subscribers: Mutex<Vec<(u64, Sender<String>)>>,
+    subscribers: Mutex<Vec<Subscriber>>,
     next: AtomicU64,
 }
 
+/// Called after a line is queued for a subscriber: the management server's
+/// event loop sleeps in `poll` and must be woken to write it.
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+struct Subscriber {
+    id: u64,
+    tx: Sender<String>,
+    notify: Notify,
+}
+
 impl EventBus {
-    pub fn subscribe(&self, tx: Sender<String>) -> u64 {
+    pub fn subscribe(&self, tx: Sender<String>, notify: Notify) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.subscribers.lock().unwrap().push((id, tx));
+        self.subscribers
+            .lock()
+            .unwrap()
+            .push(Subscriber { id, tx, notify });
         id
     }
 
     pub fn unsubscribe(&self, id: u64) {
-        self.subscribers.lock().unwrap().retain(|(i, _)| *i != id);
+        self.subscribers.lock().unwrap().retain(|s| s.id != id);
     }
 
     pub fn publish(&self, event: &Event) {
@@ -428,10 +441,13 @@ impl EventBus {
         self.subscribers
             .lock()
             .unwrap()
-            .retain(|(id, tx)| match tx.try_send(line.clone()) {
-                Ok(()) => true,
+            .retain(|s| match s.tx.try_send(line.clone()) {
+                Ok(()) => {
+                    (s.notify)();
+                    true
+                }
                 Err(TrySendError::Full(_)) => {
-                    log::warn!("connection {id} fell behind: no more events for it");
+                    log::warn!("connection {} fell behind: no more events for it", s.id);
                     false
                 }
                 Err(TrySendError::Disconnected(_)) => false,

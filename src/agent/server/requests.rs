@@ -1,0 +1,126 @@
+//! What the server does with each line a connection sends: before a valid
+//! token only the envelope is read and only `authenticate` is served (a
+//! command's arguments, and the list of commands, stay undisclosed); after
+//! it, each request runs on a thread of its own and its reply comes back
+//! through the server's reply channel.
+
+use super::conn::Conn;
+use super::{QUEUE_DEPTH, Server};
+use crate::control::{
+    Command, MAX_BAD_TOKENS, MAX_LINE, cause, decode_envelope, encode_reply, protocol_error,
+};
+use crate::emg::Emg;
+use crossbeam::channel;
+use mio::Token;
+use std::sync::Arc;
+
+pub fn auth_timed_out(timeout_s: u64) -> Emg {
+    protocol_error(
+        cause::NOT_AUTHENTICATED,
+        format!("no valid token within {timeout_s} s: closing"),
+        "Authenticate first (execute \"authenticate\" with the token).",
+    )
+}
+
+pub fn on_oversized(c: &mut Conn) {
+    let e = protocol_error(
+        cause::OVERSIZED,
+        format!("request line longer than {MAX_LINE} bytes: ignored"),
+        "Send one JSON object per line, at most 1 MiB.",
+    );
+    c.send(&encode_reply(None, &Err(e)));
+}
+
+pub fn on_line(server: &Server, token: Token, c: &mut Conn, line: &[u8]) {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    let authenticated = c.events.is_some();
+    let decoded = match decode_envelope(line) {
+        Ok(envelope) if !authenticated && envelope.execute != "authenticate" => {
+            let e = protocol_error(
+                cause::NOT_AUTHENTICATED,
+                "not authenticated: only \"authenticate\" is served before a valid token",
+                "Authenticate first (execute \"authenticate\" with the token).",
+            );
+            c.send(&encode_reply(Some(envelope.id), &Err(e)));
+            return;
+        }
+        Ok(envelope) => envelope.decode(),
+        Err(bad) => Err(bad),
+    };
+    let request = match decoded {
+        Ok(r) => r,
+        Err(bad) => {
+            c.send(&encode_reply(bad.id, &Err(bad.error)));
+            return;
+        }
+    };
+    let id = Some(request.id);
+    match request.command {
+        Command::Authenticate { token } => authenticate(server, c, id, &token),
+        command => {
+            debug_assert!(authenticated, "only authenticate is decoded before a token");
+            dispatch(server, token, c, id, command);
+        }
+    }
+}
+
+fn authenticate(server: &Server, c: &mut Conn, id: Option<u64>, token: &str) {
+    if !server.agent.token_matches(token) {
+        c.bad_tokens += 1;
+        let closing = c.bad_tokens >= MAX_BAD_TOKENS;
+        let e = protocol_error(
+            cause::BAD_TOKEN,
+            format!(
+                "authentication failed ({} of {MAX_BAD_TOKENS} attempts){}",
+                c.bad_tokens,
+                if closing { ": closing" } else { "" }
+            ),
+            "Use the token in the agent's token file (moverctl --token-file).",
+        );
+        c.send(&encode_reply(id, &Err(e)));
+        c.closing = closing;
+        return;
+    }
+    if c.events.is_none() {
+        if let Err(e) = c.slot.authenticated() {
+            c.send(&encode_reply(id, &Err(e)));
+            c.closing = true;
+            return;
+        }
+        c.auth_deadline = None;
+        let (tx, rx) = channel::bounded::<String>(QUEUE_DEPTH);
+        let waker = server.waker.clone();
+        let notify = Arc::new(move || {
+            let _ = waker.wake();
+        });
+        let subscription = server.agent.events.subscribe(tx, notify);
+        c.events = Some((subscription, rx));
+    }
+    c.send(&encode_reply(id, &Ok(serde_json::json!({}))));
+}
+
+/// Runs `command` on a thread; its reply wakes the event loop.
+fn dispatch(server: &Server, token: Token, c: &mut Conn, id: Option<u64>, command: Command) {
+    let agent = server.agent.clone();
+    let replies = server.replies_tx.clone();
+    let waker = server.waker.clone();
+    c.busy = true;
+    let spawned = std::thread::Builder::new()
+        .name("mgmt-request".into())
+        .spawn(move || {
+            let result = crate::agent::panics::serve(&agent, command);
+            let _ = replies.send((token, encode_reply(id, &result)));
+            let _ = waker.wake();
+        });
+    if let Err(e) = spawned {
+        c.busy = false;
+        let e = protocol_error(
+            cause::INTERNAL,
+            format!("cannot start a thread for the request: {e}"),
+            "Check the agent host's process and memory limits, then retry.",
+        );
+        c.send(&encode_reply(id, &Err(e)));
+    }
+}
