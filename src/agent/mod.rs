@@ -2,7 +2,7 @@
 //! directions and the management server that exposes them.
 //!
 //! ```text
-//! server (thread per connection) ── Command ──▶ Agent::handle
+//! server (one mio loop; a thread per request) ── Command ──▶ Agent::handle
 //!                                                 ├ lpar-*  : inventory (+ busy rules), under one lock
 //!                                                 ├ migrate : migration::start_source  ─ thread ─▶ destination agent
 //!                                                 ├ prepare-incoming: migration::prepare_incoming ─ thread
