@@ -239,7 +239,8 @@ impl Agent {
             log::error!("migration {}: {e}", m.id);
         }
         log::info!("migration {} of '{}': {stage}", m.id, m.lpar);
-        fault_point(stage);
+        #[cfg(feature = "fault-injection")]
+        super::faults::at_stage(stage);
         self.publish(&Event::MigrationStage {
             migration: m.id,
             lpar: m.lpar.clone(),
@@ -310,48 +311,6 @@ impl Agent {
 pub(super) fn wwn_rollback_needed(stage: Stage, config: &LparConfig) -> bool {
     !config.fc_ports.is_empty()
         && (Stage::SrcFinalCopy.code()..Stage::SrcReleasing.code()).contains(&stage.code())
-}
-
-/// Fault injection for the recovery tests and the fault matrix (test-only;
-/// inert unless the variables are set):
-///
-/// - `MOVERD_FAULT_KILL_AT=<stage code>` (e.g. `0x4080`): the agent kills
-///   itself with SIGKILL right after journaling that stage, as a crash at
-///   that instant would.
-/// - `MOVERD_FAULT_PAUSE_AT=<stage code>` with `MOVERD_FAULT_PAUSE_FILE=
-///   <path>`: right after journaling that stage the agent creates the file
-///   and holds the migration there until the file is removed (at most 60 s),
-///   so a test can kill an agent, cut the path or cancel exactly there.
-/// - `MOVERD_FAULT_CORRUPT_AT=<stage code>`: the next migration frame this
-///   agent encodes after journaling that stage leaves with a bit flipped.
-fn fault_point(stage: Stage) {
-    let at = |var: &str| {
-        std::env::var(var)
-            .ok()
-            .and_then(|v| u16::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
-            == Some(stage.code())
-    };
-    if at("MOVERD_FAULT_KILL_AT") {
-        log::warn!("fault injection: SIGKILL at {stage}");
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &std::process::id().to_string()])
-            .status();
-        std::process::exit(137);
-    }
-    if at("MOVERD_FAULT_CORRUPT_AT") {
-        log::warn!("fault injection: corrupting the next frame after {stage}");
-        crate::wire::encoder::corrupt_next_frame();
-    }
-    if at("MOVERD_FAULT_PAUSE_AT")
-        && let Ok(file) = std::env::var("MOVERD_FAULT_PAUSE_FILE")
-    {
-        log::warn!("fault injection: holding at {stage} until {file} is removed");
-        let _ = std::fs::write(&file, format!("{:#06x}\n", stage.code()));
-        let until = std::time::Instant::now() + Duration::from_secs(60);
-        while std::path::Path::new(&file).exists() && std::time::Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 }
 
 /// The arguments of `migrate`.

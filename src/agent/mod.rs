@@ -14,6 +14,8 @@
 pub mod busy;
 pub mod config;
 pub mod connectivity;
+#[cfg(feature = "fault-injection")]
+mod faults;
 pub mod history;
 pub mod inventory;
 pub mod journal;

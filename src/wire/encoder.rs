@@ -3,15 +3,19 @@
 use super::error::WireError;
 use super::frame::Frame;
 use super::header::{FrameKind, HEADER_LEN, seal};
+#[cfg(feature = "fault-injection")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Test-only fault injection (the fault matrix): set by the agent's
-/// `MOVERD_FAULT_CORRUPT_AT` hook, never otherwise; the next frame this
-/// process encodes leaves with one payload bit flipped after sealing, as
-/// corruption on the path would (the receiver's checksum must catch it).
+/// Fault injection (the fault matrix; only with the `fault-injection`
+/// feature): set by the agent's `MOVERD_FAULT_CORRUPT_AT` hook, never
+/// otherwise; the next frame this process encodes leaves with one payload
+/// bit flipped after sealing, as corruption on the path would (the
+/// receiver's checksum must catch it).
+#[cfg(feature = "fault-injection")]
 static CORRUPT_NEXT_FRAME: AtomicBool = AtomicBool::new(false);
 
-/// Arms [`CORRUPT_NEXT_FRAME`]; for fault injection only.
+/// Arms `CORRUPT_NEXT_FRAME`.
+#[cfg(feature = "fault-injection")]
 pub fn corrupt_next_frame() {
     CORRUPT_NEXT_FRAME.store(true, Ordering::SeqCst);
 }
@@ -69,6 +73,7 @@ impl FrameEncoder {
             return Err(oversized(length));
         }
         seal(&mut out[start..], kind, self.take_sequence());
+        #[cfg(feature = "fault-injection")]
         if CORRUPT_NEXT_FRAME.load(Ordering::Relaxed)
             && CORRUPT_NEXT_FRAME.swap(false, Ordering::SeqCst)
         {
