@@ -59,13 +59,6 @@ impl PageSet {
         self.insert_range(page..page + 1);
     }
 
-    /// Adds every page of `other`.
-    pub fn extend_from(&mut self, other: &PageSet) {
-        for r in &other.ranges {
-            self.insert_range(r.clone());
-        }
-    }
-
     pub fn contains(&self, page: u64) -> bool {
         let idx = self.ranges.partition_point(|r| r.end <= page);
         self.ranges.get(idx).is_some_and(|r| r.start <= page)

@@ -83,21 +83,6 @@ pub struct Firmware {
     pub nvram: Vec<u8>,
 }
 
-impl Firmware {
-    /// The UUID in its canonical 8-4-4-4-12 form.
-    pub fn uuid_string(&self) -> String {
-        let h: String = self.uuid.iter().map(|b| format!("{b:02x}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
-    }
-}
-
 /// ACPI fixed-hardware registers (CM only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AcpiRegisters {

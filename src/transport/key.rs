@@ -33,11 +33,6 @@ impl OneTimeKey {
         Ok(OneTimeKey(k))
     }
 
-    /// A key received from the destination (over the management protocol).
-    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        OneTimeKey(bytes)
-    }
-
     /// Parses the 64-hex-digit form used in the management protocol.
     pub fn from_hex(s: &str) -> Result<Self, TransportError> {
         let s = s.trim();
