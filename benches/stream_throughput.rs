@@ -55,7 +55,7 @@ fn map(lpar: &SimLpar) -> memmap2::MmapMut {
         .write(true)
         .open(lpar.dir().join("memory"))
         .unwrap();
-    // SAFETY (bench): both LPARs are idle; only this bench touches the memory.
+    // SAFETY: both LPARs are idle; only this bench touches the memory.
     unsafe { memmap2::MmapMut::map_mut(&file).unwrap() }
 }
 

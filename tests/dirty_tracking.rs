@@ -27,7 +27,7 @@ fn range(map: &MmapRaw) -> TrackedRange {
 }
 
 fn write(map: &MmapRaw, page: usize, value: u64) {
-    // SAFETY (test): the offset is inside the mapping.
+    // SAFETY: the offset is inside the mapping.
     unsafe {
         (map.as_mut_ptr()
             .add(page * PAGE_SIZE + 8 * (value as usize % 512)) as *mut u64)
@@ -107,7 +107,7 @@ proptest! {
 fn copy_pages(map: &MmapRaw, pages: &PageSet, copy: &mut [u8]) {
     for p in pages.iter() {
         let p = p as usize;
-        // SAFETY (test): the page lies inside the mapping and `copy`.
+        // SAFETY: the page lies inside the mapping and `copy`.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 map.as_ptr().add(p * PAGE_SIZE),
@@ -158,7 +158,7 @@ fn racing_writes_are_never_lost(kind: TrackerKind) {
     set.clear();
     log.harvest(&mut set).unwrap();
     copy_pages(&map, &set, &mut copy);
-    // SAFETY (test): nobody writes the mapping any more.
+    // SAFETY: nobody writes the mapping any more.
     let memory = unsafe { std::slice::from_raw_parts(map.as_ptr(), PAGES * PAGE_SIZE) };
     let stale: Vec<usize> = (0..PAGES)
         .filter(|&p| {
