@@ -368,9 +368,7 @@ fn the_power_button_stops_every_vcpu() {
     let mut g = Guest::boot("hot:256KiB,content=zero", 2);
     g.wait_for_heartbeats(1, 1);
     g.press_power_button();
-    g.wait_for("the halted line", |g| {
-        g.lines().iter().any(|l| *l == Line::Halted)
-    });
+    g.wait_for("the halted line", |g| g.lines().contains(&Line::Halted));
     let mb = g.mailbox().unwrap();
     assert_eq!(mb.flags & mailbox::FLAG_HALTED, mailbox::FLAG_HALTED);
     assert_eq!(mb.halted_cpus, 2);
