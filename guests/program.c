@@ -94,8 +94,10 @@ static int parse_size(const char *s, usize n, u64 *bytes)
 
 static int parse_number(const char *key, usize kn, const char *v, usize vn, u64 *out)
 {
-    int digits = parse_digits(v, vn, out);
-    if (digits <= 0 || (usize)digits != vn) {
+    /* As Rust's u64::from_str (sim's parser): one optional leading '+'. */
+    usize plus = vn > 1 && v[0] == '+';
+    int digits = parse_digits(v + plus, vn - plus, out);
+    if (digits <= 0 || (usize)digits != vn - plus) {
         fail("", key, kn, "=");
         err_add(v, vn);
         err_add(" is not a number", ~0u);
@@ -126,7 +128,7 @@ int parse_program(const char *text, struct program *p, const char **why, const c
         p->opcode = OP_SWEEP;
     else if (eq(s, hn, "skewed"))
         p->opcode = OP_SKEWED;
-    else if (hn > 4 && eq(s, 4, "hot:")) {
+    else if (hn >= 4 && eq(s, 4, "hot:")) {
         u64 bytes = 0;
         if (parse_size(s + 4, hn - 4, &bytes))
             return -1;

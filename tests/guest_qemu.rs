@@ -229,9 +229,13 @@ fn the_path_before_the_program_is_ignored_and_idle_does_not_write() {
         return;
     }
     // QEMU itself puts the kernel's path first; a loader may too.
-    let mut g = Guest::boot("/boot/lpar-guest.elf idle", 1);
+    let mut g = Guest::boot("/boot/lpar-guest.elf idle,rate=+5,content=text", 1);
     let hbs = g.wait_for_heartbeats(0, 2);
-    assert_eq!(boot_line(&g.lines()), Some((1, "idle".to_string())));
+    assert_eq!(
+        boot_line(&g.lines()),
+        Some((1, "idle,rate=+5,content=text".to_string()))
+    );
+    assert!(ProgramSpec::parse("idle,rate=+5,content=text").is_ok());
     assert!(hbs.iter().all(|hb| hb.writes == 0), "{hbs:?}");
     assert_eq!(g.mailbox().unwrap().total_writes, 0);
 }
@@ -251,7 +255,16 @@ fn a_bad_command_line_prints_an_error_and_halts() {
         ("hot:12", "smaller than one page"),
         ("hot:1GiB", "larger than guest memory"),
         ("sweep,colour=red", "unknown option 'colour'"),
+        ("hot:4MiB,writes=1,rate=-1", "rate=-1 is not a number"),
+        ("hot:", "is not a size"),
     ] {
+        // sim refuses the same text (all but the one too big for 64 MiB).
+        if !expected.contains("guest memory") {
+            assert!(
+                ProgramSpec::parse(cmdline).is_err(),
+                "sim accepts {cmdline}"
+            );
+        }
         let mut g = Guest::boot(cmdline, 1);
         g.wait_for("an error line", |g| {
             g.lines().iter().any(|l| matches!(l, Line::Error(_)))
