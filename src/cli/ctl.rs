@@ -14,7 +14,6 @@ use crate::units::{format_size, parse_size};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Options every agent command takes.
 #[derive(Args, Clone, Debug)]
@@ -351,10 +350,6 @@ fn print_status(s: &Value) {
     }
 }
 
-/// How often a waiting client checks the migration's status when no event
-/// arrives (events may be dropped for a client that falls behind).
-const POLL: Duration = Duration::from_secs(2);
-
 /// Waits for migration `id` to end, handing every event of it to `on_event`.
 /// Returns the report, or the migration's error.
 pub(crate) fn wait(
@@ -362,31 +357,9 @@ pub(crate) fn wait(
     id: u64,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Value, Failure> {
-    loop {
-        match client.next_event(POLL).map_err(Failure::Failed)? {
-            Some(e) if e.migration() == id => {
-                on_event(&e);
-                match e {
-                    Event::MigrationCompleted { report, .. } => return Ok(report),
-                    Event::MigrationFailed { error, .. } => return Err(Failure::Failed(error)),
-                    _ => {}
-                }
-            }
-            Some(_) => {}
-            None => {
-                let s = client
-                    .call(Command::Status { id: Some(id) })
-                    .map_err(Failure::Failed)?;
-                let stage = Stage::from_code(s["stage"].as_u64().unwrap_or(0) as u16);
-                if stage.is_some_and(Stage::is_final) {
-                    if let Ok(e) = serde_json::from_value::<Emg>(s["error"].clone()) {
-                        return Err(Failure::Failed(e));
-                    }
-                    return Ok(s["report"].clone());
-                }
-            }
-        }
-    }
+    client
+        .wait_for_migration(id, on_event)
+        .map_err(Failure::Failed)
 }
 
 pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result<(), Failure> {

@@ -7,6 +7,7 @@ use super::{
     cause, decode_server_message,
 };
 use crate::emg::{Emg, Module, phase};
+use crate::engine::stage::Stage;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -14,6 +15,10 @@ use std::time::{Duration, Instant};
 
 /// How long a client waits to connect and for the greeting.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`Client::wait_for_migration`] waits for an event before it
+/// asks for the migration's status instead.
+const STATUS_POLL: Duration = Duration::from_secs(2);
 
 /// An open, possibly authenticated, management connection.
 pub struct Client {
@@ -162,6 +167,40 @@ impl Client {
                     return Ok(None);
                 }
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits until migration `id` ends: its report when it completed, its
+    /// EMG when it failed. Every event of that migration goes to `on_event`
+    /// first. Without events (a connection that fell behind the event bus)
+    /// it polls `status`.
+    pub fn wait_for_migration(
+        &mut self,
+        id: u64,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<Value, Emg> {
+        loop {
+            match self.next_event(STATUS_POLL)? {
+                Some(e) if e.migration() == id => {
+                    on_event(&e);
+                    match e {
+                        Event::MigrationCompleted { report, .. } => return Ok(report),
+                        Event::MigrationFailed { error, .. } => return Err(error),
+                        _ => {}
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    let s = self.call(Command::Status { id: Some(id) })?;
+                    let stage = Stage::from_code(s["stage"].as_u64().unwrap_or(0) as u16);
+                    if stage.is_some_and(Stage::is_final) {
+                        if let Ok(e) = serde_json::from_value::<Emg>(s["error"].clone()) {
+                            return Err(e);
+                        }
+                        return Ok(s["report"].clone());
+                    }
+                }
             }
         }
     }

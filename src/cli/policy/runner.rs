@@ -1,0 +1,177 @@
+//! Running a policy: each entry an ordinary `migrate` on its source agent,
+//! waited for, retried, skipped or ending the policy as `on_failure` says.
+//! It depends only on the management client, so a management server can run
+//! policies with it as `moverctl policy run` does.
+
+use super::format::{Entry, Mode, OnFailure, Policy, cause, policy_error};
+use crate::control::{Client, Command};
+use crate::emg::Emg;
+use serde::Serialize;
+use serde_json::Value;
+
+/// How one entry ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntryStatus {
+    Completed,
+    Failed,
+    NotRun,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EntryResult {
+    pub entry: usize,
+    pub lpar: String,
+    pub from: String,
+    pub to: String,
+    pub status: EntryStatus,
+    pub attempts: u32,
+    /// The source agent's id of the last attempt's migration.
+    pub migration: Option<u64>,
+    pub suspension_ms: Option<f64>,
+    pub error: Option<Emg>,
+}
+
+/// How the whole policy ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyOutcome {
+    /// Every entry completed.
+    Completed,
+    /// It ran to its end, with failed entries skipped.
+    Failed,
+    /// An entry failed and on_failure (or exhausted retries) ended it.
+    Ended,
+    /// The operator stopped it after an entry.
+    Stopped,
+}
+
+/// What the runner reports while it runs.
+pub enum Progress<'a> {
+    /// An attempt of an entry is about to start.
+    Attempt(&'a EntryResult),
+    /// That attempt failed with this EMG.
+    Failed(&'a Emg),
+}
+
+/// Runs `policy`'s entries in order. `connect` opens an authenticated
+/// client to a source agent; `default_from` is the source of entries that
+/// name none; `stop_requested` is asked between entries and before a retry.
+pub fn run_policy(
+    policy: &Policy,
+    default_from: &str,
+    connect: &mut dyn FnMut(&str) -> Result<Client, Emg>,
+    stop_requested: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> (PolicyOutcome, Vec<EntryResult>) {
+    let mut results: Vec<EntryResult> = policy
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| EntryResult {
+            entry: i + 1,
+            lpar: e.lpar.clone(),
+            from: e.from.clone().unwrap_or_else(|| default_from.to_string()),
+            to: e.to.clone(),
+            status: EntryStatus::NotRun,
+            attempts: 0,
+            migration: None,
+            suspension_ms: None,
+            error: None,
+        })
+        .collect();
+    let mut outcome = PolicyOutcome::Completed;
+    'entries: for (i, entry) in policy.entries.iter().enumerate() {
+        if i > 0 && stop_requested() {
+            outcome = PolicyOutcome::Stopped;
+            break;
+        }
+        let r = &mut results[i];
+        let max_attempts = match policy.on_failure {
+            OnFailure::Retry { retries } => retries + 1,
+            _ => 1,
+        };
+        loop {
+            r.attempts += 1;
+            progress(Progress::Attempt(r));
+            match run_entry(connect, policy.mode, entry, &r.from) {
+                Ok((id, report)) => {
+                    r.status = EntryStatus::Completed;
+                    r.migration = Some(id);
+                    r.suspension_ms = report["source"]["suspension"]["total_ms"].as_f64();
+                    r.error = None;
+                    break;
+                }
+                Err((id, e)) => {
+                    r.status = EntryStatus::Failed;
+                    r.migration = id.or(r.migration);
+                    progress(Progress::Failed(&e));
+                    r.error = Some(e);
+                    if r.attempts < max_attempts {
+                        if stop_requested() {
+                            outcome = PolicyOutcome::Stopped;
+                            break 'entries;
+                        }
+                        continue;
+                    }
+                    match policy.on_failure {
+                        OnFailure::Skip => {
+                            outcome = PolicyOutcome::Failed;
+                            break;
+                        }
+                        OnFailure::Retry { .. } | OnFailure::End => {
+                            outcome = PolicyOutcome::Ended;
+                            break 'entries;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (outcome, results)
+}
+
+/// One attempt of one entry: `migrate` on its source agent, waited for.
+/// The error carries the migration id when the migration had started.
+fn run_entry(
+    connect: &mut dyn FnMut(&str) -> Result<Client, Emg>,
+    mode: Mode,
+    entry: &Entry,
+    from: &str,
+) -> Result<(u64, Value), (Option<u64>, Emg)> {
+    let mut client = connect(from).map_err(|e| (None, e))?;
+    let command = match mode {
+        Mode::Live => Command::Migrate {
+            lpar: entry.lpar.clone(),
+            to: entry.to.clone(),
+            max_suspend_ms: entry.max_suspend_ms,
+            bandwidth: entry.bandwidth,
+            streams: entry.streams,
+            timeout_s: entry.timeout_s,
+            path: None,
+        },
+        // The guest (if running) is shut down first, with the agent's
+        // default wait; the LPAR arrives deactivated.
+        Mode::Shutdown => Command::MigrateShutdown {
+            lpar: entry.lpar.clone(),
+            to: entry.to.clone(),
+            activate_destination: false,
+            shutdown_timeout_s: entry.timeout_s,
+        },
+    };
+    let reply = client.call(command).map_err(|e| (None, e))?;
+    let id = reply["migration"].as_u64().ok_or_else(|| {
+        (
+            None,
+            policy_error(
+                cause::ENTRY_FAILED,
+                format!("the agent's reply has no migration id: {reply}"),
+                "Install the same lpar-mover release on the client and the agents.",
+            ),
+        )
+    })?;
+    let report = client
+        .wait_for_migration(id, &mut |_| {})
+        .map_err(|e| (Some(id), e))?;
+    Ok((id, report))
+}
