@@ -14,7 +14,8 @@
 //! | [`control`]   | the management protocol shared by `moverd` and `moverctl` |
 //!
 //! [`emg`] is the one error type every layer converts into. [`testbed`]
-//! builds test hosts (network namespaces) for tests and benchmarks.
+//! builds test hosts (network namespaces) for tests and benchmarks;
+//! [`skip`] is how a test says it cannot run here (and fails in CI instead).
 
 pub mod agent;
 pub mod build_identity;
@@ -23,6 +24,7 @@ pub mod control;
 pub mod emg;
 pub mod engine;
 pub mod partition;
+pub mod skip;
 pub mod state;
 pub mod testbed;
 pub mod transport;
