@@ -143,7 +143,7 @@ fn extend_moves_the_real_deadline_and_without_it_the_migration_times_out() {
     wait_for(
         "the extended migration to end",
         Duration::from_secs(60),
-        || a.ctl_json(&["status", &id])["stage"] != 0x4050,
+        || ended(&a, &id),
     );
     let s = a.ctl_json(&["status", &id]);
     assert_eq!(s["stage"], 0x40a0, "extended past its old deadline: {s}");
@@ -157,7 +157,7 @@ fn extend_moves_the_real_deadline_and_without_it_the_migration_times_out() {
     wait_for(
         "the unextended migration to end",
         Duration::from_secs(60),
-        || a.ctl_json(&["status", &id])["stage"] != 0x4050,
+        || ended(&a, &id),
     );
     let s = a.ctl_json(&["status", &id]);
     assert_eq!(s["stage"], 0x40e0, "{s}");
