@@ -16,7 +16,8 @@
 //! [`guest`] is the built-in guest kernel the KVM backend boots (and QEMU).
 //!
 //! [`emg`] is the one error type every layer converts into. [`testbed`]
-//! builds test hosts (network namespaces) for tests and benchmarks.
+//! builds test hosts (network namespaces) for tests and benchmarks;
+//! [`skip`] is how a test says it cannot run here (and fails in CI instead).
 
 pub mod agent;
 pub mod build_identity;
@@ -26,6 +27,7 @@ pub mod emg;
 pub mod engine;
 pub mod guest;
 pub mod partition;
+pub mod skip;
 pub mod state;
 pub mod testbed;
 pub mod transport;

@@ -83,6 +83,94 @@ fn slow_migration(a: &Agent, b: &Agent, hold: &Hold) -> String {
     id
 }
 
+/// Starts a migration of `lpar` with a `timeout_s` deadline, held at 0x4050;
+/// returns its id and when its deadline falls (at the latest).
+fn held_migration_with_timeout(
+    a: &Agent,
+    b: &Agent,
+    hold: &Hold,
+    lpar: &str,
+    timeout_s: u64,
+) -> (String, std::time::Instant) {
+    define_running(a, lpar, "32MiB", "hot:4MiB,content=random");
+    let out = a.ctl_json(&[
+        "migrate",
+        lpar,
+        "--to",
+        &b.addr,
+        "--timeout",
+        &timeout_s.to_string(),
+        "--no-wait",
+    ]);
+    // The deadline was set before the reply left the agent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(timeout_s);
+    let id = out["migration"].to_string();
+    hold.wait_held(a, &id);
+    (id, deadline)
+}
+
+/// Whether migration `id` on `a` completed (0x40a0) or failed (0x40e0).
+fn ended(a: &Agent, id: &str) -> bool {
+    let stage = &a.ctl_json(&["status", id])["stage"];
+    stage == 0x40a0 || stage == 0x40e0
+}
+
+/// Waits until `deadline` has passed by a second.
+fn sleep_past(deadline: std::time::Instant) {
+    let until = deadline + Duration::from_secs(1);
+    while std::time::Instant::now() < until {
+        std::thread::sleep(until - std::time::Instant::now());
+    }
+}
+
+#[test]
+fn extend_moves_the_real_deadline_and_without_it_the_migration_times_out() {
+    let scratch = Scratch::new("extend");
+    let hold = Hold::new(&scratch, "extend");
+    let a = Agent::start_with_env(&scratch, "hostA", &[], &hold.env());
+    let b = Agent::start(&scratch, "hostB", &[]);
+
+    // Held in 0x4050 (the memory transfer cannot go on) with a 3 s
+    // timeout, extended, then held past the old deadline: still in 0x4050,
+    // and once released it completes.
+    let (id, deadline) = held_migration_with_timeout(&a, &b, &hold, "ext1", 3);
+    let r = a.ctl_json(&["extend", &id, "600"]);
+    assert_eq!(r["timeout_s"], 603, "{r}");
+    sleep_past(deadline);
+    let s = a.ctl_json(&["status", &id]);
+    assert_eq!(s["stage"], 0x4050, "{s}");
+    hold.release();
+    wait_for(
+        "the extended migration to end",
+        Duration::from_secs(60),
+        || ended(&a, &id),
+    );
+    let s = a.ctl_json(&["status", &id]);
+    assert_eq!(s["stage"], 0x40a0, "extended past its old deadline: {s}");
+    assert_eq!(b.lpar("ext1")["state"], "Act");
+
+    // The same without the extension: the deadline ends it, in 0x4050,
+    // with the timeout's EMG, and the LPAR keeps running on the source.
+    let (id, deadline) = held_migration_with_timeout(&a, &b, &hold, "ext2", 3);
+    sleep_past(deadline);
+    hold.release();
+    wait_for(
+        "the unextended migration to end",
+        Duration::from_secs(60),
+        || ended(&a, &id),
+    );
+    let s = a.ctl_json(&["status", &id]);
+    assert_eq!(s["stage"], 0x40e0, "{s}");
+    assert!(
+        s["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not complete within its timeout"),
+        "{s}"
+    );
+    assert_eq!(a.lpar("ext2")["state"], "Act");
+}
+
 #[test]
 fn during_memory_transfer_extend_works_a_second_migration_is_busy_and_cancel_keeps_the_source() {
     let scratch = Scratch::new("cancel");
@@ -91,7 +179,8 @@ fn during_memory_transfer_extend_works_a_second_migration_is_busy_and_cancel_kee
     let b = Agent::start(&scratch, "hostB", &[]);
     let id = slow_migration(&a, &b, &hold);
 
-    // Extend: the timeout moves by exactly the extension.
+    // Extend: the timeout shown moves by exactly the extension (that it
+    // moves the real deadline is the next test's).
     let before = a.ctl_json(&["status", &id])["timeout_s"].as_u64().unwrap();
     let r = a.ctl_json(&["extend", &id, "60"]);
     assert_eq!(r["timeout_s"].as_u64().unwrap(), before + 60);
@@ -297,4 +386,29 @@ fn migrate_takes_a_migration_path_by_name() {
     ]);
     assert_eq!(out["report"]["source"]["verified"], true, "{out}");
     assert_eq!(b.lpar("app1")["state"], "Act");
+    // The report names the path, and every stream's socket ran between the
+    // two hosts' `alt` addresses (not the default path's).
+    let path = &out["report"]["path"];
+    assert_eq!(path["name"], "alt", "{out}");
+    let streams = path["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 4, "the default stream count: {out}");
+    for s in streams {
+        let ip = |end: &str| {
+            s[end]
+                .as_str()
+                .unwrap()
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .ip()
+                .to_string()
+        };
+        assert_eq!(
+            (ip("local"), ip("remote")),
+            ("127.0.0.201".to_string(), "127.0.0.202".to_string()),
+            "{out}"
+        );
+    }
+    // And back over the default path, which the report names instead.
+    let back = b.ctl_json(&["migrate", "app1", "--to", &a.addr]);
+    assert_ne!(back["report"]["path"]["name"], "alt", "{back}");
 }

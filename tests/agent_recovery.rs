@@ -239,12 +239,15 @@ fn an_lpar_must_be_deactivated_before_recovery() {
         Duration::from_secs(60),
         || b.lpar_names().is_empty(),
     );
-    if a.lpar("r3")["running"] == true {
-        let out = a.ctl(&["recover", "r3"]);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains("activated LPAR"), "{}", stderr(&out));
-        a.ctl_json(&["lpar", "deactivate", "r3"]);
-    }
+    // Held at 0x4050 the guest was never paused: the restarted agent
+    // re-attaches it running, and recovery refuses an activated LPAR.
+    assert_eq!(a.lpar("r3")["running"], true);
+    let out = a.ctl(&["recover", "r3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("activated LPAR"), "{}", stderr(&out));
+    assert_eq!(a.lpar("r3")["state"], "needs-recovery");
+    a.ctl_json(&["lpar", "deactivate", "r3"]);
+    assert_eq!(a.lpar("r3")["running"], false);
     // Before commit: the LPAR comes back on the source (the journal's peer
     // address is still the destination's).
     let r = a.ctl_json(&["recover", "r3"]);

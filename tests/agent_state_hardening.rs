@@ -321,12 +321,7 @@ fn a_full_state_file_system_refuses_lpars_and_never_kills_the_agent() {
     let scratch = Scratch::new("fullfs");
     let mount = match small_tmpfs(&scratch, "small", "64m") {
         Ok(m) => m,
-        Err(reason) => {
-            println!(
-                "SKIPPED a_full_state_file_system_refuses_lpars_and_never_kills_the_agent: {reason}"
-            );
-            return;
-        }
+        Err(reason) => lpar_mover::skip!(reason),
     };
     // The state directory is the small file system itself (the log is beside it).
     let mut a = Agent::start_at(&scratch, "hostA", mount.0.clone(), &[]);

@@ -9,6 +9,26 @@ use agent_common::{Agent, Hold, Scratch, stderr, wait_for};
 use std::time::Duration;
 
 const FC: &str = "50:06:0e:80:12:34:56:01/50:06:0e:80:12:34:56:81";
+/// The pair of `FC`, as the LPAR's device state must carry it.
+const PAIR: (&str, &str) = ("50:06:0e:80:12:34:56:01", "50:06:0e:80:12:34:56:81");
+
+/// The (WWPN, migration WWPN) of each logical FC HBA in the device state
+/// `agent` holds for `lpar` (the sim backend's `devices.bin`): what the
+/// LPAR's ports log in with, not the configuration they came from.
+fn device_identities(agent: &Agent, lpar: &str) -> Vec<(String, String)> {
+    let path = agent.state_dir.join("lpars").join(lpar).join("devices.bin");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let state = lpar_mover::state::DeviceState::decode(&bytes).expect("a device state");
+    state
+        .fc_hbas
+        .iter()
+        .map(|h| (h.wwpn.to_string(), h.migration_wwpn.to_string()))
+        .collect()
+}
+
+fn pair() -> Vec<(String, String)> {
+    vec![(PAIR.0.to_string(), PAIR.1.to_string())]
+}
 
 /// An agent with a shared FC port whose vfcIDs 1–8 are free.
 fn fc_agent(scratch: &Scratch, name: &str, env: &[(&str, &str)]) -> Agent {
@@ -44,11 +64,7 @@ fn a_live_migration_failing_after_suspension_needs_a_wwn_rollback() {
     let a = fc_agent(&scratch, "hostA", &[]);
     let mut b = fc_agent(&scratch, "hostB", &[("MOVERD_FAULT_KILL_AT", "0x5070")]);
     fc_lpar(&a, "w1");
-    let configured = a.lpar("w1")["fc_ports"].clone();
-    assert_eq!(
-        configured[0]["wwpn"], "50:06:0e:80:12:34:56:01",
-        "{configured}"
-    );
+    assert_eq!(device_identities(&a, "w1"), pair());
 
     let out = a.ctl(&["migrate", "w1", "--to", &b.addr]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -66,14 +82,31 @@ fn a_live_migration_failing_after_suspension_needs_a_wwn_rollback() {
         assert!(stderr(&out).contains("rollback-wwn"), "{}", stderr(&out));
     }
 
+    // The source's LPAR carries its own pair throughout (the destination's
+    // half-loaded copy never took it from it).
+    assert_eq!(device_identities(&a, "w1"), pair());
     let r = a.ctl_json(&["rollback-wwn", "w1"]);
     assert_eq!(r["state"], "Act", "{r}");
-    assert_eq!(r["fc_ports"][0]["wwpn"], configured[0]["wwpn"]);
+    // What the reply says the ports went back to is what the device state
+    // holds after the rollback.
+    let replied: Vec<(String, String)> = r["fc_ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["wwpn"].as_str().unwrap().to_string(),
+                p["migration_wwpn"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(replied, device_identities(&a, "w1"), "{r}");
+    assert_eq!(device_identities(&a, "w1"), pair());
+    let l = a.lpar("w1");
     assert_eq!(
-        r["fc_ports"][0]["migration_wwpn"],
-        configured[0]["migration_wwpn"]
+        (l["state"].as_str(), l["running"].as_bool()),
+        (Some("Act"), Some(true))
     );
-    assert_eq!(a.lpar("w1")["state"], "Act");
     // Rolled back: the entry leaves the list.
     let out = a.ctl(&["rollback-wwn", "w1"]);
     assert_eq!(out.status.code(), Some(1));
@@ -84,7 +117,10 @@ fn a_live_migration_failing_after_suspension_needs_a_wwn_rollback() {
     let r = b.ctl_json(&["recover", "w1", "--peer", &a.addr]);
     assert_eq!(r["runs_on"], "hostA", "{r}");
     a.ctl_json(&["migrate", "w1", "--to", &b.addr]);
-    assert_eq!(b.lpar("w1")["fc_ports"], configured);
+    // The destination's LPAR logs in with the same pair; the source's
+    // device state is gone.
+    assert_eq!(device_identities(&b, "w1"), pair());
+    assert!(!a.state_dir.join("lpars/w1").exists());
 }
 
 #[test]

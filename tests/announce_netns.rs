@@ -34,21 +34,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (creating network namespaces needs it)".into());
-    }
-    match Command::new("ip").arg("-V").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("the `ip` command (iproute2) is not installed".into()),
-    }
-}
-
 macro_rules! require_root_and_ip {
     ($test:literal) => {
-        if let Some(reason) = skip_reason() {
-            println!("SKIPPED announce_netns::{}: {reason}", $test);
+        if let Some(reason) = lpar_mover::testbed::skip_reason() {
+            lpar_mover::skip::skip(concat!("announce_netns::", $test), &reason);
             return;
         }
     };
@@ -256,9 +245,16 @@ impl Capture {
         Some(frame)
     }
 
-    /// Frames from the watched sources until `want` have arrived, then a
-    /// further `quiet` to catch any extra one; gives up at `deadline`.
-    fn collect(&self, want: usize, quiet: Duration, deadline: Duration) -> Vec<Vec<u8>> {
+    /// Frames from the watched sources until `want` have arrived (then a
+    /// message on `full`, if given), then a further `quiet` to catch any
+    /// extra one; gives up at `deadline`.
+    fn collect(
+        &self,
+        want: usize,
+        quiet: Duration,
+        deadline: Duration,
+        full: Option<mpsc::Sender<()>>,
+    ) -> Vec<Vec<u8>> {
         let start = Instant::now();
         let mut got = Vec::new();
         let mut full_at: Option<Instant> = None;
@@ -270,6 +266,9 @@ impl Capture {
                     got.push(f);
                     if got.len() >= want && full_at.is_none() {
                         full_at = Some(Instant::now());
+                        if let Some(full) = &full {
+                            let _ = full.send(());
+                        }
                     }
                 }
             }
@@ -290,12 +289,23 @@ fn capture_in_b(
     want: usize,
     quiet: Duration,
 ) -> thread::JoinHandle<Vec<Vec<u8>>> {
+    capture_in_b_telling(lab, sources, want, quiet, None)
+}
+
+/// [`capture_in_b`], sending on `full` once `want` frames have arrived.
+fn capture_in_b_telling(
+    lab: &Lab,
+    sources: Vec<MacAddress>,
+    want: usize,
+    quiet: Duration,
+    full: Option<mpsc::Sender<()>>,
+) -> thread::JoinHandle<Vec<Vec<u8>>> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let veth_b = lab.veth_b.clone();
     let handle = in_netns(&lab.ns_b, move || {
         let capture = Capture::open(&veth_b, sources);
         ready_tx.send(()).unwrap();
-        capture.collect(want, quiet, Duration::from_secs(10))
+        capture.collect(want, quiet, Duration::from_secs(10), full)
     });
     ready_rx
         .recv_timeout(Duration::from_secs(10))
@@ -398,7 +408,9 @@ fn cancelling_a_background_announce_stops_the_remaining_rounds() {
     require_root_and_ip!("cancelling_a_background_announce_stops_the_remaining_rounds");
     let lab = Lab::new();
     let m = mac(0x20);
-    let capture = capture_in_b(&lab, vec![m], 1, Duration::from_millis(300));
+    let (first_tx, first_rx) = mpsc::channel();
+    let capture =
+        capture_in_b_telling(&lab, vec![m], 1, Duration::from_millis(300), Some(first_tx));
 
     let veth_a = lab.veth_a.clone();
     let report = in_netns(&lab.ns_a, move || {
@@ -410,7 +422,11 @@ fn cancelling_a_background_announce_stops_the_remaining_rounds() {
             Duration::ZERO,
         )
         .expect("open");
-        thread::sleep(Duration::from_millis(50));
+        // Cancelled once the first round's frame has reached host B (the
+        // next round is 30 s away).
+        first_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first round's frame at B");
         handle.cancel()
     })
     .join()

@@ -86,8 +86,7 @@ proptest! {
         written in proptest::collection::btree_set(0usize..1024, 0..300),
     ) {
         if !uffd_available() {
-            eprintln!("skipped: uffd-wp with PAGEMAP_SCAN is not available on this kernel (needs Linux 6.7+)");
-            return Ok(());
+            lpar_mover::skip!("uffd-wp with PAGEMAP_SCAN is not available on this kernel (needs Linux 6.7+)", Ok(()));
         }
         reports_every_written_page(TrackerKind::UffdWp, &before, &written);
     }
@@ -180,10 +179,9 @@ fn racing_writes_are_never_lost(kind: TrackerKind) {
 #[test]
 fn uffd_wp_never_loses_a_racing_write() {
     if !uffd_available() {
-        eprintln!(
-            "skipped: uffd-wp with PAGEMAP_SCAN is not available on this kernel (needs Linux 6.7+)"
+        lpar_mover::skip!(
+            "uffd-wp with PAGEMAP_SCAN is not available on this kernel (needs Linux 6.7+)"
         );
-        return;
     }
     racing_writes_are_never_lost(TrackerKind::UffdWp);
 }
@@ -213,15 +211,14 @@ fn auto_picks_uffd_wp_on_this_kernel() {
             "kernel {release}"
         );
     } else {
-        eprintln!("skipped: kernel {release} predates PAGEMAP_SCAN");
+        lpar_mover::skip!(format!("kernel {release} predates PAGEMAP_SCAN"));
     }
 }
 
 #[test]
 fn uffd_wp_tracks_writes_into_memory_never_touched_before_start() {
     if !uffd_available() {
-        eprintln!("skipped: uffd-wp unavailable on this kernel");
-        return;
+        lpar_mover::skip!("uffd-wp unavailable on this kernel");
     }
     // 64 MiB with one populated page: `start` protects only what is mapped,
     // so pages in other 2 MiB regions have no page table yet. A first write

@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 #[test]
 fn receiver_deletes_its_lpar_when_the_sender_dies_mid_transfer() {
@@ -41,21 +40,33 @@ fn receiver_deletes_its_lpar_when_the_sender_dies_mid_transfer() {
         root.0.join("host-b/lpar1/memory").exists(),
         "the receiver defines its LPAR before listening"
     );
-    // A slow path keeps the transfer going long enough to cut it.
+    // A slow path keeps the transfer going long enough to cut it: the
+    // sender logs each finished pre-copy round, so the cut comes after the
+    // first round reached the receiver and while the next is under way.
     let mut sender = Command::new(moverd)
         .args(["send", "--to", words[1], "--key", words[3]])
         .args(["--path", "127.0.0.2", "--warm-up-ms", "50"])
         .args(["--bandwidth", "20MB/s"])
         .args(lpar("host-a"))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let mut log = BufReader::new(sender.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = log.read_line(&mut line).unwrap();
+        assert!(n > 0, "the sender ended before its first round: {seen}");
+        seen.push_str(&line);
+        if line.contains("Transferring Memory Data: round 0 sent") {
+            break;
+        }
+    }
     assert!(
         sender.try_wait().unwrap().is_none(),
-        "the transfer ended before it could be cut"
+        "the transfer ended before it could be cut: {seen}"
     );
     sender.kill().unwrap();
     sender.wait().unwrap();

@@ -5,8 +5,8 @@
 
 mod common;
 
-use lpar_mover::partition::Vcpus;
 use lpar_mover::partition::sim::SimLpar;
+use lpar_mover::partition::{GuestMemory, Vcpus};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
@@ -80,12 +80,19 @@ struct Ended {
     receiver: Output,
 }
 
-fn lpar_args(root: &common::Root, host: &str) -> Vec<String> {
+const MEMORY: u64 = 256 << 20;
+const PROGRAM: &str = "hot:32MiB,content=random,rate=50000";
+/// A program that halts after a known number of writes (2 vCPUs, 4.5 s at
+/// its rate): what the source's memory must hold at the end is known.
+const FINITE_PROGRAM: &str = "hot:32MiB,content=random,rate=50000,writes=112500";
+const FINITE_TOTAL: u64 = 2 * 112_500;
+
+fn lpar_args(root: &common::Root, host: &str, program: &str) -> Vec<String> {
     [
         "--memory",
-        "256MiB",
+        &MEMORY.to_string(),
         "--program",
-        "hot:32MiB,content=random,rate=50000",
+        program,
         "--state-dir",
     ]
     .iter()
@@ -97,10 +104,19 @@ fn lpar_args(root: &common::Root, host: &str) -> Vec<String> {
 /// Runs a one-shot migration with `fault` on the path (None: direct) and
 /// `send_extra` arguments for the sender.
 fn migrate(root: &common::Root, fault: Option<Fault>, send_extra: &[&str]) -> Ended {
+    migrate_program(root, fault, send_extra, PROGRAM)
+}
+
+fn migrate_program(
+    root: &common::Root,
+    fault: Option<Fault>,
+    send_extra: &[&str],
+    program: &str,
+) -> Ended {
     let moverd = env!("CARGO_BIN_EXE_moverd");
     let mut receiver = Command::new(moverd)
         .arg("receive")
-        .args(lpar_args(root, "host-b"))
+        .args(lpar_args(root, "host-b", program))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -120,7 +136,7 @@ fn migrate(root: &common::Root, fault: Option<Fault>, send_extra: &[&str]) -> En
         .args(["send", "--to", &to.to_string(), "--key", words[3]])
         .args(["--path", "127.0.0.2", "--warm-up-ms", "300"])
         .args(send_extra)
-        .args(lpar_args(root, "host-a"))
+        .args(lpar_args(root, "host-a", program))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -175,8 +191,40 @@ fn a_corrupted_stream_between_agents_fails_with_the_destinations_emg() {
 #[test]
 fn a_dropped_stream_between_agents_fails_and_loses_nothing() {
     let root = common::Root::new("faults-drop");
-    let ended = migrate(&root, Some(Fault::Drop(200_000)), &[]);
+    let ended = migrate_program(&root, Some(Fault::Drop(200_000)), &[], FINITE_PROGRAM);
     assert_failed_cleanly(&root, &ended);
+    // Nothing lost: run to its end, the source's memory is exactly what an
+    // LPAR never migrated holds after the same program.
+    let source = SimLpar::attach(&root.0.join("host-a"), "lpar1").unwrap();
+    source.resume().unwrap();
+    common::wait_for(
+        "the source program to end",
+        Duration::from_secs(120),
+        || source.writes() == FINITE_TOTAL,
+    );
+    source.pause().unwrap();
+    let reference = SimLpar::create(
+        &root.0.join("reference"),
+        &lpar_mover::partition::LparConfig {
+            name: "reference".into(),
+            memory_bytes: MEMORY,
+            program: FINITE_PROGRAM.into(),
+            ..lpar_mover::partition::LparConfig::default_lpar()
+        },
+    )
+    .unwrap();
+    reference.resume().unwrap();
+    common::wait_for(
+        "the reference program to end",
+        Duration::from_secs(120),
+        || reference.writes() == FINITE_TOTAL,
+    );
+    reference.pause().unwrap();
+    assert_eq!(
+        source.digest().unwrap(),
+        reference.digest().unwrap(),
+        "the source's memory differs from an unmigrated run of the same program"
+    );
 }
 
 #[test]

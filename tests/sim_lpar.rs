@@ -84,7 +84,9 @@ fn paused_lpar_memory_does_not_change() {
         first,
         "the program did not run after resume"
     );
-    assert!(lpar.digest().is_ok());
+    // Paused, the digest is the hash of the guest memory as the file holds it.
+    let file = std::fs::read(lpar.dir().join("memory")).unwrap();
+    assert_eq!(lpar.digest().unwrap(), *blake3::hash(&file).as_bytes());
     lpar.resume().unwrap();
     assert!(
         lpar.digest()
@@ -169,22 +171,19 @@ fn guest_observed_stall_covers_a_pause() {
     lpar.resume().unwrap();
     wait_for("writes", Duration::from_secs(10), || lpar.writes() > 2_000);
     lpar.pause().unwrap();
-    std::thread::sleep(Duration::from_millis(80));
+    std::thread::sleep(Duration::from_millis(300));
     lpar.resume().unwrap();
     let writes = lpar.writes();
     wait_for("writes after the pause", Duration::from_secs(10), || {
         lpar.writes() > writes + 10
     });
     let stall = lpar.max_stall_ns();
-    assert!(
-        (80_000_000..1_000_000_000).contains(&stall),
-        "stall {stall} ns for an 80 ms pause"
-    );
+    assert!(stall >= 300_000_000, "stall {stall} ns for a 300 ms pause");
     // The stall across the last pause alone, not the lifetime's longest gap.
-    let across = lpar.resume_stall_ns();
+    let first = lpar.resume_stall_ns();
     assert!(
-        (80_000_000..=stall).contains(&across),
-        "stall across the pause {across} ns, longest gap {stall} ns"
+        (300_000_000..=stall).contains(&first),
+        "stall across the pause {first} ns, longest gap {stall} ns"
     );
     lpar.pause().unwrap();
     std::thread::sleep(Duration::from_millis(20));
@@ -195,11 +194,14 @@ fn guest_observed_stall_covers_a_pause() {
         Duration::from_secs(10),
         || lpar.writes() > writes + 10,
     );
+    // The last pause's own stall: at least its 20 ms, and not the longer
+    // first pause's (which the lifetime's longest gap still is).
     let across = lpar.resume_stall_ns();
     assert!(
-        (20_000_000..80_000_000).contains(&across),
-        "stall across a 20 ms pause: {across} ns"
+        across >= 20_000_000 && across < first,
+        "stall across a 20 ms pause: {across} ns, the 300 ms one's {first} ns"
     );
+    assert!(lpar.max_stall_ns() >= first);
 }
 
 #[test]

@@ -133,8 +133,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[ignore = "soak: minutes long; run with --ignored"]
 fn back_and_forth_live_migrations_leak_nothing_and_never_fail() {
     if let Some(reason) = testbed::skip_reason() {
-        println!("SKIPPED soak: {reason}");
-        return;
+        lpar_mover::skip!(reason);
     }
     let migrations: usize = std::env::var("SOAK_MIGRATIONS")
         .ok()

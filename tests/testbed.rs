@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 macro_rules! require_test_hosts {
     ($test:literal) => {
         if let Some(reason) = testbed::skip_reason() {
-            println!("SKIPPED testbed::{}: {reason}", $test);
+            lpar_mover::skip::skip(concat!("testbed::", $test), &reason);
             return;
         }
     };

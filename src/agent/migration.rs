@@ -563,6 +563,17 @@ fn source_steps(
 
     agent.enter(m, Stage::SrcConnectingPath);
     let out = connect_streams(path, address, streams, &key, transfer_id, CONNECT_TIMEOUT)?;
+    // The path as the sockets have it (what the kernel bound), for the report.
+    let used = json!({
+        "name": path.name,
+        "streams": out
+            .iter()
+            .map(|s| json!({
+                "local": s.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                "remote": s.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+            }))
+            .collect::<Vec<_>>(),
+    });
 
     agent.enter(m, Stage::SrcTransferringMemory);
     options.migration_id = u128::from(transfer_id);
@@ -623,6 +634,7 @@ fn source_steps(
         "source": report,
         "destination_agent": theirs.agent,
         "destination_migration": remote_migration,
+        "path": used,
     }))
 }
 

@@ -301,8 +301,10 @@ fn protocol(what: &str) -> EngineError {
     }
 }
 
-/// The incoming LPAR must match the one defined here for it.
-fn check_config(ours: &LparConfig, bytes: &[u8]) -> Result<LparConfig, EngineError> {
+/// Reads the LPAR configuration the source sent (`LparConfig` frame, JSON):
+/// it must match this LPAR's memory and vCPUs and pass [`LparConfig::check`].
+/// Outside input: fuzzed by `fuzz/fuzz_targets/lpar_config.rs`.
+pub fn check_config(ours: &LparConfig, bytes: &[u8]) -> Result<LparConfig, EngineError> {
     let theirs: LparConfig = serde_json::from_slice(bytes)
         .map_err(|e| protocol(&format!("LPAR configuration that does not parse ({e})")))?;
     if theirs.memory_bytes != ours.memory_bytes || theirs.vcpus != ours.vcpus {
