@@ -153,6 +153,13 @@ impl SimLpar {
         self.vcpus.request_shutdown();
     }
 
+    /// Parks the vCPUs and records the LPAR as stopped (it is being
+    /// removed), so an attach by a later process leaves them parked.
+    pub fn stop(&self) {
+        self.vcpus.pause();
+        self.files.set_run_state(RunState::Stopped);
+    }
+
     /// The guest shut down after [`SimLpar::request_shutdown`].
     pub fn is_shut_down(&self) -> bool {
         self.vcpus.is_shut_down()
@@ -317,6 +324,28 @@ impl Partition for SimLpar {
 
     fn dirty_log(&self) -> Result<Box<dyn DirtyLog>, PartitionError> {
         self.dirty_log_with(self.tracker)
+    }
+
+    fn request_shutdown(&self) -> Result<(), PartitionError> {
+        SimLpar::request_shutdown(self);
+        Ok(())
+    }
+
+    fn is_shut_down(&self) -> bool {
+        SimLpar::is_shut_down(self)
+    }
+
+    fn stop(&self) -> Result<(), PartitionError> {
+        SimLpar::stop(self);
+        Ok(())
+    }
+
+    fn guest_writes(&self) -> Option<u64> {
+        Some(self.writes())
+    }
+
+    fn max_stall_ns(&self) -> Option<u64> {
+        Some(SimLpar::max_stall_ns(self))
     }
 }
 
