@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod conformance;
 pub mod pages;
 pub mod sim;
 
