@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod config;
 pub mod conformance;
+pub mod kvm;
 pub mod pages;
 pub mod sim;
 
@@ -21,6 +22,7 @@ mod error;
 pub use backend::{Backend, SimBackend};
 pub use config::{ConfigError, DeviceMode, FcPortConfig, LparConfig, NicConfig};
 pub use error::PartitionError;
+pub use kvm::KvmBackend;
 pub use pages::PageSet;
 
 use crate::state::DeviceState;
