@@ -207,7 +207,7 @@ mod tests {
             decode_owner(&mut huge.as_slice()),
             Err(StateError::TooLarge { .. })
         ));
-        let mut bad = vec![1, 0, 99, 0, 0, 0, 0];
-        assert!(decode_owner(&mut bad.as_mut_slice().as_ref()).is_err());
+        let bad = [1, 0, 99, 0, 0, 0, 0];
+        assert!(decode_owner(&mut bad.as_slice()).is_err());
     }
 }

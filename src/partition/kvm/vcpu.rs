@@ -5,7 +5,8 @@
 //!   signal ([`sys::kick`]) until all are parked; a parked thread holds no
 //!   `VcpuFd`, so save and restore may use them. On return no vCPU runs.
 //! * Throttle `p`%: a ticker kicks every vCPU each [`THROTTLE_PERIOD`]; a
-//!   kicked vCPU sleeps `p`% of the period before it enters `KVM_RUN` again.
+//!   kicked vCPU sleeps `p / (100 - p)` times as long as it ran since it
+//!   last slept before it enters `KVM_RUN` again.
 //! * COM1 (0x3f8..0x3ff) is a polled 16550 stub: transmit always ready,
 //!   bytes appended line by line to the console log.
 
@@ -17,7 +18,7 @@ use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const THROTTLE_PERIOD: Duration = Duration::from_millis(10);
 const COM1: u16 = 0x3f8;
@@ -231,6 +232,7 @@ fn vcpu_loop(index: usize, fd: Arc<Mutex<VcpuFd>>, c: Arc<Control>, serial: Arc<
             }
         }
         let mut vcpu = fd.lock().unwrap();
+        let mut ran_since = Instant::now();
         while c.command.load(Ordering::SeqCst) == RUN {
             match vcpu.run() {
                 Ok(VcpuExit::IoOut(port, data)) => {
@@ -252,9 +254,9 @@ fn vcpu_loop(index: usize, fd: Arc<Mutex<VcpuFd>>, c: Arc<Control>, serial: Arc<
                 Ok(VcpuExit::MmioRead(_, data)) => data.fill(0xff),
                 Ok(VcpuExit::MmioWrite(..)) => {}
                 Ok(VcpuExit::Hlt) => std::thread::sleep(Duration::from_millis(1)),
-                Ok(VcpuExit::Intr) => throttle_sleep(&c),
+                Ok(VcpuExit::Intr) => throttle_sleep(&c, &mut ran_since),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                    throttle_sleep(&c)
+                    throttle_sleep(&c, &mut ran_since)
                 }
                 Ok(exit) => {
                     log::error!("vCPU {index}: unhandled exit {exit:?}; the vCPU stops");
@@ -273,10 +275,15 @@ fn vcpu_loop(index: usize, fd: Arc<Mutex<VcpuFd>>, c: Arc<Control>, serial: Arc<
     }
 }
 
-fn throttle_sleep(c: &Control) {
+/// Sleeps so that the vCPU ran `100 - p`% of the time since it last
+/// slept: measured, not assumed, because a kick can take a while to get a
+/// vCPU out of `KVM_RUN` (under instruction emulation, milliseconds).
+fn throttle_sleep(c: &Control, ran_since: &mut Instant) {
     let p = u32::from(c.throttle.load(Ordering::SeqCst));
     if p > 0 && c.command.load(Ordering::SeqCst) == RUN {
-        std::thread::sleep(THROTTLE_PERIOD * p / 100);
+        let ran = ran_since.elapsed().min(Duration::from_millis(100));
+        std::thread::sleep(ran * p / (100 - p));
+        *ran_since = Instant::now();
     }
 }
 
