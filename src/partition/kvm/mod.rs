@@ -8,6 +8,7 @@
 //! | `vcpu` | vCPU threads, COM1, pause/resume/throttle |
 //! | `state` | device state to and from the `state` model, in the kernel's order |
 //! | `sys` | the raw ioctls and the kick signal |
+//! | `channel` | messages to and from a per-LPAR VMM process, and their decoder |
 //!
 //! An LPAR lives under `<root>/<name>/`: `config.json`, `memory` (guest
 //! RAM, reserved at create) and `console.log` (COM1). The VM is built with
@@ -22,6 +23,7 @@
 //! this process hosts (a per-LPAR VMM process is the next step).
 
 mod boot;
+pub mod channel;
 pub mod dirty;
 mod memory;
 mod state;
