@@ -10,14 +10,19 @@
 //! of them breaks live migration silently, so each states what must hold
 //! when the method returns.
 
+pub mod backend;
 pub mod config;
+pub mod conformance;
+pub mod kvm;
 pub mod pages;
 pub mod sim;
 
 mod error;
 
+pub use backend::{Backend, SimBackend};
 pub use config::{ConfigError, DeviceMode, FcPortConfig, LparConfig, NicConfig};
 pub use error::PartitionError;
+pub use kvm::KvmBackend;
 pub use pages::PageSet;
 
 use crate::state::DeviceState;
@@ -129,4 +134,28 @@ pub trait Partition: GuestMemory + Vcpus + DeviceModel {
 
     /// A dirty log over all of guest memory, not yet started.
     fn dirty_log(&self) -> Result<Box<dyn DirtyLog>, PartitionError>;
+
+    /// Asks the guest to shut down (the ACPI power button); a guest that
+    /// honours it stops every vCPU, and [`Partition::is_shut_down`] turns
+    /// true. A guest may ignore it.
+    fn request_shutdown(&self) -> Result<(), PartitionError>;
+
+    /// The guest shut down after [`Partition::request_shutdown`].
+    fn is_shut_down(&self) -> bool;
+
+    /// Stops the vCPUs for good (the LPAR is being removed): like
+    /// [`Vcpus::pause`], and the persisted run state says stopped, so a
+    /// later attach does not start them.
+    fn stop(&self) -> Result<(), PartitionError>;
+
+    /// The guest's own count of the writes it made (all vCPUs), read from
+    /// the guest (the `sim` registers, the built-in KVM guest's mailbox).
+    /// `None` when the guest does not publish one. Carries over a move:
+    /// a destination continues the source's count exactly.
+    fn guest_writes(&self) -> Option<u64>;
+
+    /// The longest gap between consecutive guest writes the guest itself
+    /// observed, in nanoseconds of guest time (the guest-observed stall);
+    /// `None` when the guest does not publish one.
+    fn max_stall_ns(&self) -> Option<u64>;
 }

@@ -153,6 +153,13 @@ impl SimLpar {
         self.vcpus.request_shutdown();
     }
 
+    /// Parks the vCPUs and records the LPAR as stopped (it is being
+    /// removed), so an attach by a later process leaves them parked.
+    pub fn stop(&self) {
+        self.vcpus.pause();
+        self.files.set_run_state(RunState::Stopped);
+    }
+
     /// The guest shut down after [`SimLpar::request_shutdown`].
     pub fn is_shut_down(&self) -> bool {
         self.vcpus.is_shut_down()
@@ -318,6 +325,28 @@ impl Partition for SimLpar {
     fn dirty_log(&self) -> Result<Box<dyn DirtyLog>, PartitionError> {
         self.dirty_log_with(self.tracker)
     }
+
+    fn request_shutdown(&self) -> Result<(), PartitionError> {
+        SimLpar::request_shutdown(self);
+        Ok(())
+    }
+
+    fn is_shut_down(&self) -> bool {
+        SimLpar::is_shut_down(self)
+    }
+
+    fn stop(&self) -> Result<(), PartitionError> {
+        SimLpar::stop(self);
+        Ok(())
+    }
+
+    fn guest_writes(&self) -> Option<u64> {
+        Some(self.writes())
+    }
+
+    fn max_stall_ns(&self) -> Option<u64> {
+        Some(SimLpar::max_stall_ns(self))
+    }
 }
 
 /// The registers every vCPU starts its guest program with.
@@ -331,7 +360,7 @@ fn power_on_registers(config: &LparConfig) -> Result<Vec<Regs>, PartitionError> 
 /// The device state of a new LPAR: the sample's chipset, with the NICs
 /// and FC HBAs the configuration declares. An unpinned FC port takes vfcID
 /// `1 + index` here (a destination reassigns it at switchover).
-fn devices_for(config: &LparConfig) -> DeviceState {
+pub(crate) fn devices_for(config: &LparConfig) -> DeviceState {
     use crate::state::{LogicalFcHba, LogicalNic, PciAddress};
     let mut state = DeviceState::sample(config.vcpus as usize);
     let nic_template = state.nics.first().cloned();
@@ -389,7 +418,7 @@ fn read_devices(dir: &Path) -> Result<DeviceState, PartitionError> {
 }
 
 /// Allocated extents of a sparse file, as pages (`SEEK_DATA`/`SEEK_HOLE`).
-fn populated_extents(file: &std::fs::File, len: u64) -> Result<PageSet, PartitionError> {
+pub(crate) fn populated_extents(file: &std::fs::File, len: u64) -> Result<PageSet, PartitionError> {
     let fd = file;
     let err = |e: nix::Error| PartitionError::SharedMemory {
         path: "guest memory".into(),
