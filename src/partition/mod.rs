@@ -16,6 +16,7 @@ pub mod conformance;
 pub mod kvm;
 pub mod pages;
 pub mod sim;
+mod volatile;
 
 mod error;
 

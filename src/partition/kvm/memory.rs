@@ -55,7 +55,7 @@ impl GuestRam {
         let src = self.page_ptr(page)?;
         // SAFETY: 4 KiB inside the live mapping; a torn copy of a page a
         // vCPU writes meanwhile is reported again by the dirty log.
-        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), PAGE_SIZE) };
+        unsafe { crate::partition::volatile::copy_from_guest(src, out) };
         Ok(())
     }
 
@@ -65,7 +65,7 @@ impl GuestRam {
         let dst = self.page_ptr(page)?;
         self.mark(page);
         // SAFETY: 4 KiB inside the live mapping.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, PAGE_SIZE) };
+        unsafe { crate::partition::volatile::copy_to_guest(dst, data) };
         Ok(())
     }
 
@@ -94,10 +94,9 @@ impl GuestRam {
         }
         // SAFETY: [addr, end) is inside the mapping (checked above).
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
+            crate::partition::volatile::copy_to_guest(
                 self.map.as_mut_ptr().add(addr as usize),
-                bytes.len(),
+                bytes,
             )
         };
         Ok(())
@@ -113,11 +112,7 @@ impl GuestRam {
         }
         // SAFETY: [addr, end) is inside the mapping (checked above).
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.map.as_ptr().add(addr as usize),
-                out.as_mut_ptr(),
-                out.len(),
-            )
+            crate::partition::volatile::copy_from_guest(self.map.as_ptr().add(addr as usize), out)
         };
         Ok(())
     }

@@ -213,16 +213,16 @@ impl GuestMemory for SimLpar {
     fn read_page(&self, page: u64, out: &mut Page) -> Result<(), PartitionError> {
         let src = self.page_ptr(page)?;
         // SAFETY: src points at 4 KiB inside the live mapping. vCPUs may
-        // write it concurrently; the bytes are opaque and a torn copy is
-        // resent because the dirty log reports the page again.
-        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), PAGE_SIZE) };
+        // write it meanwhile (hence volatile); a torn copy is resent because
+        // the dirty log reports the page again.
+        unsafe { crate::partition::volatile::copy_from_guest(src, out) };
         Ok(())
     }
 
     fn write_page(&self, page: u64, data: &Page) -> Result<(), PartitionError> {
         let dst = self.page_ptr(page)?;
         // SAFETY: dst points at 4 KiB inside the live mapping.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, PAGE_SIZE) };
+        unsafe { crate::partition::volatile::copy_to_guest(dst, data) };
         Ok(())
     }
 

@@ -293,12 +293,12 @@ fn run_vcpu(index: usize, control: &Control, files: &LparFiles, resume_gap: &Ato
         }
         program::fill_page(next.gpr[program::GPR_CONTENT], seed, &mut page_buf);
         // SAFETY: page < pages, so the 4 KiB at this offset lie inside the
-        // live shared mapping; guest memory is only accessed by raw copies.
+        // live shared mapping, which the engine may be copying meanwhile
+        // (both sides access it volatilely).
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                page_buf.as_ptr(),
+            crate::partition::volatile::copy_to_guest(
                 base.add(page as usize * PAGE_SIZE),
-                PAGE_SIZE,
+                &page_buf,
             )
         };
         let now = monotonic_ns();
