@@ -1,0 +1,669 @@
+//! The checklist items about the LPAR itself, the migration paths and the
+//! two hosts' identity: pure functions of what each agent reports.
+
+use super::*;
+use crate::agent::inventory::LparState;
+use crate::emg::{Emg, Module, phase};
+use crate::partition::config::NO_NAME;
+use crate::partition::{DeviceMode, LparConfig};
+use crate::transport::MigrationPath;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+pub fn check_name(config: &LparConfig) -> Check {
+    let s = Side::Source;
+    if config.name == NO_NAME || config.name.is_empty() {
+        return Check::fail(
+            "lpar-name",
+            s,
+            define(
+                0x1000_0000,
+                0x000A_FFFF,
+                format!(
+                    "The MMS could not define an LPAR because the name of the specified LPAR \
+                     is '{NO_NAME}' (found '{}').",
+                    config.name
+                ),
+                "Rename the specified LPAR to a unique name in the system and then retry \
+                 migration.",
+            ),
+        );
+    }
+    Check::pass("lpar-name", s, format!("'{}'", config.name))
+}
+
+pub fn check_state(name: &str, state: LparState, mode: Mode) -> Check {
+    let s = Side::Source;
+    let item = "lpar-state";
+    let allowed = match mode {
+        Mode::Live => state == LparState::Act,
+        Mode::Shutdown => matches!(state, LparState::Act | LparState::Dea),
+    };
+    if allowed {
+        let note = if mode == Mode::Shutdown && state == LparState::Act {
+            " (the guest is shut down before it moves)"
+        } else {
+            ""
+        };
+        return Check::pass(item, s, format!("'{name}' is {}{note}", state.label()));
+    }
+    if state == LparState::Fai {
+        return Check::fail(
+            item,
+            s,
+            compat(
+                0x2002,
+                format!(
+                    "The MMS could not accept a migration with a corrupted LPAR ('{name}' is Fai)."
+                ),
+                "Inspect the status of the LPAR and take recovery actions on this host \
+                 (moverctl lpar show; recreate or recover it).",
+            ),
+        );
+    }
+    let want = match mode {
+        Mode::Live => "Act",
+        Mode::Shutdown => "Dea or Act",
+    };
+    Check::fail(
+        item,
+        s,
+        compat(
+            0x2005,
+            format!(
+                "The state of the specified LPAR does not allow a {} migration: '{name}' is {}, \
+                 the mode needs {want}.",
+                mode_name(mode),
+                state.label()
+            ),
+            match mode {
+                Mode::Live => {
+                    "Activate the LPAR (moverctl lpar activate) or migrate it in shutdown mode."
+                }
+                Mode::Shutdown => {
+                    "Wait for the running operation to end, or recover the LPAR \
+                     (moverctl recover), then retry."
+                }
+            },
+        ),
+    )
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Live => "live",
+        Mode::Shutdown => "shutdown",
+    }
+}
+
+fn dedicated_error(what: &str, list: &[usize]) -> Emg {
+    compat(
+        0x1004,
+        format!(
+            "The source LPAR has some dedicated devices: {what} {} in dedicated mode.",
+            list.iter()
+                .map(|i| format!("#{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "Change the device scheduling mode to shared mode and retry migration. If necessary, \
+         restore the device scheduling mode to dedicated mode after migration.",
+    )
+}
+
+pub fn check_nic_modes(config: &LparConfig) -> Check {
+    let dedicated: Vec<usize> = config
+        .nics
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.mode == DeviceMode::Dedicated)
+        .map(|(i, _)| i)
+        .collect();
+    if dedicated.is_empty() {
+        return Check::pass(
+            "nic-mode",
+            Side::Source,
+            format!("{} NICs, all shared", config.nics.len()),
+        );
+    }
+    Check::fail("nic-mode", Side::Source, dedicated_error("NIC", &dedicated))
+}
+
+pub fn check_manual_macs(config: &LparConfig) -> Check {
+    let manual: Vec<String> = config
+        .nics
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.mac_set_manually)
+        .map(|(i, n)| format!("#{i} ({})", n.mac))
+        .collect();
+    if manual.is_empty() {
+        return Check::pass("nic-mac", Side::Source, "no MAC address changed by hand");
+    }
+    Check::fail(
+        "nic-mac",
+        Side::Source,
+        compat(
+            0x1012,
+            format!(
+                "The MAC address of NIC {} was changed manually; it is not transferred.",
+                manual.join(", ")
+            ),
+            "Restore the NIC's MAC address to the one derived from the MAC seed, then retry.",
+        ),
+    )
+}
+
+pub fn check_fc_modes(config: &LparConfig) -> Check {
+    let dedicated: Vec<usize> = config
+        .fc_ports
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.mode == DeviceMode::Dedicated)
+        .map(|(i, _)| i)
+        .collect();
+    if dedicated.is_empty() {
+        return Check::pass(
+            "fc-mode",
+            Side::Source,
+            format!("{} FC ports, all shared", config.fc_ports.len()),
+        );
+    }
+    Check::fail(
+        "fc-mode",
+        Side::Source,
+        dedicated_error("FC port", &dedicated),
+    )
+}
+
+pub fn check_fc_count(config: &LparConfig, mode: Mode) -> Check {
+    let n = config.fc_ports.len();
+    if mode == Mode::Shutdown {
+        return Check::skip(
+            "fc-count",
+            Side::Source,
+            format!("{n} FC ports; the limit applies to live mode only"),
+        );
+    }
+    if n < MAX_LIVE_FC_PORTS {
+        return Check::pass(
+            "fc-count",
+            Side::Source,
+            format!("{n} FC ports, under {MAX_LIVE_FC_PORTS}"),
+        );
+    }
+    Check::fail(
+        "fc-count",
+        Side::Source,
+        compat(
+            0x1013,
+            format!(
+                "The LPAR has {n} FC ports; live migration needs under {MAX_LIVE_FC_PORTS} ports."
+            ),
+            "Remove FC ports from the LPAR until it has 7 or fewer, or migrate in shutdown mode.",
+        ),
+    )
+}
+
+/// The IPv4 address of a TCP management address (`None` for a socket path
+/// or a name that does not resolve to a literal address).
+fn management_ip(management: &str) -> Option<IpAddr> {
+    match crate::control::Address::parse(management).ok()? {
+        crate::control::Address::Tcp(hp) => hp.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()),
+        crate::control::Address::Unix(_) => None,
+    }
+}
+
+/// A migration path on `side`: present, and not the management path
+/// unless it has a VLAN ID.
+pub fn check_own_path(facts: &HostFacts, name: Option<&str>, side: Side) -> Check {
+    let item = "migration-path";
+    let (ph, blade) = match side {
+        Side::Source => (phase::SOURCE_PATH, "Src-Blade"),
+        Side::Destination => (phase::DESTINATION_PATH, "Dst-Blade"),
+    };
+    let Some(p) = facts.path(name) else {
+        let wanted = name.map_or(String::new(), |n| format!(" '{n}'"));
+        let have: Vec<&str> = facts.paths.iter().map(|p| p.name.as_str()).collect();
+        return Check::fail(
+            item,
+            side,
+            Emg::new(
+                Module::Management,
+                ph,
+                0x03,
+                format!(
+                    "Specified NIC was not found ({blade}): host {} has no migration path{wanted} \
+                     (configured: [{}]).",
+                    facts.agent,
+                    have.join(", ")
+                ),
+                "Set a migration path ([[paths]] in the moverd configuration, or moverd --path) \
+                 on that host and retry.",
+            ),
+        );
+    };
+    let shown = format!(
+        "{} {}{}",
+        p.name,
+        p.addr,
+        p.vlan.map_or(String::new(), |v| format!(" vlan {v}"))
+    );
+    if p.vlan.is_none() && management_ip(&facts.management) == Some(IpAddr::V4(p.addr)) {
+        return Check::fail(
+            item,
+            side,
+            Emg::new(
+                Module::Management,
+                phase::PATH_ADDRESS,
+                0x06,
+                format!(
+                    "The migration path {shown} of host {} uses the management path's address \
+                     ({}) without a VLAN ID.",
+                    facts.agent, facts.management
+                ),
+                "Give the migration path its own IPv4 address (a separate network), or a VLAN ID.",
+            ),
+        );
+    }
+    Check::pass(item, side, format!("host {}: {shown}", facts.agent))
+}
+
+/// The live-mode bandwidth rule; `measured` is the connectivity test's
+/// goodput in bits per second.
+pub fn check_bandwidth(mode: Mode, measured: Result<f64, &Emg>) -> Check {
+    let item = "bandwidth";
+    if mode == Mode::Shutdown {
+        return Check::skip(item, Side::Source, "shutdown mode has no bandwidth minimum");
+    }
+    match measured {
+        Err(e) => Check::fail(item, Side::Source, e.clone()),
+        Ok(bits) if bits >= MIN_GOODPUT_BITS => Check::pass(
+            item,
+            Side::Source,
+            format!("{:.2} Gbit/s measured", bits / 1e9),
+        ),
+        Ok(bits) => Check::fail(
+            item,
+            Side::Source,
+            compat(
+                0x1014,
+                format!(
+                    "The migration path carries {:.3} Gbit/s; live migration needs a 1 Gbit/s \
+                     path (at least {:.1} Gbit/s of payload measured).",
+                    bits / 1e9,
+                    MIN_GOODPUT_BITS / 1e9
+                ),
+                "Use a 1 Gbit/s or faster migration path (check link speed, shaping and load), \
+                 or migrate in shutdown mode.",
+            ),
+        ),
+    }
+}
+
+// ---- destination side ---------------------------------------------------
+
+pub fn check_name_unique(here: &HostFacts, names: &[String], name: &str) -> Check {
+    let d = Side::Destination;
+    if names.iter().any(|n| n == name) {
+        return Check::fail(
+            "lpar-name-unique",
+            d,
+            define(
+                0x1000_0000,
+                0x0001_FFFF,
+                format!(
+                    "The MMS could not define an LPAR because the specified LPAR is the same \
+                     LPAR name in the destination blade ('{name}' exists on {}).",
+                    here.agent
+                ),
+                "Rename the source LPAR to a unique name in the system and then retry migration.",
+            ),
+        );
+    }
+    Check::pass(
+        "lpar-name-unique",
+        d,
+        format!("no '{name}' on {}", here.agent),
+    )
+}
+
+/// One migration per host: a destination already moving an LPAR in or out
+/// is busy (the manual's "blade is busy").
+pub fn check_host_not_busy(here: &HostFacts, migrating: Option<&str>) -> Check {
+    let d = Side::Destination;
+    match crate::agent::busy::check_host(&here.agent, migrating) {
+        Ok(()) => Check::pass(
+            "host-not-busy",
+            d,
+            format!("{} is in no migration", here.agent),
+        ),
+        Err(e) => Check::fail("host-not-busy", d, e),
+    }
+}
+
+pub fn check_different_hosts(src: &HostFacts, dst: &HostFacts) -> Check {
+    let d = Side::Destination;
+    if src.agent == dst.agent {
+        return Check::fail(
+            "different-hosts",
+            d,
+            Emg::new(
+                Module::Management,
+                phase::CONNECT,
+                0x03,
+                format!("Source and destination are the same host ({}).", src.agent),
+                "Choose a different destination host.",
+            ),
+        );
+    }
+    Check::pass(
+        "different-hosts",
+        d,
+        format!("{} → {}", src.agent, dst.agent),
+    )
+}
+
+/// The manual's HVM model classes that may run a live migration.
+fn live_capable(model: &str) -> bool {
+    !model.eq_ignore_ascii_case("essential")
+}
+
+pub fn check_hvm_model(src: &HostFacts, dst: &HostFacts, mode: Mode) -> Check {
+    let d = Side::Destination;
+    let (a, b) = (&src.identity.hvm_model, &dst.identity.hvm_model);
+    if !a.eq_ignore_ascii_case(b) {
+        return Check::fail(
+            "hvm-model",
+            d,
+            compat(
+                0x1003,
+                format!(
+                    "The type of blade mismatch between the source and the destination \
+                     (HVM model {a} on {}, {b} on {}).",
+                    src.agent, dst.agent
+                ),
+                "Make the HVM model ([identity] hvm_model) the same on both hosts.",
+            ),
+        );
+    }
+    if mode == Mode::Live && !live_capable(a) {
+        return Check::fail(
+            "hvm-model",
+            d,
+            compat(
+                0x1015,
+                format!("HVM model {a} does not support live migration."),
+                "Use hosts with the Advanced or Enterprise HVM model, or migrate in shutdown mode.",
+            ),
+        );
+    }
+    Check::pass("hvm-model", d, format!("{a} on both"))
+}
+
+pub fn check_build(src: &HostFacts, dst: &HostFacts) -> Check {
+    let d = Side::Destination;
+    if src.build.wire_protocol != dst.build.wire_protocol {
+        return Check::fail(
+            "build-identity",
+            d,
+            compat(
+                0x1016,
+                format!(
+                    "Incompatible builds: {} runs {}, {} runs {} (wire protocol {} vs {}).",
+                    src.agent,
+                    src.build,
+                    dst.agent,
+                    dst.build,
+                    src.build.wire_protocol,
+                    dst.build.wire_protocol
+                ),
+                "Install the same lpar-mover release on both hosts.",
+            ),
+        );
+    }
+    Check::pass(
+        "build-identity",
+        d,
+        format!("wire protocol {} on both", src.build.wire_protocol),
+    )
+}
+
+pub fn check_time_zone(src: &HostFacts, dst: &HostFacts) -> Check {
+    let d = Side::Destination;
+    let (a, b) = (&src.identity.time_zone, &dst.identity.time_zone);
+    if a != b {
+        return Check::fail(
+            "time-zone",
+            d,
+            compat(
+                0x1017,
+                format!(
+                    "The HVM time zones differ: {a} on {}, {b} on {}.",
+                    src.agent, dst.agent
+                ),
+                "Set the same time zone ([identity] time_zone) on both hosts and retry.",
+            ),
+        );
+    }
+    Check::pass("time-zone", d, format!("{a} on both"))
+}
+
+pub fn check_ntp(src: &HostFacts, dst: &HostFacts) -> Check {
+    let d = Side::Destination;
+    let set =
+        |f: &HostFacts| -> BTreeSet<String> { f.identity.ntp_servers.iter().cloned().collect() };
+    let (a, b) = (set(src), set(dst));
+    if a != b {
+        return Check::fail(
+            "ntp-servers",
+            d,
+            compat(
+                0x1018,
+                format!(
+                    "The NTP servers differ: {:?} on {}, {:?} on {}.",
+                    a, src.agent, b, dst.agent
+                ),
+                "Set the same NTP servers ([identity] ntp_servers; the management server is \
+                 recommended) on both hosts and retry.",
+            ),
+        );
+    }
+    Check::pass("ntp-servers", d, format!("{a:?} on both"))
+}
+
+pub fn check_path_addresses(src: Option<&MigrationPath>, dst: Option<&MigrationPath>) -> Check {
+    let d = Side::Destination;
+    let (Some(s), Some(t)) = (src, dst) else {
+        return Check::skip(
+            "path-addresses",
+            d,
+            "a side has no migration path (see migration-path)",
+        );
+    };
+    if s.addr == t.addr {
+        return Check::fail(
+            "path-addresses",
+            d,
+            Emg::new(
+                Module::Management,
+                phase::PATH_ADDRESS,
+                0x05,
+                format!(
+                    "Can not assign the same IP for the source and the Destination ({} on both \
+                     paths {} and {}).",
+                    s.addr, s.name, t.name
+                ),
+                "Check the setting of a migration path for source and destination hosts and set \
+                 a different IP address for each of them.",
+            ),
+        );
+    }
+    Check::pass("path-addresses", d, format!("{} → {}", s.addr, t.addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn the_lpar_name_must_not_be_no_name() {
+        assert_eq!(outcome(&check_name(&lpar())), Outcome::Pass);
+        let mut l = lpar();
+        l.name = NO_NAME.into();
+        let c = check_name(&l);
+        assert_eq!(c.outcome, Outcome::Fail);
+        let e = c.error.unwrap();
+        assert_eq!((e.phase, e.detail), (phase::DEFINE, 0x000A_FFFF));
+        assert!(e.message.contains("'NO_NAME'"), "{e}");
+    }
+
+    #[test]
+    fn states_allowed_per_mode() {
+        use LparState::*;
+        for (state, mode, ok) in [
+            (Act, Mode::Live, true),
+            (Dea, Mode::Live, false),
+            (Fai, Mode::Live, false),
+            (Migrating, Mode::Live, false),
+            (Act, Mode::Shutdown, true),
+            (Dea, Mode::Shutdown, true),
+            (Fai, Mode::Shutdown, false),
+            (NeedsRecovery, Mode::Shutdown, false),
+        ] {
+            let c = check_state("l", state, mode);
+            assert_eq!(c.outcome == Outcome::Pass, ok, "{state:?} {mode:?}: {c:?}");
+        }
+        let fai = check_state("l", Fai, Mode::Shutdown).error.unwrap();
+        assert!(fai.message.contains("corrupted LPAR"), "{fai}");
+    }
+
+    #[test]
+    fn only_shared_devices_and_no_manual_mac() {
+        let l = lpar();
+        assert_eq!(outcome(&check_nic_modes(&l)), Outcome::Pass);
+        assert_eq!(outcome(&check_fc_modes(&l)), Outcome::Pass);
+        assert_eq!(outcome(&check_manual_macs(&l)), Outcome::Pass);
+        let mut d = lpar();
+        d.nics[0].mode = DeviceMode::Dedicated;
+        d.fc_ports[0].mode = DeviceMode::Dedicated;
+        d.nics[0].mac_set_manually = true;
+        for c in [
+            check_nic_modes(&d),
+            check_fc_modes(&d),
+            check_manual_macs(&d),
+        ] {
+            assert_eq!(c.outcome, Outcome::Fail, "{c:?}");
+        }
+        assert_eq!(check_nic_modes(&d).error.unwrap().cause, 0x1004);
+    }
+
+    #[test]
+    fn live_mode_needs_under_eight_fc_ports() {
+        let mut l = lpar();
+        l.fc_ports = (0..7).map(|i| fc(0, i)).collect();
+        assert_eq!(outcome(&check_fc_count(&l, Mode::Live)), Outcome::Pass);
+        l.fc_ports.push(fc(0, 7));
+        assert_eq!(outcome(&check_fc_count(&l, Mode::Live)), Outcome::Fail);
+        assert_eq!(outcome(&check_fc_count(&l, Mode::Shutdown)), Outcome::Skip);
+    }
+
+    #[test]
+    fn a_path_must_exist_and_avoid_the_management_address_unless_on_a_vlan() {
+        let mut f = facts("a", [10, 2, 0, 1]);
+        assert_eq!(
+            outcome(&check_own_path(&f, None, Side::Source)),
+            Outcome::Pass
+        );
+        let c = check_own_path(&f, Some("other"), Side::Destination);
+        assert_eq!(c.error.unwrap().phase, phase::DESTINATION_PATH);
+        f.management = "10.2.0.1:7400".into();
+        let c = check_own_path(&f, None, Side::Source);
+        assert_eq!(c.error.unwrap().phase, phase::PATH_ADDRESS);
+        f.paths[0].vlan = Some(100);
+        assert_eq!(
+            outcome(&check_own_path(&f, None, Side::Source)),
+            Outcome::Pass
+        );
+        f.management = "/run/moverd.sock".into();
+        f.paths[0].vlan = None;
+        assert_eq!(
+            outcome(&check_own_path(&f, None, Side::Source)),
+            Outcome::Pass
+        );
+        f.paths.clear();
+        assert_eq!(
+            outcome(&check_own_path(&f, None, Side::Source)),
+            Outcome::Fail
+        );
+    }
+
+    #[test]
+    fn bandwidth_needs_a_gigabit_in_live_mode() {
+        assert_eq!(
+            outcome(&check_bandwidth(Mode::Live, Ok(5e9))),
+            Outcome::Pass
+        );
+        assert_eq!(
+            outcome(&check_bandwidth(Mode::Live, Ok(0.95e9))),
+            Outcome::Pass
+        );
+        let c = check_bandwidth(Mode::Live, Ok(0.5e9));
+        assert!(c.detail.contains("0.500 Gbit/s"), "{c:?}");
+        let e = Emg::new(Module::Management, phase::SOURCE_PATH, 1, "x", "y");
+        assert_eq!(
+            outcome(&check_bandwidth(Mode::Live, Err(&e))),
+            Outcome::Fail
+        );
+        assert_eq!(
+            outcome(&check_bandwidth(Mode::Shutdown, Ok(0.0))),
+            Outcome::Skip
+        );
+    }
+
+    #[test]
+    fn host_identity_checks() {
+        let a = facts("a", [10, 2, 0, 1]);
+        let mut b = facts("b", [10, 2, 0, 2]);
+        for c in [
+            check_different_hosts(&a, &b),
+            check_hvm_model(&a, &b, Mode::Live),
+            check_build(&a, &b),
+            check_time_zone(&a, &b),
+            check_ntp(&a, &b),
+            check_path_addresses(a.path(None), b.path(None)),
+        ] {
+            assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
+        }
+        assert_eq!(outcome(&check_different_hosts(&a, &a)), Outcome::Fail);
+        assert_eq!(
+            outcome(&check_path_addresses(a.path(None), a.path(None))),
+            Outcome::Fail
+        );
+        b.identity.hvm_model = "Enterprise".into();
+        assert_eq!(
+            check_hvm_model(&a, &b, Mode::Live).error.unwrap().cause,
+            0x1003
+        );
+        let mut e = a.clone();
+        e.identity.hvm_model = "Essential".into();
+        assert_eq!(outcome(&check_hvm_model(&e, &e, Mode::Live)), Outcome::Fail);
+        assert_eq!(
+            outcome(&check_hvm_model(&e, &e, Mode::Shutdown)),
+            Outcome::Pass
+        );
+        b.build.wire_protocol += 1;
+        assert_eq!(outcome(&check_build(&a, &b)), Outcome::Fail);
+        b.identity.time_zone = "Asia/Tokyo".into();
+        assert_eq!(outcome(&check_time_zone(&a, &b)), Outcome::Fail);
+        b.identity.ntp_servers = vec!["10.0.0.2".into()];
+        assert_eq!(outcome(&check_ntp(&a, &b)), Outcome::Fail);
+        b.identity.ntp_servers = vec!["10.0.0.1".into()];
+        assert_eq!(outcome(&check_ntp(&a, &b)), Outcome::Pass);
+        assert_eq!(
+            outcome(&check_path_addresses(None, b.path(None))),
+            Outcome::Skip
+        );
+    }
+}

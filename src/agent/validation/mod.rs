@@ -1,0 +1,260 @@
+//! Pre-migration validation: the manual's checklist (chapter 5) as far as
+//! it has a meaning for this agent, run by both agents and reported item by
+//! item.
+//!
+//! ```text
+//! moverctl validate ─▶ source agent                       destination agent
+//!                      source checks (LPAR, own path)
+//!                      validate-incoming {config, mode,
+//!                        source facts} ─────────────────▶ destination checks
+//!                                                          (room, identity, paths)
+//!                             ◀── {host facts, checks} ───
+//!                      live: bandwidth from a connectivity test (connectivity.rs)
+//!                ◀──── {passed, checks: [{item, side, outcome, detail, error?}]}
+//! ```
+//!
+//! | item | side | rule |
+//! |---|---|---|
+//! | `lpar-name` | source | name is not `NO_NAME` |
+//! | `lpar-state` | source | live: Act; shutdown: Dea, or Act (the guest is shut down first); never Fai |
+//! | `nic-mode` | source | only shared-mode NICs |
+//! | `nic-mac` | source | no manually changed MAC |
+//! | `fc-mode` | source | only shared-mode FC ports |
+//! | `fc-count` | source | live: fewer than 8 FC ports |
+//! | `migration-path` | both | a path (the named one, or the first) exists, is not the management address unless it has a VLAN ID |
+//! | `lpar-name-unique` | destination | no LPAR of that name there |
+//! | `different-hosts` | destination | the agents' names differ |
+//! | `hvm-model` | destination | same HVM model; live needs Advanced or Enterprise class (any other name, e.g. `sim`, is its own class) |
+//! | `build-identity` | destination | same wire protocol version |
+//! | `cpus` | destination | the LPAR's vCPUs fit the host's CPUs |
+//! | `memory` | destination | the LPAR fits the host memory not yet in use |
+//! | `memory-contiguous` | destination | the file system holding LPAR memory has room for one mapping of that size |
+//! | `nic-segments` | destination | every NIC's segment exists there |
+//! | `vfc-ids` | destination | a free vfcID per FC port (pinned ones free) on the same physical port |
+//! | `console` | destination | a free virtual console (one per LPAR, `resources.consoles`) |
+//! | `time-zone` | destination | same HVM time zone |
+//! | `ntp-servers` | destination | same NTP servers |
+//! | `path-addresses` | destination | the two paths have distinct IPv4 addresses |
+//! | `bandwidth` | source | live: measured goodput at least [`MIN_GOODPUT_BITS`] |
+//!
+//! FC ports: an LPAR FC port's `port` is the index of the host's
+//! `resources.fc_ports` entry it sits on; that entry's `vfc_ids` is its pool.
+//! NIC segments: `resources.nic_segments` entries are `<segment>` or
+//! `<segment>@<interface>` (the interface the destination announces on).
+
+//!
+//! The checks live in [`checks`] (the LPAR, the paths, the hosts' identity)
+//! and [`resources`] (the destination's room, which real migrations also use
+//! to plan vfcIDs and segments); [`orchestration`] runs them on both agents.
+
+mod checks;
+#[cfg(test)]
+mod fixtures;
+mod orchestration;
+mod resources;
+
+pub use checks::*;
+pub use orchestration::*;
+pub use resources::*;
+
+use crate::agent::config::{AgentConfig, Identity};
+use crate::build_identity::BuildIdentity;
+use crate::emg::{Emg, Module, phase};
+use crate::transport::MigrationPath;
+use serde::{Deserialize, Serialize};
+
+/// The manual's 1 Gbit/s path requirement, as TCP payload: the line rate
+/// less Ethernet/IP/TCP framing (about 5 %) and some room for a loaded
+/// host, so a path shaped to exactly 1 Gbit/s passes and a slower one fails.
+pub const MIN_GOODPUT_BITS: f64 = 0.9e9;
+
+/// Live mode refuses this many FC ports or more (the manual: "Under 8 ports").
+pub const MAX_LIVE_FC_PORTS: usize = 8;
+
+/// The migration mode validated for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Concurrent Maintenance: the LPAR moves while it runs.
+    #[default]
+    Live,
+    /// The LPAR is moved deactivated (its guest shut down first).
+    Shutdown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Skip,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+/// One item of the checklist as found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub item: String,
+    pub side: Side,
+    pub outcome: Outcome,
+    /// The values found (and, for a failure, what to change: see `error`).
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Emg>,
+}
+
+impl Check {
+    fn pass(item: &str, side: Side, detail: impl Into<String>) -> Check {
+        Check {
+            item: item.into(),
+            side,
+            outcome: Outcome::Pass,
+            detail: detail.into(),
+            error: None,
+        }
+    }
+
+    fn skip(item: &str, side: Side, detail: impl Into<String>) -> Check {
+        Check {
+            outcome: Outcome::Skip,
+            ..Check::pass(item, side, detail)
+        }
+    }
+
+    /// A failure; the detail is the EMG's message.
+    fn fail(item: &str, side: Side, error: Emg) -> Check {
+        Check {
+            item: item.into(),
+            side,
+            outcome: Outcome::Fail,
+            detail: error.message.clone(),
+            error: Some(error),
+        }
+    }
+}
+
+/// An MMS compatibility error (phase 0x0080).
+fn compat(cause: u32, message: String, action: &str) -> Emg {
+    Emg::new(
+        Module::Management,
+        phase::COMPATIBILITY,
+        cause,
+        message,
+        action,
+    )
+}
+
+/// An MMS "could not define an LPAR" error (phase 0x0030); `detail` is the
+/// manual's op2.
+fn define(cause: u32, detail: u64, message: String, action: &str) -> Emg {
+    Emg::new(Module::Management, phase::DEFINE, cause, message, action).detail(detail)
+}
+
+/// What one agent tells the other about itself for validation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub agent: String,
+    pub build: BuildIdentity,
+    pub identity: Identity,
+    pub paths: Vec<MigrationPath>,
+    /// The management listen address.
+    pub management: String,
+}
+
+impl HostFacts {
+    pub fn of(config: &AgentConfig) -> HostFacts {
+        HostFacts {
+            agent: config.name.clone(),
+            build: BuildIdentity::current(),
+            identity: config.identity.clone(),
+            paths: config.paths.clone(),
+            management: config.listen.clone(),
+        }
+    }
+
+    /// The path called `name`, or the first configured.
+    pub fn path(&self, name: Option<&str>) -> Option<&MigrationPath> {
+        match name {
+            Some(n) => self.paths.iter().find(|p| p.name == n),
+            None => self.paths.first(),
+        }
+    }
+}
+
+// ---- source side --------------------------------------------------------
+
+/// The summary EMG of a refused validation: names every failing item.
+pub fn refusal(lpar: &str, checks: &[Check]) -> Option<Emg> {
+    let failed: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .collect();
+    let first = failed.first()?;
+    let list = failed
+        .iter()
+        .map(|c| {
+            format!(
+                "{} ({}): {}",
+                c.item,
+                match c.side {
+                    Side::Source => "source",
+                    Side::Destination => "destination",
+                },
+                c.detail
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let e = first.error.clone();
+    let mut emg = Emg::new(
+        Module::Management,
+        phase::COMPATIBILITY,
+        0x2000,
+        format!(
+            "Validation refused the migration of '{lpar}': {} item(s) failed: {list}",
+            failed.len()
+        ),
+        e.map_or("Fix the failing items and retry.".to_string(), |e| {
+            if failed.len() == 1 {
+                e.action
+            } else {
+                format!("First: {} Then fix the other items and retry.", e.action)
+            }
+        }),
+    );
+    emg.detail = failed.len() as u64;
+    Some(emg)
+}
+
+// ---- the agents ---------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+    use crate::agent::inventory::LparState;
+    use crate::partition::config::NO_NAME;
+
+    #[test]
+    fn the_refusal_names_every_failing_item() {
+        let mut l = lpar();
+        l.name = NO_NAME.into();
+        let checks = vec![
+            check_name(&l),
+            check_fc_count(&lpar(), Mode::Live),
+            check_state(NO_NAME, LparState::Dea, Mode::Live),
+        ];
+        let e = refusal(NO_NAME, &checks).unwrap();
+        assert_eq!(e.detail, 2);
+        assert!(e.message.contains("lpar-name (source)"), "{e}");
+        assert!(e.message.contains("lpar-state (source)"), "{e}");
+        assert!(!e.message.contains("fc-count"), "{e}");
+        assert!(refusal("x", &checks[1..2]).is_none());
+    }
+}

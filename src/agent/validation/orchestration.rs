@@ -1,0 +1,237 @@
+//! Running the checklist on both agents: the source's side, the
+//! `validate-incoming` request to the destination, the bandwidth from a
+//! connectivity test, and the rehearsal.
+
+use super::*;
+use crate::agent::Agent;
+use crate::agent::config::AgentConfig;
+use crate::agent::connectivity;
+use crate::agent::inventory::LparState;
+use crate::control::Command;
+use crate::emg::{Emg, Module};
+use crate::partition::LparConfig;
+use crate::units::format_size;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub fn source_checks(
+    config: &AgentConfig,
+    lpar: &LparConfig,
+    state: LparState,
+    mode: Mode,
+    path: Option<&str>,
+) -> Vec<Check> {
+    vec![
+        check_name(lpar),
+        check_state(&lpar.name, state, mode),
+        check_nic_modes(lpar),
+        check_manual_macs(lpar),
+        check_fc_modes(lpar),
+        check_fc_count(lpar, mode),
+        check_own_path(&HostFacts::of(config), path, Side::Source),
+    ]
+}
+
+/// What `validate` found.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub lpar: String,
+    pub mode: Mode,
+    pub source: String,
+    pub destination: String,
+    pub passed: bool,
+    pub checks: Vec<Check>,
+    /// The connectivity test the bandwidth item used (live mode).
+    #[serde(default)]
+    pub connectivity: Option<connectivity::Measurement>,
+}
+
+/// `validate` on the source agent: its own checks, the destination's over
+/// the protocol, and (live mode) the bandwidth of the migration path, from
+/// a connectivity test younger than [`connectivity::REUSE_FOR`] unless
+/// `fresh`.
+pub fn validate(
+    agent: &Arc<Agent>,
+    lpar: &str,
+    to: &str,
+    mode: Mode,
+    path: Option<&str>,
+    fresh: bool,
+) -> Result<Report, Emg> {
+    let (config, state) = {
+        let inv = agent.inventory.lock().unwrap();
+        let e = inv.get(lpar)?;
+        (e.config.clone(), e.state)
+    };
+    let mut checks = source_checks(&agent.config, &config, state, mode, path);
+    let mut client = connectivity::open_peer(agent, to)?;
+    let reply = client.call(Command::ValidateIncoming {
+        config: config.clone(),
+        mode,
+        source: HostFacts::of(&agent.config),
+        path: path.map(str::to_string),
+    })?;
+    let theirs: Vec<Check> = serde_json::from_value(reply["checks"].clone()).map_err(|e| {
+        compat(
+            0x2001,
+            format!("the destination's validate-incoming reply does not parse: {e}"),
+            "Install the same lpar-mover release on both hosts.",
+        )
+    })?;
+    checks.extend(theirs);
+    let destination = client.greeting().agent.clone();
+    let mut connectivity = None;
+    if mode == Mode::Live {
+        let path_name = HostFacts::of(&agent.config)
+            .path(path)
+            .map(|p| p.name.clone());
+        let no_path = checks
+            .iter()
+            .any(|c| c.item == "migration-path" && c.outcome == Outcome::Fail);
+        let check = match path_name {
+            _ if no_path => Check::skip(
+                "bandwidth",
+                Side::Source,
+                "no usable migration path on both sides (see migration-path)",
+            ),
+            None => Check::skip(
+                "bandwidth",
+                Side::Source,
+                "no source migration path (see migration-path)",
+            ),
+            Some(p) => {
+                // Only a passing figure is reused: a fixed path is re-measured.
+                let cached = (!fresh)
+                    .then(|| connectivity::recent(&destination, &p))
+                    .flatten()
+                    .filter(|m| m.bits_per_s >= MIN_GOODPUT_BITS);
+                let measured = match cached {
+                    Some(m) => Ok(m),
+                    None => connectivity::run(agent, &mut client, path),
+                };
+                let c = check_bandwidth(mode, measured.as_ref().map(|m| m.bits_per_s));
+                connectivity = measured.ok();
+                c
+            }
+        };
+        checks.push(check);
+    } else {
+        checks.push(check_bandwidth(mode, Ok(0.0)));
+    }
+    let passed = checks.iter().all(|c| c.outcome != Outcome::Fail);
+    Ok(Report {
+        lpar: lpar.to_string(),
+        mode,
+        source: agent.config.name.clone(),
+        destination,
+        passed,
+        checks,
+        connectivity,
+    })
+}
+
+/// `validate-incoming` on the destination agent.
+pub fn validate_incoming(
+    agent: &Arc<Agent>,
+    lpar: &LparConfig,
+    mode: Mode,
+    source: &HostFacts,
+    path: Option<&str>,
+) -> Result<Value, Emg> {
+    let inv = agent.inventory.lock().unwrap();
+    let checks = destination_checks(&agent.config, &inv, lpar, source, mode, path);
+    Ok(json!({ "host": HostFacts::of(&agent.config), "checks": checks }))
+}
+
+/// `rehearse`: validation with a fresh connectivity test, then the
+/// destination defines the LPAR as a placeholder and deletes it again.
+/// Nothing moves; the LPAR keeps running here.
+pub fn rehearse(
+    agent: &Arc<Agent>,
+    lpar: &str,
+    to: &str,
+    mode: Mode,
+    path: Option<&str>,
+) -> Result<Value, Emg> {
+    let report = validate(agent, lpar, to, mode, path, true)?;
+    if !report.passed {
+        return Ok(json!({ "passed": false, "validation": report }));
+    }
+    let config = agent.inventory.lock().unwrap().get(lpar)?.config.clone();
+    let mut client = connectivity::open_peer(agent, to)?;
+    let placeholder = client.call(Command::RehearseIncoming { config })?;
+    Ok(json!({ "passed": true, "validation": report, "placeholder": placeholder }))
+}
+
+/// `rehearse-incoming` on the destination: reserve (define, state
+/// `migrating` so nothing else touches it) and release.
+pub fn rehearse_incoming(agent: &Arc<Agent>, mut config: LparConfig) -> Result<Value, Emg> {
+    let mut inv = agent.inventory.lock().unwrap();
+    if inv.contains(&config.name) {
+        let here = HostFacts::of(&agent.config);
+        let c = check_name_unique(&here, &inv.names(), &config.name);
+        return Err(c.error.expect("a duplicate name fails"));
+    }
+    agent.check_resources(&inv, &config, Module::Management)?;
+    config.number = inv.names().len() as u32 + 1;
+    let t = std::time::Instant::now();
+    let lpar = inv.define(&config, LparState::Migrating)?;
+    let define_ms = t.elapsed().as_secs_f64() * 1e3;
+    drop(lpar);
+    let t = std::time::Instant::now();
+    inv.remove(&config.name)?;
+    let release_ms = t.elapsed().as_secs_f64() * 1e3;
+    log::info!(
+        "rehearsal: placeholder '{}' ({}) defined in {define_ms:.1} ms and released",
+        config.name,
+        format_size(config.memory_bytes)
+    );
+    Ok(json!({
+        "host": agent.config.name,
+        "lpar": config.name,
+        "memory_bytes": config.memory_bytes,
+        "define_ms": define_ms,
+        "release_ms": release_ms,
+        "released": !inv.contains(&config.name),
+    }))
+}
+
+/// The validation commands of the management protocol.
+pub fn handle(agent: &Arc<Agent>, command: Command) -> Result<Value, Emg> {
+    match command {
+        Command::Validate {
+            lpar,
+            to,
+            mode,
+            path,
+        } => {
+            let r = validate(agent, &lpar, &to, mode, path.as_deref(), false)?;
+            Ok(serde_json::to_value(r).expect("reports serialise"))
+        }
+        Command::ConnectivityTest { to, path } => {
+            connectivity::connectivity_test(agent, &to, path.as_deref())
+        }
+        Command::Rehearse {
+            lpar,
+            to,
+            mode,
+            path,
+        } => rehearse(agent, &lpar, &to, mode, path.as_deref()),
+        Command::ValidateIncoming {
+            config,
+            mode,
+            source,
+            path,
+        } => validate_incoming(agent, &config, mode, &source, path.as_deref()),
+        Command::ConnectivityIncoming { path, streams } => {
+            connectivity::incoming(agent, path.as_deref(), streams)
+        }
+        Command::RehearseIncoming { config } => rehearse_incoming(agent, config),
+        other => Err(crate::control::protocol_error(
+            crate::control::cause::UNKNOWN_COMMAND,
+            format!("'{}' is not a validation command", other.name()),
+            "Send it to the agent's main dispatch.",
+        )),
+    }
+}
