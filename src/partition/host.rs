@@ -1,0 +1,57 @@
+//! What a hosting process (the agent, the one-shot modes, the CLI) takes
+//! from this layer without naming a backend type: a backend chosen by its
+//! name, and the private-file helpers the agent's own state uses.
+//!
+//! | name  | backend | where an LPAR runs |
+//! |-------|---------|--------------------|
+//! | `sim` | [`SimBackend`] | vCPU threads of the hosting process over shared-memory files |
+//! | `kvm` | `partition::kvm` | a VM on `/dev/kvm` in its own process, started by the host |
+//!
+//! A name this build does not know, or a backend this machine cannot run
+//! (no `/dev/kvm`), is refused here with the reason, so `moverd serve
+//! --backend` fails at start rather than on the first LPAR.
+
+use super::{Backend, PartitionError, SimBackend};
+use std::path::Path;
+use std::sync::Arc;
+
+pub use super::sim::shm::{DEFAULT_ROOT, private_dir_all, private_file, write_atomically};
+
+/// The backend names operators may give (`moverd serve --backend`).
+pub const BACKENDS: [&str; 2] = ["sim", "kvm"];
+
+/// The backend called `kind`, keeping its LPARs under `root`.
+pub fn open_backend(kind: &str, root: &Path) -> Result<Arc<dyn Backend>, PartitionError> {
+    match kind {
+        "sim" => Ok(Arc::new(SimBackend::new(root))),
+        "kvm" => open_kvm(root),
+        other => Err(PartitionError::BadConfig {
+            why: format!(
+                "there is no backend '{}'; this build has {BACKENDS:?}",
+                other.escape_debug()
+            ),
+        }),
+    }
+}
+
+/// The `kvm` backend, once `partition::kvm` is in the build.
+fn open_kvm(_root: &Path) -> Result<Arc<dyn Backend>, PartitionError> {
+    Err(PartitionError::BadConfig {
+        why: "this build has no kvm backend yet (partition::kvm)".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_are_chosen_by_name_and_unknown_names_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = open_backend("sim", dir.path()).unwrap();
+        assert_eq!(sim.kind(), "sim");
+        assert_eq!(sim.root(), dir.path());
+        let e = open_backend("xen", dir.path()).err().unwrap();
+        assert!(e.to_string().contains("no backend 'xen'"), "{e}");
+    }
+}
