@@ -91,21 +91,23 @@ fn build_guest() {
 /// with what to install or fix.
 fn run(mut cmd: Command, tool: &str, package: &str) {
     let shown = format!("{cmd:?}");
-    match cmd.output() {
-        Err(err) => panic!(
-            "\nlpar-mover build: cannot build the built-in guest (guests/): running '{tool}' failed: {err}.\n\
+    let failure = match cmd.output() {
+        Err(err) => format!(
+            "running '{tool}' failed: {err}.\n\
              The guest kernel is compiled with gcc -m32 and linked with ld -m elf_i386.\n\
              What to do: install the '{package}' package (Debian/Ubuntu: apt-get install gcc binutils),\n\
-             or point LPAR_GUEST_CC / LPAR_GUEST_LD at a gcc and an ld that can build 32-bit x86 code.\n"
+             or point LPAR_GUEST_CC / LPAR_GUEST_LD at a gcc and an ld that can build 32-bit x86 code."
         ),
-        Ok(output) if !output.status.success() => panic!(
-            "\nlpar-mover build: cannot build the built-in guest (guests/): {shown} failed ({}):\n{}{}\n\
+        Ok(output) if !output.status.success() => format!(
+            "{shown} failed ({}):\n{}{}\n\
              What to do: fix the guest source, or if the error is about -m32 or elf_i386, \
-             install a gcc/binutils that target 32-bit x86 (Debian/Ubuntu: apt-get install gcc binutils).\n",
+             install a gcc/binutils that target 32-bit x86 (Debian/Ubuntu: apt-get install gcc binutils).",
             output.status,
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr),
         ),
-        Ok(_) => {}
-    }
+        Ok(_) => return,
+    };
+    eprintln!("lpar-mover build: cannot build the built-in guest (guests/): {failure}");
+    std::process::exit(1);
 }

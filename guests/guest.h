@@ -16,6 +16,7 @@
 #ifndef __ASSEMBLER__
 
 typedef unsigned char u8;
+typedef signed char s8;
 typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long long u64;
@@ -41,7 +42,7 @@ struct mailbox {
     u64 last_tsc;             /* 16: last TSC read by any vCPU's loop */
     u64 heartbeat_seq;        /* 24 */
     u64 cpus_online;          /* 32 */
-    u64 tsc_hz;               /* 40: calibrated with PIT channel 2 */
+    u64 tsc_hz;               /* 40: kvmclock's if offered, else PIT channel 2 */
     u64 max_gap;              /* 48: longest gap between consecutive writes of a vCPU */
     u32 flags;                /* 56: FLAG_* below */
     u32 power_button;         /* 60: written by the VMM; nonzero = shut down */
@@ -55,7 +56,9 @@ struct mailbox {
     u32 content;              /* 116: CONTENT_* below */
     u32 halted_cpus;          /* 120: vCPUs that obeyed the power button */
     u32 ignore_shutdown;      /* 124: shutdown=ignore */
-    u8 reserved[256 - 128];
+    u64 pit_tsc_hz;           /* 128: TSC Hz from PIT channel 2 */
+    u64 kvmclock_tsc_hz;      /* 136: TSC Hz from kvmclock, 0 = none */
+    u8 reserved[256 - 144];
     struct cpu_state cpu[MAX_CPUS];
 };
 
@@ -63,6 +66,7 @@ struct mailbox {
 _Static_assert(__builtin_offsetof(struct mailbox, flags) == 56, "mailbox layout");
 _Static_assert(__builtin_offsetof(struct mailbox, power_button) == 60, "mailbox layout");
 _Static_assert(__builtin_offsetof(struct mailbox, ignore_shutdown) == 124, "mailbox layout");
+_Static_assert(__builtin_offsetof(struct mailbox, kvmclock_tsc_hz) == 136, "mailbox layout");
 _Static_assert(__builtin_offsetof(struct mailbox, cpu) == 256, "mailbox layout");
 _Static_assert(sizeof(struct cpu_state) == 64, "mailbox layout");
 _Static_assert(sizeof(struct mailbox) <= 4096, "mailbox layout");

@@ -10,7 +10,8 @@
 #define LAPIC_ICR_LO 0x300u
 #define LAPIC_ICR_HI 0x310u
 #define PIT_HZ 1193182u
-#define CALIBRATION_LATCH 59659u /* 50 ms of PIT channel 2 */
+#define CALIBRATION_LATCH 23864u /* 20 ms of PIT channel 2 */
+#define CALIBRATION_RUNS 5
 
 struct multiboot_info {
     u32 flags;
@@ -54,23 +55,103 @@ static void delay_us(u32 us)
         cpu_relax();
 }
 
-/* TSC ticks in 50 ms of PIT channel 2 (mode 0, gate on, speaker off). */
-static u64 calibrate_tsc(void)
+/* TSC ticks in one countdown of PIT channel 2 (mode 0, gate on, speaker
+ * off), or 0 when OUT2 never rises: a PIT without the in-kernel speaker
+ * port (create it with KVM_PIT_SPEAKER_DUMMY) gives up after 2^33 ticks,
+ * at least 0.8 s on any TSC up to 10 GHz. */
+static u64 pit_countdown_ticks(void)
 {
     outb(0x61, (u8)((inb(0x61) & ~0x02) | 0x01));
     outb(0x43, 0xB0);
     outb(0x42, CALIBRATION_LATCH & 0xff);
     outb(0x42, CALIBRATION_LATCH >> 8);
-    u64 t0 = rdtsc();
+    u64 t0 = rdtsc(), t1 = t0;
     u32 polls = 0;
-    while (!(inb(0x61) & 0x20) && polls < 50000000u)
+    while (!(inb(0x61) & 0x20)) {
         polls++;
-    u64 t1 = rdtsc();
-    u64 hz = udiv64_32((t1 - t0) * PIT_HZ, CALIBRATION_LATCH, 0);
-    if (hz < 10000000ull || polls == 0) {
-        put_line("lpar-guest warning: PIT channel 2 calibration failed; assuming a 1 GHz TSC");
+        t1 = rdtsc();
+        if (t1 - t0 >= (1ull << 33))
+            return 0;
+    }
+    t1 = rdtsc();
+    return polls ? t1 - t0 : 0;
+}
+
+/* The median of five 20 ms countdowns: a vCPU preempted in one of them
+ * (a busy host, an emulated KVM) skews that one only. */
+static u64 calibrate_tsc(void)
+{
+    u64 runs[CALIBRATION_RUNS];
+    for (u32 i = 0; i < CALIBRATION_RUNS; i++) {
+        runs[i] = pit_countdown_ticks();
+        if (runs[i] == 0) {
+            put_line("lpar-guest warning: PIT channel 2 calibration failed (port 0x61 OUT2 "
+                     "never rose); assuming a 1 GHz TSC");
+            return 1000000000ull;
+        }
+        for (u32 j = i; j > 0 && runs[j - 1] > runs[j]; j--) {
+            u64 t = runs[j];
+            runs[j] = runs[j - 1];
+            runs[j - 1] = t;
+        }
+    }
+    u64 hz = udiv64_32(runs[CALIBRATION_RUNS / 2] * PIT_HZ, CALIBRATION_LATCH, 0);
+    if (hz < 10000000ull) {
+        put_line("lpar-guest warning: PIT channel 2 calibration gave under 10 MHz; "
+                 "assuming a 1 GHz TSC");
         hz = 1000000000ull;
     }
+    return hz;
+}
+
+/* The TSC frequency KVM itself uses, from the kvmclock page: exact where
+ * the PIT is not (under this machine's emulated KVM, 20 ms PIT countdowns
+ * read a 2.6 GHz TSC as 2.6 to 4 GHz). 0 when the hypervisor offers no
+ * kvmclock (CPUID 0x40000000 "KVMKVMKVM" and feature bit 3 of 0x40000001
+ * are checked first: WRMSR to an unknown MSR would fault, and a fault here
+ * is fatal). The clock is switched off again after one read. */
+#define KVMCLOCK_PAGE 0x2000u
+#define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01u
+
+static void cpuid(u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
+{
+    u32 eax = leaf, ebx, ecx = 0, edx;
+    __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+    *a = eax, *b = ebx, *c = ecx, *d = edx;
+}
+
+static u64 kvmclock_tsc_hz(void)
+{
+    u32 a, b, c, d;
+    cpuid(0x40000000u, &a, &b, &c, &d);
+    if (b != 0x4b4d564bu || c != 0x564b4d56u || d != 0x4du || a < 0x40000001u)
+        return 0;
+    cpuid(0x40000001u, &a, &b, &c, &d);
+    if (!(a & (1u << 3)))
+        return 0;
+    volatile u32 *page = (volatile u32 *)KVMCLOCK_PAGE;
+    memset((void *)KVMCLOCK_PAGE, 0, 32);
+    __asm__ volatile("wrmsr" : : "c"(MSR_KVM_SYSTEM_TIME_NEW), "a"(KVMCLOCK_PAGE | 1u), "d"(0u) : "memory");
+    u32 mul = 0;
+    s8 shift = 0;
+    for (u32 tries = 0; tries < 1000000u && !mul; tries++) {
+        u32 version = page[0];
+        if (version & 1)
+            continue;
+        mul = page[6];
+        shift = (s8)(page[7] & 0xff);
+        if (page[0] != version)
+            mul = 0;
+    }
+    __asm__ volatile("wrmsr" : : "c"(MSR_KVM_SYSTEM_TIME_NEW), "a"(0u), "d"(0u) : "memory");
+    if (!mul)
+        return 0;
+    /* ns = ((tsc << shift) * mul) >> 32, so Hz = 2^32 * 10^9 / mul / 2^shift. */
+    u64 hz = udiv64_32(1000000000ull << 32, mul, 0);
+    if (shift > 0)
+        hz >>= shift;
+    else if (shift < 0)
+        hz <<= -shift;
     return hz;
 }
 
@@ -247,8 +328,12 @@ void bsp_main(u32 magic, const struct multiboot_info *mbi)
             error_halt("the working set is larger than guest memory above 4 MiB", "");
         }
     }
-    tsc_hz = calibrate_tsc();
+    u64 pit_hz = calibrate_tsc();
+    u64 kvm_hz = kvmclock_tsc_hz();
+    tsc_hz = kvm_hz ? kvm_hz : pit_hz;
     mb->tsc_hz = tsc_hz;
+    mb->pit_tsc_hz = pit_hz;
+    mb->kvmclock_tsc_hz = kvm_hz;
     u32 cpus = start_aps();
     mb->cpus_online = cpus;
     mb->region_start = WORK_AREA_START;

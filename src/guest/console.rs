@@ -104,18 +104,18 @@ pub fn parse_line(line: &str) -> Line {
             _ => other(),
         };
     }
-    if let Some(info) = rest.strip_prefix("info ") {
-        if let Some([tsc_hz, memory_end, region_start, region_bytes]) = numbers(
+    if let Some(info) = rest.strip_prefix("info ")
+        && let Some([tsc_hz, memory_end, region_start, region_bytes]) = numbers(
             info,
             ["tsc_hz", "memory_end", "region_start", "region_bytes"],
-        ) {
-            return Line::Info {
-                tsc_hz,
-                memory_end,
-                region_start,
-                region_bytes,
-            };
-        }
+        )
+    {
+        return Line::Info {
+            tsc_hz,
+            memory_end,
+            region_start,
+            region_bytes,
+        };
     }
     other()
 }

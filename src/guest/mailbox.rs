@@ -8,7 +8,7 @@
 //! | 16  | u64 | guest | the last TSC any vCPU's loop read |
 //! | 24  | u64 | guest | heartbeat sequence number (lines printed) |
 //! | 32  | u64 | guest | vCPUs online |
-//! | 40  | u64 | guest | TSC frequency in Hz (PIT channel 2) |
+//! | 40  | u64 | guest | TSC frequency in Hz (kvmclock's when offered, else PIT channel 2) |
 //! | 48  | u64 | guest | longest gap between two consecutive writes of a vCPU, TSC ticks |
 //! | 56  | u32 | guest | flags: [`FLAG_PROGRAM_ERROR`], [`FLAG_RUNNING`], [`FLAG_HALTED`] |
 //! | 60  | u32 | VMM   | power button: nonzero = shut down |
@@ -22,6 +22,8 @@
 //! | 116 | u32 | guest | content: 0 zero, 1 text, 2 random |
 //! | 120 | u32 | guest | vCPUs that obeyed the power button |
 //! | 124 | u32 | guest | 1 with `shutdown=ignore` |
+//! | 128 | u64 | guest | TSC Hz measured with PIT channel 2 |
+//! | 136 | u64 | guest | TSC Hz from kvmclock (0: no kvmclock); offset 40 uses it when nonzero |
 //! | 256 + 64·i | 64 | guest | vCPU i's program state ([`CpuState`]) |
 //!
 //! The guest zeroes the page at boot, before it sets the magic: a power
@@ -52,6 +54,8 @@ pub const OFF_OPCODE: usize = 112;
 pub const OFF_CONTENT: usize = 116;
 pub const OFF_HALTED_CPUS: usize = 120;
 pub const OFF_IGNORE_SHUTDOWN: usize = 124;
+pub const OFF_PIT_TSC_HZ: usize = 128;
+pub const OFF_KVMCLOCK_TSC_HZ: usize = 136;
 /// vCPU i's state is at `OFF_CPUS + CPU_STRIDE * i`.
 pub const OFF_CPUS: usize = 256;
 pub const CPU_STRIDE: usize = 64;
@@ -108,6 +112,8 @@ pub struct Mailbox {
     pub content: u32,
     pub halted_cpus: u32,
     pub ignore_shutdown: u32,
+    pub pit_tsc_hz: u64,
+    pub kvmclock_tsc_hz: u64,
     /// One per online vCPU (at most [`super::MAX_CPUS`]).
     pub cpus: Vec<CpuState>,
 }
@@ -169,6 +175,8 @@ impl Mailbox {
             content: u32_at(page, OFF_CONTENT),
             halted_cpus: u32_at(page, OFF_HALTED_CPUS),
             ignore_shutdown: u32_at(page, OFF_IGNORE_SHUTDOWN),
+            pit_tsc_hz: u64_at(page, OFF_PIT_TSC_HZ),
+            kvmclock_tsc_hz: u64_at(page, OFF_KVMCLOCK_TSC_HZ),
             cpus,
         })
     }
@@ -207,8 +215,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_cpu_array_fits_the_page() {
-        assert!(OFF_CPUS + CPU_STRIDE * super::super::MAX_CPUS <= 4096);
-    }
+    // The vCPU array fits the page.
+    const _: () = assert!(OFF_CPUS + CPU_STRIDE * super::super::MAX_CPUS <= 4096);
 }

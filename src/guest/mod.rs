@@ -106,6 +106,34 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_program_formats_to_a_command_line_that_parses_back(
+            head in 0..4u8,
+            hot_pages in 1..1u64 << 40,
+            rate in proptest::option::of(1..u64::MAX),
+            content in 0..3u8,
+            writes in proptest::option::of(1..u64::MAX),
+            ignore_shutdown: bool,
+            path in proptest::option::of("/[a-z/]{1,20}"),
+        ) {
+            let spec = ProgramSpec {
+                opcode: [Opcode::Idle, Opcode::Hot, Opcode::Sweep, Opcode::Skewed][head as usize],
+                hot_pages: if head == 1 { hot_pages } else { 0 },
+                rate: rate.unwrap_or(0),
+                content: [Content::Zero, Content::Text, Content::Random][content as usize],
+                writes: writes.unwrap_or(0),
+                ignore_shutdown,
+            };
+            let text = format_cmdline(&spec);
+            let line = match path {
+                Some(p) => format!("{p} {text}"),
+                None => text,
+            };
+            proptest::prop_assert_eq!(parse_cmdline(&line).unwrap(), spec);
+        }
+    }
+
     #[test]
     fn bad_command_lines_are_refused() {
         assert!(parse_cmdline("kernel warm:1G").is_err());

@@ -156,6 +156,11 @@ impl Header {
             }
         };
         let loaded_end = u64::from(a.load_addr) + (file_end - file_start) as u64;
+        if loaded_end > u64::from(u32::MAX) {
+            return bad(format!(
+                "the loaded bytes end at {loaded_end:#x}, above 4 GiB"
+            ));
+        }
         if a.bss_end_addr != 0 && u64::from(a.bss_end_addr) < loaded_end {
             return bad(format!(
                 "bss_end_addr {:#x} is below the end of the loaded bytes {loaded_end:#x}",

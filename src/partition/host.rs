@@ -34,11 +34,14 @@ pub fn open_backend(kind: &str, root: &Path) -> Result<Arc<dyn Backend>, Partiti
     }
 }
 
-/// The `kvm` backend, once `partition::kvm` is in the build.
-fn open_kvm(_root: &Path) -> Result<Arc<dyn Backend>, PartitionError> {
-    Err(PartitionError::BadConfig {
-        why: "this build has no kvm backend yet (partition::kvm)".into(),
-    })
+/// The `kvm` backend, if `/dev/kvm` opens.
+fn open_kvm(root: &Path) -> Result<Arc<dyn Backend>, PartitionError> {
+    match super::kvm::unavailable() {
+        Some(why) => Err(PartitionError::BadConfig {
+            why: format!("the kvm backend cannot run on this host: {why}"),
+        }),
+        None => Ok(Arc::new(super::kvm::KvmBackend::new(root))),
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod backend;
 pub mod config;
 pub mod conformance;
 pub mod host;
+pub mod kvm;
 pub mod pages;
 pub mod sim;
 
@@ -22,6 +23,7 @@ mod error;
 pub use backend::{Backend, SimBackend};
 pub use config::{ConfigError, DeviceMode, FcPortConfig, LparConfig, NicConfig};
 pub use error::PartitionError;
+pub use kvm::KvmBackend;
 pub use pages::PageSet;
 
 use crate::state::DeviceState;

@@ -462,6 +462,7 @@ impl<'a> Reader<'a> {
             serial,
             firmware: Firmware { uuid, nvram },
             acpi,
+            platform_exact: Vec::new(),
         })
     }
 
@@ -525,6 +526,7 @@ impl<'a> Reader<'a> {
             tsc,
             xsave,
             lapic,
+            exact: Vec::new(),
         })
     }
 

@@ -145,6 +145,9 @@ pub struct VcpuState {
     /// [`MAX_XSAVE_BYTES`](super::MAX_XSAVE_BYTES).
     pub xsave: Vec<u8>,
     pub lapic: Lapic,
+    /// Exact records of this vCPU a hypervisor backend carries beside the
+    /// fields above (see [`super::exact`]).
+    pub exact: Vec<super::ExactRecord>,
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@
 //! │   24 │    n │ body: the DeviceState fields in declaration order,       │
 //! │      │      │ little-endian; Vec = u32 count + items; blob = u32       │
 //! │      │      │ length + bytes; Option = u8 tag 0/1 + value; bool = u8   │
-//! │      │      │ 0/1; enums = u8 code                                     │
+//! │      │      │ 0/1; enums = u8 code. Minor 1 appends the exact          │
+//! │      │      │ hypervisor records (platform, then each vCPU; drawn in   │
+//! │      │      │ `state::exact`)                                          │
 //! ├──────┼──────┼──────────────────────────────────────────────────────────┤
 //! │ 24+n │    4 │ CRC32 (IEEE, crc32fast) over bytes [0, 24+n)             │
 //! └──────┴──────┴──────────────────────────────────────────────────────────┘
@@ -40,7 +42,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 pub const MAGIC: [u8; 8] = *b"LPMVDEV\0";
 pub const FORMAT_MAJOR: u16 = 1;
-pub const FORMAT_MINOR: u16 = 0;
+pub const FORMAT_MINOR: u16 = 1;
 pub const HEADER_LEN: usize = 24;
 pub const TRAILER_LEN: usize = 4;
 
@@ -128,6 +130,11 @@ pub fn encode(state: &DeviceState) -> Result<Vec<u8>, StateError> {
     let mut w = Writer::with_header_room(HEADER_LEN);
     w.state(state)?;
     let mut out = w.into_inner();
+    // Minor 1: the exact hypervisor records, platform first, then per vCPU.
+    super::exact::encode_owner(&mut out, &state.platform_exact)?;
+    for v in &state.vcpus {
+        super::exact::encode_owner(&mut out, &v.exact)?;
+    }
     let body_len = out.len() - HEADER_LEN;
     if body_len > MAX_ENCODED_BYTES {
         return Err(StateError::TooLarge {
@@ -173,7 +180,16 @@ pub fn decode(bytes: &[u8]) -> Result<DeviceState, StateError> {
         return Err(StateError::ChecksumMismatch { stored, computed });
     }
     let mut r = Reader::new(&covered[HEADER_LEN..]);
-    let state = r.state()?;
+    let mut state = r.state()?;
+    if minor >= 1 {
+        let body = &covered[HEADER_LEN..];
+        let mut rest = &body[body.len() - r.remaining()..];
+        state.platform_exact = super::exact::decode_owner(&mut rest)?;
+        for v in &mut state.vcpus {
+            v.exact = super::exact::decode_owner(&mut rest)?;
+        }
+        r = Reader::new(rest);
+    }
     // A newer minor appends fields we do not know: skip them. Otherwise
     // every body byte must have been consumed.
     let newer_minor = minor > FORMAT_MINOR;

@@ -14,6 +14,7 @@
 //! | [`format`](mod@format) | the binary layout: header, CRC, bounds (drawn there) |
 //! | `body` | field-by-field encoding of the body |
 //! | `sample` | a plausible state for a new LPAR |
+//! | [`exact`] | exact hypervisor records carried beside the model (format minor 1) |
 //! | [`error`] | [`StateError`] and its conversion into an [`Emg`](crate::emg::Emg) |
 //!
 //! A Concurrent Maintenance (live) move sends `state.for_mode(Live)`; a
@@ -30,6 +31,7 @@ pub mod chipset;
 pub mod cpu;
 pub mod devices;
 pub mod error;
+pub mod exact;
 pub mod format;
 pub mod ids;
 pub mod rtc;
@@ -51,6 +53,7 @@ pub use devices::{
     AcpiRegisters, Firmware, LogicalFcHba, LogicalNic, SerialPort, Vga, VgaSnapshot,
 };
 pub use error::StateError;
+pub use exact::{ExactItem, ExactRecord};
 pub use format::{
     FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, MAGIC, MAX_BLOB_BYTES, MAX_ENCODED_BYTES, MAX_FC_HBAS,
     MAX_MSRS, MAX_NICS, MAX_VCPUS, MAX_XSAVE_BYTES, TRAILER_LEN,
@@ -93,4 +96,7 @@ pub struct DeviceState {
     pub serial: Option<SerialPort>,
     pub firmware: Firmware,
     pub acpi: Option<AcpiRegisters>,
+    /// Exact records of platform devices (PIT, PICs, I/O APIC, clock) a
+    /// hypervisor backend carries beside the fields above (see [`exact`]).
+    pub platform_exact: Vec<ExactRecord>,
 }

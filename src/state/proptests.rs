@@ -9,6 +9,17 @@ fn blob(max: usize) -> impl Strategy<Value = Vec<u8>> {
     vec(any::<u8>(), 0..max)
 }
 
+fn exact_records() -> impl Strategy<Value = Vec<ExactRecord>> {
+    vec((1u8..=11, blob(80)), 0..4).prop_map(|v| {
+        v.into_iter()
+            .map(|(c, bytes)| ExactRecord {
+                item: ExactItem::from_code(c).unwrap(),
+                bytes,
+            })
+            .collect()
+    })
+}
+
 fn segment() -> impl Strategy<Value = Segment> {
     (any::<u64>(), any::<u32>(), any::<u16>(), any::<u32>()).prop_map(
         |(base, limit, selector, attributes)| Segment {
@@ -89,9 +100,10 @@ fn vcpu() -> impl Strategy<Value = VcpuState> {
         any::<u64>(),
         blob(700),
         lapic(),
+        exact_records(),
     )
         .prop_map(
-            |((gpr, rip, rflags), sregs, msrs, tsc, xsave, lapic)| VcpuState {
+            |((gpr, rip, rflags), sregs, msrs, tsc, xsave, lapic, exact)| VcpuState {
                 regs: Registers { gpr, rip, rflags },
                 sregs,
                 msrs: msrs
@@ -101,6 +113,7 @@ fn vcpu() -> impl Strategy<Value = VcpuState> {
                 tsc,
                 xsave,
                 lapic,
+                exact,
             },
         )
 }
@@ -230,6 +243,7 @@ prop_compose! {
         ),
         nics in vec(nic(), 0..4),
         fc_hbas in vec(hba(), 0..4),
+        platform_exact in exact_records(),
         usb in prop::sample::select(UsbAssignment::ALL),
         vga in (
             prop::sample::select(VgaAssignment::ALL),
@@ -277,6 +291,7 @@ prop_compose! {
                 gpe0_status: d,
                 gpe0_enable: e,
             }),
+            platform_exact,
         }
     }
 }

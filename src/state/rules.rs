@@ -467,6 +467,8 @@ impl DeviceState {
     /// Drops one item's value (a no-op for items that are refusals rather
     /// than data, or that are always present).
     fn drop_item(&mut self, item: Item) {
+        // Exact hypervisor records go with their item.
+        self.platform_exact.retain(|r| r.item.table_item() != item);
         match item {
             Item::VcpuRegisters | Item::Lapic => self.vcpus.clear(),
             Item::IoApic => self.ioapic = None,

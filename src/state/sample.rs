@@ -117,6 +117,7 @@ fn reset_vcpu(index: usize) -> VcpuState {
             },
             ..Lapic::default()
         },
+        exact: Vec::new(),
     }
 }
 
@@ -222,6 +223,7 @@ impl DeviceState {
                 nvram: vec![0xff; 64 * 1024],
             },
             acpi: Some(AcpiRegisters::default()),
+            platform_exact: Vec::new(),
         }
     }
 }

@@ -364,7 +364,7 @@ fn power_on_registers(config: &LparConfig) -> Result<Vec<Regs>, PartitionError> 
 /// The device state of a new LPAR: the sample's chipset, with the NICs
 /// and FC HBAs the configuration declares. An unpinned FC port takes vfcID
 /// `1 + index` here (a destination reassigns it at switchover).
-fn devices_for(config: &LparConfig) -> DeviceState {
+pub(crate) fn devices_for(config: &LparConfig) -> DeviceState {
     use crate::state::{LogicalFcHba, LogicalNic, PciAddress};
     let mut state = DeviceState::sample(config.vcpus as usize);
     let nic_template = state.nics.first().cloned();
@@ -422,7 +422,7 @@ fn read_devices(dir: &Path) -> Result<DeviceState, PartitionError> {
 }
 
 /// Allocated extents of a sparse file, as pages (`SEEK_DATA`/`SEEK_HOLE`).
-fn populated_extents(file: &std::fs::File, len: u64) -> Result<PageSet, PartitionError> {
+pub(crate) fn populated_extents(file: &std::fs::File, len: u64) -> Result<PageSet, PartitionError> {
     let fd = file;
     let err = |e: nix::Error| PartitionError::SharedMemory {
         path: "guest memory".into(),

@@ -355,7 +355,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PartitionError>
     fs::rename(&tmp, path).map_err(|e| shm_err(path, e))
 }
 
-fn read_config(dir: &Path) -> Result<LparConfig, PartitionError> {
+pub(crate) fn read_config(dir: &Path) -> Result<LparConfig, PartitionError> {
     let path = dir.join("config.json");
     let text = fs::read(&path).map_err(|e| shm_err(&path, e))?;
     let config: LparConfig = serde_json::from_slice(&text)

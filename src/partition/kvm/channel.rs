@@ -1,0 +1,433 @@
+//! The agent ↔ LPAR-process channel (issue 12 item 5, first part): the
+//! messages an agent sends over the Unix socket in the LPAR's directory to
+//! the `lpar-vmm` process that owns the VM, and their decoder. Guest
+//! memory does not cross it: both sides map the LPAR's `memory` file.
+//!
+//! ```text
+//! frame   = len:u32 LE (bytes after this field, <= MAX_FRAME) kind:u8 payload
+//! request : 1 Pause | 2 Resume | 3 Throttle pct:u8 (<= 99) | 4 StartLog
+//!         | 5 Harvest | 6 StopLog | 7 Save | 8 Restore state-bytes
+//!         | 9 Status | 10 Shutdown | 11 Stop
+//! reply   : 128 Ok | 129 Error text(UTF-8) | 130 Pages n:u32 (first:u64 end:u64)*n
+//!         | 131 State state-bytes | 132 Status running:u8 failed:u8 shut_down:u8
+//!           writes:u64 max_stall_ns:u64
+//! ```
+//!
+//! Every count and length is checked against its named bound and against
+//! the bytes present before anything is allocated; ranges must be
+//! non-empty and ascending. The decoder never panics (fuzzed by
+//! `fuzz/fuzz_targets/kvm_channel.rs`).
+
+use crate::partition::PageSet;
+use crate::state::MAX_ENCODED_BYTES;
+use std::ops::Range;
+
+/// Largest frame: a device state plus its framing.
+pub const MAX_FRAME: usize = MAX_ENCODED_BYTES + 64;
+/// Most page ranges in one harvest reply (a fully fragmented 64 GiB guest
+/// has 8 M; a frame must stay under [`MAX_FRAME`] anyway).
+pub const MAX_RANGES: usize = MAX_FRAME / 16;
+/// Longest error text.
+pub const MAX_ERROR_TEXT: usize = 4096;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Pause,
+    Resume,
+    Throttle(u8),
+    StartLog,
+    Harvest,
+    StopLog,
+    Save,
+    Restore(Vec<u8>),
+    Status,
+    Shutdown,
+    Stop,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    pub running: bool,
+    pub failed: bool,
+    pub shut_down: bool,
+    pub writes: u64,
+    pub max_stall_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Ok,
+    Error(String),
+    Pages(Vec<Range<u64>>),
+    State(Vec<u8>),
+    Status(Status),
+}
+
+/// Why a frame was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelError {
+    Truncated {
+        needed: usize,
+        available: usize,
+    },
+    TooLarge {
+        what: &'static str,
+        count: u64,
+        max: u64,
+    },
+    UnknownKind(u8),
+    BadValue {
+        what: &'static str,
+        value: u64,
+    },
+    TrailingBytes(usize),
+}
+
+impl std::fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Truncated { needed, available } => {
+                write!(
+                    f,
+                    "frame cut short: {needed} bytes needed, {available} present"
+                )
+            }
+            Self::TooLarge { what, count, max } => write!(f, "{what}: {count} is over {max}"),
+            Self::UnknownKind(k) => write!(f, "unknown message kind {k}"),
+            Self::BadValue { what, value } => write!(f, "{what}: {value} is not allowed"),
+            Self::TrailingBytes(n) => write!(f, "{n} bytes after the message"),
+        }
+    }
+}
+
+fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + payload.len());
+    out.extend_from_slice(&((1 + payload.len()) as u32).to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(payload);
+    out
+}
+
+impl Request {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Request::Pause => frame(1, &[]),
+            Request::Resume => frame(2, &[]),
+            Request::Throttle(p) => frame(3, &[*p]),
+            Request::StartLog => frame(4, &[]),
+            Request::Harvest => frame(5, &[]),
+            Request::StopLog => frame(6, &[]),
+            Request::Save => frame(7, &[]),
+            Request::Restore(b) => frame(8, b),
+            Request::Status => frame(9, &[]),
+            Request::Shutdown => frame(10, &[]),
+            Request::Stop => frame(11, &[]),
+        }
+    }
+
+    /// Decodes one whole frame (length prefix included).
+    pub fn decode(bytes: &[u8]) -> Result<Request, ChannelError> {
+        let (kind, p) = split(bytes)?;
+        let empty = |r: Request| {
+            if p.is_empty() {
+                Ok(r)
+            } else {
+                Err(ChannelError::TrailingBytes(p.len()))
+            }
+        };
+        match kind {
+            1 => empty(Request::Pause),
+            2 => empty(Request::Resume),
+            3 => match p {
+                [pct] if *pct <= 99 => Ok(Request::Throttle(*pct)),
+                [pct] => Err(ChannelError::BadValue {
+                    what: "throttle percent",
+                    value: u64::from(*pct),
+                }),
+                [] => Err(ChannelError::Truncated {
+                    needed: 1,
+                    available: 0,
+                }),
+                _ => Err(ChannelError::TrailingBytes(p.len() - 1)),
+            },
+            4 => empty(Request::StartLog),
+            5 => empty(Request::Harvest),
+            6 => empty(Request::StopLog),
+            7 => empty(Request::Save),
+            8 => Ok(Request::Restore(p.to_vec())),
+            9 => empty(Request::Status),
+            10 => empty(Request::Shutdown),
+            11 => empty(Request::Stop),
+            k => Err(ChannelError::UnknownKind(k)),
+        }
+    }
+}
+
+impl Reply {
+    pub fn pages(set: &PageSet) -> Reply {
+        Reply::Pages(set.ranges().to_vec())
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Reply::Ok => frame(128, &[]),
+            Reply::Error(t) => {
+                let mut end = t.len().min(MAX_ERROR_TEXT);
+                while !t.is_char_boundary(end) {
+                    end -= 1;
+                }
+                frame(129, &t.as_bytes()[..end])
+            }
+            Reply::Pages(ranges) => {
+                let mut p = Vec::with_capacity(4 + 16 * ranges.len());
+                p.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
+                for r in ranges {
+                    p.extend_from_slice(&r.start.to_le_bytes());
+                    p.extend_from_slice(&r.end.to_le_bytes());
+                }
+                frame(130, &p)
+            }
+            Reply::State(b) => frame(131, b),
+            Reply::Status(s) => {
+                let mut p = vec![
+                    u8::from(s.running),
+                    u8::from(s.failed),
+                    u8::from(s.shut_down),
+                ];
+                p.extend_from_slice(&s.writes.to_le_bytes());
+                p.extend_from_slice(&s.max_stall_ns.to_le_bytes());
+                frame(132, &p)
+            }
+        }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Reply, ChannelError> {
+        let (kind, p) = split(bytes)?;
+        match kind {
+            128 if p.is_empty() => Ok(Reply::Ok),
+            128 => Err(ChannelError::TrailingBytes(p.len())),
+            129 => {
+                if p.len() > MAX_ERROR_TEXT {
+                    return Err(ChannelError::TooLarge {
+                        what: "error text",
+                        count: p.len() as u64,
+                        max: MAX_ERROR_TEXT as u64,
+                    });
+                }
+                Ok(Reply::Error(String::from_utf8_lossy(p).into_owned()))
+            }
+            130 => decode_pages(p).map(Reply::Pages),
+            131 => Ok(Reply::State(p.to_vec())),
+            132 => {
+                if p.len() != 19 {
+                    return Err(if p.len() < 19 {
+                        ChannelError::Truncated {
+                            needed: 19,
+                            available: p.len(),
+                        }
+                    } else {
+                        ChannelError::TrailingBytes(p.len() - 19)
+                    });
+                }
+                let flag = |i: usize, what| match p[i] {
+                    0 => Ok(false),
+                    1 => Ok(true),
+                    v => Err(ChannelError::BadValue {
+                        what,
+                        value: u64::from(v),
+                    }),
+                };
+                Ok(Reply::Status(Status {
+                    running: flag(0, "running flag")?,
+                    failed: flag(1, "failed flag")?,
+                    shut_down: flag(2, "shut-down flag")?,
+                    writes: u64::from_le_bytes(p[3..11].try_into().unwrap()),
+                    max_stall_ns: u64::from_le_bytes(p[11..19].try_into().unwrap()),
+                }))
+            }
+            k => Err(ChannelError::UnknownKind(k)),
+        }
+    }
+}
+
+fn decode_pages(p: &[u8]) -> Result<Vec<Range<u64>>, ChannelError> {
+    if p.len() < 4 {
+        return Err(ChannelError::Truncated {
+            needed: 4,
+            available: p.len(),
+        });
+    }
+    let n = u32::from_le_bytes(p[..4].try_into().unwrap()) as usize;
+    if n > MAX_RANGES {
+        return Err(ChannelError::TooLarge {
+            what: "page ranges",
+            count: n as u64,
+            max: MAX_RANGES as u64,
+        });
+    }
+    let body = &p[4..];
+    if body.len() != 16 * n {
+        return Err(if body.len() < 16 * n {
+            ChannelError::Truncated {
+                needed: 16 * n,
+                available: body.len(),
+            }
+        } else {
+            ChannelError::TrailingBytes(body.len() - 16 * n)
+        });
+    }
+    let mut ranges = Vec::with_capacity(n);
+    let mut prev_end = 0;
+    for c in body.chunks_exact(16) {
+        let start = u64::from_le_bytes(c[..8].try_into().unwrap());
+        let end = u64::from_le_bytes(c[8..].try_into().unwrap());
+        if end <= start || start < prev_end {
+            return Err(ChannelError::BadValue {
+                what: "page range (empty or not ascending)",
+                value: start,
+            });
+        }
+        prev_end = end;
+        ranges.push(start..end);
+    }
+    Ok(ranges)
+}
+
+/// Splits a frame into its kind and payload, checking the length prefix.
+fn split(bytes: &[u8]) -> Result<(u8, &[u8]), ChannelError> {
+    if bytes.len() < 5 {
+        return Err(ChannelError::Truncated {
+            needed: 5,
+            available: bytes.len(),
+        });
+    }
+    let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    if len == 0 || len > MAX_FRAME {
+        return Err(ChannelError::TooLarge {
+            what: "frame length",
+            count: len as u64,
+            max: MAX_FRAME as u64,
+        });
+    }
+    let rest = &bytes[4..];
+    if rest.len() < len {
+        return Err(ChannelError::Truncated {
+            needed: len,
+            available: rest.len(),
+        });
+    }
+    if rest.len() > len {
+        return Err(ChannelError::TrailingBytes(rest.len() - len));
+    }
+    Ok((rest[0], &rest[1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            Just(Request::Pause),
+            Just(Request::Resume),
+            (0u8..=99).prop_map(Request::Throttle),
+            Just(Request::StartLog),
+            Just(Request::Harvest),
+            Just(Request::StopLog),
+            Just(Request::Save),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(Request::Restore),
+            Just(Request::Status),
+            Just(Request::Shutdown),
+            Just(Request::Stop),
+        ]
+    }
+
+    fn reply() -> impl Strategy<Value = Reply> {
+        prop_oneof![
+            Just(Reply::Ok),
+            "[a-z ]{0,40}".prop_map(Reply::Error),
+            proptest::collection::vec((0u64..1000, 1u64..50), 0..20).prop_map(|v| {
+                let mut at = 0;
+                Reply::Pages(
+                    v.into_iter()
+                        .map(|(gap, len)| {
+                            let r = at + gap..at + gap + len;
+                            at = r.end;
+                            r
+                        })
+                        .collect(),
+                )
+            }),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(Reply::State),
+            any::<(bool, bool, bool, u64, u64)>().prop_map(|(a, b, c, w, m)| Reply::Status(
+                Status {
+                    running: a,
+                    failed: b,
+                    shut_down: c,
+                    writes: w,
+                    max_stall_ns: m
+                }
+            )),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip_and_any_cut_is_refused(r in request()) {
+            let bytes = r.encode();
+            prop_assert_eq!(Request::decode(&bytes).unwrap(), r);
+            for cut in 0..bytes.len() {
+                prop_assert!(Request::decode(&bytes[..cut]).is_err());
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            prop_assert!(Request::decode(&longer).is_err());
+        }
+
+        #[test]
+        fn replies_round_trip_and_any_cut_is_refused(r in reply()) {
+            let bytes = r.encode();
+            prop_assert_eq!(Reply::decode(&bytes).unwrap(), r);
+            for cut in 0..bytes.len() {
+                prop_assert!(Reply::decode(&bytes[..cut]).is_err());
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Request::decode(&bytes);
+            let _ = Reply::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn bounds_and_bad_values_are_refused() {
+        assert!(matches!(
+            Request::decode(&frame(3, &[100])),
+            Err(ChannelError::BadValue { .. })
+        ));
+        let mut huge = (u32::MAX).to_le_bytes().to_vec();
+        huge.push(1);
+        assert!(matches!(
+            Request::decode(&huge),
+            Err(ChannelError::TooLarge { .. })
+        ));
+        let mut p = 2u32.to_le_bytes().to_vec();
+        for v in [5u64, 9, 7, 8] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        assert!(
+            Reply::decode(&frame(130, &p)).is_err(),
+            "ranges not ascending"
+        );
+        assert!(
+            Reply::decode(&frame(132, &[2; 19])).is_err(),
+            "flag not 0/1"
+        );
+        assert!(matches!(
+            Reply::decode(&frame(200, &[])),
+            Err(ChannelError::UnknownKind(200))
+        ));
+    }
+}

@@ -1,0 +1,176 @@
+//! The KVM dirty log: `KVM_MEM_LOG_DIRTY_PAGES` on the guest-memory slot
+//! with manual protection (`KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`), so a
+//! harvest is
+//!
+//! 1. `KVM_GET_DIRTY_LOG`: the bits of the pages written since they were
+//!    last re-protected (the kernel leaves them writable);
+//! 2. `KVM_CLEAR_DIRTY_LOG` with exactly those bits: they are re-protected;
+//! 3. the VMM's own writes ([`GuestRam`]) are ORed in;
+//! 4. the union is reported.
+//!
+//! A guest write between 1 and 2 lands on a page this harvest reports (and
+//! the engine reads it after the harvest returns); one after 2 faults and
+//! sets its bit for the next harvest: none is lost, and a harvest re-arms
+//! only what it reports.
+
+use super::memory::GuestRam;
+use super::sys;
+use crate::partition::{DirtyLog, PageSet, PartitionError};
+use kvm_bindings::{KVM_MEM_LOG_DIRTY_PAGES, kvm_userspace_memory_region};
+use kvm_ioctls::VmFd;
+use std::sync::Arc;
+
+/// The guest-memory slot.
+pub const SLOT: u32 = 0;
+
+/// (Re-)registers slot 0 over `ram`, with or without dirty logging.
+pub fn set_slot(vm: &VmFd, ram: &GuestRam, log: bool) -> Result<(), PartitionError> {
+    let region = kvm_userspace_memory_region {
+        slot: SLOT,
+        flags: if log { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
+        guest_phys_addr: 0,
+        memory_size: ram.map.len() as u64,
+        userspace_addr: ram.host_addr(),
+    };
+    // SAFETY: the region is `ram`'s live mapping, which outlives the VM
+    // (both are held by the LPAR, the VM dropped first).
+    unsafe { vm.set_user_memory_region(region) }.map_err(|e| PartitionError::DirtyLog {
+        mechanism: "kvm",
+        call: "KVM_SET_USER_MEMORY_REGION",
+        source: e.into(),
+    })
+}
+
+pub struct KvmDirtyLog {
+    vm: Arc<VmFd>,
+    ram: Arc<GuestRam>,
+    started: bool,
+}
+
+impl KvmDirtyLog {
+    pub fn new(vm: Arc<VmFd>, ram: Arc<GuestRam>) -> Self {
+        KvmDirtyLog {
+            vm,
+            ram,
+            started: false,
+        }
+    }
+}
+
+fn err(call: &'static str, source: std::io::Error) -> PartitionError {
+    PartitionError::DirtyLog {
+        mechanism: "kvm",
+        call,
+        source,
+    }
+}
+
+/// Adds the set bits of `bitmap` (bit `i` = page `i`) to `out` as ranges.
+pub fn bitmap_to_pages(bitmap: &[u64], out: &mut PageSet) {
+    let mut run: Option<u64> = None;
+    for (i, &w) in bitmap.iter().enumerate() {
+        let base = i as u64 * 64;
+        if w == 0 || w == u64::MAX {
+            match (w, run) {
+                (0, Some(start)) => {
+                    out.insert_range(start..base);
+                    run = None;
+                }
+                (u64::MAX, None) => run = Some(base),
+                _ => {}
+            }
+            continue;
+        }
+        for b in 0..64 {
+            let page = base + b;
+            match (w & (1 << b) != 0, run) {
+                (true, None) => run = Some(page),
+                (false, Some(start)) => {
+                    out.insert_range(start..page);
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(start) = run {
+        out.insert_range(start..bitmap.len() as u64 * 64);
+    }
+}
+
+impl DirtyLog for KvmDirtyLog {
+    fn mechanism(&self) -> &'static str {
+        "kvm"
+    }
+
+    fn start(&mut self) -> Result<(), PartitionError> {
+        sys::enable_manual_protect(&self.vm).or_else(|e| {
+            // Already enabled on this VM (a second log): fine.
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                Ok(())
+            } else {
+                Err(err("KVM_ENABLE_CAP(MANUAL_DIRTY_LOG_PROTECT2)", e))
+            }
+        })?;
+        set_slot(&self.vm, &self.ram, true)?;
+        // Writes the VMM made before tracking started are not "since start".
+        let mut scratch = vec![0u64; (self.ram.pages() as usize).div_ceil(64)];
+        self.ram.take_vmm_dirty(&mut scratch);
+        self.started = true;
+        Ok(())
+    }
+
+    fn harvest(&mut self, out: &mut PageSet) -> Result<(), PartitionError> {
+        if !self.started {
+            return Ok(());
+        }
+        let len = self.ram.map.len();
+        let mut bitmap = self
+            .vm
+            .get_dirty_log(SLOT, len)
+            .map_err(|e| err("KVM_GET_DIRTY_LOG", e.into()))?;
+        if bitmap.iter().any(|&w| w != 0) {
+            // Re-arm exactly what this harvest reports.
+            sys::clear_dirty_log(&self.vm, SLOT, 0, self.ram.pages() as u32, &mut bitmap)
+                .map_err(|e| err("KVM_CLEAR_DIRTY_LOG", e))?;
+        }
+        self.ram.take_vmm_dirty(&mut bitmap);
+        bitmap_to_pages(&bitmap, out);
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<(), PartitionError> {
+        if self.started {
+            set_slot(&self.vm, &self.ram, false)?;
+            self.started = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KvmDirtyLog {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmap_runs_become_ranges() {
+        let mut bm = vec![0u64; 4];
+        bm[0] = 0b1011;
+        bm[1] = u64::MAX;
+        bm[2] = 1;
+        bm[3] = 1 << 63;
+        let mut set = PageSet::new();
+        bitmap_to_pages(&bm, &mut set);
+        let pages: Vec<u64> = set.iter().collect();
+        let mut want = vec![0, 1, 3];
+        want.extend(64..129);
+        want.push(255);
+        assert_eq!(pages, want);
+    }
+}
