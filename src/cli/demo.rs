@@ -117,6 +117,10 @@ fn print_report(
         destination["guest_writes_after_switchover"],
     );
     let stall = f(&destination["guest_max_stall_ms"]);
+    if stall.is_nan() {
+        println!("this guest publishes no stall across the switchover");
+        return;
+    }
     println!(
         "the guest saw a {stall:.3} ms stall across the switchover (suspension {:.3} ms; {})",
         f(&s["total_ms"]),
