@@ -61,6 +61,22 @@ macro_rules! checks {
                 }
             )*
         }
+        mod kvm_process {
+            use super::*;
+            $(
+                #[test]
+                fn $check() {
+                    if let Some(why) = kvm::unavailable() {
+                        eprintln!("SKIP: the KVM conformance checks need /dev/kvm ({why})");
+                        return;
+                    }
+                    let dir = tempfile::tempdir().unwrap();
+                    let backend =
+                        KvmBackend::with_vmm_processes(dir.path(), env!("CARGO_BIN_EXE_moverd"));
+                    conformance::$check(&backend, &kvm_profile());
+                }
+            )*
+        }
     };
 }
 

@@ -13,9 +13,12 @@ use lpar_mover::guest::mailbox::{self, Mailbox};
 use lpar_mover::guest::{IMAGE, WORK_AREA_START};
 use lpar_mover::partition::sim::program::{ProgramSpec, fill_page, next_write};
 use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const QEMU: &str = "qemu-system-x86_64";
@@ -42,7 +45,9 @@ fn qemu_available() -> bool {
 /// One QEMU running the built-in guest; killed when dropped.
 struct Guest {
     child: Child,
-    dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
+    /// Names this QEMU's RAM file, console and QMP socket in `dir`.
+    name: String,
     ram: File,
 }
 
@@ -53,10 +58,23 @@ impl Guest {
 
     /// Boots after `prepare` has seen the (zeroed) RAM file.
     fn boot_with(cmdline: &str, cpus: u32, prepare: impl FnOnce(&File)) -> Guest {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        std::fs::write(dir.path().join("lpar-guest.elf"), IMAGE).unwrap();
+        Self::spawn(dir, "first", cmdline, cpus, prepare, &[])
+    }
+
+    /// Starts QEMU `name` in `dir` (which holds the kernel) with `extra`
+    /// arguments; its RAM is the file `dir/name.ram`.
+    fn spawn(
+        dir: Arc<tempfile::TempDir>,
+        name: &str,
+        cmdline: &str,
+        cpus: u32,
+        prepare: impl FnOnce(&File),
+        extra: &[String],
+    ) -> Guest {
         let kernel = dir.path().join("lpar-guest.elf");
-        std::fs::write(&kernel, IMAGE).unwrap();
-        let ram_path = dir.path().join("ram");
+        let ram_path = dir.path().join(format!("{name}.ram"));
         let ram = File::options()
             .read(true)
             .write(true)
@@ -85,7 +103,8 @@ impl Guest {
         .arg(&kernel)
         .args(["-append", cmdline])
         .arg("-serial")
-        .arg(format!("file:{}", console_path(dir.path()).display()))
+        .arg(format!("file:{}", console_path(dir.path(), name).display()))
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -94,11 +113,16 @@ impl Guest {
             cmd.args(["-bios", "/usr/share/qemu/qboot.rom"]);
         }
         let child = cmd.spawn().expect("start qemu");
-        Guest { child, dir, ram }
+        Guest {
+            child,
+            dir,
+            name: name.to_string(),
+            ram,
+        }
     }
 
     fn console(&self) -> String {
-        std::fs::read_to_string(console_path(self.dir.path())).unwrap_or_default()
+        std::fs::read_to_string(console_path(self.dir.path(), &self.name)).unwrap_or_default()
     }
 
     fn lines(&self) -> Vec<Line> {
@@ -170,8 +194,8 @@ impl Drop for Guest {
     }
 }
 
-fn console_path(dir: &Path) -> PathBuf {
-    dir.join("console.log")
+fn console_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.console"))
 }
 
 fn boot_line(lines: &[Line]) -> Option<(u32, String)> {
@@ -287,6 +311,46 @@ fn a_bad_command_line_prints_an_error_and_halts() {
     }
 }
 
+/// What the work area (its first `len` bytes, poisoned with 0xAA) holds
+/// after each of the mailbox's vCPUs made `writes` writes of `cmdline` as
+/// `sim` makes them; checks each vCPU's slice and final state on the way.
+fn replay(cmdline: &str, mb: &Mailbox, writes: u64, len: usize) -> Vec<u8> {
+    let spec = ProgramSpec::parse(cmdline).unwrap();
+    let cpus = mb.cpus.len() as u32;
+    let mut expected = vec![0xAAu8; len];
+    for cpu in 0..cpus {
+        let mut regs = spec
+            .initial_regs(cpu, cpus, mb.region_bytes / 4096)
+            .unwrap();
+        let state = &mb.cpus[cpu as usize];
+        assert_eq!(state.start_page, WORK_AREA_START / 4096 + regs.gpr[0]);
+        assert_eq!(state.pages, regs.gpr[1]);
+        for _ in 0..writes {
+            let (page, seed) = next_write(&mut regs);
+            let mut bytes = [0u8; 4096];
+            fill_page(regs.gpr[4], seed, &mut bytes);
+            let at = page as usize * 4096;
+            expected[at..at + 4096].copy_from_slice(&bytes);
+        }
+        assert_eq!(state.writes, writes);
+        assert_eq!(state.rng, regs.gpr[3], "cpu {cpu} xorshift state");
+        assert_eq!(state.cursor, regs.gpr[2], "cpu {cpu} cursor");
+    }
+    expected
+}
+
+/// Compares the work area with `expected`, page by page.
+fn assert_work_area(g: &Guest, expected: &[u8], what: &str) {
+    let actual = g.read(WORK_AREA_START, expected.len());
+    for page in 0..actual.len() / 4096 {
+        let r = page * 4096..(page + 1) * 4096;
+        assert!(
+            actual[r.clone()] == expected[r],
+            "{what}: page {page} of the work area differs from sim's replay"
+        );
+    }
+}
+
 /// The guest's writes equal a replay of sim's program, byte for byte, on
 /// two vCPUs, for each content; nothing outside the working set is written.
 #[test]
@@ -309,32 +373,8 @@ fn memory_matches_a_replay_of_sim_byte_for_byte() {
         });
         let mb = g.mailbox().unwrap();
         assert_eq!(mb.total_writes, 2 * WRITES, "{content}");
-        let spec = ProgramSpec::parse(&cmdline).unwrap();
-        let mut expected = vec![0xAAu8; 2 * HOT as usize];
-        for cpu in 0..2u32 {
-            let mut regs = spec.initial_regs(cpu, 2, HOT / 4096).unwrap();
-            let state = &mb.cpus[cpu as usize];
-            assert_eq!(state.start_page, WORK_AREA_START / 4096 + regs.gpr[0]);
-            assert_eq!(state.pages, regs.gpr[1]);
-            for _ in 0..WRITES {
-                let (page, seed) = next_write(&mut regs);
-                let mut bytes = [0u8; 4096];
-                fill_page(regs.gpr[4], seed, &mut bytes);
-                let at = page as usize * 4096;
-                expected[at..at + 4096].copy_from_slice(&bytes);
-            }
-            assert_eq!(state.writes, WRITES);
-            assert_eq!(state.rng, regs.gpr[3], "cpu {cpu} xorshift state");
-            assert_eq!(state.cursor, regs.gpr[2], "cpu {cpu} cursor");
-        }
-        let actual = g.read(WORK_AREA_START, 2 * HOT as usize);
-        for page in 0..actual.len() / 4096 {
-            let r = page * 4096..(page + 1) * 4096;
-            assert!(
-                actual[r.clone()] == expected[r],
-                "{content}: page {page} of the work area differs from sim's replay"
-            );
-        }
+        let expected = replay(&cmdline, &mb, WRITES, 2 * HOT as usize);
+        assert_work_area(&g, &expected, content);
         let hbs = g.wait_for_heartbeats(1, 1);
         assert_eq!(hbs.last().unwrap().writes, WRITES);
     }
@@ -408,4 +448,147 @@ fn write_rates_per_content() {
         eprintln!("hot:4MiB,content={content} under QEMU TCG, 1 vCPU: {per_s:.0} writes/s");
         assert!(per_s > 0.0);
     }
+}
+
+/// QEMU's QMP on a Unix socket: a command and its reply (events skipped).
+struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Qmp {
+    fn connect(path: &Path) -> Qmp {
+        let start = Instant::now();
+        let stream = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(start.elapsed() < WAIT, "QMP socket {}: {e}", path.display());
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        let mut qmp = Qmp {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        qmp.line(); // the greeting
+        qmp.execute(r#"{"execute":"qmp_capabilities"}"#);
+        qmp
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "QMP closed");
+        line
+    }
+
+    fn execute(&mut self, command: &str) -> String {
+        writeln!(self.writer, "{command}").unwrap();
+        loop {
+            let line = self.line();
+            assert!(!line.contains("\"error\""), "{command}: {line}");
+            if line.contains("\"return\"") {
+                return line;
+            }
+        }
+    }
+
+    /// Repeats `command` until its reply contains `wanted`.
+    fn wait_until(&mut self, command: &str, wanted: &str) {
+        let start = Instant::now();
+        loop {
+            let reply = self.execute(command);
+            if reply.contains(wanted) {
+                return;
+            }
+            assert!(start.elapsed() < WAIT, "{command}: still {reply}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The guest's program state lives in its registers and memory, so a guest
+/// saved mid-program (QEMU migration to a file) and restored in a second
+/// QEMU carries on exactly: its heartbeats continue the counts, and the
+/// work area ends byte for byte equal to an uninterrupted replay.
+#[test]
+fn a_saved_and_restored_guest_continues_its_writes_exactly() {
+    if !qemu_available() {
+        return;
+    }
+    const WRITES: u64 = 500;
+    const HOT: usize = 64 << 10;
+    // 150 writes/s per vCPU: the save lands mid-program.
+    let cmdline = format!("hot:64KiB,content=random,rate=300,writes={WRITES}");
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    std::fs::write(dir.path().join("lpar-guest.elf"), IMAGE).unwrap();
+    let qmp_arg = |name: &str| {
+        vec![
+            "-qmp".to_string(),
+            format!(
+                "unix:{},server=on,wait=off",
+                dir.path().join(name).display()
+            ),
+        ]
+    };
+    let poison = |ram: &File| {
+        ram.write_all_at(&vec![0xAA; 2 * HOT], WORK_AREA_START)
+            .unwrap()
+    };
+    let mut first = Guest::spawn(
+        dir.clone(),
+        "first",
+        &cmdline,
+        2,
+        poison,
+        &qmp_arg("first.qmp"),
+    );
+    first.wait_for_heartbeats(1, 1);
+    let mut qmp = Qmp::connect(&dir.path().join("first.qmp"));
+    qmp.execute(r#"{"execute":"stop"}"#);
+    let saved = first.mailbox().unwrap();
+    assert!(
+        saved.cpus.iter().all(|c| c.writes > 0 && c.writes < WRITES),
+        "saved mid-program: {saved:?}"
+    );
+    let state = dir.path().join("state");
+    qmp.execute(&format!(
+        r#"{{"execute":"migrate","arguments":{{"uri":"exec:cat > {}"}}}}"#,
+        state.display()
+    ));
+    qmp.wait_until(r#"{"execute":"query-migrate"}"#, "\"completed\"");
+    drop(qmp);
+    drop(first);
+
+    let mut incoming = qmp_arg("second.qmp");
+    incoming.extend([
+        "-incoming".to_string(),
+        format!("exec:cat {}", state.display()),
+    ]);
+    let mut second = Guest::spawn(dir.clone(), "second", &cmdline, 2, |_| {}, &incoming);
+    let mut qmp = Qmp::connect(&dir.path().join("second.qmp"));
+    qmp.wait_until(r#"{"execute":"query-status"}"#, "\"paused\"");
+    let restored = second.mailbox().unwrap();
+    assert_eq!(
+        restored.cpus, saved.cpus,
+        "the restored state is the saved state"
+    );
+    qmp.execute(r#"{"execute":"cont"}"#);
+    second.wait_for("both vCPUs done", |g| {
+        g.mailbox()
+            .is_some_and(|mb| mb.cpus.iter().all(|c| c.run_state == 2))
+    });
+    let done = second.mailbox().unwrap();
+    assert_eq!(done.total_writes, 2 * WRITES);
+    for cpu in 0..2u32 {
+        let hbs = second.wait_for_heartbeats(cpu, 1);
+        assert!(
+            hbs[0].writes >= saved.cpus[cpu as usize].writes,
+            "cpu {cpu}: heartbeats continue from the saved count: {hbs:?}"
+        );
+    }
+    let expected = replay(&cmdline, &done, WRITES, 2 * HOT);
+    assert_work_area(&second, &expected, "after save and restore");
 }

@@ -22,6 +22,15 @@ struct Cli {
 enum Command {
     /// Run the agent: serve the management protocol (see docs/protocol.md).
     Serve(lpar_mover::agent::config::ServeArgs),
+    /// Host one KVM LPAR in this process (started by a kvm agent, not by
+    /// hand): create its VM and serve it on <root>/<name>/vmm.sock.
+    LparVmm {
+        #[arg(long)]
+        root: PathBuf,
+        /// The LPAR's configuration, as JSON.
+        #[arg(long)]
+        config: String,
+    },
     /// One-shot: define an LPAR, receive it live, report as JSON, exit.
     Receive {
         #[command(flatten)]
@@ -132,6 +141,13 @@ fn main() {
     log::info!("{}", lpar_mover::build_identity::BuildIdentity::current());
     let result = match Cli::parse().command {
         Command::Serve(args) => lpar_mover::agent::run(&args).map(|()| serde_json::Value::Null),
+        Command::LparVmm { root, config } => serde_json::from_str::<LparConfig>(&config)
+            .map_err(|e| lpar_mover::partition::PartitionError::BadConfig {
+                why: format!("--config: {e}"),
+            })
+            .and_then(|c| lpar_mover::partition::kvm::vmm::serve(&root, &c))
+            .map(|()| serde_json::Value::Null)
+            .map_err(Into::into),
         Command::Receive {
             lpar,
             run_after_ms,

@@ -9,6 +9,7 @@
 //! | `state` | device state to and from the `state` model, in the kernel's order |
 //! | `sys` | the raw ioctls and the kick signal |
 //! | `channel` | messages to and from a per-LPAR VMM process, and their decoder |
+//! | `vmm`, `remote` | the per-LPAR VMM process (`moverd lpar-vmm`) and the agent's handle on it |
 //!
 //! An LPAR lives under `<root>/<name>/`: `config.json`, `memory` (guest
 //! RAM, reserved at create) and `console.log` (COM1). The VM is built with
@@ -26,9 +27,11 @@ mod boot;
 pub mod channel;
 pub mod dirty;
 mod memory;
+pub mod remote;
 mod state;
 mod sys;
 mod vcpu;
+pub mod vmm;
 
 use crate::guest::mailbox;
 use crate::partition::backend::{check_create, lpar_dirs};
@@ -402,14 +405,93 @@ impl Partition for KvmLpar {
 pub struct KvmBackend {
     root: PathBuf,
     hosted: Mutex<HashMap<String, Arc<KvmLpar>>>,
+    /// The program whose `lpar-vmm` subcommand hosts each VM in a process
+    /// of its own; `None`: VMs live in this process.
+    vmm_program: Option<PathBuf>,
+    remote: Mutex<HashMap<String, Arc<remote::RemoteLpar>>>,
 }
 
+/// How long a new LPAR process may take to open its socket.
+const VMM_START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl KvmBackend {
+    /// VMs hosted in this process (they die with it).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         KvmBackend {
             root: root.into(),
             hosted: Mutex::new(HashMap::new()),
+            vmm_program: None,
+            remote: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Each VM in its own `program lpar-vmm` process, in a session of its
+    /// own (`setsid`), so it outlives this one; [`Backend::attach`]
+    /// reconnects to it after a restart.
+    pub fn with_vmm_processes(root: impl Into<PathBuf>, program: impl Into<PathBuf>) -> Self {
+        KvmBackend {
+            vmm_program: Some(program.into()),
+            ..KvmBackend::new(root)
+        }
+    }
+
+    fn spawn(
+        &self,
+        program: &Path,
+        config: &LparConfig,
+    ) -> Result<Arc<remote::RemoteLpar>, PartitionError> {
+        use std::os::unix::process::CommandExt;
+        let dir = self.root.join(&config.name);
+        shm::private_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        let log_path = dir.join("vmm.log");
+        let log = shm::private_file()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| io_err(&log_path, e))?;
+        let json = serde_json::to_string(config)
+            .map_err(|e| PartitionError::BadConfig { why: e.to_string() })?;
+        let mut cmd = std::process::Command::new(program);
+        cmd.arg("lpar-vmm")
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--config")
+            .arg(json)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().map_err(|e| io_err(&log_path, e))?)
+            .stderr(log);
+        // SAFETY: setsid is async-signal-safe and touches no memory of
+        // this process; it only detaches the child from our session.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| io_err(program, e))?;
+        let sock = dir.join(vmm::SOCKET);
+        let t0 = std::time::Instant::now();
+        while !sock.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let why = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(PartitionError::BadConfig {
+                    why: format!("the LPAR process exited ({status}): {}", why.trim()),
+                });
+            }
+            if t0.elapsed() > VMM_START_PATIENCE {
+                let _ = child.kill();
+                return Err(PartitionError::BadConfig {
+                    why: format!(
+                        "the LPAR process did not open {} in {VMM_START_PATIENCE:?}",
+                        sock.display()
+                    ),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Reaped by nobody on purpose: it outlives us (init adopts it).
+        std::mem::forget(child);
+        Ok(Arc::new(remote::RemoteLpar::connect(&dir, config.clone())?))
     }
 }
 
@@ -428,6 +510,16 @@ impl Backend for KvmBackend {
         config: &LparConfig,
     ) -> Result<Arc<dyn Partition>, PartitionError> {
         check_create(name, config)?;
+        if let Some(program) = &self.vmm_program {
+            let lpar = self.spawn(program, config).inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(self.root.join(name));
+            })?;
+            self.remote
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), lpar.clone());
+            return Ok(lpar);
+        }
         let lpar = match KvmLpar::create(&self.root, config) {
             Ok(l) => Arc::new(l),
             Err(e) => {
@@ -444,6 +536,19 @@ impl Backend for KvmBackend {
 
     fn attach(&self, name: &str) -> Result<Arc<dyn Partition>, PartitionError> {
         check_name(name)?;
+        if let Some(l) = self.remote.lock().unwrap().get(name) {
+            return Ok(l.clone());
+        }
+        let dir = self.root.join(name);
+        if dir.join(vmm::SOCKET).exists() {
+            let config = shm::read_config(&dir)?;
+            let l = Arc::new(remote::RemoteLpar::connect(&dir, config)?);
+            self.remote
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), l.clone());
+            return Ok(l);
+        }
         match self.hosted.lock().unwrap().get(name) {
             Some(l) => Ok(l.clone()),
             None => Err(PartitionError::BadConfig {
@@ -463,6 +568,13 @@ impl Backend for KvmBackend {
         check_name(name)?;
         if let Some(l) = self.hosted.lock().unwrap().remove(name) {
             l.vcpus.pause();
+        }
+        let remote = self.remote.lock().unwrap().remove(name);
+        if let Some(l) = remote {
+            l.terminate()?;
+        } else if self.root.join(name).join(vmm::SOCKET).exists() {
+            let config = shm::read_config(&self.root.join(name))?;
+            remote::RemoteLpar::connect(&self.root.join(name), config)?.terminate()?;
         }
         let dir = self.root.join(name);
         std::fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, e))
