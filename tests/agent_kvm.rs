@@ -37,6 +37,37 @@ fn kvm_missing() -> bool {
     }
 }
 
+/// Ends, when dropped, the `moverd lpar-vmm` processes serving LPARs under
+/// `scratch` (they outlive their agents by design): found by the scratch
+/// directory in their command line, killed by pid.
+struct Reaper(String);
+
+impl Reaper {
+    fn new(scratch: &Scratch) -> Reaper {
+        Reaper(scratch.0.display().to_string())
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.contains("lpar-vmm") && cmdline.contains(&self.0) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
 fn kvm_agent(scratch: &Scratch, name: &str) -> Agent {
     Agent::start(scratch, name, &["--backend", "kvm", "--memory", "1GiB"])
 }
@@ -78,6 +109,7 @@ fn a_kvm_guest_moves_live_between_kvm_agents_and_carries_on_exactly() {
         return;
     }
     let scratch = Scratch::new("kvm-live");
+    let _reaper = Reaper::new(&scratch);
     let a = kvm_agent(&scratch, "hostA");
     let b = kvm_agent(&scratch, "hostB");
     assert_eq!(a.lpar_names(), Vec::<String>::new());
@@ -173,13 +205,12 @@ fn lpar_console_is_refused_on_sim_and_a_kernel_too() {
 }
 
 #[test]
-#[ignore = "needs the per-LPAR VMM process (issue 12 item 5): on branch kvm today a KVM \
-            VM dies with the moverd that created it"]
 fn after_kill_9_of_a_kvm_agent_its_guest_runs_on_and_can_still_migrate() {
     if kvm_missing() {
         return;
     }
     let scratch = Scratch::new("kvm-kill");
+    let _reaper = Reaper::new(&scratch);
     let mut a = kvm_agent(&scratch, "hostA");
     let b = kvm_agent(&scratch, "hostB");
     a.ctl_json(&[

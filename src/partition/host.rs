@@ -5,7 +5,7 @@
 //! | name  | backend | where an LPAR runs |
 //! |-------|---------|--------------------|
 //! | `sim` | [`SimBackend`] | vCPU threads of the hosting process over shared-memory files |
-//! | `kvm` | `partition::kvm` | a VM on `/dev/kvm` in its own process, started by the host |
+//! | `kvm` | `partition::kvm` | a VM on `/dev/kvm` in its own `moverd lpar-vmm` process, started by the host and outliving it |
 //!
 //! A name this build does not know, or a backend this machine cannot run
 //! (no `/dev/kvm`), is refused here with the reason, so `moverd serve
@@ -34,13 +34,39 @@ pub fn open_backend(kind: &str, root: &Path) -> Result<Arc<dyn Backend>, Partiti
     }
 }
 
+/// The `moverd` binary: this process if it is one, else the one beside it
+/// (`moverctl selftest`).
+fn moverd_program() -> Result<std::path::PathBuf, PartitionError> {
+    let exe = std::env::current_exe().map_err(|e| PartitionError::BadConfig {
+        why: format!("cannot find this program: {e}"),
+    })?;
+    if exe.file_stem().is_some_and(|n| n == "moverd") {
+        return Ok(exe);
+    }
+    let beside = exe.with_file_name("moverd");
+    if beside.exists() {
+        Ok(beside)
+    } else {
+        Err(PartitionError::BadConfig {
+            why: format!(
+                "the kvm backend runs each VM in `moverd lpar-vmm`; no moverd beside {}",
+                exe.display()
+            ),
+        })
+    }
+}
+
 /// The `kvm` backend, if `/dev/kvm` opens.
 fn open_kvm(root: &Path) -> Result<Arc<dyn Backend>, PartitionError> {
     match super::kvm::unavailable() {
         Some(why) => Err(PartitionError::BadConfig {
             why: format!("the kvm backend cannot run on this host: {why}"),
         }),
-        None => Ok(Arc::new(super::kvm::KvmBackend::new(root))),
+        // Each VM in its own `moverd lpar-vmm` process, which outlives us.
+        None => Ok(Arc::new(super::kvm::KvmBackend::with_vmm_processes(
+            root,
+            moverd_program()?,
+        ))),
     }
 }
 
