@@ -11,7 +11,7 @@
 
 mod agent_common;
 
-use agent_common::{Agent, Scratch, wait_for};
+use agent_common::{Agent, Reaper, Scratch, wait_for};
 use lpar_mover::guest::console;
 use std::time::Duration;
 
@@ -34,37 +34,6 @@ fn kvm_missing() -> bool {
             true
         }
         None => false,
-    }
-}
-
-/// Ends, when dropped, the `moverd lpar-vmm` processes serving LPARs under
-/// `scratch` (they outlive their agents by design): found by the scratch
-/// directory in their command line, killed by pid.
-struct Reaper(String);
-
-impl Reaper {
-    fn new(scratch: &Scratch) -> Reaper {
-        Reaper(scratch.0.display().to_string())
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
-                continue;
-            };
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if cmdline.contains("lpar-vmm") && cmdline.contains(&self.0) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
-        }
     }
 }
 
