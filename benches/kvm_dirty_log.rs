@@ -66,7 +66,10 @@ fn rounds(lpar: &KvmLpar) -> u32 {
 
 fn kvm_harvest() -> Option<(Duration, u64)> {
     if let Some(why) = kvm::unavailable() {
-        println!("SKIP kvm: {why}");
+        lpar_mover::skip::skip(
+            "kvm_dirty_log",
+            &format!("the KVM harvest needs /dev/kvm ({why})"),
+        );
         return None;
     }
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();
@@ -109,7 +112,10 @@ fn kvm_harvest() -> Option<(Duration, u64)> {
 
 fn uffd_harvest() -> Option<(Duration, u64)> {
     if dirty::resolve(TrackerKind::Auto) != TrackerKind::UffdWp {
-        println!("SKIP uffd-wp: unavailable on this kernel");
+        lpar_mover::skip::skip(
+            "kvm_dirty_log (uffd-wp side)",
+            "uffd-wp with PAGEMAP_SCAN is unavailable on this kernel (needs Linux 6.7+)",
+        );
         return None;
     }
     let fd =

@@ -28,7 +28,10 @@ fn time(runs: usize, mut f: impl FnMut()) -> Duration {
 
 fn main() {
     if let Some(why) = kvm::unavailable() {
-        println!("SKIP: {why}");
+        lpar_mover::skip::skip(
+            "kvm_round_trip",
+            &format!("the KVM LPAR process needs /dev/kvm ({why})"),
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();

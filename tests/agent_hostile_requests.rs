@@ -106,6 +106,8 @@ fn configs() -> impl Strategy<Value = LparConfig> {
                 })
                 .into_iter()
                 .collect(),
+            kernel: None,
+            cmdline: None,
         })
 }
 
@@ -226,6 +228,8 @@ fn command(i: usize, b: Bag) -> Command {
             program: b.config.program,
             nics: b.config.nics,
             fc_ports: b.config.fc_ports,
+            kernel: f1.then(|| b.text.clone()),
+            cmdline: f2.then(|| b.text.clone()),
         },
         2 => Command::LparList {},
         3 => Command::LparShow { name: n1 },
@@ -312,6 +316,10 @@ fn command(i: usize, b: Bag) -> Command {
             streams: b.streams,
         },
         26 => Command::RehearseIncoming { config: b.config },
+        27 => Command::LparConsole {
+            name: n1,
+            offset: u2,
+        },
         _ => unreachable!("{} commands", COMMANDS.len()),
     }
 }

@@ -378,6 +378,49 @@ fn the_destination_refuses_an_incompatible_build_over_the_protocol() {
 }
 
 #[test]
+fn the_destination_refuses_a_source_of_another_backend_with_its_own_emg() {
+    let scratch = Scratch::new("val-backend");
+    let dst = Host::new("hostB").start(&scratch);
+    let mut c = dst.connect();
+    let mut source = json!({
+        "agent": "hostA", "build": lpar_mover::build_identity::BuildIdentity::current(),
+        "identity": {"hvm_model": "Advanced", "time_zone": "UTC", "ntp_servers": ["10.0.0.1"]},
+        "paths": [{"name": "mig", "addr": "127.0.0.250"}],
+        "management": "127.0.0.1:1",
+        "backend": "sim",
+    });
+    let mut config = lpar("web1");
+    config["number"] = json!(1);
+    let mut ask = |source: &Value| {
+        let r = c.request(
+            json!({"id": 3, "execute": "validate-incoming", "arguments": {
+            "config": config, "mode": "live", "source": source}}),
+        );
+        r["return"]["checks"].as_array().unwrap().clone()
+    };
+    let checks = ask(&source);
+    let backend = checks.iter().find(|c| c["item"] == "backend").unwrap();
+    assert_eq!(backend["outcome"], "pass", "{checks:?}");
+    assert_eq!(backend["detail"], "sim on both", "{checks:?}");
+    // The crafted mismatch: a source that hosts its LPARs on KVM.
+    source["backend"] = json!("kvm");
+    let checks = ask(&source);
+    let failed: Vec<&Value> = checks.iter().filter(|c| c["outcome"] == "fail").collect();
+    assert_eq!(failed.len(), 1, "{checks:?}");
+    assert_eq!(failed[0]["item"], "backend");
+    assert_eq!(failed[0]["side"], "destination");
+    let e = &failed[0]["error"];
+    assert_eq!(e["cause"], 0x1019, "{e}");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("hostA hosts LPARs on 'kvm'"), "{message}");
+    assert!(message.contains("hostB on 'sim'"), "{message}");
+    assert!(e["action"].as_str().unwrap().contains("--backend"), "{e}");
+    // An older source that does not say runs sim.
+    source.as_object_mut().unwrap().remove("backend");
+    assert!(ask(&source).iter().all(|c| c["outcome"] != "fail"));
+}
+
+#[test]
 fn a_sound_pair_passes_in_both_modes_and_a_vlan_lets_the_path_share_the_management_address() {
     let scratch = Scratch::new("val-pass");
     let s = Host::new("hostA");
@@ -386,7 +429,7 @@ fn a_sound_pair_passes_in_both_modes_and_a_vlan_lets_the_path_share_the_manageme
     create(&src, &lpar("web1"), true);
     let (code, report) = validate(&src, &dst, "web1", "live");
     let checks = report["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 23, "{report}");
+    assert_eq!(checks.len(), 24, "{report}");
     // Every item but the bandwidth passes; the bandwidth item follows what
     // was measured (how fast a loopback path is on a loaded test machine
     // is the transport_throughput bench's to check, not a test's).
@@ -427,7 +470,7 @@ fn a_sound_pair_passes_in_both_modes_and_a_vlan_lets_the_path_share_the_manageme
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pass  destination  time-zone"), "{text}");
-    assert!(text.contains("passed: 23 items checked"), "{text}");
+    assert!(text.contains("passed: 24 items checked"), "{text}");
 
     // Shutdown mode: a deactivated LPAR is fine, the live-only items skip.
     create(&src, &lpar("db1"), false);

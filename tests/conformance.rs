@@ -52,7 +52,10 @@ macro_rules! checks {
                 #[test]
                 fn $check() {
                     if let Some(why) = kvm::unavailable() {
-                        eprintln!("SKIP: the KVM conformance checks need /dev/kvm ({why})");
+                        lpar_mover::skip::skip(
+                            concat!("conformance::", stringify!($check)),
+                            &format!("the KVM conformance checks need /dev/kvm ({why})"),
+                        );
                         return;
                     }
                     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +70,10 @@ macro_rules! checks {
                 #[test]
                 fn $check() {
                     if let Some(why) = kvm::unavailable() {
-                        eprintln!("SKIP: the KVM conformance checks need /dev/kvm ({why})");
+                        lpar_mover::skip::skip(
+                            concat!("conformance::", stringify!($check)),
+                            &format!("the KVM conformance checks need /dev/kvm ({why})"),
+                        );
                         return;
                     }
                     let dir = tempfile::tempdir().unwrap();

@@ -34,9 +34,12 @@ fn qemu_available() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
-        eprintln!(
-            "skipped: {QEMU} is not installed (Debian/Ubuntu: apt-get install qemu-system-x86); \
-             the built-in guest was not booted"
+        lpar_mover::skip::skip(
+            "guest_qemu",
+            &format!(
+                "{QEMU} is not installed (Debian/Ubuntu: apt-get install qemu-system-x86); \
+                 the built-in guest was not booted"
+            ),
         );
     }
     found

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 fn skip() -> bool {
     if let Some(why) = kvm::unavailable() {
-        eprintln!("SKIP: KVM tests need /dev/kvm ({why})");
+        lpar_mover::skip::skip("kvm_lpar", &format!("KVM tests need /dev/kvm ({why})"));
         return true;
     }
     false

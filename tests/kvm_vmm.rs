@@ -54,7 +54,7 @@ fn owner_process_helper() {
 #[test]
 fn kill_9_of_the_owner_leaves_the_guest_running_and_attach_drives_it_on() {
     if let Some(why) = kvm::unavailable() {
-        eprintln!("SKIP: KVM tests need /dev/kvm ({why})");
+        lpar_mover::skip::skip("kvm_vmm", &format!("KVM tests need /dev/kvm ({why})"));
         return;
     }
     let dir = tempfile::tempdir().unwrap();

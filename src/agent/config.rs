@@ -9,6 +9,7 @@
 //! state_dir = "/dev/shm/moverd"        # inventory.json and the LPARs' files
 //! auth_timeout_s = 30                  # close connections not authenticated by then (1-3600)
 //! peers = ["hostB", "hostC"]           # the agents this one sends its token to
+//! backend = "sim"                      # where LPARs run: "sim" (default) or "kvm"
 //!
 //! [resources]
 //! cpus = 16
@@ -66,6 +67,17 @@ pub struct AgentConfig {
     /// The agents (by the name in their greeting) this agent authenticates to.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// The partition backend hosting this agent's LPARs (`sim`, `kvm`); a
+    /// migration only goes to an agent with the same one.
+    #[serde(default = "default_backend")]
+    pub backend: String,
+}
+
+/// The backend an agent runs unless told otherwise.
+pub const DEFAULT_BACKEND: &str = "sim";
+
+fn default_backend() -> String {
+    DEFAULT_BACKEND.to_string()
 }
 
 /// Longest `auth_timeout_s`: an hour.
@@ -179,6 +191,10 @@ pub struct ServeArgs {
     /// replaces the file's `peers`.
     #[arg(long = "peer")]
     pub peers: Vec<String>,
+    /// Where LPARs run: `sim` (threads of this agent) or `kvm` (a VM on
+    /// /dev/kvm per LPAR, in its own process); default sim.
+    #[arg(long)]
+    pub backend: Option<String>,
 }
 
 fn config_error(message: String) -> Emg {
@@ -219,6 +235,9 @@ impl AgentConfig {
         if let Some(t) = &args.token_file {
             set("token_file", t.display().to_string().into());
         }
+        if let Some(b) = &args.backend {
+            set("backend", b.clone().into());
+        }
         let file = args
             .config
             .as_deref()
@@ -251,6 +270,13 @@ impl AgentConfig {
             return Err(config_error(format!(
                 "auth_timeout_s = {} is out of range: 1 to {MAX_AUTH_TIMEOUT_S} seconds",
                 self.auth_timeout_s
+            )));
+        }
+        if !crate::partition::host::BACKENDS.contains(&self.backend.as_str()) {
+            return Err(config_error(format!(
+                "backend = \"{}\": the backends are {:?}",
+                self.backend.escape_debug(),
+                crate::partition::host::BACKENDS
             )));
         }
         for p in &self.paths {
@@ -467,6 +493,22 @@ ntp_servers = ["10.0.0.1"]
         let c = AgentConfig::load(&args).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN);
         assert_eq!(c.migration_path().addr, Ipv4Addr::LOCALHOST);
+        assert_eq!(c.backend, "sim");
+    }
+
+    #[test]
+    fn the_backend_comes_from_the_file_or_the_flag_and_must_exist() {
+        let f = write(&FULL.replace("listen =", "backend = \"kvm\"\nlisten ="));
+        let mut args = ServeArgs {
+            config: Some(f.path().into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(AgentConfig::load(&args).unwrap().backend, "kvm");
+        args.backend = Some("sim".into());
+        assert_eq!(AgentConfig::load(&args).unwrap().backend, "sim");
+        args.backend = Some("xen".into());
+        let e = AgentConfig::load(&args).unwrap_err();
+        assert!(e.message.contains("backend = \"xen\""), "{e}");
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl History {
         }
         let _g = self.lock.lock().unwrap();
         let created = !self.file.exists();
-        let mut f = crate::partition::sim::shm::private_file()
+        let mut f = crate::partition::host::private_file()
             .create(true)
             .append(true)
             .open(&self.file)

@@ -4,14 +4,16 @@
 //! <state dir>/
 //!   inventory.json   {"version":1,"lpars":[{"name","state","config"}…]}
 //!                    replaced atomically: write .tmp, fsync, rename
-//!   lpars/<name>/    the sim LPAR's shared-memory files (partition::sim::shm)
+//!   lpars/<name>/    each LPAR's files, kept by the host's backend
+//!                    (`partition::Backend`: `sim` or `kvm`)
 //! ```
 //!
 //! Every state change is persisted before it is reported, and the
 //! inventory in memory changes only once the file is saved: a failed save
-//! leaves both as they were. On start the agent re-attaches each LPAR's
-//! files (a running guest carries on: its vCPU threads restart from their
-//! committed registers); an LPAR found `migrating` becomes
+//! leaves both as they were. On start the agent re-attaches each LPAR
+//! through [`Backend::attach`] (a running guest carries on: `sim` restarts
+//! its vCPU threads from their committed registers, `kvm` finds the LPAR's
+//! process still running); an LPAR found `migrating` becomes
 //! `needs-recovery`, because the agent that died in the middle cannot know
 //! whether ownership passed.
 //!
@@ -25,11 +27,9 @@
 //! 0600, directories 0700).
 
 use crate::emg::{Emg, Module, phase};
-use crate::partition::PartitionError;
 use crate::partition::config::check_name;
-use crate::partition::sim::SimLpar;
-use crate::partition::sim::shm::{private_dir_all, write_atomically};
-use crate::partition::{LparConfig, Vcpus};
+use crate::partition::host::{private_dir_all, write_atomically};
+use crate::partition::{Backend, LparConfig, Partition, PartitionError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -71,7 +71,7 @@ pub struct Entry {
     pub config: LparConfig,
     pub state: LparState,
     /// The hosted LPAR; `None` when its files could not be attached.
-    pub lpar: Option<Arc<SimLpar>>,
+    pub lpar: Option<Arc<dyn Partition>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -93,7 +93,7 @@ const VERSION: u32 = 1;
 pub struct Inventory {
     host: String,
     file: PathBuf,
-    root: PathBuf,
+    backend: Arc<dyn Backend>,
     entries: BTreeMap<String, Entry>,
 }
 
@@ -120,13 +120,14 @@ pub fn valid_name(name: &str) -> Result<(), Emg> {
 
 impl Inventory {
     /// Loads the inventory of `state_dir` (empty if none) and re-attaches
-    /// every LPAR under `lpar_root`. Returns what changed, for the log.
+    /// every LPAR `backend` holds. Returns what changed, for the log.
     pub fn open(
         host: &str,
         state_dir: &Path,
-        lpar_root: &Path,
+        backend: Arc<dyn Backend>,
     ) -> Result<(Inventory, Vec<String>), Emg> {
         let mut notes = Vec::new();
+        let lpar_root = &backend.root().to_path_buf();
         use std::os::unix::fs::PermissionsExt;
         let cannot =
             |dir: &Path, e| state_error(0x20, format!("cannot create {}: {e}", dir.display()));
@@ -154,7 +155,7 @@ impl Inventory {
         let mut inv = Inventory {
             host: host.to_string(),
             file: file.clone(),
-            root: lpar_root.to_path_buf(),
+            backend: backend.clone(),
             entries: BTreeMap::new(),
         };
         let persisted = match std::fs::read(&file) {
@@ -201,8 +202,8 @@ impl Inventory {
                 state_error(0x21, format!("{} names an LPAR badly: {e}", file.display()))
             })?;
             let mut state = p.state;
-            let lpar = match SimLpar::attach(lpar_root, &p.name) {
-                Ok(l) => Some(Arc::new(l)),
+            let lpar = match backend.attach(&p.name) {
+                Ok(l) => Some(l),
                 Err(e @ PartitionError::NoRoom { .. }) => {
                     notes.push(format!(
                         "LPAR '{}': {e}; marked Fai (its files are kept)",
@@ -242,7 +243,13 @@ impl Inventory {
                 continue;
             }
             let dir = lpar_root.join(&orphan);
-            match std::fs::remove_dir_all(&dir) {
+            // Through the backend first: a `kvm` orphan may have a process.
+            let _ = backend.remove(&orphan);
+            let gone = match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            };
+            match gone {
                 Ok(()) => notes.push(format!(
                     "collected the orphan LPAR directory {} (no inventory entry: a crash \
                      while it was created or deleted)",
@@ -298,7 +305,7 @@ impl Inventory {
     }
 
     /// The hosted LPAR, or an error if its files are lost.
-    pub fn lpar(&self, name: &str) -> Result<Arc<SimLpar>, Emg> {
+    pub fn lpar(&self, name: &str) -> Result<Arc<dyn Partition>, Emg> {
         self.get(name)?.lpar.clone().ok_or_else(|| {
             Emg::new(
                 Module::SourceHvm,
@@ -316,7 +323,11 @@ impl Inventory {
     }
 
     /// Defines `config` (files created, vCPUs stopped) in `state`.
-    pub fn define(&mut self, config: &LparConfig, state: LparState) -> Result<Arc<SimLpar>, Emg> {
+    pub fn define(
+        &mut self,
+        config: &LparConfig,
+        state: LparState,
+    ) -> Result<Arc<dyn Partition>, Emg> {
         if self.contains(&config.name) {
             return Err(Emg::new(
                 Module::Management,
@@ -330,11 +341,10 @@ impl Inventory {
             ));
         }
         config.validate().map_err(|e| e.emg())?;
-        let dir = self.root.join(&config.name);
-        // A stale directory from a crash before the inventory recorded it.
-        let _ = std::fs::remove_dir_all(&dir);
+        // A stale LPAR from a crash before the inventory recorded it.
+        let _ = self.backend.remove(&config.name);
         // Out of room is the manual's "not enough memory", whichever file.
-        let root = self.root.display().to_string();
+        let root = self.backend.root().display().to_string();
         let failed = |e: PartitionError| {
             if e.is_no_room() {
                 let bytes = config.memory_bytes;
@@ -347,11 +357,10 @@ impl Inventory {
                 e.emg()
             }
         };
-        let created = SimLpar::create(&self.root, config).map_err(failed);
-        // Its memory reserved before anything runs or arrives; then saved.
-        let result = created.and_then(|lpar| lpar.reserve_memory().map_err(failed).map(|()| lpar));
+        // Its memory reserved (by the backend) before anything runs or
+        // arrives; then saved.
+        let result = self.backend.create(&config.name, config).map_err(failed);
         let result = result.and_then(|lpar| {
-            let lpar = Arc::new(lpar);
             self.entries.insert(
                 config.name.clone(),
                 Entry {
@@ -365,8 +374,8 @@ impl Inventory {
             })
         });
         if result.is_err() {
-            // Nothing refers to the files: gone with the refusal.
-            let _ = std::fs::remove_dir_all(&dir);
+            // Nothing refers to the LPAR: gone with the refusal.
+            let _ = self.backend.remove(&config.name);
         }
         result
     }
@@ -392,14 +401,17 @@ impl Inventory {
             self.entries.insert(name.to_string(), entry);
             return Err(e);
         }
-        let dir = self.root.join(name);
         drop(entry);
-        match std::fs::remove_dir_all(&dir) {
+        match self.backend.remove(name) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(PartitionError::SharedMemory { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(())
+            }
             Err(e) => Err(state_error(
                 0x24,
-                format!("cannot remove {}: {e}", dir.display()),
+                format!("cannot remove LPAR '{name}': {e}"),
             )),
         }
     }
@@ -408,8 +420,12 @@ impl Inventory {
     pub fn describe(&self, name: &str) -> Result<Value, Emg> {
         let e = self.get(name)?;
         let (running, writes, stall) = match &e.lpar {
-            Some(l) => (l.is_running(), l.writes(), l.max_stall_ns() as f64 / 1e6),
-            None => (false, 0, 0.0),
+            Some(l) => (
+                l.is_running(),
+                l.guest_writes(),
+                l.max_stall_ns().map(|ns| ns as f64 / 1e6),
+            ),
+            None => (false, None, None),
         };
         Ok(json!({
             "name": name,
@@ -417,6 +433,7 @@ impl Inventory {
             "vcpus": e.config.vcpus,
             "memory_bytes": e.config.memory_bytes,
             "program": e.config.program,
+            "backend": self.backend.kind(),
             "fc_ports": e.config.fc_ports,
             "running": running,
             "guest_writes": writes,
@@ -430,6 +447,11 @@ impl Inventory {
             .iter()
             .find(|(_, e)| e.state == LparState::Migrating)
             .map(|(name, _)| name.as_str())
+    }
+
+    /// The backend hosting this inventory's LPARs.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
     pub fn names(&self) -> Vec<String> {

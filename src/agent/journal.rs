@@ -120,7 +120,7 @@ impl Journal {
         mode: &str,
     ) -> Result<Journal, Emg> {
         let dir = dir_for(state_dir, lpar)?;
-        crate::partition::sim::shm::private_dir_all(&dir)
+        crate::partition::host::private_dir_all(&dir)
             .map_err(|e| journal_error(0x16, format!("cannot create {}: {e}", dir.display())))?;
         let t_ms = now_ms();
         let side_name = match side {
@@ -129,7 +129,7 @@ impl Journal {
         };
         prune(&dir);
         let path = dir.join(format!("{t_ms:013}-{migration}-{side_name}.jsonl"));
-        let file = crate::partition::sim::shm::private_file()
+        let file = crate::partition::host::private_file()
             .create_new(true)
             .append(true)
             .open(&path)

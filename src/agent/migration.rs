@@ -437,7 +437,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
 fn run_source(
     agent: &Arc<Agent>,
     m: &Migration,
-    lpar: Arc<crate::partition::sim::SimLpar>,
+    lpar: Arc<dyn Partition>,
     config: LparConfig,
     route: &Route,
     options: LiveOptions,
@@ -502,7 +502,7 @@ pub(super) fn open_destination(
 fn source_steps(
     agent: &Arc<Agent>,
     m: &Migration,
-    lpar: Arc<crate::partition::sim::SimLpar>,
+    lpar: Arc<dyn Partition>,
     config: &LparConfig,
     route: &Route,
     mut options: LiveOptions,
@@ -615,14 +615,8 @@ fn source_steps(
         Progress::Committing => agent.enter(m, Stage::SrcSwitchingOver),
     };
     let started = Instant::now();
-    let report = migrate_live(
-        lpar as Arc<dyn Partition>,
-        out,
-        &options,
-        &control,
-        &mut progress,
-    )
-    .map_err(|e| e.emg(Module::MoverSource))?;
+    let report = migrate_live(lpar, out, &options, &control, &mut progress)
+        .map_err(|e| e.emg(Module::MoverSource))?;
     log::info!(
         "migration {}: '{}' now runs on {} (destination migration {remote_migration}) after {:.1} ms",
         m.id,
@@ -644,7 +638,7 @@ fn source_steps(
 pub(super) fn define_incoming(
     agent: &Agent,
     config: &mut LparConfig,
-) -> Result<Arc<crate::partition::sim::SimLpar>, Emg> {
+) -> Result<Arc<dyn Partition>, Emg> {
     let mut inv = agent.inventory.lock().unwrap();
     if inv.contains(&config.name) {
         return Err(Emg::new(
@@ -759,13 +753,12 @@ pub fn prepare_incoming(
                         )
                         .map_err(|e| (Emg::from(e), false))?;
                     a.enter(&m, Stage::DstReceivingMemory);
-                    receive_live_staged(lpar.clone() as Arc<dyn Partition>, inn, &host, &mut |s| {
-                        a.enter(&m, s)
-                    })
-                    .map_err(|e| {
-                        let aborted = matches!(e, EngineError::PeerAborted(_));
-                        (e.emg(Module::MoverDestination), aborted)
-                    })
+                    receive_live_staged(lpar.clone(), inn, &host, &mut |s| a.enter(&m, s)).map_err(
+                        |e| {
+                            let aborted = matches!(e, EngineError::PeerAborted(_));
+                            (e.emg(Module::MoverDestination), aborted)
+                        },
+                    )
                 })();
                 drop(lpar);
                 let mut resumed_here = false;

@@ -14,6 +14,7 @@
 pub mod busy;
 pub mod config;
 pub mod connectivity;
+pub mod console;
 #[cfg(feature = "fault-injection")]
 mod faults;
 pub mod history;
@@ -32,7 +33,7 @@ use crate::control::{
     Address, Client, Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error,
 };
 use crate::emg::{Emg, Module, phase};
-use crate::partition::{LparConfig, Vcpus};
+use crate::partition::LparConfig;
 use busy::Operation;
 use config::{AgentConfig, ServeArgs};
 use crossbeam::channel::{Sender, TrySendError};
@@ -63,8 +64,14 @@ pub struct Agent {
 pub fn run(args: &ServeArgs) -> Result<(), Emg> {
     let config = AgentConfig::load(args)?;
     let token = config.read_token()?;
-    let (mut inventory, notes) =
-        Inventory::open(&config.name, &config.state_dir, &config.lpar_root())?;
+    let backend = crate::partition::host::open_backend(&config.backend, &config.lpar_root())
+        .map_err(|e| e.emg())?;
+    log::info!(
+        "backend {}: LPARs under {}",
+        backend.kind(),
+        backend.root().display()
+    );
+    let (mut inventory, notes) = Inventory::open(&config.name, &config.state_dir, backend)?;
     for n in notes {
         log::info!("{n}");
     }
@@ -141,6 +148,8 @@ impl Agent {
                 program,
                 nics,
                 fc_ports,
+                kernel,
+                cmdline,
             } => self.lpar_create(LparConfig {
                 name,
                 number: 0,
@@ -149,7 +158,13 @@ impl Agent {
                 program,
                 nics,
                 fc_ports,
+                kernel,
+                cmdline,
             }),
+            Command::LparConsole { name, offset } => {
+                let inv = self.inventory.lock().unwrap();
+                console::read(&inv, &self.config.name, &name, offset)
+            }
             Command::LparList {} => {
                 let inv = self.inventory.lock().unwrap();
                 let lpars: Result<Vec<Value>, Emg> =
@@ -351,6 +366,7 @@ impl Agent {
     fn lpar_create(&self, mut config: LparConfig) -> Result<Value, Emg> {
         let mut inv = self.inventory.lock().unwrap();
         config.number = inv.names().len() as u32 + 1;
+        console::check_image(&config, inv.backend().kind(), &self.config.name)?;
         self.check_resources(&inv, &config, Module::Management)?;
         inv.define(&config, LparState::Dea)?;
         log::info!("defined LPAR '{}'", config.name);
@@ -364,8 +380,8 @@ impl Agent {
         // The guest changes only with the inventory: a failed save undoes it.
         match op {
             Operation::Activate => {
+                // Its memory was reserved when the backend created it.
                 let l = inv.lpar(name)?;
-                l.reserve_memory().map_err(|e| e.emg())?;
                 l.resume().map_err(|e| e.emg())?;
                 if let Err(e) = inv.set_state(name, LparState::Act) {
                     let _ = l.pause();

@@ -32,7 +32,6 @@ use super::migration::Side;
 use crate::control::{Address, Client, Command, cause, protocol_error};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
-use crate::partition::Vcpus;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;

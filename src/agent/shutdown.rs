@@ -34,8 +34,7 @@ use crate::engine::shutdown::{
 };
 use crate::engine::stage::Stage;
 use crate::engine::switchover::DestinationHost;
-use crate::partition::sim::SimLpar;
-use crate::partition::{LparConfig, Vcpus};
+use crate::partition::{LparConfig, Partition};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -166,7 +165,7 @@ enum Outcome {
 fn source_steps(
     agent: &Arc<Agent>,
     m: &Migration,
-    lpar: &Arc<SimLpar>,
+    lpar: &Arc<dyn Partition>,
     config: &LparConfig,
     to: &Address,
     activate: bool,
@@ -178,7 +177,7 @@ fn source_steps(
     let mut shutdown_ms = 0.0;
     if lpar.is_running() {
         let t = Instant::now();
-        lpar.request_shutdown();
+        lpar.request_shutdown().map_err(|e| e.emg())?;
         if !wait_shut_down(|| lpar.is_shut_down(), limit) {
             return Err(shutdown_timed_out(&config.name, limit));
         }

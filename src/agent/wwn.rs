@@ -14,7 +14,6 @@
 use super::Agent;
 use super::inventory::LparState;
 use crate::emg::{Emg, Module};
-use crate::partition::Vcpus;
 use serde_json::{Value, json};
 use std::sync::Arc;
 

@@ -85,9 +85,18 @@ struct LparArgs {
     path: Ipv4Addr,
     #[arg(long, default_value_t = DEFAULT_STREAMS)]
     streams: usize,
-    /// Where the LPAR's shared-memory files live.
-    #[arg(long, default_value = lpar_mover::partition::sim::shm::DEFAULT_ROOT)]
+    /// Where the LPAR's files live.
+    #[arg(long, default_value = lpar_mover::partition::host::DEFAULT_ROOT)]
     state_dir: PathBuf,
+    /// Where the LPAR runs: sim or kvm.
+    #[arg(long, default_value = "sim")]
+    backend: String,
+    /// kvm: a multiboot v1 image to boot instead of the built-in guest.
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// kvm: the kernel command line (default: --program).
+    #[arg(long)]
+    cmdline: Option<String>,
     /// MAC per NIC, in port order (send: the LPAR's; receive: this slot's).
     #[arg(long = "mac")]
     macs: Vec<lpar_mover::state::MacAddress>,
@@ -105,8 +114,17 @@ impl LparArgs {
             name: self.lpar.clone(),
             memory_bytes: self.memory,
             program: self.program.clone(),
+            kernel: self.kernel.as_ref().map(|k| k.display().to_string()),
+            cmdline: self.cmdline.clone(),
             ..LparConfig::default_lpar()
         }
+    }
+
+    fn backend(
+        &self,
+    ) -> Result<std::sync::Arc<dyn lpar_mover::partition::Backend>, lpar_mover::emg::Emg> {
+        lpar_mover::partition::host::open_backend(&self.backend, &self.state_dir)
+            .map_err(|e| e.emg())
     }
 
     fn identities(&self) -> oneshot::IdentityFlags {
@@ -145,7 +163,7 @@ fn main() {
         )
         .and_then(|host| {
             oneshot::receive(
-                &lpar.state_dir,
+                &*lpar.backend()?,
                 &lpar.config(),
                 lpar.path,
                 lpar.streams,
@@ -173,7 +191,7 @@ fn main() {
                 let mut config = lpar.config();
                 lpar.identities().apply_to(&mut config)?;
                 oneshot::send(
-                    &lpar.state_dir,
+                    &*lpar.backend()?,
                     &config,
                     lpar.path,
                     to,

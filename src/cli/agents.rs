@@ -33,6 +33,10 @@ pub struct RunSpec {
     pub quiet: bool,
     /// Where the two agents run.
     pub hosts: Hosts,
+    /// The partition backend of both agents (`sim`, `kvm`).
+    pub backend: String,
+    /// `kvm`: a multiboot v1 image to boot instead of the built-in guest.
+    pub kernel: Option<PathBuf>,
 }
 
 /// Where the agents of a run live.
@@ -142,10 +146,16 @@ pub fn run_once(moverd: &Path, hosts: PathBuf, spec: &RunSpec) -> Result<RunOutc
                 &spec.program,
                 "--path",
                 &path,
+                "--backend",
+                &spec.backend,
             ])
             .arg("--state-dir")
             .arg(run.hosts.join(host))
             .stdout(Stdio::piped());
+        if let Some(k) = &spec.kernel {
+            c.arg("--kernel")
+                .arg(std::path::absolute(k).unwrap_or_else(|_| k.clone()));
+        }
         if spec.quiet && std::env::var_os("RUST_LOG").is_none() {
             c.env("RUST_LOG", "warn");
         }

@@ -22,11 +22,20 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
-    pub memory: u64,
-    /// The guest program: idle, hot:<size>, sweep, skewed, with options.
-    #[arg(long, default_value = "hot:64MiB")]
-    pub workload: String,
+    /// Guest memory; default 1GiB on sim, 64MiB on kvm.
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// The guest program: idle, hot:<size>, sweep, skewed, with options;
+    /// default hot:64MiB on sim, hot:1MiB,content=zero on kvm.
+    #[arg(long)]
+    pub workload: Option<String>,
+    /// Where the LPAR runs on both agents: sim or kvm.
+    #[arg(long, default_value = "sim")]
+    pub backend: String,
+    /// kvm: boot this multiboot v1 image instead of the built-in guest
+    /// (its command line is --workload).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
     /// Migration path cap: 125MB/s, 1Gbit/s, 500MiB/s (plain = bytes/s).
     #[arg(long, value_parser = parse_rate)]
     pub bandwidth: Option<u64>,
@@ -164,9 +173,17 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
     let moverd = agents::moverd_path()?;
     // Kept alive for all runs; dropping it removes the namespaces.
     let testbed = args.netns.map(test_hosts).transpose()?;
+    let (memory, workload) = super::demo::defaults(&args.backend);
+    let memory = args.memory.unwrap_or(memory);
+    let workload = args
+        .workload
+        .clone()
+        .unwrap_or_else(|| workload.to_string());
     let spec = RunSpec {
-        memory: args.memory,
-        program: args.workload.clone(),
+        memory,
+        program: workload.clone(),
+        backend: args.backend.clone(),
+        kernel: args.kernel.clone(),
         max_suspend_ms: args.max_suspend_ms,
         bandwidth: args.bandwidth,
         quiet: true,
@@ -182,7 +199,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
     for i in 0..args.runs {
         let hosts = PathBuf::from(format!(
             "{}/bench-{}-{i}",
-            crate::partition::sim::shm::DEFAULT_ROOT,
+            crate::partition::host::DEFAULT_ROOT,
             std::process::id()
         ));
         let run = agents::run_once(&moverd, hosts, &spec)?;
@@ -213,8 +230,8 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
     let agreeing = agrees.iter().filter(|&&a| a).count();
     let title = format!(
         "{} LPAR, {}{}: median run {} of {}",
-        format_size(args.memory),
-        args.workload,
+        format_size(memory),
+        workload,
         args.bandwidth
             .map_or(String::new(), |b| format!(", {:.0} MB/s", b as f64 / 1e6)),
         median_run + 1,
@@ -231,8 +248,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
     }
     if args.json {
         let mut out = serde_json::Map::new();
-        out.insert("memory_bytes".into(), json!(args.memory));
-        out.insert("workload".into(), json!(args.workload));
+        out.insert("memory_bytes".into(), json!(memory));
+        out.insert("workload".into(), json!(workload));
+        out.insert("backend".into(), json!(args.backend));
+        out.insert("kernel".into(), json!(args.kernel));
         out.insert("bandwidth".into(), json!(args.bandwidth));
         out.insert("max_suspend_ms".into(), json!(args.max_suspend_ms));
         out.insert("runs".into(), json!(runs.len()));

@@ -86,6 +86,21 @@ pub enum LparCommand {
         /// (repeat for more ports).
         #[arg(long = "fc-port", value_parser = parse_fc_port)]
         fc_ports: Vec<FcPortConfig>,
+        /// kvm agents: boot this multiboot v1 image (a file on the agent's
+        /// host) instead of the built-in guest.
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// kvm agents: the kernel's command line (default: --program, the
+        /// built-in guest's program).
+        #[arg(long)]
+        cmdline: Option<String>,
+    },
+    /// Print the LPAR's serial console (kvm agents).
+    Console {
+        name: String,
+        /// Keep printing what the guest writes, until interrupted.
+        #[arg(long)]
+        follow: bool,
     },
     List,
     Show {
@@ -213,6 +228,8 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                     memory,
                     program,
                     fc_ports,
+                    kernel,
+                    cmdline,
                 } => call(
                     &mut client,
                     Command::LparCreate {
@@ -222,8 +239,15 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                         program,
                         nics: Vec::new(),
                         fc_ports,
+                        // Absolute: the agent's working directory is not ours.
+                        kernel: kernel
+                            .map(|k| std::path::absolute(&k).unwrap_or(k).display().to_string()),
+                        cmdline,
                     },
                 )?,
+                LparCommand::Console { name, follow } => {
+                    return console(&mut client, &name, follow).map_err(Failure::Refused);
+                }
                 LparCommand::List => {
                     let reply = call(&mut client, Command::LparList {})?;
                     if !g.json {
@@ -515,4 +539,30 @@ fn monitor(g: &Global, client: &mut Client, id: u64) -> Result<(), Failure> {
         print_report(&report);
     }
     Ok(())
+}
+
+/// `lpar console`: the console from its start; with `follow`, then what
+/// the guest prints next, polled.
+fn console(client: &mut Client, name: &str, follow: bool) -> Result<(), Emg> {
+    use std::io::Write;
+    let mut offset = 0;
+    loop {
+        let reply = client.call(Command::LparConsole {
+            name: name.to_string(),
+            offset,
+        })?;
+        let text = reply["text"].as_str().unwrap_or_default();
+        let next = reply["next_offset"].as_u64().unwrap_or(offset);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+        let caught_up = next >= reply["size"].as_u64().unwrap_or(0);
+        offset = next;
+        if caught_up {
+            if !follow {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
 }

@@ -12,10 +12,16 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
-    pub memory: u64,
-    #[arg(long, default_value = "hot:64MiB")]
-    pub program: String,
+    /// Guest memory; default 1GiB on sim, 64MiB on kvm.
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// The guest program; default hot:64MiB on sim, hot:1MiB,content=zero
+    /// on kvm (whose guests run emulated on hosts without VMX/SVM).
+    #[arg(long)]
+    pub program: Option<String>,
+    /// Where the LPAR runs on both agents: sim or kvm.
+    #[arg(long, default_value = "sim")]
+    pub backend: String,
     #[arg(long, default_value_t = 20)]
     pub max_suspend_ms: u64,
     /// Print one JSON object instead of the summary.
@@ -23,27 +29,46 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
+/// The default guest memory and program on `backend`: KVM guests stay
+/// small, since without VMX/SVM they run by instruction emulation.
+pub fn defaults(backend: &str) -> (u64, &'static str) {
+    match backend {
+        "kvm" => (64 << 20, "hot:1MiB,content=zero"),
+        _ => (1 << 30, "hot:64MiB"),
+    }
+}
+
 pub fn run(args: &DemoArgs) -> Result<(), Emg> {
     let moverd = agents::moverd_path()?;
+    let (memory, program) = defaults(&args.backend);
+    let memory = args.memory.unwrap_or(memory);
+    let program = args.program.clone().unwrap_or_else(|| program.to_string());
     let hosts = PathBuf::from(format!(
         "{}/demo-{}",
-        crate::partition::sim::shm::DEFAULT_ROOT,
+        crate::partition::host::DEFAULT_ROOT,
         std::process::id()
     ));
     let spec = RunSpec {
-        memory: args.memory,
-        program: args.program.clone(),
+        memory,
+        program,
         max_suspend_ms: args.max_suspend_ms,
         hosts: agents::Hosts::Loopback,
         bandwidth: None,
         quiet: false,
+        backend: args.backend.clone(),
+        kernel: None,
     };
     let run = agents::run_once(&moverd, hosts, &spec)?;
-    print_report(args, &run.source, &run.destination);
+    print_report(args, &spec, &run.source, &run.destination);
     Ok(())
 }
 
-fn print_report(args: &DemoArgs, source: &serde_json::Value, destination: &serde_json::Value) {
+fn print_report(
+    args: &DemoArgs,
+    spec: &RunSpec,
+    source: &serde_json::Value,
+    destination: &serde_json::Value,
+) {
     let s = &source["suspension"];
     if args.json {
         let rounds = source["rounds"].as_array().map_or(0, |r| r.len());
@@ -55,15 +80,17 @@ fn print_report(args: &DemoArgs, source: &serde_json::Value, destination: &serde
             "verified": source["verified"],
             "guest_max_stall_ms": destination["guest_max_stall_ms"],
             "guest_writes_after_switchover": destination["guest_writes_after_switchover"],
+            "backend": spec.backend,
             "report": source,
         });
         println!("{summary}");
         return;
     }
     println!(
-        "live migration of a {} LPAR running {} from agent host-a to agent host-b",
-        format_size(args.memory),
-        args.program
+        "live migration of a {} {} LPAR running {} from agent host-a to agent host-b",
+        format_size(spec.memory),
+        spec.backend,
+        spec.program
     );
     print_rounds(source);
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
@@ -82,7 +109,7 @@ fn print_report(args: &DemoArgs, source: &serde_json::Value, destination: &serde
         "total {:.1} ms, {} bytes sent for {} of memory; image verified: {}",
         f(&source["total_ms"]),
         source["bytes_sent"],
-        format_size(args.memory),
+        format_size(spec.memory),
         source["verified"]
     );
     println!(
@@ -90,6 +117,10 @@ fn print_report(args: &DemoArgs, source: &serde_json::Value, destination: &serde
         destination["guest_writes_after_switchover"],
     );
     let stall = f(&destination["guest_max_stall_ms"]);
+    if stall.is_nan() {
+        println!("this guest publishes no stall across the switchover");
+        return;
+    }
     println!(
         "the guest saw a {stall:.3} ms stall across the switchover (suspension {:.3} ms; {})",
         f(&s["total_ms"]),

@@ -12,86 +12,85 @@ use crate::emg::{Emg, Module, phase};
 use crate::engine::destination::receive_live;
 use crate::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
 use crate::engine::switchover::{DestinationHost, parse_vfc_ids};
-use crate::partition::sim::SimLpar;
-use crate::partition::{LparConfig, Vcpus};
+use crate::partition::{Backend, LparConfig, Partition};
 use crate::state::{HbaIdentity, Identities, MacAddress, NicIdentity, Wwpn};
 use crate::transport::{MigrationPath, OneTimeKey, PathListener, connect_streams};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long the receiver waits for the sender's streams.
 const ACCEPT_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Defines `config` under `root`, listens on `path`, prints the handoff line,
-/// receives the LPAR, lets it run for `run_after` and reports what its guest
-/// did there. Returns the destination report as JSON.
+/// Defines `config` on `backend`, listens on `path`, prints the handoff
+/// line, receives the LPAR, lets it run for `run_after` and reports what
+/// its guest did there; then removes it (a one-shot host keeps nothing).
+/// Returns the destination report as JSON.
 pub fn receive(
-    root: &Path,
+    backend: &dyn Backend,
     config: &LparConfig,
     path: Ipv4Addr,
     streams: usize,
     run_after: Duration,
     host: &DestinationHost,
 ) -> Result<serde_json::Value, Emg> {
+    crate::agent::console::check_image(config, backend.kind(), "this host")?;
     let listener = PathListener::bind(&MigrationPath::new("migration", path), 0)?;
     let key = listener.issue_key()?;
-    let lpar = Arc::new(SimLpar::create(root, config)?);
+    let lpar = backend.create(&config.name, config)?;
     println!("LISTENING {} KEY {}", listener.local_addr(), key.to_hex());
     let _ = std::io::stdout().flush();
-    let received = listener
+    let result = listener
         .accept_streams(streams, &key, 1, Instant::now() + ACCEPT_DEADLINE)
         .map_err(Emg::from)
         .and_then(|inn| {
             receive_live(lpar.clone(), inn, host).map_err(|e| e.emg(Module::MoverDestination))
-        });
-    let report = match received {
-        Ok(report) => report,
-        Err(e) => {
-            // A failed migration leaves nothing behind on the destination.
-            discard(lpar);
-            return Err(e);
-        }
-    };
-    let writes = lpar.writes();
+        })
+        .and_then(|report| after_arrival(&*lpar, report, run_after));
+    drop(lpar);
+    discard(backend, &config.name);
+    result
+}
+
+/// What the guest did in its first `run_after` on the destination.
+fn after_arrival(
+    lpar: &dyn Partition,
+    report: crate::engine::destination::DestinationReport,
+    run_after: Duration,
+) -> Result<serde_json::Value, Emg> {
+    let writes = lpar.guest_writes().unwrap_or(0);
     std::thread::sleep(run_after);
-    let guest_writes_after = lpar.writes() - writes;
+    let guest_writes_after = lpar.guest_writes().unwrap_or(0) - writes;
+    let running = lpar.is_running();
     lpar.pause()?;
+    let ms = |ns: Option<u64>| ns.map(|ns| ns as f64 / 1e6);
     Ok(serde_json::json!({
         "destination": report,
-        "guest_running": lpar.is_running() || guest_writes_after > 0,
+        "guest_running": running || guest_writes_after > 0,
         "guest_writes_after_switchover": guest_writes_after,
         // The stall across the switchover, as the guest's clock saw it; the
         // longest gap of its whole life also counts throttling and warm-up.
-        "guest_max_stall_ms": lpar.resume_stall_ns() as f64 / 1e6,
-        "guest_longest_gap_ms": lpar.max_stall_ns() as f64 / 1e6,
+        "guest_max_stall_ms": ms(lpar.resume_stall_ns()),
+        "guest_longest_gap_ms": ms(lpar.max_stall_ns()),
+        "console_log": lpar.console_log(),
     }))
 }
 
-/// Stops the vCPU threads of a received LPAR that will not run here and
-/// deletes its shared-memory files.
-fn discard(lpar: Arc<SimLpar>) {
-    let dir = lpar.dir().to_path_buf();
-    let result = match Arc::try_unwrap(lpar) {
-        Ok(lpar) => lpar.destroy().map_err(|e| e.to_string()),
-        Err(lpar) => {
-            drop(lpar);
-            std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())
-        }
-    };
-    if let Err(e) = result {
-        log::warn!("could not delete the LPAR files in {}: {e}", dir.display());
+/// Removes a one-shot LPAR (its vCPUs, its process, its files).
+fn discard(backend: &dyn Backend, name: &str) {
+    if let Err(e) = backend.remove(name) {
+        log::warn!("could not remove the LPAR '{name}': {e}");
     }
 }
 
-/// Defines and starts `config` under `root`, lets its guest run for
-/// `warm_up`, then migrates it live to `to` with `key`.
+/// Defines and starts `config` on `backend`, lets its guest run for
+/// `warm_up`, then migrates it live to `to` with `key`; the source copy is
+/// removed afterwards, whatever the outcome (a one-shot host keeps nothing).
 #[allow(clippy::too_many_arguments)]
 pub fn send(
-    root: &Path,
+    backend: &dyn Backend,
     config: &LparConfig,
     path: Ipv4Addr,
     to: SocketAddr,
@@ -100,7 +99,22 @@ pub fn send(
     warm_up: Duration,
     options: &LiveOptions,
 ) -> Result<serde_json::Value, Emg> {
-    let lpar = Arc::new(SimLpar::create(root, config)?);
+    crate::agent::console::check_image(config, backend.kind(), "this host")?;
+    let lpar = backend.create(&config.name, config)?;
+    let result = send_lpar(lpar, path, to, key, streams, warm_up, options);
+    discard(backend, &config.name);
+    result
+}
+
+fn send_lpar(
+    lpar: Arc<dyn Partition>,
+    path: Ipv4Addr,
+    to: SocketAddr,
+    key: &OneTimeKey,
+    streams: usize,
+    warm_up: Duration,
+    options: &LiveOptions,
+) -> Result<serde_json::Value, Emg> {
     lpar.resume()?;
     std::thread::sleep(warm_up);
     let out = connect_streams(
@@ -123,7 +137,7 @@ pub fn send(
         Progress::Suspending { pages } => log::info!("suspending: {pages} pages left"),
         Progress::Committing => log::info!("committing: ownership passes"),
     };
-    let report = migrate_live(lpar.clone(), out, options, &control, &mut progress)
+    let report = migrate_live(lpar, out, options, &control, &mut progress)
         .map_err(|e| e.emg(Module::MoverSource))?;
     Ok(serde_json::to_value(report).expect("report serialises"))
 }

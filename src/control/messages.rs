@@ -66,8 +66,21 @@ pub enum Command {
         nics: Vec<NicConfig>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         fc_ports: Vec<FcPortConfig>,
+        /// `kvm` agents only: a multiboot v1 image on the agent's host to
+        /// boot instead of the built-in guest, and its command line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kernel: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cmdline: Option<String>,
     },
     LparList {},
+    /// Up to [`CONSOLE_CHUNK`] bytes of an LPAR's serial console from
+    /// byte `offset` on.
+    LparConsole {
+        name: String,
+        #[serde(default)]
+        offset: u64,
+    },
     LparShow {
         name: String,
     },
@@ -264,6 +277,10 @@ impl Command {
     }
 }
 
+/// Most console bytes one `lpar-console` reply carries (well under
+/// [`MAX_LINE`] however the text escapes).
+pub const CONSOLE_CHUNK: u64 = 64 << 10;
+
 /// Names of all commands, for the "unknown command" error.
 pub const COMMANDS: &[&str] = &[
     "authenticate",
@@ -293,6 +310,7 @@ pub const COMMANDS: &[&str] = &[
     "validate-incoming",
     "connectivity-incoming",
     "rehearse-incoming",
+    "lpar-console",
 ];
 
 /// A decoded request.

@@ -88,6 +88,14 @@ pub struct LparConfig {
     /// Logical FC ports, in port order.
     #[serde(default)]
     pub fc_ports: Vec<FcPortConfig>,
+    /// `kvm` only: a multiboot v1 image to boot instead of the built-in
+    /// guest, as a path on the creating host (read when the LPAR is
+    /// created). `None`: the built-in guest, running `program`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// `kvm` only: the multiboot command line; `None`: `program`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
 }
 
 /// A device configuration that makes no sense, whatever the host.
@@ -254,6 +262,8 @@ impl LparConfig {
                 wwpn: Wwpn::from_u64(0x5006_0e80_0000_0001),
                 migration_wwpn: Wwpn::from_u64(0x5006_0e80_0000_0081),
             }],
+            kernel: None,
+            cmdline: None,
         }
     }
 

@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod config;
 pub mod conformance;
+pub mod host;
 pub mod kvm;
 pub mod pages;
 pub mod sim;
@@ -159,4 +160,18 @@ pub trait Partition: GuestMemory + Vcpus + DeviceModel {
     /// observed, in nanoseconds of guest time (the guest-observed stall);
     /// `None` when the guest does not publish one.
     fn max_stall_ns(&self) -> Option<u64>;
+
+    /// The longest gap between consecutive guest writes that spans the most
+    /// recent resume (on a destination: the stall across the switchover),
+    /// in nanoseconds of guest time, as the guest saw it; `None` when the
+    /// guest does not publish one or has not written since.
+    fn resume_stall_ns(&self) -> Option<u64> {
+        None
+    }
+
+    /// The file the guest's serial console (COM1) is appended to, if the
+    /// backend emulates one; `None` for a backend without a console.
+    fn console_log(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }

@@ -433,3 +433,34 @@ pub fn stderr(out: &Output) -> String {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Ends, when dropped, the `moverd lpar-vmm` processes serving LPARs under
+/// `scratch` (they outlive their agents by design): found by the scratch
+/// directory in their command line, killed by pid.
+pub struct Reaper(String);
+
+impl Reaper {
+    pub fn new(scratch: &Scratch) -> Reaper {
+        Reaper(scratch.0.display().to_string())
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.contains("lpar-vmm") && cmdline.contains(&self.0) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}

@@ -429,6 +429,33 @@ pub fn check_build(src: &HostFacts, dst: &HostFacts) -> Check {
     )
 }
 
+/// The same backend on both: a `sim` LPAR's device state (program
+/// registers) means nothing to a `kvm` host, a KVM guest's nothing to `sim`.
+pub fn check_backend(src: &HostFacts, dst: &HostFacts) -> Check {
+    let d = Side::Destination;
+    let (a, b) = (&src.backend, &dst.backend);
+    if a != b {
+        return Check::fail(
+            "backend",
+            d,
+            compat(
+                0x1019,
+                format!(
+                    "The partition backends differ: {} hosts LPARs on '{}', {} on '{}'; an \
+                     LPAR cannot move between backends.",
+                    src.agent,
+                    a.escape_debug(),
+                    dst.agent,
+                    b.escape_debug()
+                ),
+                "Choose a destination agent that runs the same backend (moverd serve --backend, \
+                 or backend in its configuration).",
+            ),
+        );
+    }
+    Check::pass("backend", d, format!("{a} on both"))
+}
+
 pub fn check_time_zone(src: &HostFacts, dst: &HostFacts) -> Check {
     let d = Side::Destination;
     let (a, b) = (&src.identity.time_zone, &dst.identity.time_zone);
@@ -655,6 +682,10 @@ mod tests {
         );
         b.build.wire_protocol += 1;
         assert_eq!(outcome(&check_build(&a, &b)), Outcome::Fail);
+        assert_eq!(outcome(&check_backend(&a, &b)), Outcome::Pass);
+        b.backend = "kvm".into();
+        let e = check_backend(&a, &b).error.unwrap();
+        assert_eq!((e.phase, e.cause), (phase::COMPATIBILITY, 0x1019));
         b.identity.time_zone = "Asia/Tokyo".into();
         assert_eq!(outcome(&check_time_zone(&a, &b)), Outcome::Fail);
         b.identity.ntp_servers = vec!["10.0.0.2".into()];

@@ -23,6 +23,8 @@ pub fn lpar() -> LparConfig {
             vlan_id: 0,
         }],
         fc_ports: vec![fc(0, 1)],
+        kernel: None,
+        cmdline: None,
     }
 }
 
@@ -47,6 +49,7 @@ pub fn facts(agent: &str, addr: [u8; 4]) -> HostFacts {
         },
         paths: vec![MigrationPath::new("mig", Ipv4Addr::from(addr))],
         management: "10.1.0.1:7400".into(),
+        backend: "sim".into(),
     }
 }
 

@@ -26,6 +26,7 @@
 //! | `different-hosts` | destination | the agents' names differ |
 //! | `hvm-model` | destination | same HVM model; live needs Advanced or Enterprise class (any other name, e.g. `sim`, is its own class) |
 //! | `build-identity` | destination | same wire protocol version |
+//! | `backend` | destination | same partition backend (`sim`, `kvm`): device state and guests differ between backends |
 //! | `cpus` | destination | the LPAR's vCPUs fit the host's CPUs |
 //! | `memory` | destination | the LPAR fits the host memory not yet in use |
 //! | `memory-contiguous` | destination | the file system holding LPAR memory has room for one mapping of that size |
@@ -165,6 +166,14 @@ pub struct HostFacts {
     pub paths: Vec<MigrationPath>,
     /// The management listen address.
     pub management: String,
+    /// The partition backend hosting the agent's LPARs (`sim`, `kvm`); an
+    /// agent that predates the field runs `sim`.
+    #[serde(default = "sim_backend")]
+    pub backend: String,
+}
+
+fn sim_backend() -> String {
+    crate::agent::config::DEFAULT_BACKEND.to_string()
 }
 
 impl HostFacts {
@@ -175,6 +184,7 @@ impl HostFacts {
             identity: config.identity.clone(),
             paths: config.paths.clone(),
             management: config.listen.clone(),
+            backend: config.backend.clone(),
         }
     }
 

@@ -286,6 +286,7 @@ pub fn destination_checks(
         check_different_hosts(src, &here),
         check_hvm_model(src, &here, mode),
         check_build(src, &here),
+        check_backend(src, &here),
         check_cpus(&here, r, lpar),
         check_memory(&here, r, inv.memory_in_use(), lpar),
         check_contiguous(lpar, &root.display().to_string(), fs_free_bytes(&root)),

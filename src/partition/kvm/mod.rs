@@ -94,9 +94,20 @@ pub struct KvmLpar {
 impl KvmLpar {
     /// Creates LPAR `config.name` under `root` booting the built-in guest
     /// with `config.program` as its command line.
+    /// `config.kernel` and `config.cmdline`, when set, name another
+    /// multiboot image and its command line.
     pub fn create(root: &Path, config: &LparConfig) -> Result<Self, PartitionError> {
-        let cmdline = format!("lpar-guest {}", config.program);
-        Self::create_with(root, config, crate::guest::IMAGE, &cmdline)
+        let cmdline = match &config.cmdline {
+            Some(c) => c.clone(),
+            None => format!("lpar-guest {}", config.program),
+        };
+        match &config.kernel {
+            None => Self::create_with(root, config, crate::guest::IMAGE, &cmdline),
+            Some(path) => {
+                let image = std::fs::read(path).map_err(|e| io_err(Path::new(path), e))?;
+                Self::create_with(root, config, &image, &cmdline)
+            }
+        }
     }
 
     /// Creates an LPAR booting `image` (multiboot v1) with `cmdline`.
@@ -377,6 +388,10 @@ impl Partition for KvmLpar {
 
     fn guest_writes(&self) -> Option<u64> {
         Some(self.mailbox().map_or(0, |m| m.total_writes))
+    }
+
+    fn console_log(&self) -> Option<PathBuf> {
+        Some(self.dir.join("console.log"))
     }
 
     fn max_stall_ns(&self) -> Option<u64> {

@@ -61,6 +61,8 @@ pub struct RemoteLpar {
     regions: [MemoryRegion; 1],
     link: Arc<Link>,
     running: AtomicBool,
+    /// The LPAR's directory (its `console.log`).
+    dir: std::path::PathBuf,
 }
 
 impl RemoteLpar {
@@ -93,6 +95,7 @@ impl RemoteLpar {
             config,
             link,
             running: AtomicBool::new(running),
+            dir: dir.to_path_buf(),
         })
     }
 
@@ -228,6 +231,10 @@ impl Partition for RemoteLpar {
     fn guest_writes(&self) -> Option<u64> {
         Some(self.mailbox().map_or(0, |m| m.total_writes))
     }
+    fn console_log(&self) -> Option<std::path::PathBuf> {
+        Some(self.dir.join("console.log"))
+    }
+
     fn max_stall_ns(&self) -> Option<u64> {
         let m = self.mailbox()?;
         (m.tsc_hz != 0)

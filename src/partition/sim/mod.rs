@@ -347,6 +347,10 @@ impl Partition for SimLpar {
     fn max_stall_ns(&self) -> Option<u64> {
         Some(SimLpar::max_stall_ns(self))
     }
+
+    fn resume_stall_ns(&self) -> Option<u64> {
+        Some(SimLpar::resume_stall_ns(self))
+    }
 }
 
 /// The registers every vCPU starts its guest program with.
