@@ -87,7 +87,8 @@ fn discard(backend: &dyn Backend, name: &str) {
 
 /// Defines and starts `config` on `backend`, lets its guest run for
 /// `warm_up`, then migrates it live to `to` with `key`; the source copy is
-/// removed afterwards, whatever the outcome (a one-shot host keeps nothing).
+/// removed once the migration committed, and kept (the LPAR itself) when it
+/// failed.
 #[allow(clippy::too_many_arguments)]
 pub fn send(
     backend: &dyn Backend,
@@ -102,7 +103,11 @@ pub fn send(
     crate::agent::console::check_image(config, backend.kind(), "this host")?;
     let lpar = backend.create(&config.name, config)?;
     let result = send_lpar(lpar, path, to, key, streams, warm_up, options);
-    discard(backend, &config.name);
+    // Committed: the destination owns the LPAR and this copy goes. Failed:
+    // this copy is the LPAR, and it stays (its files re-attach running).
+    if result.is_ok() {
+        discard(backend, &config.name);
+    }
     result
 }
 

@@ -1,0 +1,200 @@
+//! The destination side: defining the incoming LPAR, the listener and key,
+//! and the thread that receives it.
+
+use super::*;
+use crate::agent::Agent;
+use crate::agent::busy::{self};
+use crate::agent::inventory::LparState;
+use crate::agent::validation::{self};
+use crate::control::{cause, protocol_error};
+use crate::emg::{Emg, Module, phase};
+use crate::engine::EngineError;
+use crate::engine::destination::receive_live_staged;
+use crate::engine::stage::Stage;
+use crate::partition::{LparConfig, Partition};
+use crate::transport::{MAX_STREAMS, PathListener};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Defines an incoming LPAR as `migrating` on this (destination) host:
+/// its name must be free, the host in no other migration, and the
+/// resources there. One lock, so concurrent requests cannot both pass.
+pub(in crate::agent) fn define_incoming(
+    agent: &Agent,
+    config: &mut LparConfig,
+) -> Result<Arc<dyn Partition>, Emg> {
+    let mut inv = agent.inventory.lock().unwrap();
+    if inv.contains(&config.name) {
+        return Err(Emg::new(
+            Module::MoverDestination,
+            phase::DEFINE,
+            0x03,
+            format!(
+                "An LPAR named '{}' is already defined on the destination host {}.",
+                config.name, agent.config.name
+            ),
+            "Delete or rename the LPAR on the destination, or choose another destination.",
+        ));
+    }
+    busy::check_host(&agent.config.name, inv.migrating())?;
+    agent.check_resources(&inv, config, Module::MoverDestination)?;
+    config.number = inv.names().len() as u32 + 1;
+    inv.define(config, LparState::Migrating)
+}
+
+/// `prepare-incoming`: the destination side. Checks room, defines the LPAR
+/// (state `migrating`), opens a migration-path listener and a one-time key,
+/// and starts the thread that receives the LPAR.
+pub fn prepare_incoming(
+    agent: &Arc<Agent>,
+    mut config: LparConfig,
+    streams: usize,
+    path: Option<&str>,
+    source_agent: &str,
+    source_migration: u64,
+) -> Result<Value, Emg> {
+    if streams == 0 || streams > MAX_STREAMS {
+        return Err(protocol_error(
+            cause::BAD_ARGUMENTS,
+            format!("{streams} streams: the migration path takes 1 to {MAX_STREAMS}"),
+            "Choose a stream count from 1 to 64.",
+        ));
+    }
+    let lpar = define_incoming(agent, &mut config)?;
+    let undefine = |agent: &Agent| {
+        if let Err(e) = agent.inventory.lock().unwrap().remove(&config.name) {
+            log::error!("cannot remove the incoming LPAR '{}': {e}", config.name);
+        }
+    };
+    // The source's path by name when this host has one, else the default.
+    let own_path = agent
+        .config
+        .path_named(path)
+        .unwrap_or_else(|_| agent.config.migration_path());
+    let listener = match PathListener::bind(&own_path, 0) {
+        Ok(l) => l,
+        Err(e) => {
+            drop(lpar);
+            undefine(agent);
+            return Err(e.into());
+        }
+    };
+    let key = match listener.issue_key() {
+        Ok(k) => k,
+        Err(e) => {
+            drop(lpar);
+            undefine(agent);
+            return Err(e.into());
+        }
+    };
+    let mut id_bytes = [0u8; 8];
+    crate::transport::os_random(&mut id_bytes)?;
+    let transfer_id = u64::from_le_bytes(id_bytes);
+    let m = Arc::new(Migration::new(
+        agent.next_id(),
+        &config,
+        Side::Destination,
+        source_agent,
+        0,
+    ));
+    if let Err(e) = m.open_journal(&agent.config.state_dir, "live") {
+        drop(lpar);
+        undefine(agent);
+        return Err(e);
+    }
+    m.journal_peer(source_migration);
+    agent.register(m.clone());
+    let reply = json!({
+        "migration": m.id,
+        "address": listener.local_addr().to_string(),
+        "key": key.to_hex(),
+        "transfer_id": transfer_id,
+    });
+    log::info!(
+        "migration {}: receiving '{}' from {source_agent} (its migration {source_migration})",
+        m.id,
+        config.name
+    );
+    agent.enter(&m, Stage::DstWaitingForPath);
+    // The configured vfcID pools (less those in use) and segment map;
+    // slot identities derived from the LPAR's.
+    let host =
+        validation::destination_host(&agent.config, &agent.inventory.lock().unwrap(), &config);
+    let a = agent.clone();
+    let name = config.name.clone();
+    std::thread::Builder::new()
+        .name(format!("receive-{}", m.id))
+        .spawn(move || {
+            let (a2, m2) = (a.clone(), m.clone());
+            crate::agent::panics::migration_thread(&a2, &m2, move || {
+                let result = (|| {
+                    let inn = listener
+                        .accept_streams(
+                            streams,
+                            &key,
+                            transfer_id,
+                            Instant::now() + ACCEPT_DEADLINE,
+                        )
+                        .map_err(|e| (Emg::from(e), false))?;
+                    a.enter(&m, Stage::DstReceivingMemory);
+                    receive_live_staged(lpar.clone(), inn, &host, &mut |s| a.enter(&m, s)).map_err(
+                        |e| {
+                            let aborted = matches!(e, EngineError::PeerAborted(_));
+                            (e.emg(Module::MoverDestination), aborted)
+                        },
+                    )
+                })();
+                drop(lpar);
+                let mut resumed_here = false;
+                let result = match result {
+                    Ok(report) => {
+                        resumed_here = true;
+                        a.inventory
+                            .lock()
+                            .unwrap()
+                            .set_state(&name, LparState::Act)
+                            .map(|()| json!({ "destination": report }))
+                    }
+                    Err((e, aborted)) if !aborted && m.stage_reached_loading() => {
+                        // In doubt: the image was loaded and Ready may have
+                        // reached a source that then committed and died. Keep
+                        // the paused copy; `recover` decides from the journals.
+                        let mut e = e;
+                        e.needs_recovery = true;
+                        if let Err(pe) = a
+                            .inventory
+                            .lock()
+                            .unwrap()
+                            .set_state(&name, LparState::NeedsRecovery)
+                        {
+                            log::error!("cannot record LPAR '{name}' as needs-recovery: {pe}");
+                        }
+                        Err(e)
+                    }
+                    Err((e, _)) => {
+                        // Before commit nothing here owns the LPAR: discard it.
+                        undefine_named(&a, &name);
+                        Err(e)
+                    }
+                };
+                a.finish(&m, result, resumed_here);
+            })
+        })
+        .map_err(|e| {
+            Emg::new(
+                Module::MoverDestination,
+                phase::DEFINE,
+                0x04,
+                format!("cannot start the receiving thread: {e}"),
+                "The host is short of threads or memory; retry later.",
+            )
+        })?;
+    Ok(reply)
+}
+
+fn undefine_named(agent: &Agent, name: &str) {
+    if let Err(e) = agent.inventory.lock().unwrap().remove(name) {
+        log::error!("cannot remove the incoming LPAR '{name}': {e}");
+    }
+}

@@ -1,0 +1,337 @@
+//! The source side of a live migration: the busy rules, the route to the
+//! destination agent, and the steps from validation to releasing the LPAR.
+
+use super::*;
+use crate::agent::Agent;
+use crate::agent::busy::{self, Operation};
+use crate::agent::inventory::LparState;
+use crate::agent::validation::{self, Mode};
+use crate::control::{Address, Client, Command, Event, Greeting, cause, protocol_error};
+use crate::emg::{Emg, Module, phase};
+use crate::engine::source::{LiveOptions, Progress, migrate_live};
+use crate::engine::stage::Stage;
+use crate::partition::{LparConfig, PAGE_SIZE, Partition};
+use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, MigrationPath, OneTimeKey, connect_streams};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The arguments of `migrate`.
+pub struct SourceRequest {
+    pub lpar: String,
+    pub to: String,
+    pub max_suspend_ms: Option<u64>,
+    pub bandwidth: Option<u64>,
+    pub streams: Option<usize>,
+    pub timeout_s: Option<u64>,
+    /// The migration path by name; `None`: the first configured.
+    pub path: Option<String>,
+}
+
+/// Where a source migration goes and how: the destination agent, this
+/// host's migration path, and the stream count.
+struct Route {
+    to: Address,
+    path: MigrationPath,
+    streams: usize,
+}
+
+/// `migrate`: checks the busy rules, marks the LPAR migrating and starts the
+/// migration thread; replies with the migration id.
+pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg> {
+    let to = Address::parse(&req.to).map_err(|m| {
+        protocol_error(
+            cause::BAD_ARGUMENTS,
+            m,
+            "Give the destination agent as host:port or a socket path.",
+        )
+    })?;
+    let streams = req.streams.unwrap_or(DEFAULT_STREAMS);
+    if streams == 0 || streams > MAX_STREAMS {
+        return Err(protocol_error(
+            cause::BAD_ARGUMENTS,
+            format!("{streams} streams: the migration path takes 1 to {MAX_STREAMS}"),
+            "Choose a stream count from 1 to 64 (default 4).",
+        ));
+    }
+    let defaults = LiveOptions::default();
+    let timeout_s = req.timeout_s.unwrap_or(defaults.timeout.as_secs());
+    // The busy rules answer first (their message is the manual's), then
+    // the validation checklist; either refuses before anything changes.
+    {
+        let inv = agent.inventory.lock().unwrap();
+        busy::check(&req.lpar, inv.get(&req.lpar)?.state, Operation::Migrate)?;
+    }
+    let path = agent.config.path_named(req.path.as_deref())?;
+    let report = validation::validate(
+        agent,
+        &req.lpar,
+        &req.to,
+        Mode::Live,
+        req.path.as_deref(),
+        false,
+    )?;
+    if let Some(refusal) = validation::refusal(&req.lpar, &report.checks) {
+        return Err(refusal);
+    }
+    let (config, lpar) = {
+        let mut inv = agent.inventory.lock().unwrap();
+        let entry = inv.get(&req.lpar)?;
+        busy::check(&req.lpar, entry.state, Operation::Migrate)?;
+        busy::check_host(&agent.config.name, inv.migrating())?;
+        let config = inv.get(&req.lpar)?.config.clone();
+        let lpar = inv.lpar(&req.lpar)?;
+        inv.set_state(&req.lpar, LparState::Migrating)?;
+        (config, lpar)
+    };
+    let m = Arc::new(Migration::new(
+        agent.next_id(),
+        &config,
+        Side::Source,
+        &req.to,
+        timeout_s,
+    ));
+    if let Err(e) = m.open_journal(&agent.config.state_dir, "live") {
+        let _ = agent
+            .inventory
+            .lock()
+            .unwrap()
+            .set_state(&req.lpar, LparState::Act);
+        return Err(e);
+    }
+    agent.register(m.clone());
+    agent.note_source(&m, &req.to);
+    let options = LiveOptions {
+        migration_id: 0,
+        max_suspend: req
+            .max_suspend_ms
+            .map_or(defaults.max_suspend, Duration::from_millis),
+        timeout: Duration::from_secs(timeout_s),
+        bandwidth: req.bandwidth,
+    };
+    let id = m.id;
+    let a = agent.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("migrate-{id}"))
+        .spawn(move || {
+            let route = Route { to, path, streams };
+            crate::agent::panics::migration_thread(&a, &m, || {
+                run_source(&a, &m, lpar, config, &route, options)
+            })
+        });
+    if let Err(e) = spawned {
+        let _ = agent
+            .inventory
+            .lock()
+            .unwrap()
+            .set_state(&req.lpar, LparState::Act);
+        return Err(Emg::new(
+            Module::Executor,
+            phase::CONNECT,
+            0x01,
+            format!("cannot start the migration thread: {e}"),
+            "The host is short of threads or memory; retry later.",
+        ));
+    }
+    log::info!("migration {id}: '{}' to {}", req.lpar, req.to);
+    Ok(json!({ "migration": id }))
+}
+
+fn run_source(
+    agent: &Arc<Agent>,
+    m: &Migration,
+    lpar: Arc<dyn Partition>,
+    config: LparConfig,
+    route: &Route,
+    options: LiveOptions,
+) {
+    let result = source_steps(agent, m, lpar, &config, route, options);
+    if result.is_ok() {
+        // Journaled before the inventory lock: a stall here (fsync, or a
+        // test's fault hold) must not block the agent's other requests.
+        agent.enter(m, Stage::SrcReleasing);
+    }
+    let mut inv = agent.inventory.lock().unwrap();
+    let resumed_here = result.as_ref().is_err_and(|e| !e.needs_recovery);
+    let result = match result {
+        Ok(report) => {
+            // Ownership passed: the paused source copy is released.
+            inv.remove(&config.name).map(|()| report)
+        }
+        Err(e) => {
+            let state = if e.needs_recovery {
+                LparState::NeedsRecovery
+            } else if wwn_rollback_needed(m.stage(), &config) {
+                LparState::WwnRollbackPending
+            } else {
+                LparState::Act
+            };
+            if let Err(pe) = inv.set_state(&config.name, state) {
+                log::error!(
+                    "cannot record LPAR '{}' as {}: {pe}",
+                    config.name,
+                    state.label()
+                );
+            }
+            Err(e)
+        }
+    };
+    drop(inv);
+    agent.finish(m, result, resumed_here);
+}
+
+/// Opens the management connection to the destination agent of a
+/// migration and refuses a destination that is this very host. Returns the
+/// connection, the destination's greeting and this agent's.
+pub(in crate::agent) fn open_destination(
+    agent: &Agent,
+    to: &Address,
+) -> Result<(Client, Greeting, Greeting), Emg> {
+    let client = agent.open_peer(to, Module::MoverSource)?;
+    let theirs = client.greeting().clone();
+    let ours = agent.greeting();
+    if theirs.agent == ours.agent {
+        return Err(Emg::new(
+            Module::Executor,
+            phase::COMPATIBILITY,
+            0x01,
+            format!("source and destination are the same host ({})", ours.agent),
+            "Choose a different destination host.",
+        ));
+    }
+    Ok((client, theirs, ours))
+}
+
+fn source_steps(
+    agent: &Arc<Agent>,
+    m: &Migration,
+    lpar: Arc<dyn Partition>,
+    config: &LparConfig,
+    route: &Route,
+    mut options: LiveOptions,
+) -> Result<Value, Emg> {
+    let (to, path, streams) = (&route.to, &route.path, route.streams);
+    agent.enter(m, Stage::SrcValidating);
+    let (mut client, theirs, ours) = open_destination(agent, to)?;
+    if theirs.build.wire_protocol != ours.build.wire_protocol {
+        return Err(Emg::new(
+            Module::Executor,
+            phase::COMPATIBILITY,
+            0x02,
+            format!(
+                "incompatible builds: this host runs {}, {} runs {}",
+                ours.build, theirs.agent, theirs.build
+            ),
+            "Install the same lpar-mover release on both hosts.",
+        ));
+    }
+
+    agent.enter(m, Stage::SrcDefiningDestination);
+    // A destination that never answers must not outlast the deadline.
+    if let Some(c) = &m.control {
+        client.set_timeout(Some(c.remaining().max(Duration::from_millis(1))))?;
+    }
+    let reply = client.call(Command::PrepareIncoming {
+        config: config.clone(),
+        streams,
+        path: Some(path.name.clone()),
+        source_agent: ours.agent.clone(),
+        source_migration: m.id,
+        source_address: agent.advertised.get().cloned(),
+        history_key: Some(m.history.lock().unwrap().key.clone()),
+        history: agent.history_to_ship(&config.name),
+    })?;
+    let bad_reply = |what: &str| {
+        Emg::new(
+            Module::MoverSource,
+            phase::DEFINE,
+            0x02,
+            format!("the destination's prepare-incoming reply lacks a valid {what}: {reply}"),
+            "Install the same lpar-mover release on both hosts.",
+        )
+    };
+    let address: SocketAddr = reply["address"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| bad_reply("address"))?;
+    let key = reply["key"]
+        .as_str()
+        .and_then(|k| OneTimeKey::from_hex(k).ok())
+        .ok_or_else(|| bad_reply("key"))?;
+    let transfer_id = reply["transfer_id"]
+        .as_u64()
+        .ok_or_else(|| bad_reply("transfer_id"))?;
+    let remote_migration = reply["migration"].as_u64().unwrap_or(0);
+    m.journal_peer(remote_migration);
+
+    agent.enter(m, Stage::SrcConnectingPath);
+    let out = connect_streams(path, address, streams, &key, transfer_id, CONNECT_TIMEOUT)?;
+    // The path as the sockets have it (what the kernel bound), for the report.
+    let used = json!({
+        "name": path.name,
+        "streams": out
+            .iter()
+            .map(|s| json!({
+                "local": s.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                "remote": s.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+            }))
+            .collect::<Vec<_>>(),
+    });
+
+    agent.enter(m, Stage::SrcTransferringMemory);
+    options.migration_id = u128::from(transfer_id);
+    let control = m.control.clone().expect("source migrations have a control");
+    let memory_bytes = config.memory_bytes;
+    let mut progress = |p: &Progress| match p {
+        Progress::Round(r) => {
+            let remaining = (r.dirty_rate * r.duration_ms / 1000.0) as u64 * PAGE_SIZE as u64;
+            let remaining = remaining.min(memory_bytes);
+            {
+                let mut s = m.status.lock().unwrap();
+                s.round = r.round;
+                s.remaining_bytes = remaining;
+                s.rate_bytes_per_s = r.bandwidth;
+                s.throttle_percent = r.throttle;
+            }
+            agent.publish(&Event::MigrationProgress {
+                migration: m.id,
+                lpar: m.lpar.clone(),
+                round: r.round,
+                memory_bytes,
+                remaining_bytes: remaining,
+                rate_bytes_per_s: r.bandwidth,
+                throttle_percent: r.throttle,
+            });
+        }
+        Progress::Throttled(t) => {
+            log::info!(
+                "migration {}: rounds stopped shrinking, vCPUs throttled to {t}%",
+                m.id
+            );
+            m.status.lock().unwrap().throttle_percent = *t;
+        }
+        Progress::Suspending { pages } => {
+            m.status.lock().unwrap().remaining_bytes = pages * PAGE_SIZE as u64;
+            agent.enter(m, Stage::SrcFinalCopy);
+        }
+        // Write-ahead: journaled (fsynced) before Commit leaves.
+        Progress::Committing => agent.enter(m, Stage::SrcSwitchingOver),
+    };
+    let started = Instant::now();
+    let report = migrate_live(lpar, out, &options, &control, &mut progress)
+        .map_err(|e| e.emg(Module::MoverSource))?;
+    log::info!(
+        "migration {}: '{}' now runs on {} (destination migration {remote_migration}) after {:.1} ms",
+        m.id,
+        m.lpar,
+        theirs.agent,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(json!({
+        "source": report,
+        "destination_agent": theirs.agent,
+        "destination_migration": remote_migration,
+        "path": used,
+    }))
+}
