@@ -62,7 +62,7 @@ struct mailbox {
     struct cpu_state cpu[MAX_CPUS];
 };
 
-/* The layout src/guest/mailbox.rs decodes. */
+/* The layout src/partition/guest/mailbox.rs decodes. */
 _Static_assert(__builtin_offsetof(struct mailbox, flags) == 56, "mailbox layout");
 _Static_assert(__builtin_offsetof(struct mailbox, power_button) == 60, "mailbox layout");
 _Static_assert(__builtin_offsetof(struct mailbox, ignore_shutdown) == 124, "mailbox layout");

@@ -13,8 +13,6 @@
 //! | [`agent`]     | the host: inventory, busy rules, migrations, the management server |
 //! | [`control`]   | the management protocol shared by `moverd` and `moverctl` |
 //!
-//! [`guest`] is the built-in guest kernel the KVM backend boots (and QEMU).
-//!
 //! [`emg`] is the one error type every layer converts into. [`testbed`]
 //! builds test hosts (network namespaces) for tests and benchmarks;
 //! [`skip`] is how a test says it cannot run here (and fails in CI instead).
@@ -25,7 +23,6 @@ pub mod cli;
 pub mod control;
 pub mod emg;
 pub mod engine;
-pub mod guest;
 pub mod partition;
 pub mod skip;
 pub mod state;

@@ -12,7 +12,7 @@
 mod agent_common;
 
 use agent_common::{Agent, Reaper, Scratch, wait_for};
-use lpar_mover::guest::console;
+use lpar_mover::partition::guest::console;
 use std::time::Duration;
 
 /// Writes per vCPU: the program then stops writing (heartbeats go on).

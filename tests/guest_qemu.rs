@@ -1,4 +1,4 @@
-//! The built-in guest (`lpar_mover::guest::IMAGE`) under QEMU (`-kernel`,
+//! The built-in guest (`lpar_mover::partition::guest::IMAGE`) under QEMU (`-kernel`,
 //! TCG): boot line, growing heartbeats, SMP, the mailbox, the power button,
 //! errors for bad command lines, and memory contents byte for byte equal to
 //! a replay of `sim`'s program in Rust.
@@ -8,9 +8,9 @@
 //! way a VMM does. Needs `qemu-system-x86_64` (Debian: qemu-system-x86);
 //! without it every test says so on stderr and passes.
 
-use lpar_mover::guest::console::{self, Heartbeat, Line};
-use lpar_mover::guest::mailbox::{self, Mailbox};
-use lpar_mover::guest::{IMAGE, WORK_AREA_START};
+use lpar_mover::partition::guest::console::{self, Heartbeat, Line};
+use lpar_mover::partition::guest::mailbox::{self, Mailbox};
+use lpar_mover::partition::guest::{IMAGE, WORK_AREA_START};
 use lpar_mover::partition::sim::program::{ProgramSpec, fill_page, next_write};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};

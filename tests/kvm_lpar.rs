@@ -2,7 +2,7 @@
 //! write count and TSC carried across a save/restore onto a second VM.
 //! Skips (saying why) where /dev/kvm cannot be opened; CI has it.
 
-use lpar_mover::guest::console;
+use lpar_mover::partition::guest::console;
 use lpar_mover::partition::kvm::{self, KvmLpar};
 use lpar_mover::partition::{DeviceModel, GuestMemory, LparConfig, PAGE_SIZE, Partition, Vcpus};
 use std::time::{Duration, Instant};

@@ -75,7 +75,7 @@ fn kill_9_of_the_owner_leaves_the_guest_running_and_attach_drives_it_on() {
     });
     let console = dir.path().join("owned").join("console.log");
     let hb = || {
-        lpar_mover::guest::console::heartbeats(
+        lpar_mover::partition::guest::console::heartbeats(
             &std::fs::read_to_string(&console).unwrap_or_default(),
         )
         .len()

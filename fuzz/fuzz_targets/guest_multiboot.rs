@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lpar_mover::guest::multiboot::{Header, SEARCH_LIMIT};
+use lpar_mover::partition::guest::multiboot::{Header, SEARCH_LIMIT};
 
 fuzz_target!(|image: &[u8]| {
     let Ok(header) = Header::find(image) else { return };

@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lpar_mover::guest::console::{self, Line};
-use lpar_mover::guest::mailbox::Mailbox;
-use lpar_mover::guest::{MAX_CPUS, format_cmdline, parse_cmdline};
+use lpar_mover::partition::guest::console::{self, Line};
+use lpar_mover::partition::guest::mailbox::Mailbox;
+use lpar_mover::partition::guest::{MAX_CPUS, format_cmdline, parse_cmdline};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };

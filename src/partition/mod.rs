@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod config;
 pub mod conformance;
+pub mod guest;
 pub mod host;
 pub mod kvm;
 pub mod pages;

@@ -3,7 +3,7 @@
 //! defines at its entry.
 //!
 //! * Flag bit 16 set: a flat load from the header's address fields
-//!   ([`crate::guest::multiboot::Header::flat_load`]); otherwise the image
+//!   ([`crate::partition::guest::multiboot::Header::flat_load`]); otherwise the image
 //!   must be ELF32 and its `PT_LOAD` segments go to their physical
 //!   addresses.
 //! * The multiboot information structure at [`INFO_ADDR`] (flags bit 0:
@@ -14,8 +14,8 @@
 //!   INIT-SIPI-SIPI).
 
 use super::memory::GuestRam;
-use crate::guest::multiboot::{FLAG_ADDRESSES, Header, LOADER_MAGIC};
 use crate::partition::PartitionError;
+use crate::partition::guest::multiboot::{FLAG_ADDRESSES, Header, LOADER_MAGIC};
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 
 /// Guest-physical address of the multiboot information structure.

@@ -33,9 +33,9 @@ mod sys;
 mod vcpu;
 pub mod vmm;
 
-use crate::guest::mailbox;
 use crate::partition::backend::{check_create, lpar_dirs};
 use crate::partition::config::check_name;
+use crate::partition::guest::mailbox;
 use crate::partition::sim::shm;
 use crate::partition::{
     Backend, DeviceModel, DirtyLog, GuestMemory, LparConfig, MemoryRegion, PAGE_SIZE, Page,
@@ -102,7 +102,7 @@ impl KvmLpar {
             None => format!("lpar-guest {}", config.program),
         };
         match &config.kernel {
-            None => Self::create_with(root, config, crate::guest::IMAGE, &cmdline),
+            None => Self::create_with(root, config, crate::partition::guest::IMAGE, &cmdline),
             Some(path) => {
                 let image = std::fs::read(path).map_err(|e| io_err(Path::new(path), e))?;
                 Self::create_with(root, config, &image, &cmdline)
@@ -118,7 +118,7 @@ impl KvmLpar {
         cmdline: &str,
     ) -> Result<Self, PartitionError> {
         config.validate()?;
-        if config.memory_bytes > MAX_MEMORY && image == crate::guest::IMAGE {
+        if config.memory_bytes > MAX_MEMORY && image == crate::partition::guest::IMAGE {
             return Err(PartitionError::BadConfig {
                 why: format!(
                     "a KVM LPAR has at most {} of memory",

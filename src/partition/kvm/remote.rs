@@ -7,7 +7,7 @@
 use super::channel::{Reply, Request, Status};
 use super::memory::GuestRam;
 use super::vmm::{SOCKET, read_frame};
-use crate::guest::mailbox;
+use crate::partition::guest::mailbox;
 use crate::partition::{
     DeviceModel, DirtyLog, GuestMemory, LparConfig, MemoryRegion, PAGE_SIZE, Page, PageSet,
     Partition, PartitionError, Vcpus,
