@@ -28,7 +28,7 @@ use super::busy::{self, Operation};
 use super::inventory::LparState;
 use super::migration::{Migration, Side};
 use crate::control::{Address, Command, cause, protocol_error};
-use crate::emg::{Emg, Module, phase};
+use crate::emg::{Emg, Module};
 use crate::engine::shutdown::{
     DEFAULT_SHUTDOWN_WAIT, capture, from_hex, install, to_hex, wait_shut_down,
 };
@@ -141,13 +141,7 @@ pub fn start(
         });
     if let Err(e) = spawned {
         let _ = agent.inventory.lock().unwrap().set_state(name, was);
-        return Err(Emg::new(
-            Module::Executor,
-            phase::CONNECT,
-            0x01,
-            format!("cannot start the migration thread: {e}"),
-            "The host is short of threads or memory; retry later.",
-        ));
+        return Err(super::migration::thread_refused(&e));
     }
     log::info!("migration {id}: '{name}' to {to} in shutdown mode");
     Ok(json!({ "migration": id }))

@@ -35,7 +35,7 @@ pub use source::{SourceRequest, start_source};
 use super::Agent;
 use crate::agent::journal::Journal;
 use crate::control::{Event, cause, protocol_error};
-use crate::emg::Emg;
+use crate::emg::{Emg, Module, phase};
 use crate::engine::source::MigrationControl;
 use crate::engine::stage::Stage;
 use crate::partition::LparConfig;
@@ -312,4 +312,16 @@ impl Agent {
 pub(super) fn wwn_rollback_needed(stage: Stage, config: &LparConfig) -> bool {
     !config.fc_ports.is_empty()
         && (Stage::SrcFinalCopy.code()..Stage::SrcReleasing.code()).contains(&stage.code())
+}
+
+/// The EMG when the thread that runs a migration cannot be started (the
+/// LPAR is back in its state from before the request).
+pub(in crate::agent) fn thread_refused(e: &std::io::Error) -> Emg {
+    Emg::new(
+        Module::Executor,
+        phase::CONNECT,
+        0x01,
+        format!("cannot start the migration thread: {e}"),
+        "The host is short of threads or memory; retry later.",
+    )
 }

@@ -126,13 +126,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
             .lock()
             .unwrap()
             .set_state(&req.lpar, LparState::Act);
-        return Err(Emg::new(
-            Module::Executor,
-            phase::CONNECT,
-            0x01,
-            format!("cannot start the migration thread: {e}"),
-            "The host is short of threads or memory; retry later.",
-        ));
+        return Err(super::thread_refused(&e));
     }
     log::info!("migration {id}: '{}' to {}", req.lpar, req.to);
     Ok(json!({ "migration": id }))
