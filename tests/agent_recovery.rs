@@ -89,7 +89,10 @@ fn a_completed_migration_journals_every_stage_on_both_sides() {
         journal(&b, "j1").last().unwrap()["record"] == "end"
     });
     let dst = journal(&b, "j1");
-    assert_eq!(stages(&dst), vec![0x5030, 0x5050, 0x5070, 0x5080, 0x50a0]);
+    assert_eq!(
+        stages(&dst),
+        vec![0x5030, 0x5050, 0x5070, 0x5080, 0x5090, 0x50a0]
+    );
     assert_eq!(dst.last().unwrap()["outcome"], "completed");
 }
 

@@ -78,8 +78,9 @@ pub fn receive_live(
 }
 
 /// [`receive_live`], telling `stage` when the device state arrives
-/// ([`Stage::DstLoadingState`]) and when Commit does, before the vCPUs
-/// resume ([`Stage::DstResuming`]): the agent's journal records both.
+/// ([`Stage::DstLoadingState`]), when Commit does, before the vCPUs
+/// resume ([`Stage::DstResuming`]), and once they run, before the source is
+/// told ([`Stage::DstAnnouncing`]): the agent's journal records each.
 pub fn receive_live_staged(
     lpar: Arc<dyn Partition>,
     streams: Vec<TcpStream>,
@@ -280,6 +281,9 @@ fn receive(
                 lpar.resume()?;
                 let running = wall_clock_ns();
                 report.resume_ms = t.elapsed().as_secs_f64() * 1e3;
+                // The agent records the LPAR as running here before the
+                // source hears so: a client the source answers then finds it.
+                stage(Stage::DstAnnouncing);
                 // Ownership has passed: a failed reply no longer matters.
                 let _ = replies.send(&Frame::Switchover(Switchover {
                     step: SwitchoverStep::Running,

@@ -138,23 +138,25 @@ pub fn prepare_incoming(
                         )
                         .map_err(|e| (Emg::from(e), false))?;
                     a.enter(&m, Stage::DstReceivingMemory);
-                    receive_live_staged(lpar.clone(), inn, &host, &mut |s| a.enter(&m, s)).map_err(
-                        |e| {
-                            let aborted = matches!(e, EngineError::PeerAborted(_));
-                            (e.emg(Module::MoverDestination), aborted)
-                        },
-                    )
+                    let mut stage = |s| {
+                        if s == Stage::DstAnnouncing {
+                            // The guest runs here now: say so before the
+                            // source (and so its client) hears it.
+                            record_running(&a, &name);
+                        }
+                        a.enter(&m, s)
+                    };
+                    receive_live_staged(lpar.clone(), inn, &host, &mut stage).map_err(|e| {
+                        let aborted = matches!(e, EngineError::PeerAborted(_));
+                        (e.emg(Module::MoverDestination), aborted)
+                    })
                 })();
                 drop(lpar);
                 let mut resumed_here = false;
                 let result = match result {
                     Ok(report) => {
                         resumed_here = true;
-                        a.inventory
-                            .lock()
-                            .unwrap()
-                            .set_state(&name, LparState::Act)
-                            .map(|()| json!({ "destination": report }))
+                        Ok(json!({ "destination": report }))
                     }
                     Err((e, aborted)) if !aborted && m.stage_reached_loading() => {
                         // In doubt: the image was loaded and Ready may have
@@ -191,6 +193,19 @@ pub fn prepare_incoming(
             )
         })?;
     Ok(reply)
+}
+
+fn record_running(agent: &Agent, name: &str) {
+    if let Err(e) = agent
+        .inventory
+        .lock()
+        .unwrap()
+        .set_state(name, LparState::Act)
+    {
+        // The guest runs on regardless; a restarted agent finds it through
+        // the journal's Resuming record.
+        log::error!("cannot record the incoming LPAR '{name}' as active: {e}");
+    }
 }
 
 fn undefine_named(agent: &Agent, name: &str) {
