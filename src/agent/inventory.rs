@@ -72,6 +72,10 @@ pub struct Entry {
     pub state: LparState,
     /// The hosted LPAR; `None` when its files could not be attached.
     pub lpar: Option<Arc<dyn Partition>>,
+    /// The vfcID each logical FC port holds on this host, in port order,
+    /// as a switchover assigned them (empty for an LPAR defined here: its
+    /// ports hold their pinned vfcIDs).
+    pub vfc_ids: Vec<u16>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,6 +89,8 @@ struct PersistedLpar {
     name: String,
     state: LparState,
     config: LparConfig,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    vfc_ids: Vec<u16>,
 }
 
 const FILE: &str = "inventory.json";
@@ -235,6 +241,7 @@ impl Inventory {
                     config: p.config,
                     state,
                     lpar,
+                    vfc_ids: p.vfc_ids,
                 },
             );
         }
@@ -277,6 +284,7 @@ impl Inventory {
                     name: name.clone(),
                     state: e.state,
                     config: e.config.clone(),
+                    vfc_ids: e.vfc_ids.clone(),
                 })
                 .collect(),
         };
@@ -367,6 +375,7 @@ impl Inventory {
                     config: config.clone(),
                     state,
                     lpar: Some(lpar.clone()),
+                    vfc_ids: Vec::new(),
                 },
             );
             self.persist().map(|()| lpar).inspect_err(|_| {
@@ -390,6 +399,33 @@ impl Inventory {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Records the vfcIDs a switchover gave `name`'s FC ports, so that
+    /// validation and the next switchover on this host count them as used.
+    pub fn set_vfc_ids(&mut self, name: &str, vfc_ids: Vec<u16>) -> Result<(), Emg> {
+        self.get(name)?;
+        let entry = self.entries.get_mut(name).expect("checked above");
+        let old = std::mem::replace(&mut entry.vfc_ids, vfc_ids);
+        if let Err(e) = self.persist() {
+            self.entries.get_mut(name).expect("present").vfc_ids = old;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The vfcIDs `name`'s FC ports hold here, per physical port: those a
+    /// switchover assigned, else the pinned ones.
+    pub fn vfc_ids_in_use(&self, name: &str) -> Vec<(u16, u16)> {
+        let Some(e) = self.entries.get(name) else {
+            return Vec::new();
+        };
+        e.config
+            .fc_ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| e.vfc_ids.get(i).copied().or(p.vfc_id).map(|v| (p.port, v)))
+            .collect()
     }
 
     /// Removes `name` from the inventory and deletes its files (the entry
@@ -435,6 +471,7 @@ impl Inventory {
             "program": e.config.program,
             "backend": self.backend.kind(),
             "fc_ports": e.config.fc_ports,
+            "vfc_ids": e.vfc_ids,
             "running": running,
             "guest_writes": writes,
             "guest_max_stall_ms": stall,

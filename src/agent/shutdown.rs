@@ -33,7 +33,6 @@ use crate::engine::shutdown::{
     DEFAULT_SHUTDOWN_WAIT, capture, from_hex, install, to_hex, wait_shut_down,
 };
 use crate::engine::stage::Stage;
-use crate::engine::switchover::DestinationHost;
 use crate::partition::{LparConfig, Partition};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -261,7 +260,13 @@ pub fn receive(
     );
     agent.enter(&m, Stage::DstDefining);
     agent.enter(&m, Stage::DstLoadingState);
-    let host = DestinationHost::open_for(&config);
+    // The configured vfcID pools less what this host's LPARs hold, as a
+    // live migration's switchover uses.
+    let host = super::validation::destination_host(
+        &agent.config,
+        &agent.inventory.lock().unwrap(),
+        &config,
+    );
     let result = install(&*lpar, &config, &host, &bytes)
         .map_err(|e| e.emg(Module::MoverDestination))
         .and_then(|outcome| {
@@ -272,7 +277,10 @@ pub fn receive(
             } else {
                 LparState::Dea
             };
-            agent.inventory.lock().unwrap().set_state(&name, state)?;
+            let mut inv = agent.inventory.lock().unwrap();
+            inv.set_vfc_ids(&name, outcome.vfc_ids.clone())?;
+            inv.set_state(&name, state)?;
+            drop(inv);
             Ok(json!({ "migration": m.id, "state": state, "switchover": outcome }))
         });
     drop(lpar);

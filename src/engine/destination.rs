@@ -74,10 +74,10 @@ pub fn receive_live(
     streams: Vec<TcpStream>,
     host: &DestinationHost,
 ) -> Result<DestinationReport, EngineError> {
-    receive_live_staged(lpar, streams, host, &mut |_| {})
+    receive_live_staged(lpar, streams, host, &mut |_, _| {})
 }
 
-/// [`receive_live`], telling `stage` when the device state arrives
+/// [`receive_live`], telling `stage` (with the report so far) when the device state arrives
 /// ([`Stage::DstLoadingState`]), when Commit does, before the vCPUs
 /// resume ([`Stage::DstResuming`]), and once they run, before the source is
 /// told ([`Stage::DstAnnouncing`]): the agent's journal records each.
@@ -85,7 +85,7 @@ pub fn receive_live_staged(
     lpar: Arc<dyn Partition>,
     streams: Vec<TcpStream>,
     host: &DestinationHost,
-    stage: &mut dyn FnMut(Stage),
+    stage: &mut dyn FnMut(Stage, &DestinationReport),
 ) -> Result<DestinationReport, EngineError> {
     let mut replies = Replies::new(&streams[0])?;
     let closer = streams[0].try_clone().ok();
@@ -170,7 +170,7 @@ fn receive(
     digest: &ImageDigest,
     replies: &mut Replies,
     host: &DestinationHost,
-    stage: &mut dyn FnMut(Stage),
+    stage: &mut dyn FnMut(Stage, &DestinationReport),
 ) -> Result<(DestinationReport, Vec<LogicalNic>, LparConfig), EngineError> {
     let mut report = DestinationReport::default();
     let mut suspended: Option<Switchover> = None;
@@ -226,7 +226,7 @@ fn receive(
                 suspended = Some(s)
             }
             OwnedFrame::DeviceState(bytes) => {
-                stage(Stage::DstLoadingState);
+                stage(Stage::DstLoadingState, &report);
                 let Some(source) = suspended else {
                     return Err(protocol("device state before Suspended"));
                 };
@@ -276,14 +276,14 @@ fn receive(
                 );
             }
             OwnedFrame::Switchover(s) if s.step == SwitchoverStep::Commit => {
-                stage(Stage::DstResuming);
+                stage(Stage::DstResuming, &report);
                 let t = Instant::now();
                 lpar.resume()?;
                 let running = wall_clock_ns();
                 report.resume_ms = t.elapsed().as_secs_f64() * 1e3;
                 // The agent records the LPAR as running here before the
                 // source hears so: a client the source answers then finds it.
-                stage(Stage::DstAnnouncing);
+                stage(Stage::DstAnnouncing, &report);
                 // Ownership has passed: a failed reply no longer matters.
                 let _ = replies.send(&Frame::Switchover(Switchover {
                     step: SwitchoverStep::Running,

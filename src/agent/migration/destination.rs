@@ -9,7 +9,7 @@ use crate::agent::validation::{self};
 use crate::control::{cause, protocol_error};
 use crate::emg::{Emg, Module, phase};
 use crate::engine::EngineError;
-use crate::engine::destination::receive_live_staged;
+use crate::engine::destination::{DestinationReport, receive_live_staged};
 use crate::engine::stage::Stage;
 use crate::partition::{LparConfig, Partition};
 use crate::transport::{MAX_STREAMS, PathListener};
@@ -138,11 +138,13 @@ pub fn prepare_incoming(
                         )
                         .map_err(|e| (Emg::from(e), false))?;
                     a.enter(&m, Stage::DstReceivingMemory);
-                    let mut stage = |s| {
+                    let mut stage = |s, report: &DestinationReport| {
                         if s == Stage::DstAnnouncing {
-                            // The guest runs here now: say so before the
-                            // source (and so its client) hears it.
-                            record_running(&a, &name);
+                            // The guest runs here now: say so, with the
+                            // vfcIDs its ports took, before the source (and
+                            // so its client) hears it.
+                            let vfc_ids = report.switchover.as_ref().map(|o| o.vfc_ids.clone());
+                            record_running(&a, &name, vfc_ids.unwrap_or_default());
                         }
                         a.enter(&m, s)
                     };
@@ -195,13 +197,14 @@ pub fn prepare_incoming(
     Ok(reply)
 }
 
-fn record_running(agent: &Agent, name: &str) {
-    if let Err(e) = agent
-        .inventory
-        .lock()
-        .unwrap()
-        .set_state(name, LparState::Act)
-    {
+fn record_running(agent: &Agent, name: &str, vfc_ids: Vec<u16>) {
+    let mut inv = agent.inventory.lock().unwrap();
+    let recorded = if vfc_ids.is_empty() {
+        Ok(())
+    } else {
+        inv.set_vfc_ids(name, vfc_ids)
+    };
+    if let Err(e) = recorded.and_then(|()| inv.set_state(name, LparState::Act)) {
         // The guest runs on regardless; a restarted agent finds it through
         // the journal's Resuming record.
         log::error!("cannot record the incoming LPAR '{name}' as active: {e}");

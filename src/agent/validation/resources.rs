@@ -159,7 +159,7 @@ pub fn check_segments(here: &HostFacts, r: &Resources, config: &LparConfig) -> C
 }
 
 /// Free vfcIDs per physical port: each port's pool less the vfcIDs the
-/// LPARs already there (other than `except`) pin.
+/// LPARs already there (other than `except`) hold, assigned or pinned.
 pub fn free_vfc_ids(r: &Resources, inv: &Inventory, except: &str) -> BTreeMap<u16, BTreeSet<u16>> {
     let mut free: BTreeMap<u16, BTreeSet<u16>> = r
         .fc_ports
@@ -176,11 +176,9 @@ pub fn free_vfc_ids(r: &Resources, inv: &Inventory, except: &str) -> BTreeMap<u1
         })
         .collect();
     for name in inv.names().into_iter().filter(|n| n != except) {
-        if let Ok(e) = inv.get(&name) {
-            for p in &e.config.fc_ports {
-                if let (Some(v), Some(ids)) = (p.vfc_id, free.get_mut(&p.port)) {
-                    ids.remove(&v);
-                }
+        for (port, v) in inv.vfc_ids_in_use(&name) {
+            if let Some(ids) = free.get_mut(&port) {
+                ids.remove(&v);
             }
         }
     }
