@@ -38,7 +38,9 @@ pub const REASON_LPAR_BUSY: u64 = 0x101;
 /// `phase` of the manual's "LPAR is deactivated" migration refusal (`F0a0`).
 pub const PHASE_LPAR_DEACTIVATED: u16 = 0xF0A0;
 
-/// `phase` of the manual's "blade is busy" error (`0x00 00000002 0020 02`).
+/// `phase` of the manual's MMS refusals of a host or an LPAR: "blade is
+/// busy" (`0x00 00000002 0020 02`) and "LPAR is damaged" (`0x00 00000006
+/// 0020 02`), both with op3 0x01.
 pub const PHASE_HOST_BUSY: u16 = 0x0020;
 
 /// One migration per host (the manual's "blade"): a host already moving an
@@ -47,7 +49,7 @@ pub fn check_host(host: &str, migrating: Option<&str>) -> Result<(), Emg> {
     match migrating {
         None => Ok(()),
         Some(lpar) => Err(Emg::new(
-            Module::Executor,
+            Module::Management,
             PHASE_HOST_BUSY,
             0x02,
             format!(
@@ -56,7 +58,7 @@ pub fn check_host(host: &str, migrating: Option<&str>) -> Result<(), Emg> {
             ),
             "Wait until the running migration on this host ends (moverctl status), then retry.",
         )
-        .reason(0x02)),
+        .reason(0x01)),
     }
 }
 
@@ -97,6 +99,14 @@ pub fn check(name: &str, state: LparState, op: Operation) -> Result<(), Emg> {
             "Roll the WWNs back first (moverctl rollback-wwn); only deactivation is allowed \
              until then.",
         )),
+        (NeedsRecovery, Migrate | MigrateShutdown) => Err(Emg::new(
+            Module::Management,
+            PHASE_HOST_BUSY,
+            0x06,
+            format!("The specified LPAR is damaged (Migration LPAR). Recover the LPAR. ('{name}')"),
+            "Recover the LPAR (moverctl recover), then retry the migration.",
+        )
+        .reason(0x01)),
         (NeedsRecovery, _) => Err(Emg::new(
             Module::Recovery,
             0x0011,
@@ -139,6 +149,9 @@ mod tests {
             .to_string();
         assert!(e.contains("The specified blade is busy"), "{e}");
         assert!(e.contains("web1"), "{e}");
+        // The manual's MMS `0x00 00000002 0020 02`, op3 0x01.
+        assert!(e.starts_with("EMG0000000002002002:"), "{e}");
+        assert!(e.contains(":0000000000000001:(0):MMS:"), "{e}");
     }
 
     use super::*;
@@ -160,6 +173,18 @@ mod tests {
         for op in [Activate, Delete, Migrate] {
             let e = check("l", NeedsRecovery, op).unwrap_err();
             assert!(e.action.contains("recover"), "{e}");
+        }
+        // Migrating it is the manual's "damaged" refusal, MMS `0x00
+        // 00000006 0020 02`, op3 0x01, in either mode.
+        for op in [Migrate, MigrateShutdown] {
+            let e = check("l", NeedsRecovery, op).unwrap_err();
+            assert_eq!((e.op1(), e.reason), (0x00_00000006_0020_02, 0x01), "{e}");
+            assert!(
+                e.message.starts_with(
+                    "The specified LPAR is damaged (Migration LPAR). Recover the LPAR."
+                ),
+                "{e}"
+            );
         }
     }
 

@@ -186,13 +186,7 @@ pub(in crate::agent) fn open_destination(
     let theirs = client.greeting().clone();
     let ours = agent.greeting();
     if theirs.agent == ours.agent {
-        return Err(Emg::new(
-            Module::Executor,
-            phase::COMPATIBILITY,
-            0x01,
-            format!("source and destination are the same host ({})", ours.agent),
-            "Choose a different destination host.",
-        ));
+        return Err(crate::agent::validation::same_host(&ours.agent));
     }
     Ok((client, theirs, ours))
 }

@@ -345,17 +345,7 @@ pub fn check_host_not_busy(here: &HostFacts, migrating: Option<&str>) -> Check {
 pub fn check_different_hosts(src: &HostFacts, dst: &HostFacts) -> Check {
     let d = Side::Destination;
     if src.agent == dst.agent {
-        return Check::fail(
-            "different-hosts",
-            d,
-            Emg::new(
-                Module::Management,
-                phase::CONNECT,
-                0x03,
-                format!("Source and destination are the same host ({}).", src.agent),
-                "Choose a different destination host.",
-            ),
-        );
+        return Check::fail("different-hosts", d, same_host(&src.agent));
     }
     Check::pass(
         "different-hosts",

@@ -69,6 +69,18 @@ use serde::{Deserialize, Serialize};
 /// host, so a path shaped to exactly 1 Gbit/s passes and a slower one fails.
 pub const MIN_GOODPUT_BITS: f64 = 0.9e9;
 
+/// The manual's refusal of a destination that is the source itself (MMS
+/// `0x00 00000003 0020 02`), whether the checklist or the migration finds it.
+pub fn same_host(agent: &str) -> Emg {
+    Emg::new(
+        Module::Management,
+        phase::CONNECT,
+        0x03,
+        format!("Source and destination are the same host ({agent})."),
+        "Choose a different destination host.",
+    )
+}
+
 /// Live mode refuses this many FC ports or more (the manual: "Under 8 ports").
 pub const MAX_LIVE_FC_PORTS: usize = 8;
 
