@@ -75,6 +75,9 @@ pub mod phase {
     pub const CONNECT: u16 = 0x0020;
     /// Defining the LPAR at the destination.
     pub const DEFINE: u16 = 0x0030;
+    /// The manual's LPAR Mover errors that name no narrower phase
+    /// ("Terminated by user.", "USB is attached…": `0x00 00000000 0030 0M`).
+    pub const LPAR_MOVER: u16 = 0x0030;
     /// Activating the LPAR.
     pub const ACTIVATE: u16 = 0x0031;
     /// Connection lost.

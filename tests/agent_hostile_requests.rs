@@ -108,6 +108,7 @@ fn configs() -> impl Strategy<Value = LparConfig> {
                 .collect(),
             kernel: None,
             cmdline: None,
+            usb: lpar_mover::state::UsbAssignment::Unassigned,
         })
 }
 
@@ -230,6 +231,7 @@ fn command(i: usize, b: Bag) -> Command {
             fc_ports: b.config.fc_ports,
             kernel: f1.then(|| b.text.clone()),
             cmdline: f2.then(|| b.text.clone()),
+            usb: f1.then_some(lpar_mover::state::UsbAssignment::Running),
         },
         2 => Command::LparList {},
         3 => Command::LparShow { name: n1 },

@@ -165,7 +165,7 @@ fn extend_moves_the_real_deadline_and_without_it_the_migration_times_out() {
         s["error"]["message"]
             .as_str()
             .unwrap_or_default()
-            .contains("did not complete within its timeout"),
+            .contains("LPAR Migration process was canceled Memory write is intensive."),
         "{s}"
     );
     assert_eq!(a.lpar("ext2")["state"], "Act");

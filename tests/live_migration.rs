@@ -426,6 +426,51 @@ mod device_semantics {
     }
 
     #[test]
+    fn a_usb_device_taken_into_use_fails_the_move_at_suspension_and_the_source_resumes() {
+        let root = Root::new("usb");
+        let config = config("usb");
+        let source = Arc::new(SimLpar::create(&root.0, &config).unwrap());
+        let mut dest_config = config.clone();
+        dest_config.name = "usb-dst".into();
+        let destination = Arc::new(SimLpar::create(&root.0, &dest_config).unwrap());
+        // The device taken into use after the checklist passed.
+        let mut state = source.save_state().unwrap();
+        state.usb = lpar_mover::state::UsbAssignment::HashRunning;
+        source.restore_state(&state).unwrap();
+        source.resume().unwrap();
+        wait_for("the guest to run", || source.writes() > 1_000);
+        let (out, inn) = stream_pairs(2);
+        let host = DestinationHost::open_for(&dest_config);
+        let receiving = {
+            let destination = destination.clone();
+            std::thread::spawn(move || receive_live(destination, inn, &host))
+        };
+        let control = Arc::new(MigrationControl::new(Duration::from_secs(60)));
+        let sent = migrate_live(
+            source.clone(),
+            out,
+            &LiveOptions::default(),
+            &control,
+            &mut |_| {},
+        );
+        let e = sent
+            .expect_err("a USB device in use refuses the move")
+            .emg(Module::MoverSource);
+        // The manual's source LPAR Mover `0x00 00000000 0030 04`, op3 0x33.
+        assert_eq!((e.op1(), e.reason), (0x0000_0000_0000_3004, 0x33), "{e}");
+        assert!(
+            e.message
+                .starts_with("LPAR Migration was canceled. USB is attached to the specified LPAR"),
+            "{e}"
+        );
+        assert!(receiving.join().unwrap().is_err());
+        assert!(source.is_running());
+        let before = source.writes();
+        wait_for("the source guest to go on", || source.writes() > before);
+        assert!(!destination.is_running());
+    }
+
+    #[test]
     fn wwpns_and_macs_are_exchanged_between_the_slots() {
         let root = Root::new("exchange");
         let config = config("exch");

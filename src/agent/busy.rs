@@ -178,7 +178,7 @@ mod tests {
         // 00000006 0020 02`, op3 0x01, in either mode.
         for op in [Migrate, MigrateShutdown] {
             let e = check("l", NeedsRecovery, op).unwrap_err();
-            assert_eq!((e.op1(), e.reason), (0x00_00000006_0020_02, 0x01), "{e}");
+            assert_eq!((e.op1(), e.reason), (0x0000_0000_0600_2002, 0x01), "{e}");
             assert!(
                 e.message.starts_with(
                     "The specified LPAR is damaged (Migration LPAR). Recover the LPAR."

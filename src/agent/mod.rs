@@ -34,6 +34,7 @@ use crate::control::{
 };
 use crate::emg::{Emg, Module, phase};
 use crate::partition::LparConfig;
+use crate::state::UsbAssignment;
 use busy::Operation;
 use config::{AgentConfig, ServeArgs};
 use crossbeam::channel::{Sender, TrySendError};
@@ -150,6 +151,7 @@ impl Agent {
                 fc_ports,
                 kernel,
                 cmdline,
+                usb,
             } => self.lpar_create(LparConfig {
                 name,
                 number: 0,
@@ -160,6 +162,7 @@ impl Agent {
                 fc_ports,
                 kernel,
                 cmdline,
+                usb: usb.unwrap_or(UsbAssignment::Unassigned),
             }),
             Command::LparConsole { name, offset } => {
                 let inv = self.inventory.lock().unwrap();
@@ -331,10 +334,11 @@ impl Agent {
         let r = &self.config.resources;
         let free = r.memory.saturating_sub(inv.memory_in_use());
         if config.memory_bytes > free {
+            // The manual's MMS Thread `0x00 ******** F00b 03`, op3 0x01.
             return Err(Emg::new(
-                module,
-                phase::DEFINE,
+                Module::Executor,
                 0xF00B,
+                0x01,
                 format!(
                     "There is not enough memory to activate the specified LPAR. \
                      '{}' needs {}, host {} has {} free of {}.",
@@ -346,7 +350,8 @@ impl Agent {
                 ),
                 "Free memory on that host (deactivate and delete LPARs there) or choose \
                  another host.",
-            ));
+            )
+            .reason(0x01));
         }
         if config.vcpus > r.cpus {
             return Err(Emg::new(

@@ -10,6 +10,7 @@ use crate::control::{Address, Client, Command, Event};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
 use crate::partition::FcPortConfig;
+use crate::state::UsbAssignment;
 use crate::units::{format_size, parse_size};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -94,6 +95,10 @@ pub enum LparCommand {
         /// built-in guest's program).
         #[arg(long)]
         cmdline: Option<String>,
+        /// The USB device's assigned state: A, #A, * (none, the default),
+        /// R or #R (in use: Concurrent Maintenance is refused).
+        #[arg(long)]
+        usb: Option<UsbAssignment>,
     },
     /// Print the LPAR's serial console (kvm agents).
     Console {
@@ -230,6 +235,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                     fc_ports,
                     kernel,
                     cmdline,
+                    usb,
                 } => call(
                     &mut client,
                     Command::LparCreate {
@@ -243,6 +249,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                         kernel: kernel
                             .map(|k| std::path::absolute(&k).unwrap_or(k).display().to_string()),
                         cmdline,
+                        usb,
                     },
                 )?,
                 LparCommand::Console { name, follow } => {

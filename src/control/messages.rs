@@ -13,6 +13,7 @@ use crate::agent::validation::{HostFacts, Mode};
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase};
 use crate::partition::{FcPortConfig, LparConfig, NicConfig};
+use crate::state::UsbAssignment;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -72,6 +73,10 @@ pub enum Command {
         kernel: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cmdline: Option<String>,
+        /// The USB device's assigned state (`A`, `#A`, `*`, `R`, `#R`);
+        /// default `*` (none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usb: Option<UsbAssignment>,
     },
     LparList {},
     /// Up to [`CONSOLE_CHUNK`] bytes of an LPAR's serial console from

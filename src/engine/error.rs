@@ -6,6 +6,9 @@ use crate::wire::WireError;
 use std::fmt;
 use std::io;
 
+/// How the manual opens a lost connection between the two LPAR Movers.
+const CONNECTION_REFUSED: &str = "Connection refused (LPAR Mover-LPAR Mover):";
+
 #[derive(Debug)]
 pub enum EngineError {
     /// Reading or writing migration stream `stream` failed.
@@ -45,9 +48,10 @@ pub enum EngineError {
 impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Stream { stream, source } => {
-                write!(f, "migration stream {stream} failed: {source}")
-            }
+            Self::Stream { stream, source } => write!(
+                f,
+                "{CONNECTION_REFUSED} migration stream {stream} failed: {source}"
+            ),
             Self::Wire { stream, error } => write!(f, "migration stream {stream}: {error}"),
             Self::Partition(e) => write!(f, "{e}"),
             Self::Protocol { stream, what } => {
@@ -67,12 +71,14 @@ impl fmt::Display for EngineError {
             Self::Cancelled => write!(f, "Terminated by user."),
             Self::TimedOut => write!(
                 f,
-                "the migration did not complete within its timeout; memory writing may be \
-                 faster than memory transfer"
+                "LPAR Migration process was canceled Memory write is intensive. (The \
+                 migration did not complete within its timeout: the guest writes memory \
+                 faster than the migration path carries it.)"
             ),
-            Self::NoReply { waiting_for } => {
-                write!(f, "no answer from the peer while waiting for {waiting_for}")
-            }
+            Self::NoReply { waiting_for } => write!(
+                f,
+                "{CONNECTION_REFUSED} no answer from the peer while waiting for {waiting_for}"
+            ),
             Self::DigestMismatch {
                 source,
                 destination,
@@ -129,8 +135,9 @@ impl EngineError {
                  migration path for faults.",
             )
             .detail(u64::from(*round)),
+            // The manual's LPAR Mover `0x00 00000000 0030 0M`, op3 0x20.
             EngineError::Cancelled => {
-                mk(phase::MEMORY_TRANSFER, 0, "None.").reason(reason::TERMINATED_BY_USER)
+                mk(phase::LPAR_MOVER, 0, "None.").reason(reason::TERMINATED_BY_USER)
             }
             EngineError::TimedOut => mk(
                 phase::MEMORY_TRANSFER,
@@ -164,6 +171,43 @@ impl EngineError {
                     .into();
                 emg.needing_recovery()
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_timeout_and_a_lost_stream_read_as_the_manual_prints_them() {
+        // "Terminated by user.": LPAR Mover `0x00 00000000 0030 04`, op3 0x20.
+        let e = EngineError::Cancelled.emg(Module::MoverSource);
+        assert_eq!((e.op1(), e.reason), (0x0000_0000_0000_3004, 0x20), "{e}");
+        assert_eq!(e.message, "Terminated by user.");
+        let e = EngineError::TimedOut.emg(Module::MoverSource);
+        assert!(
+            e.message
+                .starts_with("LPAR Migration process was canceled Memory write is intensive."),
+            "{e}"
+        );
+        // A lost connection: op3 0x02, "Connection refused (LPAR Mover-LPAR Mover)".
+        for lost in [
+            EngineError::Stream {
+                stream: 1,
+                source: io::Error::from(io::ErrorKind::ConnectionReset),
+            },
+            EngineError::NoReply {
+                waiting_for: "Ready".into(),
+            },
+        ] {
+            let e = lost.emg(Module::MoverDestination);
+            assert_eq!(e.reason, 0x02, "{e}");
+            assert!(
+                e.message
+                    .starts_with("Connection refused (LPAR Mover-LPAR Mover):"),
+                "{e}"
+            );
         }
     }
 }

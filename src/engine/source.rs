@@ -22,6 +22,7 @@ use super::convergence::{Convergence, Decision, RoundMeasure};
 use super::digest::ImageDigest;
 use super::pump::{OutStream, OwnedFrame, PageSender, RoundStats};
 use super::report::{MigrationReport, RoundReport, SlotIdentities, SuspensionReport};
+use super::switchover::SwitchoverError;
 use super::{EngineError, wall_clock_ns};
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase, reason};
@@ -330,7 +331,13 @@ impl SourceRun<'_> {
         self.sender.queue_round(round, &pages);
         progress(&Progress::Suspending { pages: pages.len() });
         // While the streams copy the last pages, capture the device state.
-        let state = self.lpar.save_state()?.for_mode(MigrationMode::Live);
+        let state = self.lpar.save_state()?;
+        // The manual's refusal holds to the end: a USB device taken into use
+        // since validation fails the migration here, and the source resumes.
+        state
+            .check_live_migratable()
+            .map_err(|e| EngineError::Switchover(SwitchoverError::State(e)))?;
+        let state = state.for_mode(MigrationMode::Live);
         let encoded = state
             .encode()
             .map_err(crate::partition::PartitionError::from)?;

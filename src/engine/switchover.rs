@@ -169,6 +169,8 @@ impl SwitchoverError {
             )
         };
         match self {
+            // The source detects a USB device in use; the rest, here.
+            Self::State(e @ StateError::UsbInUse { .. }) => Emg::from(e.clone()),
             Self::State(e) => {
                 let mut emg = Emg::from(e.clone());
                 emg.module = Module::MoverDestination;

@@ -2,7 +2,7 @@
 
 use super::{PAGE_SIZE, PartitionError};
 use crate::emg::{Emg, Module, phase};
-use crate::state::{MacAddress, VlanMode, Wwpn};
+use crate::state::{MacAddress, UsbAssignment, VlanMode, Wwpn};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -96,6 +96,18 @@ pub struct LparConfig {
     /// `kvm` only: the multiboot command line; `None`: `program`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<String>,
+    /// The USB device's assigned state for this LPAR (`*`: none). In use
+    /// (`R`, `#R`), Concurrent Maintenance is refused.
+    #[serde(default = "no_usb", skip_serializing_if = "is_no_usb")]
+    pub usb: UsbAssignment,
+}
+
+fn no_usb() -> UsbAssignment {
+    UsbAssignment::Unassigned
+}
+
+fn is_no_usb(usb: &UsbAssignment) -> bool {
+    *usb == UsbAssignment::Unassigned
 }
 
 /// A device configuration that makes no sense, whatever the host.
@@ -264,6 +276,7 @@ impl LparConfig {
             }],
             kernel: None,
             cmdline: None,
+            usb: UsbAssignment::Unassigned,
         }
     }
 

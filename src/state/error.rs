@@ -235,13 +235,23 @@ impl From<StateError> for Emg {
             StateError::UsbInUse { .. } => emg::reason::USB_ATTACHED,
             _ => emg::reason::GENERIC,
         };
-        Emg::new(
-            Module::MoverDestination,
-            emg::phase::DEVICE_STATE,
-            e.cause(),
-            e.to_string(),
-            e.action(),
-        )
+        match e {
+            // The manual's source LPAR Mover `0x00 00000000 0030 04`, op3 0x33.
+            StateError::UsbInUse { .. } => Emg::new(
+                Module::MoverSource,
+                emg::phase::LPAR_MOVER,
+                0,
+                e.to_string(),
+                e.action(),
+            ),
+            _ => Emg::new(
+                Module::MoverDestination,
+                emg::phase::DEVICE_STATE,
+                e.cause(),
+                e.to_string(),
+                e.action(),
+            ),
+        }
         .detail(e.detail())
         .reason(reason)
     }

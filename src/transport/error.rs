@@ -182,7 +182,7 @@ pub enum TransportError {
     },
 
     #[error(
-        "the peer {peer} stopped answering on stream {stream} (user timeout or keepalive expired)"
+        "Connection refused (LPAR Mover-LPAR Mover): the peer {peer} stopped answering on stream {stream} (user timeout or keepalive expired)"
     )]
     PeerDead {
         side: Side,
@@ -192,7 +192,9 @@ pub enum TransportError {
         source: OsError,
     },
 
-    #[error("stream {stream} to {peer} was lost: {source}")]
+    #[error(
+        "Connection refused (LPAR Mover-LPAR Mover): stream {stream} to {peer} was lost: {source}"
+    )]
     ConnectionLost {
         side: Side,
         peer: SocketAddr,
@@ -298,7 +300,6 @@ impl TransportError {
         let path = side.path_phase();
         let refused = emg::reason::CONNECTION_REFUSED;
         let init = emg::reason::INIT_CONNECTION_FAILED;
-        let generic = emg::reason::GENERIC;
         let check_auth = "Restart the migration so the destination issues a new one-time key; \
                           if it recurs, look for an unexpected host connecting to the migration path.";
         match self {
@@ -333,10 +334,10 @@ impl TransportError {
                 "Check that the source is migrating to the destination that issued this migration, then retry.".into()),
             StreamIndex { stream, .. } => (connect, cause::STREAM_INDEX, u64::from(*stream), refused,
                 "Check that both agents agree on the number of migration streams, then retry.".into()),
-            PeerDead { stream, peer, .. } => (lost, cause::PEER_DEAD, *stream as u64, generic, format!(
+            PeerDead { stream, peer, .. } => (lost, cause::PEER_DEAD, *stream as u64, refused, format!(
                 "Check the peer host {} and the migration path; the migration was abandoned and can be retried.", peer.ip()
             )),
-            ConnectionLost { stream, peer, .. } => (lost, cause::CONNECTION_LOST, *stream as u64, generic, format!(
+            ConnectionLost { stream, peer, .. } => (lost, cause::CONNECTION_LOST, *stream as u64, refused, format!(
                 "Check the agent on {} and the migration path; the migration was abandoned and can be retried.", peer.ip()
             )),
             KeyUnusable(_) => (connect, cause::KEY_UNUSABLE, 0, init,
@@ -441,5 +442,12 @@ mod tests {
         assert_eq!(e.phase, emg::phase::CONNECTION_LOST);
         assert_eq!(e.detail, 3);
         assert_eq!(e.cause, cause::PEER_DEAD);
+        // The manual's lost connection: op3 0x02 and its words.
+        assert_eq!(e.reason, emg::reason::CONNECTION_REFUSED);
+        assert!(
+            e.message
+                .starts_with("Connection refused (LPAR Mover-LPAR Mover):"),
+            "{e}"
+        );
     }
 }

@@ -25,6 +25,7 @@ pub fn lpar() -> LparConfig {
         fc_ports: vec![fc(0, 1)],
         kernel: None,
         cmdline: None,
+        usb: crate::state::UsbAssignment::Unassigned,
     }
 }
 

@@ -49,12 +49,14 @@
 //! to plan vfcIDs and segments); [`orchestration`] runs them on both agents.
 
 mod checks;
+mod devices;
 #[cfg(test)]
 mod fixtures;
 mod orchestration;
 mod resources;
 
 pub use checks::*;
+pub use devices::*;
 pub use orchestration::*;
 pub use resources::*;
 

@@ -29,6 +29,7 @@ pub fn source_checks(
         check_manual_macs(lpar),
         check_fc_modes(lpar),
         check_fc_count(lpar, mode),
+        check_usb(lpar, mode),
         check_own_path(&HostFacts::of(config), path, Side::Source),
     ]
 }

@@ -367,6 +367,7 @@ fn power_on_registers(config: &LparConfig) -> Result<Vec<Regs>, PartitionError> 
 pub(crate) fn devices_for(config: &LparConfig) -> DeviceState {
     use crate::state::{LogicalFcHba, LogicalNic, PciAddress};
     let mut state = DeviceState::sample(config.vcpus as usize);
+    state.usb = config.usb;
     let nic_template = state.nics.first().cloned();
     let hba_template = state.fc_hbas.first().cloned();
     state.nics = match nic_template {
