@@ -87,7 +87,8 @@ mod socket;
 
 pub use connect::{connect_streams, connect_streams_with};
 pub use error::{HandshakeError, OsError, Side, TransportError, cause};
-pub use key::{CONSUMED_KEYS_KEPT, KEY_LEN, KeyRegistry, OneTimeKey, os_random};
+pub(crate) use key::os_random;
+pub use key::{CONSUMED_KEYS_KEPT, KEY_LEN, OneTimeKey};
 pub use listener::PathListener;
 pub use pacer::{PACE_BURST_TIME, PACE_CHUNK, PacedWriter, Pacer};
 pub use path::{MAX_INTERFACE_NAME, MigrationPath};
