@@ -1,11 +1,15 @@
 //! Loopback throughput of the migration path: the same bytes moved through
-//! 1, 2, 4 and 8 authenticated streams (`StreamSet` on the send side, one
-//! reader thread per stream on the receive side, one bounce copy per buffer
-//! as the engine makes) against a plain single-socket `write_all` copy, all
+//! 1, 2, 4 and 8 authenticated streams (set up with `connect_streams_with` /
+//! `PathListener::accept_streams` as a migration does; on the send side one
+//! thread per stream writing through a `PacedWriter`, as the page pump's
+//! workers do, with one bounce copy per buffer as the pump makes; one reader
+//! thread per stream on the receive side) against a plain single-socket `write_all` copy, all
 //! in the same run and interleaved so that noise from other processes falls
 //! on every configuration alike.
 //!
-//! One run on the 2-core development host (shared with other builds):
+//! One run on the 2-core development host (shared with other builds), before
+//! the send side moved from the old `StreamSet` queue to per-stream writer
+//! threads (the pump's shape):
 //!
 //! ```text
 //! configuration                          median      min      max  vs plain
@@ -38,8 +42,7 @@
 mod support;
 
 use lpar_mover::transport::{
-    DEFAULT_QUEUE_DEPTH, MigrationPath, PathListener, ReaderSet, StreamOptions, StreamSet,
-    connect_streams_with,
+    MigrationPath, PacedWriter, PathListener, StreamOptions, connect_streams_with,
 };
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -158,15 +161,31 @@ fn streams(src: &[u8], buffers: usize, n: usize, opts: &StreamOptions) -> Durati
 
     let expect = Arc::new(src.to_vec());
     let started = Instant::now();
-    let readers = ReaderSet::spawn(rx, move |_, s| drain(s, &expect)).unwrap();
-    let set = StreamSet::new(tx, None, DEFAULT_QUEUE_DEPTH).unwrap();
-    for _ in 0..buffers {
-        let mut b = set.buffer(BUF);
-        b.extend_from_slice(src); // the one bounce copy the engine makes
-        set.send(b).unwrap();
-    }
-    set.finish().unwrap();
-    let got: u64 = readers.join().unwrap().iter().sum();
+    let readers: Vec<_> = rx
+        .into_iter()
+        .map(|s| {
+            let expect = expect.clone();
+            std::thread::spawn(move || drain(s, &expect).unwrap())
+        })
+        .collect();
+    // Buffers spread over the streams as the pump spreads page batches: each
+    // writer takes whole buffers, so every stream carries whole copies.
+    std::thread::scope(|scope| {
+        for (i, s) in tx.into_iter().enumerate() {
+            let share = buffers / n + usize::from(i < buffers % n);
+            scope.spawn(move || {
+                let mut w = PacedWriter::new(s, None);
+                let mut bounce = Vec::with_capacity(BUF);
+                for _ in 0..share {
+                    bounce.clear();
+                    bounce.extend_from_slice(src); // the one bounce copy the pump makes
+                    w.write_all(&bounce).unwrap();
+                }
+                w.flush().unwrap();
+            });
+        }
+    });
+    let got: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
     assert_eq!(got, (buffers * BUF) as u64);
     started.elapsed()
 }

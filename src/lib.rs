@@ -29,6 +29,7 @@ pub mod state;
 pub mod testbed;
 pub mod transport;
 pub mod units;
+#[warn(missing_docs)]
 pub mod wire;
 
 pub use emg::Emg;

@@ -64,8 +64,7 @@ enum Command {
         warm_up_ms: u64,
         #[arg(long, default_value_t = 20)]
         max_suspend_ms: u64,
-        /// Migration path cap: 125MB/s, 1Gbit/s, 500MiB/s (plain = bytes/s).
-        #[arg(long, value_parser = parse_rate)]
+        #[arg(long, value_parser = parse_rate, help = lpar_mover::units::RATE_HELP)]
         bandwidth: Option<u64>,
         #[arg(long, default_value_t = 900)]
         timeout: u64,

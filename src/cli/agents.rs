@@ -181,7 +181,7 @@ pub fn run_once(moverd: &Path, hosts: PathBuf, spec: &RunSpec) -> Result<RunOutc
         ));
     };
     let suspend = spec.max_suspend_ms.to_string();
-    let bandwidth = spec.bandwidth.map(|b| b.to_string());
+    let bandwidth = spec.bandwidth.map(|b| format!("{b}B/s"));
     let mut send_args = vec![
         "send",
         "--to",

@@ -36,8 +36,7 @@ pub struct BenchArgs {
     /// (its command line is --workload).
     #[arg(long)]
     pub kernel: Option<PathBuf>,
-    /// Migration path cap: 125MB/s, 1Gbit/s, 500MiB/s (plain = bytes/s).
-    #[arg(long, value_parser = parse_rate)]
+    #[arg(long, value_parser = parse_rate, help = crate::units::RATE_HELP)]
     pub bandwidth: Option<u64>,
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,

@@ -6,6 +6,7 @@
 //! error: validation, busy rules, unknown LPAR), 2 failed (the operation
 //! started and failed, or the agent could not be reached), 3 usage.
 
+use super::options::{MigrationOptions, Move};
 use crate::control::{Address, Client, Command, Event};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
@@ -135,19 +136,8 @@ pub struct MigrateArgs {
     /// Candidate destination agents for --auto-destination.
     #[arg(long, value_delimiter = ',', env = "MOVER_CANDIDATES")]
     pub candidates: Vec<String>,
-    #[arg(long)]
-    pub max_suspend_ms: Option<u64>,
-    /// The migration path to use, by name (default: the first configured).
-    #[arg(long)]
-    pub path: Option<String>,
-    /// Migration path cap: 125MB/s, 1Gbit/s, 100MiB (plain = bytes/s).
-    #[arg(long, value_parser = crate::units::parse_rate)]
-    pub bandwidth: Option<u64>,
-    #[arg(long)]
-    pub streams: Option<usize>,
-    /// Give up after this many seconds (default 900), LPAR left on the source.
-    #[arg(long)]
-    pub timeout: Option<u64>,
+    #[command(flatten)]
+    pub options: MigrationOptions,
     /// Print the migration id and return at once.
     #[arg(long)]
     pub no_wait: bool,
@@ -398,24 +388,15 @@ pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result
         Some(to) => to.clone(),
         None => super::moves::auto_destination(g, client, &a.lpar, &a.candidates)?,
     };
-    let command = if a.mode == "shutdown" {
-        Command::MigrateShutdown {
-            lpar: a.lpar.clone(),
-            to: to.clone(),
+    let how = if a.mode == "shutdown" {
+        Move::Shutdown {
             activate_destination: a.activate_destination,
             shutdown_timeout_s: a.shutdown_timeout,
         }
     } else {
-        Command::Migrate {
-            lpar: a.lpar.clone(),
-            to: to.clone(),
-            max_suspend_ms: a.max_suspend_ms,
-            bandwidth: a.bandwidth,
-            streams: a.streams,
-            timeout_s: a.timeout,
-            path: a.path.clone(),
-        }
+        Move::Live
     };
+    let command = a.options.command(&a.lpar, &to, how);
     let reply = client.call(command).map_err(Failure::Refused)?;
     let id = reply["migration"]
         .as_u64()

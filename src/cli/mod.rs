@@ -7,6 +7,7 @@ pub mod ctl;
 pub mod demo;
 pub mod moves;
 pub mod oneshot;
+pub mod options;
 pub mod plot;
 pub mod policy;
 pub mod rss;

@@ -16,6 +16,7 @@
 //!   skipped. No candidate with room: refused, with each one's reason.
 
 use super::ctl::{Failure, Global, MigrateArgs, connect, migrate};
+use super::options::MigrationOptions;
 use crate::control::{Client, Command};
 use crate::emg::{Emg, Module, phase};
 use crate::units::format_size;
@@ -25,15 +26,8 @@ use serde_json::Value;
 #[derive(Args, Debug)]
 pub struct ReturnArgs {
     pub lpar: String,
-    #[arg(long)]
-    pub max_suspend_ms: Option<u64>,
-    /// Migration path cap, bytes per second (e.g. 100MiB).
-    #[arg(long, value_parser = crate::units::parse_size)]
-    pub bandwidth: Option<u64>,
-    #[arg(long)]
-    pub streams: Option<usize>,
-    #[arg(long)]
-    pub timeout: Option<u64>,
+    #[command(flatten)]
+    pub options: MigrationOptions,
     /// Print the migration id and return at once.
     #[arg(long)]
     pub no_wait: bool,
@@ -122,11 +116,7 @@ pub fn return_lpar(g: &Global, client: &mut Client, a: ReturnArgs) -> Result<(),
         MigrateArgs {
             lpar: a.lpar,
             to: Some(to),
-            max_suspend_ms: a.max_suspend_ms,
-            path: None,
-            bandwidth: a.bandwidth,
-            streams: a.streams,
-            timeout: a.timeout,
+            options: a.options,
             no_wait: a.no_wait,
             auto_destination: false,
             candidates: Vec::new(),

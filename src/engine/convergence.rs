@@ -107,18 +107,9 @@ impl Convergence {
         self.budget.max(2 * self.fixed_cost)
     }
 
-    pub fn throttle(&self) -> u8 {
-        self.throttle
-    }
-
     /// Path bandwidth measured so far, bytes per second.
     pub fn bandwidth(&self) -> Option<f64> {
         self.bandwidth
-    }
-
-    /// Pages per second the guest dirties, as measured.
-    pub fn dirty_rate(&self) -> f64 {
-        self.dirty_rate
     }
 
     /// The suspension predicted for pausing with `pages` dirty.
@@ -198,7 +189,7 @@ mod tests {
         let mut pages = 262_144u64; // round 0: 1 GiB populated
         for round in 0..200 {
             let secs = pages as f64 * 4096.0 / bandwidth;
-            let effective = rate * (100 - c.throttle()) as f64 / 100.0;
+            let effective = rate * (100 - c.throttle) as f64 / 100.0;
             let dirtied = ((effective * secs) as u64).min(hot);
             let m = RoundMeasure {
                 pages,
@@ -209,7 +200,7 @@ mod tests {
             match c.decide(m) {
                 Decision::Suspend { predicted } => {
                     assert!(predicted <= Duration::from_millis(budget_ms));
-                    return Some((round, dirtied, c.throttle()));
+                    return Some((round, dirtied, c.throttle));
                 }
                 Decision::Continue | Decision::Throttle(_) => pages = dirtied,
             }
@@ -257,7 +248,7 @@ mod tests {
             Decision::Suspend { predicted } => assert_eq!(predicted, Duration::from_millis(5)),
             other => panic!("expected Suspend, got {other:?}"),
         }
-        assert_eq!(c.throttle(), 0);
+        assert_eq!(c.throttle, 0);
     }
 
     #[test]

@@ -58,10 +58,6 @@ impl HostClock {
             .map_or(0, |r| i64::try_from(r.as_nanos() / 2).unwrap_or(i64::MAX));
         Some(half_rtt.saturating_sub(lag))
     }
-
-    pub fn min_round_trip(&self) -> Option<Duration> {
-        self.min_round_trip
-    }
 }
 
 #[cfg(test)]
@@ -90,7 +86,7 @@ mod tests {
             delta - 100_000 + 100_000,
             "least-delayed + half min rtt"
         );
-        assert_eq!(clock.min_round_trip(), Some(Duration::from_micros(200)));
+        assert_eq!(clock.min_round_trip, Some(Duration::from_micros(200)));
     }
 
     #[test]

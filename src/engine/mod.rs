@@ -18,15 +18,15 @@
 //! estimated.
 
 pub mod announce;
-pub mod convergence;
+pub(crate) mod convergence;
 pub mod destination;
 pub mod digest;
 mod error;
-pub mod host_clock;
+pub(crate) mod host_clock;
 mod lz4_policy;
 pub mod pump;
 pub mod report;
-pub mod shutdown;
+pub(crate) mod shutdown;
 pub mod source;
 pub mod stage;
 pub mod switchover;

@@ -45,8 +45,8 @@ impl std::fmt::Display for Side {
     }
 }
 
-/// An operating-system error, shareable so that every caller of a failed
-/// [`StreamSet`](super::StreamSet) sees the original cause.
+/// An operating-system error, shared so that a [`TransportError`] stays
+/// `Clone` and every holder of a copy sees the original cause.
 pub type OsError = Arc<io::Error>;
 
 /// Why the handshake bytes a peer sent cannot be a handshake message.

@@ -52,26 +52,29 @@
 //! | keepalive | 2 s idle, 1 s × 3 | an idle stream to a dead peer is noticed after ~5 s |
 //! | [`CONSUMED_KEYS_KEPT`] | 256 | consumed keys remembered to name a replay as such |
 //! | [`PACE_BURST_TIME`] | 20 ms | how far a paced sender may run ahead of the cap after idling |
-//! | [`DEFAULT_QUEUE_DEPTH`] | 4 buffers per stream | enough to keep each socket busy; bounds memory in flight |
 //!
 //! # Streams are independent
 //!
 //! Each stream is an ordered byte stream; the streams are not ordered
-//! relative to one another. [`StreamSet::send`] writes a buffer whole to one
-//! stream (the one with room), so frames stay whole, but two buffers may
-//! arrive in either order. The engine restores order above this layer with
-//! sequence numbers and round barriers (e.g. [`StreamSet::broadcast`] of an
-//! end-of-round frame, after which the receiver waits for that barrier on
-//! every stream).
+//! relative to one another. This layer hands the caller plain
+//! [`TcpStream`](std::net::TcpStream)s; the engine's page pump
+//! (`engine::pump`) runs one writer thread per stream, each writing whole
+//! frames through a [`PacedWriter`] that shares one [`Pacer`] (the
+//! bandwidth cap holds across all streams), and one reader thread per
+//! stream on the destination. Order across streams is restored above this
+//! layer: every frame carries its stream's sequence number, and an
+//! end-of-round frame sent on every stream is a barrier the destination
+//! waits for on all of them before it applies the next round.
 //!
 //! # Failure
 //!
 //! Any error is a [`TransportError`] whose message names the addresses
 //! involved; it converts into an [`Emg`](crate::emg::Emg) for the operator
 //! (module by side, phase `CONNECT`, `SOURCE_PATH`/`DESTINATION_PATH` or
-//! `CONNECTION_LOST`). A stream that fails after set-up fails the whole set:
-//! the bytes queued on it are lost, so the migration is abandoned (the source
-//! keeps running the LPAR) rather than resumed on fewer streams.
+//! `CONNECTION_LOST`). Once set up, a stream's I/O errors are the engine's
+//! to report; a stream that fails fails the whole migration: the bytes
+//! queued on it are lost, so the migration is abandoned (the source keeps
+//! running the LPAR) rather than resumed on fewer streams.
 
 mod connect;
 mod error;
@@ -81,11 +84,11 @@ mod listener;
 mod pacer;
 mod path;
 mod socket;
-mod streams;
 
 pub use connect::{connect_streams, connect_streams_with};
 pub use error::{HandshakeError, OsError, Side, TransportError, cause};
-pub use key::{CONSUMED_KEYS_KEPT, KEY_LEN, KeyRegistry, OneTimeKey, os_random};
+pub(crate) use key::os_random;
+pub use key::{CONSUMED_KEYS_KEPT, KEY_LEN, OneTimeKey};
 pub use listener::PathListener;
 pub use pacer::{PACE_BURST_TIME, PACE_CHUNK, PacedWriter, Pacer};
 pub use path::{MAX_INTERFACE_NAME, MigrationPath};
@@ -94,7 +97,6 @@ pub use socket::{
     DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_SOCKET_BUFFER,
     DEFAULT_USER_TIMEOUT, StreamOptions, applied_options,
 };
-pub use streams::{Chunk, DEFAULT_QUEUE_DEPTH, ReaderSet, SendStats, StreamSet, receive_chunks};
 
 /// Most streams one migration may use (the stream index is a `u16` on the
 /// wire of the handshake; beyond a few per core, more streams only contend).
@@ -119,15 +121,3 @@ pub const MAX_STREAMS: usize = 64;
 /// the plain copy does not: that alone measured 0.88×), so re-measure on the
 /// real migration NICs before raising it.
 pub const DEFAULT_STREAMS: usize = 4;
-
-/// Classifies an I/O error met while reading or writing stream `stream`
-/// (for handlers run by [`ReaderSet`]): a timeout is a dead peer, anything
-/// else a lost connection.
-pub fn stream_error(
-    side: Side,
-    peer: std::net::SocketAddr,
-    stream: usize,
-    e: std::io::Error,
-) -> TransportError {
-    error::stream_error(side, peer, stream, e)
-}

@@ -41,7 +41,9 @@ const _: () = assert!(std::mem::size_of::<PageEntry>() == PAGE_ENTRY_LEN);
 pub struct PageRef<'a> {
     /// Guest-physical page number.
     pub page: u64,
+    /// How the page travels.
     pub encoding: Encoding,
+    /// The encoded bytes, as [`Encoding::accepts_len`] allows for `encoding`.
     pub payload: &'a [u8],
 }
 
@@ -62,6 +64,7 @@ impl PageRef<'_> {
 /// page's payload still can (LZ4 and delta contents are checked then).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageBatch<'a> {
+    /// The migration round the pages belong to.
     pub round: u32,
     count: u32,
     entries: &'a [u8],
@@ -130,6 +133,7 @@ impl<'a> PageBatch<'a> {
         self.count as usize
     }
 
+    /// Whether the batch holds no page.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -246,6 +250,7 @@ impl PageBatchBuilder {
         self.count = 0;
     }
 
+    /// The round the batch being built belongs to.
     pub fn round(&self) -> u32 {
         self.round
     }
@@ -255,10 +260,12 @@ impl PageBatchBuilder {
         self.count as usize
     }
 
+    /// Whether no page was added since [`begin`](Self::begin).
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
+    /// Whether the batch holds its most pages: seal it before adding more.
     pub fn is_full(&self) -> bool {
         self.len() >= self.max_pages
     }

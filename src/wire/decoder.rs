@@ -42,6 +42,7 @@ impl Default for FrameDecoder {
 }
 
 impl FrameDecoder {
+    /// A decoder expecting a stream's first frame (sequence 0).
     pub fn new() -> Self {
         FrameDecoder {
             buf: Vec::new(),

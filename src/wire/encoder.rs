@@ -28,6 +28,7 @@ pub struct FrameEncoder {
 }
 
 impl FrameEncoder {
+    /// An encoder for a new stream: its first frame gets sequence 0.
     pub fn new() -> Self {
         FrameEncoder::default()
     }

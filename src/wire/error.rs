@@ -14,32 +14,57 @@ pub enum WireError {
         "the migration stream does not start with the lpar-mover magic (found {found:02x?}): \
          the peer is not an lpar-mover agent, or the stream lost its framing"
     )]
-    BadMagic { found: [u8; 4] },
+    /// The stream does not start with the frame magic.
+    BadMagic {
+        /// The four bytes found where the magic belongs.
+        found: [u8; 4],
+    },
 
     #[error(
         "the peer speaks wire protocol version {theirs}, but this agent speaks version {ours} \
          and accepts only versions {ours} and {prev}",
         prev = PREVIOUS_PROTOCOL_VERSION
     )]
-    UnsupportedVersion { theirs: u16, ours: u16 },
+    /// The peer speaks a protocol version this build does not accept.
+    UnsupportedVersion {
+        /// The version the peer's frame carries.
+        theirs: u16,
+        /// This agent's [`PROTOCOL_VERSION`](super::PROTOCOL_VERSION).
+        ours: u16,
+    },
 
     #[error("frame {sequence} has unknown kind {kind}: the peer runs a newer or a corrupted agent")]
-    UnknownKind { sequence: u64, kind: u8 },
+    /// A frame of a kind this version does not define.
+    UnknownKind {
+        /// The frame's sequence number on its stream.
+        sequence: u64,
+        /// The kind byte that names no [`FrameKind`].
+        kind: u8,
+    },
 
     #[error("{kind} frame {sequence} sets unknown flags {flags:#04x}")]
+    /// A frame sets flags this version does not define.
     UnknownFlags {
+        /// The frame's sequence number on its stream.
         sequence: u64,
+        /// The frame's kind.
         kind: FrameKind,
+        /// The flags byte as received.
         flags: u8,
     },
 
     #[error(
         "{kind} frame {sequence} declares {length} payload bytes, more than the limit of {max}"
     )]
+    /// A frame declares more payload than its kind may carry.
     Oversized {
+        /// The frame's sequence number on its stream.
         sequence: u64,
+        /// The frame's kind.
         kind: FrameKind,
+        /// The payload length the header declares.
         length: u64,
+        /// The limit for this kind (see [`limits`](super::limits)).
         max: u64,
     },
 
@@ -47,60 +72,116 @@ pub enum WireError {
         "{kind} frame {sequence} fails its checksum (frame says {stated:#010x}, \
          contents give {computed:#010x}): it was corrupted in transit"
     )]
+    /// A frame's CRC32C does not match its contents.
     ChecksumMismatch {
+        /// The frame's sequence number on its stream.
         sequence: u64,
+        /// The frame's kind.
         kind: FrameKind,
+        /// The CRC32C the header carries.
         stated: u32,
+        /// The CRC32C of what arrived.
         computed: u32,
     },
 
     #[error("frame {got} arrived twice (expected frame {expected} next)")]
-    DuplicateFrame { expected: u64, got: u64 },
+    /// A frame's sequence number was seen already.
+    DuplicateFrame {
+        /// The sequence number due next.
+        expected: u64,
+        /// The (older) sequence number that arrived.
+        got: u64,
+    },
 
     #[error("frame {got} arrived after later frames (expected frame {expected} next)")]
-    ReorderedFrame { expected: u64, got: u64 },
+    /// A frame arrived after later frames of its stream.
+    ReorderedFrame {
+        /// The sequence number due next.
+        expected: u64,
+        /// The sequence number that arrived.
+        got: u64,
+    },
 
     #[error("frames {expected} to {} are missing: frame {got} arrived next", got - 1)]
-    MissingFrames { expected: u64, got: u64 },
+    /// Frames are missing before the one that arrived.
+    MissingFrames {
+        /// The first missing sequence number.
+        expected: u64,
+        /// The (later) sequence number that arrived.
+        got: u64,
+    },
 
     #[error("the stream ended inside a frame ({buffered} of {needed} bytes received)")]
-    Truncated { buffered: usize, needed: usize },
+    /// The stream ended inside a frame.
+    Truncated {
+        /// Bytes of the frame received before the end.
+        buffered: usize,
+        /// Bytes the whole frame needs.
+        needed: usize,
+    },
 
     #[error("{kind} frame is malformed: {problem}")]
+    /// A frame's payload does not parse as its kind.
     Malformed {
+        /// The frame's kind.
         kind: FrameKind,
+        /// What is wrong with its payload.
         problem: &'static str,
     },
 
     #[error("page {page:#x} has unknown encoding {encoding}")]
-    UnknownEncoding { page: u64, encoding: u8 },
+    /// A page with an encoding this version does not define.
+    UnknownEncoding {
+        /// The guest page number.
+        page: u64,
+        /// The encoding byte that names no [`Encoding`].
+        encoding: u8,
+    },
 
     #[error("page {page:#x} ({encoding}) cannot be decoded: {problem}")]
+    /// A page payload that does not decode.
     BadPage {
+        /// The guest page number.
         page: u64,
+        /// The page's encoding.
         encoding: Encoding,
+        /// Why it does not decode.
         problem: PageError,
     },
 }
 
 /// Cause codes of wire errors (the `CCCCCCCC` of op1), one per variant.
 pub mod cause {
+    /// [`WireError::BadMagic`](super::WireError::BadMagic).
     pub const BAD_MAGIC: u32 = 0x0301;
+    /// [`WireError::UnsupportedVersion`](super::WireError::UnsupportedVersion).
     pub const UNSUPPORTED_VERSION: u32 = 0x0302;
+    /// [`WireError::UnknownKind`](super::WireError::UnknownKind).
     pub const UNKNOWN_KIND: u32 = 0x0303;
+    /// [`WireError::UnknownFlags`](super::WireError::UnknownFlags).
     pub const UNKNOWN_FLAGS: u32 = 0x0304;
+    /// [`WireError::Oversized`](super::WireError::Oversized).
     pub const OVERSIZED: u32 = 0x0305;
+    /// [`WireError::ChecksumMismatch`](super::WireError::ChecksumMismatch).
     pub const CHECKSUM_MISMATCH: u32 = 0x0306;
+    /// [`WireError::DuplicateFrame`](super::WireError::DuplicateFrame).
     pub const DUPLICATE_FRAME: u32 = 0x0307;
+    /// [`WireError::ReorderedFrame`](super::WireError::ReorderedFrame).
     pub const REORDERED_FRAME: u32 = 0x0308;
+    /// [`WireError::MissingFrames`](super::WireError::MissingFrames).
     pub const MISSING_FRAMES: u32 = 0x0309;
+    /// [`WireError::Truncated`](super::WireError::Truncated).
     pub const TRUNCATED: u32 = 0x030A;
+    /// [`WireError::Malformed`](super::WireError::Malformed).
     pub const MALFORMED: u32 = 0x030B;
+    /// [`WireError::UnknownEncoding`](super::WireError::UnknownEncoding).
     pub const UNKNOWN_ENCODING: u32 = 0x030C;
+    /// [`WireError::BadPage`](super::WireError::BadPage).
     pub const BAD_PAGE: u32 = 0x030D;
 }
 
 impl WireError {
+    /// This error's cause code (the [`cause`] constant of its variant).
     pub fn cause(&self) -> u32 {
         match self {
             WireError::BadMagic { .. } => cause::BAD_MAGIC,

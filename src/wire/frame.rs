@@ -44,7 +44,9 @@ impl std::fmt::Display for MigrationId {
 pub struct Hello {
     /// The sender's wire protocol version (checked on receipt).
     pub protocol_version: u16,
+    /// The migration the stream belongs to; every stream of it carries the same.
     pub migration_id: MigrationId,
+    /// The sender's build, compared before anything else moves.
     pub build: BuildIdentity,
     /// Authentication material (the transport's challenge or HMAC proof),
     /// at most [`MAX_AUTH_PROOF`] bytes.
@@ -55,7 +57,9 @@ pub struct Hello {
 /// streams, and there were `pages` of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EndOfRound {
+    /// The round that ends.
     pub round: u32,
+    /// Pages of the round sent on this stream.
     pub pages: u64,
 }
 
@@ -74,6 +78,7 @@ pub enum SwitchoverStep {
 }
 
 impl SwitchoverStep {
+    /// Every step, in protocol order.
     pub const ALL: [SwitchoverStep; 4] = [
         SwitchoverStep::Suspended,
         SwitchoverStep::Ready,
@@ -81,6 +86,7 @@ impl SwitchoverStep {
         SwitchoverStep::Running,
     ];
 
+    /// The step a byte on the wire names, if any.
     pub fn from_u8(byte: u8) -> Option<SwitchoverStep> {
         SwitchoverStep::ALL.into_iter().find(|s| *s as u8 == byte)
     }
@@ -94,14 +100,18 @@ impl SwitchoverStep {
 /// applied; 0 otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Switchover {
+    /// Which step this is.
     pub step: SwitchoverStep,
+    /// The sender's clock at the step (see above), or 0.
     pub timestamp_ns: u64,
+    /// The image digest (see above), or 0.
     pub digest: u64,
 }
 
 /// Sent on an idle stream so the peer knows it is alive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keepalive {
+    /// The sender's clock when sent, nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,
 }
 
@@ -109,18 +119,28 @@ pub struct Keepalive {
 /// batches) borrow the receive buffer instead of being copied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
+    /// The first frame on every stream.
     Hello(Hello),
+    /// The LPAR's configuration, encoded by the partition layer.
     LparConfig(&'a [u8]),
+    /// Guest pages of one round.
     PageBatch(PageBatch<'a>),
+    /// The barrier closing a round on this stream.
     EndOfRound(EndOfRound),
+    /// The device state, encoded by [`state`](crate::state).
     DeviceState(&'a [u8]),
+    /// One step of the switchover.
     Switchover(Switchover),
+    /// The sender gives up; the error says why.
     Abort(Emg),
+    /// Nothing to say, but alive.
     Keepalive(Keepalive),
+    /// The destination slot's identities (MACs, WWNs, …) for the switchover.
     Identities(Identities),
 }
 
 impl<'a> Frame<'a> {
+    /// The kind byte this frame is sent with.
     pub fn kind(&self) -> FrameKind {
         match self {
             Frame::Hello(_) => FrameKind::Hello,

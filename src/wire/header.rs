@@ -35,13 +35,17 @@ pub const PREVIOUS_PROTOCOL_VERSION: u16 = PROTOCOL_VERSION.saturating_sub(1);
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct FrameHeader {
+    /// [`MAGIC`](super::MAGIC): `LPMW`.
     pub magic: [u8; 4],
+    /// The sender's [`PROTOCOL_VERSION`](super::PROTOCOL_VERSION).
     pub version: U16,
+    /// The [`FrameKind`] byte.
     pub kind: u8,
     /// Reserved: no flag is defined in this version, so it must be zero.
     pub flags: u8,
     /// Payload length in bytes, not counting the header.
     pub length: U32,
+    /// CRC32C of the header (with this field zero) and the payload.
     pub crc: U32,
     /// Per-stream frame counter: 0 for the first frame, then +1 per frame.
     pub sequence: U64,
@@ -53,18 +57,28 @@ const _: () = assert!(std::mem::size_of::<FrameHeader>() == HEADER_LEN);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum FrameKind {
+    /// [`Frame::Hello`](super::Frame::Hello).
     Hello = 1,
+    /// [`Frame::LparConfig`](super::Frame::LparConfig).
     LparConfig = 2,
+    /// [`Frame::PageBatch`](super::Frame::PageBatch).
     PageBatch = 3,
+    /// [`Frame::EndOfRound`](super::Frame::EndOfRound).
     EndOfRound = 4,
+    /// [`Frame::DeviceState`](super::Frame::DeviceState).
     DeviceState = 5,
+    /// [`Frame::Switchover`](super::Frame::Switchover).
     Switchover = 6,
+    /// [`Frame::Abort`](super::Frame::Abort).
     Abort = 7,
+    /// [`Frame::Keepalive`](super::Frame::Keepalive).
     Keepalive = 8,
+    /// [`Frame::Identities`](super::Frame::Identities).
     Identities = 9,
 }
 
 impl FrameKind {
+    /// Every kind, in byte order.
     pub const ALL: [FrameKind; 9] = [
         FrameKind::Hello,
         FrameKind::LparConfig,
@@ -77,6 +91,7 @@ impl FrameKind {
         FrameKind::Identities,
     ];
 
+    /// The kind a byte on the wire names, if any.
     pub fn from_u8(byte: u8) -> Option<FrameKind> {
         FrameKind::ALL.into_iter().find(|k| *k as u8 == byte)
     }
@@ -97,6 +112,7 @@ impl FrameKind {
         }
     }
 
+    /// The kind's name in an operator's words (for errors).
     pub fn name(self) -> &'static str {
         match self {
             FrameKind::Hello => "hello",

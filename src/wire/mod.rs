@@ -128,17 +128,17 @@
 
 include!("version.rs");
 
-pub mod abort;
-pub mod batch;
+mod abort;
+mod batch;
 mod cursor;
-pub mod decoder;
-pub mod delta;
-pub mod encoder;
-pub mod error;
-pub mod frame;
-pub mod header;
+mod decoder;
+mod delta;
+pub(crate) mod encoder;
+mod error;
+mod frame;
+mod header;
 pub mod limits;
-pub mod page;
+mod page;
 
 pub use abort::parse_emg;
 pub use batch::{BatchFull, PageBatch, PageBatchBuilder, PageIter, PageRef};

@@ -57,13 +57,18 @@ const LZ4_SCRATCH: usize = lz4_flex::block::get_maximum_output_size(PAGE_SIZE);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Encoding {
+    /// An all-zero page: no payload.
     Zero = 0,
+    /// The page's 4096 bytes as they are.
     Raw = 1,
+    /// An LZ4 block that decompresses to the page.
     Lz4 = 2,
+    /// Changes against the copy the receiver already holds.
     Delta = 3,
 }
 
 impl Encoding {
+    /// Every encoding, in byte order.
     pub const ALL: [Encoding; 4] = [
         Encoding::Zero,
         Encoding::Raw,
@@ -71,6 +76,7 @@ impl Encoding {
         Encoding::Delta,
     ];
 
+    /// The encoding a byte on the wire names, if any.
     pub fn from_u8(byte: u8) -> Option<Encoding> {
         Encoding::ALL.into_iter().find(|e| *e as u8 == byte)
     }
@@ -87,6 +93,7 @@ impl Encoding {
         }
     }
 
+    /// The encoding's name (for errors and statistics).
     pub fn name(self) -> &'static str {
         match self {
             Encoding::Zero => "zero",
@@ -107,16 +114,31 @@ impl std::fmt::Display for Encoding {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 pub enum PageError {
     #[error("a zero page carries {len} payload bytes instead of none")]
-    ZeroWithPayload { len: usize },
+    /// A zero page with a payload.
+    ZeroWithPayload {
+        /// The payload length found.
+        len: usize,
+    },
     #[error("a raw page carries {len} bytes instead of 4096")]
-    RawLength { len: usize },
+    /// A raw page of the wrong length.
+    RawLength {
+        /// The payload length found.
+        len: usize,
+    },
     #[error("the LZ4 block is corrupt")]
+    /// The LZ4 block does not decompress.
     Lz4Corrupt,
     #[error("the LZ4 block decompresses to {len} bytes instead of 4096")]
-    Lz4Length { len: usize },
+    /// The LZ4 block decompresses to the wrong length.
+    Lz4Length {
+        /// The decompressed length.
+        len: usize,
+    },
     #[error("a delta record ends before its declared length")]
+    /// A delta record is cut short.
     DeltaTruncated,
     #[error("a delta record reaches beyond the end of the page")]
+    /// A delta record writes outside the page.
     DeltaOutOfPage,
 }
 

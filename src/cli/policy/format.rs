@@ -1,9 +1,9 @@
 //! The policy file: its format (drawn in [`super`]), its bounds, and the
 //! parser that turns any bytes into a validated [`Policy`] or an EMG.
 
+use crate::cli::options::MigrationOptions;
 use crate::control::Address;
 use crate::emg::{Emg, Module, phase};
-use crate::units::parse_size;
 use serde::{Deserialize, Serialize};
 
 /// The largest policy file read: far more than any real policy needs,
@@ -36,10 +36,9 @@ pub struct Entry {
     /// The source agent; `None`: the `--agent` of the command.
     pub from: Option<String>,
     pub to: String,
-    pub max_suspend_ms: Option<u64>,
-    pub bandwidth: Option<u64>,
-    pub streams: Option<usize>,
-    pub timeout_s: Option<u64>,
+    /// The migrate options, as `moverctl migrate` takes them.
+    #[serde(flatten)]
+    pub options: MigrationOptions,
 }
 
 /// A validated policy.
@@ -65,8 +64,10 @@ struct PolicyFile {
     entries: Vec<EntryFile>,
 }
 
+/// An `[[entry]]` table. `deny_unknown_fields` does not work beside
+/// `flatten`, so keys neither here nor in [`MigrationOptions`] land in
+/// `unknown` and are refused by [`parse`].
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct EntryFile {
     lpar: String,
     to: String,
@@ -74,14 +75,10 @@ struct EntryFile {
     from: Option<String>,
     #[serde(default)]
     mode: Option<Mode>,
-    #[serde(default)]
-    max_suspend_ms: Option<u64>,
-    #[serde(default)]
-    bandwidth: Option<String>,
-    #[serde(default)]
-    streams: Option<usize>,
-    #[serde(default)]
-    timeout_s: Option<u64>,
+    #[serde(flatten)]
+    options: MigrationOptions,
+    #[serde(flatten)]
+    unknown: std::collections::BTreeMap<String, toml::Value>,
 }
 
 /// Causes of the policy errors (op1's `CCCCCCCC`, module MMC).
@@ -188,20 +185,18 @@ pub fn parse(bytes: &[u8]) -> Result<Policy, Emg> {
                     .map_err(|m| invalid(format!("entry {n}: {what} = {a:?}: {m}")))?;
             }
         }
-        let bandwidth = match &e.bandwidth {
-            Some(b) => Some(
-                parse_size(b).map_err(|m| invalid(format!("entry {n}: bandwidth = {b:?}: {m}")))?,
-            ),
-            None => None,
-        };
+        if let Some(key) = e.unknown.keys().next() {
+            return Err(policy_error(
+                cause::MALFORMED,
+                format!("entry {n}: unknown key `{}`", key.escape_debug()),
+                "Write the policy as TOML: mode, on_failure and [[entry]] tables with lpar and to.",
+            ));
+        }
         entries.push(Entry {
             lpar: e.lpar,
             from: e.from,
             to: e.to,
-            max_suspend_ms: e.max_suspend_ms,
-            bandwidth,
-            streams: e.streams,
-            timeout_s: e.timeout_s,
+            options: e.options,
         });
     }
     Ok(Policy {
@@ -250,7 +245,8 @@ mod tests {
         assert_eq!(p.on_failure, OnFailure::Retry { retries: 2 });
         let names: Vec<&str> = p.entries.iter().map(|e| e.lpar.as_str()).collect();
         assert_eq!(names, ["web1", "db1"]);
-        assert_eq!(p.entries[0].bandwidth, Some(100 << 20));
+        assert_eq!(p.entries[0].options.bandwidth, Some(100 << 20));
+        assert_eq!(p.entries[0].options.max_suspend_ms, Some(20));
         assert_eq!(p.entries[0].from, None);
         assert_eq!(p.entries[1].from.as_deref(), Some("127.0.0.1:7401"));
         // Defaults: end on failure, policy named "policy".
@@ -300,8 +296,8 @@ mod tests {
             ),
             (
                 "mode = \"live\"\n[[entry]]\nlpar = \"a\"\nto = \"h:1\"\nbandwidth = \"fast\"\n",
-                cause::INVALID,
-                "bandwidth",
+                cause::MALFORMED,
+                "bandwidth: 'fast' is not a rate; give a rate as a number and a unit",
             ),
             (
                 "mode = \"live\"\n[[entry]]\nlpar = \"a\"\nto = \"h:1\"\ncolour = 1\n",

@@ -12,10 +12,11 @@
 //! to = "hvm2:7400"           # the destination agent
 //! from = "hvm1:7400"         # the source agent (default: --agent)
 //! mode = "live"              # optional; a mode other than the policy's is refused
-//! max_suspend_ms = 20        # optional per-entry migrate options
-//! bandwidth = "128MiB"       #   (bytes per second; at least 1 Gbit/s)
-//! streams = 4
-//! timeout_s = 900
+//! max_suspend_ms = 20        # optional per-entry migrate options, as
+//! bandwidth = "1G"           #   migrate's flags (cli::options): a rate in
+//! streams = 4                #   network units (1G = 1Gbit/s; 128MiB/s),
+//! timeout_s = 900            #   at least 0.9 Gbit/s
+//! path = "mig"
 //! ```
 //!
 //! The client drives the policy, as the manual's management server does:

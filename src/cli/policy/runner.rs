@@ -4,7 +4,8 @@
 //! policies with it as `moverctl policy run` does.
 
 use super::format::{Entry, Mode, OnFailure, Policy, cause, policy_error};
-use crate::control::{Client, Command};
+use crate::cli::options::Move;
+use crate::control::Client;
 use crate::emg::Emg;
 use serde::Serialize;
 use serde_json::Value;
@@ -140,25 +141,16 @@ fn run_entry(
     from: &str,
 ) -> Result<(u64, Value), (Option<u64>, Emg)> {
     let mut client = connect(from).map_err(|e| (None, e))?;
-    let command = match mode {
-        Mode::Live => Command::Migrate {
-            lpar: entry.lpar.clone(),
-            to: entry.to.clone(),
-            max_suspend_ms: entry.max_suspend_ms,
-            bandwidth: entry.bandwidth,
-            streams: entry.streams,
-            timeout_s: entry.timeout_s,
-            path: None,
-        },
-        // The guest (if running) is shut down first, with the agent's
-        // default wait; the LPAR arrives deactivated.
-        Mode::Shutdown => Command::MigrateShutdown {
-            lpar: entry.lpar.clone(),
-            to: entry.to.clone(),
+    let how = match mode {
+        Mode::Live => Move::Live,
+        // The guest (if running) is shut down first, waiting `timeout_s`
+        // (the agent's default if none); the LPAR arrives deactivated.
+        Mode::Shutdown => Move::Shutdown {
             activate_destination: false,
-            shutdown_timeout_s: entry.timeout_s,
+            shutdown_timeout_s: entry.options.timeout_s,
         },
     };
+    let command = entry.options.command(&entry.lpar, &entry.to, how);
     let reply = client.call(command).map_err(|e| (None, e))?;
     let id = reply["migration"].as_u64().ok_or_else(|| {
         (

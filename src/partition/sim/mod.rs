@@ -89,11 +89,6 @@ impl SimLpar {
         self.files.reserve()
     }
 
-    /// Selects the dirty tracker [`Partition::dirty_log`] opens.
-    pub fn set_tracker(&mut self, kind: TrackerKind) {
-        self.tracker = kind;
-    }
-
     /// Stops the vCPU threads and deletes the LPAR's files.
     pub fn destroy(self) -> Result<(), PartitionError> {
         let dir = self.files.dir.clone();
