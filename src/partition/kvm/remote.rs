@@ -58,7 +58,7 @@ impl Link {
 
 pub struct RemoteLpar {
     config: LparConfig,
-    regions: [MemoryRegion; 1],
+    regions: Vec<MemoryRegion>,
     link: Arc<Link>,
     running: AtomicBool,
     /// The LPAR's directory (its `console.log`).
@@ -88,10 +88,7 @@ impl RemoteLpar {
         });
         let running = link.status()?.running;
         Ok(RemoteLpar {
-            regions: [MemoryRegion {
-                guest_base: 0,
-                len: config.memory_bytes,
-            }],
+            regions: super::memory::regions(config.memory_bytes),
             config,
             link,
             running: AtomicBool::new(running),
