@@ -250,3 +250,51 @@ fn a_guest_write_above_4_gib_is_logged_at_its_page_index_and_read_there() {
     }
     log.stop().unwrap();
 }
+
+#[test]
+fn the_stall_across_a_resume_is_measured_on_the_guests_clock() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lpar = KvmLpar::create(
+        dir.path(),
+        &config("stall", 2, "hot:256KiB,content=zero,rate=2000"),
+    )
+    .unwrap();
+    lpar.resume().unwrap();
+    wait_for("both vCPUs writing", Duration::from_secs(120), || {
+        lpar.mailbox()
+            .is_some_and(|m| m.cpus.len() == 2 && m.cpus.iter().all(|c| c.writes > 10))
+    });
+    assert_eq!(
+        lpar.resume_stall_ns(),
+        None,
+        "no resume since the writes began"
+    );
+    lpar.pause().unwrap();
+    let paused = Duration::from_millis(300);
+    std::thread::sleep(paused);
+    lpar.resume().unwrap();
+    wait_for("a stall figure", Duration::from_secs(120), || {
+        lpar.resume_stall_ns().is_some()
+    });
+    let mut stall = lpar.resume_stall_ns().unwrap();
+    // Once every writing vCPU has moved on, the figure is the largest gap.
+    wait_for("each vCPU's first write", Duration::from_secs(120), || {
+        stall = lpar.resume_stall_ns().unwrap();
+        let m = lpar.mailbox().unwrap();
+        m.cpus.iter().all(|c| c.writes > 20)
+    });
+    lpar.pause().unwrap();
+    // The TSC runs on while a VM is paused in place, so the gap spans the
+    // pause (and is measured by the guest, not by us).
+    assert!(
+        stall >= paused.as_nanos() as u64,
+        "stall {stall} ns across a {paused:?} pause"
+    );
+    eprintln!(
+        "stall across a {paused:?} pause: {:.3} ms",
+        stall as f64 / 1e6
+    );
+}

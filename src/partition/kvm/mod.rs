@@ -6,6 +6,7 @@
 //! | `dirty` | the dirty log: `KVM_MEM_LOG_DIRTY_PAGES` with manual protect and `KVM_CLEAR_DIRTY_LOG`, over every slot |
 //! | `boot` | the multiboot v1 loader and the entry machine state |
 //! | `vcpu` | vCPU threads, COM1, pause/resume/throttle |
+//! | `stall` | the guest-observed stall across the last resume, from the guest's mailbox |
 //! | `state` | device state to and from the `state` model, in the kernel's order |
 //! | `sys` | the raw ioctls and the kick signal |
 //! | `channel` | messages to and from a per-LPAR VMM process, and their decoder |
@@ -31,6 +32,7 @@ pub mod channel;
 pub mod dirty;
 mod memory;
 pub mod remote;
+mod stall;
 mod state;
 mod sys;
 mod vcpu;
@@ -89,6 +91,7 @@ pub struct KvmLpar {
     vm: Arc<VmFd>,
     ram: Arc<GuestRam>,
     msr_indices: Vec<u32>,
+    stall: stall::StallProbe,
     _kvm: Kvm,
 }
 
@@ -214,6 +217,7 @@ impl KvmLpar {
             vm,
             ram,
             msr_indices,
+            stall: stall::StallProbe::default(),
             _kvm: kvm,
         })
     }
@@ -284,10 +288,14 @@ impl Vcpus for KvmLpar {
 
     fn pause(&self) -> Result<(), PartitionError> {
         self.vcpus.pause();
+        self.stall.disarm();
         Ok(())
     }
 
     fn resume(&self) -> Result<(), PartitionError> {
+        if !self.vcpus.is_running() {
+            self.stall.arm(&self.ram);
+        }
         self.vcpus.resume();
         Ok(())
     }
@@ -388,6 +396,10 @@ impl Partition for KvmLpar {
         let m = self.mailbox()?;
         (m.tsc_hz != 0)
             .then(|| (u128::from(m.max_gap) * 1_000_000_000 / u128::from(m.tsc_hz)) as u64)
+    }
+
+    fn resume_stall_ns(&self) -> Option<u64> {
+        self.stall.stall_ns()
     }
 }
 

@@ -237,4 +237,9 @@ impl Partition for RemoteLpar {
         (m.tsc_hz != 0)
             .then(|| (u128::from(m.max_gap) * 1_000_000_000 / u128::from(m.tsc_hz)) as u64)
     }
+
+    fn resume_stall_ns(&self) -> Option<u64> {
+        let s = self.link.status().ok()?;
+        (s.resume_stall_ns != 0).then_some(s.resume_stall_ns)
+    }
 }
