@@ -159,3 +159,142 @@ fn a_guest_saved_on_one_vm_continues_on_another_without_gap_or_time_jump() {
     );
     assert!(!dst.failed());
 }
+
+/// A flat multiboot v1 kernel at 1 MiB (flag bit 16) that has KVM write
+/// above 4 GiB for it: a 32-bit guest without paging cannot store there
+/// itself, but it can point kvmclock (MSR 0x4b564d01) at guest-physical
+/// 4 GiB + 4 KiB, and KVM writes the pvclock record there (through the
+/// guest's memory slot, so the dirty log sees it) at the next entry after
+/// each MSR write, adding 2 to the record's version (its first u32):
+///
+/// ```text
+/// loop:  mov ecx, 0x4b564d01 / mov eax, 0x1001 / mov edx, 1   ; 4 GiB + 0x1000, enable
+///        wrmsr / inc dword [0x1000] / jmp loop
+/// ```
+fn high_writer() -> Vec<u8> {
+    let (magic, flags) = (0x1BAD_B002u32, 0x0001_0000u32);
+    let mut img = Vec::new();
+    for w in [
+        magic,
+        flags,
+        0u32.wrapping_sub(magic.wrapping_add(flags)),
+        0x10_0000, // header_addr
+        0x10_0000, // load_addr
+        0,         // load_end_addr: the whole file
+        0,         // bss_end_addr
+        0x10_0020, // entry
+    ] {
+        img.extend_from_slice(&w.to_le_bytes());
+    }
+    img.extend_from_slice(&[
+        0xb9, 0x01, 0x4d, 0x56, 0x4b, 0xb8, 0x01, 0x10, 0x00, 0x00, 0xba, 0x01, 0x00, 0x00, 0x00,
+        0x0f, 0x30, 0xff, 0x05, 0x00, 0x10, 0x00, 0x00, 0xeb, 0xe7,
+    ]);
+    img
+}
+
+fn u32_of(lpar: &KvmLpar, page: u64) -> u32 {
+    let mut p = [0u8; PAGE_SIZE];
+    lpar.read_page(page, &mut p).unwrap();
+    u32::from_le_bytes(p[..4].try_into().unwrap())
+}
+
+#[test]
+fn a_guest_write_above_4_gib_is_logged_at_its_page_index_and_read_there() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = LparConfig {
+        memory_bytes: 5 << 30, // sparse: the stub touches a few pages
+        ..config("high", 1, "stub")
+    };
+    let lpar = KvmLpar::create_with(dir.path(), &config, &high_writer(), "").unwrap();
+    assert_eq!(lpar.regions().len(), 2, "RAM below the hole and at 4 GiB");
+    assert_eq!(lpar.regions()[1].guest_base, kvm::HIGH_BASE);
+    assert_eq!(lpar.size_bytes(), 5 << 30);
+    let high = kvm::HOLE_START / PAGE_SIZE as u64 + 1; // guest-physical 4 GiB + 4 KiB
+    let mut log = lpar.dirty_log().unwrap();
+    log.start().unwrap();
+    let mut set = lpar_mover::partition::PageSet::new();
+    for round in 0..3 {
+        let (before, version) = (u32_of(&lpar, 1), u32_of(&lpar, high));
+        lpar.resume().unwrap();
+        lpar.resume().unwrap();
+        wait_for("the stub to count", Duration::from_secs(120), || {
+            u32_of(&lpar, 1) > before + 100
+        });
+        lpar.pause().unwrap();
+        assert!(!lpar.failed(), "the stub's vCPU stopped (round {round})");
+        set.clear();
+        log.harvest(&mut set).unwrap();
+        assert!(
+            set.contains(high),
+            "round {round}: the write at 4 GiB + 4 KiB is not reported at page {high}: {set:?}"
+        );
+        assert!(set.contains(1), "round {round}: the counter page");
+        assert!(
+            set.iter().all(|p| p < 16 || p == high),
+            "round {round}: only the pages the stub writes: {set:?}"
+        );
+        let now = u32_of(&lpar, high);
+        assert!(
+            now > version && now.is_multiple_of(2),
+            "the engine reads KVM's pvclock record at page index {high}: version {now} after \
+             {version}"
+        );
+        // Paused: nothing more, in either slot.
+        set.clear();
+        log.harvest(&mut set).unwrap();
+        assert!(set.is_empty(), "round {round}: {set:?} while paused");
+    }
+    log.stop().unwrap();
+}
+
+#[test]
+fn the_stall_across_a_resume_is_measured_on_the_guests_clock() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lpar = KvmLpar::create(
+        dir.path(),
+        &config("stall", 2, "hot:256KiB,content=zero,rate=2000"),
+    )
+    .unwrap();
+    lpar.resume().unwrap();
+    wait_for("both vCPUs writing", Duration::from_secs(120), || {
+        lpar.mailbox()
+            .is_some_and(|m| m.cpus.len() == 2 && m.cpus.iter().all(|c| c.writes > 10))
+    });
+    assert_eq!(
+        lpar.resume_stall_ns(),
+        None,
+        "no resume since the writes began"
+    );
+    lpar.pause().unwrap();
+    let paused = Duration::from_millis(300);
+    std::thread::sleep(paused);
+    lpar.resume().unwrap();
+    wait_for("a stall figure", Duration::from_secs(120), || {
+        lpar.resume_stall_ns().is_some()
+    });
+    let mut stall = lpar.resume_stall_ns().unwrap();
+    // Once every writing vCPU has moved on, the figure is the largest gap.
+    wait_for("each vCPU's first write", Duration::from_secs(120), || {
+        stall = lpar.resume_stall_ns().unwrap();
+        let m = lpar.mailbox().unwrap();
+        m.cpus.iter().all(|c| c.writes > 20)
+    });
+    lpar.pause().unwrap();
+    // The TSC runs on while a VM is paused in place, so the gap spans the
+    // pause (and is measured by the guest, not by us).
+    assert!(
+        stall >= paused.as_nanos() as u64,
+        "stall {stall} ns across a {paused:?} pause"
+    );
+    eprintln!(
+        "stall across a {paused:?} pause: {:.3} ms",
+        stall as f64 / 1e6
+    );
+}

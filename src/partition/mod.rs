@@ -45,8 +45,11 @@ pub struct MemoryRegion {
     pub len: u64,
 }
 
-/// Guest memory as the engine sees it: pages addressed by guest page number
-/// (guest-physical address / [`PAGE_SIZE`]).
+/// Guest memory as the engine sees it: pages addressed by page index, the
+/// byte offset in the regions laid end to end in order / [`PAGE_SIZE`]
+/// (dense: `0..size_bytes() / PAGE_SIZE`). With one region at 0 that is
+/// the guest-physical page number; a KVM guest over 3 GiB has a second
+/// region at 4 GiB whose first page follows the first region's last.
 pub trait GuestMemory: Send + Sync {
     /// The regions, sorted by `guest_base`, non-overlapping.
     fn regions(&self) -> &[MemoryRegion];

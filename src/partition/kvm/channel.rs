@@ -10,7 +10,7 @@
 //!         | 9 Status | 10 Shutdown | 11 Stop
 //! reply   : 128 Ok | 129 Error text(UTF-8) | 130 Pages n:u32 (first:u64 end:u64)*n
 //!         | 131 State state-bytes | 132 Status running:u8 failed:u8 shut_down:u8
-//!           writes:u64 max_stall_ns:u64
+//!           writes:u64 max_stall_ns:u64 resume_stall_ns:u64 (0 = none yet)
 //! ```
 //!
 //! Every count and length is checked against its named bound and against
@@ -29,6 +29,8 @@ pub const MAX_FRAME: usize = MAX_ENCODED_BYTES + 64;
 pub const MAX_RANGES: usize = MAX_FRAME / 16;
 /// Longest error text.
 pub const MAX_ERROR_TEXT: usize = 4096;
+/// A status reply's payload: three flags and three u64.
+const STATUS_LEN: usize = 27;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -52,6 +54,8 @@ pub struct Status {
     pub shut_down: bool,
     pub writes: u64,
     pub max_stall_ns: u64,
+    /// The guest-observed stall across the last resume; 0 = none yet.
+    pub resume_stall_ns: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +200,7 @@ impl Reply {
                 ];
                 p.extend_from_slice(&s.writes.to_le_bytes());
                 p.extend_from_slice(&s.max_stall_ns.to_le_bytes());
+                p.extend_from_slice(&s.resume_stall_ns.to_le_bytes());
                 frame(132, &p)
             }
         }
@@ -219,14 +224,14 @@ impl Reply {
             130 => decode_pages(p).map(Reply::Pages),
             131 => Ok(Reply::State(p.to_vec())),
             132 => {
-                if p.len() != 19 {
-                    return Err(if p.len() < 19 {
+                if p.len() != STATUS_LEN {
+                    return Err(if p.len() < STATUS_LEN {
                         ChannelError::Truncated {
-                            needed: 19,
+                            needed: STATUS_LEN,
                             available: p.len(),
                         }
                     } else {
-                        ChannelError::TrailingBytes(p.len() - 19)
+                        ChannelError::TrailingBytes(p.len() - STATUS_LEN)
                     });
                 }
                 let flag = |i: usize, what| match p[i] {
@@ -243,6 +248,7 @@ impl Reply {
                     shut_down: flag(2, "shut-down flag")?,
                     writes: u64::from_le_bytes(p[3..11].try_into().unwrap()),
                     max_stall_ns: u64::from_le_bytes(p[11..19].try_into().unwrap()),
+                    resume_stall_ns: u64::from_le_bytes(p[19..27].try_into().unwrap()),
                 }))
             }
             k => Err(ChannelError::UnknownKind(k)),
@@ -360,15 +366,16 @@ mod tests {
                 )
             }),
             proptest::collection::vec(any::<u8>(), 0..300).prop_map(Reply::State),
-            any::<(bool, bool, bool, u64, u64)>().prop_map(|(a, b, c, w, m)| Reply::Status(
-                Status {
+            any::<(bool, bool, bool, u64, u64, u64)>().prop_map(|(a, b, c, w, m, r)| {
+                Reply::Status(Status {
                     running: a,
                     failed: b,
                     shut_down: c,
                     writes: w,
-                    max_stall_ns: m
-                }
-            )),
+                    max_stall_ns: m,
+                    resume_stall_ns: r,
+                })
+            }),
         ]
     }
 
@@ -422,7 +429,7 @@ mod tests {
             "ranges not ascending"
         );
         assert!(
-            Reply::decode(&frame(132, &[2; 19])).is_err(),
+            Reply::decode(&frame(132, &[2; STATUS_LEN])).is_err(),
             "flag not 0/1"
         );
         assert!(matches!(

@@ -1,12 +1,18 @@
-//! The KVM dirty log: `KVM_MEM_LOG_DIRTY_PAGES` on the guest-memory slot
-//! with manual protection (`KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`), so a
-//! harvest is
+//! The KVM dirty log: `KVM_MEM_LOG_DIRTY_PAGES` on the guest-memory slots
+//! ([`super::memory::slots`]: low RAM, and RAM at 4 GiB when the guest has
+//! more than 3 GiB) with manual protection
+//! (`KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`), so a harvest is, slot by slot:
 //!
-//! 1. `KVM_GET_DIRTY_LOG`: the bits of the pages written since they were
-//!    last re-protected (the kernel leaves them writable);
-//! 2. `KVM_CLEAR_DIRTY_LOG` with exactly those bits: they are re-protected;
-//! 3. the VMM's own writes ([`GuestRam`]) are ORed in;
-//! 4. the union is reported.
+//! 1. `KVM_GET_DIRTY_LOG` into one bitmap kept across harvests, at the
+//!    word of the slot's first page index (its file offset / 4 KiB, a
+//!    multiple of 64): the bits of the pages written since they were last
+//!    re-protected (the kernel leaves them writable);
+//! 2. `KVM_CLEAR_DIRTY_LOG` with exactly those bits, only over the span
+//!    from the first to the last non-zero word (nothing when none): they
+//!    are re-protected;
+//!
+//! then 3. the VMM's own writes ([`GuestRam`]) are ORed in and 4. the
+//! union is reported, as page indexes (file offset / 4 KiB).
 //!
 //! A guest write between 1 and 2 lands on a page this harvest reports (and
 //! the engine reads it after the harvest returns); one after 2 faults and
@@ -20,39 +26,44 @@ use kvm_bindings::{KVM_MEM_LOG_DIRTY_PAGES, kvm_userspace_memory_region};
 use kvm_ioctls::VmFd;
 use std::sync::Arc;
 
-/// The guest-memory slot.
-pub const SLOT: u32 = 0;
-
-/// (Re-)registers slot 0 over `ram`, with or without dirty logging.
-pub fn set_slot(vm: &VmFd, ram: &GuestRam, log: bool) -> Result<(), PartitionError> {
-    let region = kvm_userspace_memory_region {
-        slot: SLOT,
-        flags: if log { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
-        guest_phys_addr: 0,
-        memory_size: ram.map.len() as u64,
-        userspace_addr: ram.host_addr(),
-    };
-    // SAFETY: the region is `ram`'s live mapping, which outlives the VM
-    // (both are held by the LPAR, the VM dropped first).
-    unsafe { vm.set_user_memory_region(region) }.map_err(|e| PartitionError::DirtyLog {
-        mechanism: "kvm",
-        call: "KVM_SET_USER_MEMORY_REGION",
-        source: e.into(),
-    })
+/// (Re-)registers every slot over `ram`, with or without dirty logging.
+pub fn set_slots(vm: &VmFd, ram: &GuestRam, log: bool) -> Result<(), PartitionError> {
+    for s in ram.slots() {
+        let region = kvm_userspace_memory_region {
+            slot: s.id,
+            flags: if log { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
+            guest_phys_addr: s.guest_phys,
+            memory_size: s.len,
+            userspace_addr: ram.host_addr() + s.file_offset,
+        };
+        // SAFETY: the region is part of `ram`'s live mapping (the slots
+        // tile it), which outlives the VM (both are held by the LPAR, the
+        // VM dropped first).
+        unsafe { vm.set_user_memory_region(region) }.map_err(|e| PartitionError::DirtyLog {
+            mechanism: "kvm",
+            call: "KVM_SET_USER_MEMORY_REGION",
+            source: e.into(),
+        })?;
+    }
+    Ok(())
 }
 
 pub struct KvmDirtyLog {
     vm: Arc<VmFd>,
     ram: Arc<GuestRam>,
     started: bool,
+    /// One bit per page of guest memory, reused by every harvest.
+    bitmap: Vec<u64>,
 }
 
 impl KvmDirtyLog {
     pub fn new(vm: Arc<VmFd>, ram: Arc<GuestRam>) -> Self {
+        let words = (ram.pages() as usize).div_ceil(64);
         KvmDirtyLog {
             vm,
             ram,
             started: false,
+            bitmap: vec![0; words],
         }
     }
 }
@@ -112,10 +123,9 @@ impl DirtyLog for KvmDirtyLog {
                 Err(err("KVM_ENABLE_CAP(MANUAL_DIRTY_LOG_PROTECT2)", e))
             }
         })?;
-        set_slot(&self.vm, &self.ram, true)?;
+        set_slots(&self.vm, &self.ram, true)?;
         // Writes the VMM made before tracking started are not "since start".
-        let mut scratch = vec![0u64; (self.ram.pages() as usize).div_ceil(64)];
-        self.ram.take_vmm_dirty(&mut scratch);
+        self.ram.take_vmm_dirty(&mut self.bitmap);
         self.started = true;
         Ok(())
     }
@@ -124,24 +134,35 @@ impl DirtyLog for KvmDirtyLog {
         if !self.started {
             return Ok(());
         }
-        let len = self.ram.map.len();
-        let mut bitmap = self
-            .vm
-            .get_dirty_log(SLOT, len)
-            .map_err(|e| err("KVM_GET_DIRTY_LOG", e.into()))?;
-        if bitmap.iter().any(|&w| w != 0) {
-            // Re-arm exactly what this harvest reports.
-            sys::clear_dirty_log(&self.vm, SLOT, 0, self.ram.pages() as u32, &mut bitmap)
-                .map_err(|e| err("KVM_CLEAR_DIRTY_LOG", e))?;
+        for slot in self.ram.slots() {
+            let first = (slot.first_page() / 64) as usize;
+            let words = &mut self.bitmap[first..first + (slot.pages() as usize).div_ceil(64)];
+            sys::get_dirty_log(&self.vm, slot.id, slot.pages(), words)
+                .map_err(|e| err("KVM_GET_DIRTY_LOG", e))?;
+            // Re-arm exactly what this harvest reports, over the span of
+            // non-zero words only (the kernel walks every word it is given).
+            let Some(lo) = words.iter().position(|&w| w != 0) else {
+                continue;
+            };
+            let hi = words.iter().rposition(|&w| w != 0).unwrap_or(lo) + 1;
+            let pages = ((hi as u64) * 64).min(slot.pages()) - lo as u64 * 64;
+            sys::clear_dirty_log(
+                &self.vm,
+                slot.id,
+                lo as u64 * 64,
+                pages as u32,
+                &mut words[lo..hi],
+            )
+            .map_err(|e| err("KVM_CLEAR_DIRTY_LOG", e))?;
         }
-        self.ram.take_vmm_dirty(&mut bitmap);
-        bitmap_to_pages(&bitmap, out);
+        self.ram.take_vmm_dirty(&mut self.bitmap);
+        bitmap_to_pages(&self.bitmap, out);
         Ok(())
     }
 
     fn stop(&mut self) -> Result<(), PartitionError> {
         if self.started {
-            set_slot(&self.vm, &self.ram, false)?;
+            set_slots(&self.vm, &self.ram, false)?;
             self.started = false;
         }
         Ok(())

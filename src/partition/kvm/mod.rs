@@ -2,10 +2,11 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | `memory` | guest memory: a shared-memory file mapped here and into the VM; the log of the VMM's own writes |
-//! | `dirty` | the dirty log: `KVM_MEM_LOG_DIRTY_PAGES` with manual protect and `KVM_CLEAR_DIRTY_LOG` |
+//! | `memory` | guest memory: a shared-memory file mapped here and into the VM as one or two slots; the log of the VMM's own writes |
+//! | `dirty` | the dirty log: `KVM_MEM_LOG_DIRTY_PAGES` with manual protect and `KVM_CLEAR_DIRTY_LOG`, over every slot |
 //! | `boot` | the multiboot v1 loader and the entry machine state |
 //! | `vcpu` | vCPU threads, COM1, pause/resume/throttle |
+//! | `stall` | the guest-observed stall across the last resume, from the guest's mailbox |
 //! | `state` | device state to and from the `state` model, in the kernel's order |
 //! | `sys` | the raw ioctls and the kick signal |
 //! | `channel` | messages to and from a per-LPAR VMM process, and their decoder |
@@ -16,18 +17,22 @@
 //! the in-kernel irqchip and PIT before any vCPU; the BSP enters the
 //! kernel in the multiboot machine state, the APs wait for INIT-SIPI-SIPI.
 //!
-//! Limits today: guest memory is one slot at guest-physical 0; the built-in
-//! guest gets at most [`MAX_MEMORY`] (below the I/O APIC and LAPIC pages
-//! it uses); another kernel may have more if it leaves those pages alone
-//! (the dirty-log bench's stub does). The VM lives in
-//! the process that created it, so [`Backend::attach`] finds only LPARs
-//! this process hosts (a per-LPAR VMM process is the next step).
+//! Guest memory: the first 3 GiB of the `memory` file are RAM at
+//! guest-physical 0, the rest (if any) RAM at 4 GiB, so the 32-bit MMIO
+//! hole (I/O APIC, LAPIC) holds none; the multiboot memory map lists both
+//! ([`memory`] has the layout). The engine numbers pages by file offset,
+//! so the page indexes run densely across the hole.
+//!
+//! A [`KvmLpar`] is the VM in this process; [`KvmBackend::with_vmm_processes`]
+//! puts each in a `moverd lpar-vmm` process of its own ([`vmm`]), which
+//! outlives the agent, and [`Backend::attach`] reconnects to it.
 
 mod boot;
 pub mod channel;
 pub mod dirty;
 mod memory;
 pub mod remote;
+mod stall;
 mod state;
 mod sys;
 mod vcpu;
@@ -44,13 +49,11 @@ use crate::partition::{
 use crate::state::DeviceState;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_pit_config};
 use kvm_ioctls::{Kvm, VmFd};
-pub use memory::GuestRam;
+pub use memory::{GuestRam, HIGH_BASE, HOLE_START};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Largest guest memory: the slot must stay below the 32-bit PCI hole.
-pub const MAX_MEMORY: u64 = 3 << 30;
 /// Where the KVM device lives.
 pub const DEV_KVM: &str = "/dev/kvm";
 
@@ -83,11 +86,12 @@ fn io_err(path: &Path, e: std::io::Error) -> PartitionError {
 pub struct KvmLpar {
     config: LparConfig,
     dir: PathBuf,
-    regions: [MemoryRegion; 1],
+    regions: Vec<MemoryRegion>,
     vcpus: vcpu::VcpuSet,
     vm: Arc<VmFd>,
     ram: Arc<GuestRam>,
     msr_indices: Vec<u32>,
+    stall: stall::StallProbe,
     _kvm: Kvm,
 }
 
@@ -118,14 +122,6 @@ impl KvmLpar {
         cmdline: &str,
     ) -> Result<Self, PartitionError> {
         config.validate()?;
-        if config.memory_bytes > MAX_MEMORY && image == crate::partition::guest::IMAGE {
-            return Err(PartitionError::BadConfig {
-                why: format!(
-                    "a KVM LPAR has at most {} of memory",
-                    crate::units::format_size(MAX_MEMORY)
-                ),
-            });
-        }
         let dir = root.join(&config.name);
         shm::private_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         shm::write_config(&dir, config)?;
@@ -180,7 +176,7 @@ impl KvmLpar {
             .map_err(|e| kvm_err("CREATE_IRQCHIP", e))?;
         vm.create_pit2(kvm_pit_config::default())
             .map_err(|e| kvm_err("CREATE_PIT2", e))?;
-        dirty::set_slot(&vm, &ram, false)?;
+        dirty::set_slots(&vm, &ram, false)?;
         let base_cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| kvm_err("GET_SUPPORTED_CPUID", e))?;
@@ -214,16 +210,14 @@ impl KvmLpar {
         let serial = Arc::new(Mutex::new(vcpu::Serial::new(log)));
         let vcpus = vcpu::VcpuSet::start(fds, serial);
         Ok(KvmLpar {
-            regions: [MemoryRegion {
-                guest_base: 0,
-                len: config.memory_bytes,
-            }],
+            regions: memory::regions(config.memory_bytes),
             config,
             dir,
             vcpus,
             vm,
             ram,
             msr_indices,
+            stall: stall::StallProbe::default(),
             _kvm: kvm,
         })
     }
@@ -294,10 +288,14 @@ impl Vcpus for KvmLpar {
 
     fn pause(&self) -> Result<(), PartitionError> {
         self.vcpus.pause();
+        self.stall.disarm();
         Ok(())
     }
 
     fn resume(&self) -> Result<(), PartitionError> {
+        if !self.vcpus.is_running() {
+            self.stall.arm(&self.ram);
+        }
         self.vcpus.resume();
         Ok(())
     }
@@ -398,6 +396,10 @@ impl Partition for KvmLpar {
         let m = self.mailbox()?;
         (m.tsc_hz != 0)
             .then(|| (u128::from(m.max_gap) * 1_000_000_000 / u128::from(m.tsc_hz)) as u64)
+    }
+
+    fn resume_stall_ns(&self) -> Option<u64> {
+        self.stall.stall_ns()
     }
 }
 

@@ -58,7 +58,7 @@ impl Link {
 
 pub struct RemoteLpar {
     config: LparConfig,
-    regions: [MemoryRegion; 1],
+    regions: Vec<MemoryRegion>,
     link: Arc<Link>,
     running: AtomicBool,
     /// The LPAR's directory (its `console.log`).
@@ -88,10 +88,7 @@ impl RemoteLpar {
         });
         let running = link.status()?.running;
         Ok(RemoteLpar {
-            regions: [MemoryRegion {
-                guest_base: 0,
-                len: config.memory_bytes,
-            }],
+            regions: super::memory::regions(config.memory_bytes),
             config,
             link,
             running: AtomicBool::new(running),
@@ -239,5 +236,10 @@ impl Partition for RemoteLpar {
         let m = self.mailbox()?;
         (m.tsc_hz != 0)
             .then(|| (u128::from(m.max_gap) * 1_000_000_000 / u128::from(m.tsc_hz)) as u64)
+    }
+
+    fn resume_stall_ns(&self) -> Option<u64> {
+        let s = self.link.status().ok()?;
+        (s.resume_stall_ns != 0).then_some(s.resume_stall_ns)
     }
 }

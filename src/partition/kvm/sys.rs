@@ -1,18 +1,22 @@
-//! The few KVM calls and signals `kvm-ioctls` does not wrap: manual
-//! dirty-log protection (`KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`),
-//! `KVM_CLEAR_DIRTY_LOG`, and the signal that kicks a vCPU thread out of
+//! The few KVM calls and signals `kvm-ioctls` does not wrap (or wraps
+//! with an allocation per call): manual dirty-log protection
+//! (`KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`), `KVM_GET_DIRTY_LOG` into a
+//! caller's buffer, `KVM_CLEAR_DIRTY_LOG`, and the signal that kicks a vCPU thread out of
 //! `KVM_RUN`. Every `unsafe` of the KVM backend outside memory mapping
 //! lives here.
 
 use kvm_bindings::{
     KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, kvm_clear_dirty_log,
-    kvm_enable_cap,
+    kvm_dirty_log, kvm_enable_cap,
 };
 use kvm_ioctls::VmFd;
 use std::os::fd::AsRawFd;
 
 /// `_IOWR(KVMIO, 0xc0, struct kvm_clear_dirty_log)`.
 const KVM_CLEAR_DIRTY_LOG: libc::c_ulong = 0xC018_AEC0;
+
+/// `_IOW(KVMIO, 0x42, struct kvm_dirty_log)`.
+const KVM_GET_DIRTY_LOG: libc::c_ulong = 0x4010_AE42;
 
 /// Signal that interrupts `KVM_RUN` (the handler does nothing; the ioctl
 /// returns `EINTR`).
@@ -81,6 +85,25 @@ pub fn clear_dirty_log(
     // SAFETY: `arg` is a valid kvm_clear_dirty_log whose bitmap points at
     // `bitmap`, long enough for `num_pages` bits and alive for the call.
     let rc = unsafe { libc::ioctl(vm.as_raw_fd(), KVM_CLEAR_DIRTY_LOG, &arg) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Copies `slot`'s dirty bitmap (bit `i` = page `i` of the slot) into
+/// `bitmap`, which must hold at least the slot's pages rounded up to 64.
+pub fn get_dirty_log(vm: &VmFd, slot: u32, pages: u64, bitmap: &mut [u64]) -> std::io::Result<()> {
+    assert!(bitmap.len() as u64 * 64 >= pages);
+    let mut arg = kvm_dirty_log {
+        slot,
+        ..Default::default()
+    };
+    arg.__bindgen_anon_1.dirty_bitmap = bitmap.as_mut_ptr().cast();
+    // SAFETY: `arg` is a valid kvm_dirty_log whose bitmap points at
+    // `bitmap`, which is long enough for the slot's bits (the kernel
+    // writes ALIGN(pages, 64) / 8 bytes) and alive for the call.
+    let rc = unsafe { libc::ioctl(vm.as_raw_fd(), KVM_GET_DIRTY_LOG, &arg) };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }

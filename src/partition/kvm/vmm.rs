@@ -115,6 +115,7 @@ fn handle(
             shut_down: lpar.is_shut_down(),
             writes: lpar.guest_writes().unwrap_or(0),
             max_stall_ns: lpar.max_stall_ns().unwrap_or(0),
+            resume_stall_ns: lpar.resume_stall_ns().unwrap_or(0),
         }),
         Request::Shutdown => {
             lpar.request_shutdown()?;
