@@ -133,14 +133,18 @@ fn source_killed_after_commit_recovers_onto_the_destination() {
         (Some("needs-recovery"), Some(false))
     );
     assert_eq!(b.lpar("r1")["running"], false);
-    // Until recovered it refuses other operations.
-    for args in [
-        vec!["lpar", "activate", "r1"],
-        vec!["migrate", "r1", "--to", b.addr.as_str()],
+    // Until recovered it refuses other operations; a migration with the
+    // manual's "damaged" message.
+    for (args, says) in [
+        (vec!["lpar", "activate", "r1"], "busy"),
+        (
+            vec!["migrate", "r1", "--to", b.addr.as_str()],
+            "The specified LPAR is damaged (Migration LPAR). Recover the LPAR.",
+        ),
     ] {
         let out = a.ctl(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert!(stderr(&out).contains("busy"), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
     }
     // Both paused: the destination holds the source's memory at pause.
     assert!(same_memory(&memory_file(&a, "r1"), &memory_file(&b, "r1")));

@@ -743,3 +743,57 @@ fn live_mode_needs_a_gigabit_path_as_the_connectivity_test_measures_it() {
     let (code, report) = ctl_in(&ns, &src, &["validate", "web1", "--to", &dst.addr]);
     assert_eq!(code, Some(0), "{report}");
 }
+
+#[test]
+fn shutdown_mode_runs_the_checklist_with_no_migration_path_requirement() {
+    let scratch = Scratch::new("val-shutdown");
+    let src = Host {
+        path: None,
+        ..Host::new("hostA")
+    }
+    .start(&scratch);
+    let no_vfc = Host {
+        path: None,
+        fc_pool: vec![],
+        ..Host::new("hostB")
+    }
+    .start(&scratch);
+    let roomy = Host {
+        path: None,
+        ..Host::new("hostC")
+    }
+    .start(&scratch);
+    create(&src, &lpar("sd1"), false);
+
+    // No path on either side: a Shutdown-mode item, skipped with why.
+    let (code, report) = validate(&src, &roomy, "sd1", "shutdown");
+    assert_eq!(code, Some(0), "{report}");
+    for side in ["source", "destination"] {
+        let c = item(&report, "migration-path", side);
+        assert_eq!(c["outcome"], "skip", "{c}");
+        assert!(
+            c["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Shutdown mode needs no migration path")
+        );
+    }
+    // Live mode still needs one.
+    let (_, live) = validate(&src, &roomy, "sd1", "live");
+    assert_eq!(item(&live, "migration-path", "source")["outcome"], "fail");
+
+    // `migrate --mode shutdown` runs the checklist: no free vfcID on hostB
+    // refuses it before anything moves (it used to move with vfcID 1).
+    let out = src.ctl(&["migrate", "sd1", "--to", &no_vfc.addr, "--mode", "shutdown"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("vfc-ids (destination)"), "{e}");
+    assert!(!e.contains("migration-path"), "{e}");
+    assert_eq!(src.lpar("sd1")["state"], "Dea");
+    assert!(no_vfc.lpar_names().is_empty());
+
+    // And with room it moves, without a migration path.
+    src.ctl_json(&["migrate", "sd1", "--to", &roomy.addr, "--mode", "shutdown"]);
+    assert_eq!(roomy.lpar("sd1")["state"], "Dea");
+    assert!(src.lpar_names().is_empty());
+}

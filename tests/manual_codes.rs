@@ -5,24 +5,54 @@ mod agent_common;
 
 use agent_common::{Agent, Scratch, define_running, stderr};
 
+/// The item `item` of a `moverctl validate --json` run that failed.
+fn failed_item(a: &Agent, args: &[&str], item: &str) -> serde_json::Value {
+    let mut all = vec!["--json", "validate"];
+    all.extend_from_slice(args);
+    let out = a.ctl(&all);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["item"] == item)
+        .unwrap_or_else(|| panic!("no {item} item: {v}"))
+        .clone();
+    assert_eq!(c["outcome"], "fail", "{c}");
+    c
+}
+
 #[test]
-fn a_migration_to_the_same_host_gets_the_manuals_one_code() {
+fn a_migration_to_the_same_host_gets_the_manuals_one_code_in_both_modes() {
     let scratch = Scratch::new("codes-same");
     let a = Agent::start(&scratch, "hostA", &[]);
     define_running(&a, "s1", "32MiB", "idle");
     for mode in ["live", "shutdown"] {
+        // The checklist runs in both modes and refuses before anything moves.
         let out = a.ctl(&["migrate", "s1", "--to", &a.addr, "--mode", mode]);
-        assert_ne!(out.status.code(), Some(0), "{mode}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(1), "{mode}: {}", stderr(&out));
         let e = stderr(&out);
-        // The checklist's item, or the refusal itself: the same words, and
-        // the same code, MMS `0x00 00000003 0020 02`.
         assert!(
             e.contains("Source and destination are the same host (hostA)."),
             "{mode}: {e}"
         );
-        if mode == "shutdown" {
-            assert!(e.contains("EMG0000000003002002:"), "{mode}: {e}");
-        }
+        // MMS `0x00 00000003 0020 02`.
+        let c = failed_item(
+            &a,
+            &["s1", "--to", &a.addr, "--mode", mode],
+            "different-hosts",
+        );
+        let e = &c["error"];
+        assert_eq!(
+            (
+                e["module"].as_str(),
+                e["phase"].as_u64(),
+                e["cause"].as_u64()
+            ),
+            (Some("Management"), Some(0x20), Some(3)),
+            "{mode}: {c}"
+        );
     }
     assert_eq!(a.lpar("s1")["state"], "Act");
 }
@@ -72,15 +102,7 @@ fn a_usb_device_in_use_refuses_concurrent_maintenance_not_shutdown_mode() {
         ),
         "{e}"
     );
-    let out = a.ctl(&["--json", "validate", "u1", "--to", &b.addr]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let usb = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["item"] == "usb")
-        .unwrap_or_else(|| panic!("no usb item: {v}"));
+    let usb = failed_item(&a, &["u1", "--to", &b.addr], "usb");
     // The manual's source LPAR Mover `0x00 00000000 0030 04`, op3 0x33.
     assert_eq!(usb["error"]["module"], "MoverSource", "{usb}");
     assert_eq!(

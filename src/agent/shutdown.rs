@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! moverctl                 source agent                       destination agent
-//! migrate --mode shutdown ▶ busy check (Act or Dea), → migrating
+//! migrate --mode shutdown ▶ busy check (Act or Dea), the checklist in
+//!                          Shutdown mode (no migration path needed), → migrating
 //!        ◀── {migration: id}
 //!                          0x4010 greeting checks
 //!                          Act: ask the guest to shut down,
@@ -27,6 +28,7 @@ use super::Agent;
 use super::busy::{self, Operation};
 use super::inventory::LparState;
 use super::migration::{Migration, Side};
+use super::validation::{self, Mode};
 use crate::control::{Address, Command, cause, protocol_error};
 use crate::emg::{Emg, Module};
 use crate::engine::shutdown::{
@@ -77,6 +79,16 @@ pub fn start(
         )
     })?;
     let limit = shutdown_timeout_s.map_or(DEFAULT_SHUTDOWN_WAIT, Duration::from_secs);
+    // As for a live migration: the busy rules, then the checklist with the
+    // items Shutdown mode needs (Tables 2-8/2-9), before anything changes.
+    {
+        let inv = agent.inventory.lock().unwrap();
+        busy::check(name, inv.get(name)?.state, Operation::MigrateShutdown)?;
+    }
+    let report = validation::validate(agent, name, to, Mode::Shutdown, None, false)?;
+    if let Some(refusal) = validation::refusal(name, &report.checks) {
+        return Err(refusal);
+    }
     let (config, lpar, was) = {
         let mut inv = agent.inventory.lock().unwrap();
         let entry = inv.get(name)?;

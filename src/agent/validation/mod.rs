@@ -142,6 +142,18 @@ impl Check {
         }
     }
 
+    /// A migration-path item as `mode` needs it: Shutdown mode has no
+    /// migration-path requirement (the manual's Table 2-9), so it is skipped
+    /// there, with what was found.
+    fn for_path(self, mode: Mode) -> Check {
+        if mode == Mode::Live {
+            return self;
+        }
+        let found = self.error.as_ref().map_or(&self.detail, |e| &e.message);
+        let detail = format!("Shutdown mode needs no migration path ({found})");
+        Check::skip(&self.item, self.side, detail)
+    }
+
     /// A failure; the detail is the EMG's message.
     fn fail(item: &str, side: Side, error: Emg) -> Check {
         Check {

@@ -30,7 +30,7 @@ pub fn source_checks(
         check_fc_modes(lpar),
         check_fc_count(lpar, mode),
         check_usb(lpar, mode),
-        check_own_path(&HostFacts::of(config), path, Side::Source),
+        check_own_path(&HostFacts::of(config), path, Side::Source).for_path(mode),
     ]
 }
 

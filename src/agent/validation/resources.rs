@@ -293,8 +293,8 @@ pub fn destination_checks(
         check_console(&here, r, names.len()),
         check_time_zone(src, &here),
         check_ntp(src, &here),
-        check_own_path(&here, own_path, Side::Destination),
-        check_path_addresses(src.path(path), here.path(own_path)),
+        check_own_path(&here, own_path, Side::Destination).for_path(mode),
+        check_path_addresses(src.path(path), here.path(own_path)).for_path(mode),
     ]
 }
 
