@@ -95,16 +95,18 @@ pub fn check_contiguous(config: &LparConfig, root: &str, fs_free: Result<u64, St
         return Check::fail(
             item,
             d,
+            // The manual's MMS `0x00 80000003 0031 02`: guest memory is one
+            // mapping of one file, so room in pieces is fragmentation.
             Emg::new(
                 Module::Management,
                 phase::ACTIVATE,
-                0x8000_0002,
+                0x8000_0003,
                 format!(
-                    "The MMS could not activate the LPAR because there is not enough memory in \
-                     the destination blade: {shown}."
+                    "The MMS could not activate the LPAR because of memory fragmentation: \
+                     {shown}."
                 ),
-                "Reserve enough amount of free memory where the destination keeps LPAR memory \
-                 (a larger tmpfs, or another --state-dir) and then retry migration.",
+                "Resolve the fragmentation in the destination HVM (free room where it keeps \
+                 LPAR memory: a larger tmpfs, or another --state-dir) and then retry migration.",
             ),
         );
     }
@@ -341,10 +343,11 @@ mod tests {
             outcome(&check_contiguous(&l, "/x", Ok(1 << 30))),
             Outcome::Pass
         );
-        assert_eq!(
-            outcome(&check_contiguous(&l, "/x", Ok(1 << 20))),
-            Outcome::Fail
-        );
+        let e = check_contiguous(&l, "/x", Ok(1 << 20)).error.unwrap();
+        assert_eq!(e.op1(), 0x0080_0000_0300_3102, "{e}");
+        assert!(e.message.starts_with(
+            "The MMS could not activate the LPAR because of memory fragmentation"
+        ));
         assert_eq!(
             outcome(&check_contiguous(&l, "/x", Err("gone".into()))),
             Outcome::Fail
