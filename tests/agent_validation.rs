@@ -275,17 +275,6 @@ fn cases() -> Vec<Case> {
         c("vfc-ids", "destination", "not enough vfcID", |_, d, _| {
             d.fc_pool = vec![]
         }),
-        Case {
-            then: |_, _, dst| {
-                let mut other = lpar("other");
-                other["nics"] = json!([]);
-                other["fc_ports"] = json!([]);
-                create(dst, &other, false);
-            },
-            ..c("console", "destination", "VirtualConsole", |_, d, _| {
-                d.consoles = 1
-            })
-        },
         c("time-zone", "destination", "Asia/Tokyo", |_, d, _| {
             d.tz = "Asia/Tokyo"
         }),
@@ -789,4 +778,35 @@ fn shutdown_mode_runs_the_checklist_with_no_migration_path_requirement() {
     src.ctl_json(&["migrate", "sd1", "--to", &roomy.addr, "--mode", "shutdown"]);
     assert_eq!(roomy.lpar("sd1")["state"], "Dea");
     assert!(src.lpar_names().is_empty());
+}
+
+#[test]
+fn with_every_virtual_console_taken_the_lpar_migrates_without_one() {
+    let scratch = Scratch::new("val-vc");
+    let src = Host::new("hostA").start(&scratch);
+    let dst = Host {
+        consoles: 1,
+        ..Host::new("hostB")
+    }
+    .start(&scratch);
+    let mut other = lpar("other");
+    other["nics"] = json!([]);
+    other["fc_ports"] = json!([]);
+    create(&dst, &other, false);
+    create(&src, &lpar("web1"), true);
+    // The manual: "when an LPAR migrates onto an HVM which VC consoles are
+    // already allocated to 16 LPARs, a VC console isn't allocated to the
+    // LPAR" — it migrates, and the item says so.
+    let (_, report) = validate(&src, &dst, "web1", "live");
+    let c = item(&report, "console", "destination");
+    assert_eq!(c["outcome"], "pass", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("migrates without a virtual console"),
+        "{c}"
+    );
+    src.ctl_json(&["migrate", "web1", "--to", &dst.addr]);
+    assert_eq!(dst.lpar("web1")["state"], "Act");
 }

@@ -32,7 +32,7 @@
 //! | `memory-contiguous` | destination | the file system holding LPAR memory has room for one mapping of that size |
 //! | `nic-segments` | destination | every NIC's segment exists there |
 //! | `vfc-ids` | destination | a free vfcID per FC port (pinned ones free) on the same physical port |
-//! | `console` | destination | a free virtual console (one per LPAR, `resources.consoles`) |
+//! | `console` | destination | virtual consoles in use (`resources.consoles`); all taken: the LPAR migrates without one |
 //! | `time-zone` | destination | same HVM time zone |
 //! | `ntp-servers` | destination | same NTP servers |
 //! | `path-addresses` | destination | the two paths have distinct IPv4 addresses |
