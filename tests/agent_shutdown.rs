@@ -172,3 +172,45 @@ fn a_guest_that_ignores_the_shutdown_request_times_out_and_keeps_running_on_the_
     });
     assert!(b.lpar_names().is_empty());
 }
+
+#[test]
+fn a_shutdown_mode_move_is_in_the_history_of_both_hosts_and_its_history_travels() {
+    let scratch = Scratch::new("shutdown-history");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    let b = Agent::start(&scratch, "hostB", &[]);
+    let c = Agent::start(&scratch, "hostC", &[]);
+    create(&a, "h1", "idle");
+    a.ctl_json(&["lpar", "activate", "h1"]);
+    // A live move first, so the LPAR has a history to carry.
+    a.ctl_json(&["migrate", "h1", "--to", &b.addr]);
+    b.ctl_json(&["migrate", "h1", "--to", &c.addr, "--mode", "shutdown"]);
+
+    let record = |agent: &Agent| {
+        let h = agent.ctl_json(&["history", "h1"]);
+        let moves = h["migrations"].as_array().unwrap().clone();
+        moves
+            .into_iter()
+            .find(|m| m["destination_agent"] == "hostC")
+            .unwrap_or_else(|| panic!("no move to hostC in {h}"))
+    };
+    let (on_b, on_c) = (record(&b), record(&c));
+    for m in [&on_b, &on_c] {
+        assert_eq!(m["mode"], "shutdown", "{m}");
+        assert_eq!(m["outcome"], "completed", "{m}");
+        assert_eq!(m["source_agent"], "hostB", "{m}");
+        assert_eq!(m["source_address"], b.addr.as_str(), "{m}");
+    }
+    // One key on both sides, the source's.
+    let key = on_b["key"].as_str().unwrap();
+    assert!(key.starts_with("hostB/"), "{on_b}");
+    assert_eq!(on_c["key"], key);
+    // The LPAR's earlier move came with it.
+    let h = c.ctl_json(&["history", "h1"]);
+    let moves = h["migrations"].as_array().unwrap();
+    assert!(
+        moves
+            .iter()
+            .any(|m| m["source_agent"] == "hostA" && m["mode"] == "live"),
+        "{h}"
+    );
+}

@@ -6,7 +6,7 @@
 //!                             O_APPEND + fsync (a crash loses at most the
 //!                             line being written; a torn last line is
 //!                             skipped when read)
-//! record {"key":"<source agent>/<source migration>/<start ns>","lpar","mode":"live",
+//! record {"key":"<source agent>/<source migration>/<start ns>","lpar","mode":"live"|"shutdown",
 //!         "side":"source"|"destination","recorded_by",
 //!         "source_agent","source_address","destination_agent",
 //!         "destination_address","started_ns","ended_ns",
@@ -83,6 +83,8 @@ pub struct Record {
 #[derive(Clone, Debug, Default)]
 pub struct Pending {
     pub key: String,
+    /// `live` or `shutdown`.
+    pub mode: String,
     pub source_agent: String,
     pub source_address: Option<String>,
     pub destination_agent: String,
@@ -112,7 +114,11 @@ impl Pending {
         Record {
             key: self.key.clone(),
             lpar: lpar.to_string(),
-            mode: "live".into(),
+            mode: if self.mode.is_empty() {
+                "live".into()
+            } else {
+                self.mode.clone()
+            },
             side,
             recorded_by: recorded_by.to_string(),
             source_agent: self.source_agent.clone(),
@@ -275,14 +281,25 @@ pub fn merge(records: impl Iterator<Item = Record>) -> Vec<Record> {
     out
 }
 
+/// What the source tells the destination of an incoming migration's
+/// history: its key and address, and the LPAR's records.
+pub struct Incoming {
+    pub source_agent: String,
+    pub source_migration: u64,
+    pub source_address: Option<String>,
+    pub key: Option<String>,
+    pub imported: Vec<Record>,
+}
+
 impl super::Agent {
     fn history(&self) -> History {
         History::new(&self.config.state_dir)
     }
 
-    /// A source migration to `to` starts: its key and both ends.
-    pub(super) fn note_source(&self, m: &super::migration::Migration, to: &str) {
+    /// A source migration to `to` in `mode` starts: its key and both ends.
+    pub(super) fn note_source(&self, m: &super::migration::Migration, to: &str, mode: &str) {
         let mut p = m.history.lock().unwrap();
+        p.mode = mode.to_string();
         // Migration ids restart with the agent: the start time keeps the
         // key unique across restarts.
         p.key = format!("{}/{}/{}", self.config.name, m.id, p.started_ns);
@@ -292,26 +309,36 @@ impl super::Agent {
         p.destination_address = Some(to.to_string());
     }
 
-    /// An incoming migration was prepared (reply `prepared`): the source's
-    /// key and address, and the LPAR's records to keep once it is ours.
-    pub(super) fn note_incoming(
-        &self,
-        prepared: &Value,
-        source_agent: &str,
-        source_migration: u64,
-        source_address: Option<String>,
-        key: Option<String>,
-        imported: Vec<Record>,
-    ) {
+    /// An incoming live migration was prepared (reply `prepared`): the
+    /// source's key and address, and the LPAR's records to keep once it is
+    /// ours.
+    pub(super) fn note_incoming(&self, prepared: &Value, incoming: Incoming) {
         let Some(id) = prepared["migration"].as_u64() else {
             return;
         };
         let Some(m) = self.migrations.lock().unwrap().get(&id).cloned() else {
             return;
         };
+        self.note_incoming_to(&m, "live", incoming);
+    }
+
+    /// Incoming migration `m` in `mode`: as [`Self::note_incoming`].
+    pub(super) fn note_incoming_to(
+        &self,
+        m: &super::migration::Migration,
+        mode: &str,
+        Incoming {
+            source_agent,
+            source_migration,
+            source_address,
+            key,
+            imported,
+        }: Incoming,
+    ) {
         let mut p = m.history.lock().unwrap();
+        p.mode = mode.to_string();
         p.key = key.unwrap_or_else(|| format!("{source_agent}/{source_migration}"));
-        p.source_agent = source_agent.to_string();
+        p.source_agent = source_agent;
         p.source_address = source_address;
         p.destination_agent = self.config.name.clone();
         p.destination_address = self.advertised.get().cloned();

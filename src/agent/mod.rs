@@ -241,11 +241,13 @@ impl Agent {
                 )?;
                 self.note_incoming(
                     &reply,
-                    &source_agent,
-                    source_migration,
-                    source_address,
-                    history_key,
-                    history,
+                    history::Incoming {
+                        source_agent,
+                        source_migration,
+                        source_address,
+                        key: history_key,
+                        imported: history,
+                    },
                 );
                 Ok(reply)
             }
@@ -270,13 +272,21 @@ impl Agent {
                 activate,
                 source_agent,
                 source_migration,
+                source_address,
+                history_key,
+                history,
             } => shutdown::receive(
                 self,
                 config,
                 &device_state,
                 activate,
-                &source_agent,
-                source_migration,
+                history::Incoming {
+                    source_agent,
+                    source_migration,
+                    source_address,
+                    key: history_key,
+                    imported: history,
+                },
             ),
             Command::History { lpar } => self.history_of(&lpar),
             Command::HostResources {} => Ok(self.host_resources()),

@@ -26,6 +26,7 @@
 
 use super::Agent;
 use super::busy::{self, Operation};
+use super::history::Incoming;
 use super::inventory::LparState;
 use super::migration::{Migration, Side};
 use super::validation::{self, Mode};
@@ -111,6 +112,7 @@ pub fn start(
         return Err(e);
     }
     agent.register(m.clone());
+    agent.note_source(&m, to, "shutdown");
     let id = m.id;
     let a = agent.clone();
     let spawned = std::thread::Builder::new()
@@ -205,6 +207,9 @@ fn source_steps(
         activate,
         source_agent: ours.agent.clone(),
         source_migration: m.id,
+        source_address: agent.advertised.get().cloned(),
+        history_key: Some(m.history.lock().unwrap().key.clone()),
+        history: agent.history_to_ship(&config.name),
     });
     let reply = match reply {
         Ok(r) => {
@@ -234,8 +239,7 @@ pub fn receive(
     mut config: LparConfig,
     device_state: &str,
     activate: bool,
-    source_agent: &str,
-    source_migration: u64,
+    incoming: Incoming,
 ) -> Result<Value, Emg> {
     let bytes = from_hex(device_state).map_err(|m| {
         protocol_error(
@@ -245,11 +249,13 @@ pub fn receive(
         )
     })?;
     let lpar = super::migration::define_incoming(agent, &mut config)?;
+    let (source_agent, source_migration) =
+        (incoming.source_agent.clone(), incoming.source_migration);
     let m = Arc::new(Migration::new(
         agent.next_id(),
         &config,
         Side::Destination,
-        source_agent,
+        &source_agent,
         0,
     ));
     let name = config.name.clone();
@@ -265,6 +271,7 @@ pub fn receive(
     }
     m.journal_peer(source_migration);
     agent.register(m.clone());
+    agent.note_incoming_to(&m, "shutdown", incoming);
     log::info!(
         "migration {}: receiving '{name}' in shutdown mode from {source_agent} (its migration \
          {source_migration})",

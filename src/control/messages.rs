@@ -208,6 +208,14 @@ pub enum Command {
         activate: bool,
         source_agent: String,
         source_migration: u64,
+        /// As for `prepare-incoming`: the source's management address, the
+        /// history key and the LPAR's history, which travels with it.
+        #[serde(default)]
+        source_address: Option<String>,
+        #[serde(default)]
+        history_key: Option<String>,
+        #[serde(default)]
+        history: Vec<crate::agent::history::Record>,
     },
     /// Restores the WWPN assignment of `lpar` after a failed live
     /// migration (state `wwn-rollback-pending`).

@@ -101,7 +101,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         return Err(e);
     }
     agent.register(m.clone());
-    agent.note_source(&m, &req.to);
+    agent.note_source(&m, &req.to, "live");
     let options = LiveOptions {
         migration_id: 0,
         max_suspend: req
