@@ -455,6 +455,7 @@ mod tests {
     fn pending(key: &str, started: u64) -> Pending {
         Pending {
             key: key.into(),
+            mode: "live".into(),
             source_agent: "A".into(),
             source_address: Some("127.0.0.1:1".into()),
             destination_agent: "127.0.0.1:2".into(),
