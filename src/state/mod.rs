@@ -27,14 +27,14 @@
 //! [`DeviceState::compensate_suspension`].
 
 mod body;
-pub mod chipset;
-pub mod cpu;
-pub mod devices;
-pub mod error;
-pub mod exact;
+pub(crate) mod chipset;
+mod cpu;
+mod devices;
+mod error;
+pub(crate) mod exact;
 pub mod format;
-pub mod ids;
-pub mod rtc;
+mod ids;
+mod rtc;
 pub mod rules;
 mod sample;
 
