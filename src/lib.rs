@@ -25,6 +25,7 @@ pub mod emg;
 pub mod engine;
 pub mod partition;
 pub mod skip;
+#[warn(missing_docs)]
 pub mod state;
 pub mod testbed;
 pub mod transport;

@@ -79,22 +79,33 @@ pub struct DeviceState {
     pub tsc_khz: u32,
     /// One entry per vCPU, in vCPU order. At most [`MAX_VCPUS`].
     pub vcpus: Vec<VcpuState>,
+    /// The I/O APIC, if the platform has one.
     pub ioapic: Option<IoApic>,
+    /// The 8259A pair, if the platform has one.
     pub pic: Option<Pic>,
     /// Configuration space of the emulated PCI functions, concatenated.
     pub pci_config: Option<Vec<u8>>,
+    /// The 8254 PIT, if the platform has one.
     pub pit: Option<Pit>,
+    /// The HPET, if the platform has one.
     pub hpet: Option<Hpet>,
+    /// The ACPI PM timer, if the platform has one.
     pub pm_timer: Option<PmTimer>,
+    /// The logical RTC (see [`LogicalRtc`]), if the platform has one.
     pub rtc: Option<LogicalRtc>,
     /// Logical shared NICs, in port order. At most [`MAX_NICS`].
     pub nics: Vec<LogicalNic>,
     /// Logical FC HBA ports, in port order. At most [`MAX_FC_HBAS`].
     pub fc_hbas: Vec<LogicalFcHba>,
+    /// The USB assigned state; a running USB device refuses Concurrent Maintenance.
     pub usb: UsbAssignment,
+    /// The logical VGA.
     pub vga: Vga,
+    /// The Super I/O serial port, if present.
     pub serial: Option<SerialPort>,
+    /// Firmware items that move in both modes.
     pub firmware: Firmware,
+    /// ACPI fixed-hardware registers (Concurrent Maintenance only).
     pub acpi: Option<AcpiRegisters>,
     /// Exact records of platform devices (PIT, PICs, I/O APIC, clock) a
     /// hypervisor backend carries beside the fields above (see [`exact`]).
