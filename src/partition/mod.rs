@@ -103,6 +103,7 @@ pub trait DirtyLog: Send {
 
 /// The virtual CPUs of a partition.
 pub trait Vcpus: Send + Sync {
+    /// Number of vCPUs.
     fn count(&self) -> usize;
 
     /// Stops every vCPU. On return no vCPU can write guest memory or change
@@ -135,6 +136,7 @@ pub trait DeviceModel: Send + Sync {
 
 /// One LPAR as the engine drives it.
 pub trait Partition: GuestMemory + Vcpus + DeviceModel {
+    /// The LPAR's configuration.
     fn config(&self) -> &LparConfig;
 
     /// A dirty log over all of guest memory, not yet started.
