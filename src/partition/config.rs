@@ -51,7 +51,7 @@ pub struct NicConfig {
     /// How the NIC handles VLAN tags.
     pub vlan_mode: VlanMode,
     #[serde(default)]
-    /// VLAN ID, 0..=[`MAX_VLAN_ID`].
+    /// VLAN ID, 0..=`MAX_VLAN_ID`.
     pub vlan_id: u16,
 }
 
@@ -122,7 +122,7 @@ pub enum ConfigError {
         /// The WWPN.
         wwpn: Wwpn,
     },
-    /// A pinned vfcID outside 1..=[`MAX_VFC_ID`].
+    /// A pinned vfcID outside 1..=`MAX_VFC_ID`.
     VfcIdOutOfRange {
         /// The FC port, in port order.
         port: usize,
@@ -136,7 +136,7 @@ pub enum ConfigError {
         /// The physical port both sit on.
         physical_port: u16,
     },
-    /// A VLAN ID outside 0..=[`MAX_VLAN_ID`].
+    /// A VLAN ID outside 0..=`MAX_VLAN_ID`.
     VlanIdOutOfRange {
         /// The NIC, in port order.
         nic: usize,

@@ -190,7 +190,7 @@ pub struct VcpuState {
     /// The local APIC.
     pub lapic: Lapic,
     /// Exact records of this vCPU a hypervisor backend carries beside the
-    /// fields above (see [`super::exact`]).
+    /// fields above (see `super::exact`).
     pub exact: Vec<super::ExactRecord>,
 }
 

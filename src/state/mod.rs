@@ -5,17 +5,17 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | [`ids`] | identity types other layers reuse: [`MacAddress`], [`Wwpn`], [`VlanMode`], [`VnicDeviceType`], [`UsbAssignment`], [`VgaAssignment`], [`PciAddress`] |
-//! | [`cpu`] | per-vCPU registers, MSRs, TSC, XSAVE area, LAPIC |
-//! | [`chipset`] | I/O APIC, PIC, PIT, HPET, PM timer |
-//! | [`rtc`] | logical RTC and the host-time-difference rule |
-//! | [`devices`] | logical NICs, FC HBAs, VGA, serial, firmware, ACPI |
+//! | `ids` | identity types other layers reuse: [`MacAddress`], [`Wwpn`], [`VlanMode`], [`VnicDeviceType`], [`UsbAssignment`], [`VgaAssignment`], [`PciAddress`] |
+//! | `cpu` | per-vCPU registers, MSRs, TSC, XSAVE area, LAPIC |
+//! | `chipset` | I/O APIC, PIC, PIT, HPET, PM timer |
+//! | `rtc` | logical RTC and the host-time-difference rule |
+//! | `devices` | logical NICs, FC HBAs, VGA, serial, firmware, ACPI |
 //! | [`rules`] | the disposition table ([`ITEMS`]) and the functions that apply it |
 //! | [`format`](mod@format) | the binary layout: header, CRC, bounds (drawn there) |
 //! | `body` | field-by-field encoding of the body |
 //! | `sample` | a plausible state for a new LPAR |
-//! | [`exact`] | exact hypervisor records carried beside the model (format minor 1) |
-//! | [`error`] | [`StateError`] and its conversion into an [`Emg`](crate::emg::Emg) |
+//! | `exact` | exact hypervisor records carried beside the model (format minor 1) |
+//! | `error` | [`StateError`] and its conversion into an [`Emg`](crate::emg::Emg) |
 //!
 //! A Concurrent Maintenance (live) move sends `state.for_mode(Live)`; a
 //! Shutdown move sends `state.for_mode(Shutdown)`, which has none of the
@@ -108,6 +108,6 @@ pub struct DeviceState {
     /// ACPI fixed-hardware registers (Concurrent Maintenance only).
     pub acpi: Option<AcpiRegisters>,
     /// Exact records of platform devices (PIT, PICs, I/O APIC, clock) a
-    /// hypervisor backend carries beside the fields above (see [`exact`]).
+    /// hypervisor backend carries beside the fields above (see `exact`).
     pub platform_exact: Vec<ExactRecord>,
 }
