@@ -23,8 +23,10 @@ pub mod cli;
 pub mod control;
 pub mod emg;
 pub mod engine;
+#[warn(missing_docs)]
 pub mod partition;
 pub mod skip;
+#[warn(missing_docs)]
 pub mod state;
 pub mod testbed;
 pub mod transport;

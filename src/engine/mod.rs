@@ -12,9 +12,9 @@
 //!
 //! The source and destination modules draw their exchange in their own
 //! docs; [`pump`] draws the page path, [`digest`] says what the image
-//! digest proves, [`convergence`] how the suspension is predicted,
+//! digest proves, `convergence` how the suspension is predicted,
 //! [`switchover`] which device rules the destination applies before Ready
-//! and [`host_clock`] how the host-clock difference for the RTC is
+//! and `host_clock` how the host-clock difference for the RTC is
 //! estimated.
 
 pub mod announce;

@@ -8,7 +8,7 @@
 //! | NIC / FC port mode | only shared devices move live | dedicated ones refused |
 //! | WWPN, migration WWPN, MAC | "Exchanged between the source and destination" | the LPAR keeps its identities; the destination slot's go back to the source ([`exchange_identities`]); a manually set MAC is refused |
 //! | vfcID | "The smallest available number is assigned", kept with HBA Core Dedicated mode | per physical port: pinned ports first, each must be free; then the smallest free one per port |
-//! | logical RTC | moves; "the time difference … is migrated" | offset re-based by the host-clock difference ([`HostClock`](super::host_clock::HostClock)) |
+//! | logical RTC | moves; "the time difference … is migrated" | offset re-based by the host-clock difference (`HostClock`) |
 //! | guest clock | the guest ends up behind by the suspension | optional: counters advanced by the suspension so far |
 //!
 //! Every refusal happens before Ready, so the source keeps running the

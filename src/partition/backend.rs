@@ -97,6 +97,7 @@ pub struct SimBackend {
 }
 
 impl SimBackend {
+    /// A backend keeping its LPARs under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         SimBackend {
             root: root.into(),

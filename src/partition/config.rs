@@ -26,7 +26,9 @@ pub const MAX_VLAN_ID: u16 = 4094;
 #[serde(rename_all = "lowercase")]
 pub enum DeviceMode {
     #[default]
+    /// Shared with other LPARs.
     Shared,
+    /// Dedicated to this LPAR.
     Dedicated,
 }
 
@@ -37,6 +39,7 @@ pub struct NicConfig {
     /// to one of its interfaces to announce the MAC there.
     pub segment: String,
     #[serde(default)]
+    /// Shared or dedicated.
     pub mode: DeviceMode,
     /// Logical MAC address (derived from the MAC seed unless set by hand).
     pub mac: MacAddress,
@@ -45,8 +48,10 @@ pub struct NicConfig {
     #[serde(default)]
     pub mac_set_manually: bool,
     #[serde(default = "undef_vlan")]
+    /// How the NIC handles VLAN tags.
     pub vlan_mode: VlanMode,
     #[serde(default)]
+    /// VLAN ID, 0..=`MAX_VLAN_ID`.
     pub vlan_id: u16,
 }
 
@@ -61,22 +66,26 @@ pub struct FcPortConfig {
     /// destination assigns a vfcID from that port's free ones.
     pub port: u16,
     #[serde(default)]
+    /// Shared or dedicated.
     pub mode: DeviceMode,
     /// Pins the vfcID (HBA Core Dedicated mode: the vfcID is kept). `None`:
     /// the destination assigns the smallest free one.
     #[serde(default)]
     pub vfc_id: Option<u16>,
+    /// The port's WWPN.
     pub wwpn: Wwpn,
     /// The WWPN paired with `wwpn` under the same vfcID.
     pub migration_wwpn: Wwpn,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// An LPAR's configuration: what is defined on a host, and what migrates with it.
 pub struct LparConfig {
     /// Unique per host; migrates with the LPAR.
     pub name: String,
     /// LPAR number on its host; not migrated (the destination picks one).
     pub number: u32,
+    /// Number of vCPUs.
     pub vcpus: u32,
     /// Guest memory in bytes; a multiple of the page size.
     pub memory_bytes: u64,
@@ -115,25 +124,56 @@ fn is_no_usb(usb: &UsbAssignment) -> bool {
 pub enum ConfigError {
     /// Two NICs of the LPAR carry the same MAC.
     DuplicateMac {
+        /// The MAC.
         mac: MacAddress,
+        /// The two NICs, in port order.
         nics: (usize, usize),
     },
     /// A WWPN (or migration WWPN) appears twice among the LPAR's FC ports.
-    DuplicateWwpn { wwpn: Wwpn },
-    /// A pinned vfcID outside 1..=[`MAX_VFC_ID`].
-    VfcIdOutOfRange { port: usize, vfc_id: u16 },
+    DuplicateWwpn {
+        /// The WWPN.
+        wwpn: Wwpn,
+    },
+    /// A pinned vfcID outside 1..=`MAX_VFC_ID`.
+    VfcIdOutOfRange {
+        /// The FC port, in port order.
+        port: usize,
+        /// The vfcID pinned.
+        vfc_id: u16,
+    },
     /// Two FC ports on the same physical port pin the same vfcID.
-    DuplicateVfcId { vfc_id: u16, physical_port: u16 },
-    /// A VLAN ID outside 0..=[`MAX_VLAN_ID`].
-    VlanIdOutOfRange { nic: usize, vlan_id: u16 },
+    DuplicateVfcId {
+        /// The vfcID.
+        vfc_id: u16,
+        /// The physical port both sit on.
+        physical_port: u16,
+    },
+    /// A VLAN ID outside 0..=`MAX_VLAN_ID`.
+    VlanIdOutOfRange {
+        /// The NIC, in port order.
+        nic: usize,
+        /// The VLAN ID given.
+        vlan_id: u16,
+    },
     /// A NIC with no segment name.
-    NoSegment { nic: usize },
+    NoSegment {
+        /// The NIC, in port order.
+        nic: usize,
+    },
     /// A multicast (group) MAC cannot be a NIC's address.
-    MulticastMac { nic: usize, mac: MacAddress },
+    MulticastMac {
+        /// The NIC, in port order.
+        nic: usize,
+        /// The MAC given.
+        mac: MacAddress,
+    },
     /// More devices than the device state can carry.
     TooMany {
+        /// "NICs" or "FC ports".
         what: &'static str,
+        /// How many the LPAR has.
         count: usize,
+        /// How many the device state carries.
         max: usize,
     },
 }
@@ -345,6 +385,7 @@ impl LparConfig {
         Ok(())
     }
 
+    /// Guest memory in pages.
     pub fn pages(&self) -> u64 {
         self.memory_bytes / PAGE_SIZE as u64
     }

@@ -1,5 +1,5 @@
 //! The conformance suite: every contract written in [`crate::partition`]
-//! and [`super::backend`], as checks generic over a [`Backend`] (in the
+//! and `super::backend`, as checks generic over a [`Backend`] (in the
 //! spirit of vm-memory's `test_bitmap<B>`). `tests/conformance.rs` runs it
 //! on `sim` and `kvm`; an integrator runs it on theirs:
 //!

@@ -4,32 +4,70 @@ use crate::emg::{Emg, Module, phase};
 use std::fmt;
 use std::io;
 
+/// What a partition (memory, vCPUs, dirty log, device model) can fail with.
 #[derive(Debug)]
 pub enum PartitionError {
     /// A guest page number beyond the end of guest memory.
-    PageOutOfRange { page: u64, pages: u64 },
+    PageOutOfRange {
+        /// The page asked for.
+        page: u64,
+        /// Pages of guest memory.
+        pages: u64,
+    },
     /// The shared-memory files of an LPAR could not be created or mapped.
-    SharedMemory { path: String, source: io::Error },
+    SharedMemory {
+        /// The file.
+        path: String,
+        /// What the system said.
+        source: io::Error,
+    },
     /// An existing LPAR's files are not what this build wrote.
-    Corrupt { path: String, what: String },
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        what: String,
+    },
     /// No dirty-tracking mechanism works on this kernel.
-    NoDirtyTracker { reasons: String },
+    NoDirtyTracker {
+        /// Why each mechanism was refused.
+        reasons: String,
+    },
     /// A dirty-tracking system call failed.
     DirtyLog {
+        /// The tracking mechanism that failed.
         mechanism: &'static str,
+        /// The system call that failed.
         call: &'static str,
+        /// What the system said.
         source: io::Error,
     },
     /// The operation needs paused vCPUs.
-    NotPaused { operation: &'static str },
+    NotPaused {
+        /// The operation refused.
+        operation: &'static str,
+    },
     /// The guest program specification does not parse.
-    BadProgram { spec: String, why: String },
+    BadProgram {
+        /// The specification given.
+        spec: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The LPAR configuration is not acceptable.
-    BadConfig { why: String },
+    BadConfig {
+        /// What is wrong with it.
+        why: String,
+    },
     /// Device state could not be saved or loaded.
     DeviceState(crate::state::StateError),
     /// The file system holding the LPAR has no room for its memory.
-    NoRoom { path: String, bytes: u64 },
+    NoRoom {
+        /// The memory file.
+        path: String,
+        /// The bytes it needs.
+        bytes: u64,
+    },
 }
 
 impl fmt::Display for PartitionError {

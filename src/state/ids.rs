@@ -13,8 +13,11 @@ use std::str::FromStr;
 /// message can show it to the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseIdError {
+    /// What was being parsed (e.g. "MAC address").
     pub kind: &'static str,
+    /// The text that did not parse.
     pub text: String,
+    /// The form that was expected.
     pub expected: &'static str,
 }
 
@@ -126,10 +129,12 @@ impl TryFrom<String> for MacAddress {
 pub struct Wwpn(pub [u8; 8]);
 
 impl Wwpn {
+    /// The WWPN whose 8 bytes are `v`, most significant first.
     pub fn from_u64(v: u64) -> Self {
         Wwpn(v.to_be_bytes())
     }
 
+    /// The WWPN as one number, most significant byte first.
     pub fn as_u64(&self) -> u64 {
         u64::from_be_bytes(self.0)
     }
@@ -197,10 +202,12 @@ macro_rules! token_enum {
                 match self { $($name::$variant => $code,)+ }
             }
 
+            /// The variant a one-byte code names, if any.
             pub fn from_code(code: u8) -> Option<Self> {
                 match code { $($code => Some($name::$variant),)+ _ => None }
             }
 
+            /// The variant's text as the manual and the HVM screen print it.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text,)+ }
             }
@@ -258,7 +265,9 @@ token_enum! {
     /// VNIC device type (Table 1-2 "VNIC Device Type"; chapter 5: "VNIC Device
     /// Type NIC2 cannot go to a destination in Standard mode or one without NIC2").
     VnicDeviceType, "VNIC device type" {
+        /// The manual's NIC1 emulation.
         Nic1 = (1, "NIC1"),
+        /// The manual's NIC2 emulation.
         Nic2 = (2, "NIC2"),
     }
 }
@@ -283,7 +292,9 @@ token_enum! {
 token_enum! {
     /// VGA assigned state (Table 1-2: "Assigned state (A or *)").
     VgaAssignment, "VGA assigned state" {
+        /// `A`: assigned.
         Assigned = (0, "A"),
+        /// `*`: not assigned.
         Unassigned = (1, "*"),
     }
 }
@@ -317,6 +328,7 @@ impl UsbAssignment {
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug, Serialize, Deserialize,
 )]
 pub struct PciAddress {
+    /// PCI bus number.
     pub bus: u8,
     /// 0..=31
     pub device: u8,
@@ -325,6 +337,7 @@ pub struct PciAddress {
 }
 
 impl PciAddress {
+    /// Whether device ≤ 31 and function ≤ 7.
     pub fn is_valid(&self) -> bool {
         self.device < 32 && self.function < 8
     }

@@ -5,17 +5,17 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | [`ids`] | identity types other layers reuse: [`MacAddress`], [`Wwpn`], [`VlanMode`], [`VnicDeviceType`], [`UsbAssignment`], [`VgaAssignment`], [`PciAddress`] |
-//! | [`cpu`] | per-vCPU registers, MSRs, TSC, XSAVE area, LAPIC |
-//! | [`chipset`] | I/O APIC, PIC, PIT, HPET, PM timer |
-//! | [`rtc`] | logical RTC and the host-time-difference rule |
-//! | [`devices`] | logical NICs, FC HBAs, VGA, serial, firmware, ACPI |
+//! | `ids` | identity types other layers reuse: [`MacAddress`], [`Wwpn`], [`VlanMode`], [`VnicDeviceType`], [`UsbAssignment`], [`VgaAssignment`], [`PciAddress`] |
+//! | `cpu` | per-vCPU registers, MSRs, TSC, XSAVE area, LAPIC |
+//! | `chipset` | I/O APIC, PIC, PIT, HPET, PM timer |
+//! | `rtc` | logical RTC and the host-time-difference rule |
+//! | `devices` | logical NICs, FC HBAs, VGA, serial, firmware, ACPI |
 //! | [`rules`] | the disposition table ([`ITEMS`]) and the functions that apply it |
 //! | [`format`](mod@format) | the binary layout: header, CRC, bounds (drawn there) |
 //! | `body` | field-by-field encoding of the body |
 //! | `sample` | a plausible state for a new LPAR |
-//! | [`exact`] | exact hypervisor records carried beside the model (format minor 1) |
-//! | [`error`] | [`StateError`] and its conversion into an [`Emg`](crate::emg::Emg) |
+//! | `exact` | exact hypervisor records carried beside the model (format minor 1) |
+//! | `error` | [`StateError`] and its conversion into an [`Emg`](crate::emg::Emg) |
 //!
 //! A Concurrent Maintenance (live) move sends `state.for_mode(Live)`; a
 //! Shutdown move sends `state.for_mode(Shutdown)`, which has none of the
@@ -27,14 +27,14 @@
 //! [`DeviceState::compensate_suspension`].
 
 mod body;
-pub mod chipset;
-pub mod cpu;
-pub mod devices;
-pub mod error;
-pub mod exact;
+pub(crate) mod chipset;
+mod cpu;
+mod devices;
+mod error;
+pub(crate) mod exact;
 pub mod format;
-pub mod ids;
-pub mod rtc;
+mod ids;
+mod rtc;
 pub mod rules;
 mod sample;
 
@@ -79,24 +79,35 @@ pub struct DeviceState {
     pub tsc_khz: u32,
     /// One entry per vCPU, in vCPU order. At most [`MAX_VCPUS`].
     pub vcpus: Vec<VcpuState>,
+    /// The I/O APIC, if the platform has one.
     pub ioapic: Option<IoApic>,
+    /// The 8259A pair, if the platform has one.
     pub pic: Option<Pic>,
     /// Configuration space of the emulated PCI functions, concatenated.
     pub pci_config: Option<Vec<u8>>,
+    /// The 8254 PIT, if the platform has one.
     pub pit: Option<Pit>,
+    /// The HPET, if the platform has one.
     pub hpet: Option<Hpet>,
+    /// The ACPI PM timer, if the platform has one.
     pub pm_timer: Option<PmTimer>,
+    /// The logical RTC (see [`LogicalRtc`]), if the platform has one.
     pub rtc: Option<LogicalRtc>,
     /// Logical shared NICs, in port order. At most [`MAX_NICS`].
     pub nics: Vec<LogicalNic>,
     /// Logical FC HBA ports, in port order. At most [`MAX_FC_HBAS`].
     pub fc_hbas: Vec<LogicalFcHba>,
+    /// The USB assigned state; a running USB device refuses Concurrent Maintenance.
     pub usb: UsbAssignment,
+    /// The logical VGA.
     pub vga: Vga,
+    /// The Super I/O serial port, if present.
     pub serial: Option<SerialPort>,
+    /// Firmware items that move in both modes.
     pub firmware: Firmware,
+    /// ACPI fixed-hardware registers (Concurrent Maintenance only).
     pub acpi: Option<AcpiRegisters>,
     /// Exact records of platform devices (PIT, PICs, I/O APIC, clock) a
-    /// hypervisor backend carries beside the fields above (see [`exact`]).
+    /// hypervisor backend carries beside the fields above (see `exact`).
     pub platform_exact: Vec<ExactRecord>,
 }

@@ -70,38 +70,71 @@ impl Disposition {
 /// One item of the device state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Item {
+    /// vCPU registers.
     VcpuRegisters,
+    /// Local APICs.
     Lapic,
+    /// The I/O APIC.
     IoApic,
+    /// The 8259A PICs.
     Pic,
+    /// PCI configuration space.
     PciConfiguration,
+    /// The 8254 PIT.
     Pit,
+    /// The HPET.
     Hpet,
+    /// The ACPI PM timer.
     PmTimer,
+    /// The logical RTC.
     LogicalRtc,
+    /// NIC: MAC address.
     NicMacAddress,
+    /// NIC: manually set MAC address.
     NicManualMacAddress,
+    /// NIC: VNIC number.
     NicVnicNumber,
+    /// NIC: VLAN mode.
     NicVlanMode,
+    /// NIC: VLAN ID.
     NicVlanId,
+    /// NIC: device type.
     NicDeviceType,
+    /// NIC: promiscuous mode.
     NicPromiscuousMode,
+    /// NIC: inter-LPAR packet filtering.
     NicInterLparFiltering,
+    /// NIC: controller MMIO.
     NicMmio,
+    /// FC: vfcID.
     FcVfcId,
+    /// FC: WWPN.
     FcWwpn,
+    /// FC: migration WWPN.
     FcMigrationWwpn,
+    /// FC: PCI address.
     FcPciAddress,
+    /// FC: HBA NVRAM.
     FcNvram,
+    /// FC: HBA MMIO.
     FcMmio,
+    /// USB: assigned state.
     UsbAssignedState,
+    /// USB: used state.
     UsbUsedState,
+    /// VGA: assigned state.
     VgaAssignedState,
+    /// VGA: VRAM.
     VgaVram,
+    /// VGA: registers.
     VgaRegisters,
+    /// Serial port I/O registers.
     SerialIoPorts,
+    /// The LPAR UUID.
     Uuid,
+    /// Firmware NVRAM.
     FirmwareNvram,
+    /// ACPI registers.
     AcpiRegisters,
 }
 
@@ -147,7 +180,9 @@ impl Item {
 /// One row of the disposition table.
 #[derive(Clone, Copy, Debug)]
 pub struct ItemRule {
+    /// The device-state item.
     pub item: Item,
+    /// What happens to it in this mode.
     pub disposition: Disposition,
     /// The manual's words for this row (Table 1-2 unless said otherwise;
     /// columns are Setting / Shutdown / Concurrent Maintenance).
@@ -361,21 +396,27 @@ pub fn rule(item: Item) -> &'static ItemRule {
 /// The exchanged identity of one FC HBA port: its WWPN pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HbaIdentity {
+    /// The port's WWPN.
     pub wwpn: Wwpn,
+    /// The WWPN paired with it for Concurrent Maintenance.
     pub migration_wwpn: Wwpn,
 }
 
 /// The exchanged identity of one NIC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NicIdentity {
+    /// The NIC's logical MAC.
     pub mac: MacAddress,
+    /// The MAC was set by hand (not transferred).
     pub set_manually: bool,
 }
 
 /// The exchanged identities of one LPAR (or LPAR slot), in port order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identities {
+    /// One per FC port, in port order.
     pub hbas: Vec<HbaIdentity>,
+    /// One per NIC, in port order.
     pub nics: Vec<NicIdentity>,
 }
 

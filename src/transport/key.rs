@@ -8,7 +8,7 @@ use std::sync::Mutex;
 /// Length of a one-time key: 256 bits, the HMAC-SHA256 block-size sweet spot.
 pub const KEY_LEN: usize = 32;
 
-/// How many consumed keys a [`KeyRegistry`] remembers, oldest forgotten
+/// How many consumed keys a `KeyRegistry` remembers, oldest forgotten
 /// first. A replay is recognised as such (rather than as a plain wrong key)
 /// while its key is among the last `CONSUMED_KEYS_KEPT` migrations; either
 /// way it is refused. Bounded so a long-lived agent's memory does not grow.

@@ -181,7 +181,7 @@ pub mod cause {
 }
 
 impl WireError {
-    /// This error's cause code (the [`cause`] constant of its variant).
+    /// This error's cause code (the `cause` constant of its variant).
     pub fn cause(&self) -> u32 {
         match self {
             WireError::BadMagic { .. } => cause::BAD_MAGIC,

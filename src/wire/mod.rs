@@ -18,7 +18,7 @@
 //!   sequence = 0 for a stream's first frame, +1 per frame, per stream
 //! ```
 //!
-//! | kind | name | payload (see [`frame`], [`batch`], [`abort`]) | bound |
+//! | kind | name | payload (see `frame`, `batch`, `abort`) | bound |
 //! |---|---|---|---|
 //! | 1 | Hello | version, migration id (u128), build identity, authentication proof | [`MAX_HELLO_PAYLOAD`] |
 //! | 2 | LparConfig | opaque bytes | [`MAX_LPAR_CONFIG`] |
@@ -28,7 +28,7 @@
 //! | 6 | Switchover | step (suspended, ready, commit, running), timestamp, image digest | 17 bytes |
 //! | 7 | Abort | an [`Emg`](crate::emg::Emg): operands as integers, message and action as UTF-8 | [`MAX_ABORT_PAYLOAD`] |
 //! | 8 | Keepalive | timestamp | 8 bytes |
-//! | 9 | Identities | the destination slot's WWPN pairs and MACs (see [`frame`]) | [`MAX_IDENTITIES_PAYLOAD`] |
+//! | 9 | Identities | the destination slot's WWPN pairs and MACs (see `frame`) | [`MAX_IDENTITIES_PAYLOAD`] |
 //!
 //! Every payload is bounded by [`MAX_FRAME_PAYLOAD`]; the decoder checks the
 //! declared length against the kind's bound as soon as the header arrives,
@@ -75,7 +75,7 @@
 //! Each page travels as Zero (no payload), Raw (4096 bytes), Lz4 (an
 //! `lz4_flex` block, used only when at most [`LZ4_MAX_PAYLOAD`] bytes) or
 //! Delta (XOR against the copy the receiver holds from an earlier round,
-//! zero-run encoded; see [`delta`]). [`encode_page`] picks the smallest;
+//! zero-run encoded; see `delta`). [`encode_page`] picks the smallest;
 //! [`decode_page`] reproduces the page exactly.
 //!
 //! # Using it

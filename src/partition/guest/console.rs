@@ -15,19 +15,31 @@
 /// One console line, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Line {
+    /// `lpar-guest boot`: the guest started.
     Boot {
+        /// vCPUs the guest brought up.
         cpus: u32,
+        /// The program it runs.
         program: String,
     },
+    /// `lpar-guest info`: what the guest measured at boot.
     Info {
+        /// TSC frequency in Hz.
         tsc_hz: u64,
+        /// End of RAM, bytes.
         memory_end: u64,
+        /// Work area start, bytes.
         region_start: u64,
+        /// Work area size, bytes.
         region_bytes: u64,
     },
+    /// A heartbeat line.
     Heartbeat(Heartbeat),
+    /// `lpar-guest error`: the program failed.
     Error(String),
+    /// `lpar-guest warning`.
     Warning(String),
+    /// `lpar-guest halted`: every vCPU obeyed the power button.
     Halted,
     /// Anything else (a boot loader's or another kernel's output).
     Other(String),
@@ -36,8 +48,11 @@ pub enum Line {
 /// A heartbeat: vCPU `cpu` had done `writes` writes when its TSC read `tsc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Heartbeat {
+    /// The vCPU.
     pub cpu: u32,
+    /// Its writes so far.
     pub writes: u64,
+    /// Its TSC then.
     pub tsc: u64,
 }
 

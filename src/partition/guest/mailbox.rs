@@ -34,30 +34,51 @@ pub const ADDR: u64 = 0x1000;
 /// "LPARGUES".
 pub const MAGIC: u64 = 0x4c50_4152_4755_4553;
 
+/// Byte offset of [`Mailbox::magic`].
 pub const OFF_MAGIC: usize = 0;
+/// Byte offset of [`Mailbox::total_writes`].
 pub const OFF_TOTAL_WRITES: usize = 8;
+/// Byte offset of [`Mailbox::last_tsc`].
 pub const OFF_LAST_TSC: usize = 16;
+/// Byte offset of [`Mailbox::heartbeat_seq`].
 pub const OFF_HEARTBEAT_SEQ: usize = 24;
+/// Byte offset of [`Mailbox::cpus_online`].
 pub const OFF_CPUS_ONLINE: usize = 32;
+/// Byte offset of [`Mailbox::tsc_hz`].
 pub const OFF_TSC_HZ: usize = 40;
+/// Byte offset of [`Mailbox::max_gap`].
 pub const OFF_MAX_GAP: usize = 48;
+/// Byte offset of [`Mailbox::flags`].
 pub const OFF_FLAGS: usize = 56;
 /// The power button (u32), the one field the VMM writes.
 pub const OFF_POWER_BUTTON: usize = 60;
+/// Byte offset of [`Mailbox::region_start`].
 pub const OFF_REGION_START: usize = 64;
+/// Byte offset of [`Mailbox::region_bytes`].
 pub const OFF_REGION_BYTES: usize = 72;
+/// Byte offset of [`Mailbox::memory_end`].
 pub const OFF_MEMORY_END: usize = 80;
+/// Byte offset of [`Mailbox::boot_tsc`].
 pub const OFF_BOOT_TSC: usize = 88;
+/// Byte offset of [`Mailbox::write_limit`].
 pub const OFF_WRITE_LIMIT: usize = 96;
+/// Byte offset of [`Mailbox::rate`].
 pub const OFF_RATE: usize = 104;
+/// Byte offset of [`Mailbox::opcode`].
 pub const OFF_OPCODE: usize = 112;
+/// Byte offset of [`Mailbox::content`].
 pub const OFF_CONTENT: usize = 116;
+/// Byte offset of [`Mailbox::halted_cpus`].
 pub const OFF_HALTED_CPUS: usize = 120;
+/// Byte offset of [`Mailbox::ignore_shutdown`].
 pub const OFF_IGNORE_SHUTDOWN: usize = 124;
+/// Byte offset of [`Mailbox::pit_tsc_hz`].
 pub const OFF_PIT_TSC_HZ: usize = 128;
+/// Byte offset of [`Mailbox::kvmclock_tsc_hz`].
 pub const OFF_KVMCLOCK_TSC_HZ: usize = 136;
 /// vCPU i's state is at `OFF_CPUS + CPU_STRIDE * i`.
 pub const OFF_CPUS: usize = 256;
+/// Bytes of one vCPU's [`CpuState`].
 pub const CPU_STRIDE: usize = 64;
 
 /// The program's text could not be run (an `lpar-guest error:` line says why).
@@ -93,26 +114,47 @@ pub struct CpuState {
 /// A decoded mailbox page.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mailbox {
+    /// [`MAGIC`] once the guest has booted (offset 0).
     pub magic: u64,
+    /// Writes by every vCPU (offset 8).
     pub total_writes: u64,
+    /// The last TSC any vCPU's loop read (offset 16).
     pub last_tsc: u64,
+    /// Heartbeat lines printed (offset 24).
     pub heartbeat_seq: u64,
+    /// vCPUs online (offset 32).
     pub cpus_online: u64,
+    /// TSC frequency in Hz (offset 40).
     pub tsc_hz: u64,
+    /// Longest gap between two consecutive writes of a vCPU, TSC ticks (offset 48).
     pub max_gap: u64,
+    /// Flag bits (offset 56).
     pub flags: u32,
+    /// Nonzero: shut down; the VMM writes it (offset 60).
     pub power_button: u32,
+    /// Work area start, bytes (offset 64).
     pub region_start: u64,
+    /// Work area size, bytes (offset 72).
     pub region_bytes: u64,
+    /// End of RAM from the multiboot info, bytes (offset 80).
     pub memory_end: u64,
+    /// TSC at entry (offset 88).
     pub boot_tsc: u64,
+    /// `writes=` per vCPU, 0 = none (offset 96).
     pub write_limit: u64,
+    /// `rate=` over all vCPUs, 0 = unbounded (offset 104).
     pub rate: u64,
+    /// Opcode: 0 idle, 1 hot, 2 sweep, 3 skewed (offset 112).
     pub opcode: u32,
+    /// Content: 0 zero, 1 text, 2 random (offset 116).
     pub content: u32,
+    /// vCPUs that obeyed the power button (offset 120).
     pub halted_cpus: u32,
+    /// 1 with `shutdown=ignore` (offset 124).
     pub ignore_shutdown: u32,
+    /// TSC Hz measured with PIT channel 2 (offset 128).
     pub pit_tsc_hz: u64,
+    /// TSC Hz from kvmclock, 0 without (offset 136).
     pub kvmclock_tsc_hz: u64,
     /// One per online vCPU (at most [`super::MAX_CPUS`]).
     pub cpus: Vec<CpuState>,

@@ -18,10 +18,15 @@ pub const FLAG_ADDRESSES: u32 = 1 << 16;
 /// The header's address fields (flag bit 16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Addresses {
+    /// Where the header is loaded.
     pub header_addr: u32,
+    /// Where the text segment is loaded.
     pub load_addr: u32,
+    /// End of the data to load (0: to the end of the file).
     pub load_end_addr: u32,
+    /// End of the BSS (0: none).
     pub bss_end_addr: u32,
+    /// The entry point.
     pub entry_addr: u32,
 }
 
@@ -30,6 +35,7 @@ pub struct Addresses {
 pub struct Header {
     /// Where it starts in the image file.
     pub offset: usize,
+    /// The header's flags.
     pub flags: u32,
     /// With flag bit 16.
     pub addresses: Option<Addresses>,
@@ -39,18 +45,29 @@ pub struct Header {
 /// to guest-physical `load_addr`, zero up to `bss_end_addr`, enter at `entry`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlatLoad {
+    /// First byte of the image to load.
     pub file_start: usize,
+    /// End of the bytes to load.
     pub file_end: usize,
+    /// Guest-physical load address.
     pub load_addr: u32,
+    /// End of the zeroed BSS.
     pub bss_end_addr: u32,
+    /// The entry point.
     pub entry: u32,
 }
 
 /// Why an image is not a loadable multiboot v1 kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderError {
+    /// No multiboot header in the first [`SEARCH_LIMIT`] bytes.
     NotFound,
-    Truncated { offset: usize },
+    /// The image ends inside the header.
+    Truncated {
+        /// Where the header starts.
+        offset: usize,
+    },
+    /// The address fields are inconsistent.
     BadAddresses(String),
 }
 

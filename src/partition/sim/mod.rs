@@ -99,6 +99,7 @@ impl SimLpar {
         })
     }
 
+    /// The directory holding the LPAR's shared-memory files.
     pub fn dir(&self) -> &Path {
         &self.files.dir
     }
@@ -181,6 +182,7 @@ impl SimLpar {
             .sum()
     }
 
+    /// The persisted run state of the vCPUs.
     pub fn run_state(&self) -> RunState {
         self.files.run_state()
     }

@@ -31,16 +31,27 @@
 use crate::partition::{PAGE_SIZE, PartitionError};
 use crate::units::parse_size;
 
+/// gpr index: first page of this vCPU's region.
 pub const GPR_REGION_START: usize = 0;
+/// gpr index: pages in the region.
 pub const GPR_REGION_PAGES: usize = 1;
+/// gpr index: next page index for hot/sweep.
 pub const GPR_CURSOR: usize = 2;
+/// gpr index: PRNG state (xorshift64*).
 pub const GPR_RNG: usize = 3;
+/// gpr index: content code.
 pub const GPR_CONTENT: usize = 4;
+/// gpr index: this vCPU's rate, pages/s (0 = unbounded).
 pub const GPR_RATE: usize = 5;
+/// gpr index: writes done.
 pub const GPR_WRITES: usize = 6;
+/// gpr index: time of the last write, CLOCK_MONOTONIC ns.
 pub const GPR_LAST_WRITE_NS: usize = 7;
+/// gpr index: longest gap between consecutive writes, ns.
 pub const GPR_MAX_GAP_NS: usize = 8;
+/// gpr index: write limit (0 = none).
 pub const GPR_WRITE_LIMIT: usize = 9;
+/// gpr index: 0 honour a shutdown request, 1 ignore it.
 pub const GPR_SHUTDOWN_POLICY: usize = 10;
 
 /// The register file a guest program runs on: 16 GPRs, rip, rflags; the
@@ -48,28 +59,39 @@ pub const GPR_SHUTDOWN_POLICY: usize = 10;
 pub use crate::state::Registers as Regs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a vCPU's loop does (the `rip` of a sim vCPU).
 pub enum Opcode {
+    /// Writes nothing.
     Idle = 0,
+    /// Rewrites a working set of `hot_pages` pages.
     Hot = 1,
+    /// Writes every page of its region in turn.
     Sweep = 2,
+    /// Writes pages at random, 90% of them in the first tenth of its region.
     Skewed = 3,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a written page holds.
 pub enum Content {
+    /// Zeros.
     Zero = 0,
+    /// Words of text (compresses well).
     Text = 1,
+    /// Random bytes (does not compress).
     Random = 2,
 }
 
 /// A parsed program specification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProgramSpec {
+    /// The loop every vCPU runs.
     pub opcode: Opcode,
     /// Working-set size in pages (hot only).
     pub hot_pages: u64,
     /// Pages per second over all vCPUs; 0 = unbounded.
     pub rate: u64,
+    /// What the pages are filled with.
     pub content: Content,
     /// Writes per vCPU before it halts; 0 = never halts.
     pub writes: u64,
@@ -78,6 +100,7 @@ pub struct ProgramSpec {
 }
 
 impl ProgramSpec {
+    /// Parses a specification such as `hot,pages=4096,rate=20000,content=text`.
     pub fn parse(spec: &str) -> Result<Self, PartitionError> {
         let bad = |why: String| PartitionError::BadProgram {
             spec: spec.to_string(),

@@ -43,7 +43,9 @@ const SLOT_WORDS: usize = 1 + 2 * REG_WORDS;
 pub enum RunState {
     /// Defined but never started, or deactivated.
     Stopped = 0,
+    /// The vCPUs run.
     Running = 1,
+    /// The vCPUs are paused (during a migration's suspension).
     Paused = 2,
 }
 
@@ -57,8 +59,11 @@ impl RunState {
     }
 }
 
+/// The shared-memory files of one LPAR (memory, vCPU state, header), mapped.
 pub struct LparFiles {
+    /// The LPAR's directory.
     pub dir: PathBuf,
+    /// Guest memory, mapped shared.
     pub memory: MmapRaw,
     memory_file: File,
     vcpus_file: File,
@@ -221,6 +226,7 @@ impl LparFiles {
         })
     }
 
+    /// The guest memory file.
     pub fn memory_file(&self) -> &File {
         &self.memory_file
     }
@@ -251,18 +257,22 @@ impl LparFiles {
         &self.words()[start..start + SLOT_WORDS]
     }
 
+    /// The persisted run state.
     pub fn run_state(&self) -> RunState {
         RunState::from_word(self.header()[3].load(Ordering::Acquire))
     }
 
+    /// Persists the run state.
     pub fn set_run_state(&self, state: RunState) {
         self.header()[3].store(state as u64, Ordering::Release);
     }
 
+    /// The vCPU throttle, percent.
     pub fn throttle(&self) -> u8 {
         self.header()[4].load(Ordering::Relaxed) as u8
     }
 
+    /// Sets the vCPU throttle, percent.
     pub fn set_throttle(&self, percent: u8) {
         self.header()[4].store(u64::from(percent), Ordering::Relaxed);
     }
@@ -295,6 +305,7 @@ impl LparFiles {
         slot[0].store(inactive as u64, Ordering::Release);
     }
 
+    /// Guest memory in pages.
     pub fn memory_pages(&self) -> u64 {
         (self.memory.len() / PAGE_SIZE) as u64
     }
@@ -327,6 +338,7 @@ fn allocate(file: &File, path: &Path) -> Result<(), PartitionError> {
     }
 }
 
+/// Writes the LPAR's configuration file into `dir`, atomically.
 pub fn write_config(dir: &Path, config: &LparConfig) -> Result<(), PartitionError> {
     let text = serde_json::to_vec_pretty(config).expect("LparConfig serialises");
     write_atomically(&dir.join("config.json"), &text)

@@ -27,7 +27,9 @@ use std::sync::OnceLock;
 /// Contract: the mapping stays valid for as long as any log built on it.
 #[derive(Clone, Copy, Debug)]
 pub struct TrackedRange {
+    /// Start of the mapping.
     pub base: *mut u8,
+    /// Length of the mapping, bytes.
     pub len: usize,
     /// Guest page number of the first page of the mapping.
     pub first_page: u64,
@@ -56,7 +58,9 @@ pub enum TrackerKind {
     /// `uffd-wp` when this kernel supports it, else `mprotect`.
     #[default]
     Auto,
+    /// userfaultfd write-protection, harvested with `PAGEMAP_SCAN` (Linux 6.7 and later).
     UffdWp,
+    /// `mprotect` and a SIGSEGV handler: works everywhere, costs a fault per first write.
     Mprotect,
 }
 

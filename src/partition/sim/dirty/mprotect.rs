@@ -51,6 +51,7 @@ static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static INSTALL: Once = Once::new();
 static PREVIOUS: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
 
+/// A dirty log that write-protects memory with `mprotect` and records the first write to each page from the SIGSEGV it raises.
 pub struct MprotectLog {
     range: TrackedRange,
     bitmap: Box<[AtomicU64]>,
@@ -78,6 +79,7 @@ fn protect(addr: usize, len: usize, prot: libc::c_int) -> io::Result<()> {
 }
 
 impl MprotectLog {
+    /// A log over `range`, not yet started.
     pub fn new(range: TrackedRange) -> Result<Self, PartitionError> {
         install_handler()?;
         let pages = range.len / PAGE_SIZE;

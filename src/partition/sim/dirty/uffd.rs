@@ -23,6 +23,7 @@ const MECHANISM: &str = "uffd-wp";
 /// when the buffer fills, so this bounds memory, not correctness.
 const SCAN_BATCH: usize = 4096;
 
+/// A dirty log built on userfaultfd write-protection: the kernel marks written pages, a harvest reads and re-arms them.
 pub struct UffdWpLog {
     uffd: OwnedFd,
     pagemap: File,
