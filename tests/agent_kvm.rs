@@ -111,6 +111,15 @@ fn a_kvm_guest_moves_live_between_kvm_agents_and_carries_on_exactly() {
     });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(writes(&b, "vm1"), WRITES * VCPUS);
+    // Both guests split the work area alike (an AP that checks in after
+    // the BSP's 500 ms wait on a loaded host changes the split, and with it
+    // the memory; that is not a lost page).
+    let slices = |lpar| -> Vec<(u64, u64)> {
+        let m = mailbox_of(&b, lpar);
+        m.cpus.iter().map(|c| (c.start_page, c.pages)).collect()
+    };
+    assert_eq!(slices("vm1").len(), VCPUS as usize, "both vCPUs came up");
+    assert_eq!(slices("vm1"), slices("ref"), "the two guests' slices");
     let moved = work_area(&b, "vm1");
     assert!(moved.iter().any(|&x| x != 0), "the guest wrote its memory");
     let reference = work_area(&b, "ref");
