@@ -1,10 +1,13 @@
 //! The cost of one agent ↔ LPAR-process round trip over the Unix socket
 //! (`partition::kvm::channel`), and of the calls that cross it inside a
-//! suspension: pause + resume, an empty harvest, a device-state save.
+//! suspension: pause + resume, an empty harvest, a device-state save
+//! (split into the encode + decode of the state and the KVM calls, timed
+//! on a VM in this process).
 //! Prints medians (`cargo bench --bench kvm_round_trip`). Skips without
 //! /dev/kvm.
 
-use lpar_mover::partition::{Backend, KvmBackend, LparConfig, PageSet, kvm};
+use lpar_mover::partition::kvm::KvmLpar;
+use lpar_mover::partition::{Backend, DeviceModel, KvmBackend, LparConfig, PageSet, Vcpus, kvm};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 2000;
@@ -79,6 +82,7 @@ fn main() {
         "harvest (paused, 16 MiB)",
         hv.as_secs_f64() * 1e6
     );
+    let saved = lpar.save_state().unwrap();
     let sv = time(RUNS / 10, || {
         lpar.save_state().unwrap();
     });
@@ -87,7 +91,36 @@ fn main() {
         "save device state",
         sv.as_secs_f64() * 1e6
     );
+    let enc = time(RUNS / 10, || {
+        let s = lpar_mover::state::DeviceState::decode(&saved.encode().unwrap()).unwrap();
+        std::hint::black_box(s);
+    });
+    println!(
+        "{:<28} {:>10.1} us",
+        "  of which encode + decode",
+        enc.as_secs_f64() * 1e6
+    );
     log.stop().unwrap();
     drop(lpar);
     backend.remove("rt").unwrap();
+    // The same save with the VM in this process: the KVM calls alone.
+    let local = KvmLpar::create(
+        dir.path(),
+        &LparConfig {
+            name: "rt-local".into(),
+            ..config
+        },
+    )
+    .unwrap();
+    local.resume().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    local.pause().unwrap();
+    let sl = time(RUNS / 10, || {
+        local.save_state().unwrap();
+    });
+    println!(
+        "{:<28} {:>10.1} us",
+        "  of which KVM calls",
+        sl.as_secs_f64() * 1e6
+    );
 }

@@ -76,31 +76,40 @@ fn err(call: &'static str, source: std::io::Error) -> PartitionError {
     }
 }
 
-/// Adds the set bits of `bitmap` (bit `i` = page `i`) to `out` as ranges.
+/// Adds the set bits of `bitmap` (bit `i` = page `i`) to `out` as ranges,
+/// a run of equal bits at a time (`trailing_zeros`), not bit by bit: a
+/// 4 GiB bitmap with every 75th page set has ~14,000 non-zero words.
 pub fn bitmap_to_pages(bitmap: &[u64], out: &mut PageSet) {
     let mut run: Option<u64> = None;
     for (i, &w) in bitmap.iter().enumerate() {
         let base = i as u64 * 64;
-        if w == 0 || w == u64::MAX {
-            match (w, run) {
-                (0, Some(start)) => {
+        match w {
+            0 => {
+                if let Some(start) = run.take() {
                     out.insert_range(start..base);
-                    run = None;
                 }
-                (u64::MAX, None) => run = Some(base),
-                _ => {}
             }
-            continue;
-        }
-        for b in 0..64 {
-            let page = base + b;
-            match (w & (1 << b) != 0, run) {
-                (true, None) => run = Some(page),
-                (false, Some(start)) => {
-                    out.insert_range(start..page);
-                    run = None;
+            u64::MAX => {
+                run.get_or_insert(base);
+            }
+            _ => {
+                let mut b = 0u32;
+                while b < 64 {
+                    let rest = w >> b; // bits above 63 - b read as 0
+                    if rest & 1 == 1 {
+                        run.get_or_insert(base + u64::from(b));
+                        b += (!rest).trailing_zeros();
+                    } else {
+                        if let Some(start) = run.take() {
+                            out.insert_range(start..base + u64::from(b));
+                        }
+                        b += if rest == 0 {
+                            64 - b
+                        } else {
+                            rest.trailing_zeros()
+                        };
+                    }
                 }
-                _ => {}
             }
         }
     }
@@ -178,6 +187,24 @@ impl Drop for KvmDirtyLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn bitmap_to_pages_reports_exactly_the_set_bits(
+            words in proptest::collection::vec(
+                prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>(), Just(1u64 << 63), Just(1u64)],
+                0..12,
+            )
+        ) {
+            let mut set = PageSet::new();
+            bitmap_to_pages(&words, &mut set);
+            let want: Vec<u64> = (0..words.len() as u64 * 64)
+                .filter(|&p| words[(p / 64) as usize] & (1 << (p % 64)) != 0)
+                .collect();
+            prop_assert_eq!(set.iter().collect::<Vec<_>>(), want);
+        }
+    }
 
     #[test]
     fn bitmap_runs_become_ranges() {

@@ -318,7 +318,15 @@ impl DeviceModel for KvmLpar {
             });
         }
         let mut out = crate::partition::sim::devices_for(&self.config);
+        // Devices this VM does not have: no HPET, PM timer, RTC, ACPI, VGA
+        // (the sample's 256 KiB of VRAM was 3/4 of the saved bytes) or EFI
+        // variable store (64 KiB).
         (out.hpet, out.pm_timer, out.rtc, out.acpi) = (None, None, None, None);
+        out.vga = crate::state::Vga {
+            assigned: crate::state::VgaAssignment::Unassigned,
+            snapshot: None,
+        };
+        out.firmware.nvram = Vec::new();
         out.vcpus = self
             .vcpus
             .fds

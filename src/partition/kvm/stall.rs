@@ -79,23 +79,22 @@ impl StallProbe {
             .spawn(move || {
                 let t0 = Instant::now();
                 let mut worst: Vec<Option<u64>> = vec![None; before.cpus.len()];
-                let waiting = |w: &[Option<u64>]| {
-                    before
-                        .cpus
-                        .iter()
-                        .zip(w)
-                        .any(|(c, g)| c.run_state == WRITING && g.is_none())
-                };
-                while waiting(&worst)
+                // A vCPU is waited for while it was and still is writing
+                // and has no figure yet.
+                let mut waiting: Vec<bool> =
+                    before.cpus.iter().map(|c| c.run_state == WRITING).collect();
+                while waiting.iter().any(|&w| w)
                     && t0.elapsed() < PATIENCE
                     && gen_now.load(Ordering::SeqCst) == generation
                 {
                     std::thread::sleep(POLL);
                     let Some(now) = read(&ram) else { continue };
-                    for (w, g) in worst.iter_mut().zip(gaps(&before, &now)) {
-                        if w.is_none() {
-                            *w = g;
+                    for (i, g) in gaps(&before, &now).into_iter().enumerate() {
+                        if worst[i].is_none() {
+                            worst[i] = g;
                         }
+                        let writing = now.cpus.get(i).is_some_and(|c| c.run_state == WRITING);
+                        waiting[i] &= worst[i].is_none() && writing;
                     }
                     if let Some(ticks) = worst.iter().flatten().max() {
                         let ns = u128::from(*ticks) * 1_000_000_000 / u128::from(before.tsc_hz);

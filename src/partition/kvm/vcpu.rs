@@ -2,8 +2,11 @@
 //! port they emulate, and pause/resume/throttle.
 //!
 //! * Pause: the command turns to `Pause` and every thread is kicked with a
-//!   signal ([`sys::kick`]) until all are parked; a parked thread holds no
-//!   `VcpuFd`, so save and restore may use them. On return no vCPU runs.
+//!   signal ([`sys::kick`]) until all are parked; before it parks, a thread
+//!   completes the I/O exit it may be in ([`settle`]), so the state saved
+//!   is between two instructions. A parked thread is out of `KVM_RUN` (so
+//!   every guest write is in the dirty bitmap) and holds no `VcpuFd`, so
+//!   save and restore may use them. On return no vCPU runs.
 //! * Throttle `p`%: a ticker kicks every vCPU each [`THROTTLE_PERIOD`]; a
 //!   kicked vCPU sleeps `p / (100 - p)` times as long as it ran since it
 //!   last slept before it enters `KVM_RUN` again.
@@ -234,45 +237,83 @@ fn vcpu_loop(index: usize, fd: Arc<Mutex<VcpuFd>>, c: Arc<Control>, serial: Arc<
         let mut vcpu = fd.lock().unwrap();
         let mut ran_since = Instant::now();
         while c.command.load(Ordering::SeqCst) == RUN {
-            match vcpu.run() {
-                Ok(VcpuExit::IoOut(port, data)) => {
-                    if (COM1..COM1 + 8).contains(&port) {
-                        let mut s = serial.lock().unwrap();
-                        for &b in data {
-                            s.out(port - COM1, b);
-                        }
-                    }
-                }
-                Ok(VcpuExit::IoIn(port, data)) => {
-                    let v = if (COM1..COM1 + 8).contains(&port) {
-                        serial.lock().unwrap().input(port - COM1)
-                    } else {
-                        0xff
-                    };
-                    data.fill(v);
-                }
-                Ok(VcpuExit::MmioRead(_, data)) => data.fill(0xff),
-                Ok(VcpuExit::MmioWrite(..)) => {}
-                Ok(VcpuExit::Hlt) => std::thread::sleep(Duration::from_millis(1)),
-                Ok(VcpuExit::Intr) => throttle_sleep(&c, &mut ran_since),
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                    throttle_sleep(&c, &mut ran_since)
-                }
-                Ok(exit) => {
-                    log::error!("vCPU {index}: unhandled exit {exit:?}; the vCPU stops");
-                    c.failed.store(true, Ordering::SeqCst);
-                    park_failed(&c);
-                    return;
-                }
-                Err(e) => {
-                    log::error!("vCPU {index}: KVM_RUN failed: {e}; the vCPU stops");
+            match serve(vcpu.run(), &serial) {
+                Next::Go => {}
+                Next::Halted => std::thread::sleep(Duration::from_millis(1)),
+                Next::Kicked => throttle_sleep(&c, &mut ran_since),
+                Next::Failed(why) => {
+                    log::error!("vCPU {index}: {why}; the vCPU stops");
                     c.failed.store(true, Ordering::SeqCst);
                     park_failed(&c);
                     return;
                 }
             }
         }
+        settle(&mut vcpu, &serial);
     }
+}
+
+/// What the vCPU loop does after one `KVM_RUN`.
+enum Next {
+    /// An exit served here (COM1, other ports, MMIO): run on.
+    Go,
+    Halted,
+    /// A kick (`EINTR`) or `KVM_EXIT_INTR`.
+    Kicked,
+    Failed(String),
+}
+
+/// Serves one exit.
+fn serve(exit: Result<VcpuExit<'_>, kvm_ioctls::Error>, serial: &Mutex<Serial>) -> Next {
+    match exit {
+        Ok(VcpuExit::IoOut(port, data)) => {
+            if (COM1..COM1 + 8).contains(&port) {
+                let mut s = serial.lock().unwrap();
+                for &b in data {
+                    s.out(port - COM1, b);
+                }
+            }
+            Next::Go
+        }
+        Ok(VcpuExit::IoIn(port, data)) => {
+            let v = if (COM1..COM1 + 8).contains(&port) {
+                serial.lock().unwrap().input(port - COM1)
+            } else {
+                0xff
+            };
+            data.fill(v);
+            Next::Go
+        }
+        Ok(VcpuExit::MmioRead(_, data)) => {
+            data.fill(0xff);
+            Next::Go
+        }
+        Ok(VcpuExit::MmioWrite(..)) => Next::Go,
+        Ok(VcpuExit::Hlt) => Next::Halted,
+        Ok(VcpuExit::Intr) => Next::Kicked,
+        Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Next::Kicked,
+        Ok(exit) => Next::Failed(format!("unhandled exit {exit:?}")),
+        Err(e) => Next::Failed(format!("KVM_RUN failed: {e}")),
+    }
+}
+
+/// Before the vCPU parks: completes the I/O or MMIO exit it may be in the
+/// middle of. KVM finishes such an instruction (stores an `IN`'s data,
+/// moves RIP past an `OUT`) only on the next `KVM_RUN`, so state saved
+/// straight after the exit would have the guest run the instruction again
+/// after a restore (a second `OUT` to COM1, a second MMIO write). With
+/// `immediate_exit` set, `KVM_RUN` completes it and returns `EINTR`
+/// without running the guest (the KVM API's advice before saving state).
+fn settle(vcpu: &mut VcpuFd, serial: &Mutex<Serial>) {
+    vcpu.set_kvm_immediate_exit(1);
+    // The completion may itself exit again (a string I/O instruction's
+    // next chunk): serve it and go on, a few times at most.
+    for _ in 0..16 {
+        if !matches!(serve(vcpu.run(), serial), Next::Go) {
+            break;
+        }
+    }
+    vcpu.set_kvm_immediate_exit(0);
 }
 
 /// Sleeps so that the vCPU ran `100 - p`% of the time since it last
