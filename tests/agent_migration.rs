@@ -193,8 +193,8 @@ fn during_memory_transfer_extend_works_a_second_migration_is_busy_and_cancel_kee
         "{}",
         stderr(&second)
     );
-    let deact = a.ctl(&["lpar", "deactivate", "busy1"]);
-    assert_eq!(deact.status.code(), Some(1));
+    let delete = a.ctl(&["lpar", "delete", "busy1"]);
+    assert_eq!(delete.status.code(), Some(1));
     // The destination holds the incoming LPAR as migrating meanwhile.
     assert_eq!(b.lpar("busy1")["state"], "migrating");
 
@@ -411,4 +411,50 @@ fn migrate_takes_a_migration_path_by_name() {
     // And back over the default path, which the report names instead.
     let back = b.ctl_json(&["migrate", "app1", "--to", &a.addr]);
     assert_ne!(back["report"]["path"]["name"], "alt", "{back}");
+}
+
+#[test]
+fn deactivating_the_lpar_being_migrated_cancels_the_migration_and_deactivates_it() {
+    // Table 5-2 note 1: "if the LPAR to migrate is deactivated or
+    // reactivated, LPAR migration would be cancelled".
+    let scratch = Scratch::new("deact-cancels");
+    let hold = Hold::new(&scratch, "deact-cancels");
+    let a = Agent::start_with_env(&scratch, "hostA", &[], &hold.env());
+    let b = Agent::start(&scratch, "hostB", &[]);
+    let id = slow_migration(&a, &b, &hold);
+    let deactivating = {
+        let (addr, token) = (a.addr.clone(), a.token_file.clone());
+        std::thread::spawn(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_moverctl"))
+                .args(["--json", "--agent", &addr, "--token-file"])
+                .arg(&token)
+                .args(["lpar", "deactivate", "busy1"])
+                .output()
+                .unwrap()
+        })
+    };
+    // The deactivation waits for the cancelled migration to end.
+    wait_for("the cancel to be asked", Duration::from_secs(10), || {
+        a.log().contains("cancelled by a (de)activation")
+    });
+    hold.release();
+    let out = deactivating.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = a.ctl_json(&["status", &id]);
+    assert_eq!(
+        (s["stage"].as_u64(), s["error"]["reason"].as_u64()),
+        (Some(0x40e0), Some(0x20)),
+        "{s}"
+    );
+    let l = a.lpar("busy1");
+    assert_eq!(
+        (l["state"].as_str(), l["running"].as_bool()),
+        (Some("Dea"), Some(false)),
+        "{l}"
+    );
+    wait_for(
+        "the destination to drop its copy",
+        Duration::from_secs(30),
+        || b.lpar_names().is_empty(),
+    );
 }

@@ -6,14 +6,18 @@
 //! | Act             | no (already) | yes    | no     | yes     |
 //! | Dea             | yes      | no (already) | yes  | no (live mode needs Act) |
 //! | Fai             | no       | no         | yes    | no      |
-//! | migrating       | busy     | busy       | busy   | busy    |
+//! | migrating       | cancels (source, 0x4050) | cancels (source, 0x4050) | busy | busy |
 //! | needs-recovery  | busy     | yes (the manual allows it) | busy | busy |
 //! | wwn-rollback-pending | busy | yes      | busy   | busy    |
 //!
 //! A shutdown-mode migration accepts Act (the guest is shut down first) and
 //! Dea; Fai never; the other states as `migrate`.
 //!
-//! "busy" answers with the manual's message for the situation. The check and
+//! "cancels": Table 5-2 note 1, deactivating or reactivating the LPAR being
+//! migrated cancels the migration; the agent cancels it (the source side,
+//! in stage 0x4050, where cancel is allowed), waits for its end, then does
+//! the operation ([`super::Agent::cancel_migration_of`]). "busy" answers
+//! with the manual's message for the situation. The check and
 //! the state change that follows it happen under the inventory lock, so two
 //! concurrent requests cannot both pass (one migration per LPAR).
 

@@ -389,7 +389,17 @@ impl Agent {
     }
 
     fn lpar_op(&self, name: &str, op: Operation) -> Result<Value, Emg> {
+        let cancelled = match op {
+            Operation::Activate | Operation::Deactivate => self.cancel_migration_of(name)?,
+            _ => None,
+        };
         let mut inv = self.inventory.lock().unwrap();
+        if let (Some(_), Operation::Activate, Ok(e)) = (cancelled, op, inv.get(name))
+            && e.state == LparState::Act
+        {
+            // Reactivated: it runs on here, its migration cancelled.
+            return inv.describe(name);
+        }
         let state = inv.get(name)?.state;
         busy::check(name, state, op)?;
         // The guest changes only with the inventory: a failed save undoes it.

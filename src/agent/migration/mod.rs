@@ -41,7 +41,7 @@ use crate::engine::stage::Stage;
 use crate::partition::LparConfig;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the destination waits for the source's streams.
 pub const ACCEPT_DEADLINE: Duration = Duration::from_secs(30);
@@ -324,4 +324,43 @@ pub(in crate::agent) fn thread_refused(e: &std::io::Error) -> Emg {
         format!("cannot start the migration thread: {e}"),
         "The host is short of threads or memory; retry later.",
     )
+}
+
+/// How long deactivating an LPAR waits for the migration it cancels to end.
+const CANCEL_WAIT: Duration = Duration::from_secs(60);
+
+impl Agent {
+    /// Table 5-2 note 1: deactivating or reactivating the LPAR a source
+    /// migration is moving cancels that migration. Cancels it and waits
+    /// until it has ended (the LPAR back in its state here); returns its id,
+    /// or `None` when `lpar` is in no source migration. Outside stage 0x4050
+    /// the cancel is refused as `cancel` refuses it.
+    pub(super) fn cancel_migration_of(&self, lpar: &str) -> Result<Option<u64>, Emg> {
+        let m = self
+            .migrations
+            .lock()
+            .unwrap()
+            .values()
+            .find(|m| m.lpar == lpar && m.side == Side::Source && !m.is_finished())
+            .cloned();
+        let Some(m) = m else {
+            return Ok(None);
+        };
+        m.cancel().map_err(|mut e| {
+            e.message = format!(
+                "deactivating or reactivating '{lpar}' cancels its migration {}, and {}",
+                m.id, e.message
+            );
+            e
+        })?;
+        log::info!(
+            "migration {} of '{lpar}': cancelled by a (de)activation",
+            m.id
+        );
+        let until = Instant::now() + CANCEL_WAIT;
+        while !m.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Some(m.id))
+    }
 }
