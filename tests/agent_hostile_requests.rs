@@ -11,10 +11,10 @@ mod agent_common;
 
 use agent_common::{Agent, Conn, Scratch, TOKEN, define_running, wait_for};
 use lpar_mover::agent::config::{AgentConfig, ServeArgs};
-use lpar_mover::agent::history::{Outcome, Record};
-use lpar_mover::agent::migration::Side;
-use lpar_mover::agent::validation::{HostFacts, Mode};
 use lpar_mover::control::{COMMANDS, Command, Request};
+use lpar_mover::control::{
+    HistoryOutcome as Outcome, HistoryRecord as Record, HostFacts, MigrationMode as Mode, Side,
+};
 use lpar_mover::partition::{DeviceMode, FcPortConfig, LparConfig, NicConfig};
 use lpar_mover::state::{MacAddress, VlanMode, Wwpn};
 use proptest::prelude::*;
@@ -121,7 +121,7 @@ fn records() -> impl Strategy<Value = Vec<Record>> {
             .map(|(key, lpar, started_ns, ended_ns, address)| Record {
                 key,
                 lpar,
-                mode: "live".into(),
+                mode: Mode::Live,
                 side: Side::Source,
                 recorded_by: "hostX".into(),
                 source_agent: "hostX".into(),
@@ -208,7 +208,7 @@ fn facts(name: &str) -> HostFacts {
         ..ServeArgs::default()
     })
     .unwrap();
-    let mut f = HostFacts::of(&config);
+    let mut f = config.facts();
     f.agent = name.to_string();
     f
 }

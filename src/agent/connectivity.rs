@@ -21,7 +21,6 @@
 //! confirmation, so buffered bytes are not counted as carried.
 
 use super::Agent;
-use super::validation::HostFacts;
 use crate::control::{Address, Client, Command};
 use crate::emg::{Emg, Module, phase};
 use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, OneTimeKey, PathListener, connect_streams};
@@ -97,7 +96,7 @@ pub fn run(
     client: &mut Client,
     path: Option<&str>,
 ) -> Result<Measurement, Emg> {
-    let here = HostFacts::of(&agent.config);
+    let here = agent.config.facts();
     let local = here.path(path).cloned().ok_or_else(|| {
         path_error(
             format!(
@@ -257,7 +256,7 @@ pub fn incoming(agent: &Arc<Agent>, path: Option<&str>, streams: usize) -> Resul
             "Choose a stream count from 1 to 64.",
         ));
     }
-    let here = HostFacts::of(&agent.config);
+    let here = agent.config.facts();
     let local = here
         .path(path)
         .or_else(|| here.path(None))

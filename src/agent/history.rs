@@ -22,8 +22,9 @@
 //! the report, first). `moverctl return` reads the newest completed
 //! migration into this host to find where the LPAR came from.
 
+use crate::control::{HistoryOutcome as Outcome, HistoryRecord as Record, MigrationMode, Side};
 use crate::emg::{Emg, Module, phase};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -33,51 +34,6 @@ use std::sync::Mutex;
 /// How many of an LPAR's records travel with it in `prepare-incoming`
 /// (the newest), so the request stays far under the 1 MiB line cap.
 pub const MAX_SHIPPED: usize = 100;
-
-/// The terminal reason the engine gives a cancelled migration (the
-/// manual's 0x20 "Terminated by user").
-const TERMINATED_BY_USER: u64 = crate::emg::reason::TERMINATED_BY_USER;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl Outcome {
-    pub fn of(result: &Result<Value, Emg>) -> Outcome {
-        match result {
-            Ok(_) => Outcome::Completed,
-            Err(e) if e.reason == TERMINATED_BY_USER => Outcome::Cancelled,
-            Err(_) => Outcome::Failed,
-        }
-    }
-}
-
-/// One migration of one LPAR as one agent saw it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// `<source agent>/<source migration id>/<source start ns>`: the same
-    /// on both sides, unique across agent restarts.
-    pub key: String,
-    pub lpar: String,
-    pub mode: String,
-    pub side: super::migration::Side,
-    pub recorded_by: String,
-    pub source_agent: String,
-    /// The source agent's management address, where `return` sends the
-    /// LPAR back.
-    pub source_address: Option<String>,
-    pub destination_agent: String,
-    pub destination_address: Option<String>,
-    pub started_ns: u64,
-    pub ended_ns: u64,
-    pub outcome: Outcome,
-    pub error: Option<Emg>,
-    pub suspension_ms: Option<f64>,
-}
 
 /// What a migration knows of its own record before it ends.
 #[derive(Clone, Debug, Default)]
@@ -97,7 +53,7 @@ impl Pending {
     pub fn finish(
         &self,
         lpar: &str,
-        side: super::migration::Side,
+        side: Side,
         recorded_by: &str,
         result: &Result<Value, Emg>,
     ) -> Record {
@@ -112,7 +68,7 @@ impl Pending {
         Record {
             key: self.key.clone(),
             lpar: lpar.to_string(),
-            mode: "live".into(),
+            mode: MigrationMode::Live,
             side,
             recorded_by: recorded_by.to_string(),
             source_agent: self.source_agent.clone(),
@@ -264,7 +220,7 @@ pub fn merge(records: impl Iterator<Item = Record>) -> Vec<Record> {
     let mut by_key: BTreeMap<String, Record> = BTreeMap::new();
     for r in records {
         match by_key.get(&r.key) {
-            Some(held) if held.side == super::migration::Side::Source => {}
+            Some(held) if held.side == Side::Source => {}
             _ => {
                 by_key.insert(r.key.clone(), r);
             }
@@ -343,7 +299,7 @@ impl super::Agent {
         let record = p.finish(&m.lpar, m.side, &self.config.name, result);
         let h = self.history();
         let mut records = Vec::new();
-        if result.is_ok() && m.side == super::migration::Side::Destination {
+        if result.is_ok() && m.side == Side::Destination {
             match h.new_records(p.imported) {
                 Ok(r) => records = r,
                 Err(e) => log::warn!("the history that came with '{}' is lost: {e}", m.lpar),
@@ -357,7 +313,7 @@ impl super::Agent {
                 m.lpar
             );
         }
-        (result.is_ok() && m.side == super::migration::Side::Source).then_some(record)
+        (result.is_ok() && m.side == Side::Source).then_some(record)
     }
 
     /// Gives the destination the source's record (it has the suspension
@@ -422,7 +378,6 @@ impl super::Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::migration::Side;
     use serde_json::json;
 
     fn pending(key: &str, started: u64) -> Pending {

@@ -26,6 +26,7 @@
 //! Everything under the state directory is private to the agent (files
 //! 0600, directories 0700).
 
+use crate::control::LparState;
 use crate::emg::{Emg, Module, phase};
 use crate::partition::config::check_name;
 use crate::partition::host::{private_dir_all, write_atomically};
@@ -35,36 +36,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// The manual's LPAR states, plus the migration states of this agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LparState {
-    /// Activated (running).
-    Act,
-    /// Deactivated (defined, not running).
-    Dea,
-    /// Failed.
-    Fai,
-    #[serde(rename = "migrating")]
-    Migrating,
-    #[serde(rename = "needs-recovery")]
-    NeedsRecovery,
-    #[serde(rename = "wwn-rollback-pending")]
-    WwnRollbackPending,
-}
-
-impl LparState {
-    pub fn label(self) -> &'static str {
-        match self {
-            LparState::Act => "Act",
-            LparState::Dea => "Dea",
-            LparState::Fai => "Fai",
-            LparState::Migrating => "migrating",
-            LparState::NeedsRecovery => "needs-recovery",
-            LparState::WwnRollbackPending => "wwn-rollback-pending",
-        }
-    }
-}
 
 /// One LPAR of the inventory.
 pub struct Entry {

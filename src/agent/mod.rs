@@ -29,6 +29,7 @@ pub mod validation;
 pub mod wwn;
 
 use crate::build_identity::BuildIdentity;
+use crate::control::LparState;
 use crate::control::{
     Address, Client, Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error,
 };
@@ -37,7 +38,7 @@ use crate::partition::LparConfig;
 use busy::Operation;
 use config::{AgentConfig, ServeArgs};
 use crossbeam::channel::{Sender, TrySendError};
-use inventory::{Inventory, LparState};
+use inventory::Inventory;
 use migration::Migration;
 use serde_json::{Value, json};
 

@@ -5,7 +5,7 @@
 //! moverctl recover L ──▶ agent X (holds L, needs-recovery, deactivated)
 //!                        read X's latest journal of L
 //!                        journal-read L ─────────────▶ peer Y: its journal, its copy
-//!                        committed? (journal::Summary::committed)
+//!                        committed? (control::JournalSummary::committed)
 //!                        the losing copy is discarded first, then the
 //!                        winner resumes (never two running copies):
 //!                          recover-resolve L keep=… ─▶ Y resumes or removes its copy
@@ -26,10 +26,11 @@
 //! becomes a journal path.
 
 use super::Agent;
-use super::inventory::{Inventory, LparState, valid_name};
-use super::journal::{self, Journal, Summary};
-use super::migration::Side;
+use super::inventory::{Inventory, valid_name};
+use super::journal::{self, Journal};
+use crate::control::LparState;
 use crate::control::{Address, Client, Command, cause, protocol_error};
+use crate::control::{JournalSummary as Summary, MigrationMode, Side};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
 use serde_json::{Value, json};
@@ -161,10 +162,7 @@ pub fn resolve_request(
                  stages {:x?}) says {}.",
                 if keep { "keep" } else { "discard" },
                 local.migration,
-                match local.side {
-                    Side::Source => "source",
-                    Side::Destination => "destination",
-                },
+                local.side.label(),
                 local.stages,
                 match keep_here {
                     Some(true) => "this copy is the LPAR",
@@ -331,7 +329,7 @@ pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Val
     };
     let keep_here = committed == (local.side == Side::Destination);
     // A shutdown-mode migration moved a stopped guest: it stays stopped.
-    let leave_deactivated = local.mode == "shutdown";
+    let leave_deactivated = local.mode == MigrationMode::Shutdown;
     let call_peer = |client: &mut Client, keep: bool| {
         client
             .call(Command::RecoverResolve {

@@ -25,8 +25,9 @@
 
 use super::Agent;
 use super::busy::{self, Operation};
-use super::inventory::LparState;
-use super::migration::{Migration, Side};
+use super::migration::Migration;
+use crate::control::LparState;
+use crate::control::Side;
 use crate::control::{Address, Command, cause, protocol_error};
 use crate::emg::{Emg, Module};
 use crate::engine::shutdown::{
@@ -95,7 +96,10 @@ pub fn start(
         to,
         limit.as_secs(),
     ));
-    if let Err(e) = m.open_journal(&agent.config.state_dir, "shutdown") {
+    if let Err(e) = m.open_journal(
+        &agent.config.state_dir,
+        crate::control::MigrationMode::Shutdown,
+    ) {
         let _ = agent.inventory.lock().unwrap().set_state(name, was);
         return Err(e);
     }
@@ -247,7 +251,10 @@ pub fn receive(
             log::error!("cannot remove the incoming LPAR '{name}': {e}");
         }
     };
-    if let Err(e) = m.open_journal(&agent.config.state_dir, "shutdown") {
+    if let Err(e) = m.open_journal(
+        &agent.config.state_dir,
+        crate::control::MigrationMode::Shutdown,
+    ) {
         drop(lpar);
         undefine(agent);
         return Err(e);

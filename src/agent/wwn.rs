@@ -12,7 +12,7 @@
 //! meanwhile).
 
 use super::Agent;
-use super::inventory::LparState;
+use crate::control::LparState;
 use crate::emg::{Emg, Module};
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -4,8 +4,9 @@
 //! the command exit 1 (refused by validation).
 
 use super::ctl::{Failure, Global};
-use crate::agent::validation::{Check, Mode, Outcome, Report, Side, refusal};
+use crate::agent::validation::{Check, Outcome, Report, refusal};
 use crate::control::{Client, Command};
+use crate::control::{MigrationMode, Side};
 use crate::units::format_size;
 use clap::Args;
 use serde_json::Value;
@@ -16,8 +17,8 @@ pub struct ValidateArgs {
     /// The destination agent: host:port or a Unix socket path.
     #[arg(long)]
     pub to: String,
-    #[arg(long, value_enum, default_value_t = Mode::Live)]
-    pub mode: Mode,
+    #[arg(long, default_value_t = MigrationMode::Live)]
+    pub mode: MigrationMode,
     /// The migration path (by name) on both hosts; default: the first.
     #[arg(long)]
     pub path: Option<String>,
@@ -36,13 +37,7 @@ pub struct ConnectivityArgs {
 fn print_checks(r: &Report) {
     println!(
         "validation of '{}': {} → {} ({} mode)",
-        r.lpar,
-        r.source,
-        r.destination,
-        match r.mode {
-            Mode::Live => "live",
-            Mode::Shutdown => "shutdown",
-        }
+        r.lpar, r.source, r.destination, r.mode
     );
     for c in &r.checks {
         print_check(c);

@@ -9,7 +9,7 @@
 //! ```
 
 use super::MAX_LINE;
-use crate::agent::validation::{HostFacts, Mode};
+use super::vocabulary::{HistoryRecord, HostFacts, JournalSummary, MigrationMode};
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase};
 use crate::partition::{FcPortConfig, LparConfig, NicConfig};
@@ -139,13 +139,13 @@ pub enum Command {
         /// The source agent's management address (for `moverctl return`).
         #[serde(default)]
         source_address: Option<String>,
-        /// The migration's history key (`agent::history::Record::key`).
+        /// The migration's history key ([`HistoryRecord::key`]).
         #[serde(default)]
         history_key: Option<String>,
         /// The LPAR's migration history, kept by the destination once the
         /// LPAR is its own (at most `agent::history::MAX_SHIPPED`).
         #[serde(default)]
-        history: Vec<crate::agent::history::Record>,
+        history: Vec<HistoryRecord>,
     },
     /// The migrations of `lpar` this agent knows (its own and those that
     /// came with the LPAR), oldest first.
@@ -157,7 +157,7 @@ pub enum Command {
     /// Agent to agent: the source's record of a migration that completed,
     /// sent to the destination so the LPAR's history there is whole.
     HistoryRecord {
-        records: Vec<crate::agent::history::Record>,
+        records: Vec<HistoryRecord>,
     },
     /// Resolves an LPAR that needs recovery from the journals of both
     /// sides; `peer` overrides the other agent's address in the journal.
@@ -182,7 +182,7 @@ pub enum Command {
         leave_deactivated: bool,
         /// The caller's journal of the migration.
         #[serde(default)]
-        journal: Option<crate::agent::journal::Summary>,
+        journal: Option<JournalSummary>,
     },
     /// Starts a shutdown-mode migration of `lpar` to the agent at `to`: an
     /// activated guest is asked to shut down first (waiting at most
@@ -215,7 +215,7 @@ pub enum Command {
         lpar: String,
         to: String,
         #[serde(default)]
-        mode: Mode,
+        mode: MigrationMode,
         #[serde(default)]
         path: Option<String>,
     },
@@ -231,14 +231,14 @@ pub enum Command {
         lpar: String,
         to: String,
         #[serde(default)]
-        mode: Mode,
+        mode: MigrationMode,
         #[serde(default)]
         path: Option<String>,
     },
     /// Agent to agent: the destination's validation items for `config`.
     ValidateIncoming {
         config: LparConfig,
-        mode: Mode,
+        mode: MigrationMode,
         source: HostFacts,
         #[serde(default)]
         path: Option<String>,

@@ -44,10 +44,12 @@ pub mod bounds;
 pub mod client;
 pub mod line;
 mod messages;
+pub mod vocabulary;
 
 pub use address::{Address, Stream};
 pub use client::Client;
 pub use messages::*;
+pub use vocabulary::*;
 
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 use super::*;
 use crate::agent::Agent;
 use crate::agent::busy::{self};
-use crate::agent::inventory::LparState;
 use crate::agent::validation::{self};
+use crate::control::LparState;
 use crate::control::{cause, protocol_error};
 use crate::emg::{Emg, Module, phase};
 use crate::engine::EngineError;
@@ -98,7 +98,7 @@ pub fn prepare_incoming(
         source_agent,
         0,
     ));
-    if let Err(e) = m.open_journal(&agent.config.state_dir, "live") {
+    if let Err(e) = m.open_journal(&agent.config.state_dir, crate::control::MigrationMode::Live) {
         drop(lpar);
         undefine(agent);
         return Err(e);

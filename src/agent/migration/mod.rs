@@ -34,6 +34,7 @@ pub use source::{SourceRequest, start_source};
 
 use super::Agent;
 use crate::agent::journal::Journal;
+use crate::control::Side;
 use crate::control::{Event, cause, protocol_error};
 use crate::emg::{Emg, Module, phase};
 use crate::engine::source::MigrationControl;
@@ -47,13 +48,6 @@ use std::time::Duration;
 pub const ACCEPT_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the source gives the stream set-up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Side {
-    Source,
-    Destination,
-}
 
 /// What an operator sees of one migration.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -125,7 +119,11 @@ impl Migration {
     }
 
     /// Opens this migration's journal under `state_dir` (`begin` record).
-    pub(super) fn open_journal(&self, state_dir: &std::path::Path, mode: &str) -> Result<(), Emg> {
+    pub(super) fn open_journal(
+        &self,
+        state_dir: &std::path::Path,
+        mode: crate::control::MigrationMode,
+    ) -> Result<(), Emg> {
         let j = Journal::create(state_dir, &self.lpar, self.side, self.id, &self.peer, mode)?;
         *self.journal.lock().unwrap() = Some(j);
         Ok(())

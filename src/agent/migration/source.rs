@@ -4,9 +4,9 @@
 use super::*;
 use crate::agent::Agent;
 use crate::agent::busy::{self, Operation};
-use crate::agent::inventory::LparState;
-use crate::agent::validation::{self, Mode};
+use crate::agent::validation;
 use crate::control::{Address, Client, Command, Event, Greeting, cause, protocol_error};
+use crate::control::{LparState, MigrationMode};
 use crate::emg::{Emg, Module, phase};
 use crate::engine::source::{LiveOptions, Progress, migrate_live};
 use crate::engine::stage::Stage;
@@ -68,7 +68,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         agent,
         &req.lpar,
         &req.to,
-        Mode::Live,
+        MigrationMode::Live,
         req.path.as_deref(),
         false,
     )?;
@@ -92,7 +92,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         &req.to,
         timeout_s,
     ));
-    if let Err(e) = m.open_journal(&agent.config.state_dir, "live") {
+    if let Err(e) = m.open_journal(&agent.config.state_dir, crate::control::MigrationMode::Live) {
         let _ = agent
             .inventory
             .lock()

@@ -6,8 +6,8 @@ use super::*;
 use crate::agent::Agent;
 use crate::agent::config::AgentConfig;
 use crate::agent::connectivity;
-use crate::agent::inventory::LparState;
 use crate::control::Command;
+use crate::control::LparState;
 use crate::emg::{Emg, Module};
 use crate::partition::LparConfig;
 use crate::units::format_size;
@@ -19,7 +19,7 @@ pub fn source_checks(
     config: &AgentConfig,
     lpar: &LparConfig,
     state: LparState,
-    mode: Mode,
+    mode: MigrationMode,
     path: Option<&str>,
 ) -> Vec<Check> {
     vec![
@@ -29,7 +29,7 @@ pub fn source_checks(
         check_manual_macs(lpar),
         check_fc_modes(lpar),
         check_fc_count(lpar, mode),
-        check_own_path(&HostFacts::of(config), path, Side::Source),
+        check_own_path(&config.facts(), path, Side::Source),
     ]
 }
 
@@ -37,7 +37,7 @@ pub fn source_checks(
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub lpar: String,
-    pub mode: Mode,
+    pub mode: MigrationMode,
     pub source: String,
     pub destination: String,
     pub passed: bool,
@@ -55,7 +55,7 @@ pub fn validate(
     agent: &Arc<Agent>,
     lpar: &str,
     to: &str,
-    mode: Mode,
+    mode: MigrationMode,
     path: Option<&str>,
     fresh: bool,
 ) -> Result<Report, Emg> {
@@ -69,7 +69,7 @@ pub fn validate(
     let reply = client.call(Command::ValidateIncoming {
         config: config.clone(),
         mode,
-        source: HostFacts::of(&agent.config),
+        source: agent.config.facts(),
         path: path.map(str::to_string),
     })?;
     let theirs: Vec<Check> = serde_json::from_value(reply["checks"].clone()).map_err(|e| {
@@ -82,10 +82,8 @@ pub fn validate(
     checks.extend(theirs);
     let destination = client.greeting().agent.clone();
     let mut connectivity = None;
-    if mode == Mode::Live {
-        let path_name = HostFacts::of(&agent.config)
-            .path(path)
-            .map(|p| p.name.clone());
+    if mode == MigrationMode::Live {
+        let path_name = agent.config.facts().path(path).map(|p| p.name.clone());
         let no_path = checks
             .iter()
             .any(|c| c.item == "migration-path" && c.outcome == Outcome::Fail);
@@ -135,13 +133,13 @@ pub fn validate(
 pub fn validate_incoming(
     agent: &Arc<Agent>,
     lpar: &LparConfig,
-    mode: Mode,
+    mode: MigrationMode,
     source: &HostFacts,
     path: Option<&str>,
 ) -> Result<Value, Emg> {
     let inv = agent.inventory.lock().unwrap();
     let checks = destination_checks(&agent.config, &inv, lpar, source, mode, path);
-    Ok(json!({ "host": HostFacts::of(&agent.config), "checks": checks }))
+    Ok(json!({ "host": agent.config.facts(), "checks": checks }))
 }
 
 /// `rehearse`: validation with a fresh connectivity test, then the
@@ -151,7 +149,7 @@ pub fn rehearse(
     agent: &Arc<Agent>,
     lpar: &str,
     to: &str,
-    mode: Mode,
+    mode: MigrationMode,
     path: Option<&str>,
 ) -> Result<Value, Emg> {
     let report = validate(agent, lpar, to, mode, path, true)?;
@@ -169,7 +167,7 @@ pub fn rehearse(
 pub fn rehearse_incoming(agent: &Arc<Agent>, mut config: LparConfig) -> Result<Value, Emg> {
     let mut inv = agent.inventory.lock().unwrap();
     if inv.contains(&config.name) {
-        let here = HostFacts::of(&agent.config);
+        let here = agent.config.facts();
         let c = check_name_unique(&here, &inv.names(), &config.name);
         return Err(c.error.expect("a duplicate name fails"));
     }

@@ -3,7 +3,8 @@
 //! It depends only on the management client, so a management server can run
 //! policies with it as `moverctl policy run` does.
 
-use super::format::{Entry, Mode, OnFailure, Policy, cause, policy_error};
+use super::format::{Entry, OnFailure, Policy, cause, policy_error};
+use crate::control::MigrationMode;
 use crate::control::{Client, Command};
 use crate::emg::Emg;
 use serde::Serialize;
@@ -135,13 +136,13 @@ pub fn run_policy(
 /// The error carries the migration id when the migration had started.
 fn run_entry(
     connect: &mut dyn FnMut(&str) -> Result<Client, Emg>,
-    mode: Mode,
+    mode: MigrationMode,
     entry: &Entry,
     from: &str,
 ) -> Result<(u64, Value), (Option<u64>, Emg)> {
     let mut client = connect(from).map_err(|e| (None, e))?;
     let command = match mode {
-        Mode::Live => Command::Migrate {
+        MigrationMode::Live => Command::Migrate {
             lpar: entry.lpar.clone(),
             to: entry.to.clone(),
             max_suspend_ms: entry.max_suspend_ms,
@@ -152,7 +153,7 @@ fn run_entry(
         },
         // The guest (if running) is shut down first, with the agent's
         // default wait; the LPAR arrives deactivated.
-        Mode::Shutdown => Command::MigrateShutdown {
+        MigrationMode::Shutdown => Command::MigrateShutdown {
             lpar: entry.lpar.clone(),
             to: entry.to.clone(),
             activate_destination: false,
