@@ -11,7 +11,7 @@ mod agent_common;
 
 use agent_common::{Agent, Conn, Scratch, TOKEN, define_running, wait_for};
 use lpar_mover::agent::config::{AgentConfig, ServeArgs};
-use lpar_mover::control::{COMMANDS, Command, Request};
+use lpar_mover::control::{COMMANDS, Command, RequestLine};
 use lpar_mover::control::{
     HistoryOutcome as Outcome, HistoryRecord as Record, HostFacts, MigrationMode as Mode, Side,
 };
@@ -356,7 +356,7 @@ fn hostile_typed_requests_get_answers_and_leave_the_agents_able_to_migrate() {
     let result = runner.run(&strategy, |(i, to_b, bag)| {
         let command = command(i, bag);
         seen[i].store(true, std::sync::atomic::Ordering::Relaxed);
-        let request = Request { id: 7, command };
+        let request = RequestLine { id: 7, command };
         let line = request.encode();
         // Every command is the one its number says (and all are covered).
         let v: Value = serde_json::from_str(&line).unwrap();

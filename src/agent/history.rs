@@ -22,7 +22,9 @@
 //! the report, first). `moverctl return` reads the newest completed
 //! migration into this host to find where the LPAR came from.
 
-use crate::control::{HistoryOutcome as Outcome, HistoryRecord as Record, MigrationMode, Side};
+use crate::control::{
+    HistoryOutcome as Outcome, HistoryRecord as Record, MigrationMode, Side, reply,
+};
 use crate::emg::{Emg, Module, phase};
 use serde::Deserialize;
 use serde_json::Value;
@@ -252,17 +254,20 @@ impl super::Agent {
     /// key and address, and the LPAR's records to keep once it is ours.
     pub(super) fn note_incoming(
         &self,
-        prepared: &Value,
+        prepared: &reply::IncomingPrepared,
         source_agent: &str,
         source_migration: u64,
         source_address: Option<String>,
         key: Option<String>,
         imported: Vec<Record>,
     ) {
-        let Some(id) = prepared["migration"].as_u64() else {
-            return;
-        };
-        let Some(m) = self.migrations.lock().unwrap().get(&id).cloned() else {
+        let Some(m) = self
+            .migrations
+            .lock()
+            .unwrap()
+            .get(&prepared.migration)
+            .cloned()
+        else {
             return;
         };
         let mut p = m.history.lock().unwrap();
@@ -341,37 +346,36 @@ impl super::Agent {
     }
 
     /// `history-record`: keeps the records not already held.
-    pub(super) fn keep_records(&self, records: Vec<Record>) -> Result<Value, Emg> {
+    pub(super) fn keep_records(&self, records: Vec<Record>) -> Result<reply::Kept, Emg> {
         let h = self.history();
         let new = h.new_records(records)?;
         h.append(&new)?;
-        Ok(serde_json::json!({ "kept": new.len() }))
+        Ok(reply::Kept { kept: new.len() })
     }
 
     /// `history`: the migrations of `lpar` this agent knows.
-    pub(super) fn history_of(&self, lpar: &str) -> Result<Value, Emg> {
-        let records = self.history().of(lpar)?;
-        Ok(serde_json::json!({
-            "host": self.config.name,
-            "lpar": lpar,
-            "migrations": records,
-        }))
+    pub(super) fn history_of(&self, lpar: &str) -> Result<reply::History, Emg> {
+        Ok(reply::History {
+            host: self.config.name.clone(),
+            lpar: lpar.to_string(),
+            migrations: self.history().of(lpar)?,
+        })
     }
 
     /// `host-resources`: what this host has and what is free, for
     /// `moverctl migrate --auto-destination`.
-    pub(super) fn host_resources(&self) -> Value {
+    pub(super) fn host_resources(&self) -> reply::HostResources {
         let inv = self.inventory.lock().unwrap();
         let r = &self.config.resources;
         let used = inv.memory_in_use();
-        serde_json::json!({
-            "host": self.config.name,
-            "cpus": r.cpus,
-            "memory_bytes": r.memory,
-            "memory_in_use_bytes": used,
-            "memory_free_bytes": r.memory.saturating_sub(used),
-            "lpars": inv.names().len(),
-        })
+        reply::HostResources {
+            host: self.config.name.clone(),
+            cpus: r.cpus,
+            memory_bytes: r.memory,
+            memory_in_use_bytes: used,
+            memory_free_bytes: r.memory.saturating_sub(used),
+            lpars: inv.names().len(),
+        }
     }
 }
 

@@ -26,9 +26,7 @@
 use super::Agent;
 use super::busy::{self, Operation};
 use super::migration::Migration;
-use crate::control::LparState;
-use crate::control::Side;
-use crate::control::{Address, Command, cause, protocol_error};
+use crate::control::{Address, LparState, Side, cause, protocol_error, reply, request};
 use crate::emg::{Emg, Module};
 use crate::engine::shutdown::{
     DEFAULT_SHUTDOWN_WAIT, capture, from_hex, install, to_hex, wait_shut_down,
@@ -70,7 +68,7 @@ pub fn start(
     to: &str,
     activate_destination: bool,
     shutdown_timeout_s: Option<u64>,
-) -> Result<Value, Emg> {
+) -> Result<reply::MigrationStarted, Emg> {
     let address = Address::parse(to).map_err(|m| {
         protocol_error(
             cause::BAD_ARGUMENTS,
@@ -148,7 +146,7 @@ pub fn start(
         return Err(super::migration::thread_refused(&e));
     }
     log::info!("migration {id}: '{name}' to {to} in shutdown mode");
-    Ok(json!({ "migration": id }))
+    Ok(reply::MigrationStarted { migration: id })
 }
 
 /// Where the LPAR is if the migration fails.
@@ -192,7 +190,7 @@ fn source_steps(
     let state = capture(&**lpar).map_err(|e| e.emg(Module::MoverSource))?;
     // Write-ahead: journaled before the destination may define it.
     agent.enter(m, Stage::SrcSwitchingOver);
-    let reply = client.call(Command::ReceiveShutdown {
+    let reply = client.request(request::ReceiveShutdown {
         config: config.clone(),
         device_state: to_hex(&state),
         activate,
@@ -201,7 +199,7 @@ fn source_steps(
     });
     let reply = match reply {
         Ok(r) => {
-            m.journal_peer(r["migration"].as_u64().unwrap_or(0));
+            m.journal_peer(r.migration);
             r
         }
         Err(e) => {
@@ -212,7 +210,7 @@ fn source_steps(
         }
     };
     Ok(json!({
-        "mode": "shutdown",
+        "mode": crate::control::MigrationMode::Shutdown,
         "shutdown_ms": shutdown_ms,
         "device_state_bytes": state.len(),
         "destination_agent": theirs.agent,
@@ -229,7 +227,7 @@ pub fn receive(
     activate: bool,
     source_agent: &str,
     source_migration: u64,
-) -> Result<Value, Emg> {
+) -> Result<reply::ShutdownReceived, Emg> {
     let bytes = from_hex(device_state).map_err(|m| {
         protocol_error(
             cause::BAD_ARGUMENTS,
@@ -280,12 +278,19 @@ pub fn receive(
                 LparState::Dea
             };
             agent.inventory.lock().unwrap().set_state(&name, state)?;
-            Ok(json!({ "migration": m.id, "state": state, "switchover": outcome }))
+            Ok(reply::ShutdownReceived {
+                migration: m.id,
+                state,
+                switchover: serde_json::to_value(outcome).expect("outcomes serialise"),
+            })
         });
     drop(lpar);
     if result.is_err() {
         undefine(agent);
     }
-    agent.finish(&m, result.clone(), result.is_ok());
+    let report = result
+        .as_ref()
+        .map(|r| serde_json::to_value(r).expect("replies serialise"));
+    agent.finish(&m, report.map_err(Emg::clone), result.is_ok());
     result
 }

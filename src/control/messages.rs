@@ -9,10 +9,9 @@
 //! ```
 
 use super::MAX_LINE;
-use super::vocabulary::{HistoryRecord, HostFacts, JournalSummary, MigrationMode};
+use super::{COMMANDS, Command};
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase};
-use crate::partition::{FcPortConfig, LparConfig, NicConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -39,288 +38,14 @@ pub fn protocol_error(cause: u32, message: impl Into<String>, action: impl Into<
     Emg::new(Module::Management, phase::CONNECT, cause, message, action)
 }
 
-/// One command with its arguments. Struct variants throughout, so that
-/// `"arguments"` is always an object (or absent).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "execute",
-    content = "arguments",
-    rename_all = "kebab-case",
-    deny_unknown_fields
-)]
-pub enum Command {
-    /// Presents the access token; must come first.
-    Authenticate {
-        token: String,
-    },
-    /// Defines an LPAR (deactivated).
-    LparCreate {
-        name: String,
-        #[serde(default = "default_vcpus")]
-        vcpus: u32,
-        memory_bytes: u64,
-        #[serde(default = "default_program")]
-        program: String,
-        /// Logical NICs and FC ports (moverctl: --fc-port).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        nics: Vec<NicConfig>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        fc_ports: Vec<FcPortConfig>,
-        /// `kvm` agents only: a multiboot v1 image on the agent's host to
-        /// boot instead of the built-in guest, and its command line.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        kernel: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        cmdline: Option<String>,
-    },
-    LparList {},
-    /// Up to [`CONSOLE_CHUNK`] bytes of an LPAR's serial console from
-    /// byte `offset` on.
-    LparConsole {
-        name: String,
-        #[serde(default)]
-        offset: u64,
-    },
-    LparShow {
-        name: String,
-    },
-    LparActivate {
-        name: String,
-    },
-    LparDeactivate {
-        name: String,
-    },
-    LparDelete {
-        name: String,
-    },
-    /// Starts a live migration of `lpar` to the agent at `to`; replies with
-    /// the migration id at once, progress follows as events.
-    Migrate {
-        lpar: String,
-        to: String,
-        #[serde(default)]
-        max_suspend_ms: Option<u64>,
-        #[serde(default)]
-        bandwidth: Option<u64>,
-        #[serde(default)]
-        streams: Option<usize>,
-        #[serde(default)]
-        timeout_s: Option<u64>,
-        /// The migration path to use (by name); default the first.
-        #[serde(default)]
-        path: Option<String>,
-    },
-    /// One migration (`id`) or all that this agent knows.
-    Status {
-        #[serde(default)]
-        id: Option<u64>,
-    },
-    /// Moves the timeout of migration `id` later (stage 0x4050 only).
-    Extend {
-        id: u64,
-        seconds: u64,
-    },
-    /// Cancels migration `id` (stage 0x4050 only); the LPAR keeps running.
-    Cancel {
-        id: u64,
-    },
-    /// Agent to agent: define `config` here as the target of an incoming
-    /// live migration and open a migration-path listener for it.
-    PrepareIncoming {
-        config: LparConfig,
-        streams: usize,
-        /// The migration path the source chose; the destination uses its
-        /// own path of that name when it has one, else its default.
-        #[serde(default)]
-        path: Option<String>,
-        /// The source agent's name and migration id, for logs and status.
-        source_agent: String,
-        source_migration: u64,
-        /// The source agent's management address (for `moverctl return`).
-        #[serde(default)]
-        source_address: Option<String>,
-        /// The migration's history key ([`HistoryRecord::key`]).
-        #[serde(default)]
-        history_key: Option<String>,
-        /// The LPAR's migration history, kept by the destination once the
-        /// LPAR is its own (at most `agent::history::MAX_SHIPPED`).
-        #[serde(default)]
-        history: Vec<HistoryRecord>,
-    },
-    /// The migrations of `lpar` this agent knows (its own and those that
-    /// came with the LPAR), oldest first.
-    History {
-        lpar: String,
-    },
-    /// This host's CPUs and memory, total and free.
-    HostResources {},
-    /// Agent to agent: the source's record of a migration that completed,
-    /// sent to the destination so the LPAR's history there is whole.
-    HistoryRecord {
-        records: Vec<HistoryRecord>,
-    },
-    /// Resolves an LPAR that needs recovery from the journals of both
-    /// sides; `peer` overrides the other agent's address in the journal.
-    Recover {
-        lpar: String,
-        #[serde(default)]
-        peer: Option<String>,
-    },
-    /// Agent to agent: this host's latest journal of `lpar` and its copy.
-    JournalRead {
-        lpar: String,
-    },
-    /// Agent to agent: keep (resume) or discard this host's copy of `lpar`
-    /// as `recover` decided, and close the journal. Served only for a copy
-    /// that needs recovery, and only when this host's journal and the
-    /// caller's (`journal`) give the same verdict.
-    RecoverResolve {
-        lpar: String,
-        keep: bool,
-        /// Keep it deactivated (a shutdown-mode migration), not running.
-        #[serde(default)]
-        leave_deactivated: bool,
-        /// The caller's journal of the migration.
-        #[serde(default)]
-        journal: Option<JournalSummary>,
-    },
-    /// Starts a shutdown-mode migration of `lpar` to the agent at `to`: an
-    /// activated guest is asked to shut down first (waiting at most
-    /// `shutdown_timeout_s`, default 300); replies with the migration id.
-    MigrateShutdown {
-        lpar: String,
-        to: String,
-        #[serde(default)]
-        activate_destination: bool,
-        #[serde(default)]
-        shutdown_timeout_s: Option<u64>,
-    },
-    /// Agent to agent: define `config` here from a shutdown-mode migration,
-    /// load `device_state` (hex) and activate it if asked.
-    ReceiveShutdown {
-        config: LparConfig,
-        device_state: String,
-        activate: bool,
-        source_agent: String,
-        source_migration: u64,
-    },
-    /// Restores the WWPN assignment of `lpar` after a failed live
-    /// migration (state `wwn-rollback-pending`).
-    RollbackWwn {
-        lpar: String,
-    },
-    /// Runs the validation checklist of a migration of `lpar` to `to`
-    /// (both agents' items) without starting it.
-    Validate {
-        lpar: String,
-        to: String,
-        #[serde(default)]
-        mode: MigrationMode,
-        #[serde(default)]
-        path: Option<String>,
-    },
-    /// Measures round trip and bandwidth of the migration path to `to`.
-    ConnectivityTest {
-        to: String,
-        #[serde(default)]
-        path: Option<String>,
-    },
-    /// Validation, a fresh connectivity test and a placeholder LPAR defined
-    /// and deleted on `to`; nothing moves.
-    Rehearse {
-        lpar: String,
-        to: String,
-        #[serde(default)]
-        mode: MigrationMode,
-        #[serde(default)]
-        path: Option<String>,
-    },
-    /// Agent to agent: the destination's validation items for `config`.
-    ValidateIncoming {
-        config: LparConfig,
-        mode: MigrationMode,
-        source: HostFacts,
-        #[serde(default)]
-        path: Option<String>,
-    },
-    /// Agent to agent: listen on the migration path for one connectivity test.
-    ConnectivityIncoming {
-        #[serde(default)]
-        path: Option<String>,
-        streams: usize,
-    },
-    /// Agent to agent: define `config` as a placeholder and delete it.
-    RehearseIncoming {
-        config: LparConfig,
-    },
-}
-
-fn default_vcpus() -> u32 {
-    2
-}
-
-fn default_program() -> String {
-    "idle".to_string()
-}
-
-impl Command {
-    /// The command's name as it appears in `"execute"`.
-    pub fn name(&self) -> String {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(m)) => m
-                .get("execute")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            _ => String::new(),
-        }
-    }
-}
-
-/// Most console bytes one `lpar-console` reply carries (well under
-/// [`MAX_LINE`] however the text escapes).
-pub const CONSOLE_CHUNK: u64 = 64 << 10;
-
-/// Names of all commands, for the "unknown command" error.
-pub const COMMANDS: &[&str] = &[
-    "authenticate",
-    "lpar-create",
-    "lpar-list",
-    "lpar-show",
-    "lpar-activate",
-    "lpar-deactivate",
-    "lpar-delete",
-    "migrate",
-    "status",
-    "extend",
-    "cancel",
-    "prepare-incoming",
-    "recover",
-    "journal-read",
-    "recover-resolve",
-    "migrate-shutdown",
-    "receive-shutdown",
-    "rollback-wwn",
-    "history",
-    "host-resources",
-    "history-record",
-    "validate",
-    "connectivity-test",
-    "rehearse",
-    "validate-incoming",
-    "connectivity-incoming",
-    "rehearse-incoming",
-    "lpar-console",
-];
-
 /// A decoded request.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Request {
+pub struct RequestLine {
     pub id: u64,
     pub command: Command,
 }
 
-impl Request {
+impl RequestLine {
     /// The request as one line (without the newline).
     pub fn encode(&self) -> String {
         let mut v = serde_json::to_value(&self.command).expect("commands serialise");
@@ -351,7 +76,7 @@ pub struct Envelope {
 
 /// Decodes one request line. Total: any input gives a request or a typed
 /// error, never a panic, and nothing larger than [`MAX_LINE`] is parsed.
-pub fn decode_request(line: &[u8]) -> Result<Request, BadRequest> {
+pub fn decode_request(line: &[u8]) -> Result<RequestLine, BadRequest> {
     decode_envelope(line)?.decode()
 }
 
@@ -386,7 +111,7 @@ pub fn decode_envelope(line: &[u8]) -> Result<Envelope, BadRequest> {
 
 impl Envelope {
     /// Decodes the command and its arguments.
-    pub fn decode(self) -> Result<Request, BadRequest> {
+    pub fn decode(self) -> Result<RequestLine, BadRequest> {
         let raw = self;
         let bad = |id, cause, message: String, action: &str| BadRequest {
             id,
@@ -414,7 +139,7 @@ impl Envelope {
                         "Check the command's arguments in docs/protocol.md.",
                     )
                 })?;
-        Ok(Request {
+        Ok(RequestLine {
             id: raw.id,
             command,
         })
@@ -541,7 +266,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip_through_one_line() {
-        let r = Request {
+        let r = RequestLine {
             id: 9,
             command: Command::Migrate {
                 lpar: "web1".into(),
@@ -619,7 +344,7 @@ mod tests {
                 Command::Extend { id, seconds },
                 Command::Status { id: Some(seconds) },
             ] {
-                let r = Request { id, command };
+                let r = RequestLine { id, command };
                 proptest::prop_assert_eq!(decode_request(r.encode().as_bytes()).unwrap(), r);
             }
         }

@@ -42,12 +42,15 @@
 pub mod address;
 pub mod bounds;
 pub mod client;
+pub mod commands;
 pub mod line;
 mod messages;
+pub mod reply;
 pub mod vocabulary;
 
 pub use address::{Address, Stream};
 pub use client::Client;
+pub use commands::{COMMANDS, CONSOLE_CHUNK, Command, Request, request};
 pub use messages::*;
 pub use vocabulary::*;
 

@@ -245,7 +245,7 @@ pub struct HostFacts {
     pub backend: String,
 }
 
-fn default_backend() -> String {
+pub(crate) fn default_backend() -> String {
     DEFAULT_BACKEND.to_string()
 }
 

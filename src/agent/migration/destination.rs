@@ -6,6 +6,7 @@ use crate::agent::Agent;
 use crate::agent::busy::{self};
 use crate::agent::validation::{self};
 use crate::control::LparState;
+use crate::control::reply::IncomingPrepared;
 use crate::control::{cause, protocol_error};
 use crate::emg::{Emg, Module, phase};
 use crate::engine::EngineError;
@@ -13,7 +14,7 @@ use crate::engine::destination::receive_live_staged;
 use crate::engine::stage::Stage;
 use crate::partition::{LparConfig, Partition};
 use crate::transport::{MAX_STREAMS, PathListener};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,7 +54,7 @@ pub fn prepare_incoming(
     path: Option<&str>,
     source_agent: &str,
     source_migration: u64,
-) -> Result<Value, Emg> {
+) -> Result<IncomingPrepared, Emg> {
     if streams == 0 || streams > MAX_STREAMS {
         return Err(protocol_error(
             cause::BAD_ARGUMENTS,
@@ -105,12 +106,12 @@ pub fn prepare_incoming(
     }
     m.journal_peer(source_migration);
     agent.register(m.clone());
-    let reply = json!({
-        "migration": m.id,
-        "address": listener.local_addr().to_string(),
-        "key": key.to_hex(),
-        "transfer_id": transfer_id,
-    });
+    let reply = IncomingPrepared {
+        migration: m.id,
+        address: listener.local_addr().to_string(),
+        key: key.to_hex(),
+        transfer_id,
+    };
     log::info!(
         "migration {}: receiving '{}' from {source_agent} (its migration {source_migration})",
         m.id,

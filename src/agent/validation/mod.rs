@@ -58,32 +58,12 @@ pub use checks::*;
 pub use orchestration::*;
 pub use resources::*;
 
+use crate::control::reply::{Check, Outcome};
 use crate::control::{HostFacts, MIN_GOODPUT_BITS, MigrationMode, Side};
 use crate::emg::{Emg, Module, phase};
-use serde::{Deserialize, Serialize};
 
 /// Live mode refuses this many FC ports or more (the manual: "Under 8 ports").
 pub const MAX_LIVE_FC_PORTS: usize = 8;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Pass,
-    Fail,
-    Skip,
-}
-
-/// One item of the checklist as found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Check {
-    pub item: String,
-    pub side: Side,
-    pub outcome: Outcome,
-    /// The values found (and, for a failure, what to change: see `error`).
-    pub detail: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<Emg>,
-}
 
 impl Check {
     fn pass(item: &str, side: Side, detail: impl Into<String>) -> Check {

@@ -5,6 +5,7 @@
 
 use super::format::{Entry, OnFailure, Policy, cause, policy_error};
 use crate::control::MigrationMode;
+use crate::control::reply::MigrationStarted;
 use crate::control::{Client, Command};
 use crate::emg::Emg;
 use serde::Serialize;
@@ -161,16 +162,18 @@ fn run_entry(
         },
     };
     let reply = client.call(command).map_err(|e| (None, e))?;
-    let id = reply["migration"].as_u64().ok_or_else(|| {
-        (
-            None,
-            policy_error(
-                cause::ENTRY_FAILED,
-                format!("the agent's reply has no migration id: {reply}"),
-                "Install the same lpar-mover release on the client and the agents.",
-            ),
-        )
-    })?;
+    let id = serde_json::from_value::<MigrationStarted>(reply)
+        .map_err(|e| {
+            (
+                None,
+                policy_error(
+                    cause::ENTRY_FAILED,
+                    format!("the agent's reply has no migration id: {e}"),
+                    "Install the same lpar-mover release on the client and the agents.",
+                ),
+            )
+        })?
+        .migration;
     let report = client
         .wait_for_migration(id, &mut |_| {})
         .map_err(|e| (Some(id), e))?;
