@@ -27,6 +27,7 @@
 pub mod agent;
 pub mod build_identity;
 pub mod cli;
+#[warn(missing_docs)]
 pub mod control;
 pub mod emg;
 pub mod engine;

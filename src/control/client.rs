@@ -104,6 +104,7 @@ impl Client {
         .map(drop)
     }
 
+    /// The agent's greeting.
     pub fn greeting(&self) -> &Greeting {
         &self.greeting
     }

@@ -1,6 +1,6 @@
 //! The commands of the management protocol: one argument type per command
 //! (in [`request`]), each knowing its name on the wire and the type of its
-//! reply (in [`reply`](super::reply)), and the [`Command`] enum a server
+//! reply (in `control::reply`), and the [`Command`] enum a server
 //! decodes a request into.
 //!
 //! ```text
@@ -198,7 +198,7 @@ commands! {
         /// The source agent's management address (for `moverctl return`).
         #[serde(default)]
         source_address: Option<String>,
-        /// The migration's history key ([`HistoryRecord::key`]).
+        /// The migration's history key (`HistoryRecord::key`).
         #[serde(default)]
         history_key: Option<String>,
         /// The LPAR's migration history, kept by the destination once the

@@ -9,7 +9,7 @@
 //! ```
 
 use super::MAX_LINE;
-use super::{COMMANDS, Command};
+use super::{COMMANDS, Command, Event};
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase};
 use serde::{Deserialize, Serialize};
@@ -17,15 +17,26 @@ use serde_json::{Value, json};
 
 /// Causes of the management protocol's own errors (op1's `CCCCCCCC`).
 pub mod cause {
+    /// A line that is not a request.
     pub const MALFORMED: u32 = 0x10;
+    /// A line over `MAX_LINE` bytes.
     pub const OVERSIZED: u32 = 0x11;
+    /// A command this agent does not know.
     pub const UNKNOWN_COMMAND: u32 = 0x12;
+    /// Anything but `authenticate` before a correct token.
     pub const NOT_AUTHENTICATED: u32 = 0x13;
+    /// A wrong token.
     pub const BAD_TOKEN: u32 = 0x14;
+    /// No room for another connection.
     pub const TOO_MANY_CONNECTIONS: u32 = 0x15;
+    /// Arguments that do not parse, or a number out of its bounds.
     pub const BAD_ARGUMENTS: u32 = 0x16;
+    /// A connection to another agent failed (refused, timed out, another
+    /// protocol version).
     pub const CONNECTION: u32 = 0x17;
+    /// Not in the stage that allows it (`extend`, `cancel`).
     pub const WRONG_STAGE: u32 = 0x18;
+    /// No such migration on this agent.
     pub const NO_SUCH_MIGRATION: u32 = 0x19;
     /// The agent failed serving a request (a bug; the log has the details).
     pub const INTERNAL: u32 = 0x1A;
@@ -41,7 +52,9 @@ pub fn protocol_error(cause: u32, message: impl Into<String>, action: impl Into<
 /// A decoded request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestLine {
+    /// The client's id for it, repeated in the reply.
     pub id: u64,
+    /// The command and its arguments.
     pub command: Command,
 }
 
@@ -57,7 +70,9 @@ impl RequestLine {
 /// Why a line is not a request, and the id to answer with when it had one.
 #[derive(Debug)]
 pub struct BadRequest {
+    /// The request's id, when the line had one.
     pub id: Option<u64>,
+    /// What to answer.
     pub error: Emg,
 }
 
@@ -68,7 +83,9 @@ pub struct BadRequest {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
+    /// The request's id.
     pub id: u64,
+    /// The command's name.
     pub execute: String,
     #[serde(default)]
     arguments: Option<Value>,
@@ -149,11 +166,15 @@ impl Envelope {
 /// The first line an agent sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Greeting {
+    /// The agent's name.
     pub agent: String,
+    /// Its build.
     pub build: BuildIdentity,
+    /// Its protocol version ([`PROTOCOL_VERSION`](super::PROTOCOL_VERSION)).
     pub protocol: u32,
 }
 
+/// The greeting line.
 pub fn encode_greeting(g: &Greeting) -> String {
     json!({ "greeting": g }).to_string()
 }
@@ -166,67 +187,19 @@ pub fn encode_reply(id: Option<u64>, result: &Result<Value, Emg>) -> String {
     }
 }
 
-/// Asynchronous events. Each names the migration (this agent's id) it
-/// belongs to.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", content = "data", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Event {
-    /// The migration entered `stage` (a code of `engine::stage`).
-    MigrationStage {
-        migration: u64,
-        lpar: String,
-        stage: u16,
-        text: String,
-    },
-    /// After each pre-copy round (stage 0x4050).
-    MigrationProgress {
-        migration: u64,
-        lpar: String,
-        round: u32,
-        memory_bytes: u64,
-        /// Dirty memory still to send.
-        remaining_bytes: u64,
-        /// Transfer rate over the last round.
-        rate_bytes_per_s: f64,
-        throttle_percent: u8,
-    },
-    MigrationCompleted {
-        migration: u64,
-        lpar: String,
-        report: Value,
-    },
-    MigrationFailed {
-        migration: u64,
-        lpar: String,
-        error: Emg,
-    },
-}
-
-impl Event {
-    pub fn migration(&self) -> u64 {
-        match self {
-            Event::MigrationStage { migration, .. }
-            | Event::MigrationProgress { migration, .. }
-            | Event::MigrationCompleted { migration, .. }
-            | Event::MigrationFailed { migration, .. } => *migration,
-        }
-    }
-
-    pub fn encode(&self) -> String {
-        let mut v = serde_json::to_value(self).expect("events serialise");
-        v["timestamp_ns"] = json!(crate::engine::wall_clock_ns());
-        v.to_string()
-    }
-}
-
 /// Anything an agent sends, as a client reads it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerMessage {
+    /// The first line.
     Greeting(Greeting),
+    /// A reply: `return` or `error`.
     Reply {
+        /// The request's id (`None`: a line that was no request).
         id: Option<u64>,
+        /// The reply's `return`, or its `error`.
         result: Result<Value, Emg>,
     },
+    /// An event.
     Event(Event),
 }
 

@@ -43,6 +43,7 @@ pub mod address;
 pub mod bounds;
 pub mod client;
 pub mod commands;
+pub mod events;
 pub mod line;
 mod messages;
 pub mod reply;
@@ -51,6 +52,7 @@ pub mod vocabulary;
 pub use address::{Address, Stream};
 pub use client::Client;
 pub use commands::{COMMANDS, CONSOLE_CHUNK, Command, Request, request};
+pub use events::Event;
 pub use messages::*;
 pub use vocabulary::*;
 
