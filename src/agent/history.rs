@@ -336,7 +336,7 @@ impl super::Agent {
             })
             .and_then(|a| self.open_peer(&a, Module::MoverSource))
             .and_then(|mut c| {
-                c.call(crate::control::Command::HistoryRecord {
+                c.request(crate::control::request::HistoryRecord {
                     records: vec![record],
                 })
             });
