@@ -25,6 +25,19 @@ pub struct ValidateArgs {
     pub path: Option<String>,
 }
 
+impl ValidateArgs {
+    /// The `validate` request these arguments make (`rehearse` takes the
+    /// same fields).
+    fn into_request(self) -> request::Validate {
+        request::Validate {
+            lpar: self.lpar,
+            to: self.to,
+            mode: self.mode,
+            path: self.path,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct ConnectivityArgs {
     /// The destination agent: host:port or a Unix socket path.
@@ -123,14 +136,7 @@ fn print_validation(report: &ValidationReport) {
 }
 
 pub fn validate(g: &Global, client: &mut Client, a: ValidateArgs) -> Result<(), Failure> {
-    let report = client
-        .request(request::Validate {
-            lpar: a.lpar,
-            to: a.to,
-            mode: a.mode,
-            path: a.path,
-        })
-        .map_err(Failure::Refused)?;
+    let report = client.request(a.into_request()).map_err(Failure::Refused)?;
     finish(g, &report, &report, || print_validation(&report))
 }
 
@@ -157,12 +163,18 @@ pub fn connectivity_test(
 }
 
 pub fn rehearse(g: &Global, client: &mut Client, a: ValidateArgs) -> Result<(), Failure> {
+    let request::Validate {
+        lpar,
+        to,
+        mode,
+        path,
+    } = a.into_request();
     let reply = client
         .request(request::Rehearse {
-            lpar: a.lpar,
-            to: a.to,
-            mode: a.mode,
-            path: a.path,
+            lpar,
+            to,
+            mode,
+            path,
         })
         .map_err(Failure::Refused)?;
     finish(g, &reply, &reply.validation, || {
