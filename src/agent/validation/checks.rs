@@ -2,7 +2,7 @@
 //! two hosts' identity: pure functions of what each agent reports.
 
 use super::*;
-use crate::control::LparState;
+use crate::control::{LparState, MigrationMode as Mode};
 use crate::emg::{Emg, Module, phase};
 use crate::partition::config::NO_NAME;
 use crate::partition::{DeviceMode, LparConfig};
@@ -32,15 +32,15 @@ pub fn check_name(config: &LparConfig) -> Check {
     Check::pass("lpar-name", s, format!("'{}'", config.name))
 }
 
-pub fn check_state(name: &str, state: LparState, mode: MigrationMode) -> Check {
+pub fn check_state(name: &str, state: LparState, mode: Mode) -> Check {
     let s = Side::Source;
     let item = "lpar-state";
     let allowed = match mode {
-        MigrationMode::Live => state == LparState::Act,
-        MigrationMode::Shutdown => matches!(state, LparState::Act | LparState::Dea),
+        Mode::Live => state == LparState::Act,
+        Mode::Shutdown => matches!(state, LparState::Act | LparState::Dea),
     };
     if allowed {
-        let note = if mode == MigrationMode::Shutdown && state == LparState::Act {
+        let note = if mode == Mode::Shutdown && state == LparState::Act {
             " (the guest is shut down before it moves)"
         } else {
             ""
@@ -62,8 +62,8 @@ pub fn check_state(name: &str, state: LparState, mode: MigrationMode) -> Check {
         );
     }
     let want = match mode {
-        MigrationMode::Live => "Act",
-        MigrationMode::Shutdown => "Dea or Act",
+        Mode::Live => "Act",
+        Mode::Shutdown => "Dea or Act",
     };
     Check::fail(
         item,
@@ -77,10 +77,10 @@ pub fn check_state(name: &str, state: LparState, mode: MigrationMode) -> Check {
                 state.label()
             ),
             match mode {
-                MigrationMode::Live => {
+                Mode::Live => {
                     "Activate the LPAR (moverctl lpar activate) or migrate it in shutdown mode."
                 }
-                MigrationMode::Shutdown => {
+                Mode::Shutdown => {
                     "Wait for the running operation to end, or recover the LPAR \
                      (moverctl recover), then retry."
                 }
@@ -169,9 +169,9 @@ pub fn check_fc_modes(config: &LparConfig) -> Check {
     )
 }
 
-pub fn check_fc_count(config: &LparConfig, mode: MigrationMode) -> Check {
+pub fn check_fc_count(config: &LparConfig, mode: Mode) -> Check {
     let n = config.fc_ports.len();
-    if mode == MigrationMode::Shutdown {
+    if mode == Mode::Shutdown {
         return Check::skip(
             "fc-count",
             Side::Source,
@@ -264,9 +264,9 @@ pub fn check_own_path(facts: &HostFacts, name: Option<&str>, side: Side) -> Chec
 
 /// The live-mode bandwidth rule; `measured` is the connectivity test's
 /// goodput in bits per second.
-pub fn check_bandwidth(mode: MigrationMode, measured: Result<f64, &Emg>) -> Check {
+pub fn check_bandwidth(mode: Mode, measured: Result<f64, &Emg>) -> Check {
     let item = "bandwidth";
-    if mode == MigrationMode::Shutdown {
+    if mode == Mode::Shutdown {
         return Check::skip(item, Side::Source, "shutdown mode has no bandwidth minimum");
     }
     match measured {
@@ -362,7 +362,7 @@ fn live_capable(model: &str) -> bool {
     !model.eq_ignore_ascii_case("essential")
 }
 
-pub fn check_hvm_model(src: &HostFacts, dst: &HostFacts, mode: MigrationMode) -> Check {
+pub fn check_hvm_model(src: &HostFacts, dst: &HostFacts, mode: Mode) -> Check {
     let d = Side::Destination;
     let (a, b) = (&src.identity.hvm_model, &dst.identity.hvm_model);
     if !a.eq_ignore_ascii_case(b) {
@@ -380,7 +380,7 @@ pub fn check_hvm_model(src: &HostFacts, dst: &HostFacts, mode: MigrationMode) ->
             ),
         );
     }
-    if mode == MigrationMode::Live && !live_capable(a) {
+    if mode == Mode::Live && !live_capable(a) {
         return Check::fail(
             "hvm-model",
             d,
@@ -543,21 +543,19 @@ mod tests {
     fn states_allowed_per_mode() {
         use LparState::*;
         for (state, mode, ok) in [
-            (Act, MigrationMode::Live, true),
-            (Dea, MigrationMode::Live, false),
-            (Fai, MigrationMode::Live, false),
-            (Migrating, MigrationMode::Live, false),
-            (Act, MigrationMode::Shutdown, true),
-            (Dea, MigrationMode::Shutdown, true),
-            (Fai, MigrationMode::Shutdown, false),
-            (NeedsRecovery, MigrationMode::Shutdown, false),
+            (Act, Mode::Live, true),
+            (Dea, Mode::Live, false),
+            (Fai, Mode::Live, false),
+            (Migrating, Mode::Live, false),
+            (Act, Mode::Shutdown, true),
+            (Dea, Mode::Shutdown, true),
+            (Fai, Mode::Shutdown, false),
+            (NeedsRecovery, Mode::Shutdown, false),
         ] {
             let c = check_state("l", state, mode);
             assert_eq!(c.outcome == Outcome::Pass, ok, "{state:?} {mode:?}: {c:?}");
         }
-        let fai = check_state("l", Fai, MigrationMode::Shutdown)
-            .error
-            .unwrap();
+        let fai = check_state("l", Fai, Mode::Shutdown).error.unwrap();
         assert!(fai.message.contains("corrupted LPAR"), "{fai}");
     }
 
@@ -585,19 +583,10 @@ mod tests {
     fn live_mode_needs_under_eight_fc_ports() {
         let mut l = lpar();
         l.fc_ports = (0..7).map(|i| fc(0, i)).collect();
-        assert_eq!(
-            outcome(&check_fc_count(&l, MigrationMode::Live)),
-            Outcome::Pass
-        );
+        assert_eq!(outcome(&check_fc_count(&l, Mode::Live)), Outcome::Pass);
         l.fc_ports.push(fc(0, 7));
-        assert_eq!(
-            outcome(&check_fc_count(&l, MigrationMode::Live)),
-            Outcome::Fail
-        );
-        assert_eq!(
-            outcome(&check_fc_count(&l, MigrationMode::Shutdown)),
-            Outcome::Skip
-        );
+        assert_eq!(outcome(&check_fc_count(&l, Mode::Live)), Outcome::Fail);
+        assert_eq!(outcome(&check_fc_count(&l, Mode::Shutdown)), Outcome::Skip);
     }
 
     #[test]
@@ -633,22 +622,22 @@ mod tests {
     #[test]
     fn bandwidth_needs_a_gigabit_in_live_mode() {
         assert_eq!(
-            outcome(&check_bandwidth(MigrationMode::Live, Ok(5e9))),
+            outcome(&check_bandwidth(Mode::Live, Ok(5e9))),
             Outcome::Pass
         );
         assert_eq!(
-            outcome(&check_bandwidth(MigrationMode::Live, Ok(0.95e9))),
+            outcome(&check_bandwidth(Mode::Live, Ok(0.95e9))),
             Outcome::Pass
         );
-        let c = check_bandwidth(MigrationMode::Live, Ok(0.5e9));
+        let c = check_bandwidth(Mode::Live, Ok(0.5e9));
         assert!(c.detail.contains("0.500 Gbit/s"), "{c:?}");
         let e = Emg::new(Module::Management, phase::SOURCE_PATH, 1, "x", "y");
         assert_eq!(
-            outcome(&check_bandwidth(MigrationMode::Live, Err(&e))),
+            outcome(&check_bandwidth(Mode::Live, Err(&e))),
             Outcome::Fail
         );
         assert_eq!(
-            outcome(&check_bandwidth(MigrationMode::Shutdown, Ok(0.0))),
+            outcome(&check_bandwidth(Mode::Shutdown, Ok(0.0))),
             Outcome::Skip
         );
     }
@@ -659,7 +648,7 @@ mod tests {
         let mut b = facts("b", [10, 2, 0, 2]);
         for c in [
             check_different_hosts(&a, &b),
-            check_hvm_model(&a, &b, MigrationMode::Live),
+            check_hvm_model(&a, &b, Mode::Live),
             check_build(&a, &b),
             check_time_zone(&a, &b),
             check_ntp(&a, &b),
@@ -674,20 +663,14 @@ mod tests {
         );
         b.identity.hvm_model = "Enterprise".into();
         assert_eq!(
-            check_hvm_model(&a, &b, MigrationMode::Live)
-                .error
-                .unwrap()
-                .cause,
+            check_hvm_model(&a, &b, Mode::Live).error.unwrap().cause,
             0x1003
         );
         let mut e = a.clone();
         e.identity.hvm_model = "Essential".into();
+        assert_eq!(outcome(&check_hvm_model(&e, &e, Mode::Live)), Outcome::Fail);
         assert_eq!(
-            outcome(&check_hvm_model(&e, &e, MigrationMode::Live)),
-            Outcome::Fail
-        );
-        assert_eq!(
-            outcome(&check_hvm_model(&e, &e, MigrationMode::Shutdown)),
+            outcome(&check_hvm_model(&e, &e, Mode::Shutdown)),
             Outcome::Pass
         );
         b.build.wire_protocol += 1;
