@@ -497,7 +497,7 @@ fn monitor(g: &Global, client: &mut Client, id: u64) -> Result<(), Failure> {
     let result = if Stage::from_code(s.stage).is_some_and(Stage::is_final) {
         match s.error {
             Some(e) => Err(Failure::Failed(e)),
-            None => Ok(s.report.unwrap_or(Value::Null)),
+            None => Ok(s.report.flatten().unwrap_or(Value::Null)),
         }
     } else {
         wait(client, id, &mut |e| {

@@ -219,7 +219,7 @@ impl Client {
                     if Stage::from_code(s.stage).is_some_and(Stage::is_final) {
                         return match s.error {
                             Some(e) => Err(e),
-                            None => Ok(s.report.unwrap_or(Value::Null)),
+                            None => Ok(s.report.flatten().unwrap_or(Value::Null)),
                         };
                     }
                 }

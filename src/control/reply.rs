@@ -122,9 +122,10 @@ pub struct MigrationStatus {
     pub timeout_s: u64,
     /// Why it failed.
     pub error: Option<Emg>,
-    /// The report of a completed migration (absent in the list of all).
+    /// The report of a completed migration: `Some(None)` is `null` (none
+    /// yet), `None` leaves the field out (the list of all migrations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report: Option<Value>,
+    pub report: Option<Option<Value>>,
 }
 
 /// `status`: one migration (`id` given) or all.
@@ -447,4 +448,44 @@ pub struct Rehearsal {
     /// The placeholder step (absent when validation failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<Placeholder>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_status_says_report_null_and_the_list_leaves_it_out() {
+        let s = MigrationStatus {
+            migration: 1,
+            lpar: "l".into(),
+            side: Side::Source,
+            peer: "p".into(),
+            stage: 0x4050,
+            stage_text: "t".into(),
+            round: 0,
+            memory_bytes: 1,
+            remaining_bytes: 1,
+            rate_bytes_per_s: 0.0,
+            throttle_percent: 0,
+            timeout_s: 900,
+            error: None,
+            report: Some(None),
+        };
+        let one = serde_json::to_value(Status::One(Box::new(s.clone()))).unwrap();
+        assert!(one.get("report").is_some_and(Value::is_null), "{one}");
+        let all = Status::All {
+            migrations: vec![MigrationStatus { report: None, ..s }],
+        };
+        let all = serde_json::to_value(all).unwrap();
+        assert!(all["migrations"][0].get("report").is_none(), "{all}");
+        assert!(matches!(
+            serde_json::from_value::<Status>(one).unwrap(),
+            Status::One(_)
+        ));
+        assert!(matches!(
+            serde_json::from_value::<Status>(all).unwrap(),
+            Status::All { .. }
+        ));
+    }
 }

@@ -168,7 +168,7 @@ impl Migration {
             throttle_percent: s.throttle_percent,
             timeout_s: s.timeout_s,
             error: s.error,
-            report: s.report,
+            report: Some(s.report),
         }
     }
 
