@@ -281,7 +281,7 @@ fn main() {
             four / base
         ),
     );
-    let min_gbps = lpar_mover::agent::validation::MIN_GOODPUT_BITS / 8e9;
+    let min_gbps = lpar_mover::control::MIN_GOODPUT_BITS / 8e9;
     let slowest = medians.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
     support::target(
         slowest.1 >= min_gbps,

@@ -1,17 +1,24 @@
 //! lpar-mover: live migration of logical partitions between hypervisor hosts.
 //!
-//! Layers, top to bottom on the source (bottom to top on the destination);
-//! nothing below knows about anything above:
+//! Layers, lowest first (data flows down the table on the source and up it
+//! on the destination). A module may use the rows before its own and never
+//! one after it (`partition` uses `state`: a backend saves and restores
+//! the device state); `tests/layers.rs` reads this table and
+//! fails on any `crate::` path that runs the wrong way, and on any circle
+//! between folders:
 //!
 //! | module        | owns |
 //! |---------------|------|
-//! | [`partition`] | the integration boundary with the hypervisor, and the `sim` backend |
 //! | [`state`]     | the device-state model and its versioned binary encoding |
+//! | [`partition`] | the integration boundary with the hypervisor, and the `sim` backend |
 //! | [`wire`]      | the migration stream: frames and page encodings |
 //! | [`transport`] | the migration path: N authenticated TCP streams, pacing, timeouts |
 //! | [`engine`]    | one migration, source and destination; the stage-code table |
+//! | [`control`]   | the management protocol shared by `moverd` and `moverctl`: its typed commands, replies, events and vocabulary |
 //! | [`agent`]     | the host: inventory, busy rules, migrations, the management server |
-//! | [`control`]   | the management protocol shared by `moverd` and `moverctl` |
+//! | [`cli`]       | what each `moverctl` / `moverd` subcommand does |
+//!
+//! The binaries (`src/bin/`) sit on top of them all.
 //!
 //! [`emg`] is the one error type every layer converts into. [`testbed`]
 //! builds test hosts (network namespaces) for tests and benchmarks;
@@ -20,6 +27,7 @@
 pub mod agent;
 pub mod build_identity;
 pub mod cli;
+#[warn(missing_docs)]
 pub mod control;
 pub mod emg;
 pub mod engine;

@@ -11,10 +11,10 @@ mod agent_common;
 
 use agent_common::{Agent, Conn, Scratch, TOKEN, define_running, wait_for};
 use lpar_mover::agent::config::{AgentConfig, ServeArgs};
-use lpar_mover::agent::history::{Outcome, Record};
-use lpar_mover::agent::migration::Side;
-use lpar_mover::agent::validation::{HostFacts, Mode};
-use lpar_mover::control::{COMMANDS, Command, Request};
+use lpar_mover::control::{COMMANDS, Command, RequestLine};
+use lpar_mover::control::{
+    HistoryOutcome as Outcome, HistoryRecord as Record, HostFacts, MigrationMode as Mode, Side,
+};
 use lpar_mover::partition::{DeviceMode, FcPortConfig, LparConfig, NicConfig};
 use lpar_mover::state::{MacAddress, VlanMode, Wwpn};
 use proptest::prelude::*;
@@ -122,7 +122,7 @@ fn records() -> impl Strategy<Value = Vec<Record>> {
             .map(|(key, lpar, started_ns, ended_ns, address)| Record {
                 key,
                 lpar,
-                mode: "live".into(),
+                mode: Mode::Live,
                 side: Side::Source,
                 recorded_by: "hostX".into(),
                 source_agent: "hostX".into(),
@@ -209,7 +209,7 @@ fn facts(name: &str) -> HostFacts {
         ..ServeArgs::default()
     })
     .unwrap();
-    let mut f = HostFacts::of(&config);
+    let mut f = config.facts();
     f.agent = name.to_string();
     f
 }
@@ -361,7 +361,7 @@ fn hostile_typed_requests_get_answers_and_leave_the_agents_able_to_migrate() {
     let result = runner.run(&strategy, |(i, to_b, bag)| {
         let command = command(i, bag);
         seen[i].store(true, std::sync::atomic::Ordering::Relaxed);
-        let request = Request { id: 7, command };
+        let request = RequestLine { id: 7, command };
         let line = request.encode();
         // Every command is the one its number says (and all are covered).
         let v: Value = serde_json::from_str(&line).unwrap();

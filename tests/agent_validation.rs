@@ -423,7 +423,7 @@ fn a_sound_pair_passes_in_both_modes_and_a_vlan_lets_the_path_share_the_manageme
         "{report}"
     );
     let bits = report["connectivity"]["bits_per_s"].as_f64().unwrap();
-    let fast = bits >= lpar_mover::agent::validation::MIN_GOODPUT_BITS;
+    let fast = bits >= lpar_mover::control::MIN_GOODPUT_BITS;
     let bandwidth = item(&report, "bandwidth", "source");
     assert_eq!(
         bandwidth["outcome"],

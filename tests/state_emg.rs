@@ -71,9 +71,19 @@ fn every_state_error_becomes_an_emg_with_its_own_cause_message_and_action() {
     for e in one_of_each() {
         let text = e.to_string();
         let emg = Emg::from(e.clone());
+        assert_eq!(emg.message, text);
+        if let StateError::UsbInUse { .. } = e {
+            // The manual's source LPAR Mover refusal, `0x00 00000000 0030
+            // 04`, op3 0x33 (the source detects it).
+            assert_eq!(
+                (emg.module, emg.phase, emg.cause, emg.reason),
+                (Module::MoverSource, phase::LPAR_MOVER, 0, 0x33)
+            );
+            assert!(emg.to_string().contains("LPARMover(SRC)"));
+            continue;
+        }
         assert_eq!(emg.module, Module::MoverDestination);
         assert_eq!(emg.phase, phase::DEVICE_STATE);
-        assert_eq!(emg.message, text);
         assert!(!emg.action.is_empty());
         assert!(text.ends_with('.'), "a sentence: {text}");
         assert!(

@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lpar_mover::agent::journal::{Summary, parse, whole_records};
-use lpar_mover::agent::migration::Side;
+use lpar_mover::agent::journal::{parse, whole_records};
+use lpar_mover::control::{JournalSummary as Summary, Side};
 use lpar_mover::engine::stage::Stage;
 
 /// What recovery concludes from this one journal.

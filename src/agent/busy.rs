@@ -21,7 +21,7 @@
 //! the state change that follows it happen under the inventory lock, so two
 //! concurrent requests cannot both pass (one migration per LPAR).
 
-use super::inventory::LparState;
+use crate::control::LparState;
 use crate::emg::{Emg, Module, phase};
 
 /// What an operator asks of an LPAR.

@@ -37,10 +37,11 @@
 //! nothing. Names, not addresses: the address comes with each request.
 //! The token file must be private to its owner (`chmod 600`).
 
+use crate::control::{DEFAULT_BACKEND, HostFacts, Identity};
 use crate::emg::{Emg, Module, phase};
 use crate::transport::MigrationPath;
 use crate::units::parse_size;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -72,9 +73,6 @@ pub struct AgentConfig {
     #[serde(default = "default_backend")]
     pub backend: String,
 }
-
-/// The backend an agent runs unless told otherwise.
-pub const DEFAULT_BACKEND: &str = "sim";
 
 fn default_backend() -> String {
     DEFAULT_BACKEND.to_string()
@@ -128,25 +126,6 @@ pub struct FcPort {
     pub name: String,
     /// The vfcIDs this port can hand out.
     pub vfc_ids: Vec<u32>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Identity {
-    pub hvm_model: String,
-    pub time_zone: String,
-    #[serde(default)]
-    pub ntp_servers: Vec<String>,
-}
-
-impl Default for Identity {
-    fn default() -> Self {
-        Identity {
-            hvm_model: "sim".into(),
-            time_zone: "UTC".into(),
-            ntp_servers: Vec::new(),
-        }
-    }
 }
 
 fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -209,6 +188,18 @@ fn config_error(message: String) -> Emg {
 }
 
 impl AgentConfig {
+    /// What this agent tells another about itself for validation.
+    pub fn facts(&self) -> HostFacts {
+        HostFacts {
+            agent: self.name.clone(),
+            build: crate::build_identity::BuildIdentity::current(),
+            identity: self.identity.clone(),
+            paths: self.paths.clone(),
+            management: self.listen.clone(),
+            backend: self.backend.clone(),
+        }
+    }
+
     /// Reads the file (if any), applies the flags, checks the result.
     pub fn load(args: &ServeArgs) -> Result<AgentConfig, Emg> {
         let mut table = match &args.config {

@@ -21,15 +21,14 @@
 //! confirmation, so buffered bytes are not counted as carried.
 
 use super::Agent;
-use super::validation::HostFacts;
-use crate::control::{Address, Client, Command};
+use crate::control::reply::{Connectivity as Measurement, Invitation, ProbeListening};
+use crate::control::request;
+use crate::control::{Address, Client};
 use crate::emg::{Emg, Module, phase};
-use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, OneTimeKey, PathListener, connect_streams};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, PathListener, connect_streams};
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,22 +50,6 @@ pub const PROBE_IDLE: Duration = Duration::from_secs(10);
 pub const REUSE_FOR: Duration = Duration::from_secs(600);
 
 const CHUNK: usize = 256 << 10;
-
-/// What one connectivity test measured.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Measurement {
-    pub source_path: String,
-    pub source_addr: String,
-    pub destination_agent: String,
-    pub destination_path: String,
-    pub destination_addr: String,
-    pub streams: usize,
-    pub rtt_min_ms: f64,
-    pub rtt_avg_ms: f64,
-    pub bytes: u64,
-    pub seconds: f64,
-    pub bits_per_s: f64,
-}
 
 fn path_error(message: String, action: &str) -> Emg {
     Emg::new(
@@ -97,7 +80,7 @@ pub fn run(
     client: &mut Client,
     path: Option<&str>,
 ) -> Result<Measurement, Emg> {
-    let here = HostFacts::of(&agent.config);
+    let here = agent.config.facts();
     let local = here.path(path).cloned().ok_or_else(|| {
         path_error(
             format!(
@@ -109,27 +92,24 @@ pub fn run(
         )
     })?;
     let streams = DEFAULT_STREAMS;
-    let reply = client.call(Command::ConnectivityIncoming {
-        path: path.map(str::to_string),
-        streams,
-    })?;
-    let bad = |what: &str| {
+    let bad = |what: String| {
         path_error(
-            format!("the destination's connectivity-incoming reply lacks a valid {what}: {reply}"),
+            format!("the destination's connectivity-incoming reply is not valid: {what}"),
             "Install the same lpar-mover release on both hosts.",
         )
     };
-    let address: SocketAddr = reply["address"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| bad("address"))?;
-    let key = reply["key"]
-        .as_str()
-        .and_then(|k| OneTimeKey::from_hex(k).ok())
-        .ok_or_else(|| bad("key"))?;
-    let transfer_id = reply["transfer_id"]
-        .as_u64()
-        .ok_or_else(|| bad("transfer_id"))?;
+    let reply = client.request_or(
+        request::ConnectivityIncoming {
+            path: path.map(str::to_string),
+            streams,
+        },
+        bad,
+    )?;
+    let Invitation {
+        address,
+        key,
+        transfer_id,
+    } = reply.invitation().map_err(bad)?;
     let mut out = connect_streams(&local, address, streams, &key, transfer_id, PROBE_IDLE)
         .map_err(Emg::from)?;
     let io = |e: std::io::Error| {
@@ -203,7 +183,7 @@ pub fn run(
         source_path: local.name.clone(),
         source_addr: local.addr.to_string(),
         destination_agent: client.greeting().agent.clone(),
-        destination_path: reply["path"].as_str().unwrap_or("").to_string(),
+        destination_path: reply.path,
         destination_addr: address.ip().to_string(),
         streams,
         rtt_min_ms: rtts.iter().copied().fold(f64::INFINITY, f64::min),
@@ -229,10 +209,13 @@ pub fn run(
 }
 
 /// `connectivity-test`: the operator's command on the source agent.
-pub fn connectivity_test(agent: &Arc<Agent>, to: &str, path: Option<&str>) -> Result<Value, Emg> {
+pub fn connectivity_test(
+    agent: &Arc<Agent>,
+    to: &str,
+    path: Option<&str>,
+) -> Result<Measurement, Emg> {
     let mut client = open_peer(agent, to)?;
-    let m = run(agent, &mut client, path)?;
-    Ok(serde_json::to_value(m).expect("measurements serialise"))
+    run(agent, &mut client, path)
 }
 
 /// An authenticated connection to the agent at `to`.
@@ -249,7 +232,11 @@ pub fn open_peer(agent: &Agent, to: &str) -> Result<Client, Emg> {
 
 /// Destination side (`connectivity-incoming`): listens on the path named
 /// `path` if this host has one (else its first), and serves one test.
-pub fn incoming(agent: &Arc<Agent>, path: Option<&str>, streams: usize) -> Result<Value, Emg> {
+pub fn incoming(
+    agent: &Arc<Agent>,
+    path: Option<&str>,
+    streams: usize,
+) -> Result<ProbeListening, Emg> {
     if streams == 0 || streams > MAX_STREAMS {
         return Err(crate::control::protocol_error(
             crate::control::cause::BAD_ARGUMENTS,
@@ -257,7 +244,7 @@ pub fn incoming(agent: &Arc<Agent>, path: Option<&str>, streams: usize) -> Resul
             "Choose a stream count from 1 to 64.",
         ));
     }
-    let here = HostFacts::of(&agent.config);
+    let here = agent.config.facts();
     let local = here
         .path(path)
         .or_else(|| here.path(None))
@@ -279,12 +266,12 @@ pub fn incoming(agent: &Arc<Agent>, path: Option<&str>, streams: usize) -> Resul
     let mut id = [0u8; 8];
     crate::transport::os_random(&mut id)?;
     let transfer_id = u64::from_le_bytes(id);
-    let reply = json!({
-        "address": listener.local_addr().to_string(),
-        "key": key.to_hex(),
-        "transfer_id": transfer_id,
-        "path": local.name,
-    });
+    let reply = ProbeListening {
+        address: listener.local_addr().to_string(),
+        key: key.to_hex(),
+        transfer_id,
+        path: local.name.clone(),
+    };
     std::thread::Builder::new()
         .name("probe-accept".into())
         .spawn(move || {

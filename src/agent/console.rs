@@ -17,13 +17,13 @@
 
 use super::inventory::Inventory;
 use crate::control::CONSOLE_CHUNK;
+use crate::control::reply::Console;
 use crate::emg::{Emg, Module, phase};
 use crate::partition::LparConfig;
-use serde_json::{Value, json};
 use std::io::{Read, Seek, SeekFrom};
 
 /// `lpar-console`: the console bytes of `name` from `offset` on.
-pub fn read(inv: &Inventory, host: &str, name: &str, offset: u64) -> Result<Value, Emg> {
+pub fn read(inv: &Inventory, host: &str, name: &str, offset: u64) -> Result<Console, Emg> {
     let lpar = inv.lpar(name)?;
     let Some(path) = lpar.console_log() else {
         return Err(Emg::new(
@@ -55,10 +55,13 @@ pub fn read(inv: &Inventory, host: &str, name: &str, offset: u64) -> Result<Valu
         Ok(f) => f,
         // Nothing printed yet.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(
-                json!({"name": name, "offset": offset, "next_offset": offset,
-                             "size": 0, "text": ""}),
-            );
+            return Ok(Console {
+                name: name.to_string(),
+                offset,
+                next_offset: offset,
+                size: 0,
+                text: String::new(),
+            });
         }
         Err(e) => return Err(unreadable(e)),
     };
@@ -69,13 +72,13 @@ pub fn read(inv: &Inventory, host: &str, name: &str, offset: u64) -> Result<Valu
     file.take(CONSOLE_CHUNK)
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;
-    Ok(json!({
-        "name": name,
-        "offset": start,
-        "next_offset": start + bytes.len() as u64,
-        "size": size,
-        "text": String::from_utf8_lossy(&bytes),
-    }))
+    Ok(Console {
+        name: name.to_string(),
+        offset: start,
+        next_offset: start + bytes.len() as u64,
+        size,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }
 
 /// Refuses a `kernel` or `cmdline` that `backend` cannot boot, before

@@ -22,8 +22,11 @@
 //! the report, first). `moverctl return` reads the newest completed
 //! migration into this host to find where the LPAR came from.
 
+use crate::control::{
+    HistoryOutcome as Outcome, HistoryRecord as Record, MigrationMode, Side, reply,
+};
 use crate::emg::{Emg, Module, phase};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -34,57 +37,12 @@ use std::sync::Mutex;
 /// (the newest), so the request stays far under the 1 MiB line cap.
 pub const MAX_SHIPPED: usize = 100;
 
-/// The terminal reason the engine gives a cancelled migration (the
-/// manual's 0x20 "Terminated by user").
-const TERMINATED_BY_USER: u64 = crate::emg::reason::TERMINATED_BY_USER;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl Outcome {
-    pub fn of(result: &Result<Value, Emg>) -> Outcome {
-        match result {
-            Ok(_) => Outcome::Completed,
-            Err(e) if e.reason == TERMINATED_BY_USER => Outcome::Cancelled,
-            Err(_) => Outcome::Failed,
-        }
-    }
-}
-
-/// One migration of one LPAR as one agent saw it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// `<source agent>/<source migration id>/<source start ns>`: the same
-    /// on both sides, unique across agent restarts.
-    pub key: String,
-    pub lpar: String,
-    pub mode: String,
-    pub side: super::migration::Side,
-    pub recorded_by: String,
-    pub source_agent: String,
-    /// The source agent's management address, where `return` sends the
-    /// LPAR back.
-    pub source_address: Option<String>,
-    pub destination_agent: String,
-    pub destination_address: Option<String>,
-    pub started_ns: u64,
-    pub ended_ns: u64,
-    pub outcome: Outcome,
-    pub error: Option<Emg>,
-    pub suspension_ms: Option<f64>,
-}
-
 /// What a migration knows of its own record before it ends.
 #[derive(Clone, Debug, Default)]
 pub struct Pending {
     pub key: String,
     /// `live` or `shutdown`.
-    pub mode: String,
+    pub mode: MigrationMode,
     pub source_agent: String,
     pub source_address: Option<String>,
     pub destination_agent: String,
@@ -99,7 +57,7 @@ impl Pending {
     pub fn finish(
         &self,
         lpar: &str,
-        side: super::migration::Side,
+        side: Side,
         recorded_by: &str,
         result: &Result<Value, Emg>,
     ) -> Record {
@@ -114,11 +72,7 @@ impl Pending {
         Record {
             key: self.key.clone(),
             lpar: lpar.to_string(),
-            mode: if self.mode.is_empty() {
-                "live".into()
-            } else {
-                self.mode.clone()
-            },
+            mode: self.mode,
             side,
             recorded_by: recorded_by.to_string(),
             source_agent: self.source_agent.clone(),
@@ -270,7 +224,7 @@ pub fn merge(records: impl Iterator<Item = Record>) -> Vec<Record> {
     let mut by_key: BTreeMap<String, Record> = BTreeMap::new();
     for r in records {
         match by_key.get(&r.key) {
-            Some(held) if held.side == super::migration::Side::Source => {}
+            Some(held) if held.side == Side::Source => {}
             _ => {
                 by_key.insert(r.key.clone(), r);
             }
@@ -297,9 +251,14 @@ impl super::Agent {
     }
 
     /// A source migration to `to` in `mode` starts: its key and both ends.
-    pub(super) fn note_source(&self, m: &super::migration::Migration, to: &str, mode: &str) {
+    pub(super) fn note_source(
+        &self,
+        m: &super::migration::Migration,
+        to: &str,
+        mode: MigrationMode,
+    ) {
         let mut p = m.history.lock().unwrap();
-        p.mode = mode.to_string();
+        p.mode = mode;
         // Migration ids restart with the agent: the start time keeps the
         // key unique across restarts.
         p.key = format!("{}/{}/{}", self.config.name, m.id, p.started_ns);
@@ -312,21 +271,24 @@ impl super::Agent {
     /// An incoming live migration was prepared (reply `prepared`): the
     /// source's key and address, and the LPAR's records to keep once it is
     /// ours.
-    pub(super) fn note_incoming(&self, prepared: &Value, incoming: Incoming) {
-        let Some(id) = prepared["migration"].as_u64() else {
+    pub(super) fn note_incoming(&self, prepared: &reply::IncomingPrepared, incoming: Incoming) {
+        let Some(m) = self
+            .migrations
+            .lock()
+            .unwrap()
+            .get(&prepared.migration)
+            .cloned()
+        else {
             return;
         };
-        let Some(m) = self.migrations.lock().unwrap().get(&id).cloned() else {
-            return;
-        };
-        self.note_incoming_to(&m, "live", incoming);
+        self.note_incoming_to(&m, MigrationMode::Live, incoming);
     }
 
     /// Incoming migration `m` in `mode`: as [`Self::note_incoming`].
     pub(super) fn note_incoming_to(
         &self,
         m: &super::migration::Migration,
-        mode: &str,
+        mode: MigrationMode,
         Incoming {
             source_agent,
             source_migration,
@@ -336,7 +298,7 @@ impl super::Agent {
         }: Incoming,
     ) {
         let mut p = m.history.lock().unwrap();
-        p.mode = mode.to_string();
+        p.mode = mode;
         p.key = key.unwrap_or_else(|| format!("{source_agent}/{source_migration}"));
         p.source_agent = source_agent;
         p.source_address = source_address;
@@ -370,7 +332,7 @@ impl super::Agent {
         let record = p.finish(&m.lpar, m.side, &self.config.name, result);
         let h = self.history();
         let mut records = Vec::new();
-        if result.is_ok() && m.side == super::migration::Side::Destination {
+        if result.is_ok() && m.side == Side::Destination {
             match h.new_records(p.imported) {
                 Ok(r) => records = r,
                 Err(e) => log::warn!("the history that came with '{}' is lost: {e}", m.lpar),
@@ -384,7 +346,7 @@ impl super::Agent {
                 m.lpar
             );
         }
-        (result.is_ok() && m.side == super::migration::Side::Source).then_some(record)
+        (result.is_ok() && m.side == Side::Source).then_some(record)
     }
 
     /// Gives the destination the source's record (it has the suspension
@@ -402,7 +364,7 @@ impl super::Agent {
             })
             .and_then(|a| self.open_peer(&a, Module::MoverSource))
             .and_then(|mut c| {
-                c.call(crate::control::Command::HistoryRecord {
+                c.request(crate::control::request::HistoryRecord {
                     records: vec![record],
                 })
             });
@@ -412,50 +374,48 @@ impl super::Agent {
     }
 
     /// `history-record`: keeps the records not already held.
-    pub(super) fn keep_records(&self, records: Vec<Record>) -> Result<Value, Emg> {
+    pub(super) fn keep_records(&self, records: Vec<Record>) -> Result<reply::Kept, Emg> {
         let h = self.history();
         let new = h.new_records(records)?;
         h.append(&new)?;
-        Ok(serde_json::json!({ "kept": new.len() }))
+        Ok(reply::Kept { kept: new.len() })
     }
 
     /// `history`: the migrations of `lpar` this agent knows.
-    pub(super) fn history_of(&self, lpar: &str) -> Result<Value, Emg> {
-        let records = self.history().of(lpar)?;
-        Ok(serde_json::json!({
-            "host": self.config.name,
-            "lpar": lpar,
-            "migrations": records,
-        }))
+    pub(super) fn history_of(&self, lpar: &str) -> Result<reply::History, Emg> {
+        Ok(reply::History {
+            host: self.config.name.clone(),
+            lpar: lpar.to_string(),
+            migrations: self.history().of(lpar)?,
+        })
     }
 
     /// `host-resources`: what this host has and what is free, for
     /// `moverctl migrate --auto-destination`.
-    pub(super) fn host_resources(&self) -> Value {
+    pub(super) fn host_resources(&self) -> reply::HostResources {
         let inv = self.inventory.lock().unwrap();
         let r = &self.config.resources;
         let used = inv.memory_in_use();
-        serde_json::json!({
-            "host": self.config.name,
-            "cpus": r.cpus,
-            "memory_bytes": r.memory,
-            "memory_in_use_bytes": used,
-            "memory_free_bytes": r.memory.saturating_sub(used),
-            "lpars": inv.names().len(),
-        })
+        reply::HostResources {
+            host: self.config.name.clone(),
+            cpus: r.cpus,
+            memory_bytes: r.memory,
+            memory_in_use_bytes: used,
+            memory_free_bytes: r.memory.saturating_sub(used),
+            lpars: inv.names().len(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::migration::Side;
     use serde_json::json;
 
     fn pending(key: &str, started: u64) -> Pending {
         Pending {
             key: key.into(),
-            mode: "live".into(),
+            mode: MigrationMode::Live,
             source_agent: "A".into(),
             source_address: Some("127.0.0.1:1".into()),
             destination_agent: "127.0.0.1:2".into(),

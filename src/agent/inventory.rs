@@ -26,45 +26,16 @@
 //! Everything under the state directory is private to the agent (files
 //! 0600, directories 0700).
 
+use crate::control::{LparState, reply};
 use crate::emg::{Emg, Module, phase};
 use crate::partition::config::check_name;
 use crate::partition::host::{private_dir_all, write_atomically};
 use crate::partition::{Backend, LparConfig, Partition, PartitionError};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// The manual's LPAR states, plus the migration states of this agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LparState {
-    /// Activated (running).
-    Act,
-    /// Deactivated (defined, not running).
-    Dea,
-    /// Failed.
-    Fai,
-    #[serde(rename = "migrating")]
-    Migrating,
-    #[serde(rename = "needs-recovery")]
-    NeedsRecovery,
-    #[serde(rename = "wwn-rollback-pending")]
-    WwnRollbackPending,
-}
-
-impl LparState {
-    pub fn label(self) -> &'static str {
-        match self {
-            LparState::Act => "Act",
-            LparState::Dea => "Dea",
-            LparState::Fai => "Fai",
-            LparState::Migrating => "migrating",
-            LparState::NeedsRecovery => "needs-recovery",
-            LparState::WwnRollbackPending => "wwn-rollback-pending",
-        }
-    }
-}
 
 /// One LPAR of the inventory.
 pub struct Entry {
@@ -453,7 +424,7 @@ impl Inventory {
     }
 
     /// One LPAR as `lpar-show` and `lpar-list` report it.
-    pub fn describe(&self, name: &str) -> Result<Value, Emg> {
+    pub fn describe(&self, name: &str) -> Result<reply::Lpar, Emg> {
         let e = self.get(name)?;
         let (running, writes, stall) = match &e.lpar {
             Some(l) => (
@@ -463,19 +434,19 @@ impl Inventory {
             ),
             None => (false, None, None),
         };
-        Ok(json!({
-            "name": name,
-            "state": e.state,
-            "vcpus": e.config.vcpus,
-            "memory_bytes": e.config.memory_bytes,
-            "program": e.config.program,
-            "backend": self.backend.kind(),
-            "fc_ports": e.config.fc_ports,
-            "vfc_ids": e.vfc_ids,
-            "running": running,
-            "guest_writes": writes,
-            "guest_max_stall_ms": stall,
-        }))
+        Ok(reply::Lpar {
+            name: name.to_string(),
+            state: e.state,
+            vcpus: e.config.vcpus,
+            memory_bytes: e.config.memory_bytes,
+            program: e.config.program.clone(),
+            backend: self.backend.kind().to_string(),
+            fc_ports: e.config.fc_ports.clone(),
+            vfc_ids: e.vfc_ids.clone(),
+            running,
+            guest_writes: writes,
+            guest_max_stall_ms: stall,
+        })
     }
 
     /// An LPAR this host is migrating (in or out), if any.

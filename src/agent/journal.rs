@@ -28,7 +28,7 @@
 //! an LPAR name becomes a directory only once it passed
 //! [`super::inventory::valid_name`].
 
-use super::migration::Side;
+use crate::control::{JournalSummary as Summary, MigrationMode, Side};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
 use serde::{Deserialize, Serialize};
@@ -57,8 +57,8 @@ pub enum Record {
         side: Side,
         migration: u64,
         peer: String,
-        #[serde(default = "live")]
-        mode: String,
+        #[serde(default)]
+        mode: MigrationMode,
         t_ms: u64,
     },
     Peer {
@@ -74,10 +74,6 @@ pub enum Record {
         resumed_here: bool,
         t_ms: u64,
     },
-}
-
-fn live() -> String {
-    "live".to_string()
 }
 
 fn now_ms() -> u64 {
@@ -117,16 +113,13 @@ impl Journal {
         side: Side,
         migration: u64,
         peer: &str,
-        mode: &str,
+        mode: MigrationMode,
     ) -> Result<Journal, Emg> {
         let dir = dir_for(state_dir, lpar)?;
         crate::partition::host::private_dir_all(&dir)
             .map_err(|e| journal_error(0x16, format!("cannot create {}: {e}", dir.display())))?;
         let t_ms = now_ms();
-        let side_name = match side {
-            Side::Source => "source",
-            Side::Destination => "destination",
-        };
+        let side_name = side.label();
         prune(&dir);
         let path = dir.join(format!("{t_ms:013}-{migration}-{side_name}.jsonl"));
         let file = crate::partition::host::private_file()
@@ -140,7 +133,7 @@ impl Journal {
             side,
             migration,
             peer: peer.to_string(),
-            mode: mode.to_string(),
+            mode,
             t_ms,
         })?;
         // The new file's name must survive a crash too.
@@ -213,64 +206,6 @@ impl Journal {
             resumed_here,
             t_ms: now_ms(),
         })
-    }
-}
-
-/// What one journal says, as the peer is told over `journal-read`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Summary {
-    pub lpar: String,
-    pub side: Side,
-    pub migration: u64,
-    pub peer: String,
-    /// `live` or `shutdown`.
-    #[serde(default = "live")]
-    pub mode: String,
-    /// The other side's migration id, when it was recorded.
-    #[serde(default)]
-    pub peer_migration: Option<u64>,
-    /// Every stage recorded, in order.
-    pub stages: Vec<u16>,
-    /// The `end` record's outcome, if the migration finished.
-    pub outcome: Option<String>,
-    pub resumed_here: bool,
-    #[serde(skip)]
-    pub path: PathBuf,
-}
-
-impl Summary {
-    pub fn reached(&self, stage: Stage) -> bool {
-        self.stages.contains(&stage.code())
-    }
-
-    pub fn finished(&self) -> bool {
-        self.outcome.is_some()
-    }
-
-    /// Whether `other` can be the other side of this migration: the
-    /// opposite side, and migration ids that match where recorded.
-    pub fn pairs_with(&self, other: &Summary) -> bool {
-        self.side != other.side
-            && self.peer_migration.is_none_or(|p| p == other.migration)
-            && other.peer_migration.is_none_or(|p| p == self.migration)
-    }
-
-    /// Whether the journals say ownership passed to the destination:
-    /// `Some(true)` passed, `Some(false)` did not, `None` cannot tell.
-    pub fn committed(source: Option<&Summary>, destination: Option<&Summary>) -> Option<bool> {
-        if destination.is_some_and(|d| d.reached(Stage::DstResuming)) {
-            return Some(true);
-        }
-        match source {
-            Some(s) if s.reached(Stage::SrcSwitchingOver) => Some(!s.resumed_here),
-            Some(_) => Some(false),
-            // Without the source's journal: the source commits only after
-            // the destination loaded and verified (0x5070).
-            None => match destination {
-                Some(d) if !d.reached(Stage::DstLoadingState) => Some(false),
-                _ => None,
-            },
-        }
     }
 }
 
@@ -431,7 +366,7 @@ mod tests {
             stages.len()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut j = Journal::create(&dir, "l", side, 7, "peer", "live").unwrap();
+        let mut j = Journal::create(&dir, "l", side, 7, "peer", MigrationMode::Live).unwrap();
         for s in stages {
             j.stage(*s).unwrap();
         }
@@ -460,7 +395,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lpar-mover-prune-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for i in 0..(KEPT_PER_LPAR as u64 + 5) {
-            let mut j = Journal::create(&dir, "l", Side::Source, i, "p", "live").unwrap();
+            let mut j =
+                Journal::create(&dir, "l", Side::Source, i, "p", MigrationMode::Live).unwrap();
             if i != 0 {
                 j.end("completed", false).unwrap();
             }
@@ -509,7 +445,10 @@ mod tests {
             p,
         )
         .unwrap();
-        assert_eq!((src.peer_migration, src.mode.as_str()), (Some(9), "live"));
+        assert_eq!(
+            (src.peer_migration, src.mode),
+            (Some(9), MigrationMode::Live)
+        );
         let dst = parse(
             &(begin("destination", 9) + "{\"record\":\"peer\",\"migration\":3}\n"),
             p,
@@ -525,7 +464,7 @@ mod tests {
     fn a_reopened_journal_cuts_a_torn_record_before_it_appends() {
         let dir = std::env::temp_dir().join(format!("lpar-mover-torn-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut j = Journal::create(&dir, "l", Side::Source, 3, "p", "live").unwrap();
+        let mut j = Journal::create(&dir, "l", Side::Source, 3, "p", MigrationMode::Live).unwrap();
         j.stage(Stage::SrcTransferringMemory).unwrap();
         let path = j.path().to_path_buf();
         drop(j);

@@ -30,7 +30,8 @@ pub mod wwn;
 
 use crate::build_identity::BuildIdentity;
 use crate::control::{
-    Address, Client, Command, Event, Greeting, PROTOCOL_VERSION, cause, protocol_error,
+    Address, Client, Command, Event, Greeting, LparState, PROTOCOL_VERSION, Request, cause,
+    protocol_error, reply, request,
 };
 use crate::emg::{Emg, Module, phase};
 use crate::partition::LparConfig;
@@ -38,9 +39,9 @@ use crate::state::UsbAssignment;
 use busy::Operation;
 use config::{AgentConfig, ServeArgs};
 use crossbeam::channel::{Sender, TrySendError};
-use inventory::{Inventory, LparState};
+use inventory::Inventory;
 use migration::Migration;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Finished migrations an agent keeps for `status`; older ones are dropped.
 pub const FINISHED_KEPT: usize = 64;
@@ -87,6 +88,12 @@ pub fn run(args: &ServeArgs) -> Result<(), Emg> {
         advertised: std::sync::OnceLock::new(),
     });
     server::serve(agent)
+}
+
+/// A command's reply as the server sends it; the type parameter makes the
+/// compiler check that a handler returns the command's reply type.
+pub(crate) fn answer<R: Request>(reply: Result<R::Reply, Emg>) -> Result<Value, Emg> {
+    reply.map(|r| serde_json::to_value(r).expect("replies serialise"))
 }
 
 impl Agent {
@@ -137,11 +144,12 @@ impl Agent {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Serves one authenticated request.
+    /// Serves one authenticated request: each command's handler returns
+    /// its reply type (`Request::Reply`), which [`answer`] checks.
     pub fn handle(self: &Arc<Self>, command: Command) -> Result<Value, Emg> {
         command.check_bounds()?;
         match command {
-            Command::Authenticate { .. } => Ok(json!({})),
+            Command::Authenticate { .. } => answer::<request::Authenticate>(Ok(reply::Empty {})),
             Command::LparCreate {
                 name,
                 vcpus,
@@ -152,7 +160,7 @@ impl Agent {
                 kernel,
                 cmdline,
                 usb,
-            } => self.lpar_create(LparConfig {
+            } => answer::<request::LparCreate>(self.lpar_create(LparConfig {
                 name,
                 number: 0,
                 vcpus,
@@ -163,21 +171,35 @@ impl Agent {
                 kernel,
                 cmdline,
                 usb: usb.unwrap_or(UsbAssignment::Unassigned),
-            }),
+            })),
             Command::LparConsole { name, offset } => {
                 let inv = self.inventory.lock().unwrap();
-                console::read(&inv, &self.config.name, &name, offset)
+                answer::<request::LparConsole>(console::read(
+                    &inv,
+                    &self.config.name,
+                    &name,
+                    offset,
+                ))
             }
             Command::LparList {} => {
                 let inv = self.inventory.lock().unwrap();
-                let lpars: Result<Vec<Value>, Emg> =
+                let lpars: Result<Vec<_>, Emg> =
                     inv.names().iter().map(|n| inv.describe(n)).collect();
-                Ok(json!({ "host": self.config.name, "lpars": lpars? }))
+                answer::<request::LparList>(lpars.map(|lpars| reply::LparList {
+                    host: self.config.name.clone(),
+                    lpars,
+                }))
             }
-            Command::LparShow { name } => self.inventory.lock().unwrap().describe(&name),
-            Command::LparActivate { name } => self.lpar_op(&name, Operation::Activate),
-            Command::LparDeactivate { name } => self.lpar_op(&name, Operation::Deactivate),
-            Command::LparDelete { name } => self.lpar_op(&name, Operation::Delete),
+            Command::LparShow { name } => {
+                answer::<request::LparShow>(self.inventory.lock().unwrap().describe(&name))
+            }
+            Command::LparActivate { name } => {
+                answer::<request::LparActivate>(self.lpar_op(&name, Operation::Activate))
+            }
+            Command::LparDeactivate { name } => {
+                answer::<request::LparDeactivate>(self.lpar_op(&name, Operation::Deactivate))
+            }
+            Command::LparDelete { name } => answer::<request::LparDelete>(self.lpar_delete(name)),
             Command::Migrate {
                 lpar,
                 to,
@@ -186,7 +208,7 @@ impl Agent {
                 streams,
                 timeout_s,
                 path,
-            } => migration::start_source(
+            } => answer::<request::Migrate>(migration::start_source(
                 self,
                 migration::SourceRequest {
                     lpar,
@@ -197,30 +219,29 @@ impl Agent {
                     timeout_s,
                     path,
                 },
-            ),
-            Command::Status { id } => match id {
-                Some(id) => Ok(self.migration(id)?.status_json()),
+            )),
+            Command::Status { id } => answer::<request::Status>(match id {
+                Some(id) => Ok(reply::Status::One(Box::new(self.migration(id)?.status()))),
                 None => {
-                    let all: Vec<Value> = self
+                    let migrations = self
                         .migrations
                         .lock()
                         .unwrap()
                         .values()
-                        .map(|m| {
+                        .map(|m| reply::MigrationStatus {
                             // Summaries only: reports are per migration,
                             // and a long list must stay under MAX_LINE.
-                            let mut v = m.status_json();
-                            if let Some(o) = v.as_object_mut() {
-                                o.remove("report");
-                            }
-                            v
+                            report: None,
+                            ..m.status()
                         })
                         .collect();
-                    Ok(json!({ "migrations": all }))
+                    Ok(reply::Status::All { migrations })
                 }
-            },
-            Command::Extend { id, seconds } => self.migration(id)?.extend(seconds),
-            Command::Cancel { id } => self.migration(id)?.cancel(),
+            }),
+            Command::Extend { id, seconds } => {
+                answer::<request::Extend>(self.migration(id)?.extend(seconds))
+            }
+            Command::Cancel { id } => answer::<request::Cancel>(self.migration(id)?.cancel()),
             Command::PrepareIncoming {
                 config,
                 streams,
@@ -249,23 +270,41 @@ impl Agent {
                         imported: history,
                     },
                 );
-                Ok(reply)
+                answer::<request::PrepareIncoming>(Ok(reply))
             }
-            Command::Recover { lpar, peer } => recovery::recover(self, &lpar, peer.as_deref()),
-            Command::JournalRead { lpar } => recovery::journal_read(self, &lpar),
+            Command::Recover { lpar, peer } => {
+                answer::<request::Recover>(recovery::recover(self, &lpar, peer.as_deref()))
+            }
+            Command::JournalRead { lpar } => {
+                answer::<request::JournalRead>(recovery::journal_read(self, &lpar))
+            }
             Command::RecoverResolve {
                 lpar,
                 keep,
                 leave_deactivated,
                 journal,
-            } => recovery::resolve_request(self, &lpar, keep, leave_deactivated, journal),
-            Command::RollbackWwn { lpar } => wwn::rollback(self, &lpar),
+            } => answer::<request::RecoverResolve>(recovery::resolve_request(
+                self,
+                &lpar,
+                keep,
+                leave_deactivated,
+                journal,
+            )),
+            Command::RollbackWwn { lpar } => {
+                answer::<request::RollbackWwn>(wwn::rollback(self, &lpar))
+            }
             Command::MigrateShutdown {
                 lpar,
                 to,
                 activate_destination,
                 shutdown_timeout_s,
-            } => shutdown::start(self, &lpar, &to, activate_destination, shutdown_timeout_s),
+            } => answer::<request::MigrateShutdown>(shutdown::start(
+                self,
+                &lpar,
+                &to,
+                activate_destination,
+                shutdown_timeout_s,
+            )),
             Command::ReceiveShutdown {
                 config,
                 device_state,
@@ -275,7 +314,7 @@ impl Agent {
                 source_address,
                 history_key,
                 history,
-            } => shutdown::receive(
+            } => answer::<request::ReceiveShutdown>(shutdown::receive(
                 self,
                 config,
                 &device_state,
@@ -287,10 +326,14 @@ impl Agent {
                     key: history_key,
                     imported: history,
                 },
-            ),
-            Command::History { lpar } => self.history_of(&lpar),
-            Command::HostResources {} => Ok(self.host_resources()),
-            Command::HistoryRecord { records } => self.keep_records(records),
+            )),
+            Command::History { lpar } => answer::<request::History>(self.history_of(&lpar)),
+            Command::HostResources {} => {
+                answer::<request::HostResources>(Ok(self.host_resources()))
+            }
+            Command::HistoryRecord { records } => {
+                answer::<request::HistoryRecord>(self.keep_records(records))
+            }
             c @ (Command::Validate { .. }
             | Command::ConnectivityTest { .. }
             | Command::Rehearse { .. }
@@ -378,7 +421,7 @@ impl Agent {
         Ok(())
     }
 
-    fn lpar_create(&self, mut config: LparConfig) -> Result<Value, Emg> {
+    fn lpar_create(&self, mut config: LparConfig) -> Result<reply::Lpar, Emg> {
         let mut inv = self.inventory.lock().unwrap();
         config.number = inv.names().len() as u32 + 1;
         console::check_image(&config, inv.backend().kind(), &self.config.name)?;
@@ -388,7 +431,18 @@ impl Agent {
         inv.describe(&config.name)
     }
 
-    fn lpar_op(&self, name: &str, op: Operation) -> Result<Value, Emg> {
+    fn lpar_delete(&self, name: String) -> Result<reply::Deleted, Emg> {
+        let mut inv = self.inventory.lock().unwrap();
+        busy::check(&name, inv.get(&name)?.state, Operation::Delete)?;
+        inv.remove(&name)?;
+        log::info!("deleted LPAR '{name}'");
+        Ok(reply::Deleted {
+            name,
+            deleted: true,
+        })
+    }
+
+    fn lpar_op(&self, name: &str, op: Operation) -> Result<reply::Lpar, Emg> {
         let cancelled = match op {
             Operation::Activate | Operation::Deactivate => self.cancel_migration_of(name)?,
             _ => None,
@@ -428,13 +482,8 @@ impl Agent {
                     return Err(e);
                 }
             }
-            Operation::Delete => {
-                inv.remove(name)?;
-                log::info!("deleted LPAR '{name}'");
-                return Ok(json!({ "name": name, "deleted": true }));
-            }
-            Operation::Migrate | Operation::MigrateShutdown => {
-                unreachable!("migrations start in migration::start_source and shutdown::start")
+            Operation::Delete | Operation::Migrate | Operation::MigrateShutdown => {
+                unreachable!("deletions and migrations have their own functions")
             }
         }
         inv.describe(name)

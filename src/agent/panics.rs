@@ -4,8 +4,8 @@
 //! only keeps the agent serving meanwhile.
 
 use super::Agent;
-use super::inventory::LparState;
 use super::migration::Migration;
+use crate::control::LparState;
 use crate::control::{Command, cause, protocol_error};
 use crate::emg::{Emg, Module, phase};
 use serde_json::Value;

@@ -5,7 +5,7 @@
 //! moverctl recover L ──▶ agent X (holds L, needs-recovery, deactivated)
 //!                        read X's latest journal of L
 //!                        journal-read L ─────────────▶ peer Y: its journal, its copy
-//!                        committed? (journal::Summary::committed)
+//!                        committed? (control::JournalSummary::committed)
 //!                        the losing copy is discarded first, then the
 //!                        winner resumes (never two running copies):
 //!                          recover-resolve L keep=… ─▶ Y resumes or removes its copy
@@ -26,13 +26,12 @@
 //! becomes a journal path.
 
 use super::Agent;
-use super::inventory::{Inventory, LparState, valid_name};
-use super::journal::{self, Journal, Summary};
-use super::migration::Side;
-use crate::control::{Address, Client, Command, cause, protocol_error};
+use super::inventory::{Inventory, valid_name};
+use super::journal::{self, Journal};
+use crate::control::{Address, Client, LparState, cause, protocol_error, reply, request};
+use crate::control::{JournalSummary as Summary, MigrationMode, Side};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
-use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -87,17 +86,19 @@ fn activated(lpar: &str, host: &str) -> Emg {
 }
 
 /// `journal-read`: this host's latest journal of `lpar` and its copy.
-pub fn journal_read(agent: &Arc<Agent>, lpar: &str) -> Result<Value, Emg> {
+pub fn journal_read(agent: &Arc<Agent>, lpar: &str) -> Result<reply::JournalRead, Emg> {
     valid_name(lpar)?;
     let summary = journal::latest(&agent.config.state_dir, lpar)?;
     let inv = agent.inventory.lock().unwrap();
-    let copy = inv.get(lpar).ok().map(|e| {
-        json!({
-            "state": e.state,
-            "running": e.lpar.as_ref().is_some_and(|l| l.is_running()),
-        })
+    let copy = inv.get(lpar).ok().map(|e| reply::Copy {
+        state: e.state,
+        running: e.lpar.as_ref().is_some_and(|l| l.is_running()),
     });
-    Ok(json!({ "host": agent.config.name, "journal": summary, "copy": copy }))
+    Ok(reply::JournalRead {
+        host: agent.config.name.clone(),
+        journal: summary,
+        copy,
+    })
 }
 
 /// `recover-resolve` as a peer asks it: checked against this host's state
@@ -108,7 +109,7 @@ pub fn resolve_request(
     keep: bool,
     leave_deactivated: bool,
     caller: Option<Summary>,
-) -> Result<Value, Emg> {
+) -> Result<reply::Resolved, Emg> {
     valid_name(lpar)?;
     let host = agent.config.name.clone();
     let state = agent.inventory.lock().unwrap().get(lpar).map(|e| e.state);
@@ -118,7 +119,11 @@ pub fn resolve_request(
             // Kept already: the migration ended here with the LPAR back
             // (a failure before commit); nothing to change.
             if journal::latest(&agent.config.state_dir, lpar)?.is_some_and(|s| s.finished()) {
-                return Ok(json!({ "host": host, "lpar": lpar, "kept": true }));
+                return Ok(reply::Resolved {
+                    host,
+                    lpar: lpar.to_string(),
+                    kept: true,
+                });
             }
             return Err(not_needed(lpar, other));
         }
@@ -161,10 +166,7 @@ pub fn resolve_request(
                  stages {:x?}) says {}.",
                 if keep { "keep" } else { "discard" },
                 local.migration,
-                match local.side {
-                    Side::Source => "source",
-                    Side::Destination => "destination",
-                },
+                local.side.label(),
                 local.stages,
                 match keep_here {
                     Some(true) => "this copy is the LPAR",
@@ -185,7 +187,7 @@ pub fn resolve_here(
     lpar: &str,
     keep: bool,
     leave_deactivated: bool,
-) -> Result<Value, Emg> {
+) -> Result<reply::Resolved, Emg> {
     let host = agent.config.name.clone();
     let mut inv = agent.inventory.lock().unwrap();
     if keep {
@@ -213,7 +215,11 @@ pub fn resolve_here(
         "recovery: LPAR '{lpar}' {} on {host}",
         if keep { "runs" } else { "removed" }
     );
-    Ok(json!({ "host": host, "lpar": lpar, "kept": keep }))
+    Ok(reply::Resolved {
+        host,
+        lpar: lpar.to_string(),
+        kept: keep,
+    })
 }
 
 /// Appends `end: recovered` to the latest unfinished journal of `lpar`.
@@ -230,7 +236,11 @@ fn close_journal(agent: &Agent, lpar: &str) {
 }
 
 /// `recover`: see the module doc.
-pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Value, Emg> {
+pub fn recover(
+    agent: &Arc<Agent>,
+    lpar: &str,
+    peer: Option<&str>,
+) -> Result<reply::Recovered, Emg> {
     valid_name(lpar)?;
     let host = agent.config.name.clone();
     {
@@ -280,12 +290,12 @@ pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Val
         .open_peer(&address, Module::Recovery)
         .map_err(|e| refused(&e))?;
     let reply = client
-        .call(Command::JournalRead {
+        .request(request::JournalRead {
             lpar: lpar.to_string(),
         })
         .map_err(|e| refused(&e))?;
-    let remote: Option<Summary> = serde_json::from_value(reply["journal"].clone()).ok();
-    let peer_host = reply["host"].as_str().unwrap_or("?").to_string();
+    let remote = reply.journal;
+    let peer_host = reply.host;
     // The peer's journal must be of the same migration and the other side
     // (an older journal there belongs to an earlier migration).
     let remote = remote.filter(|r| local.pairs_with(r));
@@ -310,7 +320,7 @@ pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Val
     // The source journals 0x4080 before it asks for the commit; if the
     // destination then holds no copy and never started loading one, the
     // request never arrived (or it refused): the source keeps it.
-    let peer_has_copy = !reply["copy"].is_null();
+    let peer_has_copy = reply.copy.is_some();
     let committed = if committed && local.side == Side::Source && !peer_has_copy {
         match destination {
             Some(d) if d.reached(Stage::DstLoadingState) && !d.finished() => {
@@ -331,16 +341,16 @@ pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Val
     };
     let keep_here = committed == (local.side == Side::Destination);
     // A shutdown-mode migration moved a stopped guest: it stays stopped.
-    let leave_deactivated = local.mode == "shutdown";
+    let leave_deactivated = local.mode == MigrationMode::Shutdown;
     let call_peer = |client: &mut Client, keep: bool| {
         client
-            .call(Command::RecoverResolve {
+            .request(request::RecoverResolve {
                 lpar: lpar.to_string(),
                 keep,
                 leave_deactivated,
                 journal: Some(local.clone()),
             })
-            .map_err(|e| e.clone())
+            .map(drop)
     };
     // Discard the losing copy first, then resume the winner.
     if keep_here {
@@ -356,10 +366,10 @@ pub fn recover(agent: &Arc<Agent>, lpar: &str, peer: Option<&str>) -> Result<Val
         "recovery of '{lpar}': {} commit, runs on {runs_on}, removed from {removed_from}",
         if committed { "after" } else { "before" }
     );
-    Ok(json!({
-        "lpar": lpar,
-        "committed": committed,
-        "runs_on": runs_on,
-        "removed_from": removed_from,
-    }))
+    Ok(reply::Recovered {
+        lpar: lpar.to_string(),
+        committed,
+        runs_on: runs_on.clone(),
+        removed_from: removed_from.clone(),
+    })
 }

@@ -27,10 +27,11 @@
 use super::Agent;
 use super::busy::{self, Operation};
 use super::history::Incoming;
-use super::inventory::LparState;
-use super::migration::{Migration, Side};
-use super::validation::{self, Mode};
-use crate::control::{Address, Command, cause, protocol_error};
+use super::migration::Migration;
+use super::validation;
+use crate::control::{
+    Address, LparState, MigrationMode, Side, cause, protocol_error, reply, request,
+};
 use crate::emg::{Emg, Module};
 use crate::engine::shutdown::{
     DEFAULT_SHUTDOWN_WAIT, capture, from_hex, install, to_hex, wait_shut_down,
@@ -71,7 +72,7 @@ pub fn start(
     to: &str,
     activate_destination: bool,
     shutdown_timeout_s: Option<u64>,
-) -> Result<Value, Emg> {
+) -> Result<reply::MigrationStarted, Emg> {
     let address = Address::parse(to).map_err(|m| {
         protocol_error(
             cause::BAD_ARGUMENTS,
@@ -86,7 +87,7 @@ pub fn start(
         let inv = agent.inventory.lock().unwrap();
         busy::check(name, inv.get(name)?.state, Operation::MigrateShutdown)?;
     }
-    let report = validation::validate(agent, name, to, Mode::Shutdown, None, false)?;
+    let report = validation::validate(agent, name, to, MigrationMode::Shutdown, None, false)?;
     if let Some(refusal) = validation::refusal(name, &report.checks) {
         return Err(refusal);
     }
@@ -107,12 +108,15 @@ pub fn start(
         to,
         limit.as_secs(),
     ));
-    if let Err(e) = m.open_journal(&agent.config.state_dir, "shutdown") {
+    if let Err(e) = m.open_journal(
+        &agent.config.state_dir,
+        crate::control::MigrationMode::Shutdown,
+    ) {
         let _ = agent.inventory.lock().unwrap().set_state(name, was);
         return Err(e);
     }
     agent.register(m.clone());
-    agent.note_source(&m, to, "shutdown");
+    agent.note_source(&m, to, MigrationMode::Shutdown);
     let id = m.id;
     let a = agent.clone();
     let spawned = std::thread::Builder::new()
@@ -157,7 +161,7 @@ pub fn start(
         return Err(super::migration::thread_refused(&e));
     }
     log::info!("migration {id}: '{name}' to {to} in shutdown mode");
-    Ok(json!({ "migration": id }))
+    Ok(reply::MigrationStarted { migration: id })
 }
 
 /// Where the LPAR is if the migration fails.
@@ -201,7 +205,7 @@ fn source_steps(
     let state = capture(&**lpar).map_err(|e| e.emg(Module::MoverSource))?;
     // Write-ahead: journaled before the destination may define it.
     agent.enter(m, Stage::SrcSwitchingOver);
-    let reply = client.call(Command::ReceiveShutdown {
+    let reply = client.request(request::ReceiveShutdown {
         config: config.clone(),
         device_state: to_hex(&state),
         activate,
@@ -213,7 +217,7 @@ fn source_steps(
     });
     let reply = match reply {
         Ok(r) => {
-            m.journal_peer(r["migration"].as_u64().unwrap_or(0));
+            m.journal_peer(r.migration);
             r
         }
         Err(e) => {
@@ -224,7 +228,7 @@ fn source_steps(
         }
     };
     Ok(json!({
-        "mode": "shutdown",
+        "mode": crate::control::MigrationMode::Shutdown,
         "shutdown_ms": shutdown_ms,
         "device_state_bytes": state.len(),
         "destination_agent": theirs.agent,
@@ -240,7 +244,7 @@ pub fn receive(
     device_state: &str,
     activate: bool,
     incoming: Incoming,
-) -> Result<Value, Emg> {
+) -> Result<reply::ShutdownReceived, Emg> {
     let bytes = from_hex(device_state).map_err(|m| {
         protocol_error(
             cause::BAD_ARGUMENTS,
@@ -264,14 +268,17 @@ pub fn receive(
             log::error!("cannot remove the incoming LPAR '{name}': {e}");
         }
     };
-    if let Err(e) = m.open_journal(&agent.config.state_dir, "shutdown") {
+    if let Err(e) = m.open_journal(
+        &agent.config.state_dir,
+        crate::control::MigrationMode::Shutdown,
+    ) {
         drop(lpar);
         undefine(agent);
         return Err(e);
     }
     m.journal_peer(source_migration);
     agent.register(m.clone());
-    agent.note_incoming_to(&m, "shutdown", incoming);
+    agent.note_incoming_to(&m, MigrationMode::Shutdown, incoming);
     log::info!(
         "migration {}: receiving '{name}' in shutdown mode from {source_agent} (its migration \
          {source_migration})",
@@ -300,12 +307,19 @@ pub fn receive(
             inv.set_vfc_ids(&name, outcome.vfc_ids.clone())?;
             inv.set_state(&name, state)?;
             drop(inv);
-            Ok(json!({ "migration": m.id, "state": state, "switchover": outcome }))
+            Ok(reply::ShutdownReceived {
+                migration: m.id,
+                state,
+                switchover: serde_json::to_value(outcome).expect("outcomes serialise"),
+            })
         });
     drop(lpar);
     if result.is_err() {
         undefine(agent);
     }
-    agent.finish(&m, result.clone(), result.is_ok());
+    let report = result
+        .as_ref()
+        .map(|r| serde_json::to_value(r).expect("replies serialise"));
+    agent.finish(&m, report.map_err(Emg::clone), result.is_ok());
     result
 }

@@ -12,16 +12,15 @@
 //! meanwhile).
 
 use super::Agent;
-use super::inventory::LparState;
+use crate::control::{LparState, reply};
 use crate::emg::{Emg, Module};
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// `phase` of the rollback refusals (the Recovery module's LPAR checks).
 pub const PHASE_ROLLBACK: u16 = 0x0011;
 
 /// `rollback-wwn`: see the module doc.
-pub fn rollback(agent: &Arc<Agent>, name: &str) -> Result<Value, Emg> {
+pub fn rollback(agent: &Arc<Agent>, name: &str) -> Result<reply::WwnRolledBack, Emg> {
     let mut inv = agent.inventory.lock().unwrap();
     let entry = inv.get(name)?;
     if entry.state != LparState::WwnRollbackPending {
@@ -38,16 +37,14 @@ pub fn rollback(agent: &Arc<Agent>, name: &str) -> Result<Value, Emg> {
         ));
     }
     let running = entry.lpar.as_ref().is_some_and(|l| l.is_running());
-    let pairs: Vec<Value> = entry
+    let pairs: Vec<reply::WwpnPair> = entry
         .config
         .fc_ports
         .iter()
-        .map(|p| {
-            json!({
-                "port": p.port,
-                "wwpn": p.wwpn.to_string(),
-                "migration_wwpn": p.migration_wwpn.to_string(),
-            })
+        .map(|p| reply::WwpnPair {
+            port: p.port.into(),
+            wwpn: p.wwpn.to_string(),
+            migration_wwpn: p.migration_wwpn.to_string(),
         })
         .collect();
     let state = if running {
@@ -61,5 +58,9 @@ pub fn rollback(agent: &Arc<Agent>, name: &str) -> Result<Value, Emg> {
         pairs.len(),
         state.label()
     );
-    Ok(json!({ "lpar": name, "state": state, "fc_ports": pairs }))
+    Ok(reply::WwnRolledBack {
+        lpar: name.to_string(),
+        state,
+        fc_ports: pairs,
+    })
 }

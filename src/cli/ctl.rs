@@ -7,13 +7,14 @@
 //! started and failed, or the agent could not be reached), 3 usage.
 
 use super::options::{MigrationOptions, Move};
-use crate::control::{Address, Client, Command, Event};
+use crate::control::{Address, Client, Event, Request, reply, request};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
 use crate::partition::FcPortConfig;
 use crate::state::UsbAssignment;
 use crate::units::{format_size, parse_size};
 use clap::{Args, Subcommand};
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -200,7 +201,7 @@ pub(crate) fn connect(g: &Global) -> Result<Client, Failure> {
     })?;
     let mut client = Client::connect(&address, Module::Client).map_err(Failure::Failed)?;
     client
-        .call(Command::Authenticate { token })
+        .request(request::Authenticate { token })
         .map_err(Failure::Refused)?;
     Ok(client)
 }
@@ -213,7 +214,6 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
         c => c,
     };
     let mut client = connect(g)?;
-    let call = |c: &mut Client, cmd| c.call(cmd).map_err(Failure::Refused);
     match command {
         CtlCommand::Lpar(l) => {
             let reply = match l {
@@ -226,9 +226,9 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                     kernel,
                     cmdline,
                     usb,
-                } => call(
+                } => ask(
                     &mut client,
-                    Command::LparCreate {
+                    request::LparCreate {
                         name,
                         vcpus,
                         memory_bytes: memory,
@@ -246,59 +246,46 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                     return console(&mut client, &name, follow).map_err(Failure::Refused);
                 }
                 LparCommand::List => {
-                    let reply = call(&mut client, Command::LparList {})?;
+                    let reply = ask(&mut client, request::LparList {})?;
                     if !g.json {
                         print_lpars(&reply);
                         return Ok(());
                     }
-                    reply
+                    return print_reply(g, &reply);
                 }
-                LparCommand::Show { name } => call(&mut client, Command::LparShow { name })?,
-                LparCommand::Activate { name } => {
-                    call(&mut client, Command::LparActivate { name })?
-                }
+                LparCommand::Show { name } => ask(&mut client, request::LparShow { name })?,
+                LparCommand::Activate { name } => ask(&mut client, request::LparActivate { name })?,
                 LparCommand::Deactivate { name } => {
-                    call(&mut client, Command::LparDeactivate { name })?
+                    ask(&mut client, request::LparDeactivate { name })?
                 }
-                LparCommand::Delete { name } => call(&mut client, Command::LparDelete { name })?,
+                LparCommand::Delete { name } => {
+                    return print_reply(g, &ask(&mut client, request::LparDelete { name })?);
+                }
             };
-            print_value(g, &reply);
-            Ok(())
+            print_reply(g, &reply)
         }
         CtlCommand::Migrate(a) => migrate(g, &mut client, a),
         CtlCommand::Status { id } => {
-            let reply = call(&mut client, Command::Status { id })?;
+            let reply = ask(&mut client, request::Status { id })?;
             if g.json {
-                println!("{reply}");
-            } else if id.is_some() {
-                print_status(&reply);
-            } else {
-                for m in reply["migrations"].as_array().into_iter().flatten() {
-                    print_status(m);
-                }
+                return print_reply(g, &reply);
+            }
+            match reply {
+                reply::Status::One(s) => print_status(&s),
+                reply::Status::All { migrations } => migrations.iter().for_each(print_status),
             }
             Ok(())
         }
         CtlCommand::Monitor { id } => monitor(g, &mut client, id),
         CtlCommand::Extend { id, seconds } => {
-            let reply = call(&mut client, Command::Extend { id, seconds })?;
-            print_value(g, &reply);
-            Ok(())
+            print_reply(g, &ask(&mut client, request::Extend { id, seconds })?)
         }
-        CtlCommand::Cancel { id } => {
-            let reply = call(&mut client, Command::Cancel { id })?;
-            print_value(g, &reply);
-            Ok(())
-        }
+        CtlCommand::Cancel { id } => print_reply(g, &ask(&mut client, request::Cancel { id })?),
         CtlCommand::RollbackWwn { lpar } => {
-            let reply = call(&mut client, Command::RollbackWwn { lpar })?;
-            print_value(g, &reply);
-            Ok(())
+            print_reply(g, &ask(&mut client, request::RollbackWwn { lpar })?)
         }
         CtlCommand::Recover { lpar, peer } => {
-            let reply = call(&mut client, Command::Recover { lpar, peer })?;
-            print_value(g, &reply);
-            Ok(())
+            print_reply(g, &ask(&mut client, request::Recover { lpar, peer })?)
         }
         CtlCommand::History { lpar } => super::moves::history(g, &mut client, &lpar),
         CtlCommand::Return(a) => super::moves::return_lpar(g, &mut client, a),
@@ -323,6 +310,18 @@ fn parse_fc_port(text: &str) -> Result<FcPortConfig, String> {
     })
 }
 
+/// Sends `request`; the agent's refusal is exit 1.
+fn ask<R: Request>(client: &mut Client, request: R) -> Result<R::Reply, Failure> {
+    client.request(request).map_err(Failure::Refused)
+}
+
+/// Prints a typed reply as the agent sent it (`--json`: one object) or as
+/// `field value` lines.
+pub(crate) fn print_reply(g: &Global, reply: &impl Serialize) -> Result<(), Failure> {
+    print_value(g, &serde_json::to_value(reply).expect("replies serialise"));
+    Ok(())
+}
+
 pub(crate) fn print_value(g: &Global, v: &Value) {
     if g.json {
         println!("{v}");
@@ -336,37 +335,37 @@ pub(crate) fn print_value(g: &Global, v: &Value) {
     }
 }
 
-fn print_lpars(reply: &Value) {
+fn print_lpars(reply: &reply::LparList) {
     println!(
         "{:<20} {:<16} {:>5} {:>10}  program",
         "LPAR", "state", "vCPUs", "memory"
     );
-    for l in reply["lpars"].as_array().into_iter().flatten() {
+    for l in &reply.lpars {
         println!(
             "{:<20} {:<16} {:>5} {:>10}  {}",
-            l["name"].as_str().unwrap_or(""),
-            l["state"].as_str().unwrap_or(""),
-            l["vcpus"],
-            format_size(l["memory_bytes"].as_u64().unwrap_or(0)),
-            l["program"].as_str().unwrap_or("")
+            l.name,
+            l.state.label(),
+            l.vcpus,
+            format_size(l.memory_bytes),
+            l.program
         );
     }
 }
 
-fn print_status(s: &Value) {
-    let stage = s["stage"].as_u64().unwrap_or(0) as u16;
+fn print_status(s: &reply::MigrationStatus) {
     println!(
-        "migration {} {} ({}, peer {}): Stage = 0x{stage:04x}: {}; remaining {} of {}, {}/s",
-        s["migration"],
-        s["lpar"].as_str().unwrap_or(""),
-        s["side"].as_str().unwrap_or(""),
-        s["peer"].as_str().unwrap_or(""),
-        s["stage_text"].as_str().unwrap_or(""),
-        format_size(s["remaining_bytes"].as_u64().unwrap_or(0)),
-        format_size(s["memory_bytes"].as_u64().unwrap_or(0)),
-        format_size(s["rate_bytes_per_s"].as_f64().unwrap_or(0.0) as u64),
+        "migration {} {} ({}, peer {}): Stage = 0x{:04x}: {}; remaining {} of {}, {}/s",
+        s.migration,
+        s.lpar,
+        s.side,
+        s.peer,
+        s.stage,
+        s.stage_text,
+        format_size(s.remaining_bytes),
+        format_size(s.memory_bytes),
+        format_size(s.rate_bytes_per_s as u64),
     );
-    if let Ok(e) = serde_json::from_value::<Emg>(s["error"].clone()) {
+    if let Some(e) = &s.error {
         println!("  {e}");
     }
 }
@@ -397,13 +396,12 @@ pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result
         Move::Live
     };
     let command = a.options.command(&a.lpar, &to, how);
-    let reply = client.call(command).map_err(Failure::Refused)?;
-    let id = reply["migration"]
-        .as_u64()
-        .ok_or_else(|| Failure::Usage(format!("the agent's reply has no migration id: {reply}")))?;
+    let reply: reply::MigrationStarted =
+        serde_json::from_value(client.call(command).map_err(Failure::Refused)?)
+            .map_err(|e| Failure::Usage(format!("the agent's reply has no migration id: {e}")))?;
+    let id = reply.migration;
     if a.no_wait {
-        print_value(g, &reply);
-        return Ok(());
+        return print_reply(g, &reply);
     }
     if !g.json {
         println!("migration {id}: {} to {to}", a.lpar);
@@ -466,10 +464,12 @@ fn print_report(r: &Value) {
 }
 
 fn monitor(g: &Global, client: &mut Client, id: u64) -> Result<(), Failure> {
-    let s = client
-        .call(Command::Status { id: Some(id) })
-        .map_err(Failure::Refused)?;
-    let memory = s["memory_bytes"].as_u64().unwrap_or(0);
+    let reply::Status::One(s) = ask(client, request::Status { id: Some(id) })? else {
+        return Err(Failure::Usage(format!(
+            "the agent answered status {id} with a list"
+        )));
+    };
+    let memory = s.memory_bytes;
     let bar = indicatif::ProgressBar::new(memory);
     if g.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -479,46 +479,41 @@ fn monitor(g: &Global, client: &mut Client, id: u64) -> Result<(), Failure> {
             .expect("template is valid")
             .progress_chars("=> "),
     );
-    bar.set_message(format!(
-        "Stage = 0x{:04x}: {}",
-        s["stage"].as_u64().unwrap_or(0),
-        s["stage_text"].as_str().unwrap_or("")
-    ));
-    let mut stage_text = s["stage_text"].as_str().unwrap_or("").to_string();
+    bar.set_message(format!("Stage = 0x{:04x}: {}", s.stage, s.stage_text));
+    let mut stage_text = s.stage_text.clone();
     let json = g.json;
-    let result =
-        if Stage::from_code(s["stage"].as_u64().unwrap_or(0) as u16).is_some_and(Stage::is_final) {
-            match serde_json::from_value::<Emg>(s["error"].clone()) {
-                Ok(e) => Err(Failure::Failed(e)),
-                Err(_) => Ok(s["report"].clone()),
+    let result = if Stage::from_code(s.stage).is_some_and(Stage::is_final) {
+        match s.error {
+            Some(e) => Err(Failure::Failed(e)),
+            None => Ok(s.report.flatten().unwrap_or(Value::Null)),
+        }
+    } else {
+        wait(client, id, &mut |e| {
+            if json {
+                println!("{}", serde_json::to_string(e).unwrap_or_default());
+                return;
             }
-        } else {
-            wait(client, id, &mut |e| {
-                if json {
-                    println!("{}", serde_json::to_string(e).unwrap_or_default());
-                    return;
+            match e {
+                Event::MigrationStage { stage, text, .. } => {
+                    stage_text = text.clone();
+                    bar.set_message(format!("Stage = 0x{stage:04x}: {text}"));
                 }
-                match e {
-                    Event::MigrationStage { stage, text, .. } => {
-                        stage_text = text.clone();
-                        bar.set_message(format!("Stage = 0x{stage:04x}: {text}"));
-                    }
-                    Event::MigrationProgress {
-                        remaining_bytes,
-                        rate_bytes_per_s,
-                        ..
-                    } => {
-                        bar.set_position(memory.saturating_sub(*remaining_bytes));
-                        bar.set_message(format!(
-                            "{stage_text}: remaining {}, {}/s",
-                            format_size(*remaining_bytes),
-                            format_size(*rate_bytes_per_s as u64)
-                        ));
-                    }
-                    _ => {}
+                Event::MigrationProgress {
+                    remaining_bytes,
+                    rate_bytes_per_s,
+                    ..
+                } => {
+                    bar.set_position(memory.saturating_sub(*remaining_bytes));
+                    bar.set_message(format!(
+                        "{stage_text}: remaining {}, {}/s",
+                        format_size(*remaining_bytes),
+                        format_size(*rate_bytes_per_s as u64)
+                    ));
                 }
-            })
-        };
+                _ => {}
+            }
+        })
+    };
     bar.finish_and_clear();
     let report = result?;
     if g.json {
@@ -535,16 +530,15 @@ fn console(client: &mut Client, name: &str, follow: bool) -> Result<(), Emg> {
     use std::io::Write;
     let mut offset = 0;
     loop {
-        let reply = client.call(Command::LparConsole {
+        let reply = client.request(request::LparConsole {
             name: name.to_string(),
             offset,
         })?;
-        let text = reply["text"].as_str().unwrap_or_default();
-        let next = reply["next_offset"].as_u64().unwrap_or(offset);
+        let next = reply.next_offset;
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
+        let _ = out.write_all(reply.text.as_bytes());
         let _ = out.flush();
-        let caught_up = next >= reply["size"].as_u64().unwrap_or(0);
+        let caught_up = next >= reply.size;
         offset = next;
         if caught_up {
             if !follow {

@@ -15,13 +15,12 @@
 //!   ties go to the candidate listed first. Unreachable candidates are
 //!   skipped. No candidate with room: refused, with each one's reason.
 
-use super::ctl::{Failure, Global, MigrateArgs, connect, migrate};
+use super::ctl::{Failure, Global, MigrateArgs, connect, migrate, print_reply};
 use super::options::MigrationOptions;
-use crate::control::{Client, Command};
+use crate::control::{Client, HistoryOutcome, reply, request};
 use crate::emg::{Emg, Module, phase};
 use crate::units::format_size;
 use clap::Args;
-use serde_json::Value;
 
 #[derive(Args, Debug)]
 pub struct ReturnArgs {
@@ -42,36 +41,35 @@ pub mod cause {
 /// `moverctl history <lpar>`.
 pub fn history(g: &Global, client: &mut Client, lpar: &str) -> Result<(), Failure> {
     let reply = client
-        .call(Command::History {
+        .request(request::History {
             lpar: lpar.to_string(),
         })
         .map_err(Failure::Refused)?;
     if g.json {
-        println!("{reply}");
-        return Ok(());
+        return print_reply(g, &reply);
     }
     println!(
         "{:<22} {:<10} {:<12} {:<12} {:>10} {:>12}  {:<10}",
         "migration", "mode", "from", "to", "duration", "suspension", "outcome"
     );
-    for m in reply["migrations"].as_array().into_iter().flatten() {
-        let ns = |k: &str| m[k].as_u64().unwrap_or(0);
+    for m in &reply.migrations {
         println!(
             "{:<22} {:<10} {:<12} {:<12} {:>10} {:>12}  {:<10} {}",
-            m["key"].as_str().unwrap_or(""),
-            m["mode"].as_str().unwrap_or(""),
-            m["source_agent"].as_str().unwrap_or(""),
-            m["destination_agent"].as_str().unwrap_or(""),
+            m.key,
+            m.mode.label(),
+            m.source_agent,
+            m.destination_agent,
             format!(
                 "{:.1} s",
-                ns("ended_ns").saturating_sub(ns("started_ns")) as f64 / 1e9
+                m.ended_ns.saturating_sub(m.started_ns) as f64 / 1e9
             ),
-            m["suspension_ms"]
-                .as_f64()
+            m.suspension_ms
                 .map_or(String::from("-"), |s| format!("{s:.3} ms")),
-            m["outcome"].as_str().unwrap_or(""),
-            serde_json::from_value::<Emg>(m["error"].clone())
-                .map_or(String::new(), |e| e.to_string())
+            serde_json::to_value(m.outcome)
+                .ok()
+                .and_then(|o| o.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            m.error.as_ref().map_or(String::new(), Emg::to_string)
         );
     }
     Ok(())
@@ -79,20 +77,19 @@ pub fn history(g: &Global, client: &mut Client, lpar: &str) -> Result<(), Failur
 
 /// Where the newest completed migration into `host` came from: the source
 /// agent's address, from a `history` reply.
-pub fn origin(history: &Value) -> Option<String> {
-    let host = history["host"].as_str()?;
-    history["migrations"]
-        .as_array()?
+pub fn origin(history: &reply::History) -> Option<String> {
+    history
+        .migrations
         .iter()
         .rev()
-        .find(|m| m["outcome"] == "completed" && m["destination_agent"] == host)
-        .and_then(|m| m["source_address"].as_str().map(str::to_string))
+        .find(|m| m.outcome == HistoryOutcome::Completed && m.destination_agent == history.host)
+        .and_then(|m| m.source_address.clone())
 }
 
 /// `moverctl return <lpar>`.
 pub fn return_lpar(g: &Global, client: &mut Client, a: ReturnArgs) -> Result<(), Failure> {
     let reply = client
-        .call(Command::History {
+        .request(request::History {
             lpar: a.lpar.clone(),
         })
         .map_err(Failure::Refused)?;
@@ -103,8 +100,7 @@ pub fn return_lpar(g: &Global, client: &mut Client, a: ReturnArgs) -> Result<(),
             cause::NO_ORIGIN,
             format!(
                 "LPAR '{}' has no completed migration into host {} to return from",
-                a.lpar,
-                reply["host"].as_str().unwrap_or("?")
+                a.lpar, reply.host
             ),
             "Ask the agent that hosts the LPAR now (moverctl --agent), or migrate it with \
              moverctl migrate --to.",
@@ -137,12 +133,11 @@ pub fn auto_destination(
     candidates: &[String],
 ) -> Result<String, Failure> {
     let shown = client
-        .call(Command::LparShow {
+        .request(request::LparShow {
             name: lpar.to_string(),
         })
         .map_err(Failure::Refused)?;
-    let memory = shown["memory_bytes"].as_u64().unwrap_or(u64::MAX);
-    let vcpus = shown["vcpus"].as_u64().unwrap_or(u64::MAX);
+    let (memory, vcpus) = (shown.memory_bytes, shown.vcpus);
     let here = client.greeting().agent.clone();
     let mut best: Option<(u64, &String)> = None;
     let mut reasons = Vec::new();
@@ -151,9 +146,10 @@ pub fn auto_destination(
             agent: c.clone(),
             ..g.clone()
         };
-        let r = match connect(&at)
-            .and_then(|mut cl| cl.call(Command::HostResources {}).map_err(Failure::Refused))
-        {
+        let r = match connect(&at).and_then(|mut cl| {
+            cl.request(request::HostResources {})
+                .map_err(Failure::Refused)
+        }) {
             Ok(r) => r,
             Err(Failure::Refused(e) | Failure::Failed(e)) => {
                 reasons.push(format!("{c}: unreachable ({})", e.message));
@@ -161,9 +157,7 @@ pub fn auto_destination(
             }
             Err(f @ (Failure::Usage(_) | Failure::Shown(_))) => return Err(f),
         };
-        let host = r["host"].as_str().unwrap_or("");
-        let free = r["memory_free_bytes"].as_u64().unwrap_or(0);
-        let cpus = r["cpus"].as_u64().unwrap_or(0);
+        let (host, free, cpus) = (r.host.as_str(), r.memory_free_bytes, r.cpus);
         if host == here {
             reasons.push(format!("{c}: is the source host {host}"));
         } else if free < memory {
@@ -219,16 +213,23 @@ mod tests {
 
     #[test]
     fn the_origin_is_the_newest_completed_migration_into_this_host() {
-        let h = json!({"host": "B", "migrations": [
-            {"outcome": "completed", "destination_agent": "B", "source_address": "a1"},
-            {"outcome": "completed", "destination_agent": "A", "source_address": "b1"},
-            {"outcome": "completed", "destination_agent": "B", "source_address": "c1"},
-            {"outcome": "failed", "destination_agent": "B", "source_address": "d1"},
-        ]});
-        assert_eq!(origin(&h).as_deref(), Some("c1"));
-        assert_eq!(
-            origin(&json!({"host": "Z", "migrations": h["migrations"]})),
-            None
-        );
+        let record = |outcome: &str, to: &str, from: &str| {
+            json!({"key": "k", "lpar": "l", "mode": "live", "side": "destination",
+                "recorded_by": to, "source_agent": "s", "source_address": from,
+                "destination_agent": to, "destination_address": null, "started_ns": 0,
+                "ended_ns": 1, "outcome": outcome, "error": null, "suspension_ms": null})
+        };
+        let migrations = json!([
+            record("completed", "B", "a1"),
+            record("completed", "A", "b1"),
+            record("completed", "B", "c1"),
+            record("failed", "B", "d1"),
+        ]);
+        let history = |host: &str| {
+            serde_json::from_value(json!({"host": host, "lpar": "l", "migrations": migrations}))
+                .unwrap()
+        };
+        assert_eq!(origin(&history("B")).as_deref(), Some("c1"));
+        assert_eq!(origin(&history("Z")), None);
     }
 }

@@ -4,10 +4,12 @@
 //! the command exit 1 (refused by validation).
 
 use super::ctl::{Failure, Global};
-use crate::agent::validation::{Check, Mode, Outcome, Report, Side, refusal};
-use crate::control::{Client, Command};
+use crate::agent::validation::refusal;
+use crate::control::reply::{Check, Connectivity, Outcome, ValidationReport};
+use crate::control::{Client, MigrationMode, request};
 use crate::units::format_size;
 use clap::Args;
+use serde::Serialize;
 use serde_json::Value;
 
 #[derive(Args, Debug)]
@@ -16,11 +18,24 @@ pub struct ValidateArgs {
     /// The destination agent: host:port or a Unix socket path.
     #[arg(long)]
     pub to: String,
-    #[arg(long, value_enum, default_value_t = Mode::Live)]
-    pub mode: Mode,
+    #[arg(long, default_value_t = MigrationMode::Live)]
+    pub mode: MigrationMode,
     /// The migration path (by name) on both hosts; default: the first.
     #[arg(long)]
     pub path: Option<String>,
+}
+
+impl ValidateArgs {
+    /// The `validate` request these arguments make (`rehearse` takes the
+    /// same fields).
+    fn into_request(self) -> request::Validate {
+        request::Validate {
+            lpar: self.lpar,
+            to: self.to,
+            mode: self.mode,
+            path: self.path,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -33,16 +48,10 @@ pub struct ConnectivityArgs {
     pub path: Option<String>,
 }
 
-fn print_checks(r: &Report) {
+fn print_checks(r: &ValidationReport) {
     println!(
         "validation of '{}': {} → {} ({} mode)",
-        r.lpar,
-        r.source,
-        r.destination,
-        match r.mode {
-            Mode::Live => "live",
-            Mode::Shutdown => "shutdown",
-        }
+        r.lpar, r.source, r.destination, r.mode
     );
     for c in &r.checks {
         print_check(c);
@@ -65,44 +74,43 @@ fn print_check(c: &Check) {
         Outcome::Fail => "FAIL",
         Outcome::Skip => "skip",
     };
-    let side = match c.side {
-        Side::Source => "source",
-        Side::Destination => "destination",
-    };
+    let side = c.side.label();
     match &c.error {
         Some(e) => println!("  {outcome}  {side:<11}  {:<17}  {e}", c.item),
         None => println!("  {outcome}  {side:<11}  {:<17}  {}", c.item, c.detail),
     }
 }
 
-fn print_measurement(m: &Value) {
+fn print_measurement(m: &Connectivity) {
     println!(
         "connectivity test {} ({}) → {} {} ({}): round trip {:.3} ms (min {:.3}), {:.2} Gbit/s \
          ({} in {:.2} s over {} streams)",
-        m["source_path"].as_str().unwrap_or(""),
-        m["source_addr"].as_str().unwrap_or(""),
-        m["destination_agent"].as_str().unwrap_or(""),
-        m["destination_path"].as_str().unwrap_or(""),
-        m["destination_addr"].as_str().unwrap_or(""),
-        m["rtt_avg_ms"].as_f64().unwrap_or(0.0),
-        m["rtt_min_ms"].as_f64().unwrap_or(0.0),
-        m["bits_per_s"].as_f64().unwrap_or(0.0) / 1e9,
-        format_size(m["bytes"].as_u64().unwrap_or(0)),
-        m["seconds"].as_f64().unwrap_or(0.0),
-        m["streams"],
+        m.source_path,
+        m.source_addr,
+        m.destination_agent,
+        m.destination_path,
+        m.destination_addr,
+        m.rtt_avg_ms,
+        m.rtt_min_ms,
+        m.bits_per_s / 1e9,
+        format_size(m.bytes),
+        m.seconds,
+        m.streams,
     );
 }
 
-fn parse_report(v: &Value) -> Result<Report, Failure> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| Failure::Usage(format!("the agent's validation report does not parse: {e}")))
-}
-
-/// Prints `reply` (JSON or text) and fails with exit 1 when an item failed.
-fn finish(g: &Global, reply: &Value, report: &Report, text: impl Fn()) -> Result<(), Failure> {
+/// Prints `reply` (JSON: the typed reply as the agent sent it, with the
+/// refusal's `error` and `emg` when an item failed; or text) and fails
+/// with exit 1 when an item failed.
+fn finish(
+    g: &Global,
+    reply: &impl Serialize,
+    report: &ValidationReport,
+    text: impl Fn(),
+) -> Result<(), Failure> {
     let refused = refusal(&report.lpar, &report.checks);
     if g.json {
-        let mut out = reply.clone();
+        let mut out = serde_json::to_value(reply).expect("replies serialise");
         if let Some(e) = &refused {
             out["error"] = serde_json::to_value(e).expect("EMGs serialise");
             out["emg"] = Value::String(e.to_string());
@@ -120,22 +128,16 @@ fn finish(g: &Global, reply: &Value, report: &Report, text: impl Fn()) -> Result
     }
 }
 
+fn print_validation(report: &ValidationReport) {
+    print_checks(report);
+    if let Some(m) = &report.connectivity {
+        print_measurement(m);
+    }
+}
+
 pub fn validate(g: &Global, client: &mut Client, a: ValidateArgs) -> Result<(), Failure> {
-    let reply = client
-        .call(Command::Validate {
-            lpar: a.lpar,
-            to: a.to,
-            mode: a.mode,
-            path: a.path,
-        })
-        .map_err(Failure::Refused)?;
-    let report = parse_report(&reply)?;
-    finish(g, &reply, &report, || {
-        print_checks(&report);
-        if let Some(m) = &report.connectivity {
-            print_measurement(&serde_json::to_value(m).unwrap_or_default());
-        }
-    })
+    let report = client.request(a.into_request()).map_err(Failure::Refused)?;
+    finish(g, &report, &report, || print_validation(&report))
 }
 
 pub fn connectivity_test(
@@ -144,13 +146,16 @@ pub fn connectivity_test(
     a: ConnectivityArgs,
 ) -> Result<(), Failure> {
     let reply = client
-        .call(Command::ConnectivityTest {
+        .request(request::ConnectivityTest {
             to: a.to,
             path: a.path,
         })
         .map_err(Failure::Failed)?;
     if g.json {
-        println!("{reply}");
+        println!(
+            "{}",
+            serde_json::to_value(&reply).expect("replies serialise")
+        );
     } else {
         print_measurement(&reply);
     }
@@ -158,29 +163,30 @@ pub fn connectivity_test(
 }
 
 pub fn rehearse(g: &Global, client: &mut Client, a: ValidateArgs) -> Result<(), Failure> {
+    let request::Validate {
+        lpar,
+        to,
+        mode,
+        path,
+    } = a.into_request();
     let reply = client
-        .call(Command::Rehearse {
-            lpar: a.lpar,
-            to: a.to,
-            mode: a.mode,
-            path: a.path,
+        .request(request::Rehearse {
+            lpar,
+            to,
+            mode,
+            path,
         })
         .map_err(Failure::Refused)?;
-    let report = parse_report(&reply["validation"])?;
-    finish(g, &reply, &report, || {
-        print_checks(&report);
-        if let Some(m) = &report.connectivity {
-            print_measurement(&serde_json::to_value(m).unwrap_or_default());
-        }
-        let p = &reply["placeholder"];
-        if !p.is_null() {
+    finish(g, &reply, &reply.validation, || {
+        print_validation(&reply.validation);
+        if let Some(p) = &reply.placeholder {
             println!(
                 "placeholder '{}' ({}) defined on {} in {:.1} ms and released: {}",
-                p["lpar"].as_str().unwrap_or(""),
-                format_size(p["memory_bytes"].as_u64().unwrap_or(0)),
-                p["host"].as_str().unwrap_or(""),
-                p["define_ms"].as_f64().unwrap_or(0.0),
-                p["released"]
+                p.lpar,
+                format_size(p.memory_bytes),
+                p.host,
+                p.define_ms,
+                p.released
             );
             println!("rehearsal passed: nothing moved");
         }

@@ -8,13 +8,17 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Where an agent listens for management connections.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Address {
+    /// `host:port`.
     Tcp(String),
+    /// A Unix socket's path.
     Unix(PathBuf),
 }
 
 impl Address {
+    /// `host:port`, or a path (anything with a `/`) for a Unix socket.
     pub fn parse(text: &str) -> Result<Address, String> {
         let t = text.trim();
         if t.is_empty() {
@@ -64,11 +68,14 @@ impl fmt::Display for Address {
 /// A management connection, whichever the socket kind.
 #[derive(Debug)]
 pub enum Stream {
+    /// Over TCP.
     Tcp(TcpStream),
+    /// Over a Unix socket.
     Unix(UnixStream),
 }
 
 impl Stream {
+    /// A second handle on the same connection.
     pub fn try_clone(&self) -> io::Result<Stream> {
         Ok(match self {
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
@@ -76,6 +83,7 @@ impl Stream {
         })
     }
 
+    /// How long a read may wait (`None`: as long as it takes).
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(t),
@@ -83,6 +91,7 @@ impl Stream {
         }
     }
 
+    /// Closes both directions (errors ignored: it may be closed already).
     pub fn shutdown(&self) {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),

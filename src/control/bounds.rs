@@ -11,8 +11,8 @@
 //! | `bandwidth` | `migrate` | at least [`MIN_BANDWIDTH`] bytes/s | live mode needs a 1 Gbit/s path |
 //! | `shutdown_timeout_s` | `migrate-shutdown` | 0 to [`MAX_TIMEOUT_S`] | a deadline |
 
+use super::vocabulary::MIN_GOODPUT_BITS;
 use super::{Command, cause, protocol_error};
-use crate::agent::validation::MIN_GOODPUT_BITS;
 use crate::emg::Emg;
 
 /// Longest migration timeout (and guest shutdown wait): a day.

@@ -3,8 +3,8 @@
 
 use super::line::{Line, LineReader};
 use super::{
-    Address, Command, Event, Greeting, MAX_LINE, PROTOCOL_VERSION, Request, ServerMessage, Stream,
-    cause, decode_server_message,
+    Address, Command, Event, Greeting, MAX_LINE, PROTOCOL_VERSION, Request, RequestLine,
+    ServerMessage, Stream, cause, decode_server_message, reply, request,
 };
 use crate::emg::{Emg, Module, phase};
 use crate::engine::stage::Stage;
@@ -104,6 +104,7 @@ impl Client {
         .map(drop)
     }
 
+    /// The agent's greeting.
     pub fn greeting(&self) -> &Greeting {
         &self.greeting
     }
@@ -122,7 +123,7 @@ impl Client {
     pub fn call(&mut self, command: Command) -> Result<Value, Emg> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut line = Request { id, command }.encode();
+        let mut line = RequestLine { id, command }.encode();
         line.push('\n');
         self.writer
             .write_all(line.as_bytes())
@@ -141,6 +142,25 @@ impl Client {
                 _ => {}
             }
         }
+    }
+
+    /// Sends `request` and waits for its typed reply (see
+    /// [`Client::call`]).
+    pub fn request<R: Request>(&mut self, request: R) -> Result<R::Reply, Emg> {
+        let (module, address) = (self.module, self.address.clone());
+        self.request_or(request, |m| client_error(module, &address, m))
+    }
+
+    /// [`Client::request`], with `unreadable` making the error for a reply
+    /// that does not parse into the command's reply type.
+    pub fn request_or<R: Request>(
+        &mut self,
+        request: R,
+        unreadable: impl FnOnce(String) -> Emg,
+    ) -> Result<R::Reply, Emg> {
+        let value = self.call(request.into())?;
+        serde_json::from_value(value)
+            .map_err(|e| unreadable(format!("unreadable reply to '{}': {e}", R::NAME)))
     }
 
     /// The next event, waiting at most `timeout` (None: no event came).
@@ -192,13 +212,15 @@ impl Client {
                 }
                 Some(_) => {}
                 None => {
-                    let s = self.call(Command::Status { id: Some(id) })?;
-                    let stage = Stage::from_code(s["stage"].as_u64().unwrap_or(0) as u16);
-                    if stage.is_some_and(Stage::is_final) {
-                        if let Ok(e) = serde_json::from_value::<Emg>(s["error"].clone()) {
-                            return Err(e);
-                        }
-                        return Ok(s["report"].clone());
+                    let reply::Status::One(s) = self.request(request::Status { id: Some(id) })?
+                    else {
+                        continue;
+                    };
+                    if Stage::from_code(s.stage).is_some_and(Stage::is_final) {
+                        return match s.error {
+                            Some(e) => Err(e),
+                            None => Ok(s.report.flatten().unwrap_or(Value::Null)),
+                        };
                     }
                 }
             }

@@ -19,6 +19,8 @@ pub enum Line {
     Eof,
 }
 
+/// Reads lines of at most `limit` bytes from `R`, skipping an oversized
+/// line up to its newline instead of buffering it.
 pub struct LineReader<R> {
     reader: BufReader<R>,
     buf: Vec<u8>,
@@ -28,6 +30,7 @@ pub struct LineReader<R> {
 }
 
 impl<R: Read> LineReader<R> {
+    /// Reads from `inner`, lines up to `limit` bytes.
     pub fn new(inner: R, limit: usize) -> Self {
         LineReader {
             reader: BufReader::new(inner),
@@ -38,10 +41,12 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// The reader underneath.
     pub fn get_ref(&self) -> &R {
         self.reader.get_ref()
     }
 
+    /// The reader underneath, mutably.
     pub fn get_mut(&mut self) -> &mut R {
         self.reader.get_mut()
     }

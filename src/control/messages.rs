@@ -9,25 +9,34 @@
 //! ```
 
 use super::MAX_LINE;
-use crate::agent::validation::{HostFacts, Mode};
+use super::{COMMANDS, Command, Event};
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase};
-use crate::partition::{FcPortConfig, LparConfig, NicConfig};
-use crate::state::UsbAssignment;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Causes of the management protocol's own errors (op1's `CCCCCCCC`).
 pub mod cause {
+    /// A line that is not a request.
     pub const MALFORMED: u32 = 0x10;
+    /// A line over `MAX_LINE` bytes.
     pub const OVERSIZED: u32 = 0x11;
+    /// A command this agent does not know.
     pub const UNKNOWN_COMMAND: u32 = 0x12;
+    /// Anything but `authenticate` before a correct token.
     pub const NOT_AUTHENTICATED: u32 = 0x13;
+    /// A wrong token.
     pub const BAD_TOKEN: u32 = 0x14;
+    /// No room for another connection.
     pub const TOO_MANY_CONNECTIONS: u32 = 0x15;
+    /// Arguments that do not parse, or a number out of its bounds.
     pub const BAD_ARGUMENTS: u32 = 0x16;
+    /// A connection to another agent failed (refused, timed out, another
+    /// protocol version).
     pub const CONNECTION: u32 = 0x17;
+    /// Not in the stage that allows it (`extend`, `cancel`).
     pub const WRONG_STAGE: u32 = 0x18;
+    /// No such migration on this agent.
     pub const NO_SUCH_MIGRATION: u32 = 0x19;
     /// The agent failed serving a request (a bug; the log has the details).
     pub const INTERNAL: u32 = 0x1A;
@@ -40,300 +49,16 @@ pub fn protocol_error(cause: u32, message: impl Into<String>, action: impl Into<
     Emg::new(Module::Management, phase::CONNECT, cause, message, action)
 }
 
-/// One command with its arguments. Struct variants throughout, so that
-/// `"arguments"` is always an object (or absent).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "execute",
-    content = "arguments",
-    rename_all = "kebab-case",
-    deny_unknown_fields
-)]
-pub enum Command {
-    /// Presents the access token; must come first.
-    Authenticate {
-        token: String,
-    },
-    /// Defines an LPAR (deactivated).
-    LparCreate {
-        name: String,
-        #[serde(default = "default_vcpus")]
-        vcpus: u32,
-        memory_bytes: u64,
-        #[serde(default = "default_program")]
-        program: String,
-        /// Logical NICs and FC ports (moverctl: --fc-port).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        nics: Vec<NicConfig>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        fc_ports: Vec<FcPortConfig>,
-        /// `kvm` agents only: a multiboot v1 image on the agent's host to
-        /// boot instead of the built-in guest, and its command line.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        kernel: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        cmdline: Option<String>,
-        /// The USB device's assigned state (`A`, `#A`, `*`, `R`, `#R`);
-        /// default `*` (none).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        usb: Option<UsbAssignment>,
-    },
-    LparList {},
-    /// Up to [`CONSOLE_CHUNK`] bytes of an LPAR's serial console from
-    /// byte `offset` on.
-    LparConsole {
-        name: String,
-        #[serde(default)]
-        offset: u64,
-    },
-    LparShow {
-        name: String,
-    },
-    LparActivate {
-        name: String,
-    },
-    LparDeactivate {
-        name: String,
-    },
-    LparDelete {
-        name: String,
-    },
-    /// Starts a live migration of `lpar` to the agent at `to`; replies with
-    /// the migration id at once, progress follows as events.
-    Migrate {
-        lpar: String,
-        to: String,
-        #[serde(default)]
-        max_suspend_ms: Option<u64>,
-        #[serde(default)]
-        bandwidth: Option<u64>,
-        #[serde(default)]
-        streams: Option<usize>,
-        #[serde(default)]
-        timeout_s: Option<u64>,
-        /// The migration path to use (by name); default the first.
-        #[serde(default)]
-        path: Option<String>,
-    },
-    /// One migration (`id`) or all that this agent knows.
-    Status {
-        #[serde(default)]
-        id: Option<u64>,
-    },
-    /// Moves the timeout of migration `id` later (stage 0x4050 only).
-    Extend {
-        id: u64,
-        seconds: u64,
-    },
-    /// Cancels migration `id` (stage 0x4050 only); the LPAR keeps running.
-    Cancel {
-        id: u64,
-    },
-    /// Agent to agent: define `config` here as the target of an incoming
-    /// live migration and open a migration-path listener for it.
-    PrepareIncoming {
-        config: LparConfig,
-        streams: usize,
-        /// The migration path the source chose; the destination uses its
-        /// own path of that name when it has one, else its default.
-        #[serde(default)]
-        path: Option<String>,
-        /// The source agent's name and migration id, for logs and status.
-        source_agent: String,
-        source_migration: u64,
-        /// The source agent's management address (for `moverctl return`).
-        #[serde(default)]
-        source_address: Option<String>,
-        /// The migration's history key (`agent::history::Record::key`).
-        #[serde(default)]
-        history_key: Option<String>,
-        /// The LPAR's migration history, kept by the destination once the
-        /// LPAR is its own (at most `agent::history::MAX_SHIPPED`).
-        #[serde(default)]
-        history: Vec<crate::agent::history::Record>,
-    },
-    /// The migrations of `lpar` this agent knows (its own and those that
-    /// came with the LPAR), oldest first.
-    History {
-        lpar: String,
-    },
-    /// This host's CPUs and memory, total and free.
-    HostResources {},
-    /// Agent to agent: the source's record of a migration that completed,
-    /// sent to the destination so the LPAR's history there is whole.
-    HistoryRecord {
-        records: Vec<crate::agent::history::Record>,
-    },
-    /// Resolves an LPAR that needs recovery from the journals of both
-    /// sides; `peer` overrides the other agent's address in the journal.
-    Recover {
-        lpar: String,
-        #[serde(default)]
-        peer: Option<String>,
-    },
-    /// Agent to agent: this host's latest journal of `lpar` and its copy.
-    JournalRead {
-        lpar: String,
-    },
-    /// Agent to agent: keep (resume) or discard this host's copy of `lpar`
-    /// as `recover` decided, and close the journal. Served only for a copy
-    /// that needs recovery, and only when this host's journal and the
-    /// caller's (`journal`) give the same verdict.
-    RecoverResolve {
-        lpar: String,
-        keep: bool,
-        /// Keep it deactivated (a shutdown-mode migration), not running.
-        #[serde(default)]
-        leave_deactivated: bool,
-        /// The caller's journal of the migration.
-        #[serde(default)]
-        journal: Option<crate::agent::journal::Summary>,
-    },
-    /// Starts a shutdown-mode migration of `lpar` to the agent at `to`: an
-    /// activated guest is asked to shut down first (waiting at most
-    /// `shutdown_timeout_s`, default 300); replies with the migration id.
-    MigrateShutdown {
-        lpar: String,
-        to: String,
-        #[serde(default)]
-        activate_destination: bool,
-        #[serde(default)]
-        shutdown_timeout_s: Option<u64>,
-    },
-    /// Agent to agent: define `config` here from a shutdown-mode migration,
-    /// load `device_state` (hex) and activate it if asked.
-    ReceiveShutdown {
-        config: LparConfig,
-        device_state: String,
-        activate: bool,
-        source_agent: String,
-        source_migration: u64,
-        /// As for `prepare-incoming`: the source's management address, the
-        /// history key and the LPAR's history, which travels with it.
-        #[serde(default)]
-        source_address: Option<String>,
-        #[serde(default)]
-        history_key: Option<String>,
-        #[serde(default)]
-        history: Vec<crate::agent::history::Record>,
-    },
-    /// Restores the WWPN assignment of `lpar` after a failed live
-    /// migration (state `wwn-rollback-pending`).
-    RollbackWwn {
-        lpar: String,
-    },
-    /// Runs the validation checklist of a migration of `lpar` to `to`
-    /// (both agents' items) without starting it.
-    Validate {
-        lpar: String,
-        to: String,
-        #[serde(default)]
-        mode: Mode,
-        #[serde(default)]
-        path: Option<String>,
-    },
-    /// Measures round trip and bandwidth of the migration path to `to`.
-    ConnectivityTest {
-        to: String,
-        #[serde(default)]
-        path: Option<String>,
-    },
-    /// Validation, a fresh connectivity test and a placeholder LPAR defined
-    /// and deleted on `to`; nothing moves.
-    Rehearse {
-        lpar: String,
-        to: String,
-        #[serde(default)]
-        mode: Mode,
-        #[serde(default)]
-        path: Option<String>,
-    },
-    /// Agent to agent: the destination's validation items for `config`.
-    ValidateIncoming {
-        config: LparConfig,
-        mode: Mode,
-        source: HostFacts,
-        #[serde(default)]
-        path: Option<String>,
-    },
-    /// Agent to agent: listen on the migration path for one connectivity test.
-    ConnectivityIncoming {
-        #[serde(default)]
-        path: Option<String>,
-        streams: usize,
-    },
-    /// Agent to agent: define `config` as a placeholder and delete it.
-    RehearseIncoming {
-        config: LparConfig,
-    },
-}
-
-fn default_vcpus() -> u32 {
-    2
-}
-
-fn default_program() -> String {
-    "idle".to_string()
-}
-
-impl Command {
-    /// The command's name as it appears in `"execute"`.
-    pub fn name(&self) -> String {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(m)) => m
-                .get("execute")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            _ => String::new(),
-        }
-    }
-}
-
-/// Most console bytes one `lpar-console` reply carries (well under
-/// [`MAX_LINE`] however the text escapes).
-pub const CONSOLE_CHUNK: u64 = 64 << 10;
-
-/// Names of all commands, for the "unknown command" error.
-pub const COMMANDS: &[&str] = &[
-    "authenticate",
-    "lpar-create",
-    "lpar-list",
-    "lpar-show",
-    "lpar-activate",
-    "lpar-deactivate",
-    "lpar-delete",
-    "migrate",
-    "status",
-    "extend",
-    "cancel",
-    "prepare-incoming",
-    "recover",
-    "journal-read",
-    "recover-resolve",
-    "migrate-shutdown",
-    "receive-shutdown",
-    "rollback-wwn",
-    "history",
-    "host-resources",
-    "history-record",
-    "validate",
-    "connectivity-test",
-    "rehearse",
-    "validate-incoming",
-    "connectivity-incoming",
-    "rehearse-incoming",
-    "lpar-console",
-];
-
 /// A decoded request.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Request {
+pub struct RequestLine {
+    /// The client's id for it, repeated in the reply.
     pub id: u64,
+    /// The command and its arguments.
     pub command: Command,
 }
 
-impl Request {
+impl RequestLine {
     /// The request as one line (without the newline).
     pub fn encode(&self) -> String {
         let mut v = serde_json::to_value(&self.command).expect("commands serialise");
@@ -345,7 +70,9 @@ impl Request {
 /// Why a line is not a request, and the id to answer with when it had one.
 #[derive(Debug)]
 pub struct BadRequest {
+    /// The request's id, when the line had one.
     pub id: Option<u64>,
+    /// What to answer.
     pub error: Emg,
 }
 
@@ -356,7 +83,9 @@ pub struct BadRequest {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
+    /// The request's id.
     pub id: u64,
+    /// The command's name.
     pub execute: String,
     #[serde(default)]
     arguments: Option<Value>,
@@ -364,7 +93,7 @@ pub struct Envelope {
 
 /// Decodes one request line. Total: any input gives a request or a typed
 /// error, never a panic, and nothing larger than [`MAX_LINE`] is parsed.
-pub fn decode_request(line: &[u8]) -> Result<Request, BadRequest> {
+pub fn decode_request(line: &[u8]) -> Result<RequestLine, BadRequest> {
     decode_envelope(line)?.decode()
 }
 
@@ -399,7 +128,7 @@ pub fn decode_envelope(line: &[u8]) -> Result<Envelope, BadRequest> {
 
 impl Envelope {
     /// Decodes the command and its arguments.
-    pub fn decode(self) -> Result<Request, BadRequest> {
+    pub fn decode(self) -> Result<RequestLine, BadRequest> {
         let raw = self;
         let bad = |id, cause, message: String, action: &str| BadRequest {
             id,
@@ -427,7 +156,7 @@ impl Envelope {
                         "Check the command's arguments in docs/protocol.md.",
                     )
                 })?;
-        Ok(Request {
+        Ok(RequestLine {
             id: raw.id,
             command,
         })
@@ -437,11 +166,15 @@ impl Envelope {
 /// The first line an agent sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Greeting {
+    /// The agent's name.
     pub agent: String,
+    /// Its build.
     pub build: BuildIdentity,
+    /// Its protocol version ([`PROTOCOL_VERSION`](super::PROTOCOL_VERSION)).
     pub protocol: u32,
 }
 
+/// The greeting line.
 pub fn encode_greeting(g: &Greeting) -> String {
     json!({ "greeting": g }).to_string()
 }
@@ -454,67 +187,19 @@ pub fn encode_reply(id: Option<u64>, result: &Result<Value, Emg>) -> String {
     }
 }
 
-/// Asynchronous events. Each names the migration (this agent's id) it
-/// belongs to.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", content = "data", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Event {
-    /// The migration entered `stage` (a code of `engine::stage`).
-    MigrationStage {
-        migration: u64,
-        lpar: String,
-        stage: u16,
-        text: String,
-    },
-    /// After each pre-copy round (stage 0x4050).
-    MigrationProgress {
-        migration: u64,
-        lpar: String,
-        round: u32,
-        memory_bytes: u64,
-        /// Dirty memory still to send.
-        remaining_bytes: u64,
-        /// Transfer rate over the last round.
-        rate_bytes_per_s: f64,
-        throttle_percent: u8,
-    },
-    MigrationCompleted {
-        migration: u64,
-        lpar: String,
-        report: Value,
-    },
-    MigrationFailed {
-        migration: u64,
-        lpar: String,
-        error: Emg,
-    },
-}
-
-impl Event {
-    pub fn migration(&self) -> u64 {
-        match self {
-            Event::MigrationStage { migration, .. }
-            | Event::MigrationProgress { migration, .. }
-            | Event::MigrationCompleted { migration, .. }
-            | Event::MigrationFailed { migration, .. } => *migration,
-        }
-    }
-
-    pub fn encode(&self) -> String {
-        let mut v = serde_json::to_value(self).expect("events serialise");
-        v["timestamp_ns"] = json!(crate::engine::wall_clock_ns());
-        v.to_string()
-    }
-}
-
 /// Anything an agent sends, as a client reads it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerMessage {
+    /// The first line.
     Greeting(Greeting),
+    /// A reply: `return` or `error`.
     Reply {
+        /// The request's id (`None`: a line that was no request).
         id: Option<u64>,
+        /// The reply's `return`, or its `error`.
         result: Result<Value, Emg>,
     },
+    /// An event.
     Event(Event),
 }
 
@@ -554,7 +239,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip_through_one_line() {
-        let r = Request {
+        let r = RequestLine {
             id: 9,
             command: Command::Migrate {
                 lpar: "web1".into(),
@@ -632,7 +317,7 @@ mod tests {
                 Command::Extend { id, seconds },
                 Command::Status { id: Some(seconds) },
             ] {
-                let r = Request { id, command };
+                let r = RequestLine { id, command };
                 proptest::prop_assert_eq!(decode_request(r.encode().as_bytes()).unwrap(), r);
             }
         }

@@ -37,17 +37,34 @@
 //! * Versioning: [`PROTOCOL_VERSION`] is in the greeting; a client refuses
 //!   an agent whose major version differs from its own.
 //!
-//! `docs/protocol.md` lists every command and event with an example.
+//! The types, one module each: [`commands`] (the [`Command`] enum and one
+//! argument struct per command in [`request`], each a [`Request`] naming
+//! its reply type), [`reply`] (one reply type per command), [`events`]
+//! (the [`Event`] enum), [`vocabulary`] (the words agent and CLI share:
+//! migration mode, side, LPAR state, history record, journal summary, host
+//! facts). A [`Client`] sends a request and returns its typed reply; the
+//! agent answers each command with a value of its reply type.
+//!
+//! `docs/protocol.md` lists every command and event with an example, and
+//! `tests/protocol_doc.rs` checks that each example parses into these
+//! types.
 
 pub mod address;
 pub mod bounds;
 pub mod client;
+pub mod commands;
+pub mod events;
 pub mod line;
 mod messages;
+pub mod reply;
+pub mod vocabulary;
 
 pub use address::{Address, Stream};
 pub use client::Client;
+pub use commands::{COMMANDS, CONSOLE_CHUNK, Command, Request, request};
+pub use events::Event;
 pub use messages::*;
+pub use vocabulary::*;
 
 use std::time::Duration;
 

@@ -7,8 +7,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Which end of the migration path detected the error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which end of a migration: the end of the migration path that detected
+/// an error here, and the crate's one side type above (re-exported as
+/// `control::Side`: a migration's side, a validation item's, a journal's).
+/// On the management protocol it reads `"source"` or `"destination"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Side {
     /// The source agent: it connects the streams and sends.
     Source,
@@ -31,7 +35,8 @@ impl Side {
         }
     }
 
-    fn label(self) -> &'static str {
+    /// The side as the protocol spells it.
+    pub fn label(self) -> &'static str {
         match self {
             Side::Source => "source",
             Side::Destination => "destination",

@@ -4,8 +4,9 @@
 use super::*;
 use crate::agent::Agent;
 use crate::agent::busy::{self};
-use crate::agent::inventory::LparState;
 use crate::agent::validation::{self};
+use crate::control::LparState;
+use crate::control::reply::IncomingPrepared;
 use crate::control::{cause, protocol_error};
 use crate::emg::{Emg, Module, phase};
 use crate::engine::EngineError;
@@ -13,7 +14,7 @@ use crate::engine::destination::{DestinationReport, receive_live_staged};
 use crate::engine::stage::Stage;
 use crate::partition::{LparConfig, Partition};
 use crate::transport::{MAX_STREAMS, PathListener};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,7 +54,7 @@ pub fn prepare_incoming(
     path: Option<&str>,
     source_agent: &str,
     source_migration: u64,
-) -> Result<Value, Emg> {
+) -> Result<IncomingPrepared, Emg> {
     if streams == 0 || streams > MAX_STREAMS {
         return Err(protocol_error(
             cause::BAD_ARGUMENTS,
@@ -98,19 +99,19 @@ pub fn prepare_incoming(
         source_agent,
         0,
     ));
-    if let Err(e) = m.open_journal(&agent.config.state_dir, "live") {
+    if let Err(e) = m.open_journal(&agent.config.state_dir, crate::control::MigrationMode::Live) {
         drop(lpar);
         undefine(agent);
         return Err(e);
     }
     m.journal_peer(source_migration);
     agent.register(m.clone());
-    let reply = json!({
-        "migration": m.id,
-        "address": listener.local_addr().to_string(),
-        "key": key.to_hex(),
-        "transfer_id": transfer_id,
-    });
+    let reply = IncomingPrepared {
+        migration: m.id,
+        address: listener.local_addr().to_string(),
+        key: key.to_hex(),
+        transfer_id,
+    };
     log::info!(
         "migration {}: receiving '{}' from {source_agent} (its migration {source_migration})",
         m.id,

@@ -35,11 +35,12 @@ pub use source::{SourceRequest, start_source};
 use super::Agent;
 use crate::agent::journal::Journal;
 use crate::control::{Event, cause, protocol_error};
+use crate::control::{Side, reply};
 use crate::emg::{Emg, Module, phase};
 use crate::engine::source::MigrationControl;
 use crate::engine::stage::Stage;
 use crate::partition::LparConfig;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,13 +48,6 @@ use std::time::{Duration, Instant};
 pub const ACCEPT_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the source gives the stream set-up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Side {
-    Source,
-    Destination,
-}
 
 /// What an operator sees of one migration.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -125,7 +119,11 @@ impl Migration {
     }
 
     /// Opens this migration's journal under `state_dir` (`begin` record).
-    pub(super) fn open_journal(&self, state_dir: &std::path::Path, mode: &str) -> Result<(), Emg> {
+    pub(super) fn open_journal(
+        &self,
+        state_dir: &std::path::Path,
+        mode: crate::control::MigrationMode,
+    ) -> Result<(), Emg> {
         let j = Journal::create(state_dir, &self.lpar, self.side, self.id, &self.peer, mode)?;
         *self.journal.lock().unwrap() = Some(j);
         Ok(())
@@ -153,14 +151,25 @@ impl Migration {
         *journal = None;
     }
 
-    pub fn status_json(&self) -> Value {
+    /// What `status` says of this migration.
+    pub fn status(&self) -> reply::MigrationStatus {
         let s = self.status.lock().unwrap().clone();
-        let mut v = serde_json::to_value(s).expect("status serialises");
-        v["migration"] = json!(self.id);
-        v["lpar"] = json!(self.lpar);
-        v["side"] = json!(self.side);
-        v["peer"] = json!(self.peer);
-        v
+        reply::MigrationStatus {
+            migration: self.id,
+            lpar: self.lpar.clone(),
+            side: self.side,
+            peer: self.peer.clone(),
+            stage: s.stage,
+            stage_text: s.stage_text,
+            round: s.round,
+            memory_bytes: s.memory_bytes,
+            remaining_bytes: s.remaining_bytes,
+            rate_bytes_per_s: s.rate_bytes_per_s,
+            throttle_percent: s.throttle_percent,
+            timeout_s: s.timeout_s,
+            error: s.error,
+            report: Some(s.report),
+        }
     }
 
     /// Whether the destination got as far as loading the device state.
@@ -189,10 +198,7 @@ impl Migration {
                     "{what} is accepted only during {}; migration {} ({} side) is at {stage}",
                     Stage::SrcTransferringMemory,
                     self.id,
-                    match self.side {
-                        Side::Source => "source",
-                        Side::Destination => "destination",
-                    }
+                    self.side.label()
                 ),
                 "Ask the source agent while the memory transfer runs (moverctl monitor shows \
                  the stage).",
@@ -200,7 +206,7 @@ impl Migration {
         }
     }
 
-    pub fn extend(&self, seconds: u64) -> Result<Value, Emg> {
+    pub fn extend(&self, seconds: u64) -> Result<reply::Extended, Emg> {
         let control = self.in_control_stage("Timeout extension")?;
         let mut s = self.status.lock().unwrap();
         let max = crate::control::bounds::MAX_TIMEOUT_S;
@@ -218,12 +224,18 @@ impl Migration {
         }
         control.extend(Duration::from_secs(seconds));
         s.timeout_s = total;
-        Ok(json!({ "migration": self.id, "timeout_s": s.timeout_s }))
+        Ok(reply::Extended {
+            migration: self.id,
+            timeout_s: s.timeout_s,
+        })
     }
 
-    pub fn cancel(&self) -> Result<Value, Emg> {
+    pub fn cancel(&self) -> Result<reply::Cancelling, Emg> {
         self.in_control_stage("Cancel")?.cancel();
-        Ok(json!({ "migration": self.id, "cancelling": true }))
+        Ok(reply::Cancelling {
+            migration: self.id,
+            cancelling: true,
+        })
     }
 }
 

@@ -4,16 +4,16 @@
 use super::*;
 use crate::agent::Agent;
 use crate::agent::busy::{self, Operation};
-use crate::agent::inventory::LparState;
-use crate::agent::validation::{self, Mode};
-use crate::control::{Address, Client, Command, Event, Greeting, cause, protocol_error};
+use crate::agent::validation;
+use crate::control::reply::{Invitation, MigrationStarted};
+use crate::control::{Address, Client, Event, Greeting, cause, protocol_error, request};
+use crate::control::{LparState, MigrationMode};
 use crate::emg::{Emg, Module, phase};
 use crate::engine::source::{LiveOptions, Progress, migrate_live};
 use crate::engine::stage::Stage;
 use crate::partition::{LparConfig, PAGE_SIZE, Partition};
-use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, MigrationPath, OneTimeKey, connect_streams};
+use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, MigrationPath, connect_streams};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ struct Route {
 
 /// `migrate`: checks the busy rules, marks the LPAR migrating and starts the
 /// migration thread; replies with the migration id.
-pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg> {
+pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<MigrationStarted, Emg> {
     let to = Address::parse(&req.to).map_err(|m| {
         protocol_error(
             cause::BAD_ARGUMENTS,
@@ -68,7 +68,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         agent,
         &req.lpar,
         &req.to,
-        Mode::Live,
+        MigrationMode::Live,
         req.path.as_deref(),
         false,
     )?;
@@ -92,7 +92,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         &req.to,
         timeout_s,
     ));
-    if let Err(e) = m.open_journal(&agent.config.state_dir, "live") {
+    if let Err(e) = m.open_journal(&agent.config.state_dir, crate::control::MigrationMode::Live) {
         let _ = agent
             .inventory
             .lock()
@@ -101,7 +101,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         return Err(e);
     }
     agent.register(m.clone());
-    agent.note_source(&m, &req.to, "live");
+    agent.note_source(&m, &req.to, MigrationMode::Live);
     let options = LiveOptions {
         migration_id: 0,
         max_suspend: req
@@ -129,7 +129,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<Value, Emg
         return Err(super::thread_refused(&e));
     }
     log::info!("migration {id}: '{}' to {}", req.lpar, req.to);
-    Ok(json!({ "migration": id }))
+    Ok(MigrationStarted { migration: id })
 }
 
 fn run_source(
@@ -220,37 +220,34 @@ fn source_steps(
     if let Some(c) = &m.control {
         client.set_timeout(Some(c.remaining().max(Duration::from_millis(1))))?;
     }
-    let reply = client.call(Command::PrepareIncoming {
-        config: config.clone(),
-        streams,
-        path: Some(path.name.clone()),
-        source_agent: ours.agent.clone(),
-        source_migration: m.id,
-        source_address: agent.advertised.get().cloned(),
-        history_key: Some(m.history.lock().unwrap().key.clone()),
-        history: agent.history_to_ship(&config.name),
-    })?;
-    let bad_reply = |what: &str| {
+    let bad_reply = |what: String| {
         Emg::new(
             Module::MoverSource,
             phase::DEFINE,
             0x02,
-            format!("the destination's prepare-incoming reply lacks a valid {what}: {reply}"),
+            format!("the destination's prepare-incoming reply is not valid: {what}"),
             "Install the same lpar-mover release on both hosts.",
         )
     };
-    let address: SocketAddr = reply["address"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| bad_reply("address"))?;
-    let key = reply["key"]
-        .as_str()
-        .and_then(|k| OneTimeKey::from_hex(k).ok())
-        .ok_or_else(|| bad_reply("key"))?;
-    let transfer_id = reply["transfer_id"]
-        .as_u64()
-        .ok_or_else(|| bad_reply("transfer_id"))?;
-    let remote_migration = reply["migration"].as_u64().unwrap_or(0);
+    let reply = client.request_or(
+        request::PrepareIncoming {
+            config: config.clone(),
+            streams,
+            path: Some(path.name.clone()),
+            source_agent: ours.agent.clone(),
+            source_migration: m.id,
+            source_address: agent.advertised.get().cloned(),
+            history_key: Some(m.history.lock().unwrap().key.clone()),
+            history: agent.history_to_ship(&config.name),
+        },
+        bad_reply,
+    )?;
+    let Invitation {
+        address,
+        key,
+        transfer_id,
+    } = reply.invitation().map_err(bad_reply)?;
+    let remote_migration = reply.migration;
     m.journal_peer(remote_migration);
 
     agent.enter(m, Stage::SrcConnectingPath);

@@ -7,7 +7,8 @@
 use super::conn::Conn;
 use super::{QUEUE_DEPTH, Server};
 use crate::control::{
-    Command, MAX_BAD_TOKENS, MAX_LINE, cause, decode_envelope, encode_reply, protocol_error,
+    Command, MAX_BAD_TOKENS, MAX_LINE, cause, decode_envelope, encode_reply, protocol_error, reply,
+    request,
 };
 use crate::emg::Emg;
 use crossbeam::channel;
@@ -98,7 +99,8 @@ fn authenticate(server: &Server, c: &mut Conn, id: Option<u64>, token: &str) {
         let subscription = server.agent.events.subscribe(tx, notify);
         c.events = Some((subscription, rx));
     }
-    c.send(&encode_reply(id, &Ok(serde_json::json!({}))));
+    let welcome = crate::agent::answer::<request::Authenticate>(Ok(reply::Empty {}));
+    c.send(&encode_reply(id, &welcome));
 }
 
 /// Runs `command` on a thread; its reply wakes the event loop.

@@ -3,7 +3,7 @@
 //! (its devices are [`super::devices`]).
 
 use super::*;
-use crate::agent::inventory::LparState;
+use crate::control::{LparState, MigrationMode as Mode};
 use crate::emg::{Emg, Module, phase};
 use crate::partition::LparConfig;
 use crate::partition::config::NO_NAME;
@@ -74,7 +74,7 @@ pub fn check_state(name: &str, state: LparState, mode: Mode) -> Check {
             format!(
                 "The state of the specified LPAR does not allow a {} migration: '{name}' is {}, \
                  the mode needs {want}.",
-                mode_name(mode),
+                mode.label(),
                 state.label()
             ),
             match mode {
@@ -88,13 +88,6 @@ pub fn check_state(name: &str, state: LparState, mode: Mode) -> Check {
             },
         ),
     )
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Live => "live",
-        Mode::Shutdown => "shutdown",
-    }
 }
 
 /// The IPv4 address of a TCP management address (`None` for a socket path

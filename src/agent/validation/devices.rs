@@ -4,6 +4,8 @@
 //! Maintenance).
 
 use super::*;
+use crate::control::MigrationMode as Mode;
+use crate::emg::Emg;
 use crate::partition::{DeviceMode, LparConfig};
 use crate::state::StateError;
 

@@ -2,9 +2,12 @@
 
 use super::*;
 use crate::agent::config::Resources;
+use crate::build_identity::BuildIdentity;
+use crate::control::Identity;
 use crate::partition::{DeviceMode, LparConfig};
 use crate::partition::{FcPortConfig, NicConfig};
 use crate::state::{MacAddress, VlanMode, Wwpn};
+use crate::transport::MigrationPath;
 use std::net::Ipv4Addr;
 
 pub fn lpar() -> LparConfig {

@@ -36,7 +36,7 @@
 //! | `time-zone` | destination | same HVM time zone |
 //! | `ntp-servers` | destination | same NTP servers |
 //! | `path-addresses` | destination | the two paths have distinct IPv4 addresses |
-//! | `bandwidth` | source | live: measured goodput at least [`MIN_GOODPUT_BITS`] |
+//! | `bandwidth` | source | live: measured goodput at least [`MIN_GOODPUT_BITS`](crate::control::MIN_GOODPUT_BITS) |
 //!
 //! FC ports: an LPAR FC port's `port` is the index of the host's
 //! `resources.fc_ports` entry it sits on; that entry's `vfc_ids` is its pool.
@@ -60,16 +60,9 @@ pub use devices::*;
 pub use orchestration::*;
 pub use resources::*;
 
-use crate::agent::config::{AgentConfig, Identity};
-use crate::build_identity::BuildIdentity;
+use crate::control::reply::{Check, Outcome};
+use crate::control::{HostFacts, MIN_GOODPUT_BITS, MigrationMode, Side};
 use crate::emg::{Emg, Module, phase};
-use crate::transport::MigrationPath;
-use serde::{Deserialize, Serialize};
-
-/// The manual's 1 Gbit/s path requirement, as TCP payload: the line rate
-/// less Ethernet/IP/TCP framing (about 5 %) and some room for a loaded
-/// host, so a path shaped to exactly 1 Gbit/s passes and a slower one fails.
-pub const MIN_GOODPUT_BITS: f64 = 0.9e9;
 
 /// The manual's refusal of a destination that is the source itself (MMS
 /// `0x00 00000003 0020 02`), whether the checklist or the migration finds it.
@@ -85,44 +78,6 @@ pub fn same_host(agent: &str) -> Emg {
 
 /// Live mode refuses this many FC ports or more (the manual: "Under 8 ports").
 pub const MAX_LIVE_FC_PORTS: usize = 8;
-
-/// The migration mode validated for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Concurrent Maintenance: the LPAR moves while it runs.
-    #[default]
-    Live,
-    /// The LPAR is moved deactivated (its guest shut down first).
-    Shutdown,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Pass,
-    Fail,
-    Skip,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    Source,
-    Destination,
-}
-
-/// One item of the checklist as found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Check {
-    pub item: String,
-    pub side: Side,
-    pub outcome: Outcome,
-    /// The values found (and, for a failure, what to change: see `error`).
-    pub detail: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<Emg>,
-}
 
 impl Check {
     fn pass(item: &str, side: Side, detail: impl Into<String>) -> Check {
@@ -145,8 +100,8 @@ impl Check {
     /// A migration-path item as `mode` needs it: Shutdown mode has no
     /// migration-path requirement (the manual's Table 2-9), so it is skipped
     /// there, with what was found.
-    fn for_path(self, mode: Mode) -> Check {
-        if mode == Mode::Live {
+    fn for_path(self, mode: MigrationMode) -> Check {
+        if mode == MigrationMode::Live {
             return self;
         }
         let found = self.error.as_ref().map_or(&self.detail, |e| &e.message);
@@ -183,46 +138,6 @@ fn define(cause: u32, detail: u64, message: String, action: &str) -> Emg {
     Emg::new(Module::Management, phase::DEFINE, cause, message, action).detail(detail)
 }
 
-/// What one agent tells the other about itself for validation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostFacts {
-    pub agent: String,
-    pub build: BuildIdentity,
-    pub identity: Identity,
-    pub paths: Vec<MigrationPath>,
-    /// The management listen address.
-    pub management: String,
-    /// The partition backend hosting the agent's LPARs (`sim`, `kvm`); an
-    /// agent that predates the field runs `sim`.
-    #[serde(default = "sim_backend")]
-    pub backend: String,
-}
-
-fn sim_backend() -> String {
-    crate::agent::config::DEFAULT_BACKEND.to_string()
-}
-
-impl HostFacts {
-    pub fn of(config: &AgentConfig) -> HostFacts {
-        HostFacts {
-            agent: config.name.clone(),
-            build: BuildIdentity::current(),
-            identity: config.identity.clone(),
-            paths: config.paths.clone(),
-            management: config.listen.clone(),
-            backend: config.backend.clone(),
-        }
-    }
-
-    /// The path called `name`, or the first configured.
-    pub fn path(&self, name: Option<&str>) -> Option<&MigrationPath> {
-        match name {
-            Some(n) => self.paths.iter().find(|p| p.name == n),
-            None => self.paths.first(),
-        }
-    }
-}
-
 // ---- source side --------------------------------------------------------
 
 /// The summary EMG of a refused validation: names every failing item.
@@ -234,17 +149,7 @@ pub fn refusal(lpar: &str, checks: &[Check]) -> Option<Emg> {
     let first = failed.first()?;
     let list = failed
         .iter()
-        .map(|c| {
-            format!(
-                "{} ({}): {}",
-                c.item,
-                match c.side {
-                    Side::Source => "source",
-                    Side::Destination => "destination",
-                },
-                c.detail
-            )
-        })
+        .map(|c| format!("{} ({}): {}", c.item, c.side.label(), c.detail))
         .collect::<Vec<_>>()
         .join("; ");
     let e = first.error.clone();
@@ -274,7 +179,7 @@ pub fn refusal(lpar: &str, checks: &[Check]) -> Option<Emg> {
 mod tests {
     use super::fixtures::*;
     use super::*;
-    use crate::agent::inventory::LparState;
+    use crate::control::LparState;
     use crate::partition::config::NO_NAME;
 
     #[test]
@@ -283,8 +188,8 @@ mod tests {
         l.name = NO_NAME.into();
         let checks = vec![
             check_name(&l),
-            check_fc_count(&lpar(), Mode::Live),
-            check_state(NO_NAME, LparState::Dea, Mode::Live),
+            check_fc_count(&lpar(), MigrationMode::Live),
+            check_state(NO_NAME, LparState::Dea, MigrationMode::Live),
         ];
         let e = refusal(NO_NAME, &checks).unwrap();
         assert_eq!(e.detail, 2);

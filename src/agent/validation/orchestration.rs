@@ -3,23 +3,22 @@
 //! connectivity test, and the rehearsal.
 
 use super::*;
-use crate::agent::Agent;
 use crate::agent::config::AgentConfig;
 use crate::agent::connectivity;
-use crate::agent::inventory::LparState;
-use crate::control::Command;
+use crate::agent::{Agent, answer};
+use crate::control::reply::{IncomingChecks, Placeholder, Rehearsal, ValidationReport};
+use crate::control::{Command, LparState, request};
 use crate::emg::{Emg, Module};
 use crate::partition::LparConfig;
 use crate::units::format_size;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 
 pub fn source_checks(
     config: &AgentConfig,
     lpar: &LparConfig,
     state: LparState,
-    mode: Mode,
+    mode: MigrationMode,
     path: Option<&str>,
 ) -> Vec<Check> {
     vec![
@@ -30,22 +29,8 @@ pub fn source_checks(
         check_fc_modes(lpar),
         check_fc_count(lpar, mode),
         check_usb(lpar, mode),
-        check_own_path(&HostFacts::of(config), path, Side::Source).for_path(mode),
+        check_own_path(&config.facts(), path, Side::Source).for_path(mode),
     ]
-}
-
-/// What `validate` found.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Report {
-    pub lpar: String,
-    pub mode: Mode,
-    pub source: String,
-    pub destination: String,
-    pub passed: bool,
-    pub checks: Vec<Check>,
-    /// The connectivity test the bandwidth item used (live mode).
-    #[serde(default)]
-    pub connectivity: Option<connectivity::Measurement>,
 }
 
 /// `validate` on the source agent: its own checks, the destination's over
@@ -56,10 +41,10 @@ pub fn validate(
     agent: &Arc<Agent>,
     lpar: &str,
     to: &str,
-    mode: Mode,
+    mode: MigrationMode,
     path: Option<&str>,
     fresh: bool,
-) -> Result<Report, Emg> {
+) -> Result<ValidationReport, Emg> {
     let (config, state) = {
         let inv = agent.inventory.lock().unwrap();
         let e = inv.get(lpar)?;
@@ -70,23 +55,21 @@ pub fn validate(
     let reply = client.call(Command::ValidateIncoming {
         config: config.clone(),
         mode,
-        source: HostFacts::of(&agent.config),
+        source: agent.config.facts(),
         path: path.map(str::to_string),
     })?;
-    let theirs: Vec<Check> = serde_json::from_value(reply["checks"].clone()).map_err(|e| {
+    let theirs = serde_json::from_value::<IncomingChecks>(reply).map_err(|e| {
         compat(
             0x2001,
             format!("the destination's validate-incoming reply does not parse: {e}"),
             "Install the same lpar-mover release on both hosts.",
         )
     })?;
-    checks.extend(theirs);
+    checks.extend(theirs.checks);
     let destination = client.greeting().agent.clone();
     let mut connectivity = None;
-    if mode == Mode::Live {
-        let path_name = HostFacts::of(&agent.config)
-            .path(path)
-            .map(|p| p.name.clone());
+    if mode == MigrationMode::Live {
+        let path_name = agent.config.facts().path(path).map(|p| p.name.clone());
         let no_path = checks
             .iter()
             .any(|c| c.item == "migration-path" && c.outcome == Outcome::Fail);
@@ -121,7 +104,7 @@ pub fn validate(
         checks.push(check_bandwidth(mode, Ok(0.0)));
     }
     let passed = checks.iter().all(|c| c.outcome != Outcome::Fail);
-    Ok(Report {
+    Ok(ValidationReport {
         lpar: lpar.to_string(),
         mode,
         source: agent.config.name.clone(),
@@ -136,13 +119,16 @@ pub fn validate(
 pub fn validate_incoming(
     agent: &Arc<Agent>,
     lpar: &LparConfig,
-    mode: Mode,
+    mode: MigrationMode,
     source: &HostFacts,
     path: Option<&str>,
-) -> Result<Value, Emg> {
+) -> Result<IncomingChecks, Emg> {
     let inv = agent.inventory.lock().unwrap();
     let checks = destination_checks(&agent.config, &inv, lpar, source, mode, path);
-    Ok(json!({ "host": HostFacts::of(&agent.config), "checks": checks }))
+    Ok(IncomingChecks {
+        host: agent.config.facts(),
+        checks,
+    })
 }
 
 /// `rehearse`: validation with a fresh connectivity test, then the
@@ -152,25 +138,33 @@ pub fn rehearse(
     agent: &Arc<Agent>,
     lpar: &str,
     to: &str,
-    mode: Mode,
+    mode: MigrationMode,
     path: Option<&str>,
-) -> Result<Value, Emg> {
+) -> Result<Rehearsal, Emg> {
     let report = validate(agent, lpar, to, mode, path, true)?;
     if !report.passed {
-        return Ok(json!({ "passed": false, "validation": report }));
+        return Ok(Rehearsal {
+            passed: false,
+            validation: report,
+            placeholder: None,
+        });
     }
     let config = agent.inventory.lock().unwrap().get(lpar)?.config.clone();
     let mut client = connectivity::open_peer(agent, to)?;
-    let placeholder = client.call(Command::RehearseIncoming { config })?;
-    Ok(json!({ "passed": true, "validation": report, "placeholder": placeholder }))
+    let placeholder = client.request(request::RehearseIncoming { config })?;
+    Ok(Rehearsal {
+        passed: true,
+        validation: report,
+        placeholder: Some(placeholder),
+    })
 }
 
 /// `rehearse-incoming` on the destination: reserve (define, state
 /// `migrating` so nothing else touches it) and release.
-pub fn rehearse_incoming(agent: &Arc<Agent>, mut config: LparConfig) -> Result<Value, Emg> {
+pub fn rehearse_incoming(agent: &Arc<Agent>, mut config: LparConfig) -> Result<Placeholder, Emg> {
     let mut inv = agent.inventory.lock().unwrap();
     if inv.contains(&config.name) {
-        let here = HostFacts::of(&agent.config);
+        let here = agent.config.facts();
         let c = check_name_unique(&here, &inv.names(), &config.name);
         return Err(c.error.expect("a duplicate name fails"));
     }
@@ -188,14 +182,14 @@ pub fn rehearse_incoming(agent: &Arc<Agent>, mut config: LparConfig) -> Result<V
         config.name,
         format_size(config.memory_bytes)
     );
-    Ok(json!({
-        "host": agent.config.name,
-        "lpar": config.name,
-        "memory_bytes": config.memory_bytes,
-        "define_ms": define_ms,
-        "release_ms": release_ms,
-        "released": !inv.contains(&config.name),
-    }))
+    Ok(Placeholder {
+        host: agent.config.name.clone(),
+        released: !inv.contains(&config.name),
+        lpar: config.name,
+        memory_bytes: config.memory_bytes,
+        define_ms,
+        release_ms,
+    })
 }
 
 /// The validation commands of the management protocol.
@@ -206,29 +200,34 @@ pub fn handle(agent: &Arc<Agent>, command: Command) -> Result<Value, Emg> {
             to,
             mode,
             path,
-        } => {
-            let r = validate(agent, &lpar, &to, mode, path.as_deref(), false)?;
-            Ok(serde_json::to_value(r).expect("reports serialise"))
-        }
-        Command::ConnectivityTest { to, path } => {
-            connectivity::connectivity_test(agent, &to, path.as_deref())
-        }
+        } => answer::<request::Validate>(validate(agent, &lpar, &to, mode, path.as_deref(), false)),
+        Command::ConnectivityTest { to, path } => answer::<request::ConnectivityTest>(
+            connectivity::connectivity_test(agent, &to, path.as_deref()),
+        ),
         Command::Rehearse {
             lpar,
             to,
             mode,
             path,
-        } => rehearse(agent, &lpar, &to, mode, path.as_deref()),
+        } => answer::<request::Rehearse>(rehearse(agent, &lpar, &to, mode, path.as_deref())),
         Command::ValidateIncoming {
             config,
             mode,
             source,
             path,
-        } => validate_incoming(agent, &config, mode, &source, path.as_deref()),
-        Command::ConnectivityIncoming { path, streams } => {
-            connectivity::incoming(agent, path.as_deref(), streams)
+        } => answer::<request::ValidateIncoming>(validate_incoming(
+            agent,
+            &config,
+            mode,
+            &source,
+            path.as_deref(),
+        )),
+        Command::ConnectivityIncoming { path, streams } => answer::<request::ConnectivityIncoming>(
+            connectivity::incoming(agent, path.as_deref(), streams),
+        ),
+        Command::RehearseIncoming { config } => {
+            answer::<request::RehearseIncoming>(rehearse_incoming(agent, config))
         }
-        Command::RehearseIncoming { config } => rehearse_incoming(agent, config),
         other => Err(crate::control::protocol_error(
             crate::control::cause::UNKNOWN_COMMAND,
             format!("'{}' is not a validation command", other.name()),

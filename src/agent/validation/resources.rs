@@ -269,10 +269,10 @@ pub fn destination_checks(
     inv: &Inventory,
     lpar: &LparConfig,
     src: &HostFacts,
-    mode: Mode,
+    mode: MigrationMode,
     path: Option<&str>,
 ) -> Vec<Check> {
-    let here = HostFacts::of(config);
+    let here = config.facts();
     let r = &config.resources;
     let names = inv.names();
     let root = config.lpar_root();

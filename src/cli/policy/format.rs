@@ -2,7 +2,7 @@
 //! parser that turns any bytes into a validated [`Policy`] or an EMG.
 
 use crate::cli::options::MigrationOptions;
-use crate::control::Address;
+use crate::control::{Address, MigrationMode};
 use crate::emg::{Emg, Module, phase};
 use serde::{Deserialize, Serialize};
 
@@ -13,13 +13,6 @@ pub const MAX_POLICY_BYTES: usize = 256 * 1024;
 pub const MAX_ENTRIES: usize = 1000;
 /// Retries of one entry.
 pub const MAX_RETRIES: u32 = 100;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    Live,
-    Shutdown,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "action")]
@@ -45,7 +38,7 @@ pub struct Entry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Policy {
     pub name: String,
-    pub mode: Mode,
+    pub mode: MigrationMode,
     pub on_failure: OnFailure,
     pub entries: Vec<Entry>,
 }
@@ -55,7 +48,7 @@ pub struct Policy {
 struct PolicyFile {
     #[serde(default)]
     name: Option<String>,
-    mode: Mode,
+    mode: MigrationMode,
     #[serde(default)]
     on_failure: Option<String>,
     #[serde(default)]
@@ -74,7 +67,7 @@ struct EntryFile {
     #[serde(default)]
     from: Option<String>,
     #[serde(default)]
-    mode: Option<Mode>,
+    mode: Option<MigrationMode>,
     #[serde(flatten)]
     options: MigrationOptions,
     #[serde(flatten)]
@@ -168,8 +161,8 @@ pub fn parse(bytes: &[u8]) -> Result<Policy, Emg> {
                     "entry {n} ({}) is a {} migration in a {} policy: shutdown and live \
                      entries cannot be mixed in one policy",
                     e.lpar.escape_debug(),
-                    mode_name(m),
-                    mode_name(f.mode)
+                    m.label(),
+                    f.mode.label()
                 ),
                 "Put the shutdown and the live entries in two separate policies.",
             ));
@@ -207,13 +200,6 @@ pub fn parse(bytes: &[u8]) -> Result<Policy, Emg> {
     })
 }
 
-pub fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Live => "live",
-        Mode::Shutdown => "shutdown",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,7 +227,7 @@ mod tests {
     fn a_policy_parses_into_ordered_entries() {
         let p = parse(GOOD.as_bytes()).unwrap();
         assert_eq!(p.name, "firmware-hvm1");
-        assert_eq!(p.mode, Mode::Live);
+        assert_eq!(p.mode, MigrationMode::Live);
         assert_eq!(p.on_failure, OnFailure::Retry { retries: 2 });
         let names: Vec<&str> = p.entries.iter().map(|e| e.lpar.as_str()).collect();
         assert_eq!(names, ["web1", "db1"]);

@@ -46,8 +46,7 @@ mod format;
 mod runner;
 
 pub use format::{
-    Entry, MAX_ENTRIES, MAX_POLICY_BYTES, MAX_RETRIES, Mode, OnFailure, Policy, cause, mode_name,
-    parse,
+    Entry, MAX_ENTRIES, MAX_POLICY_BYTES, MAX_RETRIES, OnFailure, Policy, cause, parse,
 };
 pub use runner::{EntryResult, EntryStatus, PolicyOutcome, Progress, run_policy};
 
@@ -222,7 +221,7 @@ fn print_table(policy: &Policy, outcome: PolicyOutcome, results: &[EntryResult])
     println!(
         "policy '{}' ({} mode, on failure {}): {}",
         policy.name,
-        mode_name(policy.mode),
+        policy.mode.label(),
         match policy.on_failure {
             OnFailure::Retry { retries } => format!("retry ×{retries}"),
             OnFailure::Skip => "skip".into(),

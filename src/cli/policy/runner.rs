@@ -3,9 +3,11 @@
 //! It depends only on the management client, so a management server can run
 //! policies with it as `moverctl policy run` does.
 
-use super::format::{Entry, Mode, OnFailure, Policy, cause, policy_error};
+use super::format::{Entry, OnFailure, Policy, cause, policy_error};
 use crate::cli::options::Move;
 use crate::control::Client;
+use crate::control::MigrationMode;
+use crate::control::reply::MigrationStarted;
 use crate::emg::Emg;
 use serde::Serialize;
 use serde_json::Value;
@@ -136,32 +138,34 @@ pub fn run_policy(
 /// The error carries the migration id when the migration had started.
 fn run_entry(
     connect: &mut dyn FnMut(&str) -> Result<Client, Emg>,
-    mode: Mode,
+    mode: MigrationMode,
     entry: &Entry,
     from: &str,
 ) -> Result<(u64, Value), (Option<u64>, Emg)> {
     let mut client = connect(from).map_err(|e| (None, e))?;
     let how = match mode {
-        Mode::Live => Move::Live,
+        MigrationMode::Live => Move::Live,
         // The guest (if running) is shut down first, waiting `timeout_s`
         // (the agent's default if none); the LPAR arrives deactivated.
-        Mode::Shutdown => Move::Shutdown {
+        MigrationMode::Shutdown => Move::Shutdown {
             activate_destination: false,
             shutdown_timeout_s: entry.options.timeout_s,
         },
     };
     let command = entry.options.command(&entry.lpar, &entry.to, how);
     let reply = client.call(command).map_err(|e| (None, e))?;
-    let id = reply["migration"].as_u64().ok_or_else(|| {
-        (
-            None,
-            policy_error(
-                cause::ENTRY_FAILED,
-                format!("the agent's reply has no migration id: {reply}"),
-                "Install the same lpar-mover release on the client and the agents.",
-            ),
-        )
-    })?;
+    let id = serde_json::from_value::<MigrationStarted>(reply)
+        .map_err(|e| {
+            (
+                None,
+                policy_error(
+                    cause::ENTRY_FAILED,
+                    format!("the agent's reply has no migration id: {e}"),
+                    "Install the same lpar-mover release on the client and the agents.",
+                ),
+            )
+        })?
+        .migration;
     let report = client
         .wait_for_migration(id, &mut |_| {})
         .map_err(|e| (Some(id), e))?;
