@@ -11,6 +11,7 @@
 //! | `rtc` | logical RTC and the host-time-difference rule |
 //! | `devices` | logical NICs, FC HBAs, VGA, serial, firmware, ACPI |
 //! | [`rules`] | the disposition table ([`ITEMS`]) and the functions that apply it |
+//! | `mode` | [`MigrationMode`], the one migration-mode type of the crate |
 //! | [`format`](mod@format) | the binary layout: header, CRC, bounds (drawn there) |
 //! | `body` | field-by-field encoding of the body |
 //! | `sample` | a plausible state for a new LPAR |
@@ -34,6 +35,7 @@ mod error;
 pub(crate) mod exact;
 pub mod format;
 mod ids;
+mod mode;
 mod rtc;
 pub mod rules;
 mod sample;
