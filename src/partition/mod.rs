@@ -15,8 +15,6 @@ pub(crate) mod config;
 pub mod conformance;
 pub mod guest;
 pub mod host;
-// The KVM backend's docs are its maintainers' to complete.
-#[allow(missing_docs)]
 pub mod kvm;
 mod pages;
 pub mod sim;

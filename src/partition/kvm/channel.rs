@@ -32,58 +32,111 @@ pub const MAX_ERROR_TEXT: usize = 4096;
 /// A status reply's payload: three flags and three u64.
 const STATUS_LEN: usize = 27;
 
+/// A call from the agent to the LPAR process; each is answered by exactly
+/// one [`Reply`] (an `Error` when it fails or the frame is refused).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
+    /// Stops every vCPU (kind 1); answered `Ok` once none runs.
     Pause,
+    /// Lets the vCPUs run again (kind 2); answered `Ok`.
     Resume,
+    /// Makes every vCPU sleep this percentage of its time, 0 (full speed)
+    /// to 99 (kind 3; the decoder refuses more); answered `Ok`.
     Throttle(u8),
+    /// Starts KVM dirty logging over all guest memory (kind 4); answered
+    /// `Ok`.
     StartLog,
+    /// Asks for the pages written since the last harvest or `StartLog`
+    /// (kind 5), re-arming the log; answered `Pages` (empty when no log
+    /// runs).
     Harvest,
+    /// Stops dirty logging (kind 6); answered `Ok`, also when none ran.
     StopLog,
+    /// Captures the device state (kind 7; needs the vCPUs paused);
+    /// answered `State`.
     Save,
+    /// Loads an encoded device state (kind 8; the bytes a `State` reply
+    /// carries; needs the vCPUs paused); answered `Ok`.
     Restore(Vec<u8>),
+    /// Asks how the LPAR is doing (kind 9); answered `Status`.
     Status,
+    /// Presses the guest's ACPI power button (kind 10); answered `Ok`.
+    /// The guest may ignore it.
     Shutdown,
+    /// Pauses the VM and ends the LPAR process once answered (kind 11);
+    /// answered `Ok`.
     Stop,
 }
 
+/// The LPAR process's answer to [`Request::Status`]: the flags and
+/// counters an agent polls, so that it need not map the guest's mailbox.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Status {
+    /// The vCPUs run (not paused, not stopped).
     pub running: bool,
+    /// A vCPU stopped on an exit it cannot handle.
     pub failed: bool,
+    /// The guest shut down after a [`Request::Shutdown`].
     pub shut_down: bool,
+    /// The guest's own count of the writes it made (all vCPUs); 0 before
+    /// it published one.
     pub writes: u64,
+    /// The longest gap between consecutive guest writes, in nanoseconds of
+    /// guest time, as the guest saw it; 0 = none yet.
     pub max_stall_ns: u64,
     /// The guest-observed stall across the last resume; 0 = none yet.
     pub resume_stall_ns: u64,
 }
 
+/// The LPAR process's answer to one [`Request`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
+    /// The request was carried out (kind 128).
     Ok,
+    /// The request failed or its frame was refused (kind 129): the
+    /// reason, cut to at most [`MAX_ERROR_TEXT`] bytes on a character
+    /// boundary when encoded, decoded lossily as UTF-8.
     Error(String),
+    /// The pages a [`Request::Harvest`] found written (kind 130), as page
+    /// index ranges (index = file offset / `PAGE_SIZE`, not guest-physical):
+    /// each non-empty, ascending and disjoint, at most [`MAX_RANGES`].
     Pages(Vec<Range<u64>>),
+    /// The encoded device state a [`Request::Save`] captured (kind 131).
     State(Vec<u8>),
+    /// The answer to [`Request::Status`] (kind 132).
     Status(Status),
 }
 
 /// Why a frame was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChannelError {
+    /// The frame ends before a field it announces.
     Truncated {
+        /// Bytes the field needs.
         needed: usize,
+        /// Bytes left in the frame.
         available: usize,
     },
+    /// A length or count is over its named bound (or a frame length is 0).
     TooLarge {
+        /// What was counted ("frame length", "page ranges", "error text").
         what: &'static str,
+        /// The count the frame announced.
         count: u64,
+        /// Its bound.
         max: u64,
     },
+    /// The kind byte names no message of this direction.
     UnknownKind(u8),
+    /// A field holds a value outside its range (a flag not 0 or 1, a
+    /// throttle over 99, a page range empty or out of order).
     BadValue {
+        /// Which field.
         what: &'static str,
+        /// The value found.
         value: u64,
     },
+    /// This many bytes follow a complete message.
     TrailingBytes(usize),
 }
 
@@ -113,6 +166,7 @@ fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 impl Request {
+    /// The whole frame for this request, length prefix included.
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Request::Pause => frame(1, &[]),
@@ -168,10 +222,14 @@ impl Request {
 }
 
 impl Reply {
-    pub fn pages(set: &PageSet) -> Reply {
+    /// The harvest reply carrying `set`'s page ranges.
+    pub(crate) fn pages(set: &PageSet) -> Reply {
         Reply::Pages(set.ranges().to_vec())
     }
 
+    /// The whole frame for this reply, length prefix included. An error
+    /// text over [`MAX_ERROR_TEXT`] bytes is cut; nothing else is checked
+    /// (the LPAR process builds replies from values already in range).
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Reply::Ok => frame(128, &[]),
@@ -206,6 +264,8 @@ impl Reply {
         }
     }
 
+    /// Decodes one whole frame (length prefix included), checking every
+    /// count and value against its bound; never panics.
     pub fn decode(bytes: &[u8]) -> Result<Reply, ChannelError> {
         let (kind, p) = split(bytes)?;
         match kind {

@@ -48,7 +48,7 @@ pub fn set_slots(vm: &VmFd, ram: &GuestRam, log: bool) -> Result<(), PartitionEr
     Ok(())
 }
 
-pub struct KvmDirtyLog {
+pub(crate) struct KvmDirtyLog {
     vm: Arc<VmFd>,
     ram: Arc<GuestRam>,
     started: bool,

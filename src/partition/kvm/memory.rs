@@ -79,7 +79,7 @@ pub fn regions(bytes: u64) -> Vec<crate::partition::MemoryRegion> {
         .collect()
 }
 
-pub struct GuestRam {
+pub(crate) struct GuestRam {
     pub file: File,
     pub map: MmapRaw,
     /// One bit per page written by the VMM since the last harvest.

@@ -20,7 +20,7 @@
 //! Guest memory: the first 3 GiB of the `memory` file are RAM at
 //! guest-physical 0, the rest (if any) RAM at 4 GiB, so the 32-bit MMIO
 //! hole (I/O APIC, LAPIC) holds none; the multiboot memory map lists both
-//! ([`memory`] has the layout). The engine numbers pages by file offset,
+//! (`kvm/memory.rs` has the layout). The engine numbers pages by file offset,
 //! so the page indexes run densely across the hole.
 //!
 //! A [`KvmLpar`] is the VM in this process; [`KvmBackend::with_vmm_processes`]
@@ -29,9 +29,9 @@
 
 mod boot;
 pub mod channel;
-pub mod dirty;
+mod dirty;
 mod memory;
-pub mod remote;
+mod remote;
 mod stall;
 mod state;
 mod sys;
@@ -49,7 +49,8 @@ use crate::partition::{
 use crate::state::DeviceState;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_pit_config};
 use kvm_ioctls::{Kvm, VmFd};
-pub use memory::{GuestRam, HIGH_BASE, HOLE_START};
+use memory::GuestRam;
+pub use memory::{HIGH_BASE, HOLE_START};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -222,7 +223,9 @@ impl KvmLpar {
         })
     }
 
-    pub fn dir(&self) -> &Path {
+    /// The LPAR's directory under the backend root (its `memory` file,
+    /// `console.log` and, when served by `lpar-vmm`, its socket).
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 

@@ -56,7 +56,7 @@ impl Link {
     }
 }
 
-pub struct RemoteLpar {
+pub(crate) struct RemoteLpar {
     config: LparConfig,
     regions: Vec<MemoryRegion>,
     link: Arc<Link>,

@@ -2,7 +2,7 @@
 //! ties a VM to the process that created it) and serves the
 //! [`channel`](super::channel) on `<dir>/vmm.sock`, one agent connection
 //! at a time, so an agent that dies (even `kill -9`) leaves the guest
-//! running and a restarted agent reconnects ([`super::remote`]). Guest
+//! running and a restarted agent reconnects (`kvm/remote.rs`). Guest
 //! memory is not carried: both map `<dir>/memory`.
 
 use super::KvmLpar;
