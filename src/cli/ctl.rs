@@ -7,7 +7,7 @@
 //! started and failed, or the agent could not be reached), 3 usage.
 
 use super::options::{MigrationOptions, Move};
-use crate::control::{Address, Client, Event, Request, reply, request};
+use crate::control::{Address, Client, Event, MigrationMode, Request, reply, request};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
 use crate::partition::FcPortConfig;
@@ -143,8 +143,8 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// `live` (Concurrent Maintenance, default) or `shutdown`.
-    #[arg(long, default_value = "live", value_parser = ["live", "shutdown"])]
-    pub mode: String,
+    #[arg(long, default_value = "live")]
+    pub mode: MigrationMode,
     /// Shutdown mode: start the LPAR on the destination afterwards.
     #[arg(long)]
     pub activate_destination: bool,
@@ -387,7 +387,7 @@ pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result
         Some(to) => to.clone(),
         None => super::moves::auto_destination(g, client, &a.lpar, &a.candidates)?,
     };
-    let how = if a.mode == "shutdown" {
+    let how = if a.mode == MigrationMode::Shutdown {
         Move::Shutdown {
             activate_destination: a.activate_destination,
             shutdown_timeout_s: a.shutdown_timeout,

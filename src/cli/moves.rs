@@ -17,7 +17,7 @@
 
 use super::ctl::{Failure, Global, MigrateArgs, connect, migrate, print_reply};
 use super::options::MigrationOptions;
-use crate::control::{Client, HistoryOutcome, reply, request};
+use crate::control::{Client, HistoryOutcome, MigrationMode, reply, request};
 use crate::emg::{Emg, Module, phase};
 use crate::units::format_size;
 use clap::Args;
@@ -117,7 +117,7 @@ pub fn return_lpar(g: &Global, client: &mut Client, a: ReturnArgs) -> Result<(),
             auto_destination: false,
             candidates: Vec::new(),
             // A return migration is live.
-            mode: "live".to_string(),
+            mode: MigrationMode::Live,
             activate_destination: false,
             shutdown_timeout: None,
         },

@@ -49,21 +49,6 @@ pub const ACCEPT_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the source gives the stream set-up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What an operator sees of one migration.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Status {
-    pub stage: u16,
-    pub stage_text: String,
-    pub round: u32,
-    pub memory_bytes: u64,
-    pub remaining_bytes: u64,
-    pub rate_bytes_per_s: f64,
-    pub throttle_percent: u8,
-    pub timeout_s: u64,
-    pub error: Option<Emg>,
-    pub report: Option<Value>,
-}
-
 /// One migration, source or destination side.
 pub struct Migration {
     pub id: u64,
@@ -72,7 +57,8 @@ pub struct Migration {
     /// The other agent (source: the `--to` address; destination: its name).
     pub peer: String,
     control: Option<Arc<MigrationControl>>,
-    status: Mutex<Status>,
+    /// What `status` says of it (the stage, progress, outcome).
+    status: Mutex<reply::MigrationStatus>,
     /// The recovery journal: every stage is appended (and fsynced) here.
     journal: Mutex<Option<Journal>>,
     /// Its history record so far (see `agent::history`).
@@ -98,7 +84,11 @@ impl Migration {
             peer: peer.to_string(),
             control: (side == Side::Source)
                 .then(|| Arc::new(MigrationControl::new(Duration::from_secs(timeout_s)))),
-            status: Mutex::new(Status {
+            status: Mutex::new(reply::MigrationStatus {
+                migration: id,
+                lpar: config.name.clone(),
+                side,
+                peer: peer.to_string(),
                 stage: stage.code(),
                 stage_text: stage.text().to_string(),
                 round: 0,
@@ -108,7 +98,8 @@ impl Migration {
                 throttle_percent: 0,
                 timeout_s,
                 error: None,
-                report: None,
+                // `null` until it completes.
+                report: Some(None),
             }),
             history: Mutex::new(crate::agent::history::Pending {
                 started_ns: crate::engine::wall_clock_ns(),
@@ -153,23 +144,7 @@ impl Migration {
 
     /// What `status` says of this migration.
     pub fn status(&self) -> reply::MigrationStatus {
-        let s = self.status.lock().unwrap().clone();
-        reply::MigrationStatus {
-            migration: self.id,
-            lpar: self.lpar.clone(),
-            side: self.side,
-            peer: self.peer.clone(),
-            stage: s.stage,
-            stage_text: s.stage_text,
-            round: s.round,
-            memory_bytes: s.memory_bytes,
-            remaining_bytes: s.remaining_bytes,
-            rate_bytes_per_s: s.rate_bytes_per_s,
-            throttle_percent: s.throttle_percent,
-            timeout_s: s.timeout_s,
-            error: s.error,
-            report: Some(s.report),
-        }
+        self.status.lock().unwrap().clone()
     }
 
     /// Whether the destination got as far as loading the device state.
@@ -276,7 +251,7 @@ impl Agent {
         let for_destination = self.record_history(m, &result);
         let (stage, event) = match result {
             Ok(report) => {
-                m.status.lock().unwrap().report = Some(report.clone());
+                m.status.lock().unwrap().report = Some(Some(report.clone()));
                 let stage = match m.side {
                     Side::Source => Stage::SrcCompleted,
                     Side::Destination => Stage::DstCompleted,
