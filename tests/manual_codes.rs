@@ -118,3 +118,49 @@ fn a_usb_device_in_use_refuses_concurrent_maintenance_not_shutdown_mode() {
     a.ctl_json(&["migrate", "u1", "--to", &b.addr, "--mode", "shutdown"]);
     assert_eq!(b.lpar_names(), vec!["u1".to_string()]);
 }
+
+#[test]
+fn migrate_without_a_mode_picks_it_from_the_lpar_state_and_prints_the_outcome() {
+    // IBM's rule: an active partition moves active, an inactive one
+    // inactive; and the text output says "Migration completed!" with the
+    // report, as the manual's progress window does.
+    let scratch = Scratch::new("codes-mode");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    let b = Agent::start(&scratch, "hostB", &[]);
+    a.ctl_json(&[
+        "lpar",
+        "create",
+        "d1",
+        "--memory",
+        "32MiB",
+        "--program",
+        "idle",
+    ]);
+    define_running(&a, "r1", "32MiB", "hot:1MiB");
+
+    let out = a.ctl(&["migrate", "d1", "--to", &b.addr]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mode: shutdown ('d1' is Dea"),
+        "{}",
+        stderr(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Migration completed! now on hostB (shutdown mode)"),
+        "{text}"
+    );
+    assert_eq!(b.lpar("d1")["state"], "Dea");
+
+    let out = a.ctl(&["migrate", "r1", "--to", &b.addr]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mode: live ('r1' is Act"),
+        "{}",
+        stderr(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Migration completed! now on hostB"), "{text}");
+    assert!(text.contains("suspension"), "{text}");
+    assert_eq!(b.lpar("r1")["state"], "Act");
+}

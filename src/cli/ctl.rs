@@ -7,7 +7,7 @@
 //! started and failed, or the agent could not be reached), 3 usage.
 
 use super::options::{MigrationOptions, Move};
-use crate::control::{Address, Client, Event, MigrationMode, Request, reply, request};
+use crate::control::{Address, Client, Event, LparState, MigrationMode, Request, reply, request};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
 use crate::partition::FcPortConfig;
@@ -142,9 +142,11 @@ pub struct MigrateArgs {
     /// Print the migration id and return at once.
     #[arg(long)]
     pub no_wait: bool,
-    /// `live` (Concurrent Maintenance, default) or `shutdown`.
-    #[arg(long, default_value = "live")]
-    pub mode: MigrationMode,
+    /// `live` (Concurrent Maintenance) or `shutdown`. Default: live for an
+    /// activated LPAR, shutdown for a deactivated one (and moverctl says
+    /// which it chose).
+    #[arg(long)]
+    pub mode: Option<MigrationMode>,
     /// Shutdown mode: start the LPAR on the destination afterwards.
     #[arg(long)]
     pub activate_destination: bool,
@@ -387,7 +389,31 @@ pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result
         Some(to) => to.clone(),
         None => super::moves::auto_destination(g, client, &a.lpar, &a.candidates)?,
     };
-    let how = if a.mode == MigrationMode::Shutdown {
+    let mode = match a.mode {
+        Some(mode) => mode,
+        None => {
+            // IBM's rule: a running partition moves active, a shut-down one
+            // inactive.
+            let lpar = ask(
+                client,
+                request::LparShow {
+                    name: a.lpar.clone(),
+                },
+            )?;
+            let mode = if lpar.state == LparState::Dea {
+                MigrationMode::Shutdown
+            } else {
+                MigrationMode::Live
+            };
+            eprintln!(
+                "mode: {mode} ('{}' is {}; give --mode to choose)",
+                a.lpar,
+                lpar.state.label()
+            );
+            mode
+        }
+    };
+    let how = if mode == MigrationMode::Shutdown {
         Move::Shutdown {
             activate_destination: a.activate_destination,
             shutdown_timeout_s: a.shutdown_timeout,
@@ -430,7 +456,13 @@ pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result
     if g.json {
         println!("{}", json!({ "migration": id, "report": report }));
     } else if report["mode"] == "shutdown" {
+        println!(
+            "Migration completed! now on {} (shutdown mode)",
+            report["destination_agent"].as_str().unwrap_or("?")
+        );
         print_value(g, &report);
+    } else {
+        print_report(&report);
     }
     Ok(())
 }

@@ -117,7 +117,7 @@ pub fn return_lpar(g: &Global, client: &mut Client, a: ReturnArgs) -> Result<(),
             auto_destination: false,
             candidates: Vec::new(),
             // A return migration is live.
-            mode: MigrationMode::Live,
+            mode: Some(MigrationMode::Live),
             activate_destination: false,
             shutdown_timeout: None,
         },
