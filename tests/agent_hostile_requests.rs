@@ -291,7 +291,9 @@ fn command(i: usize, b: Bag) -> Command {
             history: Vec::new(),
         },
         17 => Command::RollbackWwn { lpar: n1 },
-        18 => Command::History { lpar: n1 },
+        18 => Command::History {
+            lpar: f1.then_some(n1),
+        },
         19 => Command::HostResources {},
         20 => Command::HistoryRecord { records: b.records },
         21 => Command::Validate {

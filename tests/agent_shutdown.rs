@@ -204,6 +204,14 @@ fn a_shutdown_mode_move_is_in_the_history_of_both_hosts_and_its_history_travels(
     let key = on_b["key"].as_str().unwrap();
     assert!(key.starts_with("hostB/"), "{on_b}");
     assert_eq!(on_c["key"], key);
+    // `history` without an LPAR: every migration the agent knows, named.
+    let all = b.ctl_json(&["history"]);
+    assert!(all.get("lpar").is_none(), "{all}");
+    let moves = all["migrations"].as_array().unwrap();
+    assert_eq!(moves.len(), 2, "{all}");
+    assert!(moves.iter().all(|m| m["lpar"] == "h1"), "{all}");
+    let text = String::from_utf8_lossy(&b.ctl(&["history"]).stdout).to_string();
+    assert!(text.contains(" h1 ") && text.contains("shutdown"), "{text}");
     // The LPAR's earlier move came with it.
     let h = c.ctl_json(&["history", "h1"]);
     let moves = h["migrations"].as_array().unwrap();

@@ -167,13 +167,14 @@ impl History {
         Ok(())
     }
 
-    /// The records of `lpar` in file order, the newest `keep` at most.
-    /// Lines that do not parse (a torn last line after a crash) are
-    /// skipped with a warning.
-    pub fn records_of(&self, lpar: &str, keep: usize) -> Result<Vec<Record>, Emg> {
+    /// The records of `lpar` (every LPAR's for `None`) in file order, the
+    /// newest `keep` at most. Lines that do not parse (a torn last line
+    /// after a crash) are skipped with a warning.
+    pub fn records_of(&self, lpar: Option<&str>, keep: usize) -> Result<Vec<Record>, Emg> {
         let mut out = std::collections::VecDeque::new();
         self.scan(|line| match serde_json::from_str::<Head>(line) {
-            Ok(h) if h.lpar == lpar => match serde_json::from_str::<Record>(line) {
+            Ok(h) if lpar.is_none_or(|l| h.lpar == l) => match serde_json::from_str::<Record>(line)
+            {
                 Ok(r) => {
                     if out.len() == keep {
                         out.pop_front();
@@ -188,9 +189,9 @@ impl History {
         Ok(out.into())
     }
 
-    /// The migrations of `lpar`, one per key (the source side's record
-    /// where both are held), oldest first.
-    pub fn of(&self, lpar: &str) -> Result<Vec<Record>, Emg> {
+    /// The migrations of `lpar` (of every LPAR for `None`), one per key
+    /// (the source side's record where both are held), oldest first.
+    pub fn of(&self, lpar: Option<&str>) -> Result<Vec<Record>, Emg> {
         Ok(merge(self.records_of(lpar, usize::MAX)?.into_iter()))
     }
 
@@ -309,7 +310,7 @@ impl super::Agent {
 
     /// The newest records of `lpar`, to send with it.
     pub(super) fn history_to_ship(&self, lpar: &str) -> Vec<Record> {
-        match self.history().records_of(lpar, MAX_SHIPPED) {
+        match self.history().records_of(Some(lpar), MAX_SHIPPED) {
             Ok(mine) => mine,
             Err(e) => {
                 log::warn!("the history of '{lpar}' stays here: {e}");
@@ -382,10 +383,10 @@ impl super::Agent {
     }
 
     /// `history`: the migrations of `lpar` this agent knows.
-    pub(super) fn history_of(&self, lpar: &str) -> Result<reply::History, Emg> {
+    pub(super) fn history_of(&self, lpar: Option<&str>) -> Result<reply::History, Emg> {
         Ok(reply::History {
             host: self.config.name.clone(),
-            lpar: lpar.to_string(),
+            lpar: lpar.map(str::to_string),
             migrations: self.history().of(lpar)?,
         })
     }
@@ -444,13 +445,17 @@ mod tests {
             .write_all(b"{\"key\":\"A/3\",\"lp")
             .unwrap();
         let h = History::new(dir.path());
-        assert_eq!(h.records_of("web1", 9).unwrap().len(), 2);
-        assert_eq!(h.records_of("web1", 1).unwrap(), vec![src.clone()]);
-        let web = h.of("web1").unwrap();
+        assert_eq!(h.records_of(Some("web1"), 9).unwrap().len(), 2);
+        assert_eq!(h.records_of(Some("web1"), 1).unwrap(), vec![src.clone()]);
+        let web = h.of(Some("web1")).unwrap();
         assert_eq!(web, vec![src.clone()]);
         assert_eq!(web[0].destination_agent, "B");
         assert_eq!(web[0].suspension_ms, Some(1.5));
-        assert_eq!(h.of("db1").unwrap()[0].outcome, Outcome::Cancelled);
+        assert_eq!(h.of(Some("db1")).unwrap()[0].outcome, Outcome::Cancelled);
+        // Without an LPAR: every migration, each once, of both LPARs.
+        let all: Vec<String> = h.of(None).unwrap().into_iter().map(|r| r.lpar).collect();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all.contains(&"web1".to_string()) && all.contains(&"db1".to_string()));
         // Importing what is already held adds nothing.
         assert!(h.new_records(vec![src, other]).unwrap().is_empty());
     }

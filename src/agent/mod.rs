@@ -327,7 +327,9 @@ impl Agent {
                     imported: history,
                 },
             )),
-            Command::History { lpar } => answer::<request::History>(self.history_of(&lpar)),
+            Command::History { lpar } => {
+                answer::<request::History>(self.history_of(lpar.as_deref()))
+            }
             Command::HostResources {} => {
                 answer::<request::HostResources>(Ok(self.host_resources()))
             }

@@ -58,7 +58,7 @@ pub enum CtlCommand {
     /// Restore an LPAR's WWPN assignment after a failed live migration.
     RollbackWwn { lpar: String },
     /// The migrations of an LPAR: when, from where to where, how they ended.
-    History { lpar: String },
+    History { lpar: Option<String> },
     /// Migrate an LPAR live back to the host it last came from.
     Return(super::moves::ReturnArgs),
     /// Run or stop a policy: ordered migrations from a TOML file.
@@ -289,7 +289,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
         CtlCommand::Recover { lpar, peer } => {
             print_reply(g, &ask(&mut client, request::Recover { lpar, peer })?)
         }
-        CtlCommand::History { lpar } => super::moves::history(g, &mut client, &lpar),
+        CtlCommand::History { lpar } => super::moves::history(g, &mut client, lpar),
         CtlCommand::Return(a) => super::moves::return_lpar(g, &mut client, a),
         CtlCommand::Policy(_) => unreachable!("handled before connecting"),
         CtlCommand::Validate(a) => super::validate::validate(g, &mut client, a),

@@ -38,24 +38,24 @@ pub mod cause {
     pub const NO_DESTINATION: u32 = 0x51;
 }
 
-/// `moverctl history <lpar>`.
-pub fn history(g: &Global, client: &mut Client, lpar: &str) -> Result<(), Failure> {
+/// `moverctl history [<lpar>]`: one LPAR's migrations, or all this agent
+/// knows.
+pub fn history(g: &Global, client: &mut Client, lpar: Option<String>) -> Result<(), Failure> {
     let reply = client
-        .request(request::History {
-            lpar: lpar.to_string(),
-        })
+        .request(request::History { lpar })
         .map_err(Failure::Refused)?;
     if g.json {
         return print_reply(g, &reply);
     }
     println!(
-        "{:<22} {:<10} {:<12} {:<12} {:>10} {:>12}  {:<10}",
-        "migration", "mode", "from", "to", "duration", "suspension", "outcome"
+        "{:<22} {:<12} {:<10} {:<12} {:<12} {:>10} {:>12}  {:<10}",
+        "migration", "lpar", "mode", "from", "to", "duration", "suspension", "outcome"
     );
     for m in &reply.migrations {
         println!(
-            "{:<22} {:<10} {:<12} {:<12} {:>10} {:>12}  {:<10} {}",
+            "{:<22} {:<12} {:<10} {:<12} {:<12} {:>10} {:>12}  {:<10} {}",
             m.key,
+            m.lpar,
             m.mode.label(),
             m.source_agent,
             m.destination_agent,
@@ -90,7 +90,7 @@ pub fn origin(history: &reply::History) -> Option<String> {
 pub fn return_lpar(g: &Global, client: &mut Client, a: ReturnArgs) -> Result<(), Failure> {
     let reply = client
         .request(request::History {
-            lpar: a.lpar.clone(),
+            lpar: Some(a.lpar.clone()),
         })
         .map_err(Failure::Refused)?;
     let to = origin(&reply).ok_or_else(|| {

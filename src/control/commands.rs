@@ -289,8 +289,9 @@ commands! {
     /// The migrations of `lpar` this agent knows (its own and those that
     /// came with the LPAR), oldest first.
     History "history" => History {
-        /// The LPAR's name.
-        lpar: String,
+        /// The LPAR's name; none: every migration this agent knows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lpar: Option<String>,
     },
     /// This host's CPUs and memory, total and free.
     HostResources "host-resources" => HostResources {},

@@ -233,9 +233,10 @@ pub struct ProbeListening {
 pub struct History {
     /// The agent's name.
     pub host: String,
-    /// The LPAR.
-    pub lpar: String,
-    /// Its migrations, oldest first, one record per migration.
+    /// The LPAR asked about; none: every LPAR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lpar: Option<String>,
+    /// Its migrations (or all), oldest first, one record per migration.
     pub migrations: Vec<HistoryRecord>,
 }
 
