@@ -296,7 +296,12 @@ fn cell_on(backend: Backend, stage: &str, code: u16, fault: Fault) -> Result<Str
     let out = a.ctl_json(&["migrate", LPAR, "--to", &b.addr, "--no-wait"]);
     let id = out["migration"].to_string();
     if !matches!(fault, Fault::CorruptFrame) && !wait_file(&pause, Duration::from_secs(30)) {
-        return Err(format!("{stage}: never held at {code_s}"));
+        // Say where it was instead: a stage it stuck in, or how it failed.
+        let status = a.ctl(&["--json", "status", &id]);
+        return Err(format!(
+            "{stage}: never held at {code_s}; status: {}",
+            String::from_utf8_lossy(&status.stdout).trim()
+        ));
     }
     let mut note = String::new();
     match fault {
