@@ -2,9 +2,9 @@
 //!
 //! A test that needs root, `/dev/kvm`, iproute2 or a recent kernel calls
 //! [`skip`] (or the [`skip!`](crate::skip!) macro) with its name and the
-//! reason. The note goes to **stderr** (which `cargo test` shows for a
-//! failing test and `--nocapture` always shows), in one format a script can
-//! grep for:
+//! reason. The note goes straight to the process's **stderr**, past the
+//! test harness's output capture, so a plain `cargo test` shows every skip
+//! among the results, in one format a script can grep for:
 //!
 //! ```text
 //! SKIPPED <test>: <reason>
@@ -31,7 +31,10 @@ pub fn skip(test: &str, reason: &str) {
     if forbidden() {
         panic!("{note} (skips are forbidden: {NO_SKIP_ENV}=1)");
     }
-    eprintln!("{note}");
+    // Written to the file descriptor, not with eprintln!: the test harness
+    // captures eprintln! and would show a skip only for a failing test.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{note}");
 }
 
 /// `skip!(reason)` notes a skip of the calling test (named by its module
