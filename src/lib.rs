@@ -22,7 +22,12 @@
 //!
 //! [`emg`] is the one error type every layer converts into. [`testbed`]
 //! builds test hosts (network namespaces) for tests and benchmarks;
-//! [`skip`] is how a test says it cannot run here (and fails in CI instead).
+//! [`skip`](mod@skip) is how a test says it cannot run here (and fails in CI instead).
+
+// The docs are for integrators and maintainers alike (`cargo doc
+// --document-private-items`, as CI builds them): a public item may point at
+// the private one that does the work.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod agent;
 pub mod build_identity;

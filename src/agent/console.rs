@@ -3,7 +3,7 @@
 //! --kernel/--cmdline`).
 //!
 //! A `kvm` LPAR's COM1 output is appended by its VMM to a log file
-//! ([`Partition::console_log`]); `lpar-console` reads it from a byte
+//! ([`Partition::console_log`](crate::partition::Partition::console_log)); `lpar-console` reads it from a byte
 //! offset, at most [`CONSOLE_CHUNK`] bytes a reply, so a client follows it
 //! by asking again from `next_offset`. A `sim` LPAR has no console: its
 //! guest is a program whose state is its registers, and `lpar-show`

@@ -23,7 +23,7 @@ enum Command {
     /// Run the agent: serve the management protocol (see docs/protocol.md).
     Serve(lpar_mover::agent::config::ServeArgs),
     /// Host one KVM LPAR in this process (started by a kvm agent, not by
-    /// hand): create its VM and serve it on <root>/<name>/vmm.sock.
+    /// hand): create its VM and serve it on ROOT/NAME/vmm.sock.
     LparVmm {
         #[arg(long)]
         root: PathBuf,

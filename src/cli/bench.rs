@@ -25,7 +25,7 @@ pub struct BenchArgs {
     /// Guest memory; default 1GiB on sim, 64MiB on kvm.
     #[arg(long, value_parser = parse_size)]
     pub memory: Option<u64>,
-    /// The guest program: idle, hot:<size>, sweep, skewed, with options;
+    /// The guest program: idle, hot:SIZE, sweep, skewed, with options;
     /// default hot:64MiB on sim, hot:1MiB,content=zero on kvm.
     #[arg(long)]
     pub workload: Option<String>,

@@ -13,7 +13,7 @@ pub struct SelftestArgs {
     /// Guest memory size.
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     pub memory: u64,
-    /// Guest program (idle, hot:<size>[,rate=N][,content=zero|text|random], sweep, skewed).
+    /// Guest program (idle, hot:SIZE with rate=N and content=zero|text|random options, sweep, skewed).
     #[arg(long, default_value = "hot:64MiB")]
     pub program: String,
     #[arg(long, default_value_t = 2)]

@@ -35,9 +35,9 @@ pub const PREVIOUS_PROTOCOL_VERSION: u16 = PROTOCOL_VERSION.saturating_sub(1);
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct FrameHeader {
-    /// [`MAGIC`](super::MAGIC): `LPMW`.
+    /// [`MAGIC`]: `LPMW`.
     pub magic: [u8; 4],
-    /// The sender's [`PROTOCOL_VERSION`](super::PROTOCOL_VERSION).
+    /// The sender's [`PROTOCOL_VERSION`].
     pub version: U16,
     /// The [`FrameKind`] byte.
     pub kind: u8,

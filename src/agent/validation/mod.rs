@@ -36,7 +36,7 @@
 //! | `time-zone` | destination | same HVM time zone |
 //! | `ntp-servers` | destination | same NTP servers |
 //! | `path-addresses` | destination | the two paths have distinct IPv4 addresses |
-//! | `bandwidth` | source | live: measured goodput at least [`MIN_GOODPUT_BITS`](crate::control::MIN_GOODPUT_BITS) |
+//! | `bandwidth` | source | live: measured goodput at least [`MIN_GOODPUT_BITS`] |
 //!
 //! FC ports: an LPAR FC port's `port` is the index of the host's
 //! `resources.fc_ports` entry it sits on; that entry's `vfc_ids` is its pool.

@@ -15,18 +15,18 @@
 //!
 //! | reg      | meaning |
 //! |----------|---------|
-//! | rip      | opcode: 0 idle, 1 hot, 2 sweep, 3 skewed |
-//! | gpr[0]   | first page of this vCPU's region (rax) |
-//! | gpr[1]   | pages in the region (rcx) |
-//! | gpr[2]   | cursor: next page index for hot/sweep (rdx) |
-//! | gpr[3]   | PRNG state, xorshift64* (rbx) |
-//! | gpr[4]   | content: 0 zero, 1 text, 2 random (rsp) |
-//! | gpr[5]   | rate for this vCPU in pages/s, 0 = unbounded (rbp) |
-//! | gpr[6]   | writes done (rsi) |
-//! | gpr[7]   | time of the last write, CLOCK_MONOTONIC ns (rdi) |
-//! | gpr[8]   | longest gap seen between consecutive writes, ns (r8) |
-//! | gpr[9]   | write limit, 0 = none (r9) |
-//! | gpr[10]  | shutdown policy: 0 honour a shutdown request, 1 ignore it (r10) |
+//! | `rip` | opcode: 0 idle, 1 hot, 2 sweep, 3 skewed |
+//! | `gpr[0]` | first page of this vCPU's region (rax) |
+//! | `gpr[1]` | pages in the region (rcx) |
+//! | `gpr[2]` | cursor: next page index for hot/sweep (rdx) |
+//! | `gpr[3]` | PRNG state, xorshift64* (rbx) |
+//! | `gpr[4]` | content: 0 zero, 1 text, 2 random (rsp) |
+//! | `gpr[5]` | rate for this vCPU in pages/s, 0 = unbounded (rbp) |
+//! | `gpr[6]` | writes done (rsi) |
+//! | `gpr[7]` | time of the last write, CLOCK_MONOTONIC ns (rdi) |
+//! | `gpr[8]` | longest gap seen between consecutive writes, ns (r8) |
+//! | `gpr[9]` | write limit, 0 = none (r9) |
+//! | `gpr[10]` | shutdown policy: 0 honour a shutdown request, 1 ignore it (r10) |
 
 use crate::partition::{PAGE_SIZE, PartitionError};
 use crate::units::parse_size;

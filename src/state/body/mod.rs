@@ -4,7 +4,7 @@
 //! of fields is written once per side and reviewed side by side. The writer
 //! enforces the same bounds as the reader, so anything written reads back.
 //!
-//! [`write`] holds the writer, [`read`] the reader.
+//! [`write`](mod@write) holds the writer, [`read`] the reader.
 
 mod read;
 mod write;
