@@ -392,15 +392,28 @@ mod device_semantics {
         host: DestinationHost,
         rtc_offset_ns: i64,
     ) -> Outcome {
+        migrate_with_state(root, source_config, host, |state| {
+            state.rtc = Some(LogicalRtc {
+                offset_ns: rtc_offset_ns,
+                ..state.rtc.unwrap_or_default()
+            })
+        })
+    }
+
+    /// Like [`migrate`], with the source's device state changed by `adjust`
+    /// before it starts.
+    fn migrate_with_state(
+        root: &Root,
+        source_config: &LparConfig,
+        host: DestinationHost,
+        adjust: impl FnOnce(&mut lpar_mover::state::DeviceState),
+    ) -> Outcome {
         let source = Arc::new(SimLpar::create(&root.0, source_config).unwrap());
         let mut dest_config = source_config.clone();
         dest_config.name = format!("{}-dst", source_config.name);
         let destination = Arc::new(SimLpar::create(&root.0, &dest_config).unwrap());
         let mut state = source.save_state().unwrap();
-        state.rtc = Some(LogicalRtc {
-            offset_ns: rtc_offset_ns,
-            ..state.rtc.unwrap_or_default()
-        });
+        adjust(&mut state);
         source.restore_state(&state).unwrap();
         source.resume().unwrap();
         wait_for("the guest to run", || source.writes() > 1_000);
@@ -429,30 +442,12 @@ mod device_semantics {
     fn a_usb_device_taken_into_use_fails_the_move_at_suspension_and_the_source_resumes() {
         let root = Root::new("usb");
         let config = config("usb");
-        let source = Arc::new(SimLpar::create(&root.0, &config).unwrap());
-        let mut dest_config = config.clone();
-        dest_config.name = "usb-dst".into();
-        let destination = Arc::new(SimLpar::create(&root.0, &dest_config).unwrap());
+        let host = DestinationHost::open_for(&config);
         // The device taken into use after the checklist passed.
-        let mut state = source.save_state().unwrap();
-        state.usb = lpar_mover::state::UsbAssignment::HashRunning;
-        source.restore_state(&state).unwrap();
-        source.resume().unwrap();
-        wait_for("the guest to run", || source.writes() > 1_000);
-        let (out, inn) = stream_pairs(2);
-        let host = DestinationHost::open_for(&dest_config);
-        let receiving = {
-            let destination = destination.clone();
-            std::thread::spawn(move || receive_live(destination, inn, &host))
-        };
-        let control = Arc::new(MigrationControl::new(Duration::from_secs(60)));
-        let sent = migrate_live(
-            source.clone(),
-            out,
-            &LiveOptions::default(),
-            &control,
-            &mut |_| {},
-        );
+        let (source, destination, sent, received) =
+            migrate_with_state(&root, &config, host, |state| {
+                state.usb = lpar_mover::state::UsbAssignment::HashRunning
+            });
         let e = sent
             .expect_err("a USB device in use refuses the move")
             .emg(Module::MoverSource);
@@ -463,7 +458,7 @@ mod device_semantics {
                 .starts_with("LPAR Migration was canceled. USB is attached to the specified LPAR"),
             "{e}"
         );
-        assert!(receiving.join().unwrap().is_err());
+        assert!(received.is_err());
         assert!(source.is_running());
         let before = source.writes();
         wait_for("the source guest to go on", || source.writes() > before);
