@@ -96,6 +96,9 @@ pub mod phase {
     pub const DESTINATION_PATH: u16 = 0x00A5;
     /// Path address clash.
     pub const PATH_ADDRESS: u16 = 0x00B0;
+    /// The manual's MMS Thread "The specified Migration Path collides with
+    /// the Management Path Settings." (`0x00 00000004 F00d 03`).
+    pub const PATH_COLLISION: u16 = 0xF00D;
     /// Partition backend (guest memory, vCPUs, dirty log).
     pub const PARTITION: u16 = 0x0100;
 }

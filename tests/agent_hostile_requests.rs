@@ -134,6 +134,8 @@ fn records() -> impl Strategy<Value = Vec<Record>> {
                 outcome: Outcome::Failed,
                 error: None,
                 suspension_ms: Some(f64::MAX),
+                source_number: Some(u32::MAX),
+                destination_number: None,
             })
             .collect()
     })

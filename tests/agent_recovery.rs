@@ -149,9 +149,22 @@ fn source_killed_after_commit_recovers_onto_the_destination() {
     // Both paused: the destination holds the source's memory at pause.
     assert!(same_memory(&memory_file(&a, "r1"), &memory_file(&b, "r1")));
 
-    let r = a.ctl_json(&["recover", "r1", "--peer", &b.addr]);
-    assert_eq!(r["committed"], true, "{r}");
-    assert_eq!(r["runs_on"], "hostB");
+    // The manual's count of LPARs requiring recovery, then its closing text.
+    let list = a.ctl(&["lpar", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.lines().last() == Some("LPARs requiring recovery: 1 LPARs"),
+        "{text}"
+    );
+    let out = a.ctl(&["recover", "r1", "--peer", &b.addr]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("'r1' runs on hostB") && text.contains("ownership had passed"),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l == "Recovery completed!"), "{text}");
+    assert!(!text.contains("LPARs requiring recovery"), "{text}");
     assert!(a.lpar_names().is_empty());
     assert!(!exists(&a.state_dir.join("lpars").join("r1")));
     let l = b.lpar("r1");

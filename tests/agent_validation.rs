@@ -239,7 +239,7 @@ fn cases() -> Vec<Case> {
         c(
             "migration-path",
             "source",
-            "management path's address",
+            "collides with the Management Path Settings",
             |s, _, _| {
                 let (addr, _) = s.path.clone().unwrap();
                 s.listen = format!("{addr}:0");

@@ -10,11 +10,18 @@ use agent_common::{Agent, Scratch};
 
 /// An agent with one shared FC port whose vfcIDs 1–8 are free.
 fn fc_agent(scratch: &Scratch, name: &str) -> Agent {
+    fc_agent_with(scratch, name, "1, 2, 3, 4, 5, 6, 7, 8")
+}
+
+/// An agent with one shared FC port whose pool is `ids`.
+fn fc_agent_with(scratch: &Scratch, name: &str, ids: &str) -> Agent {
     let file = scratch.0.join(format!("{name}-fc.toml"));
     std::fs::write(
         &file,
-        "[resources]\ncpus = 8\nmemory = \"2GiB\"\n\
-         fc_ports = [{ name = \"fc0\", vfc_ids = [1, 2, 3, 4, 5, 6, 7, 8] }]\n",
+        format!(
+            "[resources]\ncpus = 8\nmemory = \"2GiB\"\n\
+             fc_ports = [{{ name = \"fc0\", vfc_ids = [{ids}] }}]\n"
+        ),
     )
     .unwrap();
     let config = file.display().to_string();
@@ -56,9 +63,12 @@ fn lpars_moved_onto_one_host_get_distinct_vfc_ids_live_shutdown_and_after_restar
     fc_lpar(&a, "f1", 1);
     fc_lpar(&c, "f2", 2);
     fc_lpar(&a, "f3", 3);
-    // Each holds vfcID 1 where it was defined.
+    // Each holds the smallest vfcID free where it was defined: f3 comes
+    // after f1 on hostA (locally created LPARs are accounted too).
     assert_eq!(device_vfc_ids(&a, "f1"), vec![1]);
     assert_eq!(device_vfc_ids(&c, "f2"), vec![1]);
+    assert_eq!(device_vfc_ids(&a, "f3"), vec![2]);
+    assert_eq!(a.lpar("f3")["vfc_ids"], serde_json::json!([2]));
 
     a.ctl_json(&["migrate", "f1", "--to", &b.addr]);
     assert_eq!(device_vfc_ids(&b, "f1"), vec![1]);
@@ -79,4 +89,33 @@ fn lpars_moved_onto_one_host_get_distinct_vfc_ids_live_shutdown_and_after_restar
     b.ctl_json(&["migrate", "f1", "--to", &a.addr]);
     a.ctl_json(&["migrate", "f1", "--to", &b.addr]);
     assert_eq!(device_vfc_ids(&b, "f1"), vec![1]);
+}
+
+#[test]
+fn a_locally_created_lpar_takes_its_vfc_id_from_the_pool_and_is_refused_when_none_is_free() {
+    let scratch = Scratch::new("vfc-local");
+    let mut a = fc_agent_with(&scratch, "hostA", "7");
+    fc_lpar(&a, "g1", 1);
+    assert_eq!(device_vfc_ids(&a, "g1"), vec![7]);
+    assert_eq!(a.lpar("g1")["vfc_ids"], serde_json::json!([7]));
+    let out = a.ctl(&[
+        "lpar",
+        "create",
+        "g2",
+        "--memory",
+        "32MiB",
+        "--fc-port",
+        "50:06:0e:80:12:34:56:02/50:06:0e:80:12:34:57:02",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = agent_common::stderr(&out);
+    assert!(e.contains("There is not enough vfcID"), "{e}");
+    assert_eq!(a.lpar_names(), vec!["g1".to_string()]);
+    // The record survives the agent; deleting g1 frees 7 for the next.
+    a.restart();
+    assert_eq!(a.lpar("g1")["vfc_ids"], serde_json::json!([7]));
+    a.ctl_json(&["lpar", "deactivate", "g1"]);
+    a.ctl_json(&["lpar", "delete", "g1"]);
+    fc_lpar(&a, "g2", 2);
+    assert_eq!(device_vfc_ids(&a, "g2"), vec![7]);
 }

@@ -333,7 +333,7 @@ fn cell_on(backend: Backend, stage: &str, code: u16, fault: Fault) -> Result<Str
             a.restart();
         }
         Fault::Cancel => {
-            let out = a.ctl(&["cancel", &id]);
+            let out = a.ctl(&["cancel", "--no-wait", &id]);
             let accepted = out.status.success();
             let _ = std::fs::remove_file(&pause);
             if code == 0x4050 {

@@ -10,6 +10,7 @@
 //! auth_timeout_s = 30                  # close connections not authenticated by then (1-3600)
 //! peers = ["hostB", "hostC"]           # the agents this one sends its token to
 //! backend = "sim"                      # where LPARs run: "sim" (default) or "kvm"
+//! management_segment = "1a"            # optional: the NIC segment of the management path
 //!
 //! [resources]
 //! cpus = 16
@@ -23,6 +24,7 @@
 //! addr = "192.168.50.1"
 //! interface = "eth1"                   # optional
 //! vlan = 100                           # optional
+//! segment = "1b"                       # optional: the shared NIC segment it runs on
 //!
 //! [identity]
 //! hvm_model = "sim"
@@ -72,6 +74,11 @@ pub struct AgentConfig {
     /// migration only goes to an agent with the same one.
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// The shared NIC segment the management path (`listen`) is on: a
+    /// migration path on it needs a VLAN ID (the manual's MMS Thread
+    /// `F00d`).
+    #[serde(default)]
+    pub management_segment: Option<String>,
 }
 
 fn default_backend() -> String {
@@ -153,8 +160,8 @@ pub struct ServeArgs {
     /// Management address: host:port, or a Unix socket path.
     #[arg(long)]
     pub listen: Option<String>,
-    /// Migration path `<name>=<ipv4>[@<interface>][,vlan=<id>]`; repeatable,
-    /// replaces the file's paths.
+    /// Migration path `<name>=<ipv4>[@<interface>][,vlan=<id>][,segment=<segment>]`;
+    /// repeatable, replaces the file's paths.
     #[arg(long = "path", value_parser = parse_path)]
     pub paths: Vec<MigrationPath>,
     #[arg(long)]
@@ -174,6 +181,9 @@ pub struct ServeArgs {
     /// /dev/kvm per LPAR, in its own process); default sim.
     #[arg(long)]
     pub backend: Option<String>,
+    /// The shared NIC segment the management path is on.
+    #[arg(long)]
+    pub management_segment: Option<String>,
 }
 
 fn config_error(message: String) -> Emg {
@@ -197,6 +207,7 @@ impl AgentConfig {
             paths: self.paths.clone(),
             management: self.listen.clone(),
             backend: self.backend.clone(),
+            management_segment: self.management_segment.clone(),
         }
     }
 
@@ -228,6 +239,9 @@ impl AgentConfig {
         }
         if let Some(b) = &args.backend {
             set("backend", b.clone().into());
+        }
+        if let Some(m) = &args.management_segment {
+            set("management_segment", m.clone().into());
         }
         let file = args
             .config
@@ -367,20 +381,27 @@ pub fn read_token(path: &Path) -> Result<String, Emg> {
     Ok(token)
 }
 
-/// Parses `<name>=<ipv4>[@<interface>][,vlan=<id>]`.
+/// Parses `<name>=<ipv4>[@<interface>][,vlan=<id>][,segment=<segment>]`.
 pub fn parse_path(text: &str) -> Result<MigrationPath, String> {
-    let usage = || format!("'{text}': expected <name>=<ipv4>[@<interface>][,vlan=<id>]");
+    let usage = || {
+        format!("'{text}': expected <name>=<ipv4>[@<interface>][,vlan=<id>][,segment=<segment>]")
+    };
     let (name, rest) = text.split_once('=').ok_or_else(usage)?;
-    let (addr_iface, vlan) = match rest.split_once(',') {
-        Some((a, v)) => {
-            let id = v.strip_prefix("vlan=").ok_or_else(usage)?;
+    let mut parts = rest.split(',');
+    let addr_iface = parts.next().unwrap_or_default();
+    let (mut vlan, mut segment) = (None, None);
+    for part in parts {
+        if let Some(id) = part.strip_prefix("vlan=") {
             let id: u16 = id
                 .parse()
                 .map_err(|_| format!("'{text}': VLAN id '{id}' is not a number"))?;
-            (a, Some(id))
+            vlan = Some(id);
+        } else if let Some(s) = part.strip_prefix("segment=").filter(|s| !s.is_empty()) {
+            segment = Some(s.to_string());
+        } else {
+            return Err(usage());
         }
-        None => (rest, None),
-    };
+    }
     let (addr, iface) = match addr_iface.split_once('@') {
         Some((a, i)) => (a, Some(i.to_string())),
         None => (addr_iface, None),
@@ -393,6 +414,7 @@ pub fn parse_path(text: &str) -> Result<MigrationPath, String> {
         addr,
         interface: iface,
         vlan,
+        segment,
     };
     path.validate().map_err(|e| format!("'{text}': {e}"))?;
     Ok(path)
@@ -409,6 +431,9 @@ mod tests {
         assert_eq!(p.addr, Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(p.interface.as_deref(), Some("eth1"));
         assert_eq!(p.vlan, Some(100));
+        let p = parse_path("mig1=10.0.0.2,segment=1a,vlan=7").unwrap();
+        assert_eq!((p.segment.as_deref(), p.vlan), (Some("1a"), Some(7)));
+        assert!(parse_path("m=10.0.0.1,speed=1").is_err());
         let p = parse_path("m=127.0.0.1").unwrap();
         assert_eq!((p.interface, p.vlan), (None, None));
         assert!(parse_path("m=10.0.0.300").unwrap_err().contains("IPv4"));

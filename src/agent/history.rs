@@ -11,7 +11,8 @@
 //!         "source_agent","source_address","destination_agent",
 //!         "destination_address","started_ns","ended_ns",
 //!         "outcome":"completed"|"failed"|"cancelled","error":<Emg>|null,
-//!         "suspension_ms":<f64>|null}
+//!         "suspension_ms":<f64>|null,
+//!         "source_number":<u32>|null,"destination_number":<u32>|null}
 //! ```
 //!
 //! Both agents record a migration under the same key. The history travels
@@ -48,6 +49,10 @@ pub struct Pending {
     pub destination_agent: String,
     pub destination_address: Option<String>,
     pub started_ns: u64,
+    /// The LPAR's number on the source host, when this side knows it.
+    pub source_number: Option<u32>,
+    /// The LPAR's number on the destination host, when this side knows it.
+    pub destination_number: Option<u32>,
     /// Records that came with an incoming LPAR, kept once it is ours.
     pub imported: Vec<Record>,
 }
@@ -84,6 +89,8 @@ impl Pending {
             outcome: Outcome::of(result),
             error: result.as_ref().err().cloned(),
             suspension_ms,
+            source_number: self.source_number,
+            destination_number: self.destination_number,
         }
     }
 }
@@ -223,10 +230,19 @@ struct Head {
 /// One record per key, the source side's preferred, oldest first.
 pub fn merge(records: impl Iterator<Item = Record>) -> Vec<Record> {
     let mut by_key: BTreeMap<String, Record> = BTreeMap::new();
-    for r in records {
-        match by_key.get(&r.key) {
-            Some(held) if held.side == Side::Source => {}
-            _ => {
+    for mut r in records {
+        match by_key.get_mut(&r.key) {
+            // Each side knows the LPAR's number on its own host: the kept
+            // record takes the other's.
+            Some(held) if held.side == Side::Source => {
+                held.source_number = held.source_number.or(r.source_number);
+                held.destination_number = held.destination_number.or(r.destination_number);
+            }
+            held => {
+                if let Some(held) = held {
+                    r.source_number = r.source_number.or(held.source_number);
+                    r.destination_number = r.destination_number.or(held.destination_number);
+                }
                 by_key.insert(r.key.clone(), r);
             }
         }
@@ -422,6 +438,8 @@ mod tests {
             destination_agent: "127.0.0.1:2".into(),
             destination_address: Some("127.0.0.1:2".into()),
             started_ns: started,
+            source_number: None,
+            destination_number: None,
             imported: Vec::new(),
         }
     }
@@ -431,8 +449,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = History::new(dir.path());
         let ok = Ok(json!({"destination_agent": "B", "source": {"suspension": {"total_ms": 1.5}}}));
-        let src = pending("A/1", 10).finish("web1", Side::Source, "A", &ok);
-        let dst = pending("A/1", 11).finish("web1", Side::Destination, "B", &Ok(json!({})));
+        let mut p = pending("A/1", 10);
+        p.source_number = Some(3);
+        let src = p.finish("web1", Side::Source, "A", &ok);
+        let mut p = pending("A/1", 11);
+        p.destination_number = Some(1);
+        let dst = p.finish("web1", Side::Destination, "B", &Ok(json!({})));
         let cancelled = Err(Emg::new(Module::MoverSource, 0, 1, "m", "a").reason(0x20));
         let other = pending("A/2", 20).finish("db1", Side::Source, "A", &cancelled);
         h.append(&[dst, src.clone()]).unwrap();
@@ -448,7 +470,11 @@ mod tests {
         assert_eq!(h.records_of(Some("web1"), 9).unwrap().len(), 2);
         assert_eq!(h.records_of(Some("web1"), 1).unwrap(), vec![src.clone()]);
         let web = h.of(Some("web1")).unwrap();
-        assert_eq!(web, vec![src.clone()]);
+        // The source's record, with the LPAR number each side knew.
+        assert_eq!(web.len(), 1);
+        assert_eq!((web[0].side, web[0].source_number), (Side::Source, Some(3)));
+        assert_eq!(web[0].destination_number, Some(1));
+        assert_eq!(web[0].key, src.key);
         assert_eq!(web[0].destination_agent, "B");
         assert_eq!(web[0].suspension_ms, Some(1.5));
         assert_eq!(h.of(Some("db1")).unwrap()[0].outcome, Outcome::Cancelled);

@@ -307,6 +307,18 @@ impl Inventory {
         config: &LparConfig,
         state: LparState,
     ) -> Result<Arc<dyn Partition>, Emg> {
+        self.define_holding(config, state, Vec::new())
+    }
+
+    /// [`Self::define`], its FC ports holding `vfc_ids` on this host (in
+    /// port order; empty: none recorded): its logical HBAs log in with
+    /// them and validation counts them as used. One save.
+    pub fn define_holding(
+        &mut self,
+        config: &LparConfig,
+        state: LparState,
+        vfc_ids: Vec<u16>,
+    ) -> Result<Arc<dyn Partition>, Emg> {
         if self.contains(&config.name) {
             return Err(Emg::new(
                 Module::Management,
@@ -340,13 +352,20 @@ impl Inventory {
         // arrives; then saved.
         let result = self.backend.create(&config.name, config).map_err(failed);
         let result = result.and_then(|lpar| {
+            if !vfc_ids.is_empty() {
+                let mut devices = lpar.save_state().map_err(|e| e.emg())?;
+                for (hba, &id) in devices.fc_hbas.iter_mut().zip(&vfc_ids) {
+                    hba.vfc_id = id;
+                }
+                lpar.restore_state(&devices).map_err(|e| e.emg())?;
+            }
             self.entries.insert(
                 config.name.clone(),
                 Entry {
                     config: config.clone(),
                     state,
                     lpar: Some(lpar.clone()),
-                    vfc_ids: Vec::new(),
+                    vfc_ids,
                 },
             );
             self.persist().map(|()| lpar).inspect_err(|_| {
@@ -372,14 +391,21 @@ impl Inventory {
         Ok(())
     }
 
-    /// Records the vfcIDs a switchover gave `name`'s FC ports, so that
-    /// validation and the next switchover on this host count them as used.
-    pub fn set_vfc_ids(&mut self, name: &str, vfc_ids: Vec<u16>) -> Result<(), Emg> {
+    /// An incoming LPAR has arrived: records the vfcIDs the switchover
+    /// gave its FC ports (so that validation and the next switchover on
+    /// this host count them as used; empty: none assigned, kept as they
+    /// were) and its new `state`, in one save.
+    pub fn arrived(&mut self, name: &str, vfc_ids: Vec<u16>, state: LparState) -> Result<(), Emg> {
         self.get(name)?;
         let entry = self.entries.get_mut(name).expect("checked above");
-        let old = std::mem::replace(&mut entry.vfc_ids, vfc_ids);
+        let old = (entry.vfc_ids.clone(), entry.state);
+        if !vfc_ids.is_empty() {
+            entry.vfc_ids = vfc_ids;
+        }
+        entry.state = state;
         if let Err(e) = self.persist() {
-            self.entries.get_mut(name).expect("present").vfc_ids = old;
+            let entry = self.entries.get_mut(name).expect("present");
+            (entry.vfc_ids, entry.state) = old;
             return Err(e);
         }
         Ok(())
@@ -464,6 +490,16 @@ impl Inventory {
 
     pub fn names(&self) -> Vec<String> {
         self.entries.keys().cloned().collect()
+    }
+
+    /// The number a new LPAR here gets: the youngest (smallest) one no LPAR
+    /// holds, as the manual assigns a destination LPAR slot.
+    pub fn free_number(&self) -> u32 {
+        let used: std::collections::BTreeSet<u32> =
+            self.entries.values().map(|e| e.config.number).collect();
+        (1..)
+            .find(|n| !used.contains(n))
+            .expect("fewer than u32::MAX LPARs")
     }
 }
 

@@ -425,10 +425,11 @@ impl Agent {
 
     fn lpar_create(&self, mut config: LparConfig) -> Result<reply::Lpar, Emg> {
         let mut inv = self.inventory.lock().unwrap();
-        config.number = inv.names().len() as u32 + 1;
+        config.number = inv.free_number();
         console::check_image(&config, inv.backend().kind(), &self.config.name)?;
         self.check_resources(&inv, &config, Module::Management)?;
-        inv.define(&config, LparState::Dea)?;
+        let vfc_ids = validation::local_vfc_ids(&self.config, &inv, &config)?;
+        inv.define_holding(&config, LparState::Dea, vfc_ids)?;
         log::info!("defined LPAR '{}'", config.name);
         inv.describe(&config.name)
     }

@@ -304,8 +304,7 @@ pub fn receive(
                 LparState::Dea
             };
             let mut inv = agent.inventory.lock().unwrap();
-            inv.set_vfc_ids(&name, outcome.vfc_ids.clone())?;
-            inv.set_state(&name, state)?;
+            inv.arrived(&name, outcome.vfc_ids.clone(), state)?;
             drop(inv);
             Ok(reply::ShutdownReceived {
                 migration: m.id,

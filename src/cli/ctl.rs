@@ -45,8 +45,15 @@ pub enum CtlCommand {
     Monitor { id: u64 },
     /// Extend a migration's timeout (stage 0x4050 only).
     Extend { id: u64, seconds: u64 },
-    /// Cancel a migration (stage 0x4050 only); the LPAR keeps running.
-    Cancel { id: u64 },
+    /// Cancel a migration (stage 0x4050 only); the LPAR keeps running. In
+    /// text mode, waits for the migration to end ("Progress : Migration
+    /// completed!").
+    Cancel {
+        id: u64,
+        /// Return once the agent accepts the cancel.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Resolve an LPAR that needs recovery from both agents' journals: it
     /// ends up running on exactly one host.
     Recover {
@@ -282,13 +289,11 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
         CtlCommand::Extend { id, seconds } => {
             print_reply(g, &ask(&mut client, request::Extend { id, seconds })?)
         }
-        CtlCommand::Cancel { id } => print_reply(g, &ask(&mut client, request::Cancel { id })?),
+        CtlCommand::Cancel { id, no_wait } => super::progress::cancel(g, &mut client, id, no_wait),
         CtlCommand::RollbackWwn { lpar } => {
             print_reply(g, &ask(&mut client, request::RollbackWwn { lpar })?)
         }
-        CtlCommand::Recover { lpar, peer } => {
-            print_reply(g, &ask(&mut client, request::Recover { lpar, peer })?)
-        }
+        CtlCommand::Recover { lpar, peer } => super::progress::recover(g, &mut client, lpar, peer),
         CtlCommand::History { lpar } => super::moves::history(g, &mut client, lpar),
         CtlCommand::Return(a) => super::moves::return_lpar(g, &mut client, a),
         CtlCommand::Policy(_) => unreachable!("handled before connecting"),
@@ -351,6 +356,9 @@ fn print_lpars(reply: &reply::LparList) {
             format_size(l.memory_bytes),
             l.program
         );
+    }
+    if let Some(line) = super::progress::requiring_recovery_line(&reply.lpars) {
+        println!("{line}");
     }
 }
 
@@ -470,7 +478,8 @@ pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result
 fn print_report(r: &Value) {
     let s = &r["source"];
     println!(
-        "Migration completed! now on {} (migration path {}, {} streams)",
+        "{} now on {} (migration path {}, {} streams)",
+        super::progress::MIGRATION_COMPLETED,
         r["destination_agent"].as_str().unwrap_or("?"),
         r["path"]["name"].as_str().unwrap_or("?"),
         r["path"]["streams"].as_array().map_or(0, Vec::len)

@@ -49,7 +49,7 @@ pub fn history(g: &Global, client: &mut Client, lpar: Option<String>) -> Result<
     }
     println!(
         "{:<22} {:<12} {:<10} {:<12} {:<12} {:>10} {:>12}  {:<10}",
-        "migration", "lpar", "mode", "from", "to", "duration", "suspension", "outcome"
+        "migration", "lpar", "mode", "from#lpar", "to#lpar", "duration", "suspension", "outcome"
     );
     for m in &reply.migrations {
         println!(
@@ -57,8 +57,8 @@ pub fn history(g: &Global, client: &mut Client, lpar: Option<String>) -> Result<
             m.key,
             m.lpar,
             m.mode.label(),
-            m.source_agent,
-            m.destination_agent,
+            numbered(&m.source_agent, m.source_number),
+            numbered(&m.destination_agent, m.destination_number),
             format!(
                 "{:.1} s",
                 m.ended_ns.saturating_sub(m.started_ns) as f64 / 1e9
@@ -73,6 +73,12 @@ pub fn history(g: &Global, client: &mut Client, lpar: Option<String>) -> Result<
         );
     }
     Ok(())
+}
+
+/// A host with the LPAR's number there: `hostA#3` (the manual's history
+/// shows the LPAR number with each HVM).
+fn numbered(host: &str, number: Option<u32>) -> String {
+    number.map_or(host.to_string(), |n| format!("{host}#{n}"))
 }
 
 /// Where the newest completed migration into `host` came from: the source

@@ -158,6 +158,7 @@ pub fn connectivity_test(
         );
     } else {
         print_measurement(&reply);
+        println!("{}", super::progress::CONNECTIVITY_COMPLETED);
     }
     Ok(())
 }
@@ -188,7 +189,10 @@ pub fn rehearse(g: &Global, client: &mut Client, a: ValidateArgs) -> Result<(), 
                 p.define_ms,
                 p.released
             );
-            println!("rehearsal passed: nothing moved");
+            println!(
+                "{} (rehearsal passed: nothing moved)",
+                super::progress::MIGRATION_COMPLETED
+            );
         }
     })
 }

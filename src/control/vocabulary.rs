@@ -129,6 +129,13 @@ pub struct HistoryRecord {
     /// How long the guest was suspended (source records of completed live
     /// migrations).
     pub suspension_ms: Option<f64>,
+    /// The LPAR's number on the source host (the manual's history shows
+    /// it with each host); `null` when this record's side did not know it.
+    #[serde(default)]
+    pub source_number: Option<u32>,
+    /// The LPAR's number on the destination host (`null` likewise).
+    #[serde(default)]
+    pub destination_number: Option<u32>,
 }
 
 /// What one recovery journal says, as the peer is told over
@@ -243,6 +250,9 @@ pub struct HostFacts {
     /// agent that predates the field runs `sim`.
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// The shared NIC segment of the management path, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_segment: Option<String>,
 }
 
 pub(crate) fn default_backend() -> String {

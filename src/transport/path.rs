@@ -26,6 +26,12 @@ pub struct MigrationPath {
     /// 802.1Q VLAN id of the path network, 1..=4094.
     #[serde(default)]
     pub vlan: Option<u16>,
+    /// The shared NIC segment the path runs on (the manual's "Segment",
+    /// e.g. `1a`), for validation: a path on the management path's
+    /// segment needs a VLAN ID, and one on a segment an activated LPAR
+    /// uses draws a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
 }
 
 impl MigrationPath {
@@ -36,6 +42,7 @@ impl MigrationPath {
             addr,
             interface: None,
             vlan: None,
+            segment: None,
         }
     }
 
@@ -90,6 +97,7 @@ mod tests {
             addr: Ipv4Addr::new(192, 168, 50, 1),
             interface: Some("eth1".into()),
             vlan: Some(100),
+            segment: Some("1a".into()),
         };
         let json = serde_json::to_string(&p).unwrap();
         assert_eq!(serde_json::from_str::<MigrationPath>(&json).unwrap(), p);

@@ -40,7 +40,7 @@ pub(in crate::agent) fn define_incoming(
     }
     busy::check_host(&agent.config.name, inv.migrating())?;
     agent.check_resources(&inv, config, Module::MoverDestination)?;
-    config.number = inv.names().len() as u32 + 1;
+    config.number = inv.free_number();
     inv.define(config, LparState::Migrating)
 }
 
@@ -200,12 +200,7 @@ pub fn prepare_incoming(
 
 fn record_running(agent: &Agent, name: &str, vfc_ids: Vec<u16>) {
     let mut inv = agent.inventory.lock().unwrap();
-    let recorded = if vfc_ids.is_empty() {
-        Ok(())
-    } else {
-        inv.set_vfc_ids(name, vfc_ids)
-    };
-    if let Err(e) = recorded.and_then(|()| inv.set_state(name, LparState::Act)) {
+    if let Err(e) = inv.arrived(name, vfc_ids, LparState::Act) {
         // The guest runs on regardless; a restarted agent finds it through
         // the journal's Resuming record.
         log::error!("cannot record the incoming LPAR '{name}' as active: {e}");

@@ -103,6 +103,9 @@ impl Migration {
             }),
             history: Mutex::new(crate::agent::history::Pending {
                 started_ns: crate::engine::wall_clock_ns(),
+                // Each side knows the LPAR's number on its own host.
+                source_number: (side == Side::Source).then_some(config.number),
+                destination_number: (side == Side::Destination).then_some(config.number),
                 ..Default::default()
             }),
             journal: Mutex::new(None),

@@ -99,8 +99,43 @@ fn management_ip(management: &str) -> Option<IpAddr> {
     }
 }
 
-/// A migration path on `side`: present, and not the management path
-/// unless it has a VLAN ID.
+/// Why migration path `p` collides with the management path, if it does:
+/// it has no VLAN ID and sits on the management path's NIC segment (both
+/// configured: `segment` and `management_segment`), or on its very address.
+fn management_collision(facts: &HostFacts, p: &MigrationPath) -> Option<String> {
+    if p.vlan.is_some() {
+        return None;
+    }
+    if let (Some(a), Some(b)) = (&p.segment, &facts.management_segment)
+        && a == b
+    {
+        return Some(format!("both on NIC segment {a}"));
+    }
+    (management_ip(&facts.management) == Some(IpAddr::V4(p.addr)))
+        .then(|| format!("both on address {}", p.addr))
+}
+
+/// The manual's MMS Thread `0x00 00000004 F00d 03`, op3 0x01.
+fn path_collides(agent: &str, shown: &str, why: &str) -> Emg {
+    Emg::new(
+        Module::Executor,
+        phase::PATH_COLLISION,
+        0x04,
+        format!(
+            "The specified Migration Path collides with the Management Path Settings. \
+             (host {agent}: migration path {shown} and the management path are {why}, and \
+             the migration path has no VLAN ID)"
+        ),
+        "Take one of the following actions. 1. Set a shared NIC segment that isn't set as a \
+         management path, as the migration path to be used. 2. Set a VLANID for a migration \
+         path when you set a shared NIC segment that is set as a management path, as the \
+         migration path to be used.",
+    )
+    .reason(0x01)
+}
+
+/// A migration path on `side`: present, and not on the management path's
+/// segment (or address) unless it has a VLAN ID.
 pub fn check_own_path(facts: &HostFacts, name: Option<&str>, side: Side) -> Check {
     let item = "migration-path";
     let (ph, blade) = match side {
@@ -134,22 +169,8 @@ pub fn check_own_path(facts: &HostFacts, name: Option<&str>, side: Side) -> Chec
         p.addr,
         p.vlan.map_or(String::new(), |v| format!(" vlan {v}"))
     );
-    if p.vlan.is_none() && management_ip(&facts.management) == Some(IpAddr::V4(p.addr)) {
-        return Check::fail(
-            item,
-            side,
-            Emg::new(
-                Module::Management,
-                phase::PATH_ADDRESS,
-                0x06,
-                format!(
-                    "The migration path {shown} of host {} uses the management path's address \
-                     ({}) without a VLAN ID.",
-                    facts.agent, facts.management
-                ),
-                "Give the migration path its own IPv4 address (a separate network), or a VLAN ID.",
-            ),
-        );
+    if let Some(why) = management_collision(facts, p) {
+        return Check::fail(item, side, path_collides(&facts.agent, &shown, &why));
     }
     Check::pass(item, side, format!("host {}: {shown}", facts.agent))
 }
@@ -452,13 +473,36 @@ mod tests {
         assert_eq!(c.error.unwrap().phase, phase::DESTINATION_PATH);
         f.management = "10.2.0.1:7400".into();
         let c = check_own_path(&f, None, Side::Source);
-        assert_eq!(c.error.unwrap().phase, phase::PATH_ADDRESS);
+        let e = c.error.unwrap();
+        assert_eq!(
+            (e.module, e.phase, e.cause, e.reason),
+            (Module::Executor, 0xF00D, 4, 1)
+        );
+        // By segment: another address on the management path's segment.
+        f.management = "10.9.0.1:7400".into();
+        f.management_segment = Some("1a".into());
+        f.paths[0].segment = Some("1b".into());
+        assert_eq!(
+            outcome(&check_own_path(&f, None, Side::Source)),
+            Outcome::Pass
+        );
+        f.paths[0].segment = Some("1a".into());
+        let e = check_own_path(&f, None, Side::Source).error.unwrap();
+        assert!(
+            e.message.starts_with(
+                "The specified Migration Path collides with the Management Path Settings."
+            ),
+            "{e}"
+        );
+        assert!(e.message.contains("NIC segment 1a"), "{e}");
+        f.management = "10.2.0.1:7400".into();
         f.paths[0].vlan = Some(100);
         assert_eq!(
             outcome(&check_own_path(&f, None, Side::Source)),
             Outcome::Pass
         );
         f.management = "/run/moverd.sock".into();
+        f.management_segment = None;
         f.paths[0].vlan = None;
         assert_eq!(
             outcome(&check_own_path(&f, None, Side::Source)),

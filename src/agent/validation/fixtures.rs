@@ -54,6 +54,7 @@ pub fn facts(agent: &str, addr: [u8; 4]) -> HostFacts {
         paths: vec![MigrationPath::new("mig", Ipv4Addr::from(addr))],
         management: "10.1.0.1:7400".into(),
         backend: "sim".into(),
+        management_segment: None,
     }
 }
 

@@ -298,6 +298,28 @@ pub fn destination_checks(
     ]
 }
 
+/// The vfcIDs an LPAR defined on this host (`lpar create`) holds: from the
+/// configured pools, as a switchover assigns them, less those the host's
+/// LPARs hold. A host with no `[resources] fc_ports` models no pools: its
+/// LPARs keep their pinned vfcIDs (or the port's position), unaccounted.
+/// Refused with the `vfc-ids` item's EMG when a port has none free.
+pub fn local_vfc_ids(
+    config: &AgentConfig,
+    inv: &Inventory,
+    lpar: &LparConfig,
+) -> Result<Vec<u16>, Emg> {
+    if lpar.fc_ports.is_empty() || config.resources.fc_ports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let free = free_vfc_ids(&config.resources, inv, &lpar.name);
+    let wwpns: Vec<_> = lpar.fc_ports.iter().map(|p| p.wwpn).collect();
+    if let Ok(ids) = assign_vfc_ids(&lpar.fc_ports, &wwpns, &free) {
+        return Ok(ids);
+    }
+    let check = check_vfc_ids(&config.facts(), &free, lpar);
+    Err(check.error.expect("the same assignment failed"))
+}
+
 /// The destination's view for a switchover: the configured vfcID pools
 /// (less those in use) and the segment map, with slot identities derived
 /// from the LPAR's ([`DestinationHost::open_for`]).

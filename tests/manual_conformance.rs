@@ -1,0 +1,213 @@
+//! Issue 13, "follow the manual exactly": the manual's success and progress
+//! texts as `moverctl` prints them in text mode (an operator follows the
+//! manual's screens), its management-path rule, the LPAR number in the
+//! history, the suspension hard limit and the pre-flight warnings.
+
+mod agent_common;
+
+use agent_common::{Agent, Hold, Scratch, define_running, next_path_octet, peer_args, stderr};
+use std::process::{Command, Stdio};
+
+#[test]
+fn cancel_says_canceling_then_completed_as_the_progress_window_does() {
+    let scratch = Scratch::new("texts-cancel");
+    let hold = Hold::new(&scratch, "texts-cancel");
+    let a = Agent::start_with_env(&scratch, "hostA", &[], &hold.env());
+    let b = Agent::start(&scratch, "hostB", &[]);
+    define_running(&a, "c1", "32MiB", "hot:2MiB,content=random");
+    let id = a.ctl_json(&["migrate", "c1", "--to", &b.addr, "--no-wait"])["migration"].to_string();
+    hold.wait_held(&a, &id);
+
+    // Text mode waits for the cancelled migration to end.
+    let cancel = Command::new(env!("CARGO_BIN_EXE_moverctl"))
+        .args(["--agent", &a.addr, "--token-file"])
+        .arg(&a.token_file)
+        .args(["cancel", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first line comes once the agent has accepted the cancel.
+    let mut cancel = cancel;
+    let mut stdout = std::io::BufReader::new(cancel.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert_eq!(first, "Progress : Canceling … Migration\n");
+    hold.release();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = cancel.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(rest, "Progress : Migration completed!\n");
+    let s = a.ctl_json(&["status", &id]);
+    assert_eq!(s["error"]["reason"], 0x20, "{s}");
+    assert_eq!(a.lpar("c1")["state"], "Act");
+}
+
+#[test]
+fn the_connectivity_test_and_the_rehearsal_end_with_the_manuals_texts() {
+    let scratch = Scratch::new("texts-conn");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    let b = Agent::start(&scratch, "hostB", &[]);
+    let out = a.ctl(&["connectivity-test", "--to", &b.addr]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().last(),
+        Some("Connectivity Test completed!"),
+        "{text}"
+    );
+
+    define_running(&a, "h1", "32MiB", "idle");
+    let out = a.ctl(&["rehearse", "h1", "--to", &b.addr]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("Migration completed!")),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_history_shows_the_lpar_number_on_each_host_and_a_new_lpar_takes_the_youngest_free_one() {
+    let scratch = Scratch::new("texts-number");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    let b = Agent::start(&scratch, "hostB", &[]);
+    for name in ["x1", "x2"] {
+        define_running(&a, name, "32MiB", "idle");
+    }
+    for name in ["y1", "y2"] {
+        define_running(&b, name, "32MiB", "idle");
+    }
+    // y1 (#1) leaves hostB: the next LPAR there takes number 1 again.
+    b.ctl_json(&["lpar", "deactivate", "y1"]);
+    b.ctl_json(&["lpar", "delete", "y1"]);
+
+    a.ctl_json(&["migrate", "x2", "--to", &b.addr]);
+    let h = b.ctl_json(&["history", "x2"]);
+    let m = &h["migrations"][0];
+    assert_eq!(
+        (
+            m["source_number"].as_u64(),
+            m["destination_number"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{h}"
+    );
+    let out = b.ctl(&["history", "x2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("hostA#2") && text.contains("hostB#1"),
+        "{text}"
+    );
+    // Shutdown mode too.
+    a.ctl_json(&["lpar", "deactivate", "x1"]);
+    a.ctl_json(&["migrate", "x1", "--to", &b.addr, "--mode", "shutdown"]);
+    let h = b.ctl_json(&["history", "x1"]);
+    let m = &h["migrations"][0];
+    assert_eq!(
+        (
+            m["source_number"].as_u64(),
+            m["destination_number"].as_u64()
+        ),
+        (Some(1), Some(3)),
+        "{h}"
+    );
+}
+
+/// An agent whose management path is on NIC segment `1a` and whose one
+/// migration path is `path` (`<ipv4>[,segment=…][,vlan=…]`, named `mig`).
+fn agent_on_segments(scratch: &Scratch, name: &str, path: &str) -> Agent {
+    let state_dir = scratch.0.join(name);
+    let mut args: Vec<String> = [
+        "serve",
+        "--name",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+        "--management-segment",
+        "1a",
+        "--path",
+        &format!("mig={path}"),
+        "--state-dir",
+        &state_dir.display().to_string(),
+        "--token-file",
+        &scratch.token_file().display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(peer_args());
+    Agent::spawn(name, args, state_dir, scratch.token_file())
+}
+
+#[test]
+fn a_migration_path_on_the_management_paths_segment_needs_a_vlan_id() {
+    let scratch = Scratch::new("conf-segment");
+    let ip = |n: u8| format!("127.0.0.{n}");
+    // Another address than the management path's, but the same segment.
+    let a = agent_on_segments(
+        &scratch,
+        "hostA",
+        &format!("{},segment=1a", ip(next_path_octet())),
+    );
+    let b = Agent::start(&scratch, "hostB", &[]);
+    define_running(&a, "p1", "32MiB", "idle");
+    let out = a.ctl(&["migrate", "p1", "--to", &b.addr]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("The specified Migration Path collides with the Management Path Settings."),
+        "{e}"
+    );
+    assert!(e.contains("Set a VLANID for a migration path"), "{e}");
+    // The item: MMS Thread `0x00 00000004 F00d 03`, op3 0x01.
+    let out = a.ctl(&["--json", "validate", "p1", "--to", &b.addr]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["item"] == "migration-path" && c["outcome"] == "fail")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"));
+    let item = &c["error"];
+    assert_eq!(
+        (
+            item["module"].as_str(),
+            item["phase"].as_u64(),
+            item["cause"].as_u64(),
+            item["reason"].as_u64()
+        ),
+        (Some("Executor"), Some(0xF00D), Some(4), Some(1)),
+        "{c}"
+    );
+    assert_eq!(a.lpar("p1")["state"], "Act");
+    drop(a);
+
+    // Its own segment, or a VLAN ID on the shared one: no collision.
+    for path in [
+        format!("{},segment=1b", ip(next_path_octet())),
+        format!("{},segment=1a,vlan=10", ip(next_path_octet())),
+    ] {
+        let name = if path.contains("vlan") {
+            "hostV"
+        } else {
+            "hostS"
+        };
+        let a = agent_on_segments(&scratch, name, &path);
+        define_running(&a, "p2", "32MiB", "idle");
+        let v = a.ctl_json(&["validate", "p2", "--to", &b.addr]);
+        let c = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["item"] == "migration-path" && c["side"] == "source")
+            .cloned()
+            .unwrap();
+        assert_eq!(c["outcome"], "pass", "{path}: {v}");
+    }
+}
