@@ -211,3 +211,59 @@ fn a_migration_path_on_the_management_paths_segment_needs_a_vlan_id() {
         assert_eq!(c["outcome"], "pass", "{path}: {v}");
     }
 }
+
+#[test]
+fn a_suspension_over_the_hard_limit_fails_and_the_lpar_runs_on_at_the_source() {
+    let scratch = Scratch::new("conf-suspend");
+    // The source holds the migration just after pausing the LPAR (stage
+    // 0x4060), so the suspension lasts at least as long as the hold.
+    let pause = scratch.0.join("hold-suspend");
+    let pause_s = pause.display().to_string();
+    let a = Agent::start_with_env(
+        &scratch,
+        "hostA",
+        &["--suspend-limit-ms", "50"],
+        &[
+            ("MOVERD_FAULT_PAUSE_AT", "0x4060"),
+            ("MOVERD_FAULT_PAUSE_FILE", pause_s.as_str()),
+        ],
+    );
+    let b = Agent::start(&scratch, "hostB", &[]);
+    define_running(&a, "s1", "32MiB", "hot:1MiB");
+    let id = a.ctl_json(&["migrate", "s1", "--to", &b.addr, "--no-wait"])["migration"].to_string();
+    agent_common::wait_for(
+        "the suspension to be held",
+        std::time::Duration::from_secs(30),
+        || pause.exists(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = std::fs::remove_file(&pause);
+    let out = a.ctl(&["monitor", &id]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains(
+            "Transferring device data cannot be completed within an LPAR suspension period."
+        ),
+        "{e}"
+    );
+    assert!(e.contains("(0):LPARMover(SRC)"), "{e}");
+    // Exactly one owner: the source, running; the destination holds nothing.
+    let l = a.lpar("s1");
+    assert_eq!(
+        (l["state"].as_str(), l["running"].as_bool()),
+        (Some("Act"), Some(true)),
+        "{l}"
+    );
+    let w = l["guest_writes"].as_u64().unwrap();
+    agent_common::wait_for(
+        "the guest to run on at the source",
+        std::time::Duration::from_secs(10),
+        || a.lpar("s1")["guest_writes"].as_u64().unwrap() > w,
+    );
+    agent_common::wait_for(
+        "the destination to drop its copy",
+        std::time::Duration::from_secs(30),
+        || b.lpar_names().is_empty(),
+    );
+}

@@ -11,6 +11,7 @@
 //! peers = ["hostB", "hostC"]           # the agents this one sends its token to
 //! backend = "sim"                      # where LPARs run: "sim" (default) or "kvm"
 //! management_segment = "1a"            # optional: the NIC segment of the management path
+//! suspend_limit_ms = 5000              # hard limit of a live suspension (the budget is a target)
 //!
 //! [resources]
 //! cpus = 16
@@ -79,6 +80,19 @@ pub struct AgentConfig {
     /// `F00d`).
     #[serde(default)]
     pub management_segment: Option<String>,
+    /// The hard limit of a live migration's suspension, ms (1 to
+    /// [`MAX_SUSPEND_LIMIT_MS`]): a destination not ready by then fails
+    /// the migration ("Transferring device data cannot be completed within
+    /// an LPAR suspension period.") and the LPAR resumes here.
+    #[serde(default = "default_suspend_limit_ms")]
+    pub suspend_limit_ms: u64,
+}
+
+/// Longest `suspend_limit_ms`: a minute, as the suspension budget.
+pub const MAX_SUSPEND_LIMIT_MS: u64 = 60_000;
+
+fn default_suspend_limit_ms() -> u64 {
+    crate::engine::source::DEFAULT_SUSPEND_LIMIT.as_millis() as u64
 }
 
 fn default_backend() -> String {
@@ -184,6 +198,9 @@ pub struct ServeArgs {
     /// The shared NIC segment the management path is on.
     #[arg(long)]
     pub management_segment: Option<String>,
+    /// Hard limit of a live migration's suspension, ms (default 5000).
+    #[arg(long)]
+    pub suspend_limit_ms: Option<u64>,
 }
 
 fn config_error(message: String) -> Emg {
@@ -243,6 +260,9 @@ impl AgentConfig {
         if let Some(m) = &args.management_segment {
             set("management_segment", m.clone().into());
         }
+        if let Some(l) = args.suspend_limit_ms {
+            set("suspend_limit_ms", (l.min(i64::MAX as u64) as i64).into());
+        }
         let file = args
             .config
             .as_deref()
@@ -271,6 +291,12 @@ impl AgentConfig {
             return Err(config_error("the host name is empty".into()));
         }
         crate::control::Address::parse(&self.listen).map_err(config_error)?;
+        if !(1..=MAX_SUSPEND_LIMIT_MS).contains(&self.suspend_limit_ms) {
+            return Err(config_error(format!(
+                "suspend_limit_ms {} is outside 1..={MAX_SUSPEND_LIMIT_MS}",
+                self.suspend_limit_ms
+            )));
+        }
         if !(1..=MAX_AUTH_TIMEOUT_S).contains(&self.auth_timeout_s) {
             return Err(config_error(format!(
                 "auth_timeout_s = {} is out of range: 1 to {MAX_AUTH_TIMEOUT_S} seconds",

@@ -40,6 +40,9 @@ pub enum EngineError {
     ConfigMismatch { what: String },
     /// The destination refused the switchover (device semantics).
     Switchover(super::switchover::SwitchoverError),
+    /// The suspension overran its hard limit before Commit (the device
+    /// state could not be moved and loaded in time): the source resumes.
+    SuspensionOverrun { limit_ms: f64, elapsed_ms: f64 },
     /// A failure after Commit: the LPAR belongs to the destination, but
     /// whether it runs there is unknown until recovery.
     AfterCommit(Box<EngineError>),
@@ -91,6 +94,15 @@ impl fmt::Display for EngineError {
                 write!(f, "the destination LPAR does not match: {what}")
             }
             Self::Switchover(e) => write!(f, "{e}"),
+            Self::SuspensionOverrun {
+                limit_ms,
+                elapsed_ms,
+            } => write!(
+                f,
+                "Transferring device data cannot be completed within an LPAR suspension period. \
+                 (The LPAR was suspended {elapsed_ms:.1} ms before the destination was ready, \
+                 over the {limit_ms:.1} ms limit; it runs on at the source.)"
+            ),
             Self::AfterCommit(e) => write!(f, "after commit: {e}"),
         }
     }
@@ -163,6 +175,13 @@ impl EngineError {
                 "Define the destination LPAR with the source's memory size and vCPU count.",
             ),
             EngineError::Switchover(e) => e.emg(),
+            EngineError::SuspensionOverrun { .. } => mk(
+                phase::DEVICE_STATE,
+                0x08,
+                "Execute the LPAR migration again. When it fails though you attempt it several \
+                 times, reduce the memory load on the guest OS as much as possible (or raise \
+                 the source agent's suspend_limit_ms).",
+            ),
             EngineError::AfterCommit(e) => {
                 let mut emg = e.emg(module);
                 emg.message = format!("after commit: {}", emg.message);
@@ -191,6 +210,18 @@ mod tests {
                 .starts_with("LPAR Migration process was canceled Memory write is intensive."),
             "{e}"
         );
+        let e = EngineError::SuspensionOverrun {
+            limit_ms: 5.0,
+            elapsed_ms: 7.0,
+        }
+        .emg(Module::MoverSource);
+        assert!(
+            e.message.starts_with(
+                "Transferring device data cannot be completed within an LPAR suspension period."
+            ),
+            "{e}"
+        );
+        assert!(!e.needs_recovery, "{e}");
         // A lost connection: op3 0x02, "Connection refused (LPAR Mover-LPAR Mover)".
         for lost in [
             EngineError::Stream {

@@ -54,7 +54,16 @@ pub struct LiveOptions {
     pub timeout: Duration,
     /// Cap on the migration path, bytes per second.
     pub bandwidth: Option<u64>,
+    /// The hard limit of the suspension (default 5 s; `max_suspend` is
+    /// the target): a destination not ready by then fails the migration
+    /// before Commit, with the manual's "Transferring device data cannot
+    /// be completed within an LPAR suspension period.", and the LPAR
+    /// resumes here.
+    pub suspend_limit: Duration,
 }
+
+/// [`LiveOptions::suspend_limit`] unless configured.
+pub const DEFAULT_SUSPEND_LIMIT: Duration = Duration::from_secs(5);
 
 impl Default for LiveOptions {
     fn default() -> Self {
@@ -63,6 +72,7 @@ impl Default for LiveOptions {
             max_suspend: Duration::from_millis(20),
             timeout: Duration::from_secs(900),
             bandwidth: None,
+            suspend_limit: DEFAULT_SUSPEND_LIMIT,
         }
     }
 }
@@ -365,6 +375,15 @@ impl SourceRun<'_> {
             });
         }
         report.verified = true;
+        // The hard limit: past it the destination may not take over; the
+        // source resumes (exactly one owner: Commit never leaves).
+        let elapsed = paused.elapsed();
+        if elapsed > options.suspend_limit {
+            return Err(EngineError::SuspensionOverrun {
+                limit_ms: options.suspend_limit.as_secs_f64() * 1e3,
+                elapsed_ms: elapsed.as_secs_f64() * 1e3,
+            });
+        }
 
         // Commit: ownership passes. No abort after this point.
         // From here no cancel or deadline may interrupt: Commit goes out.

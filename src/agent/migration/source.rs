@@ -109,6 +109,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<MigrationS
             .map_or(defaults.max_suspend, Duration::from_millis),
         timeout: Duration::from_secs(timeout_s),
         bandwidth: req.bandwidth,
+        suspend_limit: Duration::from_millis(agent.config.suspend_limit_ms),
     };
     let id = m.id;
     let a = agent.clone();
