@@ -31,6 +31,7 @@ use crate::emg::{Emg, Module, phase};
 use crate::partition::config::check_name;
 use crate::partition::host::{private_dir_all, write_atomically};
 use crate::partition::{Backend, LparConfig, Partition, PartitionError};
+use crate::state::DeviceState;
 use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
@@ -380,11 +381,16 @@ impl Inventory {
     pub fn redefine(&mut self, config: &LparConfig) -> Result<(), Emg> {
         self.get(&config.name)?;
         config.validate().map_err(|e| e.emg())?;
+        // Its identities (UUID, NVRAM, logical RTC) stay with it.
+        let identity = self.lpar(&config.name)?.save_state().map_err(|e| e.emg())?;
         let mut entry = self.entries.remove(&config.name).expect("checked above");
         let old = entry.config.clone();
         entry.lpar = None;
         let _ = self.backend.remove(&config.name);
-        let created = self.backend.create(&config.name, config);
+        let created = self
+            .backend
+            .create(&config.name, config)
+            .and_then(|lpar| carry_identity(&*lpar, &identity).map(|()| lpar));
         let result = match created {
             Ok(lpar) => {
                 entry.lpar = Some(lpar);
@@ -406,7 +412,11 @@ impl Inventory {
             e.config = old.clone();
             e.lpar = None;
             let _ = self.backend.remove(&old.name);
-            e.lpar = self.backend.create(&old.name, &old).ok();
+            e.lpar = self
+                .backend
+                .create(&old.name, &old)
+                .and_then(|lpar| carry_identity(&*lpar, &identity).map(|()| lpar))
+                .ok();
         }
         result
     }
@@ -482,6 +492,7 @@ impl Inventory {
             backend: self.backend.kind().to_string(),
             fc_ports: e.config.fc_ports.clone(),
             vfc_ids: e.vfc_ids.clone(),
+            nics: e.config.nics.clone(),
             running,
             guest_writes: writes,
             guest_max_stall_ms: stall,
@@ -587,6 +598,19 @@ impl Inventory {
     pub fn names(&self) -> Vec<String> {
         self.entries.keys().cloned().collect()
     }
+}
+
+/// Gives `lpar`, just defined, the identities of its former definition
+/// (`old`): firmware (UUID, NVRAM) and logical RTC; its vCPUs at power-on
+/// and its devices as its new configuration says.
+fn carry_identity(lpar: &dyn Partition, old: &DeviceState) -> Result<(), PartitionError> {
+    let mut state = lpar.save_state()?;
+    state.firmware = old.firmware.clone();
+    if old.rtc.is_some() {
+        state.rtc = old.rtc.clone();
+    }
+    state.vcpus.clear();
+    lpar.restore_state(&state)
 }
 
 /// The names of the directories under `root` (LPARs' files).

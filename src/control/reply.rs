@@ -48,6 +48,9 @@ pub struct Lpar {
     /// assigned it (validation and the next switchover count it as used).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vfc_ids: Vec<u16>,
+    /// Its logical NICs (segment, MAC and whether set by hand, VLAN).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nics: Vec<crate::partition::NicConfig>,
     /// Whether its vCPUs run.
     pub running: bool,
     /// Guest writes counted so far (`null`: its files are not attached).
