@@ -607,7 +607,7 @@ fn carry_identity(lpar: &dyn Partition, old: &DeviceState) -> Result<(), Partiti
     let mut state = lpar.save_state()?;
     state.firmware = old.firmware.clone();
     if old.rtc.is_some() {
-        state.rtc = old.rtc.clone();
+        state.rtc = old.rtc;
     }
     state.vcpus.clear();
     lpar.restore_state(&state)
