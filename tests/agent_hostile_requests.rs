@@ -329,6 +329,30 @@ fn command(i: usize, b: Bag) -> Command {
             name: n1,
             offset: u2,
         },
+        28 => Command::WwnStatus {},
+        29 => Command::LparModify {
+            name: n1,
+            vcpus: f1.then_some(b.config.vcpus),
+            memory_bytes: f2.then_some(b.config.memory_bytes),
+            program: f1.then(|| b.config.program.clone()),
+            nics: f2.then(|| b.config.nics.clone()),
+            fc_ports: f1.then(|| b.config.fc_ports.clone()),
+            usb: f2.then_some(lpar_mover::state::UsbAssignment::Assigned),
+        },
+        30 => Command::Backup {},
+        31 => Command::Restore {
+            backup: lpar_mover::control::reply::AgentBackup {
+                format: (u1 % 2) as u32,
+                host: n2,
+                taken_unix_s: u2,
+                lpars: vec![lpar_mover::control::reply::BackupLpar {
+                    name: n1,
+                    state: lpar_mover::control::LparState::Dea,
+                    config: b.config,
+                    vfc_ids: Vec::new(),
+                }],
+            },
+        },
         _ => unreachable!("{} commands", COMMANDS.len()),
     }
 }

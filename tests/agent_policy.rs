@@ -1,7 +1,8 @@
 //! Policy migration, return migration, history and auto-destination,
 //! between real `moverd serve` processes driven through `moverctl`: which
 //! entries ran and where every LPAR ends up, for each `on_failure`; stop
-//! after the current entry; a mixed-mode policy refused; an LPAR sent back
+//! after the current entry, then the operator's Continue; Retry, Skip or
+//! End after a failed entry (`policy resume`); a mixed-mode policy refused; an LPAR sent back
 //! to where it came from with both moves in its history; the destination
 //! chosen by free memory.
 
@@ -275,8 +276,143 @@ fn stop_ends_the_policy_after_the_entry_in_progress() {
         // The entry in progress finished: slow1 moved, n2 and n3 did not.
         assert_eq!(to.lpar("slow1")["state"], "Act", "{how}");
         assert!(!from.lpar_names().contains(&"slow1".to_string()), "{how}");
+        assert_eq!(r["resumable"], true, "{how}: {r}");
+        if how == "stop-command" {
+            // The manual's Continue: the rest runs from where it stopped
+            // (a failed entry's choices do not apply).
+            let out = a.ctl(&["policy", "resume", file.to_str().unwrap(), "--retry"]);
+            assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+            // Agent A holds every migration at 0x4050: let each go.
+            let mut child = Command::new(env!("CARGO_BIN_EXE_moverctl"))
+                .args(["--agent", &a.addr, "--token-file"])
+                .arg(&a.token_file)
+                .args(["--json", "policy", "resume", file.to_str().unwrap()])
+                .arg("--continue")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            while child.try_wait().unwrap().is_none() {
+                hold.release();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let out = child.wait_with_output().unwrap();
+            let r: Value =
+                serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)));
+            assert_eq!(out.status.code(), Some(0), "{r}");
+            assert_eq!(r["outcome"], "completed", "{r}");
+            assert_eq!(
+                statuses(&r),
+                [
+                    s("slow1", "completed", 1),
+                    s("n2", "completed", 1),
+                    s("n3", "completed", 1)
+                ]
+            );
+            assert_eq!(r["resumable"], false, "{r}");
+        }
     }
-    assert_eq!(a.lpar_names(), ["n2", "n3", "slow1"]);
+    assert_eq!(a.lpar_names(), ["slow1"]);
+    assert_eq!(b.lpar_names(), ["n2", "n3"]);
+}
+
+/// `moverctl --json policy resume <file> <choice>`: exit code and result.
+fn resume(agent: &Agent, file: &Path, choice: &str) -> (Option<i32>, Value) {
+    let out = agent.ctl(&["--json", "policy", "resume", file.to_str().unwrap(), choice]);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "policy resume printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        )
+    });
+    (out.status.code(), v)
+}
+
+#[test]
+fn after_a_failed_entry_the_operator_retries_skips_or_ends_the_policy() {
+    let scratch = Scratch::new("policy-resume");
+    let a = Agent::start(&scratch, "hostA", &["--memory", "1GiB"]);
+    let b = Agent::start(&scratch, "hostB", &["--memory", "1GiB"]);
+    for l in ["p1", "p3", "q2", "e2", "c2"] {
+        define_running(&a, l, "16MiB", "idle");
+    }
+
+    // Retry after fixing the cause: the missing LPAR is defined, the
+    // failed entry runs again (its attempts add up), then the rest.
+    let file = write_policy(
+        &scratch,
+        "retry",
+        &three_entries("", "p1", "ghost", "p3", &b.addr),
+    );
+    let (code, r) = run_policy(&a, &file);
+    assert_eq!((code, &r["outcome"]), (Some(2), &"ended".into()), "{r}");
+    assert_eq!(r["resumable"], true, "{r}");
+    // Continue is for a stop: a failed entry needs a choice about it.
+    let out = a.ctl(&["policy", "resume", file.to_str().unwrap(), "--continue"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--retry"), "{}", stderr(&out));
+    define_running(&a, "ghost", "16MiB", "idle");
+    let (code, r) = resume(&a, &file, "--retry");
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(
+        statuses(&r),
+        [
+            s("p1", "completed", 1),
+            s("ghost", "completed", 2),
+            s("p3", "completed", 1)
+        ]
+    );
+    assert_eq!(r["outcome"], "completed");
+    // Done: nothing left to resume.
+    let out = a.ctl(&["policy", "resume", file.to_str().unwrap(), "--retry"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // Skip: the failed entry stays failed, the rest runs.
+    let file = write_policy(
+        &scratch,
+        "skip",
+        &format!(
+            "mode = \"live\"\n[[entry]]\nlpar = \"nobody\"\nto = \"{0}\"\n[[entry]]\nlpar = \"q2\"\nto = \"{0}\"\n",
+            b.addr
+        ),
+    );
+    let (code, _) = run_policy(&a, &file);
+    assert_eq!(code, Some(2));
+    let (code, r) = resume(&a, &file, "--skip");
+    assert_eq!((code, &r["outcome"]), (Some(2), &"failed".into()), "{r}");
+    assert_eq!(
+        statuses(&r),
+        [s("nobody", "failed", 1), s("q2", "completed", 1)]
+    );
+    assert_eq!(r["resumable"], false, "{r}");
+
+    // End: the policy ends there; the rest never runs.
+    let text = format!(
+        "mode = \"live\"\n[[entry]]\nlpar = \"nobody\"\nto = \"{0}\"\n[[entry]]\nlpar = \"e2\"\nto = \"{0}\"\n",
+        b.addr
+    );
+    let file = write_policy(&scratch, "end", &text);
+    run_policy(&a, &file);
+    let (code, r) = resume(&a, &file, "--end");
+    assert_eq!((code, &r["outcome"]), (Some(2), &"ended".into()), "{r}");
+    assert_eq!(
+        statuses(&r),
+        [s("nobody", "failed", 1), s("e2", "not-run", 0)]
+    );
+    let out = a.ctl(&["policy", "resume", file.to_str().unwrap(), "--skip"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // A policy file edited since it stopped: its position no longer applies.
+    let file = write_policy(&scratch, "edited", &text.replace("e2", "c2"));
+    run_policy(&a, &file);
+    std::fs::write(&file, text.replace("e2", "c2") + "# edited\n").unwrap();
+    let out = a.ctl(&["policy", "resume", file.to_str().unwrap(), "--skip"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("changed"), "{}", stderr(&out));
+
+    assert_eq!(b.lpar_names(), ["ghost", "p1", "p3", "q2"]);
+    assert_eq!(a.lpar_names(), ["c2", "e2"]);
 }
 
 #[test]

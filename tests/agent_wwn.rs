@@ -6,6 +6,7 @@
 mod agent_common;
 
 use agent_common::{Agent, Hold, Scratch, stderr, wait_for};
+use serde_json::json;
 use std::time::Duration;
 
 const FC: &str = "50:06:0e:80:12:34:56:01/50:06:0e:80:12:34:56:81";
@@ -59,12 +60,18 @@ fn fc_lpar(a: &Agent, name: &str) {
 }
 
 #[test]
-fn a_live_migration_failing_after_suspension_needs_a_wwn_rollback() {
+fn a_live_migration_failing_after_suspension_needs_a_wwn_rollback_and_the_host_refuses_migrations_until_then()
+ {
     let scratch = Scratch::new("wwn");
     let a = fc_agent(&scratch, "hostA", &[]);
     let mut b = fc_agent(&scratch, "hostB", &[("MOVERD_FAULT_KILL_AT", "0x5070")]);
     fc_lpar(&a, "w1");
     assert_eq!(device_identities(&a, "w1"), pair());
+
+    // Another LPAR of the same host, with nothing to roll back.
+    a.ctl_json(&["lpar", "create", "plain", "--memory", "16MiB"]);
+    a.ctl_json(&["lpar", "activate", "plain"]);
+    assert_eq!(a.ctl_json(&["rollback-wwn", "--list"])["lpars"], json!([]));
 
     let out = a.ctl(&["migrate", "w1", "--to", &b.addr]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -81,6 +88,27 @@ fn a_live_migration_failing_after_suspension_needs_a_wwn_rollback() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(stderr(&out).contains("rollback-wwn"), "{}", stderr(&out));
     }
+
+    // The WWN Status List names it with its pair.
+    let list = a.ctl_json(&["rollback-wwn", "--list"]);
+    assert_eq!(list["host"], "hostA", "{list}");
+    assert_eq!(list["lpars"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list["lpars"][0]["lpar"], "w1", "{list}");
+    assert_eq!(list["lpars"][0]["fc_ports"][0]["wwpn"], PAIR.0, "{list}");
+    // The host refuses every migration out of it, of the other LPAR too
+    // and in either mode, with the manual's MMS `0x00 00000007 0020 02`.
+    for mode in ["live", "shutdown"] {
+        let out = a.ctl(&["migrate", "plain", "--to", &b.addr, "--mode", mode]);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {}", stderr(&out));
+        let e = stderr(&out);
+        assert!(e.starts_with("EMG0000000007002002:"), "{mode}: {e}");
+        assert!(
+            e.contains("LPAR Migration was canceled. Migration WWNs are already used."),
+            "{e}"
+        );
+        assert!(e.contains("w1"), "{e}");
+    }
+    assert_eq!(a.lpar("plain")["state"], "Act");
 
     // The source's LPAR carries its own pair throughout (the destination's
     // half-loaded copy never took it from it).
@@ -110,6 +138,7 @@ fn a_live_migration_failing_after_suspension_needs_a_wwn_rollback() {
     // Rolled back: the entry leaves the list.
     let out = a.ctl(&["rollback-wwn", "w1"]);
     assert_eq!(out.status.code(), Some(1));
+    assert_eq!(a.ctl_json(&["rollback-wwn", "--list"])["lpars"], json!([]));
 
     // The destination's half-loaded copy is recovered away; then the LPAR
     // migrates with its own WWPNs.
@@ -121,6 +150,9 @@ fn a_live_migration_failing_after_suspension_needs_a_wwn_rollback() {
     // device state is gone.
     assert_eq!(device_identities(&b, "w1"), pair());
     assert!(!a.state_dir.join("lpars/w1").exists());
+    // The refusal is lifted: the other LPAR leaves too.
+    a.ctl_json(&["migrate", "plain", "--to", &b.addr, "--mode", "live"]);
+    assert_eq!(b.lpar("plain")["state"], "Act");
 }
 
 #[test]

@@ -187,7 +187,11 @@ fn check_reply(command: &Command, value: &Value, elided: bool) -> Result<(), Str
         ValidateIncoming,
         ConnectivityIncoming,
         RehearseIncoming,
-        LparConsole
+        LparConsole,
+        WwnStatus,
+        LparModify,
+        Backup,
+        Restore
     )
 }
 

@@ -1,17 +1,28 @@
 //! Operation deterrence (the manual's chapter 5, Table 5-2): which
 //! operations an LPAR accepts in which state.
 //!
-//! | LPAR state      | activate | deactivate | delete | migrate |
-//! |-----------------|----------|------------|--------|---------|
-//! | Act             | no (already) | yes    | no     | yes     |
-//! | Dea             | yes      | no (already) | yes  | no (live mode needs Act) |
-//! | Fai             | no       | no         | yes    | no      |
-//! | migrating       | cancels (source, 0x4050) | cancels (source, 0x4050) | busy | busy |
-//! | needs-recovery  | busy     | yes (the manual allows it) | busy | busy |
-//! | wwn-rollback-pending | busy | yes      | busy   | busy    |
+//! | LPAR state      | activate | deactivate | delete | migrate | modify |
+//! |-----------------|----------|------------|--------|---------|--------|
+//! | Act             | no (already) | yes    | no     | yes     | no (activated) |
+//! | Dea             | yes      | no (already) | yes  | no (live mode needs Act) | yes |
+//! | Fai             | no       | no         | yes    | no      | no     |
+//! | migrating       | cancels (source, 0x4050) | cancels (source, 0x4050) | busy | busy | busy |
+//! | needs-recovery  | busy     | yes (the manual allows it) | busy | busy | busy |
+//! | wwn-rollback-pending | busy | yes      | busy   | WWNs in use | busy |
+//!
+//! "modify" (`lpar-modify`: CPUs, memory, devices) needs a deactivated
+//! LPAR, as on the HVM; the manual's way to change an LPAR at a destination
+//! is a Shutdown-mode migration without activation, the change, then
+//! activation (H:l.9642-9671).
 //!
 //! A shutdown-mode migration accepts Act (the guest is shut down first) and
 //! Dea; Fai never; the other states as `migrate`.
+//!
+//! "WWNs in use": the manual's MMS `0x00 00000007 0020 02`, op3 0x01,
+//! "LPAR Migration was canceled. Migration WWNs are already used.". A host
+//! holding any LPAR with WWNs to roll back refuses every migration out of
+//! it, in either mode ([`check_wwn_rollbacks`], H:l.8716-8740), until
+//! `moverctl rollback-wwn` has rolled them all back.
 //!
 //! "cancels": Table 5-2 note 1, deactivating or reactivating the LPAR being
 //! migrated cancels the migration; the agent cancels it (the source side,
@@ -33,6 +44,8 @@ pub enum Operation {
     Migrate,
     /// A shutdown-mode migration (Dea, or Act with the guest shut down).
     MigrateShutdown,
+    /// A change of the LPAR's definition (`lpar-modify`).
+    Modify,
 }
 
 /// `phase` of the manual's "LPAR is busy" error (MMS Thread, `F003`).
@@ -46,6 +59,36 @@ pub const PHASE_LPAR_DEACTIVATED: u16 = 0xF0A0;
 /// busy" (`0x00 00000002 0020 02`) and "LPAR is damaged" (`0x00 00000006
 /// 0020 02`), both with op3 0x01.
 pub const PHASE_HOST_BUSY: u16 = 0x0020;
+
+/// `cause` of the manual's "Migration WWNs are already used" (MMS `0x00
+/// 00000007 0020 02`, op3 0x01).
+pub const CAUSE_WWNS_IN_USE: u32 = 0x07;
+
+/// The manual's refusal of a migration from a host that holds LPARs with
+/// WWNs to roll back; `detail` says which.
+pub fn wwns_in_use(detail: &str) -> Emg {
+    Emg::new(
+        Module::Management,
+        PHASE_HOST_BUSY,
+        CAUSE_WWNS_IN_USE,
+        format!("LPAR Migration was canceled. Migration WWNs are already used. ({detail})"),
+        "Roll back the other LPAR with the same Migration WWNs as the migrated LPAR \
+         (moverctl rollback-wwn --list, then moverctl rollback-wwn <lpar>), then retry.",
+    )
+    .reason(0x01)
+}
+
+/// No migration out of a host while WWN rollbacks are pending there.
+pub fn check_wwn_rollbacks(host: &str, pending: &[String]) -> Result<(), Emg> {
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(wwns_in_use(&format!(
+            "host {host} holds LPARs with WWNs to roll back: {}",
+            pending.join(", ")
+        )))
+    }
+}
 
 /// One migration per host (the manual's "blade"): a host already moving an
 /// LPAR in or out refuses to start another.
@@ -92,6 +135,9 @@ pub fn check(name: &str, state: LparState, op: Operation) -> Result<(), Emg> {
         )
         .reason(REASON_LPAR_BUSY)),
         (NeedsRecovery | WwnRollbackPending, Deactivate) => Ok(()),
+        (WwnRollbackPending, Migrate | MigrateShutdown) => {
+            Err(wwns_in_use(&format!("'{name}' has WWNs to roll back")))
+        }
         (WwnRollbackPending, _) => Err(Emg::new(
             Module::Recovery,
             0x0011,
@@ -121,7 +167,19 @@ pub fn check(name: &str, state: LparState, op: Operation) -> Result<(), Emg> {
             ),
             "Recover the LPAR first (moverctl recover); only deactivation is allowed until then.",
         )),
-        (Act, Migrate | Deactivate) | (Dea, Activate | Delete) | (Fai, Delete) => Ok(()),
+        (Act, Migrate | Deactivate) | (Dea, Activate | Delete | Modify) | (Fai, Delete) => Ok(()),
+        (Act, Modify) => Err(Emg::new(
+            Module::Management,
+            phase::INFORMATION,
+            0x10,
+            format!(
+                "The specified LPAR is activated. Can not change the LPAR configuration. \
+                 ('{name}')"
+            ),
+            "Deactivate the LPAR (moverctl lpar deactivate), change it, then activate it. To \
+             change it on a destination: migrate --mode shutdown without \
+             --activate-destination, change it there, then activate it.",
+        )),
         (Act | Dea, MigrateShutdown) => Ok(()),
         (Dea, Migrate) => Err(Emg::new(
             Module::Executor,
@@ -193,10 +251,46 @@ mod tests {
     }
 
     #[test]
+    fn wwns_to_roll_back_refuse_migrations_with_the_manuals_code() {
+        assert!(check_wwn_rollbacks("h", &[]).is_ok());
+        let pending = vec!["w1".to_string()];
+        let from_host = check_wwn_rollbacks("h", &pending).unwrap_err();
+        for op in [Migrate, MigrateShutdown] {
+            let own = check("w1", WwnRollbackPending, op).unwrap_err();
+            for e in [&own, &from_host] {
+                // MMS `0x00 00000007 0020 02`, op3 0x01.
+                assert_eq!((e.op1(), e.reason), (0x0000_0000_0700_2002, 0x01), "{e}");
+                assert!(
+                    e.message.starts_with(
+                        "LPAR Migration was canceled. Migration WWNs are already used."
+                    ),
+                    "{e}"
+                );
+                assert!(e.action.contains("rollback-wwn"), "{e}");
+            }
+        }
+        assert!(check("w1", WwnRollbackPending, Deactivate).is_ok());
+    }
+
+    #[test]
     fn live_migration_needs_an_activated_lpar() {
         assert!(check("l", Act, Migrate).is_ok());
         let e = check("l", Dea, Migrate).unwrap_err();
         assert!(e.message.contains("deactivated"));
         assert!(check("l", Fai, Migrate).is_err());
+    }
+
+    #[test]
+    fn only_a_deactivated_lpar_can_be_changed() {
+        assert!(check("l", Dea, Modify).is_ok());
+        let e = check("l", Act, Modify).unwrap_err();
+        assert!(
+            e.message.starts_with("The specified LPAR is activated."),
+            "{e}"
+        );
+        assert!(e.action.contains("--mode shutdown"), "{e}");
+        for state in [Fai, Migrating, NeedsRecovery, WwnRollbackPending] {
+            assert!(check("l", state, Modify).is_err(), "{state:?}");
+        }
     }
 }

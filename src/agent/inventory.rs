@@ -31,6 +31,7 @@ use crate::emg::{Emg, Module, phase};
 use crate::partition::config::check_name;
 use crate::partition::host::{private_dir_all, write_atomically};
 use crate::partition::{Backend, LparConfig, Partition, PartitionError};
+use crate::state::DeviceState;
 use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
@@ -391,6 +392,54 @@ impl Inventory {
         Ok(())
     }
 
+    /// Replaces the definition of `config.name` (checked by the caller:
+    /// it exists, its guest is stopped, the host has room) and defines its
+    /// files afresh, as a changed LPAR is on the HVM: its guest starts anew
+    /// when next activated. The vfcIDs a switchover gave its FC ports stay
+    /// while the ports stay as they were. On failure it stays as it was.
+    pub fn redefine(&mut self, config: &LparConfig) -> Result<(), Emg> {
+        self.get(&config.name)?;
+        config.validate().map_err(|e| e.emg())?;
+        // Its identities (UUID, NVRAM, logical RTC) stay with it.
+        let identity = self.lpar(&config.name)?.save_state().map_err(|e| e.emg())?;
+        let mut entry = self.entries.remove(&config.name).expect("checked above");
+        let old = entry.config.clone();
+        entry.lpar = None;
+        let _ = self.backend.remove(&config.name);
+        let created = self
+            .backend
+            .create(&config.name, config)
+            .and_then(|lpar| carry_identity(&*lpar, &identity).map(|()| lpar));
+        let result = match created {
+            Ok(lpar) => {
+                entry.lpar = Some(lpar);
+                entry.config = config.clone();
+                if old.fc_ports != config.fc_ports {
+                    entry.vfc_ids.clear();
+                }
+                self.entries.insert(config.name.clone(), entry);
+                self.persist()
+            }
+            Err(e) => {
+                self.entries.insert(config.name.clone(), entry);
+                Err(e.emg())
+            }
+        };
+        if result.is_err() {
+            // Back to the old definition (its files afresh too).
+            let e = self.entries.get_mut(&config.name).expect("inserted above");
+            e.config = old.clone();
+            e.lpar = None;
+            let _ = self.backend.remove(&old.name);
+            e.lpar = self
+                .backend
+                .create(&old.name, &old)
+                .and_then(|lpar| carry_identity(&*lpar, &identity).map(|()| lpar))
+                .ok();
+        }
+        result
+    }
+
     /// An incoming LPAR has arrived: records the vfcIDs the switchover
     /// gave its FC ports (so that validation and the next switchover on
     /// this host count them as used; empty: none assigned, kept as they
@@ -469,6 +518,7 @@ impl Inventory {
             backend: self.backend.kind().to_string(),
             fc_ports: e.config.fc_ports.clone(),
             vfc_ids: e.vfc_ids.clone(),
+            nics: e.config.nics.clone(),
             running,
             guest_writes: writes,
             guest_max_stall_ms: stall,
@@ -481,6 +531,89 @@ impl Inventory {
             .iter()
             .find(|(_, e)| e.state == LparState::Migrating)
             .map(|(name, _)| name.as_str())
+    }
+
+    /// Every LPAR as a backup holds it.
+    pub fn export(&self) -> Vec<reply::BackupLpar> {
+        self.entries
+            .iter()
+            .map(|(name, e)| reply::BackupLpar {
+                name: name.clone(),
+                state: e.state,
+                config: e.config.clone(),
+                vfc_ids: e.vfc_ids.clone(),
+            })
+            .collect()
+    }
+
+    /// Makes the inventory `lpars` (checked by the caller: valid, unique
+    /// names; no guest running here), every LPAR deactivated. An LPAR
+    /// defined here as in the backup keeps its files; one defined
+    /// differently or absent is defined afresh; one not in the backup is
+    /// deleted. Returns (redefined, removed).
+    pub fn restore(
+        &mut self,
+        lpars: &[reply::BackupLpar],
+    ) -> Result<(Vec<String>, Vec<String>), Emg> {
+        let wanted: BTreeMap<&str, &reply::BackupLpar> =
+            lpars.iter().map(|l| (l.name.as_str(), l)).collect();
+        let mut removed = Vec::new();
+        let mut stale = Vec::new();
+        for name in self.names() {
+            match wanted.get(name.as_str()) {
+                None => removed.push(name),
+                Some(b) if b.config != self.entries[&name].config => stale.push(name),
+                Some(_) => {}
+            }
+        }
+        for name in removed.iter().chain(&stale) {
+            self.entries.remove(name);
+            let _ = self.backend.remove(name);
+        }
+        let mut redefined = Vec::new();
+        let mut failed = None;
+        for b in lpars {
+            if let Some(e) = self.entries.get_mut(&b.name) {
+                e.state = LparState::Dea;
+                e.vfc_ids = b.vfc_ids.clone();
+                continue;
+            }
+            let _ = self.backend.remove(&b.name);
+            match self.backend.create(&b.name, &b.config) {
+                Ok(lpar) => {
+                    self.entries.insert(
+                        b.name.clone(),
+                        Entry {
+                            config: b.config.clone(),
+                            state: LparState::Dea,
+                            lpar: Some(lpar),
+                            vfc_ids: b.vfc_ids.clone(),
+                        },
+                    );
+                    redefined.push(b.name.clone());
+                }
+                Err(e) => {
+                    failed = Some(e.emg());
+                    break;
+                }
+            }
+        }
+        // What was done is saved even when a definition failed: the
+        // operator retries the restore from there.
+        self.persist()?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((redefined, removed)),
+        }
+    }
+
+    /// The LPARs with WWNs to roll back (the manual's WWN Status List).
+    pub fn wwn_rollbacks_pending(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.state == LparState::WwnRollbackPending)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// The backend hosting this inventory's LPARs.
@@ -501,6 +634,19 @@ impl Inventory {
             .find(|n| !used.contains(n))
             .expect("fewer than u32::MAX LPARs")
     }
+}
+
+/// Gives `lpar`, just defined, the identities of its former definition
+/// (`old`): firmware (UUID, NVRAM) and logical RTC; its vCPUs at power-on
+/// and its devices as its new configuration says.
+fn carry_identity(lpar: &dyn Partition, old: &DeviceState) -> Result<(), PartitionError> {
+    let mut state = lpar.save_state()?;
+    state.firmware = old.firmware.clone();
+    if old.rtc.is_some() {
+        state.rtc = old.rtc;
+    }
+    state.vcpus.clear();
+    lpar.restore_state(&state)
 }
 
 /// The names of the directories under `root` (LPARs' files).

@@ -11,6 +11,7 @@
 //! migration threads ── Event ──▶ EventBus ──▶ every authenticated connection
 //! ```
 
+pub mod backup;
 pub mod busy;
 pub mod config;
 pub mod connectivity;
@@ -21,6 +22,7 @@ pub mod history;
 pub mod inventory;
 pub mod journal;
 pub mod migration;
+pub mod modify;
 pub mod panics;
 pub mod recovery;
 pub mod server;
@@ -293,6 +295,31 @@ impl Agent {
             Command::RollbackWwn { lpar } => {
                 answer::<request::RollbackWwn>(wwn::rollback(self, &lpar))
             }
+            Command::LparModify {
+                name,
+                vcpus,
+                memory_bytes,
+                program,
+                nics,
+                fc_ports,
+                usb,
+            } => answer::<request::LparModify>(modify::modify(
+                self,
+                &name,
+                modify::Changes {
+                    vcpus,
+                    memory_bytes,
+                    program,
+                    nics,
+                    fc_ports,
+                    usb,
+                },
+            )),
+            Command::WwnStatus {} => answer::<request::WwnStatus>(wwn::status_list(self)),
+            Command::Backup {} => answer::<request::Backup>(backup::backup(self)),
+            Command::Restore { backup } => {
+                answer::<request::Restore>(backup::restore(self, backup))
+            }
             Command::MigrateShutdown {
                 lpar,
                 to,
@@ -485,7 +512,10 @@ impl Agent {
                     return Err(e);
                 }
             }
-            Operation::Delete | Operation::Migrate | Operation::MigrateShutdown => {
+            Operation::Delete
+            | Operation::Migrate
+            | Operation::MigrateShutdown
+            | Operation::Modify => {
                 unreachable!("deletions and migrations have their own functions")
             }
         }

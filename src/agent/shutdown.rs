@@ -86,6 +86,7 @@ pub fn start(
     {
         let inv = agent.inventory.lock().unwrap();
         busy::check(name, inv.get(name)?.state, Operation::MigrateShutdown)?;
+        busy::check_wwn_rollbacks(&agent.config.name, &inv.wwn_rollbacks_pending())?;
     }
     let report = validation::validate(agent, name, to, MigrationMode::Shutdown, None, false)?;
     if let Some(refusal) = validation::refusal(name, &report.checks) {
@@ -96,6 +97,7 @@ pub fn start(
         let entry = inv.get(name)?;
         let was = entry.state;
         busy::check(name, was, Operation::MigrateShutdown)?;
+        busy::check_wwn_rollbacks(&agent.config.name, &inv.wwn_rollbacks_pending())?;
         let config = entry.config.clone();
         let lpar = inv.lpar(name)?;
         inv.set_state(name, LparState::Migrating)?;

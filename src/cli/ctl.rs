@@ -6,6 +6,7 @@
 //! error: validation, busy rules, unknown LPAR), 2 failed (the operation
 //! started and failed, or the agent could not be reached), 3 usage.
 
+use super::lpar_args::{self, NicSpec, parse_fc_port, parse_nic};
 use super::options::{MigrationOptions, Move};
 use crate::control::{Address, Client, Event, LparState, MigrationMode, Request, reply, request};
 use crate::emg::{Emg, Module};
@@ -62,8 +63,21 @@ pub enum CtlCommand {
         #[arg(long)]
         peer: Option<String>,
     },
-    /// Restore an LPAR's WWPN assignment after a failed live migration.
-    RollbackWwn { lpar: String },
+    /// Restore an LPAR's WWPN assignment after a failed live migration;
+    /// with --list, the WWN Status List (the LPARs waiting for it).
+    RollbackWwn {
+        #[arg(required_unless_present = "list", conflicts_with = "list")]
+        lpar: Option<String>,
+        /// List this host's LPARs with WWNs to roll back.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Back up the agent's configuration (its LPARs' definitions; no guest
+    /// memory) to a file; refused during a migration.
+    Backup { file: PathBuf },
+    /// Restore the agent's configuration from a `backup` file of that
+    /// agent: every LPAR deactivated and defined as backed up.
+    Restore { file: PathBuf },
     /// The migrations of an LPAR: when, from where to where, how they ended.
     History { lpar: Option<String> },
     /// Migrate an LPAR live back to the host it last came from.
@@ -92,8 +106,12 @@ pub enum LparCommand {
         /// The guest program (`idle`, `hot:<size>`, `sweep`, `skewed`, …).
         #[arg(long, default_value = "idle")]
         program: String,
-        /// A logical FC port on physical port 0: `WWPN/MIGRATION-WWPN`
-        /// (repeat for more ports).
+        /// A logical NIC: `SEGMENT[,vlan=ID][,vlan-mode=Tag|Untag|Undef]
+        /// [,mac=auto|MAC][,mode=shared|dedicated]` (repeat for more).
+        #[arg(long = "nic", value_parser = parse_nic)]
+        nics: Vec<NicSpec>,
+        /// A logical FC port: `WWPN/MIGRATION-WWPN[,port=N][,vfc-id=N]
+        /// [,mode=shared|dedicated]` (repeat for more ports).
         #[arg(long = "fc-port", value_parser = parse_fc_port)]
         fc_ports: Vec<FcPortConfig>,
         /// kvm agents: boot this multiboot v1 image (a file on the agent's
@@ -106,6 +124,31 @@ pub enum LparCommand {
         cmdline: Option<String>,
         /// The USB device's assigned state: A, #A, * (none, the default),
         /// R or #R (in use: Concurrent Maintenance is refused).
+        #[arg(long)]
+        usb: Option<UsbAssignment>,
+    },
+    /// Change a deactivated LPAR: what is given replaces what it has
+    /// (`--nic`/`--fc-port` replace all its NICs/FC ports).
+    Modify {
+        name: String,
+        #[arg(long)]
+        vcpus: Option<u32>,
+        #[arg(long, value_parser = parse_size)]
+        memory: Option<u64>,
+        #[arg(long)]
+        program: Option<String>,
+        /// As for create; replaces every NIC.
+        #[arg(long = "nic", value_parser = parse_nic, conflicts_with = "no_nics")]
+        nics: Vec<NicSpec>,
+        /// Remove every NIC.
+        #[arg(long)]
+        no_nics: bool,
+        /// As for create; replaces every FC port.
+        #[arg(long = "fc-port", value_parser = parse_fc_port, conflicts_with = "no_fc_ports")]
+        fc_ports: Vec<FcPortConfig>,
+        /// Remove every FC port.
+        #[arg(long)]
+        no_fc_ports: bool,
         #[arg(long)]
         usb: Option<UsbAssignment>,
     },
@@ -223,6 +266,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
         c => c,
     };
     let mut client = connect(g)?;
+    let agent_name = client.greeting().agent.clone();
     match command {
         CtlCommand::Lpar(l) => {
             let reply = match l {
@@ -231,6 +275,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                     vcpus,
                     memory,
                     program,
+                    nics,
                     fc_ports,
                     kernel,
                     cmdline,
@@ -238,16 +283,39 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                 } => ask(
                     &mut client,
                     request::LparCreate {
+                        nics: lpar_args::nics(&agent_name, &name, &nics),
                         name,
                         vcpus,
                         memory_bytes: memory,
                         program,
-                        nics: Vec::new(),
                         fc_ports,
                         // Absolute: the agent's working directory is not ours.
                         kernel: kernel
                             .map(|k| std::path::absolute(&k).unwrap_or(k).display().to_string()),
                         cmdline,
+                        usb,
+                    },
+                )?,
+                LparCommand::Modify {
+                    name,
+                    vcpus,
+                    memory,
+                    program,
+                    nics,
+                    no_nics,
+                    fc_ports,
+                    no_fc_ports,
+                    usb,
+                } => ask(
+                    &mut client,
+                    request::LparModify {
+                        nics: (no_nics || !nics.is_empty())
+                            .then(|| lpar_args::nics(&agent_name, &name, &nics)),
+                        name,
+                        vcpus,
+                        memory_bytes: memory,
+                        program,
+                        fc_ports: (no_fc_ports || !fc_ports.is_empty()).then_some(fc_ports),
                         usb,
                     },
                 )?,
@@ -290,10 +358,32 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
             print_reply(g, &ask(&mut client, request::Extend { id, seconds })?)
         }
         CtlCommand::Cancel { id, no_wait } => super::progress::cancel(g, &mut client, id, no_wait),
-        CtlCommand::RollbackWwn { lpar } => {
-            print_reply(g, &ask(&mut client, request::RollbackWwn { lpar })?)
+        CtlCommand::RollbackWwn {
+            lpar: Some(lpar), ..
+        } => print_reply(g, &ask(&mut client, request::RollbackWwn { lpar })?),
+        CtlCommand::RollbackWwn { lpar: None, .. } => {
+            let list = ask(&mut client, request::WwnStatus {})?;
+            if g.json {
+                return print_reply(g, &list);
+            }
+            println!(
+                "WWN Status List of {}: {} LPAR(s)",
+                list.host,
+                list.lpars.len()
+            );
+            for l in &list.lpars {
+                let ports: Vec<String> = l
+                    .fc_ports
+                    .iter()
+                    .map(|p| format!("{}/{}", p.wwpn, p.migration_wwpn))
+                    .collect();
+                println!("  {:<20} {}", l.lpar, ports.join(" "));
+            }
+            Ok(())
         }
         CtlCommand::Recover { lpar, peer } => super::progress::recover(g, &mut client, lpar, peer),
+        CtlCommand::Backup { file } => super::backup::backup(g, &mut client, &file),
+        CtlCommand::Restore { file } => super::backup::restore(g, &mut client, &file),
         CtlCommand::History { lpar } => super::moves::history(g, &mut client, lpar),
         CtlCommand::Return(a) => super::moves::return_lpar(g, &mut client, a),
         CtlCommand::Policy(_) => unreachable!("handled before connecting"),
@@ -301,20 +391,6 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
         CtlCommand::ConnectivityTest(a) => super::validate::connectivity_test(g, &mut client, a),
         CtlCommand::Rehearse(a) => super::validate::rehearse(g, &mut client, a),
     }
-}
-
-/// `WWPN/MIGRATION-WWPN` → a shared FC port on physical port 0.
-fn parse_fc_port(text: &str) -> Result<FcPortConfig, String> {
-    let (w, m) = text
-        .split_once('/')
-        .ok_or_else(|| format!("'{text}': give WWPN/MIGRATION-WWPN"))?;
-    Ok(FcPortConfig {
-        port: 0,
-        mode: Default::default(),
-        vfc_id: None,
-        wwpn: w.parse().map_err(|e| format!("'{w}': {e}"))?,
-        migration_wwpn: m.parse().map_err(|e| format!("'{m}': {e}"))?,
-    })
 }
 
 /// Sends `request`; the agent's refusal is exit 1.

@@ -2,9 +2,11 @@
 //! can be tested.
 
 pub mod agents;
+pub mod backup;
 pub mod bench;
 pub mod ctl;
 pub mod demo;
+pub mod lpar_args;
 pub mod moves;
 pub mod oneshot;
 pub mod options;

@@ -371,6 +371,42 @@ commands! {
         #[serde(default)]
         offset: u64,
     },
+    /// The WWN Status List: this host's LPARs with WWNs to roll back.
+    WwnStatus "wwn-status" => WwnStatusList {},
+    /// Changes a deactivated LPAR's definition: each argument given
+    /// replaces what the LPAR has (a list replaces the whole list).
+    LparModify "lpar-modify" => Lpar {
+        /// The LPAR's name.
+        name: String,
+        /// Its vCPUs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vcpus: Option<u32>,
+        /// Its guest memory.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory_bytes: Option<u64>,
+        /// The guest program.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        program: Option<String>,
+        /// Its logical NICs (all of them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nics: Option<Vec<NicConfig>>,
+        /// Its logical FC ports (all of them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fc_ports: Option<Vec<FcPortConfig>>,
+        /// The USB device's assigned state.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usb: Option<UsbAssignment>,
+    },
+    /// This host's configuration backup (every LPAR's definition; no guest
+    /// memory). Refused while a migration runs.
+    Backup "backup" => AgentBackup {},
+    /// Restores a `backup` of this host: the inventory becomes the
+    /// backup's, every LPAR deactivated. Refused while a migration runs or
+    /// a guest is running.
+    Restore "restore" => Restored {
+        /// The backup, as `backup` returned it.
+        backup: reply::AgentBackup,
+    },
 }
 
 fn default_vcpus() -> u32 {

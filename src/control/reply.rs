@@ -48,6 +48,9 @@ pub struct Lpar {
     /// assigned it (validation and the next switchover count it as used).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vfc_ids: Vec<u16>,
+    /// Its logical NICs (segment, MAC and whether set by hand, VLAN).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nics: Vec<crate::partition::NicConfig>,
     /// Whether its vCPUs run.
     pub running: bool,
     /// Guest writes counted so far (`null`: its files are not attached).
@@ -339,6 +342,76 @@ pub struct WwnRolledBack {
     /// Its state now.
     pub state: LparState,
     /// Its FC ports' configured WWPN pairs, given back.
+    pub fc_ports: Vec<WwpnPair>,
+}
+
+/// Version of [`AgentBackup`] this release writes and reads.
+pub const BACKUP_FORMAT: u32 = 1;
+
+/// `backup`: an agent's configuration (the manual's "HVM configuration"):
+/// every LPAR's definition, state and assigned vfcIDs. Guest memory is not
+/// part of it (a restored LPAR starts afresh, as after reactivating the
+/// HVM); neither is the migration history, which is the management
+/// side's record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentBackup {
+    /// [`BACKUP_FORMAT`].
+    pub format: u32,
+    /// The agent it was taken on (a backup restores on that host only).
+    pub host: String,
+    /// When it was taken, seconds since the Unix epoch.
+    pub taken_unix_s: u64,
+    /// Every LPAR of the host, by name.
+    pub lpars: Vec<BackupLpar>,
+}
+
+/// One LPAR of an [`AgentBackup`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackupLpar {
+    /// Its name.
+    pub name: String,
+    /// Its state when backed up.
+    pub state: LparState,
+    /// Its definition.
+    pub config: crate::partition::LparConfig,
+    /// The vfcIDs a switchover gave its FC ports here, in port order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vfc_ids: Vec<u16>,
+}
+
+/// `restore`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Restored {
+    /// The agent's name.
+    pub host: String,
+    /// When the restored backup was taken.
+    pub taken_unix_s: u64,
+    /// The LPARs now defined (all deactivated), by name.
+    pub lpars: Vec<String>,
+    /// Defined afresh from the backup (absent, or defined differently).
+    pub redefined: Vec<String>,
+    /// Deleted: not in the backup.
+    pub removed: Vec<String>,
+}
+
+/// `wwn-status`: the manual's WWN Status List.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WwnStatusList {
+    /// The agent's name.
+    pub host: String,
+    /// Every LPAR with WWNs to roll back (state `wwn-rollback-pending`),
+    /// by name; empty when migrations may leave this host.
+    pub lpars: Vec<WwnStatus>,
+}
+
+/// One row of the WWN Status List.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WwnStatus {
+    /// The LPAR.
+    pub lpar: String,
+    /// Whether its guest runs (here, on the source of the failed migration).
+    pub running: bool,
+    /// Its FC ports' WWPN pairs, which `rollback-wwn` gives back.
     pub fc_ports: Vec<WwpnPair>,
 }
 

@@ -62,6 +62,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<MigrationS
     {
         let inv = agent.inventory.lock().unwrap();
         busy::check(&req.lpar, inv.get(&req.lpar)?.state, Operation::Migrate)?;
+        busy::check_wwn_rollbacks(&agent.config.name, &inv.wwn_rollbacks_pending())?;
     }
     let path = agent.config.path_named(req.path.as_deref())?;
     let report = validation::validate(
@@ -80,6 +81,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<MigrationS
         let entry = inv.get(&req.lpar)?;
         busy::check(&req.lpar, entry.state, Operation::Migrate)?;
         busy::check_host(&agent.config.name, inv.migrating())?;
+        busy::check_wwn_rollbacks(&agent.config.name, &inv.wwn_rollbacks_pending())?;
         let config = inv.get(&req.lpar)?.config.clone();
         let lpar = inv.lpar(&req.lpar)?;
         inv.set_state(&req.lpar, LparState::Migrating)?;

@@ -34,6 +34,14 @@
 //!   current entry finishes, then the policy ends with the rest not run. A
 //!   second SIGINT exits at once; the agents finish or fail the migration
 //!   in progress on their own.
+//! - The operator decides after the fact (the manual's Confirmation
+//!   window): a policy that was stopped, or that ended at a failed entry,
+//!   keeps its position in `<file>.state`, and `moverctl policy resume
+//!   <file>` goes on as the operator chooses: `--continue` (after a stop:
+//!   run the remaining entries), `--retry` (run the failed entry again, once
+//!   its cause is fixed, then the rest), `--skip` (leave it failed and run
+//!   the rest) or `--end` (end the policy here; the position is dropped). A
+//!   resume of a policy file changed since it stopped is refused.
 //! - A shutdown-mode policy runs each entry as `migrate --mode shutdown`
 //!   (a running guest is shut down first; `timeout_s` is the wait for it;
 //!   the LPAR arrives deactivated).
@@ -43,12 +51,15 @@
 //! stopped before its end.
 
 mod format;
+mod resume;
 mod runner;
 
 pub use format::{
     Entry, MAX_ENTRIES, MAX_POLICY_BYTES, MAX_RETRIES, OnFailure, Policy, cause, parse,
 };
-pub use runner::{EntryResult, EntryStatus, PolicyOutcome, Progress, run_policy};
+pub use runner::{
+    EntryResult, EntryStatus, PolicyOutcome, Progress, Run, fresh_results, run_from, run_policy,
+};
 
 use super::ctl::{Failure, Global, connect};
 use clap::Subcommand;
@@ -63,6 +74,24 @@ pub enum PolicyCommand {
     Run { file: PathBuf },
     /// Ask the policy running from `file` to stop after its current entry.
     Stop { file: PathBuf },
+    /// Go on with a policy that was stopped or ended at a failed entry:
+    /// the operator's Continue, Retry, Skip or End.
+    #[command(group(clap::ArgGroup::new("choice").required(true)))]
+    Resume {
+        file: PathBuf,
+        /// After a stop: run the remaining entries.
+        #[arg(long = "continue", group = "choice")]
+        continue_: bool,
+        /// Run the failed entry again (fix its cause first), then the rest.
+        #[arg(long, group = "choice")]
+        retry: bool,
+        /// Leave the failed entry failed and run the rest.
+        #[arg(long, group = "choice")]
+        skip: bool,
+        /// End the policy here.
+        #[arg(long, group = "choice")]
+        end: bool,
+    },
 }
 
 /// Set by SIGINT/SIGTERM: stop after the current entry.
@@ -119,10 +148,29 @@ pub fn run(g: &Global, command: PolicyCommand) -> Result<(), Failure> {
             Ok(())
         }
         PolicyCommand::Run { file } => run_file(g, &file),
+        PolicyCommand::Resume {
+            file,
+            continue_,
+            retry,
+            skip,
+            end: _,
+        } => {
+            let choice = if continue_ {
+                resume::Choice::Continue
+            } else if retry {
+                resume::Choice::Retry
+            } else if skip {
+                resume::Choice::Skip
+            } else {
+                resume::Choice::End
+            };
+            resume::resume(g, &file, choice)
+        }
     }
 }
 
-fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
+/// The policy in `file`, and its bytes (for the resume check).
+fn load(file: &Path) -> Result<(Policy, Vec<u8>), Failure> {
     let bytes = std::fs::read(file).map_err(|e| {
         Failure::Refused(policy_error(
             cause::UNREADABLE,
@@ -131,6 +179,29 @@ fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
         ))
     })?;
     let policy = parse(&bytes).map_err(Failure::Refused)?;
+    Ok((policy, bytes))
+}
+
+fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
+    let (policy, bytes) = load(file)?;
+    // A new run starts over: a kept position is dropped.
+    resume::forget(file);
+    drive(g, file, &policy, &bytes, |run| {
+        let results = fresh_results(&policy, &g.agent);
+        run(results, 0)
+    })
+}
+
+/// Runs the policy through `start` (which calls `run(results, first)`),
+/// with the stop file, signals and progress wired, then keeps the position
+/// if it ended early and prints the outcome.
+fn drive(
+    g: &Global,
+    file: &Path,
+    policy: &Policy,
+    bytes: &[u8],
+    start: impl FnOnce(&mut dyn FnMut(Vec<EntryResult>, usize) -> Run) -> Run,
+) -> Result<(), Failure> {
     let stop = stop_file(file);
     let _ = std::fs::remove_file(&stop);
     catch_stop_signals();
@@ -154,21 +225,40 @@ fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
             ),
         })
     };
-    let (outcome, results) = run_policy(
-        &policy,
-        &g.agent,
-        &mut connect_to,
-        &stop_requested,
-        &mut |p| match p {
-            Progress::Attempt(r) if !g.json => println!(
-                "entry {}: {} {} → {} (attempt {})",
-                r.entry, r.lpar, r.from, r.to, r.attempts
-            ),
-            Progress::Failed(e) if !g.json => eprintln!("{e}"),
-            _ => {}
-        },
-    );
+    let mut progress = |p: Progress<'_>| match p {
+        Progress::Attempt(r) if !g.json => println!(
+            "entry {}: {} {} → {} (attempt {})",
+            r.entry, r.lpar, r.from, r.to, r.attempts
+        ),
+        Progress::Failed(e) if !g.json => eprintln!("{e}"),
+        _ => {}
+    };
+    let run = start(&mut |results, first| {
+        run_from(
+            policy,
+            results,
+            first,
+            &mut connect_to,
+            &stop_requested,
+            &mut progress,
+        )
+    });
     let _ = std::fs::remove_file(&stop);
+    match run.outcome {
+        PolicyOutcome::Stopped | PolicyOutcome::Ended => resume::keep(file, bytes, &run)?,
+        PolicyOutcome::Completed | PolicyOutcome::Failed => resume::forget(file),
+    }
+    finish(g, file, policy, run.outcome, &run.results)
+}
+
+/// Prints the outcome (JSON or the table) and turns it into the exit code.
+fn finish(
+    g: &Global,
+    file: &Path,
+    policy: &Policy,
+    outcome: PolicyOutcome,
+    results: &[EntryResult],
+) -> Result<(), Failure> {
     if g.json {
         println!(
             "{}",
@@ -177,6 +267,7 @@ fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
                 "mode": policy.mode,
                 "on_failure": policy.on_failure,
                 "outcome": outcome,
+                "resumable": resume::exists(file),
                 "entries": results,
             })
         );
@@ -185,7 +276,10 @@ fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    print_table(&policy, outcome, &results);
+    print_table(policy, outcome, results);
+    let f = file.display();
+    let not = |pred: fn(&EntryResult) -> bool| results.iter().filter(|r| pred(r)).count();
+    let resumable = resume::exists(file);
     match outcome {
         PolicyOutcome::Completed => Ok(()),
         PolicyOutcome::Stopped => Err(Failure::Failed(policy_error(
@@ -193,26 +287,32 @@ fn run_file(g: &Global, file: &Path) -> Result<(), Failure> {
             format!(
                 "policy '{}' was stopped: {} of {} entries not run",
                 policy.name,
-                results
-                    .iter()
-                    .filter(|r| r.status == EntryStatus::NotRun)
-                    .count(),
+                not(|r| r.status == EntryStatus::NotRun),
                 results.len()
             ),
-            "Run a policy with the remaining entries to continue.",
+            if resumable {
+                format!("Continue it (moverctl policy resume {f} --continue) or end it (--end).")
+            } else {
+                "Run a policy with the remaining entries to continue.".into()
+            },
         ))),
         PolicyOutcome::Failed | PolicyOutcome::Ended => Err(Failure::Failed(policy_error(
             cause::ENTRY_FAILED,
             format!(
                 "policy '{}': {} of {} entries did not complete",
                 policy.name,
-                results
-                    .iter()
-                    .filter(|r| r.status != EntryStatus::Completed)
-                    .count(),
+                not(|r| r.status != EntryStatus::Completed),
                 results.len()
             ),
-            "See each entry's EMG above; fix the cause and run the remaining entries again.",
+            if resumable {
+                format!(
+                    "See the failed entry's EMG above. Fix its cause and retry it (moverctl \
+                     policy resume {f} --retry), skip it (--skip) or end the policy (--end)."
+                )
+            } else {
+                "See each entry's EMG above; fix the cause and run the remaining entries again."
+                    .into()
+            },
         ))),
     }
 }

@@ -1,5 +1,7 @@
 //! Running a policy: each entry an ordinary `migrate` on its source agent,
 //! waited for, retried, skipped or ending the policy as `on_failure` says.
+//! A policy that ends early (stopped, or at a failed entry) says where
+//! ([`Run::next`]), so that the operator can resume it from there.
 //! It depends only on the management client, so a management server can run
 //! policies with it as `moverctl policy run` does.
 
@@ -9,11 +11,11 @@ use crate::control::Client;
 use crate::control::MigrationMode;
 use crate::control::reply::MigrationStarted;
 use crate::emg::Emg;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// How one entry ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EntryStatus {
     Completed,
@@ -21,7 +23,7 @@ pub enum EntryStatus {
     NotRun,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EntryResult {
     pub entry: usize,
     pub lpar: String,
@@ -36,7 +38,7 @@ pub struct EntryResult {
 }
 
 /// How the whole policy ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PolicyOutcome {
     /// Every entry completed.
@@ -57,17 +59,17 @@ pub enum Progress<'a> {
     Failed(&'a Emg),
 }
 
-/// Runs `policy`'s entries in order. `connect` opens an authenticated
-/// client to a source agent; `default_from` is the source of entries that
-/// name none; `stop_requested` is asked between entries and before a retry.
-pub fn run_policy(
-    policy: &Policy,
-    default_from: &str,
-    connect: &mut dyn FnMut(&str) -> Result<Client, Emg>,
-    stop_requested: &dyn Fn() -> bool,
-    progress: &mut dyn FnMut(Progress<'_>),
-) -> (PolicyOutcome, Vec<EntryResult>) {
-    let mut results: Vec<EntryResult> = policy
+/// How a run ended, and where a resume starts.
+pub struct Run {
+    pub outcome: PolicyOutcome,
+    pub results: Vec<EntryResult>,
+    /// Stopped: the first entry not run; ended: the failed entry.
+    pub next: usize,
+}
+
+/// Every entry of `policy`, not run yet.
+pub fn fresh_results(policy: &Policy, default_from: &str) -> Vec<EntryResult> {
+    policy
         .entries
         .iter()
         .enumerate()
@@ -82,11 +84,38 @@ pub fn run_policy(
             suspension_ms: None,
             error: None,
         })
-        .collect();
-    let mut outcome = PolicyOutcome::Completed;
-    'entries: for (i, entry) in policy.entries.iter().enumerate() {
-        if i > 0 && stop_requested() {
-            outcome = PolicyOutcome::Stopped;
+        .collect()
+}
+
+/// Runs `policy`'s entries in order. `connect` opens an authenticated
+/// client to a source agent; `default_from` is the source of entries that
+/// name none; `stop_requested` is asked between entries and before a retry.
+pub fn run_policy(
+    policy: &Policy,
+    default_from: &str,
+    connect: &mut dyn FnMut(&str) -> Result<Client, Emg>,
+    stop_requested: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Run {
+    let results = fresh_results(policy, default_from);
+    run_from(policy, results, 0, connect, stop_requested, progress)
+}
+
+/// Runs `policy`'s entries from `start` on (0-based), `results` holding
+/// what earlier runs did: the operator's Retry runs a failed entry again
+/// (its attempts add up), Skip and Continue start after it.
+pub fn run_from(
+    policy: &Policy,
+    mut results: Vec<EntryResult>,
+    start: usize,
+    connect: &mut dyn FnMut(&str) -> Result<Client, Emg>,
+    stop_requested: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Run {
+    let mut early = None;
+    'entries: for (i, entry) in policy.entries.iter().enumerate().skip(start) {
+        if i > start && stop_requested() {
+            early = Some((PolicyOutcome::Stopped, i));
             break;
         }
         let r = &mut results[i];
@@ -94,8 +123,10 @@ pub fn run_policy(
             OnFailure::Retry { retries } => retries + 1,
             _ => 1,
         };
+        let mut tries = 0;
         loop {
             r.attempts += 1;
+            tries += 1;
             progress(Progress::Attempt(r));
             match run_entry(connect, policy.mode, entry, &r.from) {
                 Ok((id, report)) => {
@@ -110,20 +141,17 @@ pub fn run_policy(
                     r.migration = id.or(r.migration);
                     progress(Progress::Failed(&e));
                     r.error = Some(e);
-                    if r.attempts < max_attempts {
+                    if tries < max_attempts {
                         if stop_requested() {
-                            outcome = PolicyOutcome::Stopped;
+                            early = Some((PolicyOutcome::Stopped, i));
                             break 'entries;
                         }
                         continue;
                     }
                     match policy.on_failure {
-                        OnFailure::Skip => {
-                            outcome = PolicyOutcome::Failed;
-                            break;
-                        }
+                        OnFailure::Skip => break,
                         OnFailure::Retry { .. } | OnFailure::End => {
-                            outcome = PolicyOutcome::Ended;
+                            early = Some((PolicyOutcome::Ended, i));
                             break 'entries;
                         }
                     }
@@ -131,7 +159,20 @@ pub fn run_policy(
             }
         }
     }
-    (outcome, results)
+    let (outcome, next) = early.unwrap_or_else(|| {
+        let failed = results.iter().any(|r| r.status == EntryStatus::Failed);
+        let outcome = if failed {
+            PolicyOutcome::Failed
+        } else {
+            PolicyOutcome::Completed
+        };
+        (outcome, policy.entries.len())
+    });
+    Run {
+        outcome,
+        results,
+        next,
+    }
 }
 
 /// One attempt of one entry: `migrate` on its source agent, waited for.
