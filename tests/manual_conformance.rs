@@ -267,3 +267,115 @@ fn a_suspension_over_the_hard_limit_fails_and_the_lpar_runs_on_at_the_source() {
         || b.lpar_names().is_empty(),
     );
 }
+
+/// Creates and activates `name` with one shared NIC on `segment`, over the
+/// protocol.
+fn define_running_on_segment(a: &Agent, name: &str, segment: &str, mac: u8) {
+    let mut c = a.connect();
+    let r = c.request(serde_json::json!({"id": 1, "execute": "lpar-create", "arguments": {
+        "name": name, "vcpus": 1, "memory_bytes": 32u64 << 20, "program": "idle",
+        "nics": [{"segment": segment, "mode": "shared", "mac": format!("02:00:00:00:00:{mac:02x}")}],
+    }}));
+    assert!(r.get("return").is_some(), "{r}");
+    let r = c.request(serde_json::json!({"id": 2, "execute": "lpar-activate",
+                                         "arguments": {"name": name}}));
+    assert!(r.get("return").is_some(), "{r}");
+}
+
+#[test]
+fn a_path_on_a_segment_an_activated_lpar_uses_is_a_warning_shown_by_validate_and_the_report() {
+    let scratch = Scratch::new("conf-warn");
+    let a = agent_on_segments(
+        &scratch,
+        "hostA",
+        &format!("127.0.0.{},segment=1b", next_path_octet()),
+    );
+    let config = scratch.0.join("b.toml");
+    std::fs::write(
+        &config,
+        "[resources]\ncpus = 8\nmemory = \"2GiB\"\nnic_segments = [\"1b\"]\n",
+    )
+    .unwrap();
+    let b = Agent::start(&scratch, "hostB", &["--config", config.to_str().unwrap()]);
+    define_running_on_segment(&a, "w1", "1b", 1);
+
+    let v = a.ctl_json(&["validate", "w1", "--to", &b.addr]);
+    assert_eq!(v["passed"], true, "{v}");
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["item"] == "path-segment" && c["side"] == "source")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(c["outcome"], "warn", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("NIC segment 1b, which an activated LPAR uses"),
+        "{c}"
+    );
+    let out = a.ctl(&["validate", "w1", "--to", &b.addr]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("WARN  source       path-segment"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The device status of the destination's ports: nothing named, passes.
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["item"] == "device-status" && c["outcome"] == "pass"),
+        "{v}"
+    );
+
+    // The migration goes ahead, and its report carries the warning.
+    let out = a.ctl(&["migrate", "w1", "--to", &b.addr]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning: path-segment (source): host hostA: migration path mig"),
+        "{text}"
+    );
+    assert_eq!(b.lpar("w1")["state"], "Act");
+}
+
+#[test]
+fn a_destination_nic_port_that_is_down_refuses_concurrent_maintenance_mode() {
+    let scratch = Scratch::new("conf-down");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    // A segment on an interface this machine does not have: its port is
+    // not up (the unit tests cover `operstate` down; making a real one
+    // down needs root).
+    let config = scratch.0.join("b.toml");
+    std::fs::write(
+        &config,
+        "[resources]\ncpus = 8\nmemory = \"2GiB\"\nnic_segments = [\"1c@nosuchnic0\"]\n",
+    )
+    .unwrap();
+    let b = Agent::start(&scratch, "hostB", &["--config", config.to_str().unwrap()]);
+    define_running_on_segment(&a, "d1", "1c", 2);
+    let out = a.ctl(&["migrate", "d1", "--to", &b.addr]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("device-status (destination): Device Status: a NIC port of host hostB is down"),
+        "{e}"
+    );
+    assert!(e.contains("interface nosuchnic0 does not exist"), "{e}");
+    // Shutdown mode: a warning only.
+    a.ctl_json(&["lpar", "deactivate", "d1"]);
+    let v = a.ctl_json(&["validate", "d1", "--to", &b.addr, "--mode", "shutdown"]);
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["item"] == "device-status")
+        .cloned()
+        .unwrap();
+    assert_eq!(c["outcome"], "warn", "{c}");
+}

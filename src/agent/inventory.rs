@@ -45,8 +45,9 @@ pub struct Entry {
     /// The hosted LPAR; `None` when its files could not be attached.
     pub lpar: Option<Arc<dyn Partition>>,
     /// The vfcID each logical FC port holds on this host, in port order,
-    /// as a switchover assigned them (empty for an LPAR defined here: its
-    /// ports hold their pinned vfcIDs).
+    /// as a switchover or `lpar create` assigned them from the host's
+    /// pools (empty when none were: a host without `[resources] fc_ports`,
+    /// whose LPARs' ports hold their pinned vfcIDs).
     pub vfc_ids: Vec<u16>,
 }
 

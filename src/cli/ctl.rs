@@ -578,6 +578,9 @@ fn print_report(r: &Value) {
         p["resume_ms"].as_f64().unwrap_or(0.0),
         s["verified"]
     );
+    for w in r["warnings"].as_array().into_iter().flatten() {
+        println!("  warning: {}", w.as_str().unwrap_or_default());
+    }
 }
 
 fn monitor(g: &Global, client: &mut Client, id: u64) -> Result<(), Failure> {

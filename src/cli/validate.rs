@@ -73,6 +73,7 @@ fn print_check(c: &Check) {
         Outcome::Pass => "pass",
         Outcome::Fail => "FAIL",
         Outcome::Skip => "skip",
+        Outcome::Warn => "WARN",
     };
     let side = c.side.label();
     match &c.error {

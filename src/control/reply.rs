@@ -425,6 +425,9 @@ pub enum Outcome {
     Fail,
     /// It does not apply (in this mode).
     Skip,
+    /// It holds, but the manual warns of what was found (the migration
+    /// may be slow or time out); never refuses.
+    Warn,
 }
 
 /// One item of the validation checklist as found.

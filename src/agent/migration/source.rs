@@ -35,6 +35,8 @@ struct Route {
     to: Address,
     path: MigrationPath,
     streams: usize,
+    /// The validation's warnings, for the report.
+    warnings: Vec<String>,
 }
 
 /// `migrate`: checks the busy rules, marks the LPAR migrating and starts the
@@ -76,6 +78,7 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<MigrationS
     if let Some(refusal) = validation::refusal(&req.lpar, &report.checks) {
         return Err(refusal);
     }
+    let warnings = validation::warnings(&report.checks);
     let (config, lpar) = {
         let mut inv = agent.inventory.lock().unwrap();
         let entry = inv.get(&req.lpar)?;
@@ -118,7 +121,12 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<MigrationS
     let spawned = std::thread::Builder::new()
         .name(format!("migrate-{id}"))
         .spawn(move || {
-            let route = Route { to, path, streams };
+            let route = Route {
+                to,
+                path,
+                streams,
+                warnings,
+            };
             crate::agent::panics::migration_thread(&a, &m, || {
                 run_source(&a, &m, lpar, config, &route, options)
             })
@@ -321,5 +329,6 @@ fn source_steps(
         "destination_agent": theirs.agent,
         "destination_migration": remote_migration,
         "path": used,
+        "warnings": route.warnings,
     }))
 }

@@ -21,7 +21,7 @@
 //! | `nic-mac` | source | no manually changed MAC |
 //! | `fc-mode` | source | only shared-mode FC ports |
 //! | `fc-count` | source | live: fewer than 8 FC ports |
-//! | `migration-path` | both | a path (the named one, or the first) exists, is not the management address unless it has a VLAN ID |
+//! | `migration-path` | both | a path (the named one, or the first) exists, and without a VLAN ID is neither on the management path's NIC segment nor its address (MMS Thread `F00d`) |
 //! | `lpar-name-unique` | destination | no LPAR of that name there |
 //! | `different-hosts` | destination | the agents' names differ |
 //! | `hvm-model` | destination | same HVM model; live needs Advanced or Enterprise class (any other name, e.g. `sim`, is its own class) |
@@ -37,6 +37,9 @@
 //! | `ntp-servers` | destination | same NTP servers |
 //! | `path-addresses` | destination | the two paths have distinct IPv4 addresses |
 //! | `bandwidth` | source | live: measured goodput at least [`MIN_GOODPUT_BITS`] |
+//! | `path-segment` | both | live: warns when the path's `segment` is an activated LPAR's NIC segment ([`preflight`]) |
+//! | `device-status` | destination | the LPAR's NIC ports and the path's interface are up (live: else fail; shutdown: warn) |
+//! | `host-load` | both | live: warns over 80% CPU or a path interface over 50% of its speed |
 //!
 //! FC ports: an LPAR FC port's `port` is the index of the host's
 //! `resources.fc_ports` entry it sits on; that entry's `vfc_ids` is its pool.
@@ -53,11 +56,13 @@ mod devices;
 #[cfg(test)]
 mod fixtures;
 mod orchestration;
+mod preflight;
 mod resources;
 
 pub use checks::*;
 pub use devices::*;
 pub use orchestration::*;
+pub use preflight::*;
 pub use resources::*;
 
 use crate::control::reply::{Check, Outcome};
@@ -171,6 +176,15 @@ pub fn refusal(lpar: &str, checks: &[Check]) -> Option<Emg> {
     );
     emg.detail = failed.len() as u64;
     Some(emg)
+}
+
+/// The warnings among `checks`, as `<item> (<side>): <detail>` lines.
+pub fn warnings(checks: &[Check]) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Warn)
+        .map(|c| format!("{} ({}): {}", c.item, c.side.label(), c.detail))
+        .collect()
 }
 
 // ---- the agents ---------------------------------------------------------

@@ -45,12 +45,21 @@ pub fn validate(
     path: Option<&str>,
     fresh: bool,
 ) -> Result<ValidationReport, Emg> {
-    let (config, state) = {
+    let (config, state, active) = {
         let inv = agent.inventory.lock().unwrap();
         let e = inv.get(lpar)?;
-        (e.config.clone(), e.state)
+        (e.config.clone(), e.state, active_segments(&inv))
     };
     let mut checks = source_checks(&agent.config, &config, state, mode, path);
+    let facts = agent.config.facts();
+    checks.push(check_path_segment(
+        &facts,
+        path,
+        &active,
+        Side::Source,
+        mode,
+    ));
+    checks.push(host_load(&facts, path, Side::Source, mode));
     let mut client = connectivity::open_peer(agent, to)?;
     let reply = client.call(Command::ValidateIncoming {
         config: config.clone(),
@@ -115,6 +124,27 @@ pub fn validate(
     })
 }
 
+/// The NIC segments of the activated LPARs in `inv`.
+fn active_segments(inv: &crate::agent::inventory::Inventory) -> std::collections::BTreeSet<String> {
+    inv.names()
+        .iter()
+        .filter_map(|n| inv.get(n).ok())
+        .filter(|e| e.state == LparState::Act)
+        .flat_map(|e| e.config.nics.iter().map(|n| n.segment.clone()))
+        .collect()
+}
+
+/// `host-load` of this host (live mode samples for [`LOAD_WINDOW`]).
+fn host_load(facts: &HostFacts, path: Option<&str>, side: Side, mode: MigrationMode) -> Check {
+    let interface = facts.path(path).and_then(|p| p.interface.as_deref());
+    let load = if mode == MigrationMode::Live {
+        sample_load(interface)
+    } else {
+        Load::default()
+    };
+    check_host_load(&facts.agent, interface, load, side, mode)
+}
+
 /// `validate-incoming` on the destination agent.
 pub fn validate_incoming(
     agent: &Arc<Agent>,
@@ -123,8 +153,29 @@ pub fn validate_incoming(
     source: &HostFacts,
     path: Option<&str>,
 ) -> Result<IncomingChecks, Emg> {
+    let here = agent.config.facts();
+    // The destination uses the same-named path when it has one.
+    let own_path = path.filter(|n| here.path(Some(n)).is_some());
+    // Sampled before the inventory is locked: it takes a while.
+    let load = host_load(&here, own_path, Side::Destination, mode);
     let inv = agent.inventory.lock().unwrap();
-    let checks = destination_checks(&agent.config, &inv, lpar, source, mode, path);
+    let mut checks = destination_checks(&agent.config, &inv, lpar, source, mode, path);
+    checks.push(check_path_segment(
+        &here,
+        own_path,
+        &active_segments(&inv),
+        Side::Destination,
+        mode,
+    ));
+    checks.push(check_device_status(
+        &here,
+        &agent.config.resources,
+        lpar,
+        own_path,
+        mode,
+        link_state,
+    ));
+    checks.push(load);
     Ok(IncomingChecks {
         host: agent.config.facts(),
         checks,
