@@ -507,6 +507,18 @@ impl Inventory {
             .map(|(name, _)| name.as_str())
     }
 
+    /// The number a new LPAR gets here: the youngest (smallest) one no LPAR
+    /// of this host holds, as the manual's automatic choice on the
+    /// destination. Counting the LPARs instead would repeat a number after
+    /// a deletion.
+    pub fn next_number(&self) -> u32 {
+        let used: std::collections::BTreeSet<u32> =
+            self.entries.values().map(|e| e.config.number).collect();
+        (1..)
+            .find(|n| !used.contains(n))
+            .expect("fewer LPARs than numbers")
+    }
+
     /// Every LPAR as a backup holds it.
     pub fn export(&self) -> Vec<reply::BackupLpar> {
         self.entries

@@ -452,7 +452,7 @@ impl Agent {
 
     fn lpar_create(&self, mut config: LparConfig) -> Result<reply::Lpar, Emg> {
         let mut inv = self.inventory.lock().unwrap();
-        config.number = inv.names().len() as u32 + 1;
+        config.number = inv.next_number();
         console::check_image(&config, inv.backend().kind(), &self.config.name)?;
         self.check_resources(&inv, &config, Module::Management)?;
         inv.define(&config, LparState::Dea)?;

@@ -40,7 +40,7 @@ pub(in crate::agent) fn define_incoming(
     }
     busy::check_host(&agent.config.name, inv.migrating())?;
     agent.check_resources(&inv, config, Module::MoverDestination)?;
-    config.number = inv.names().len() as u32 + 1;
+    config.number = inv.next_number();
     inv.define(config, LparState::Migrating)
 }
 

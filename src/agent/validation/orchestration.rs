@@ -169,7 +169,7 @@ pub fn rehearse_incoming(agent: &Arc<Agent>, mut config: LparConfig) -> Result<P
         return Err(c.error.expect("a duplicate name fails"));
     }
     agent.check_resources(&inv, &config, Module::Management)?;
-    config.number = inv.names().len() as u32 + 1;
+    config.number = inv.next_number();
     let t = std::time::Instant::now();
     let lpar = inv.define(&config, LparState::Migrating)?;
     let define_ms = t.elapsed().as_secs_f64() * 1e3;
