@@ -38,6 +38,23 @@ fn a_restored_backup_brings_the_inventory_back_as_it_was() {
     assert!(out.status.success(), "{}", stderr(&out));
     let saved: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(saved["host"], "hostA");
+    let numbers = |b: &Value| -> Vec<(String, u64)> {
+        b["lpars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["name"].as_str().unwrap().to_string(),
+                    l["config"]["number"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        numbers(&saved),
+        [("db1".to_string(), 2), ("web1".to_string(), 1)]
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "the backup is private: {mode:o}");
@@ -76,6 +93,24 @@ fn a_restored_backup_brings_the_inventory_back_as_it_was() {
     a.ctl_json(&["lpar", "activate", "db1"]);
     a.ctl_json(&["lpar", "activate", "web1"]);
     assert_eq!(a.lpar("web1")["running"], true);
+
+    // LPAR numbers: a new LPAR takes the youngest free one, so a deletion
+    // never makes two LPARs share a number.
+    a.ctl_json(&["lpar", "create", "n3", "--memory", "8MiB"]);
+    a.ctl_json(&["lpar", "deactivate", "web1"]);
+    a.ctl_json(&["lpar", "delete", "web1"]);
+    a.ctl_json(&["lpar", "create", "n1", "--memory", "8MiB"]);
+    a.ctl_json(&["lpar", "create", "n4", "--memory", "8MiB"]);
+    let out = a.ctl(&["backup", f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let saved: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let pairs = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(n, k)| (n.to_string(), *k)).collect()
+    };
+    assert_eq!(
+        numbers(&saved),
+        pairs(&[("db1", 2), ("n1", 1), ("n3", 3), ("n4", 4)])
+    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! server (one mio loop; a thread per request) ── Command ──▶ Agent::handle
-//!                                                 ├ lpar-*  : inventory (+ busy rules), under one lock
+//!                                                 ├ lpar-*  : inventory (+ busy rules), under one lock; lpar-modify: modify.rs
+//!                                                 ├ backup / restore: backup.rs; wwn-status / rollback-wwn: wwn.rs
 //!                                                 ├ migrate : migration::start_source  ─ thread ─▶ destination agent
 //!                                                 ├ prepare-incoming: migration::prepare_incoming ─ thread
 //!                                                 ├ status / extend / cancel: the migration table
