@@ -563,7 +563,13 @@ impl Inventory {
         for name in self.names() {
             match wanted.get(name.as_str()) {
                 None => removed.push(name),
-                Some(b) if b.config != self.entries[&name].config => stale.push(name),
+                // Changed, or its files lost: defined afresh.
+                Some(b)
+                    if b.config != self.entries[&name].config
+                        || self.entries[&name].lpar.is_none() =>
+                {
+                    stale.push(name)
+                }
                 Some(_) => {}
             }
         }

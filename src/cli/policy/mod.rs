@@ -51,7 +51,7 @@
 //! stopped before its end.
 
 mod format;
-mod resume;
+pub mod resume;
 mod runner;
 
 pub use format::{

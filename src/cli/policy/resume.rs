@@ -58,7 +58,7 @@ pub fn forget(policy: &Path) {
 /// Keeps where `run` ended, for a resume.
 pub fn keep(policy: &Path, bytes: &[u8], run: &Run) -> Result<(), Failure> {
     let kept = Kept {
-        policy_blake3: blake3::hash(bytes).to_hex().to_string(),
+        policy_blake3: policy_digest(bytes),
         outcome: run.outcome,
         next: run.next,
         entries: run.results.clone(),
@@ -71,6 +71,55 @@ pub fn keep(policy: &Path, bytes: &[u8], run: &Run) -> Result<(), Failure> {
 
 fn refused(message: String, action: &str) -> Failure {
     Failure::Refused(policy_error(cause::INVALID, message, action))
+}
+
+/// The digest a state file names its policy file by (BLAKE3, hex).
+pub fn policy_digest(policy_bytes: &[u8]) -> String {
+    blake3::hash(policy_bytes).to_hex().to_string()
+}
+
+/// Where a kept policy stands, as read back from its state file.
+#[derive(Clone, Debug)]
+pub struct Position {
+    /// How the run that kept it ended (stopped or ended).
+    pub outcome: PolicyOutcome,
+    /// The entry a resume starts from (0-based; `entries.len()`: none).
+    pub next: usize,
+    /// Every entry's result so far.
+    pub entries: Vec<EntryResult>,
+}
+
+/// Reads a state file (`text`) kept for the policy file `policy_bytes` of
+/// `entries` entries. Total: any bytes give a position that fits the
+/// policy, or a refusal (an EMG of the client) saying why it does not.
+pub fn parse_state(
+    text: &[u8],
+    policy_bytes: &[u8],
+    entries: usize,
+) -> Result<Position, crate::emg::Emg> {
+    let refuse = |message: String, action: &str| policy_error(cause::INVALID, message, action);
+    let kept: Kept = serde_json::from_slice(text).map_err(|e| {
+        refuse(
+            format!("the policy's state does not parse: {e}"),
+            "Run the policy again (moverctl policy run), which starts it over.",
+        )
+    })?;
+    let ended_early = matches!(kept.outcome, PolicyOutcome::Stopped | PolicyOutcome::Ended);
+    if kept.policy_blake3 != policy_digest(policy_bytes)
+        || kept.entries.len() != entries
+        || kept.next > entries
+        || !ended_early
+    {
+        return Err(refuse(
+            "the policy file changed since it stopped: its position no longer applies".into(),
+            "Restore the file as it was to resume it, or run it again from the start.",
+        ));
+    }
+    Ok(Position {
+        outcome: kept.outcome,
+        next: kept.next,
+        entries: kept.entries,
+    })
 }
 
 /// `moverctl policy resume <file> --continue|--retry|--skip|--end`.
@@ -87,24 +136,10 @@ pub fn resume(g: &Global, file: &Path, choice: Choice) -> Result<(), Failure> {
             "Run it (moverctl policy run).",
         )
     })?;
-    let kept: Kept = serde_json::from_slice(&text).map_err(|e| {
-        refused(
-            format!("{} does not parse: {e}", path.display()),
-            "Run the policy again (moverctl policy run), which starts it over.",
-        )
+    let kept = parse_state(&text, &bytes, policy.entries.len()).map_err(|mut e| {
+        e.message = format!("{}: {}", path.display(), e.message);
+        Failure::Refused(e)
     })?;
-    if kept.policy_blake3 != blake3::hash(&bytes).to_hex().as_str()
-        || kept.entries.len() != policy.entries.len()
-        || kept.next > policy.entries.len()
-    {
-        return Err(refused(
-            format!(
-                "policy {} changed since it stopped: its position no longer applies",
-                file.display()
-            ),
-            "Restore the file as it was to resume it, or run it again from the start.",
-        ));
-    }
     let at = kept.entries.get(kept.next).map(|r| r.status);
     let failed = at == Some(EntryStatus::Failed);
     let first = match choice {
