@@ -411,7 +411,7 @@ fn a_sound_pair_passes_in_both_modes_and_a_vlan_lets_the_path_share_the_manageme
     create(&src, &lpar("web1"), true);
     let (code, report) = validate(&src, &dst, "web1", "live");
     let checks = report["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 30, "{report}");
+    assert_eq!(checks.len(), 31, "{report}");
     // Every item but the bandwidth and the pre-flight warnings passes; the
     // bandwidth item follows what was measured (how fast a loopback path
     // is on a loaded test machine is the transport_throughput bench's to
@@ -465,7 +465,7 @@ fn a_sound_pair_passes_in_both_modes_and_a_vlan_lets_the_path_share_the_manageme
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pass  destination  time-zone"), "{text}");
-    assert!(text.contains("passed: 30 items checked"), "{text}");
+    assert!(text.contains("passed: 31 items checked"), "{text}");
 
     // Shutdown mode: a deactivated LPAR is fine, the live-only items skip.
     create(&src, &lpar("db1"), false);

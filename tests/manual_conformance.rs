@@ -337,6 +337,13 @@ fn a_path_on_a_segment_an_activated_lpar_uses_is_a_warning_shown_by_validate_and
     let out = a.ctl(&["migrate", "w1", "--to", &b.addr]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
+    // Each stage as the Migration Progress window shows it.
+    assert!(
+        text.contains(
+            "executing migration process… Stage = 0x4050: (SRC) Transferring Memory Data"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains("warning: path-segment (source): host hostA: migration path mig"),
         "{text}"
@@ -378,4 +385,36 @@ fn a_destination_nic_port_that_is_down_refuses_concurrent_maintenance_mode() {
         .cloned()
         .unwrap();
     assert_eq!(c["outcome"], "warn", "{c}");
+}
+
+#[test]
+fn a_host_at_its_maximum_of_activated_lpars_refuses_another_live_or_by_activation() {
+    let scratch = Scratch::new("conf-max");
+    let a = Agent::start(&scratch, "hostA", &[]);
+    let config = scratch.0.join("b.toml");
+    std::fs::write(
+        &config,
+        "[resources]\ncpus = 8\nmemory = \"2GiB\"\nmax_active_lpars = 1\n",
+    )
+    .unwrap();
+    let b = Agent::start(&scratch, "hostB", &["--config", config.to_str().unwrap()]);
+    define_running(&b, "m1", "32MiB", "idle");
+    define_running(&a, "m2", "32MiB", "idle");
+    let text = "The MMS could not activate LPAR. The number of activated LPAR reaches the maximum.";
+    let out = a.ctl(&["migrate", "m2", "--to", &b.addr]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(text), "{}", stderr(&out));
+    assert_eq!(a.lpar("m2")["state"], "Act");
+    // Activating one more on hostB: the same refusal, MMS `0x00 80000004 0030 02`.
+    b.ctl_json(&["lpar", "create", "m3", "--memory", "32MiB"]);
+    let out = b.ctl(&["lpar", "activate", "m3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("EMG0080000004003002:"), "{e}");
+    assert!(e.contains(text), "{e}");
+    assert_eq!(b.lpar("m3")["state"], "Dea");
+    // Shutdown mode moves it deactivated.
+    a.ctl_json(&["lpar", "deactivate", "m2"]);
+    a.ctl_json(&["migrate", "m2", "--to", &b.addr, "--mode", "shutdown"]);
+    assert_eq!(b.lpar("m2")["state"], "Dea");
 }

@@ -19,6 +19,7 @@
 //! fc_ports = [{ name = "fc0", vfc_ids = [1, 2, 3, 4] }]
 //! nic_segments = ["1a", "1b@eth2"]   # <segment>[@<interface to announce on>]
 //! consoles = 16                        # virtual consoles: LPARs this host can hold
+//! max_active_lpars = 30                # optional: LPARs activated at once (the HVM's maximum)
 //!
 //! [[paths]]                            # migration paths
 //! name = "mig0"
@@ -123,6 +124,11 @@ pub struct Resources {
     /// Virtual consoles: one per LPAR held (validation's `console` item).
     #[serde(default = "default_consoles")]
     pub consoles: u32,
+    /// The most LPARs that may be activated at once (the HVM's maximum;
+    /// none when absent): validation's `active-lpars` item, and
+    /// `lpar activate`.
+    #[serde(default)]
+    pub max_active_lpars: Option<u32>,
 }
 
 fn default_consoles() -> u32 {
@@ -137,6 +143,7 @@ impl Default for Resources {
             fc_ports: Vec::new(),
             nic_segments: Vec::new(),
             consoles: default_consoles(),
+            max_active_lpars: None,
         }
     }
 }

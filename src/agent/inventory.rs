@@ -632,6 +632,14 @@ impl Inventory {
         self.entries.keys().cloned().collect()
     }
 
+    /// How many LPARs here are activated.
+    pub fn active_count(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| e.state == LparState::Act)
+            .count()
+    }
+
     /// The number a new LPAR here gets: the youngest (smallest) one no LPAR
     /// holds, as the manual assigns a destination LPAR slot.
     pub fn free_number(&self) -> u32 {

@@ -490,6 +490,16 @@ impl Agent {
         // The guest changes only with the inventory: a failed save undoes it.
         match op {
             Operation::Activate => {
+                if let Some(max) = self.config.resources.max_active_lpars
+                    && state != LparState::Act
+                    && inv.active_count() >= max as usize
+                {
+                    return Err(validation::too_many_active(
+                        &self.config.name,
+                        inv.active_count(),
+                        max,
+                    ));
+                }
                 // Its memory was reserved when the backend created it.
                 let l = inv.lpar(name)?;
                 l.resume().map_err(|e| e.emg())?;

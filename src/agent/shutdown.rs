@@ -300,6 +300,16 @@ pub fn receive(
         .and_then(|outcome| {
             agent.enter(&m, Stage::DstResuming);
             let state = if activate {
+                if let Some(max) = agent.config.resources.max_active_lpars {
+                    let active = agent.inventory.lock().unwrap().active_count();
+                    if active >= max as usize {
+                        return Err(super::validation::too_many_active(
+                            &agent.config.name,
+                            active,
+                            max,
+                        ));
+                    }
+                }
                 lpar.resume().map_err(|e| e.emg())?;
                 LparState::Act
             } else {

@@ -522,7 +522,12 @@ pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result
             return;
         }
         match e {
-            Event::MigrationStage { stage, text, .. } => println!("Stage = 0x{stage:04x}: {text}"),
+            Event::MigrationStage { stage, text, .. } => {
+                println!(
+                    "{} Stage = 0x{stage:04x}: {text}",
+                    super::progress::EXECUTING
+                )
+            }
             Event::MigrationProgress {
                 round,
                 remaining_bytes,

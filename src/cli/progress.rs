@@ -3,6 +3,7 @@
 //!
 //! | text | printed by | manual |
 //! |---|---|---|
+//! | `executing migration process… Stage = 0x…: …` | `migrate`, for each stage | H:l.9727 |
 //! | `Migration completed!` | `migrate`, `monitor`, `rehearse` (text mode) | H:l.8179, 9695 |
 //! | `Progress : Canceling … Migration` | `cancel`, when the agent accepts it | H:l.9747 |
 //! | `Progress : Migration completed!` | `cancel`, once the cancelled migration has ended | H:l.9749 |
@@ -16,6 +17,7 @@ use super::ctl::{Failure, Global, print_reply};
 use crate::control::{Client, LparState, reply, request};
 use crate::emg::reason;
 
+pub const EXECUTING: &str = "executing migration process…";
 pub const MIGRATION_COMPLETED: &str = "Migration completed!";
 pub const CANCELING: &str = "Progress : Canceling … Migration";
 pub const CANCEL_COMPLETED: &str = "Progress : Migration completed!";

@@ -68,6 +68,7 @@ pub fn resources() -> Resources {
         }],
         nic_segments: vec!["seg-a@eth1".into(), "seg-b".into()],
         consoles: 2,
+        max_active_lpars: None,
     }
 }
 

@@ -33,6 +33,7 @@
 //! | `nic-segments` | destination | every NIC's segment exists there |
 //! | `vfc-ids` | destination | a free vfcID per FC port (pinned ones free) on the same physical port |
 //! | `console` | destination | virtual consoles in use (`resources.consoles`); all taken: the LPAR migrates without one |
+//! | `active-lpars` | destination | live: fewer activated LPARs than `resources.max_active_lpars` (MMS `80000004 0030`) |
 //! | `time-zone` | destination | same HVM time zone |
 //! | `ntp-servers` | destination | same NTP servers |
 //! | `path-addresses` | destination | the two paths have distinct IPv4 addresses |

@@ -59,14 +59,27 @@ pub fn validate(
         Side::Source,
         mode,
     ));
-    checks.push(host_load(&facts, path, Side::Source, mode));
-    let mut client = connectivity::open_peer(agent, to)?;
-    let reply = client.call(Command::ValidateIncoming {
-        config: config.clone(),
-        mode,
-        source: agent.config.facts(),
-        path: path.map(str::to_string),
-    })?;
+    // This host's load is sampled while the destination runs its items
+    // (and samples its own).
+    let (load, asked) = std::thread::scope(|s| {
+        let load = s.spawn(|| host_load(&facts, path, Side::Source, mode));
+        let asked = connectivity::open_peer(agent, to).and_then(|mut client| {
+            let reply = client.call(Command::ValidateIncoming {
+                config: config.clone(),
+                mode,
+                source: agent.config.facts(),
+                path: path.map(str::to_string),
+            })?;
+            Ok((client, reply))
+        });
+        (load.join(), asked)
+    });
+    checks.push(
+        load.unwrap_or_else(|_| {
+            Check::skip("host-load", Side::Source, "the load could not be read")
+        }),
+    );
+    let (mut client, reply) = asked?;
     let theirs = serde_json::from_value::<IncomingChecks>(reply).map_err(|e| {
         compat(
             0x2001,

@@ -257,6 +257,46 @@ pub fn check_console(here: &HostFacts, r: &Resources, lpars: usize) -> Check {
     )
 }
 
+/// The manual's MMS `0x00 80000004 0030 02` (op2 `0x0000 0000 0020 000b`,
+/// op3 0x01): `active` LPARs are activated on `host`, its maximum.
+pub fn too_many_active(host: &str, active: usize, max: u32) -> Emg {
+    define(
+        0x8000_0004,
+        0x0000_0000_0020_000b,
+        format!(
+            "The MMS could not activate LPAR. The number of activated LPAR reaches the maximum. \
+             ({active} of {max} activated on {host})"
+        ),
+        "Deactivate one or more LPARs on the destination HVM and retry.",
+    )
+}
+
+/// `active-lpars`: a live migration arrives activated, so the destination
+/// must be under its `max_active_lpars`.
+pub fn check_active_lpars(
+    here: &HostFacts,
+    r: &Resources,
+    active: usize,
+    mode: MigrationMode,
+) -> Check {
+    let d = Side::Destination;
+    let item = "active-lpars";
+    let Some(max) = r.max_active_lpars else {
+        return Check::pass(item, d, format!("{active} activated, no maximum"));
+    };
+    if mode == MigrationMode::Shutdown {
+        return Check::skip(
+            item,
+            d,
+            format!("{active} of {max} activated; Shutdown mode arrives deactivated unless told"),
+        );
+    }
+    if active >= max as usize {
+        return Check::fail(item, d, too_many_active(&here.agent, active, max));
+    }
+    Check::pass(item, d, format!("{active} of {max} activated"))
+}
+
 /// Free bytes of the file system holding `dir`.
 pub fn fs_free_bytes(dir: &std::path::Path) -> Result<u64, String> {
     let st = nix::sys::statvfs::statvfs(dir).map_err(|e| e.to_string())?;
@@ -291,6 +331,7 @@ pub fn destination_checks(
         check_segments(&here, r, lpar),
         check_vfc_ids(&here, &free_vfc_ids(r, inv, &lpar.name), lpar),
         check_console(&here, r, names.len()),
+        check_active_lpars(&here, r, inv.active_count(), mode),
         check_time_zone(src, &here),
         check_ntp(src, &here),
         check_own_path(&here, own_path, Side::Destination).for_path(mode),
@@ -341,6 +382,38 @@ pub fn destination_host(
 mod tests {
     use super::super::fixtures::*;
     use super::*;
+
+    #[test]
+    fn a_destination_at_its_maximum_of_activated_lpars_refuses_live_mode() {
+        let h = facts("b", [10, 2, 0, 2]);
+        let mut r = resources();
+        assert_eq!(
+            outcome(&check_active_lpars(&h, &r, 99, MigrationMode::Live)),
+            Outcome::Pass
+        );
+        r.max_active_lpars = Some(2);
+        assert_eq!(
+            outcome(&check_active_lpars(&h, &r, 1, MigrationMode::Live)),
+            Outcome::Pass
+        );
+        let e = check_active_lpars(&h, &r, 2, MigrationMode::Live)
+            .error
+            .unwrap();
+        assert_eq!(
+            (e.cause, e.phase, e.detail, e.reason),
+            (0x8000_0004, phase::DEFINE, 0x20_000b, 1)
+        );
+        assert!(
+            e.message.starts_with(
+                "The MMS could not activate LPAR. The number of activated LPAR reaches the maximum."
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            outcome(&check_active_lpars(&h, &r, 2, MigrationMode::Shutdown)),
+            Outcome::Skip
+        );
+    }
 
     #[test]
     fn destination_room() {
