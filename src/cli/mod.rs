@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod bench;
+pub mod console;
 pub mod ctl;
 pub mod demo;
 pub mod moves;
