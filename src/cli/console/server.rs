@@ -99,7 +99,7 @@ fn serve_one(console: &Console, mut request: tiny_http::Request) {
         ),
         ("Cache-Control", "no-store"),
     ];
-    let response = match reply {
+    let mut response = match reply {
         Reply::Events(since) => {
             let mut out = request.into_writer();
             let _ = super::relay::stream(&console.hub, since, super::relay::KEEPALIVE, &mut out);
@@ -118,7 +118,6 @@ fn serve_one(console: &Console, mut request: tiny_http::Request) {
             r
         }
     };
-    let mut response = response;
     for (k, v) in security {
         response.add_header(header(k, v));
     }

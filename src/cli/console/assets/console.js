@@ -532,6 +532,21 @@ function renderProgress() {
   if (focused && $('#' + focused) && !$('#' + focused).disabled) $('#' + focused).focus();
 }
 
+// The agent's status of the selected migration, asked once (events keep
+// the screen current; this is for a page opened late, or a stage whose
+// event is still on its way).
+async function refreshStatus() {
+  const m = state.migrations.get(state.selected);
+  if (!m) return;
+  const r = await act(() => api('GET', '/api/status?agent=' + encodeURIComponent(m.agent) + '&id=' + m.id));
+  if (!r) return;
+  m.stage = r.stage;
+  m.text = r.stage_text;
+  if (r.error) m.error = r.error;
+  if (r.report) m.report = r.report;
+  renderProgress();
+}
+
 async function control(m, what) {
   const body = { agent: m.agent, id: m.id };
   if (what === 'extend') body.seconds = Number($('#extend-seconds').value);
@@ -629,6 +644,7 @@ document.addEventListener('DOMContentLoaded', () => {
   for (const id of ['#mig-agent', '#mig-lpar', '#mig-to', '#mig-mode', '#mig-path', '#mig-activate']) $(id).addEventListener('change', fillMigrate);
   $('#start-button').addEventListener('click', startMigration);
   $('#prog-select').addEventListener('change', () => selectMigration($('#prog-select').value));
+  $('#prog-refresh').addEventListener('click', refreshStatus);
   $('#history-form').addEventListener('submit', showHistory);
   $('#conn-form').addEventListener('submit', connectivity);
   $('#rehearse-form').addEventListener('submit', rehearse);
