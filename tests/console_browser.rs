@@ -285,9 +285,9 @@ fn an_operator_migrates_cancels_and_recovers_from_the_console() {
     held_in_0x4050(&b, &b_agent, &hold);
     b.wait("#cancel-button", WAIT);
     b.wait_until("Cancel enabled in 0x4050", WAIT, |b| {
-        b.find("#cancel-button").is_some_and(|c| b.enabled(&c))
+        b.is_enabled("#cancel-button")
     });
-    assert!(b.enabled(&b.find("#extend-button").unwrap()));
+    assert!(b.is_enabled("#extend-button"));
     screenshot(&b, "progress-0x4050");
     b.click_on("#cancel-button");
     b.wait_until("the cancel to be accepted", WAIT, |b| {
@@ -297,10 +297,7 @@ fn an_operator_migrates_cancels_and_recovers_from_the_console() {
     b.wait_until("the migration to end cancelled", WAIT, |b| {
         b.text_of("#migration-outcome").contains("cancelled")
     });
-    assert!(
-        !b.enabled(&b.find("#cancel-button").unwrap()),
-        "Cancel only in 0x4050"
-    );
+    assert!(!b.is_enabled("#cancel-button"), "Cancel only in 0x4050");
     b.click_on("#nav button[data-screen=lpars]");
     wait_state(&b, &b_addr, "slow1", "Act");
     assert_eq!(b_agent.lpar("slow1")["running"], true);
@@ -332,8 +329,7 @@ fn an_operator_migrates_cancels_and_recovers_from_the_console() {
     // A running LPAR is deactivated first, then recovered.
     b.click_on("#recovery-table tr[data-lpar=rec1] button[data-action=deactivate]");
     b.wait_until("Recover enabled once deactivated", WAIT, |b| {
-        b.find("#recovery-table tr[data-lpar=rec1] button[data-action=recover]")
-            .is_some_and(|r| b.enabled(&r))
+        b.is_enabled("#recovery-table tr[data-lpar=rec1] button[data-action=recover]")
     });
     b.click_on("#recovery-table tr[data-lpar=rec1] button[data-action=recover]");
     b.wait_until("the recovery", WAIT, |b| {

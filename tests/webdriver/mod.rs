@@ -230,10 +230,27 @@ impl Browser {
         self.cmd("POST", &format!("/element/{}/click", e.0), Some(json!({})));
     }
 
-    /// Clicks the element `css` finds (waiting for it).
+    /// Clicks the element `css` finds (waiting for it; found again when
+    /// the page re-rendered it in between).
     pub fn click_on(&self, css: &str) {
-        let e = self.wait(css, Duration::from_secs(20));
-        self.click(&e);
+        for _ in 0..20 {
+            let e = self.wait(css, Duration::from_secs(20));
+            match self.try_cmd("POST", &format!("/element/{}/click", e.0), Some(json!({}))) {
+                Ok(_) => return,
+                Err(err) if err.contains("stale element") => continue,
+                Err(err) => panic!("click on {css}: {err}"),
+            }
+        }
+        panic!("{css} went stale 20 times");
+    }
+
+    /// Whether the element `css` finds is there and enabled (read in one
+    /// step, so a re-render in between cannot leave a stale reference).
+    pub fn is_enabled(&self, css: &str) -> bool {
+        self.script(
+            "const e = document.querySelector(arguments[0]); return !!e && !e.disabled;",
+            json!([css]),
+        ) == true
     }
 
     /// Types `text` into the element (keys such as [`ENTER`] included).

@@ -466,7 +466,8 @@ function reportView(m) {
   const r = m.report, src = r.source || {};
   const susp = src.suspension || r.suspension;
   const parts = susp ? Object.entries(susp).filter(([k]) => k !== 'total_ms').map(([k, v]) =>
-    h('li', {}, k.replace(/_ms$/, '').replace(/_/g, ' ') + ': ' + (typeof v === 'number' ? v.toFixed(2) + ' ms' : JSON.stringify(v)))) : [];
+    h('li', {}, k.replace(/_ms$/, '').replace(/_/g, ' ') + ': ' +
+      (typeof v !== 'number' ? JSON.stringify(v) : k.endsWith('_ms') ? v.toFixed(2) + ' ms' : String(v)))) : [];
   return h('div', { id: 'migration-outcome', class: 'outcome completed' },
     h('h3', {}, 'Migration completed! ' + m.lpar + ' now runs on ' + (r.destination_agent || '?')),
     h('dl', {},
@@ -508,6 +509,7 @@ function renderProgress() {
     h('p', { class: 'big' }, m.lpar + ': ' + hostName(m.agent) + (m.to ? ' → ' + hostName(m.to) : '') + ' (migration ' + m.id + ')'),
     h('p', { id: 'stage', class: 'stage', 'data-stage': m.stage === null ? '' : hex(m.stage) },
       'Stage = ', h('code', {}, m.stage === null ? '–' : hex(m.stage)), ': ', m.text || ''),
+    reportView(m),
     h('div', { class: 'monitor' },
       h('h4', {}, 'Memory monitor'),
       h('dl', { id: 'memory-monitor' },
@@ -527,8 +529,7 @@ function renderProgress() {
           h('thead', {}, h('tr', {}, ['Round', 'Remaining', 'Rate', 'Throttle'].map((t) => h('th', {}, t)))),
           h('tbody', {}, m.rounds.map((r) => h('tr', {}, h('td', {}, r.round), h('td', {}, size(r.remaining_bytes)), h('td', {}, rate(r.rate_bytes_per_s)), h('td', {}, r.throttle_percent + ' %')))))),
       h('div', {}, h('h4', {}, 'Stages'),
-        h('ol', { id: 'stages', class: 'small' }, m.stages.map((st) => h('li', {}, hex(st.stage) + ' ' + st.text))))),
-    reportView(m));
+        h('ol', { id: 'stages', class: 'small' }, m.stages.map((st) => h('li', {}, hex(st.stage) + ' ' + st.text))))));
   if (focused && $('#' + focused) && !$('#' + focused).disabled) $('#' + focused).focus();
 }
 
