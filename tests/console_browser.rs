@@ -278,6 +278,28 @@ fn an_operator_migrates_cancels_and_recovers_from_the_console() {
     );
     assert!(b.find_all("#checklist td[data-outcome=pass]").len() >= 4);
     screenshot(&b, "migrate");
+    // History: web1's move, as hostB (where it runs now) records it.
+    b.click_on("#nav button[data-screen=lpars]");
+    b.click_on(&format!(
+        "{} button[data-action=history]",
+        row(&b_addr, "web1")
+    ));
+    b.wait_until("web1's history", WAIT, |b| {
+        b.text_of("#history-table tbody").contains("completed")
+    });
+    let history = b.text_of("#history-table tbody");
+    assert!(
+        history.contains("hostA") && history.contains("web1"),
+        "{history}"
+    );
+    // Connectivity test from hostA to hostB.
+    b.click_on("#nav button[data-screen=tools]");
+    b.select("#conn-agent", &a_addr);
+    b.select("#conn-to", &b_addr);
+    b.click_on("#conn-button");
+    b.wait_until("the path measured", WAIT, |b| {
+        b.text_of("#conn-result").contains("Gbit/s over 4 streams")
+    });
 
     // Cancel a migration held in 0x4050: the LPAR keeps running on hostB.
     create_and_activate(&b, &b_addr, "slow1", "64MiB", "hot:8MiB");
