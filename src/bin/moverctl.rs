@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use lpar_mover::cli::bench::{self, BenchArgs};
+use lpar_mover::cli::console::{self, ConsoleArgs};
 use lpar_mover::cli::ctl;
 use lpar_mover::cli::demo::{self, DemoArgs};
 use lpar_mover::cli::selftest::{self, SelftestArgs};
@@ -32,6 +33,9 @@ enum Command {
     Selftest(SelftestArgs),
     /// Print the build identity agents compare before a migration.
     Version,
+    /// Serve the operator's console: a web page for hosts, LPARs and
+    /// live migrations, in front of the listed agents.
+    Console(ConsoleArgs),
 }
 
 fn main() {
@@ -49,6 +53,7 @@ fn main() {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Selftest(args) => selftest::run(&args),
+        Command::Console(args) => console::run(&args, cli.global.token_file.as_deref()),
         Command::Version => {
             println!("{}", lpar_mover::build_identity::BuildIdentity::current());
             Ok(())

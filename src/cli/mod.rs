@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod backup;
 pub mod bench;
+pub mod console;
 pub mod ctl;
 pub mod demo;
 pub mod lpar_args;
