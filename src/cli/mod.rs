@@ -10,6 +10,7 @@ pub mod oneshot;
 pub mod options;
 pub mod plot;
 pub mod policy;
+pub mod reference;
 pub mod rss;
 pub mod selftest;
 pub mod validate;

@@ -22,6 +22,7 @@ pub(crate) mod convergence;
 pub mod destination;
 pub mod digest;
 mod error;
+mod frames;
 pub(crate) mod host_clock;
 mod lz4_policy;
 pub mod pump;
@@ -30,6 +31,7 @@ pub(crate) mod shutdown;
 pub mod source;
 pub mod stage;
 pub mod switchover;
+pub(crate) mod throttle;
 
 pub use error::EngineError;
 

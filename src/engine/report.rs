@@ -44,6 +44,12 @@ pub struct MigrationReport {
     pub memory_bytes: u64,
     /// Highest throttle applied, percent.
     pub throttle: u8,
+    /// Guest memory populated when the migration started (round 0), bytes.
+    pub populated_bytes: u64,
+    /// Pages per second the guest itself wrote while it was migrated
+    /// (throttled or not): what the migration cost it. `None` when the
+    /// guest does not publish its write count.
+    pub guest_write_rate: Option<f64>,
     pub suspension: SuspensionReport,
     /// The destination's image digest matched the source's.
     pub verified: bool,
