@@ -13,6 +13,14 @@
 //!   "reference_gbps": …, "reference_socket_gbps": …, "reference_ratio": … }
 //! ```
 //!
+//! The suspension's parts are the source's (see
+//! `engine::report::SuspensionReport`), and its `load_verify_ms` split in
+//! two with the destination's report: `destination_load_verify_ms` is the
+//! destination's own, from the device state's arrival to Ready, and
+//! `final_in_flight_ms` the rest of the source's wait, the time the final
+//! pages and the device state spent on the path (on a slow path, most of
+//! it) plus Ready's way back.
+//!
 //! Each migration starts after the guest's warm-up (`--warm-up`; by default
 //! until its working set is populated, and at least 2 s); `populated_bytes`
 //! says how much memory was populated then, and `guest_write_rate` how many
@@ -96,13 +104,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// The figures of a run, in the order the table prints them.
-pub const FIGURES: [&str; 19] = [
+pub const FIGURES: [&str; 21] = [
     "suspension_ms",
     "predicted_suspension_ms",
     "final_copy_ms",
     "final_pages",
     "device_state_ms",
     "load_verify_ms",
+    "final_in_flight_ms",
+    "destination_load_verify_ms",
     "resume_ms",
     "total_ms",
     "bytes_sent",
@@ -137,6 +147,10 @@ pub fn figures(run: &RunOutcome) -> [f64; FIGURES.len()] {
         f(&s["suspension"]["final_pages"]),
         f(&s["suspension"]["device_state_ms"]),
         f(&s["suspension"]["load_verify_ms"]),
+        not_below_zero(
+            f(&s["suspension"]["load_verify_ms"]) - f(&d["destination"]["load_verify_ms"]),
+        ),
+        f(&d["destination"]["load_verify_ms"]),
         f(&s["suspension"]["resume_ms"]),
         f(&s["total_ms"]),
         f(&s["bytes_sent"]),
@@ -151,6 +165,11 @@ pub fn figures(run: &RunOutcome) -> [f64; FIGURES.len()] {
         f(&s["guest_write_rate"]),
         f(&s["bytes_sent"]) / f(&s["total_ms"]) / 1e6,
     ]
+}
+
+/// `x`, or 0 for a negative `x` (two clocks' rounding); NaN stays NaN.
+fn not_below_zero(x: f64) -> f64 {
+    if x < 0.0 { 0.0 } else { x }
 }
 
 /// The median and range of one figure over the runs.

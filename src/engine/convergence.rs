@@ -5,8 +5,9 @@
 //! suspension it predicts for pausing now is
 //!
 //! ```text
-//!   dirty pages × wire bytes per page / path bandwidth   (final copy)
-//! + device-state cost + switchover cost                   (both measured)
+//!   (dirty pages × wire bytes per page + device-state bytes)
+//!     / path bandwidth                                    (final copy, state)
+//! + device-state encoding + switchover round trips        (both measured)
 //! ```
 //!
 //! with bandwidth and bytes per page measured on the rounds sent so far.
@@ -26,8 +27,11 @@ use std::time::Duration;
 const SHRINK_FACTOR: f64 = 0.9;
 
 /// Keep iterating, even when the prediction fits, while the next round is
-/// expected to be at most this fraction of the current one.
-const WORTH_ANOTHER_ROUND: f64 = 0.5;
+/// expected to be at most this fraction of the current one. Above the
+/// throttle's target ratio ([`super::throttle::TARGET_SHRINK`]), so that a
+/// throttled guest is not suspended with a large final copy because one
+/// round's estimate came out a little high.
+const WORTH_ANOTHER_ROUND: f64 = 0.7;
 
 /// Rounds after which the policy suspends as soon as the prediction fits.
 const MAX_ROUNDS: u32 = 30;
@@ -69,6 +73,8 @@ pub struct Convergence {
     fixed_cost: Duration,
     bandwidth: Option<f64>, // wire bytes per second
     bytes_per_page: f64,
+    /// Device-state bytes sent inside the suspension, after the pages.
+    state_bytes: u64,
     dirty_rate: f64, // pages per second
     previous_dirtied: Option<u64>,
     not_shrinking: u32,
@@ -82,6 +88,7 @@ impl Convergence {
             fixed_cost,
             bandwidth: None,
             bytes_per_page: 4096.0,
+            state_bytes: 0,
             dirty_rate: 0.0,
             previous_dirtied: None,
             not_shrinking: 0,
@@ -93,6 +100,12 @@ impl Convergence {
     /// switchover round trips) with a new measurement.
     pub fn set_fixed_cost(&mut self, cost: Duration) {
         self.fixed_cost = cost;
+    }
+
+    /// Sets the size of the device state the suspension sends after the
+    /// final pages (on a slow path it takes its own time on the wire).
+    pub fn set_state_bytes(&mut self, bytes: u64) {
+        self.state_bytes = bytes;
     }
 
     /// The budget the policy aims for: the operator's, unless the measured
@@ -117,7 +130,7 @@ impl Convergence {
     /// The suspension predicted for pausing with `pages` dirty.
     pub fn predict(&self, pages: u64) -> Option<Duration> {
         let bandwidth = self.bandwidth?;
-        let copy = pages as f64 * self.bytes_per_page / bandwidth;
+        let copy = (pages as f64 * self.bytes_per_page + self.state_bytes as f64) / bandwidth;
         Some(Duration::from_secs_f64(copy) + self.fixed_cost)
     }
 
@@ -150,7 +163,8 @@ impl Convergence {
         if predicted <= self.effective_budget() {
             // The next round would take as long as sending these pages, and
             // the guest would dirty dirty_rate × that meanwhile.
-            let next_round_secs = predicted.saturating_sub(self.fixed_cost).as_secs_f64();
+            let bandwidth = self.bandwidth.unwrap_or(f64::INFINITY);
+            let next_round_secs = m.dirtied as f64 * self.bytes_per_page / bandwidth;
             let next = self.dirty_rate * next_round_secs;
             let worth_it = (next < m.dirtied as f64 * WORTH_ANOTHER_ROUND) && m.dirtied > 0;
             if !worth_it || !shrinking || self.rounds >= MAX_ROUNDS {

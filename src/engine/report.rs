@@ -28,7 +28,10 @@ pub struct SuspensionReport {
     pub final_pages: u64,
     /// Saving, encoding and sending the device state.
     pub device_state_ms: f64,
-    /// Destination loading the state and verifying the image, until ready.
+    /// Device state sent until the destination said Ready: the final pages
+    /// and the device state still in flight (on a slow path, most of it),
+    /// the destination loading the state and comparing digests (its own
+    /// report times that part alone), and Ready's way back.
     pub load_verify_ms: f64,
     /// Commit until the first destination vCPU ran.
     pub resume_ms: f64,

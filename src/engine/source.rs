@@ -4,7 +4,9 @@
 //! Hello on every stream ─▶           ◀─ Hello (stream 0): round trip measured
 //! LparConfig ─▶
 //! start dirty log; round 0 = populated pages; then rounds of dirtied pages,
-//!   Convergence decides after each: continue, throttle, or suspend
+//!   the dirty log harvested every 50 ms within a round and at its end:
+//!   Throttle sets the vCPU throttle from each harvest's rate and the path,
+//!   Convergence decides after each round: continue or suspend
 //! pause vCPUs ── suspension starts
 //! final round ─▶ Switchover(Suspended, t, digest) ─▶ DeviceState ─▶
 //!                                    ◀─ Identities (destination slot's)
@@ -256,12 +258,13 @@ impl SourceRun<'_> {
         // ready, commit → running) plus encoding a device state of this size.
         let t = Instant::now();
         let sample = DeviceState::sample(self.lpar.count()).for_mode(MigrationMode::Live);
-        let _ = sample.encode();
+        let state_bytes = sample.encode().map_or(0, |e| e.len() as u64);
         let encode_cost = t.elapsed();
         let mut rtt = RoundTrips::default();
         rtt.record(self.ping()?);
         let mut convergence =
             Convergence::new(options.max_suspend, 2 * rtt.typical() + encode_cost);
+        convergence.set_state_bytes(state_bytes);
 
         let mut log = self.lpar.dirty_log()?;
         log.start()?;
