@@ -162,11 +162,17 @@ impl Convergence {
         let predicted = self.predict(m.dirtied).unwrap_or(Duration::MAX);
         if predicted <= self.effective_budget() {
             // The next round would take as long as sending these pages, and
-            // the guest would dirty dirty_rate × that meanwhile.
+            // the guest would dirty dirty_rate × that meanwhile; or, as
+            // this round went, it would be dirtied/pages of this one (what
+            // a throttled guest's short last rounds show best: their few
+            // milliseconds make a rate noisy, not the ratio).
             let bandwidth = self.bandwidth.unwrap_or(f64::INFINITY);
             let next_round_secs = m.dirtied as f64 * self.bytes_per_page / bandwidth;
             let next = self.dirty_rate * next_round_secs;
-            let worth_it = (next < m.dirtied as f64 * WORTH_ANOTHER_ROUND) && m.dirtied > 0;
+            let ratio = m.dirtied as f64 / m.pages.max(1) as f64;
+            let worth_it = (next < m.dirtied as f64 * WORTH_ANOTHER_ROUND
+                || ratio < WORTH_ANOTHER_ROUND)
+                && m.dirtied > 0;
             if !worth_it || !shrinking || self.rounds >= MAX_ROUNDS {
                 return Decision::Suspend { predicted };
             }
