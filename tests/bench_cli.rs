@@ -198,7 +198,7 @@ fn bench_migrates_between_network_namespaces_over_a_shaped_path() {
     }
     // 1 Gbit/s = 125 MB/s, for the whole migration and as the engine
     // measured it (socket buffers must not make the path look faster).
-    let (r, _) = bench(&["--netns", "1Gbit/s"]);
+    let (r, pid) = bench(&["--netns", "1Gbit/s"]);
     assert_eq!(r["verified"], true, "{r}");
     let run = &r["per_run"][0]["report"];
     let overall = run["bytes_sent"].as_f64().unwrap() / (run["total_ms"].as_f64().unwrap() / 1e3);
@@ -210,8 +210,12 @@ fn bench_migrates_between_network_namespaces_over_a_shaped_path() {
         let measured = round["bandwidth"].as_f64().unwrap();
         assert!(measured < 125e6 * 1.2, "measured {measured:.0} B/s: {run}");
     }
-    // The namespaces are gone with the bench.
+    // The bench's namespaces are gone with it (other processes on this
+    // machine may have test hosts of their own meanwhile).
     let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
-    assert!(!list.contains("lpm-"), "left behind: {list}");
+    assert!(
+        !list.contains(&format!("lpm-{pid}x")),
+        "left behind: {list}"
+    );
 }
