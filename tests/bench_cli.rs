@@ -107,10 +107,48 @@ fn bench_reports_medians_spreads_and_overheads_of_real_runs() {
 }
 
 #[test]
+fn bench_reports_population_guest_rate_suspension_parts_and_a_reference() {
+    // The default warm-up runs until the 8 MiB working set is populated.
+    let (r, _) = bench(&["--reference"]);
+    let populated = r["populated_bytes"].as_f64().unwrap();
+    assert!(
+        (8 << 20) as f64 <= populated && populated <= (64 << 20) as f64,
+        "{r}"
+    );
+    // The sim guest publishes its writes: it wrote while it was moved, at
+    // no more than its own pace (20 000 pages/s over all vCPUs).
+    let rate = r["guest_write_rate"].as_f64().unwrap();
+    assert!(rate > 0.0 && rate <= 20_000.0 * 1.1, "{r}");
+    for run in r["per_run"].as_array().unwrap() {
+        let source = run["load_verify_ms"].as_f64().unwrap();
+        let destination = run["destination_load_verify_ms"].as_f64().unwrap();
+        let in_flight = run["final_in_flight_ms"].as_f64().unwrap();
+        assert!(destination > 0.0 && in_flight >= 0.0, "{run}");
+        assert!((source - destination).max(0.0) == in_flight, "{run}");
+        assert_eq!(run["populated_bytes"], run["report"]["populated_bytes"]);
+    }
+    // The same-run reference copied the median run's populated bytes.
+    let gbps = r["reference_gbps"].as_f64().unwrap();
+    assert!(gbps > 0.0 && r["reference_socket_gbps"].as_f64().unwrap() > 0.0);
+    let copied = r["reference_bytes"].as_f64().unwrap();
+    assert!((copied - populated).abs() <= 1.0, "{r}");
+    let ratio = r["reference_ratio"].as_f64().unwrap();
+    let expected = r["migration_gbps"].as_f64().unwrap() / gbps;
+    assert!((ratio - expected).abs() <= 1e-9 * expected.max(1.0), "{r}");
+}
+
+#[test]
 fn bench_plot_writes_an_svg_of_the_median_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rounds.svg");
-    let (r, _) = bench(&["--bandwidth", "200MB/s", "--plot", path.to_str().unwrap()]);
+    let (r, _) = bench(&[
+        "--bandwidth",
+        "200MB/s",
+        "--plot",
+        path.to_str().unwrap(),
+        "--warm-up",
+        "300ms",
+    ]);
     assert_eq!(r["bandwidth"], 200_000_000, "{r}");
     let svg = std::fs::read_to_string(&path).unwrap();
     assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
@@ -160,7 +198,7 @@ fn bench_migrates_between_network_namespaces_over_a_shaped_path() {
     }
     // 1 Gbit/s = 125 MB/s, for the whole migration and as the engine
     // measured it (socket buffers must not make the path look faster).
-    let (r, _) = bench(&["--netns", "1Gbit/s"]);
+    let (r, pid) = bench(&["--netns", "1Gbit/s"]);
     assert_eq!(r["verified"], true, "{r}");
     let run = &r["per_run"][0]["report"];
     let overall = run["bytes_sent"].as_f64().unwrap() / (run["total_ms"].as_f64().unwrap() / 1e3);
@@ -172,8 +210,12 @@ fn bench_migrates_between_network_namespaces_over_a_shaped_path() {
         let measured = round["bandwidth"].as_f64().unwrap();
         assert!(measured < 125e6 * 1.2, "measured {measured:.0} B/s: {run}");
     }
-    // The namespaces are gone with the bench.
+    // The bench's namespaces are gone with it (other processes on this
+    // machine may have test hosts of their own meanwhile).
     let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
-    assert!(!list.contains("lpm-"), "left behind: {list}");
+    assert!(
+        !list.contains(&format!("lpm-{pid}x")),
+        "left behind: {list}"
+    );
 }

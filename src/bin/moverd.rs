@@ -62,6 +62,10 @@ enum Command {
         /// How long the guest runs before the migration starts.
         #[arg(long, default_value_t = 500)]
         warm_up_ms: u64,
+        /// After --warm-up-ms, keep warming up until the guest's populated
+        /// memory stops growing (at most a minute).
+        #[arg(long)]
+        warm_up_until_populated: bool,
         #[arg(long, default_value_t = 20)]
         max_suspend_ms: u64,
         #[arg(long, value_parser = parse_rate, help = lpar_mover::units::RATE_HELP)]
@@ -175,6 +179,7 @@ fn main() {
             to,
             key,
             warm_up_ms,
+            warm_up_until_populated,
             max_suspend_ms,
             bandwidth,
             timeout,
@@ -196,7 +201,10 @@ fn main() {
                     to,
                     &key,
                     lpar.streams,
-                    Duration::from_millis(warm_up_ms),
+                    oneshot::WarmUp {
+                        at_least: Duration::from_millis(warm_up_ms),
+                        until_populated: warm_up_until_populated,
+                    },
                     &options,
                 )
             }),

@@ -37,7 +37,13 @@ pub struct RunSpec {
     pub backend: String,
     /// `kvm`: a multiboot v1 image to boot instead of the built-in guest.
     pub kernel: Option<PathBuf>,
+    /// How long the guest runs before the migration starts; `None`: until
+    /// its working set is populated, and at least [`MIN_WARM_UP`].
+    pub warm_up: Option<std::time::Duration>,
 }
+
+/// The shortest warm-up when none is given.
+pub const MIN_WARM_UP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Where the agents of a run live.
 #[derive(Clone, Debug, Default)]
@@ -193,6 +199,11 @@ pub fn run_once(moverd: &Path, hosts: PathBuf, spec: &RunSpec) -> Result<RunOutc
     ];
     if let Some(b) = &bandwidth {
         send_args.extend(["--bandwidth", b]);
+    }
+    let warm_up = spec.warm_up.unwrap_or(MIN_WARM_UP).as_millis().to_string();
+    send_args.extend(["--warm-up-ms", &warm_up]);
+    if spec.warm_up.is_none() {
+        send_args.push("--warm-up-until-populated");
     }
     let mut sender = spawn("host-a", spec.hosts.source(), &send_args)?;
     let sender_out = BufReader::new(sender.stdout.take().expect("piped"));

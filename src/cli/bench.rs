@@ -9,16 +9,36 @@
 //! { "suspension_ms": …, "total_ms": …, …, "verified": true,
 //!   "spread": { "<figure>": { "median": …, "min": …, "max": … }, … },
 //!   "per_run": [ { "<figure>": …, "verified": …, "report": {…} }, … ],
-//!   "median_run": <index into per_run> }
+//!   "median_run": <index into per_run>,
+//!   "reference_gbps": …, "reference_socket_gbps": …, "reference_ratio": … }
 //! ```
+//!
+//! The suspension's parts are the source's (see
+//! `engine::report::SuspensionReport`), and its `load_verify_ms` split in
+//! two with the destination's report: `destination_load_verify_ms` is the
+//! destination's own, from the device state's arrival to Ready, and
+//! `final_in_flight_ms` the rest of the source's wait, the time the final
+//! pages and the device state spent on the path (on a slow path, most of
+//! it) plus Ready's way back.
+//!
+//! Each migration starts after the guest's warm-up (`--warm-up`; by default
+//! until its working set is populated, and at least 2 s); `populated_bytes`
+//! says how much memory was populated then, and `guest_write_rate` how many
+//! pages per second the guest wrote while it was migrated. With
+//! `--reference` (see [`super::reference`]) the same run measures a plain
+//! copy of the median run's populated bytes into fresh memory;
+//! `reference_ratio` is the median migration's rate (`migration_gbps`:
+//! bytes sent over total time) over that copy's (`reference_gbps`).
 
 use super::agents::{self, Hosts, RunOutcome, RunSpec};
 use super::plot;
+use super::reference::{self, Reference};
 use crate::emg::Emg;
 use crate::testbed::Testbed;
 use crate::units::{format_size, parse_rate, parse_size};
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -52,16 +72,47 @@ pub struct BenchArgs {
     /// migration path is shaped to this rate (10Gbit/s, 1Gbit/s); needs root.
     #[arg(long, value_parser = parse_rate)]
     pub netns: Option<u64>,
+    /// How long the guest runs before each migration (500ms, 5s); default:
+    /// until its working set is populated, and at least 2s.
+    #[arg(long, value_parser = parse_duration)]
+    pub warm_up: Option<Duration>,
+    /// Also measure, in the same run, a plain copy of the same bytes into
+    /// fresh memory and over one socket, and report the ratio.
+    #[arg(long)]
+    pub reference: bool,
+}
+
+/// `500ms`, `2s`, `1.5s`, `0`: a warm-up.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if t == "0" {
+        (t, 1.0)
+    } else {
+        return Err(format!("{text:?}: give a duration such as 500ms or 2s"));
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0 && *n * scale < 86_400.0)
+        .map(|n| Duration::from_secs_f64(n * scale))
+        .ok_or_else(|| format!("{text:?}: give a duration such as 500ms or 2s"))
 }
 
 /// The figures of a run, in the order the table prints them.
-pub const FIGURES: [&str; 16] = [
+pub const FIGURES: [&str; 21] = [
     "suspension_ms",
     "predicted_suspension_ms",
     "final_copy_ms",
     "final_pages",
     "device_state_ms",
     "load_verify_ms",
+    "final_in_flight_ms",
+    "destination_load_verify_ms",
     "resume_ms",
     "total_ms",
     "bytes_sent",
@@ -72,6 +123,9 @@ pub const FIGURES: [&str; 16] = [
     "guest_writes_after_switchover",
     "source_overhead_bytes",
     "destination_overhead_bytes",
+    "populated_bytes",
+    "guest_write_rate",
+    "migration_gbps",
 ];
 
 /// Where `name` sits in [`FIGURES`].
@@ -93,6 +147,10 @@ pub fn figures(run: &RunOutcome) -> [f64; FIGURES.len()] {
         f(&s["suspension"]["final_pages"]),
         f(&s["suspension"]["device_state_ms"]),
         f(&s["suspension"]["load_verify_ms"]),
+        not_below_zero(
+            f(&s["suspension"]["load_verify_ms"]) - f(&d["destination"]["load_verify_ms"]),
+        ),
+        f(&d["destination"]["load_verify_ms"]),
         f(&s["suspension"]["resume_ms"]),
         f(&s["total_ms"]),
         f(&s["bytes_sent"]),
@@ -103,7 +161,15 @@ pub fn figures(run: &RunOutcome) -> [f64; FIGURES.len()] {
         f(&d["guest_writes_after_switchover"]),
         run.source_overhead_bytes as f64,
         run.destination_overhead_bytes as f64,
+        f(&s["populated_bytes"]),
+        f(&s["guest_write_rate"]),
+        f(&s["bytes_sent"]) / f(&s["total_ms"]) / 1e6,
     ]
+}
+
+/// `x`, or 0 for a negative `x` (two clocks' rounding); NaN stays NaN.
+fn not_below_zero(x: f64) -> f64 {
+    if x < 0.0 { 0.0 } else { x }
 }
 
 /// The median and range of one figure over the runs.
@@ -185,6 +251,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         kernel: args.kernel.clone(),
         max_suspend_ms: args.max_suspend_ms,
         bandwidth: args.bandwidth,
+        warm_up: args.warm_up,
         quiet: true,
         hosts: match &testbed {
             None => Hosts::Loopback,
@@ -227,6 +294,13 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         .map(|f| (f[at("suspension_ms")] - f[at("guest_max_stall_ms")]).abs() <= 1.0)
         .collect();
     let agreeing = agrees.iter().filter(|&&a| a).count();
+    let reference = match args.reference {
+        false => None,
+        true => Some(same_run_reference(
+            spreads[at("populated_bytes")].median,
+            spreads[at("migration_gbps")].median,
+        )?),
+    };
     let title = format!(
         "{} LPAR, {}{}: median run {} of {}",
         format_size(memory),
@@ -282,6 +356,12 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
             .collect();
         out.insert("per_run".into(), Value::Array(per_run));
         out.insert("median_run".into(), json!(median_run));
+        if let Some((r, ratio)) = reference {
+            out.insert("reference_bytes".into(), json!(r.bytes));
+            out.insert("reference_gbps".into(), json!(r.memory_gbps));
+            out.insert("reference_socket_gbps".into(), json!(r.socket_gbps));
+            out.insert("reference_ratio".into(), json!(ratio));
+        }
         println!("{}", Value::Object(out));
         return Ok(());
     }
@@ -309,9 +389,40 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
             show(s.max)
         );
     }
+    if let Some((r, ratio)) = reference {
+        println!(
+            "reference: {} copied into fresh memory at {:.2} GB/s, over one socket at {:.2} GB/s; \
+             the median migration moved {:.2} GB/s ({ratio:.2}× the copy)",
+            format_size(r.bytes),
+            r.memory_gbps,
+            r.socket_gbps,
+            spreads[at("migration_gbps")].median
+        );
+    }
     println!("rounds of the median run:");
     super::demo::print_rounds(&runs[median_run].source);
     Ok(())
+}
+
+/// The same-run reference for `populated` bytes (at least one page), and
+/// the ratio of the migration's `gbps` to its plain copy's.
+fn same_run_reference(populated: f64, gbps: f64) -> Result<(Reference, f64), Emg> {
+    let bytes = if populated.is_finite() {
+        populated.max(4096.0) as u64
+    } else {
+        4096
+    };
+    eprintln!(
+        "reference: copying {} into fresh memory",
+        format_size(bytes)
+    );
+    let r = reference::measure(bytes).map_err(|e| {
+        agents::agents_error(
+            format!("the reference copy failed: {e}"),
+            "Free memory for it, or drop --reference.",
+        )
+    })?;
+    Ok((r, gbps / r.memory_gbps))
 }
 
 #[cfg(test)]
@@ -348,6 +459,16 @@ mod tests {
         // Median 2.5 between runs 0 (2.0) and 2 (3.0): the lower one.
         assert_eq!(median_index(&[2.0, 1.0, 3.0, 8.0]), Some(0));
         assert_eq!(median_index(&[]), None);
+    }
+
+    #[test]
+    fn durations_parse_in_ms_and_s() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "5", "-1s", "1e9s", "fast", "NaNs"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub fn run(args: &DemoArgs) -> Result<(), Emg> {
         quiet: false,
         backend: args.backend.clone(),
         kernel: None,
+        // As moverd's own default: a demo need not wait for the working set.
+        warm_up: Some(std::time::Duration::from_millis(500)),
     };
     let run = agents::run_once(&moverd, hosts, &spec)?;
     print_report(args, &spec, &run.source, &run.destination);

@@ -14,6 +14,7 @@ pub mod options;
 pub mod plot;
 pub mod policy;
 pub mod progress;
+pub mod reference;
 pub mod rss;
 pub mod selftest;
 pub mod validate;

@@ -85,6 +85,41 @@ fn discard(backend: &dyn Backend, name: &str) {
     }
 }
 
+/// How long the guest runs before its migration starts.
+#[derive(Clone, Copy, Debug)]
+pub struct WarmUp {
+    /// At least this long.
+    pub at_least: Duration,
+    /// Then on until the guest's populated memory stops growing (its
+    /// working set is in place), for at most [`MAX_POPULATING`].
+    pub until_populated: bool,
+}
+
+/// The longest a warm-up waits for the working set to be populated.
+pub const MAX_POPULATING: Duration = Duration::from_secs(60);
+
+impl WarmUp {
+    /// Lets `lpar`'s guest run as this warm-up says.
+    fn run(&self, lpar: &dyn Partition) -> Result<(), Emg> {
+        std::thread::sleep(self.at_least);
+        if !self.until_populated {
+            return Ok(());
+        }
+        let give_up = Instant::now() + MAX_POPULATING;
+        let mut populated = lpar.populated()?.len();
+        while Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(250));
+            let now = lpar.populated()?.len();
+            // Less than 0.5% more in a quarter second: in place.
+            if now.saturating_sub(populated) * 200 <= populated.max(1) {
+                break;
+            }
+            populated = now;
+        }
+        Ok(())
+    }
+}
+
 /// Defines and starts `config` on `backend`, lets its guest run for
 /// `warm_up`, then migrates it live to `to` with `key`; the source copy is
 /// removed once the migration committed, and kept (the LPAR itself) when it
@@ -97,7 +132,7 @@ pub fn send(
     to: SocketAddr,
     key: &OneTimeKey,
     streams: usize,
-    warm_up: Duration,
+    warm_up: WarmUp,
     options: &LiveOptions,
 ) -> Result<serde_json::Value, Emg> {
     crate::agent::console::check_image(config, backend.kind(), "this host")?;
@@ -117,11 +152,11 @@ fn send_lpar(
     to: SocketAddr,
     key: &OneTimeKey,
     streams: usize,
-    warm_up: Duration,
+    warm_up: WarmUp,
     options: &LiveOptions,
 ) -> Result<serde_json::Value, Emg> {
     lpar.resume()?;
-    std::thread::sleep(warm_up);
+    warm_up.run(&*lpar)?;
     let out = connect_streams(
         &MigrationPath::new("migration", path),
         to,

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! source::migrate_live                         destination::receive_live
-//!   convergence: continue / throttle / suspend
+//!   convergence: continue / suspend; throttle: how hard, from each harvest
 //!   pump::PageSender ── N streams ───────────▶ pump::PageReceiver
 //!     (digest of every page sent)                (digest of every page applied)
 //!   switchover: Suspended(digest) → DeviceState ─▶ switchover::apply (Table 1-2)
@@ -12,7 +12,8 @@
 //!
 //! The source and destination modules draw their exchange in their own
 //! docs; [`pump`] draws the page path, [`digest`] says what the image
-//! digest proves, `convergence` how the suspension is predicted,
+//! digest proves, `convergence` how the suspension is predicted, `throttle`
+//! how hard the vCPUs are throttled so that the rounds shrink,
 //! [`switchover`] which device rules the destination applies before Ready
 //! and `host_clock` how the host-clock difference for the RTC is
 //! estimated.
@@ -22,6 +23,7 @@ pub(crate) mod convergence;
 pub mod destination;
 pub mod digest;
 mod error;
+mod frames;
 pub(crate) mod host_clock;
 mod lz4_policy;
 pub mod pump;
@@ -30,6 +32,7 @@ pub(crate) mod shutdown;
 pub mod source;
 pub mod stage;
 pub mod switchover;
+pub(crate) mod throttle;
 
 pub use error::EngineError;
 

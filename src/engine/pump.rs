@@ -24,15 +24,15 @@
 
 use super::EngineError;
 use super::digest::{ImageDigest, page_hash};
+pub use super::frames::OwnedFrame;
 use super::lz4_policy::Lz4Policy;
-use crate::emg::Emg;
 use crate::partition::{GuestMemory, PAGE_SIZE, PageSet};
 use crate::wire::{
     EndOfRound, Frame, FrameDecoder, FrameEncoder, MAX_BATCH_PAGES, PageBatchBuilder,
 };
 use crossbeam::channel::{self, Receiver, Sender};
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -77,11 +77,16 @@ enum Work {
 /// What ends every wait of a [`PageSender`] early (cancel, a deadline).
 pub type Interrupt = Box<dyn Fn() -> Result<(), EngineError> + Send + Sync>;
 
+/// Work the caller does while a round is in flight; an error ends the wait.
+pub type Tick<'a> = &'a mut dyn FnMut() -> Result<(), EngineError>;
+
 /// The source half: one worker thread per stream.
 pub struct PageSender {
     work: Sender<Work>,
     /// Set when the caller gives up mid-round: workers skip queued pages.
     dropping: Arc<AtomicBool>,
+    /// Page bytes every worker has written so far (into its socket).
+    written: Arc<AtomicU64>,
     controls: Vec<Sender<Work>>,
     done: Receiver<Result<RoundStats, EngineError>>,
     workers: Vec<JoinHandle<OutStream>>,
@@ -99,6 +104,7 @@ impl PageSender {
         let (done_tx, done) = channel::unbounded();
         let mut controls = Vec::new();
         let dropping = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
         let workers = streams
             .into_iter()
             .enumerate()
@@ -107,10 +113,12 @@ impl PageSender {
                 controls.push(control_tx);
                 let (memory, queue, done) = (memory.clone(), queue.clone(), done_tx.clone());
                 let (digest, dropping) = (digest.clone(), dropping.clone());
+                let written = written.clone();
                 std::thread::Builder::new()
                     .name(format!("send{index}"))
                     .spawn(move || {
                         let mut worker = SendWorker::new(index, memory, stream, digest, dropping);
+                        worker.written = written;
                         worker.run(&queue, &control, &done);
                         worker.stream
                     })
@@ -120,6 +128,7 @@ impl PageSender {
         PageSender {
             work,
             dropping,
+            written,
             controls,
             done,
             workers,
@@ -169,7 +178,24 @@ impl PageSender {
     /// Returns when every stream has written the end of the queued round
     /// (or the interrupt fired, see [`Self::set_interrupt`]).
     pub fn wait_round(&self) -> Result<RoundStats, EngineError> {
-        self.collect(self.controls.len())
+        self.collect(self.controls.len(), None)
+    }
+
+    /// Like [`Self::wait_round`], calling `tick` about every `every` while
+    /// the round is in flight (the source samples the dirty log there).
+    pub fn wait_round_ticking(
+        &self,
+        every: Duration,
+        tick: Tick<'_>,
+    ) -> Result<RoundStats, EngineError> {
+        self.collect(self.controls.len(), Some((every, tick)))
+    }
+
+    /// Page bytes written into the streams so far, all rounds: its slope
+    /// over a busy stretch of a round is the path's bandwidth once the
+    /// socket buffers are full.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// Sends `frames` on stream 0 in order, after every page already
@@ -179,13 +205,13 @@ impl PageSender {
         for frame in frames {
             let _ = self.controls[0].send(Work::Control(frame));
         }
-        self.collect(n).map(|_| ())
+        self.collect(n, None).map(|_| ())
     }
 
     /// Sends `frame` on stream 0, after every page already queued.
     pub fn send_control(&self, frame: OwnedFrame) -> Result<(), EngineError> {
         let _ = self.controls[0].send(Work::Control(frame));
-        self.collect(1).map(|_| ())
+        self.collect(1, None).map(|_| ())
     }
 
     /// Sends `frame` on every stream (e.g. Hello).
@@ -193,15 +219,26 @@ impl PageSender {
         for control in &self.controls {
             let _ = control.send(Work::Control(frame.clone()));
         }
-        self.collect(self.controls.len()).map(|_| ())
+        self.collect(self.controls.len(), None).map(|_| ())
     }
 
     /// Waits for `n` workers' acknowledgements, summing their stats; the
     /// interrupt, if any, is checked every [`CHECK_INTERVAL`].
-    fn collect(&self, n: usize) -> Result<RoundStats, EngineError> {
+    fn collect(
+        &self,
+        n: usize,
+        mut tick: Option<(Duration, Tick<'_>)>,
+    ) -> Result<RoundStats, EngineError> {
         let mut total = RoundStats::default();
         let mut acks = 0;
+        let mut ticked = Instant::now();
         while acks < n {
+            if let Some((every, f)) = tick.as_mut()
+                && ticked.elapsed() >= *every
+            {
+                ticked = Instant::now();
+                f()?;
+            }
             match self.done.recv_timeout(CHECK_INTERVAL) {
                 Ok(Ok(stats)) => {
                     total.add(&stats);
@@ -270,6 +307,7 @@ struct SendWorker {
     lz4: Lz4Policy,
     digest: Arc<ImageDigest>,
     dropping: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
 }
 
 impl SendWorker {
@@ -291,6 +329,7 @@ impl SendWorker {
             lz4: Lz4Policy::new(),
             digest,
             dropping,
+            written: Arc::default(),
         }
     }
 
@@ -381,6 +420,7 @@ impl SendWorker {
                 stream: index,
                 source,
             })?;
+        self.written.fetch_add(bytes, Ordering::Relaxed);
         let written = started.elapsed() - encoded;
         self.lz4.record(
             lz4,
@@ -425,46 +465,6 @@ pub enum Event {
     Control { stream: usize, frame: OwnedFrame },
     /// A reader failed; the migration is over.
     Failed(EngineError),
-}
-
-/// The frames the engine handles itself, detached from the receive buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OwnedFrame {
-    Hello(crate::wire::Hello),
-    LparConfig(Vec<u8>),
-    DeviceState(Vec<u8>),
-    Switchover(crate::wire::Switchover),
-    Abort(Emg),
-    Keepalive(crate::wire::Keepalive),
-    Identities(crate::state::Identities),
-}
-
-impl OwnedFrame {
-    pub fn as_frame(&self) -> Frame<'_> {
-        match self {
-            OwnedFrame::Hello(h) => Frame::Hello(h.clone()),
-            OwnedFrame::LparConfig(b) => Frame::LparConfig(b),
-            OwnedFrame::DeviceState(b) => Frame::DeviceState(b),
-            OwnedFrame::Switchover(s) => Frame::Switchover(*s),
-            OwnedFrame::Abort(e) => Frame::Abort(e.clone()),
-            OwnedFrame::Keepalive(k) => Frame::Keepalive(*k),
-            OwnedFrame::Identities(i) => Frame::Identities(i.clone()),
-        }
-    }
-
-    /// Detaches a non-page frame from the receive buffer.
-    pub fn from_frame(frame: Frame<'_>) -> Option<OwnedFrame> {
-        Some(match frame {
-            Frame::Hello(h) => OwnedFrame::Hello(h),
-            Frame::LparConfig(b) => OwnedFrame::LparConfig(b.to_vec()),
-            Frame::DeviceState(b) => OwnedFrame::DeviceState(b.to_vec()),
-            Frame::Switchover(s) => OwnedFrame::Switchover(s),
-            Frame::Abort(e) => OwnedFrame::Abort(e),
-            Frame::Keepalive(k) => OwnedFrame::Keepalive(k),
-            Frame::Identities(i) => OwnedFrame::Identities(i),
-            Frame::PageBatch(_) | Frame::EndOfRound(_) => return None,
-        })
-    }
 }
 
 /// The destination half: one reader thread per stream.

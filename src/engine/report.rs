@@ -28,7 +28,10 @@ pub struct SuspensionReport {
     pub final_pages: u64,
     /// Saving, encoding and sending the device state.
     pub device_state_ms: f64,
-    /// Destination loading the state and verifying the image, until ready.
+    /// Device state sent until the destination said Ready: the final pages
+    /// and the device state still in flight (on a slow path, most of it),
+    /// the destination loading the state and comparing digests (its own
+    /// report times that part alone), and Ready's way back.
     pub load_verify_ms: f64,
     /// Commit until the first destination vCPU ran.
     pub resume_ms: f64,
@@ -44,6 +47,12 @@ pub struct MigrationReport {
     pub memory_bytes: u64,
     /// Highest throttle applied, percent.
     pub throttle: u8,
+    /// Guest memory populated when the migration started (round 0), bytes.
+    pub populated_bytes: u64,
+    /// Pages per second the guest itself wrote while it was migrated
+    /// (throttled or not): what the migration cost it. `None` when the
+    /// guest does not publish its write count.
+    pub guest_write_rate: Option<f64>,
     pub suspension: SuspensionReport,
     /// The destination's image digest matched the source's.
     pub verified: bool,

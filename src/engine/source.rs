@@ -4,7 +4,9 @@
 //! Hello on every stream ─▶           ◀─ Hello (stream 0): round trip measured
 //! LparConfig ─▶
 //! start dirty log; round 0 = populated pages; then rounds of dirtied pages,
-//!   Convergence decides after each: continue, throttle, or suspend
+//!   the dirty log harvested every 50 ms within a round and at its end:
+//!   Throttle sets the vCPU throttle from each harvest's rate and the path,
+//!   Convergence decides after each round: continue or suspend
 //! pause vCPUs ── suspension starts
 //! final round ─▶ Switchover(Suspended, t, digest) ─▶ DeviceState ─▶
 //!                                    ◀─ Identities (destination slot's)
@@ -23,10 +25,11 @@ use super::digest::ImageDigest;
 use super::pump::{OutStream, OwnedFrame, PageSender, RoundStats};
 use super::report::{MigrationReport, RoundReport, SlotIdentities, SuspensionReport};
 use super::switchover::SwitchoverError;
+use super::throttle::{SAMPLE_EVERY, Throttle};
 use super::{EngineError, wall_clock_ns};
 use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase, reason};
-use crate::partition::{PageSet, Partition};
+use crate::partition::{DirtyLog, PageSet, Partition};
 use crate::state::{DeviceState, Identities, MigrationMode};
 use crate::transport::{PacedWriter, Pacer};
 use crate::wire::{
@@ -265,23 +268,36 @@ impl SourceRun<'_> {
         // ready, commit → running) plus encoding a device state of this size.
         let t = Instant::now();
         let sample = DeviceState::sample(self.lpar.count()).for_mode(MigrationMode::Live);
-        let _ = sample.encode();
+        let state_bytes = sample.encode().map_or(0, |e| e.len() as u64);
         let encode_cost = t.elapsed();
         let mut rtt = RoundTrips::default();
         rtt.record(self.ping()?);
         let mut convergence =
             Convergence::new(options.max_suspend, 2 * rtt.typical() + encode_cost);
+        convergence.set_state_bytes(state_bytes);
 
         let mut log = self.lpar.dirty_log()?;
         log.start()?;
         let mut pages = self.lpar.populated()?;
+        report.populated_bytes = pages.len() * crate::partition::PAGE_SIZE as u64;
+        let writes_before = (self.lpar.guest_writes(), Instant::now());
+        let mut throttle = Throttle::default();
+        let mut last_harvest = Instant::now();
         let mut round = 0u32;
         let mut warned_budget = false;
         let predicted = loop {
             control.check()?;
             let t = Instant::now();
             self.sender.queue_round(round, &pages);
-            let stats = self.sender.wait_round()?;
+            let mut dirty = PageSet::new();
+            let stats = self.round_sampling(
+                &mut *log,
+                &mut dirty,
+                &mut last_harvest,
+                &mut throttle,
+                &convergence,
+                progress,
+            )?;
             // A round is over when the destination has it, not when the
             // socket buffers took it (megabytes on a slow path, which made
             // the bandwidth look twice the link's): the ping queued behind
@@ -291,17 +307,21 @@ impl SourceRun<'_> {
             self.ping()?;
             let duration = t.elapsed();
             rtt.record(self.ping()?);
-            let mut dirty = PageSet::new();
             let t = Instant::now();
-            log.harvest(&mut dirty)?;
+            let fresh = self.harvest_sample(&mut *log, &mut dirty, &mut last_harvest)?;
             // The pause-time harvest costs about what this one did: it
             // walks the same page tables, inside the suspension.
             convergence.set_fixed_cost(2 * rtt.typical() + encode_cost + t.elapsed());
+            let path = path_pages_per_sec(&convergence, None);
+            self.observe(&mut throttle, fresh, path, progress)?;
+            self.throttle = throttle.percent();
+            report.throttle = throttle.peak();
             let decision = convergence.decide(RoundMeasure {
                 pages: stats.pages,
                 wire_bytes: stats.bytes,
                 duration,
                 dirtied: dirty.len(),
+                throttle: throttle.percent(),
             });
             if convergence.effective_budget() > options.max_suspend && !warned_budget {
                 warned_budget = true;
@@ -320,15 +340,15 @@ impl SourceRun<'_> {
             round += 1;
             match decision {
                 Decision::Continue => {}
-                Decision::Throttle(p) => {
-                    self.lpar.throttle(p)?;
-                    self.throttle = p;
-                    report.throttle = report.throttle.max(p);
-                    progress(&Progress::Throttled(p));
-                }
                 Decision::Suspend { predicted } => break predicted,
             }
         };
+        // What the guest wrote, per second, while it was being moved
+        // (throttled or not): what the migration cost it.
+        if let (Some(before), Some(now)) = (writes_before.0, self.lpar.guest_writes()) {
+            let secs = writes_before.1.elapsed().as_secs_f64().max(1e-9);
+            report.guest_write_rate = Some(now.saturating_sub(before) as f64 / secs);
+        }
         control.check()?;
 
         // Suspension: from here every millisecond counts.
@@ -419,6 +439,70 @@ impl SourceRun<'_> {
         };
         report.total_ms = ms(started.elapsed());
         Ok(report)
+    }
+
+    /// Waits for the round in flight, harvesting the dirty log into `dirty`
+    /// every [`SAMPLE_EVERY`] meanwhile so the throttle follows the guest
+    /// within the round (a round on a slow path lasts seconds). The path's
+    /// bandwidth before any round ended is the slope of the bytes written,
+    /// from the round's second sample on (the socket buffers fill first).
+    fn round_sampling(
+        &mut self,
+        log: &mut dyn DirtyLog,
+        dirty: &mut PageSet,
+        last_harvest: &mut Instant,
+        throttle: &mut Throttle,
+        convergence: &Convergence,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<RoundStats, EngineError> {
+        let mut slope: Option<(u64, Instant)> = None;
+        let sender = self.sender;
+        let this = &*self;
+        let stats = sender.wait_round_ticking(SAMPLE_EVERY, &mut || {
+            let now = Instant::now();
+            let written = sender.bytes_written();
+            let bandwidth = slope.map(|(bytes, at)| {
+                written.saturating_sub(bytes) as f64 / (now - at).as_secs_f64().max(1e-6)
+            });
+            slope = Some((written, now));
+            let fresh = this.harvest_sample(log, dirty, last_harvest)?;
+            let path = path_pages_per_sec(convergence, bandwidth);
+            this.observe(throttle, fresh, path, progress)
+        })?;
+        self.throttle = throttle.percent();
+        Ok(stats)
+    }
+
+    /// Harvests the dirty log into `dirty`; returns the pages this harvest
+    /// found and the time since the one before.
+    fn harvest_sample(
+        &self,
+        log: &mut dyn DirtyLog,
+        dirty: &mut PageSet,
+        last_harvest: &mut Instant,
+    ) -> Result<(u64, Duration), EngineError> {
+        let mut fresh = PageSet::new();
+        log.harvest(&mut fresh)?;
+        let now = Instant::now();
+        let window = now - std::mem::replace(last_harvest, now);
+        dirty.union(&fresh);
+        Ok((fresh.len(), window))
+    }
+
+    /// Gives the throttle policy a harvest; applies the throttle it asks
+    /// for.
+    fn observe(
+        &self,
+        throttle: &mut Throttle,
+        (pages, window): (u64, Duration),
+        path: f64,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<(), EngineError> {
+        if let Some(p) = throttle.observe(pages, window, path) {
+            self.lpar.throttle(p)?;
+            progress(&Progress::Throttled(p));
+        }
+        Ok(())
     }
 
     /// Measures one round trip on stream 0 (the destination echoes it).
@@ -564,6 +648,16 @@ fn abort_emg(error: &EngineError) -> Emg {
             "Discard the incoming LPAR; the source keeps running it.",
         ),
     }
+}
+
+/// Dirty pages per second the path carries: its bandwidth measured over
+/// whole rounds, else `in_round` (a slope within the first round), over the
+/// wire bytes a page costs. NaN while neither is known.
+fn path_pages_per_sec(convergence: &Convergence, in_round: Option<f64>) -> f64 {
+    convergence
+        .bandwidth()
+        .or(in_round)
+        .map_or(f64::NAN, |b| b / convergence.bytes_per_page())
 }
 
 fn round_report(

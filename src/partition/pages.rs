@@ -75,6 +75,37 @@ impl PageSet {
         self.ranges.iter().flat_map(|r| r.clone())
     }
 
+    /// Adds every page of `other`, in one linear merge of the two range
+    /// lists (a mid-round harvest joins the round's set this way).
+    pub fn union(&mut self, other: &PageSet) {
+        if other.is_empty() {
+            return;
+        }
+        if self
+            .ranges
+            .last()
+            .is_none_or(|l| other.ranges[0].start > l.end)
+        {
+            self.ranges.extend(other.ranges.iter().cloned());
+            self.pages += other.pages;
+            return;
+        }
+        let mine = std::mem::take(&mut self.ranges);
+        let (mut a, mut b) = (mine.into_iter().peekable(), other.ranges.iter().peekable());
+        let mut merged = PageSet::new();
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.start <= y.start => a.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => b.next().cloned(),
+                (Some(_), None) => a.next(),
+                (None, None) => break,
+            };
+            // Ascending starts: insert_range appends or merges in O(1).
+            merged.insert_range(next.expect("peeked"));
+        }
+        *self = merged;
+    }
+
     fn push_new(&mut self, range: Range<u64>) {
         self.pages += range.end - range.start;
         self.ranges.push(range);
@@ -135,6 +166,18 @@ mod tests {
             for p in 0..500 {
                 prop_assert_eq!(set.contains(p), reference.contains(&p));
             }
+        }
+
+        #[test]
+        fn union_is_the_set_union(
+            a in proptest::collection::vec(0u64..500, 0..200),
+            b in proptest::collection::vec(0u64..500, 0..200),
+        ) {
+            let mut set: PageSet = a.iter().copied().collect();
+            set.union(&b.iter().copied().collect());
+            let reference: BTreeSet<u64> = a.iter().chain(&b).copied().collect();
+            let expected: PageSet = reference.iter().copied().collect();
+            prop_assert_eq!(set, expected);
         }
     }
 }
