@@ -10,6 +10,7 @@
 //! auth_timeout_s = 30                  # close connections not authenticated by then (1-3600)
 //! peers = ["hostB", "hostC"]           # the agents this one sends its token to
 //! backend = "sim"                      # where LPARs run: "sim" (default) or "kvm"
+//! allow_insecure_plaintext = false     # accept migration streams in clear (benchmarks only)
 //!
 //! [resources]
 //! cpus = 16
@@ -72,6 +73,11 @@ pub struct AgentConfig {
     /// migration only goes to an agent with the same one.
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// Accept incoming migration streams that carry guest memory in clear
+    /// (`moverctl migrate --insecure-plaintext`, for benchmarks). Off: such a
+    /// stream is refused and the source keeps its LPAR; streams are TLS 1.3.
+    #[serde(default)]
+    pub allow_insecure_plaintext: bool,
 }
 
 fn default_backend() -> String {
@@ -174,6 +180,10 @@ pub struct ServeArgs {
     /// /dev/kvm per LPAR, in its own process); default sim.
     #[arg(long)]
     pub backend: Option<String>,
+    /// Accept incoming migration streams in clear (`migrate
+    /// --insecure-plaintext`): for benchmarks on a trusted path only.
+    #[arg(long)]
+    pub allow_insecure_plaintext: bool,
 }
 
 fn config_error(message: String) -> Emg {
@@ -247,6 +257,9 @@ impl AgentConfig {
         }
         if !args.peers.is_empty() {
             config.peers = args.peers.clone();
+        }
+        if args.allow_insecure_plaintext {
+            config.allow_insecure_plaintext = true;
         }
         config.check()?;
         Ok(config)

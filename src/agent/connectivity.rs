@@ -25,10 +25,12 @@ use crate::control::reply::{Connectivity as Measurement, Invitation, ProbeListen
 use crate::control::request;
 use crate::control::{Address, Client};
 use crate::emg::{Emg, Module, phase};
-use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, PathListener, connect_streams};
+use crate::transport::{
+    DEFAULT_STREAMS, MAX_STREAMS, MigrationStream, PathListener, connect_streams,
+};
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -123,8 +125,8 @@ pub fn run(
         )
     };
     for s in &out {
-        s.set_read_timeout(Some(PROBE_IDLE)).map_err(io)?;
-        s.set_write_timeout(Some(PROBE_IDLE)).map_err(io)?;
+        s.tcp().set_read_timeout(Some(PROBE_IDLE)).map_err(io)?;
+        s.tcp().set_write_timeout(Some(PROBE_IDLE)).map_err(io)?;
     }
     // Round trip on stream 0.
     let mut rtts = Vec::with_capacity(usize::from(PINGS));
@@ -312,9 +314,9 @@ pub fn incoming(
 }
 
 /// One stream of the test, destination side.
-fn serve_stream(mut s: TcpStream) -> std::io::Result<u64> {
-    s.set_read_timeout(Some(PROBE_IDLE))?;
-    s.set_write_timeout(Some(PROBE_IDLE))?;
+fn serve_stream(mut s: MigrationStream) -> std::io::Result<u64> {
+    s.tcp().set_read_timeout(Some(PROBE_IDLE))?;
+    s.tcp().set_write_timeout(Some(PROBE_IDLE))?;
     serve_probe(&mut s)
 }
 

@@ -208,6 +208,7 @@ impl Agent {
                 streams,
                 timeout_s,
                 path,
+                insecure_plaintext,
             } => answer::<request::Migrate>(migration::start_source(
                 self,
                 migration::SourceRequest {
@@ -218,6 +219,7 @@ impl Agent {
                     streams,
                     timeout_s,
                     path,
+                    insecure_plaintext,
                 },
             )),
             Command::Status { id } => answer::<request::Status>(match id {

@@ -105,9 +105,20 @@ struct LparArgs {
     /// Migration WWPN per FC port, paired with --wwpn.
     #[arg(long = "migration-wwpn")]
     migration_wwpns: Vec<lpar_mover::state::Wwpn>,
+    /// Guest memory in clear on the migration path (send: sends it so;
+    /// receive: accepts it): benchmarks only. Default TLS 1.3.
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 impl LparArgs {
+    fn encryption(&self) -> lpar_mover::transport::Encryption {
+        match self.insecure_plaintext {
+            true => lpar_mover::transport::Encryption::InsecurePlaintext,
+            false => lpar_mover::transport::Encryption::Tls,
+        }
+    }
+
     fn config(&self) -> LparConfig {
         LparConfig {
             name: self.lpar.clone(),
@@ -168,6 +179,7 @@ fn main() {
                 lpar.streams,
                 Duration::from_millis(run_after_ms),
                 &host,
+                lpar.encryption(),
             )
         }),
         Command::Send {
@@ -198,6 +210,7 @@ fn main() {
                     lpar.streams,
                     Duration::from_millis(warm_up_ms),
                     &options,
+                    lpar.encryption(),
                 )
             }),
     };

@@ -37,6 +37,9 @@ pub struct RunSpec {
     pub backend: String,
     /// `kvm`: a multiboot v1 image to boot instead of the built-in guest.
     pub kernel: Option<PathBuf>,
+    /// Guest memory in clear on the migration path (both agents get
+    /// `--insecure-plaintext`); TLS 1.3 otherwise.
+    pub insecure_plaintext: bool,
 }
 
 /// Where the agents of a run live.
@@ -152,6 +155,9 @@ pub fn run_once(moverd: &Path, hosts: PathBuf, spec: &RunSpec) -> Result<RunOutc
             .arg("--state-dir")
             .arg(run.hosts.join(host))
             .stdout(Stdio::piped());
+        if spec.insecure_plaintext {
+            c.arg("--insecure-plaintext");
+        }
         if let Some(k) = &spec.kernel {
             c.arg("--kernel")
                 .arg(std::path::absolute(k).unwrap_or_else(|_| k.clone()));

@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// migration path is shaped to this rate (10Gbit/s, 1Gbit/s); needs root.
     #[arg(long, value_parser = parse_rate)]
     pub netns: Option<u64>,
+    /// Send the guest's memory in clear instead of TLS 1.3 (to measure
+    /// what encryption costs).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
 }
 
 /// The figures of a run, in the order the table prints them.
@@ -185,6 +189,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         kernel: args.kernel.clone(),
         max_suspend_ms: args.max_suspend_ms,
         bandwidth: args.bandwidth,
+        insecure_plaintext: args.insecure_plaintext,
         quiet: true,
         hosts: match &testbed {
             None => Hosts::Loopback,
@@ -253,6 +258,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         out.insert("kernel".into(), json!(args.kernel));
         out.insert("bandwidth".into(), json!(args.bandwidth));
         out.insert("max_suspend_ms".into(), json!(args.max_suspend_ms));
+        out.insert(
+            "encryption".into(),
+            runs[median_run].source["encryption"].clone(),
+        );
         out.insert("runs".into(), json!(runs.len()));
         out.insert("verified".into(), json!(verified));
         out.insert("stall_agreeing_runs".into(), json!(agreeing));
@@ -285,7 +294,12 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         println!("{}", Value::Object(out));
         return Ok(());
     }
-    println!("{title}; all images verified: {verified}");
+    println!(
+        "{title}; migration path {}; all images verified: {verified}",
+        runs[median_run].source["encryption"]
+            .as_str()
+            .unwrap_or("unknown")
+    );
     println!(
         "guest-observed stall within 1 ms of the reported suspension in {agreeing} of {} runs",
         runs.len()
