@@ -233,10 +233,7 @@ impl Read for MigrationStream {
                 r.start = 0;
             }
             let end = r.end;
-            let n = match (&self.tcp).read(&mut r.buf[end..]) {
-                Ok(n) => n,
-                Err(e) => return Err(e),
-            };
+            let n = (&self.tcp).read(&mut r.buf[end..])?;
             if n == 0 {
                 if r.start == r.end {
                     return Ok(0);
