@@ -14,11 +14,13 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Plaintext sealed per socket write: 16 records, so a bulk write costs one
-/// system call per 256 KiB as in the plaintext path's page batches.
-const SEAL_BATCH: usize = 16 * MAX_PLAINTEXT;
+/// Plaintext sealed per socket write: 4 records, one system call per
+/// 64 KiB. Small enough that the buffers of a migration's streams (two per
+/// stream and side, freed with the stream) do not pile up in the
+/// allocator's thread arenas across migrations (the soak checks).
+const SEAL_BATCH: usize = 4 * MAX_PLAINTEXT;
 /// Ciphertext read per socket read, at most (the reader's buffer).
-const OPEN_BUFFER: usize = 16 * (HEADER_LEN + MAX_CIPHERTEXT);
+const OPEN_BUFFER: usize = 4 * (HEADER_LEN + MAX_CIPHERTEXT);
 
 /// Whether a stream's payload is encrypted, for reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -107,7 +109,7 @@ impl MigrationStream {
         };
         let writer = Writer {
             dir: tx,
-            buf: Vec::with_capacity(SEAL_BATCH + 16 * (HEADER_LEN + 1 + record::TAG_LEN)),
+            buf: Vec::with_capacity(SEAL_BATCH + 4 * (HEADER_LEN + 1 + record::TAG_LEN)),
         };
         MigrationStream {
             tcp,
