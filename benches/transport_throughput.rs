@@ -1,5 +1,6 @@
 //! Loopback throughput of the migration path: the same bytes moved through
-//! 1, 2, 4 and 8 authenticated streams (set up with `connect_streams_with` /
+//! 1, 2, 4 and 8 authenticated streams, TLS 1.3 (the default) and 4 in
+//! clear (`--insecure-plaintext`), (set up with `connect_streams_with` /
 //! `PathListener::accept_streams` as a migration does; on the send side one
 //! thread per stream writing through a `PacedWriter`, as the page pump's
 //! workers do, with one bounce copy per buffer as the pump makes; one reader
@@ -56,7 +57,7 @@
 mod support;
 
 use lpar_mover::transport::{
-    MigrationPath, PacedWriter, PathListener, StreamOptions, connect_streams_with,
+    Encryption, MigrationPath, PacedWriter, PathListener, StreamOptions, connect_streams_with,
 };
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -87,7 +88,7 @@ fn source_buffer() -> Vec<u8> {
 
 /// Reads `s` to its end, checking every byte against `expect` repeated
 /// (a stream carries whole copies of the source buffer); returns the count.
-fn drain(mut s: TcpStream, expect: &[u8]) -> std::io::Result<u64> {
+fn drain<R: Read>(mut s: R, expect: &[u8]) -> std::io::Result<u64> {
     let mut buf = vec![0u8; BUF];
     let mut total = 0u64;
     loop {
@@ -216,6 +217,10 @@ fn main() {
     let mib = env_usize("TRANSPORT_BENCH_MIB", if quick { 8 } else { 1024 });
     let reps = env_usize("TRANSPORT_BENCH_REPS", if quick { 1 } else { 5 });
     let src = source_buffer();
+    let plaintext = StreamOptions {
+        encryption: Encryption::InsecurePlaintext,
+        ..Default::default()
+    };
     let big_buffers = StreamOptions {
         socket_buffer: Some(4 << 20),
         ..Default::default()
@@ -252,6 +257,10 @@ fn main() {
             "4 streams, 4 MiB SO_SNDBUF/RCVBUF".into(),
             Box::new(|| streams(&src, mib, 4, &big_buffers)),
         ),
+        (
+            "4 streams, insecure plaintext".into(),
+            Box::new(|| streams(&src, mib, 4, &plaintext)),
+        ),
     ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     let bytes = (mib * BUF) as f64;
@@ -274,6 +283,11 @@ fn main() {
         medians.push((name.clone(), m));
     }
     let four = medians[4].1;
+    let four_plain = medians[7].1;
+    println!(
+        "4 streams: TLS 1.3 at {:.2}x the same streams in clear",
+        four / four_plain
+    );
     support::target(
         four >= 0.5 * base,
         &format!(

@@ -249,6 +249,7 @@ fn command(i: usize, b: Bag) -> Command {
             streams: Some(b.streams),
             timeout_s: o3,
             path: b.path,
+            insecure_plaintext: false,
         },
         8 => Command::Status { id: o1 },
         9 => Command::Extend {

@@ -29,7 +29,10 @@ fn lpar(root: &Root, name: &str, program: &str) -> Arc<SimLpar> {
     Arc::new(SimLpar::create(&root.0, &config).unwrap())
 }
 
-fn boxed(out: Vec<TcpStream>, inn: Vec<TcpStream>) -> (Vec<OutStream>, Vec<InStream>) {
+fn boxed<S: std::io::Read + std::io::Write + Send + 'static>(
+    out: Vec<S>,
+    inn: Vec<S>,
+) -> (Vec<OutStream>, Vec<InStream>) {
     (
         out.into_iter().map(|s| Box::new(s) as OutStream).collect(),
         inn.into_iter().map(|s| Box::new(s) as InStream).collect(),

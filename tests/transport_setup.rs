@@ -2,10 +2,12 @@
 //! 127/8 stand for the source and destination migration NICs.
 
 use lpar_mover::emg::{self, Emg, Module};
-use lpar_mover::transport::handshake::{self, Challenge, Response, Verdict};
+use lpar_mover::transport::handshake::{
+    self, Bound, Challenge, Decision, Hello, NO_BINDING, Prover, Response, Verdict,
+};
 use lpar_mover::transport::{
-    MigrationPath, OneTimeKey, PathListener, StreamOptions, TransportError, applied_options,
-    connect_streams, connect_streams_with,
+    Encryption, MigrationPath, MigrationStream, OneTimeKey, PathListener, StreamOptions,
+    TransportError, applied_options, connect_streams, connect_streams_with,
 };
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -29,7 +31,7 @@ fn accept_in_background(
     key: &OneTimeKey,
     id: u64,
     within: Duration,
-) -> std::thread::JoinHandle<Result<Vec<TcpStream>, TransportError>> {
+) -> std::thread::JoinHandle<Result<Vec<MigrationStream>, TransportError>> {
     let (l, k) = (listener.clone(), key.clone());
     std::thread::spawn(move || l.accept_streams(n, &k, id, Instant::now() + within))
 }
@@ -49,7 +51,8 @@ fn four_streams_connect_from_the_source_path_address_to_the_destination_path_onl
         5 * SECOND,
     )
     .unwrap();
-    let dst = dst.join().unwrap().unwrap();
+    let mut src = src;
+    let mut dst = dst.join().unwrap().unwrap();
     assert_eq!((src.len(), dst.len()), (4, 4));
     for s in &src {
         assert_eq!(s.local_addr().unwrap().ip(), Ipv4Addr::new(127, 0, 0, 2));
@@ -58,15 +61,16 @@ fn four_streams_connect_from_the_source_path_address_to_the_destination_path_onl
         assert_eq!(d.peer_addr().unwrap().ip(), Ipv4Addr::new(127, 0, 0, 2));
     }
     // Streams come back in index order on both ends: stream i talks to stream i.
-    for (i, (s, d)) in src.iter().zip(&dst).enumerate() {
-        (&*s).write_all(&[i as u8]).unwrap();
+    for (i, (s, d)) in src.iter_mut().zip(dst.iter_mut()).enumerate() {
+        assert!(s.cipher_suite().is_some() && d.cipher_suite().is_some());
+        s.write_all(&[i as u8]).unwrap();
         let mut b = [0u8; 1];
-        (&*d).read_exact(&mut b).unwrap();
+        d.read_exact(&mut b).unwrap();
         assert_eq!(b[0], i as u8);
     }
     // Dead-peer detection is armed on both ends.
     for s in src.iter().chain(&dst) {
-        let o = applied_options(s).unwrap();
+        let o = applied_options(s.tcp()).unwrap();
         assert_eq!(o.user_timeout, Some(Duration::from_secs(5)));
         assert!(o.keepalive && o.nodelay);
         assert_eq!(
@@ -154,40 +158,66 @@ fn a_key_consumed_by_a_finished_migration_is_refused_as_replayed() {
     );
 }
 
-/// Speaks the handshake by hand: returns the challenge's nonce and a stream.
+/// A listener that also accepts plaintext streams, so a test can speak the
+/// handshake by hand.
+fn plaintext_listener(opts: StreamOptions) -> Arc<PathListener> {
+    let opts = StreamOptions {
+        encryption: Encryption::InsecurePlaintext,
+        ..opts
+    };
+    Arc::new(PathListener::bind_with(&dst_path(), 0, opts, Default::default()).unwrap())
+}
+
+/// Speaks the handshake by hand, in clear: returns the challenge's nonce
+/// and a stream.
 fn raw_challenge(addr: SocketAddr) -> (TcpStream, [u8; 32]) {
     let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&Hello.encode()).unwrap();
     let mut buf = [0u8; handshake::CHALLENGE_MSG_LEN];
     s.read_exact(&mut buf).unwrap();
     (s, Challenge::decode(&buf).unwrap().nonce)
 }
 
-fn raw_verdict(s: &mut TcpStream) -> Verdict {
+fn raw_verdict(s: &mut TcpStream) -> Decision {
     let mut buf = [0u8; handshake::VERDICT_MSG_LEN];
     s.read_exact(&mut buf).unwrap();
-    Verdict::decode(&buf).unwrap()
+    Decision::decode(&buf).unwrap()
 }
 
 #[test]
 fn an_answer_replayed_on_a_second_connection_is_refused() {
-    let listener = Arc::new(PathListener::bind(&dst_path(), 0).unwrap());
+    let listener = plaintext_listener(StreamOptions::default());
     let key = listener.issue_key().unwrap();
     let dst = accept_in_background(&listener, 2, &key, 9, SECOND);
 
     let (mut first, nonce) = raw_challenge(listener.local_addr());
+    let bound = Bound {
+        nonce: &nonce,
+        migration_id: 9,
+        stream: 0,
+        binding: &NO_BINDING,
+    };
     let genuine = Response {
         stream: 0,
         migration_id: 9,
-        tag: handshake::answer(&key, &nonce, 9, 0),
+        tag: handshake::answer(&key, Prover::Source, &bound),
     };
     first.write_all(&genuine.encode()).unwrap();
-    assert_eq!(raw_verdict(&mut first), Verdict::Accepted);
+    let d = raw_verdict(&mut first);
+    assert_eq!(d.verdict, Verdict::Accepted);
+    // The destination proved the key in turn.
+    assert!(handshake::verify(
+        &key,
+        Prover::Destination,
+        &bound,
+        &d.proof
+    ));
 
     // An eavesdropper replays the same bytes: the new nonce makes them stale.
     let (mut second, nonce2) = raw_challenge(listener.local_addr());
     assert_ne!(nonce, nonce2, "every stream gets a fresh challenge");
     second.write_all(&genuine.encode()).unwrap();
-    assert_eq!(raw_verdict(&mut second), Verdict::AnswerReplayed);
+    assert_eq!(raw_verdict(&mut second).verdict, Verdict::AnswerReplayed);
     let err = dst.join().unwrap().unwrap_err();
     assert!(
         matches!(err, TransportError::AnswerReplayed { .. }),
@@ -276,7 +306,7 @@ fn a_destination_that_never_challenges_times_out_the_source() {
 
 #[test]
 fn garbage_instead_of_a_response_is_refused_as_malformed() {
-    let listener = Arc::new(PathListener::bind(&dst_path(), 0).unwrap());
+    let listener = plaintext_listener(StreamOptions::default());
     let key = listener.issue_key().unwrap();
     let dst = accept_in_background(&listener, 1, &key, 6, SECOND);
     let (mut s, _) = raw_challenge(listener.local_addr());
@@ -355,7 +385,7 @@ fn streams_bind_to_the_loopback_device_when_running_as_root() {
     accepted.join().unwrap().unwrap();
     for s in &streams {
         assert_eq!(
-            applied_options(s).unwrap().bound_device.as_deref(),
+            applied_options(s.tcp()).unwrap().bound_device.as_deref(),
             Some("lo")
         );
     }
@@ -373,9 +403,7 @@ fn a_listener_whose_handshake_slots_are_taken_makes_the_source_wait_not_fail() {
         max_pending_handshakes: 2,
         ..Default::default()
     };
-    let listener = Arc::new(
-        PathListener::bind_with(&dst_path(), 0, opts.clone(), Default::default()).unwrap(),
-    );
+    let listener = plaintext_listener(opts.clone());
     let key = listener.issue_key().unwrap();
     let dst = accept_in_background(&listener, 2, &key, 12, 5 * SECOND);
     // Two silent peers take both slots until their handshakes time out:
@@ -383,6 +411,7 @@ fn a_listener_whose_handshake_slots_are_taken_makes_the_source_wait_not_fail() {
     let _squatters: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut s = TcpStream::connect(listener.local_addr()).unwrap();
+            s.write_all(&Hello.encode()).unwrap();
             let mut challenge = [0u8; handshake::CHALLENGE_MSG_LEN];
             s.read_exact(&mut challenge).unwrap();
             s
@@ -407,5 +436,150 @@ fn a_listener_whose_handshake_slots_are_taken_makes_the_source_wait_not_fail() {
     assert!(
         waited >= Duration::from_millis(150),
         "source waited {waited:?}"
+    );
+}
+
+#[test]
+fn plaintext_offered_to_an_encrypting_listener_is_refused_on_both_ends() {
+    let listener = Arc::new(PathListener::bind(&dst_path(), 0).unwrap());
+    let key = listener.issue_key().unwrap();
+    let dst = accept_in_background(&listener, 1, &key, 21, SECOND);
+    let plain = StreamOptions {
+        encryption: Encryption::InsecurePlaintext,
+        ..Default::default()
+    };
+    let err = connect_streams_with(
+        &src_path(),
+        listener.local_addr(),
+        1,
+        &key,
+        21,
+        5 * SECOND,
+        &plain,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TransportError::PlaintextRefused { .. }),
+        "{err}"
+    );
+    let emg: Emg = err.into();
+    assert_eq!(emg.module, Module::MoverSource);
+    assert!(emg.action.contains("without --insecure-plaintext"), "{emg}");
+    let err = dst.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, TransportError::PlaintextRefused { .. }),
+        "{err}"
+    );
+
+    // A listener that allows plaintext takes it, and says so.
+    let listener = plaintext_listener(StreamOptions::default());
+    let key = listener.issue_key().unwrap();
+    let dst = accept_in_background(&listener, 1, &key, 22, 5 * SECOND);
+    let src = connect_streams_with(
+        &src_path(),
+        listener.local_addr(),
+        1,
+        &key,
+        22,
+        5 * SECOND,
+        &plain,
+    )
+    .unwrap();
+    let dst = dst.join().unwrap().unwrap();
+    assert_eq!(src[0].cipher_suite(), None);
+    assert_eq!(dst[0].cipher_suite(), None);
+}
+
+#[test]
+fn a_listener_that_accepts_without_proving_the_key_gets_no_guest_byte() {
+    // An impostor on the migration port: TLS, a challenge, then "accepted"
+    // without the destination's proof (it does not hold the key).
+    let impostor = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = impostor.local_addr().unwrap();
+    let got = std::thread::spawn(move || {
+        let (tcp, _) = impostor.accept().unwrap();
+        let conn =
+            rustls::ServerConnection::new(lpar_mover::transport::tls::server_config().unwrap())
+                .unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let challenge = Challenge {
+            nonce: [3; handshake::CHALLENGE_LEN],
+        };
+        tls.write_all(&challenge.encode()).unwrap();
+        let mut response = [0u8; handshake::RESPONSE_MSG_LEN];
+        tls.read_exact(&mut response).unwrap();
+        tls.write_all(&Decision::refusal(Verdict::Accepted).encode())
+            .unwrap();
+        tls.flush().unwrap();
+        // Whatever the source sends now would be guest memory.
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest);
+        rest
+    });
+    let key = OneTimeKey::generate().unwrap();
+    let err = connect_streams(&src_path(), addr, 1, &key, 30, 5 * SECOND).unwrap_err();
+    assert!(
+        matches!(err, TransportError::DestinationUnproven { stream: 0, .. }),
+        "{err}"
+    );
+    assert!(Emg::from(err).action.contains("No guest memory was sent"));
+    assert!(got.join().unwrap().is_empty());
+}
+
+#[test]
+fn a_recorded_stream_replayed_into_the_next_migration_is_refused() {
+    // Record what a genuine source sends on its one stream, through a relay.
+    let listener = Arc::new(PathListener::bind(&dst_path(), 0).unwrap());
+    let key = listener.issue_key().unwrap();
+    let dst = accept_in_background(&listener, 1, &key, 40, 5 * SECOND);
+    let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let target = listener.local_addr();
+    let recorder = std::thread::spawn(move || {
+        let (mut from, _) = relay.accept().unwrap();
+        let mut to = TcpStream::connect(target).unwrap();
+        let (mut back_from, mut back_to) = (to.try_clone().unwrap(), from.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut back_from, &mut back_to);
+        });
+        let mut recorded = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    recorded.extend_from_slice(&buf[..n]);
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+        recorded
+    });
+    let mut src = connect_streams(&src_path(), relay_addr, 1, &key, 40, 5 * SECOND).unwrap();
+    let mut dst = dst.join().unwrap().unwrap();
+    src[0].write_all(b"guest page").unwrap();
+    let mut page = [0u8; 10];
+    dst[0].read_exact(&mut page).unwrap();
+    assert_eq!(&page, b"guest page");
+    drop(src);
+    let recorded = recorder.join().unwrap();
+    assert!(!recorded.windows(10).any(|w| w == b"guest page"));
+
+    // The next migration: the recording, replayed byte for byte, fails
+    // (new session, new exporter), and so does its key.
+    let next = listener.issue_key().unwrap();
+    let dst = accept_in_background(&listener, 1, &next, 41, SECOND);
+    let mut replay = TcpStream::connect(listener.local_addr()).unwrap();
+    let _ = replay.write_all(&recorded);
+    let err = dst.join().unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TransportError::Tls { .. } | TransportError::HandshakeTimeout { .. }
+        ),
+        "{err}"
     );
 }

@@ -18,11 +18,11 @@ use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::sim::program::fill_page;
 use lpar_mover::partition::{GuestMemory, LparConfig, PAGE_SIZE, PageSet};
 use lpar_mover::transport::{
-    MigrationPath, OneTimeKey, PacedWriter, Pacer, PathListener, StreamOptions, TransportError,
-    connect_streams_with,
+    MigrationPath, MigrationStream, OneTimeKey, PacedWriter, Pacer, PathListener, StreamOptions,
+    TransportError, connect_streams_with,
 };
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -37,7 +37,12 @@ fn src_path() -> MigrationPath {
     MigrationPath::new("mig-src", Ipv4Addr::new(127, 0, 0, 2))
 }
 
-fn connect(addr: SocketAddr, n: usize, key: &OneTimeKey, opts: &StreamOptions) -> Vec<TcpStream> {
+fn connect(
+    addr: SocketAddr,
+    n: usize,
+    key: &OneTimeKey,
+    opts: &StreamOptions,
+) -> Vec<MigrationStream> {
     connect_streams_with(
         &src_path(),
         addr,
@@ -51,7 +56,7 @@ fn connect(addr: SocketAddr, n: usize, key: &OneTimeKey, opts: &StreamOptions) -
 }
 
 /// The streams of one migration: (source ends, destination ends).
-fn connected(n: usize, opts: &StreamOptions) -> (Vec<TcpStream>, Vec<TcpStream>) {
+fn connected(n: usize, opts: &StreamOptions) -> (Vec<MigrationStream>, Vec<MigrationStream>) {
     let listener = Arc::new(
         PathListener::bind_with(&dst_path(), 0, opts.clone(), Default::default()).unwrap(),
     );
@@ -93,7 +98,7 @@ fn all_pages(lpar: &SimLpar) -> PageSet {
 }
 
 /// A destination end that counts the bytes read off it.
-struct Counted(TcpStream, Arc<AtomicU64>);
+struct Counted(MigrationStream, Arc<AtomicU64>);
 
 impl Read for Counted {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -104,7 +109,7 @@ impl Read for Counted {
 }
 
 /// Source ends as the engine wraps them: a `PacedWriter` each, one pacer.
-fn paced(out: Vec<TcpStream>, pacer: Option<Arc<Pacer>>) -> Vec<OutStream> {
+fn paced(out: Vec<MigrationStream>, pacer: Option<Arc<Pacer>>) -> Vec<OutStream> {
     out.into_iter()
         .map(|s| Box::new(PacedWriter::new(s, pacer.clone())) as OutStream)
         .collect()

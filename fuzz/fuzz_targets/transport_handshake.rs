@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lpar_mover::transport::handshake::{Challenge, Response, Verdict};
+use lpar_mover::transport::handshake::{Challenge, Decision, Hello, Response};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(c) = Challenge::decode(data) {
@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(r) = Response::decode(data) {
         assert_eq!(&r.encode()[..], data);
     }
-    if let Ok(v) = Verdict::decode(data) {
-        assert_eq!(&v.encode()[..], data);
+    if let Ok(d) = Decision::decode(data) {
+        assert_eq!(&d.encode()[..], data);
+    }
+    if let Ok(h) = Hello::decode(data) {
+        assert_eq!(&h.encode()[..], data);
     }
 });

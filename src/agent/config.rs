@@ -12,6 +12,7 @@
 //! backend = "sim"                      # where LPARs run: "sim" (default) or "kvm"
 //! management_segment = "1a"            # optional: the NIC segment of the management path
 //! suspend_limit_ms = 5000              # hard limit of a live suspension (the budget is a target)
+//! allow_insecure_plaintext = false     # accept migration streams in clear (benchmarks only)
 //!
 //! [resources]
 //! cpus = 16
@@ -87,6 +88,11 @@ pub struct AgentConfig {
     /// an LPAR suspension period.") and the LPAR resumes here.
     #[serde(default = "default_suspend_limit_ms")]
     pub suspend_limit_ms: u64,
+    /// Accept incoming migration streams that carry guest memory in clear
+    /// (`moverctl migrate --insecure-plaintext`, for benchmarks). Off: such a
+    /// stream is refused and the source keeps its LPAR; streams are TLS 1.3.
+    #[serde(default)]
+    pub allow_insecure_plaintext: bool,
 }
 
 /// Longest `suspend_limit_ms`: a minute, as the suspension budget.
@@ -208,6 +214,10 @@ pub struct ServeArgs {
     /// Hard limit of a live migration's suspension, ms (default 5000).
     #[arg(long)]
     pub suspend_limit_ms: Option<u64>,
+    /// Accept incoming migration streams in clear (`migrate
+    /// --insecure-plaintext`): for benchmarks on a trusted path only.
+    #[arg(long)]
+    pub allow_insecure_plaintext: bool,
 }
 
 fn config_error(message: String) -> Emg {
@@ -288,6 +298,9 @@ impl AgentConfig {
         }
         if !args.peers.is_empty() {
             config.peers = args.peers.clone();
+        }
+        if args.allow_insecure_plaintext {
+            config.allow_insecure_plaintext = true;
         }
         config.check()?;
         Ok(config)

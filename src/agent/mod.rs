@@ -211,6 +211,7 @@ impl Agent {
                 streams,
                 timeout_s,
                 path,
+                insecure_plaintext,
             } => answer::<request::Migrate>(migration::start_source(
                 self,
                 migration::SourceRequest {
@@ -221,6 +222,7 @@ impl Agent {
                     streams,
                     timeout_s,
                     path,
+                    insecure_plaintext,
                 },
             )),
             Command::Status { id } => answer::<request::Status>(match id {

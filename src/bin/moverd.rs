@@ -109,9 +109,20 @@ struct LparArgs {
     /// Migration WWPN per FC port, paired with --wwpn.
     #[arg(long = "migration-wwpn")]
     migration_wwpns: Vec<lpar_mover::state::Wwpn>,
+    /// Guest memory in clear on the migration path (send: sends it so;
+    /// receive: accepts it): benchmarks only. Default TLS 1.3.
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 impl LparArgs {
+    fn encryption(&self) -> lpar_mover::transport::Encryption {
+        match self.insecure_plaintext {
+            true => lpar_mover::transport::Encryption::InsecurePlaintext,
+            false => lpar_mover::transport::Encryption::Tls,
+        }
+    }
+
     fn config(&self) -> LparConfig {
         LparConfig {
             name: self.lpar.clone(),
@@ -172,6 +183,7 @@ fn main() {
                 lpar.streams,
                 Duration::from_millis(run_after_ms),
                 &host,
+                lpar.encryption(),
             )
         }),
         Command::Send {
@@ -206,6 +218,7 @@ fn main() {
                         until_populated: warm_up_until_populated,
                     },
                     &options,
+                    lpar.encryption(),
                 )
             }),
     };

@@ -40,6 +40,9 @@ pub struct RunSpec {
     /// How long the guest runs before the migration starts; `None`: until
     /// its working set is populated, and at least [`MIN_WARM_UP`].
     pub warm_up: Option<std::time::Duration>,
+    /// Guest memory in clear on the migration path (both agents get
+    /// `--insecure-plaintext`); TLS 1.3 otherwise.
+    pub insecure_plaintext: bool,
 }
 
 /// The shortest warm-up when none is given.
@@ -158,6 +161,9 @@ pub fn run_once(moverd: &Path, hosts: PathBuf, spec: &RunSpec) -> Result<RunOutc
             .arg("--state-dir")
             .arg(run.hosts.join(host))
             .stdout(Stdio::piped());
+        if spec.insecure_plaintext {
+            c.arg("--insecure-plaintext");
+        }
         if let Some(k) = &spec.kernel {
             c.arg("--kernel")
                 .arg(std::path::absolute(k).unwrap_or_else(|_| k.clone()));

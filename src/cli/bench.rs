@@ -80,6 +80,10 @@ pub struct BenchArgs {
     /// fresh memory and over one socket, and report the ratio.
     #[arg(long)]
     pub reference: bool,
+    /// Send the guest's memory in clear instead of TLS 1.3 (to measure
+    /// what encryption costs).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
 }
 
 /// `500ms`, `2s`, `1.5s`, `0`: a warm-up.
@@ -252,6 +256,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         max_suspend_ms: args.max_suspend_ms,
         bandwidth: args.bandwidth,
         warm_up: args.warm_up,
+        insecure_plaintext: args.insecure_plaintext,
         quiet: true,
         hosts: match &testbed {
             None => Hosts::Loopback,
@@ -327,6 +332,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         out.insert("kernel".into(), json!(args.kernel));
         out.insert("bandwidth".into(), json!(args.bandwidth));
         out.insert("max_suspend_ms".into(), json!(args.max_suspend_ms));
+        out.insert(
+            "encryption".into(),
+            runs[median_run].source["encryption"].clone(),
+        );
         out.insert("runs".into(), json!(runs.len()));
         out.insert("verified".into(), json!(verified));
         out.insert("stall_agreeing_runs".into(), json!(agreeing));
@@ -365,7 +374,12 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         println!("{}", Value::Object(out));
         return Ok(());
     }
-    println!("{title}; all images verified: {verified}");
+    println!(
+        "{title}; migration path {}; all images verified: {verified}",
+        runs[median_run].source["encryption"]
+            .as_str()
+            .unwrap_or("unknown")
+    );
     println!(
         "guest-observed stall within 1 ms of the reported suspension in {agreeing} of {} runs",
         runs.len()

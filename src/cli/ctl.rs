@@ -559,11 +559,12 @@ pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result
 fn print_report(r: &Value) {
     let s = &r["source"];
     println!(
-        "{} now on {} (migration path {}, {} streams)",
+        "{} now on {} (migration path {}, {} streams, {})",
         super::progress::MIGRATION_COMPLETED,
         r["destination_agent"].as_str().unwrap_or("?"),
         r["path"]["name"].as_str().unwrap_or("?"),
-        r["path"]["streams"].as_array().map_or(0, Vec::len)
+        r["path"]["streams"].as_array().map_or(0, Vec::len),
+        s["encryption"].as_str().unwrap_or("?")
     );
     println!(
         "  total {:.1} ms, {} rounds, {} sent for {} of memory, throttle {}%",

@@ -27,6 +27,9 @@ pub struct DemoArgs {
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Send the guest's memory in clear instead of TLS 1.3 (to compare).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
 }
 
 /// The default guest memory and program on `backend`: KVM guests stay
@@ -59,6 +62,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Emg> {
         kernel: None,
         // As moverd's own default: a demo need not wait for the working set.
         warm_up: Some(std::time::Duration::from_millis(500)),
+        insecure_plaintext: args.insecure_plaintext,
     };
     let run = agents::run_once(&moverd, hosts, &spec)?;
     print_report(args, &spec, &run.source, &run.destination);
@@ -83,6 +87,7 @@ fn print_report(
             "guest_max_stall_ms": destination["guest_max_stall_ms"],
             "guest_writes_after_switchover": destination["guest_writes_after_switchover"],
             "backend": spec.backend,
+            "encryption": source["encryption"],
             "report": source,
         });
         println!("{summary}");
@@ -93,6 +98,10 @@ fn print_report(
         format_size(spec.memory),
         spec.backend,
         spec.program
+    );
+    println!(
+        "migration path: {}",
+        source["encryption"].as_str().unwrap_or("unknown")
     );
     print_rounds(source);
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);

@@ -14,7 +14,9 @@ use crate::engine::source::{LiveOptions, MigrationControl, Progress, migrate_liv
 use crate::engine::switchover::{DestinationHost, parse_vfc_ids};
 use crate::partition::{Backend, LparConfig, Partition};
 use crate::state::{HbaIdentity, Identities, MacAddress, NicIdentity, Wwpn};
-use crate::transport::{MigrationPath, OneTimeKey, PathListener, connect_streams};
+use crate::transport::{
+    Encryption, MigrationPath, OneTimeKey, PathListener, StreamOptions, connect_streams_with,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,7 +29,9 @@ const ACCEPT_DEADLINE: Duration = Duration::from_secs(30);
 /// Defines `config` on `backend`, listens on `path`, prints the handoff
 /// line, receives the LPAR, lets it run for `run_after` and reports what
 /// its guest did there; then removes it (a one-shot host keeps nothing).
-/// Returns the destination report as JSON.
+/// Returns the destination report as JSON. `encryption`: TLS 1.3 only, or
+/// plaintext streams accepted too (`--insecure-plaintext`).
+#[allow(clippy::too_many_arguments)]
 pub fn receive(
     backend: &dyn Backend,
     config: &LparConfig,
@@ -35,9 +39,15 @@ pub fn receive(
     streams: usize,
     run_after: Duration,
     host: &DestinationHost,
+    encryption: Encryption,
 ) -> Result<serde_json::Value, Emg> {
     crate::agent::console::check_image(config, backend.kind(), "this host")?;
-    let listener = PathListener::bind(&MigrationPath::new("migration", path), 0)?;
+    let opts = StreamOptions {
+        encryption,
+        ..StreamOptions::default()
+    };
+    let path = MigrationPath::new("migration", path);
+    let listener = PathListener::bind_with(&path, 0, opts, Default::default())?;
     let key = listener.issue_key()?;
     let lpar = backend.create(&config.name, config)?;
     println!("LISTENING {} KEY {}", listener.local_addr(), key.to_hex());
@@ -123,7 +133,7 @@ impl WarmUp {
 /// Defines and starts `config` on `backend`, lets its guest run for
 /// `warm_up`, then migrates it live to `to` with `key`; the source copy is
 /// removed once the migration committed, and kept (the LPAR itself) when it
-/// failed.
+/// failed. `encryption`: TLS 1.3, or the memory in clear.
 #[allow(clippy::too_many_arguments)]
 pub fn send(
     backend: &dyn Backend,
@@ -134,10 +144,11 @@ pub fn send(
     streams: usize,
     warm_up: WarmUp,
     options: &LiveOptions,
+    encryption: Encryption,
 ) -> Result<serde_json::Value, Emg> {
     crate::agent::console::check_image(config, backend.kind(), "this host")?;
     let lpar = backend.create(&config.name, config)?;
-    let result = send_lpar(lpar, path, to, key, streams, warm_up, options);
+    let result = send_lpar(lpar, path, to, key, streams, warm_up, options, encryption);
     // Committed: the destination owns the LPAR and this copy goes. Failed:
     // this copy is the LPAR, and it stays (its files re-attach running).
     if result.is_ok() {
@@ -146,6 +157,7 @@ pub fn send(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 fn send_lpar(
     lpar: Arc<dyn Partition>,
     path: Ipv4Addr,
@@ -154,16 +166,22 @@ fn send_lpar(
     streams: usize,
     warm_up: WarmUp,
     options: &LiveOptions,
+    encryption: Encryption,
 ) -> Result<serde_json::Value, Emg> {
     lpar.resume()?;
     warm_up.run(&*lpar)?;
-    let out = connect_streams(
+    let opts = StreamOptions {
+        encryption,
+        ..StreamOptions::default()
+    };
+    let out = connect_streams_with(
         &MigrationPath::new("migration", path),
         to,
         streams,
         key,
         1,
         Duration::from_secs(10),
+        &opts,
     )?;
     let control = std::sync::Arc::new(MigrationControl::new(options.timeout));
     let mut progress = |p: &Progress| match p {

@@ -10,6 +10,7 @@
 //! | `--bandwidth RATE` | `bandwidth = "RATE"` | `bandwidth` (bytes/s) |
 //! | `--streams N` | `streams = N` | `streams` |
 //! | `--timeout S` | `timeout_s = S` | `timeout_s` (shutdown mode: `shutdown_timeout_s`) |
+//! | `--insecure-plaintext` | `insecure_plaintext = true` | `insecure_plaintext` (live mode only) |
 //!
 //! A rate is parsed by [`parse_rate`] alone, in network units
 //! (`1G` = `1Gbit/s` = 125 000 000 bytes/s), wherever it is written.
@@ -42,6 +43,11 @@ pub struct MigrationOptions {
     #[arg(long = "timeout", value_name = "SECONDS")]
     #[serde(default)]
     pub timeout_s: Option<u64>,
+    /// Send the guest's memory in clear instead of TLS 1.3: for benchmarks
+    /// on a trusted path; the destination must allow it.
+    #[arg(long)]
+    #[serde(default)]
+    pub insecure_plaintext: bool,
 }
 
 /// How the LPAR moves, for [`MigrationOptions::command`].
@@ -71,6 +77,7 @@ impl MigrationOptions {
                 streams: self.streams,
                 timeout_s: self.timeout_s,
                 path: self.path.clone(),
+                insecure_plaintext: self.insecure_plaintext,
             },
             Move::Shutdown {
                 activate_destination,

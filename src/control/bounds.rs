@@ -127,6 +127,7 @@ mod tests {
             streams: None,
             timeout_s,
             path: None,
+            insecure_plaintext: false,
         }
     }
 

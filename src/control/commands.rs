@@ -166,6 +166,10 @@ commands! {
         /// The migration path to use (by name); default the first.
         #[serde(default)]
         path: Option<String>,
+        /// Send guest memory in clear instead of TLS 1.3 (benchmarks; the
+        /// destination must allow it). Default false.
+        #[serde(default)]
+        insecure_plaintext: bool,
     },
     /// One migration (`id`) or all that this agent knows.
     Status "status" => Status {

@@ -263,6 +263,7 @@ mod tests {
                 streams: Some(4),
                 timeout_s: None,
                 path: None,
+                insecure_plaintext: false,
             },
         };
         let line = r.encode();

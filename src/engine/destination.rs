@@ -26,12 +26,12 @@ use crate::build_identity::BuildIdentity;
 use crate::emg::Module;
 use crate::partition::{LparConfig, Partition};
 use crate::state::{DeviceState, LogicalNic};
+use crate::transport::MigrationStream;
 use crate::wire::{
     Frame, FrameEncoder, Hello, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep,
 };
 use crossbeam::channel::Receiver;
 use std::io::Write;
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,7 +71,7 @@ pub struct AnnounceOutcome {
 /// Receives a live migration into `lpar` over `streams`.
 pub fn receive_live(
     lpar: Arc<dyn Partition>,
-    streams: Vec<TcpStream>,
+    streams: Vec<MigrationStream>,
     host: &DestinationHost,
 ) -> Result<DestinationReport, EngineError> {
     receive_live_staged(lpar, streams, host, &mut |_, _| {})
@@ -83,7 +83,7 @@ pub fn receive_live(
 /// told ([`Stage::DstAnnouncing`]): the agent's journal records each.
 pub fn receive_live_staged(
     lpar: Arc<dyn Partition>,
-    streams: Vec<TcpStream>,
+    streams: Vec<MigrationStream>,
     host: &DestinationHost,
     stage: &mut dyn FnMut(Stage, &DestinationReport),
 ) -> Result<DestinationReport, EngineError> {
@@ -327,13 +327,13 @@ pub fn check_config(ours: &LparConfig, bytes: &[u8]) -> Result<LparConfig, Engin
 
 /// The destination's direction of stream 0.
 struct Replies {
-    stream: TcpStream,
+    stream: MigrationStream,
     encoder: FrameEncoder,
     buf: Vec<u8>,
 }
 
 impl Replies {
-    fn new(stream: &TcpStream) -> Result<Self, EngineError> {
+    fn new(stream: &MigrationStream) -> Result<Self, EngineError> {
         let stream = stream
             .try_clone()
             .map_err(|source| EngineError::Stream { stream: 0, source })?;

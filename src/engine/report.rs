@@ -60,6 +60,9 @@ pub struct MigrationReport {
     /// slot in the exchange (Table 1-2: WWPN, migration WWPN and MAC are
     /// "Exchanged"); `None` when the destination did not send them.
     pub slot_identities: Option<SlotIdentities>,
+    /// How the memory crossed the migration path: `tls1.3
+    /// (TLS13_AES_128_GCM_SHA256)` or `insecure-plaintext`.
+    pub encryption: String,
 }
 
 /// A slot's exchanged identities, in port order, as printed.

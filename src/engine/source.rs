@@ -31,12 +31,12 @@ use crate::build_identity::BuildIdentity;
 use crate::emg::{Emg, Module, phase, reason};
 use crate::partition::{DirtyLog, PageSet, Partition};
 use crate::state::{DeviceState, Identities, MigrationMode};
+use crate::transport::MigrationStream;
 use crate::transport::{PacedWriter, Pacer};
 use crate::wire::{
     FrameDecoder, Hello, Keepalive, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep,
 };
 use crossbeam::channel::{self, Receiver};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -149,12 +149,16 @@ pub enum Progress {
 /// for tokens wakes and the Abort goes out.
 pub fn migrate_live(
     lpar: Arc<dyn Partition>,
-    streams: Vec<TcpStream>,
+    streams: Vec<MigrationStream>,
     options: &LiveOptions,
     control: &Arc<MigrationControl>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<MigrationReport, EngineError> {
     let started = Instant::now();
+    let encryption = match streams[0].cipher_suite() {
+        Some(suite) => format!("{} ({suite})", streams[0].protection().label()),
+        None => streams[0].protection().label().to_string(),
+    };
     let replies = spawn_reply_reader(&streams[0])?;
     // The reply reader holds a clone of stream 0, so dropping the writers
     // alone would not close it: every stream is shut down when done, which
@@ -199,6 +203,9 @@ pub fn migrate_live(
         throttle: 0,
     };
     let mut result = run.migrate(options, control, &digest, progress, started, &committing);
+    if let Ok(r) = &mut result {
+        r.encryption = encryption;
+    }
     if let Err(e) = result {
         // Giving up: nothing may wait for tokens any more.
         if let Some(p) = &pacer {
@@ -683,7 +690,7 @@ fn round_report(
 
 /// Reads the destination's replies (stream 0's other direction).
 fn spawn_reply_reader(
-    stream: &TcpStream,
+    stream: &MigrationStream,
 ) -> Result<Receiver<Result<OwnedFrame, EngineError>>, EngineError> {
     let mut stream = stream
         .try_clone()

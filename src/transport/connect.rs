@@ -3,10 +3,11 @@
 
 use super::MAX_STREAMS;
 use super::error::{Side, TransportError, os};
-use super::handshake::{self, Proof};
 use super::key::OneTimeKey;
 use super::path::MigrationPath;
+use super::secure;
 use super::socket::{self, StreamOptions};
+use super::stream::MigrationStream;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ pub fn connect_streams(
     key: &OneTimeKey,
     migration_id: u64,
     timeout: Duration,
-) -> Result<Vec<TcpStream>, TransportError> {
+) -> Result<Vec<MigrationStream>, TransportError> {
     connect_streams_with(
         local_path,
         remote,
@@ -48,7 +49,7 @@ pub fn connect_streams_with(
     migration_id: u64,
     timeout: Duration,
     opts: &StreamOptions,
-) -> Result<Vec<TcpStream>, TransportError> {
+) -> Result<Vec<MigrationStream>, TransportError> {
     let side = Side::Source;
     if n == 0 || n > MAX_STREAMS {
         return Err(TransportError::StreamIndex {
@@ -110,7 +111,7 @@ fn connect_one(
     deadline: Instant,
     timeout: Duration,
     opts: &StreamOptions,
-) -> Result<Option<TcpStream>, TransportError> {
+) -> Result<Option<MigrationStream>, TransportError> {
     let side = Side::Source;
     let connect_timeout = || TransportError::ConnectTimeout {
         local: local_path.addr,
@@ -138,7 +139,7 @@ fn connect_one(
                 source: os(e),
             },
         })?;
-    let mut stream: TcpStream = sock.into();
+    let stream: TcpStream = sock.into();
     socket::tune(&stream, opts).map_err(|e| TransportError::Io {
         side,
         context: "setting keepalive and timeouts",
@@ -147,14 +148,14 @@ fn connect_one(
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));
-    let proof = handshake::prove(
-        &mut stream,
+    secure::prove_stream(
+        stream,
         remote,
         key,
         migration_id,
         index,
         left.min(opts.handshake_timeout),
+        opts.encryption,
     )
-    .inspect_err(|e| log::warn!("migration {migration_id:#x}: {e}"))?;
-    Ok((proof == Proof::Accepted).then_some(stream))
+    .inspect_err(|e| log::warn!("migration {migration_id:#x}: {e}"))
 }

@@ -208,6 +208,23 @@ pub enum TransportError {
         source: OsError,
     },
 
+    #[error("TLS with {peer} failed on the {side} migration path: {reason}")]
+    Tls {
+        side: Side,
+        peer: SocketAddr,
+        reason: String,
+    },
+
+    #[error(
+        "a migration stream from {peer} offered guest memory in clear; the destination accepts encrypted migration streams only"
+    )]
+    PlaintextRefused { side: Side, peer: SocketAddr },
+
+    #[error(
+        "the listener at {peer} accepted stream {stream} without proving it holds the migration key: it is not the destination that issued it"
+    )]
+    DestinationUnproven { peer: SocketAddr, stream: u16 },
+
     #[error("the one-time key {0}")]
     KeyUnusable(&'static str),
 
@@ -249,6 +266,9 @@ pub mod cause {
     pub const ANSWER_REPLAYED: u32 = 0x24;
     pub const WRONG_MIGRATION: u32 = 0x25;
     pub const STREAM_INDEX: u32 = 0x26;
+    pub const TLS: u32 = 0x27;
+    pub const PLAINTEXT_REFUSED: u32 = 0x28;
+    pub const DESTINATION_UNPROVEN: u32 = 0x29;
     pub const PEER_DEAD: u32 = 0x30;
     pub const CONNECTION_LOST: u32 = 0x31;
     pub const KEY_UNUSABLE: u32 = 0x40;
@@ -274,8 +294,13 @@ impl TransportError {
             | StreamIndex { side, .. }
             | PeerDead { side, .. }
             | ConnectionLost { side, .. }
+            | Tls { side, .. }
+            | PlaintextRefused { side, .. }
             | Io { side, .. } => *side,
-            ConnectionRefused { .. } | ConnectTimeout { .. } | ConnectFailed { .. } => Side::Source,
+            ConnectionRefused { .. }
+            | ConnectTimeout { .. }
+            | ConnectFailed { .. }
+            | DestinationUnproven { .. } => Side::Source,
             AcceptTimeout { .. } | KeyUnusable(_) | Rng(_) => Side::Destination,
             InvalidPath(_) => Side::Source,
         }
@@ -294,6 +319,9 @@ impl TransportError {
                 | StreamIndex { .. }
                 | HandshakeMalformed { .. }
                 | HandshakeTimeout { .. }
+                | Tls { .. }
+                | PlaintextRefused { .. }
+                | DestinationUnproven { .. }
         )
     }
 
@@ -344,6 +372,13 @@ impl TransportError {
             )),
             ConnectionLost { stream, peer, .. } => (lost, cause::CONNECTION_LOST, *stream as u64, refused, format!(
                 "Check the agent on {} and the migration path; the migration was abandoned and can be retried.", peer.ip()
+            )),
+            Tls { .. } => (connect, cause::TLS, 0, refused,
+                "Check that the peer is an lpar-mover agent of this version (TLS 1.3 with AES-GCM) and that nothing on the migration path intercepts it, then retry; the LPAR keeps running on the source.".into()),
+            PlaintextRefused { .. } => (connect, cause::PLAINTEXT_REFUSED, 0, refused,
+                "Migrate without --insecure-plaintext; to measure in clear, start the destination agent with --allow-insecure-plaintext. The LPAR keeps running on the source.".into()),
+            DestinationUnproven { stream, peer } => (connect, cause::DESTINATION_UNPROVEN, u64::from(*stream), refused, format!(
+                "Check what listens on {peer}: the destination agent's migration path address must lead to it. No guest memory was sent; the LPAR keeps running on the source."
             )),
             KeyUnusable(_) => (connect, cause::KEY_UNUSABLE, 0, init,
                 "Restart the migration so the destination issues a new one-time key.".into()),

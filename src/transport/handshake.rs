@@ -1,15 +1,17 @@
-//! The per-stream authentication exchange: three fixed-size messages, their
-//! total decoders, the HMAC, and the two ends of the exchange with deadlines.
-//! The layout is drawn in the [module doc of `transport`](super).
+//! The per-stream authentication exchange: fixed-size messages, their total
+//! decoders, the HMACs, and the two ends of the exchange. The layout is
+//! drawn in the [module doc of `transport`](super); [`super::secure`] runs
+//! it inside TLS (or, for `--insecure-plaintext`, after a [`Hello`]) with
+//! the deadline on every socket operation.
 
 use super::error::{HandshakeError, Side, TransportError, os};
 use super::key::{KeyRegistry, OneTimeKey, os_random};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -17,8 +19,15 @@ type HmacSha256 = Hmac<Sha256>;
 pub const MAGIC: [u8; 4] = *b"LPMT";
 /// Version of this handshake. A peer with another version is refused as
 /// malformed: the handshake is the one place both agents meet before the
-/// `wire` layer negotiates anything, so it never changes lightly.
-pub const HANDSHAKE_VERSION: u8 = 1;
+/// `wire` layer negotiates anything, so it never changes lightly. Version 2
+/// runs inside TLS 1.3, binds both answers to the TLS exporter and has the
+/// destination prove the key too (its verdict carries a tag).
+pub const HANDSHAKE_VERSION: u8 = 2;
+/// Length of the channel binding: the TLS exporter of the stream's session
+/// ([`super::tls::EXPORTER_LABEL`]), all zeros on a plaintext stream.
+pub const BINDING_LEN: usize = 32;
+/// No TLS session to bind to (a `--insecure-plaintext` stream).
+pub const NO_BINDING: [u8; BINDING_LEN] = [0; BINDING_LEN];
 /// Length of the destination's random challenge.
 pub const CHALLENGE_LEN: usize = 32;
 /// Length of the HMAC-SHA256 answer.
@@ -30,12 +39,35 @@ const HEADER_LEN: usize = 8;
 pub const CHALLENGE_MSG_LEN: usize = HEADER_LEN + CHALLENGE_LEN;
 /// Size of a response message.
 pub const RESPONSE_MSG_LEN: usize = HEADER_LEN + 8 + TAG_LEN;
-/// Size of a verdict message.
-pub const VERDICT_MSG_LEN: usize = HEADER_LEN;
+/// Size of a verdict message: the header and the destination's proof.
+pub const VERDICT_MSG_LEN: usize = HEADER_LEN + TAG_LEN;
+/// Size of the plaintext hello (the first bytes of a plaintext stream).
+pub const HELLO_MSG_LEN: usize = HEADER_LEN;
 
 const KIND_CHALLENGE: u8 = 0x01;
 const KIND_RESPONSE: u8 = 0x02;
 const KIND_VERDICT: u8 = 0x03;
+const KIND_HELLO: u8 = 0x04;
+
+/// Source → destination, first on a stream that offers its payload in
+/// clear (`--insecure-plaintext`); an encrypted stream starts with a TLS
+/// ClientHello instead (first byte 0x16, never `L`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello;
+
+impl Hello {
+    pub fn encode(&self) -> [u8; HELLO_MSG_LEN] {
+        header(KIND_HELLO, 0)
+    }
+
+    /// Total: any input yields a hello or a typed error.
+    pub fn decode(buf: &[u8]) -> Result<Self, HandshakeError> {
+        match check_header(buf, KIND_HELLO, "hello", HELLO_MSG_LEN)? {
+            0 => Ok(Hello),
+            _ => Err(HandshakeError::Reserved),
+        }
+    }
+}
 
 /// Destination → source: prove you hold the key, for this fresh challenge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +94,19 @@ pub enum Verdict {
     AnswerReplayed,
     WrongMigration,
     StreamIndex,
+    /// The stream offered its payload in clear to a destination that
+    /// accepts encrypted streams only (sent after a [`Hello`]).
+    EncryptionRequired,
+}
+
+/// The verdict message: the outcome and, with `Accepted`, the destination's
+/// proof that it holds the key too,
+/// `HMAC-SHA256(key, "lpmt destination" ‖ nonce ‖ id ‖ stream ‖ binding)`;
+/// zeros with a refusal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub proof: [u8; TAG_LEN],
 }
 
 impl Verdict {
@@ -73,6 +118,7 @@ impl Verdict {
             Verdict::AnswerReplayed => 3,
             Verdict::WrongMigration => 4,
             Verdict::StreamIndex => 5,
+            Verdict::EncryptionRequired => 6,
         }
     }
 
@@ -84,6 +130,7 @@ impl Verdict {
             3 => Verdict::AnswerReplayed,
             4 => Verdict::WrongMigration,
             5 => Verdict::StreamIndex,
+            6 => Verdict::EncryptionRequired,
             other => return Err(HandshakeError::Verdict(other)),
         })
     }
@@ -178,58 +225,74 @@ impl Response {
     }
 }
 
-impl Verdict {
-    pub fn encode(&self) -> [u8; VERDICT_MSG_LEN] {
-        header(KIND_VERDICT, self.code())
+impl Decision {
+    /// A refusal (no proof).
+    pub fn refusal(verdict: Verdict) -> Self {
+        Decision {
+            verdict,
+            proof: [0; TAG_LEN],
+        }
     }
 
-    /// Total: any input yields a verdict or a typed error.
+    pub fn encode(&self) -> [u8; VERDICT_MSG_LEN] {
+        let mut out = [0u8; VERDICT_MSG_LEN];
+        out[..HEADER_LEN].copy_from_slice(&header(KIND_VERDICT, self.verdict.code()));
+        out[HEADER_LEN..].copy_from_slice(&self.proof);
+        out
+    }
+
+    /// Total: any input yields a decision or a typed error.
     pub fn decode(buf: &[u8]) -> Result<Self, HandshakeError> {
-        Verdict::from_code(check_header(buf, KIND_VERDICT, "verdict", VERDICT_MSG_LEN)?)
+        let verdict =
+            Verdict::from_code(check_header(buf, KIND_VERDICT, "verdict", VERDICT_MSG_LEN)?)?;
+        let mut proof = [0u8; TAG_LEN];
+        proof.copy_from_slice(&buf[HEADER_LEN..]);
+        Ok(Decision { verdict, proof })
     }
 }
 
-fn mac(
-    key: &OneTimeKey,
-    nonce: &[u8; CHALLENGE_LEN],
-    migration_id: u64,
-    stream: u16,
-) -> HmacSha256 {
+/// Which end computes a tag: the labels keep a source's answer from ever
+/// passing as the destination's proof, or the other way round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prover {
+    Source,
+    Destination,
+}
+
+/// What one tag binds: the challenge, the migration, the stream and the
+/// TLS session it travels in.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound<'a> {
+    pub nonce: &'a [u8; CHALLENGE_LEN],
+    pub migration_id: u64,
+    pub stream: u16,
+    pub binding: &'a [u8; BINDING_LEN],
+}
+
+fn mac(key: &OneTimeKey, who: Prover, b: &Bound<'_>) -> HmacSha256 {
     let mut m = <HmacSha256 as KeyInit>::new_from_slice(key.as_bytes())
         .expect("HMAC accepts keys of any length");
-    m.update(nonce);
-    m.update(&migration_id.to_le_bytes());
-    m.update(&stream.to_le_bytes());
+    m.update(match who {
+        Prover::Source => b"lpmt source\0",
+        Prover::Destination => b"lpmt destination\0",
+    });
+    m.update(b.nonce);
+    m.update(&b.migration_id.to_le_bytes());
+    m.update(&b.stream.to_le_bytes());
+    m.update(b.binding);
     m
 }
 
-/// The answer a holder of `key` gives to `nonce` for stream `stream`.
-pub fn answer(
-    key: &OneTimeKey,
-    nonce: &[u8; CHALLENGE_LEN],
-    migration_id: u64,
-    stream: u16,
-) -> [u8; TAG_LEN] {
+/// The tag a holder of `key` computes as `who` for `b`.
+pub fn answer(key: &OneTimeKey, who: Prover, b: &Bound<'_>) -> [u8; TAG_LEN] {
     let mut tag = [0u8; TAG_LEN];
-    tag.copy_from_slice(
-        &mac(key, nonce, migration_id, stream)
-            .finalize()
-            .into_bytes(),
-    );
+    tag.copy_from_slice(&mac(key, who, b).finalize().into_bytes());
     tag
 }
 
-/// Checks an answer in constant time.
-pub fn verify(
-    key: &OneTimeKey,
-    nonce: &[u8; CHALLENGE_LEN],
-    migration_id: u64,
-    stream: u16,
-    tag: &[u8; TAG_LEN],
-) -> bool {
-    mac(key, nonce, migration_id, stream)
-        .verify_slice(tag)
-        .is_ok()
+/// Checks a tag in constant time.
+pub fn verify(key: &OneTimeKey, who: Prover, b: &Bound<'_>, tag: &[u8; TAG_LEN]) -> bool {
+    mac(key, who, b).verify_slice(tag).is_ok()
 }
 
 /// What the destination expects of the streams of one migration, and what it
@@ -281,12 +344,19 @@ impl Expectation<'_> {
     fn judge(
         &self,
         nonce: &[u8; CHALLENGE_LEN],
+        binding: &[u8; BINDING_LEN],
         r: &Response,
         peer: SocketAddr,
     ) -> Result<(), TransportError> {
         let side = Side::Destination;
         let stream = r.stream;
-        if verify(self.key, nonce, self.migration_id, stream, &r.tag) {
+        let bound = |migration_id| Bound {
+            nonce,
+            migration_id,
+            stream,
+            binding,
+        };
+        if verify(self.key, Prover::Source, &bound(self.migration_id), &r.tag) {
             let mut g = self.granted();
             let idx = usize::from(stream);
             if idx >= self.streams || g.streams[idx] {
@@ -305,7 +375,7 @@ impl Expectation<'_> {
             return Err(TransportError::AnswerReplayed { side, peer, stream });
         }
         if let Some(migration_id) = self.registry.find_consumed(self.migration_id, |k| {
-            verify(k, nonce, r.migration_id, stream, &r.tag)
+            verify(k, Prover::Source, &bound(r.migration_id), &r.tag)
         }) {
             return Err(TransportError::KeyReplayed {
                 side,
@@ -315,7 +385,7 @@ impl Expectation<'_> {
             });
         }
         if r.migration_id != self.migration_id
-            && verify(self.key, nonce, r.migration_id, stream, &r.tag)
+            && verify(self.key, Prover::Source, &bound(r.migration_id), &r.tag)
         {
             return Err(TransportError::WrongMigration {
                 side,
@@ -335,45 +405,60 @@ fn verdict_of(e: &TransportError) -> Option<Verdict> {
         TransportError::AnswerReplayed { .. } => Verdict::AnswerReplayed,
         TransportError::WrongMigration { .. } => Verdict::WrongMigration,
         TransportError::StreamIndex { .. } => Verdict::StreamIndex,
+        TransportError::PlaintextRefused { .. } => Verdict::EncryptionRequired,
         _ => return None,
     })
 }
 
-/// Destination end of the exchange on a freshly accepted stream: challenge,
-/// response, verdict, all before `deadline`. Returns the stream's index.
-pub(crate) fn serve(
-    sock: &mut TcpStream,
+/// Destination end of the exchange on a stream whose transport (TLS or
+/// plaintext) is set up: challenge, response, verdict. `io` enforces the
+/// deadline. Returns the stream's index.
+pub(crate) fn serve<S: Read + Write>(
+    io: &mut S,
     peer: SocketAddr,
     expect: &Expectation<'_>,
+    binding: &[u8; BINDING_LEN],
     timeout: Duration,
 ) -> Result<u16, TransportError> {
-    let deadline = Instant::now() + timeout;
     let side = Side::Destination;
     let io_err = |e: io::Error| exchange_error(side, peer, timeout, e);
     let nonce = expect.fresh_nonce()?;
-    write_by(sock, &Challenge { nonce }.encode(), deadline).map_err(io_err)?;
+    write_msg(io, &Challenge { nonce }.encode()).map_err(io_err)?;
     let mut buf = [0u8; RESPONSE_MSG_LEN];
-    read_by(sock, &mut buf, deadline).map_err(io_err)?;
+    io.read_exact(&mut buf).map_err(io_err)?;
     let response = Response::decode(&buf).map_err(|reason| TransportError::HandshakeMalformed {
         side,
         peer,
         reason,
     })?;
-    match expect.judge(&nonce, &response, peer) {
+    match expect.judge(&nonce, binding, &response, peer) {
         Ok(()) => {
-            write_by(sock, &Verdict::Accepted.encode(), deadline).map_err(io_err)?;
-            sock.set_read_timeout(None).map_err(io_err)?;
-            sock.set_write_timeout(None).map_err(io_err)?;
+            let bound = Bound {
+                nonce: &nonce,
+                migration_id: expect.migration_id,
+                stream: response.stream,
+                binding,
+            };
+            let decision = Decision {
+                verdict: Verdict::Accepted,
+                proof: answer(expect.key, Prover::Destination, &bound),
+            };
+            write_msg(io, &decision.encode()).map_err(io_err)?;
             Ok(response.stream)
         }
         Err(refusal) => {
             if let Some(v) = verdict_of(&refusal) {
                 // Best effort: the peer learns why before the connection closes.
-                let _ = write_by(sock, &v.encode(), deadline);
+                let _ = write_msg(io, &Decision::refusal(v).encode());
             }
             Err(refusal)
         }
     }
+}
+
+/// Tells a plaintext source that this destination wants encryption.
+pub(crate) fn refuse_plaintext<S: Write>(io: &mut S) {
+    let _ = write_msg(io, &Decision::refusal(Verdict::EncryptionRequired).encode());
 }
 
 /// How the source end of the exchange ended, when it was not refused.
@@ -384,75 +469,109 @@ pub(crate) enum Proof {
     ClosedUnanswered,
 }
 
-/// Source end of the exchange on a freshly connected stream.
-pub(crate) fn prove(
-    sock: &mut TcpStream,
+/// Source end of the exchange on a stream whose transport is set up.
+pub(crate) fn prove<S: Read + Write>(
+    io: &mut S,
     peer: SocketAddr,
     key: &OneTimeKey,
     migration_id: u64,
     stream: u16,
+    binding: &[u8; BINDING_LEN],
     timeout: Duration,
 ) -> Result<Proof, TransportError> {
-    let deadline = Instant::now() + timeout;
     let side = Side::Source;
     let io_err = |e: io::Error| exchange_error(side, peer, timeout, e);
     let malformed = |reason| TransportError::HandshakeMalformed { side, peer, reason };
     let mut buf = [0u8; CHALLENGE_MSG_LEN];
-    match read_by(sock, &mut buf, deadline) {
-        Ok(()) => {}
-        // A listener with all handshake slots taken closes new connections
-        // unanswered; the caller may try again.
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
-            ) =>
-        {
-            return Ok(Proof::ClosedUnanswered);
+    let mut got = 0;
+    while got < buf.len() {
+        match io.read(&mut buf[got..]) {
+            // A listener with all handshake slots taken closes new
+            // connections unanswered; the caller may try again.
+            Ok(0) if got == 0 => return Ok(Proof::ClosedUnanswered),
+            Err(e) if got == 0 && e.kind() == io::ErrorKind::ConnectionReset => {
+                return Ok(Proof::ClosedUnanswered);
+            }
+            Ok(0) => return Err(io_err(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(e)),
         }
-        Err(e) => return Err(io_err(e)),
+    }
+    // A refusal before any challenge: plaintext offered to a destination
+    // that wants encryption (a verdict is as long as a challenge).
+    if buf[5] == KIND_VERDICT {
+        let v = Decision::decode(&buf).map_err(malformed)?.verdict;
+        return Err(refusal(v, side, peer, migration_id, stream));
     }
     let challenge = Challenge::decode(&buf).map_err(malformed)?;
+    let bound = Bound {
+        nonce: &challenge.nonce,
+        migration_id,
+        stream,
+        binding,
+    };
     let response = Response {
         stream,
         migration_id,
-        tag: answer(key, &challenge.nonce, migration_id, stream),
+        tag: answer(key, Prover::Source, &bound),
     };
-    write_by(sock, &response.encode(), deadline).map_err(io_err)?;
+    write_msg(io, &response.encode()).map_err(io_err)?;
     let mut buf = [0u8; VERDICT_MSG_LEN];
-    read_by(sock, &mut buf, deadline).map_err(io_err)?;
-    let verdict = Verdict::decode(&buf).map_err(malformed)?;
-    sock.set_read_timeout(None).map_err(io_err)?;
-    sock.set_write_timeout(None).map_err(io_err)?;
-    match verdict {
-        Verdict::Accepted => Ok(Proof::Accepted),
-        Verdict::AuthenticationFailed => {
-            Err(TransportError::AuthenticationFailed { side, peer, stream })
+    io.read_exact(&mut buf).map_err(io_err)?;
+    let decision = Decision::decode(&buf).map_err(malformed)?;
+    match decision.verdict {
+        Verdict::Accepted if verify(key, Prover::Destination, &bound, &decision.proof) => {
+            Ok(Proof::Accepted)
         }
-        Verdict::KeyReplayed => Err(TransportError::KeyReplayed {
+        // Whoever answered does not hold the key: not one byte of the
+        // guest may go to it.
+        Verdict::Accepted => Err(TransportError::DestinationUnproven { peer, stream }),
+        v => Err(refusal(v, side, peer, migration_id, stream)),
+    }
+}
+
+fn refusal(
+    v: Verdict,
+    side: Side,
+    peer: SocketAddr,
+    migration_id: u64,
+    stream: u16,
+) -> TransportError {
+    match v {
+        Verdict::Accepted | Verdict::AuthenticationFailed => {
+            TransportError::AuthenticationFailed { side, peer, stream }
+        }
+        Verdict::KeyReplayed => TransportError::KeyReplayed {
             side,
             peer,
             stream,
             migration_id,
-        }),
-        Verdict::AnswerReplayed => Err(TransportError::AnswerReplayed { side, peer, stream }),
-        Verdict::WrongMigration => Err(TransportError::WrongMigration {
+        },
+        Verdict::AnswerReplayed => TransportError::AnswerReplayed { side, peer, stream },
+        Verdict::WrongMigration => TransportError::WrongMigration {
             side,
             peer,
             expected: migration_id,
             got: migration_id,
-        }),
-        Verdict::StreamIndex => Err(TransportError::StreamIndex {
+        },
+        Verdict::StreamIndex => TransportError::StreamIndex {
             side,
             peer,
             stream,
             // Unknown here: the destination's count is not on the wire.
             wanted: 0,
-        }),
+        },
+        Verdict::EncryptionRequired => TransportError::PlaintextRefused { side, peer },
     }
 }
 
-fn exchange_error(side: Side, peer: SocketAddr, timeout: Duration, e: io::Error) -> TransportError {
+pub(crate) fn exchange_error(
+    side: Side,
+    peer: SocketAddr,
+    timeout: Duration,
+    e: io::Error,
+) -> TransportError {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => TransportError::HandshakeTimeout {
             side,
@@ -472,43 +591,10 @@ fn exchange_error(side: Side, peer: SocketAddr, timeout: Duration, e: io::Error)
     }
 }
 
-fn remaining(deadline: Instant) -> io::Result<Duration> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err(io::ErrorKind::TimedOut.into())
-    } else {
-        Ok(left)
-    }
-}
-
-/// `read_exact` that gives up at `deadline`, however slowly the peer trickles.
-fn read_by(sock: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        sock.set_read_timeout(Some(remaining(deadline)?))?;
-        match sock.read(&mut buf[done..]) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// `write_all` that gives up at `deadline`.
-fn write_by(sock: &mut TcpStream, buf: &[u8], deadline: Instant) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        sock.set_write_timeout(Some(remaining(deadline)?))?;
-        match sock.write(&buf[done..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+/// `write_all` and `flush` (a TLS stream sends on flush).
+fn write_msg<S: Write>(io: &mut S, buf: &[u8]) -> io::Result<()> {
+    io.write_all(buf)?;
+    io.flush()
 }
 
 #[cfg(test)]
@@ -531,10 +617,17 @@ mod tests {
             Verdict::Accepted,
             Verdict::KeyReplayed,
             Verdict::StreamIndex,
+            Verdict::EncryptionRequired,
         ] {
-            assert_eq!(Verdict::decode(&v.encode()), Ok(v));
+            let d = Decision {
+                verdict: v,
+                proof: [5; TAG_LEN],
+            };
+            assert_eq!(Decision::decode(&d.encode()), Ok(d));
         }
+        assert_eq!(Hello::decode(&Hello.encode()), Ok(Hello));
         assert_eq!(r.encode().len(), 48);
+        assert_eq!(Decision::refusal(Verdict::Accepted).encode().len(), 40);
     }
 
     #[test]
@@ -554,27 +647,48 @@ mod tests {
         bad[4] = 9;
         assert_eq!(
             Challenge::decode(&bad),
-            Err(HandshakeError::Version { want: 1, got: 9 })
+            Err(HandshakeError::Version { want: 2, got: 9 })
         );
         assert!(matches!(
             Response::decode(&c),
             Err(HandshakeError::Length { .. })
         ));
-        let mut v = Verdict::Accepted.encode();
+        let mut v = Decision::refusal(Verdict::Accepted).encode();
         v[6] = 0xff;
-        assert_eq!(Verdict::decode(&v), Err(HandshakeError::Verdict(0xff)));
+        assert_eq!(Decision::decode(&v), Err(HandshakeError::Verdict(0xff)));
     }
 
     #[test]
-    fn the_answer_binds_key_challenge_migration_and_stream() {
+    fn the_answer_binds_key_challenge_migration_stream_session_and_end() {
         let k = OneTimeKey::generate().unwrap();
         let other = OneTimeKey::generate().unwrap();
         let n = [1u8; CHALLENGE_LEN];
-        let tag = answer(&k, &n, 42, 0);
-        assert!(verify(&k, &n, 42, 0, &tag));
-        assert!(!verify(&other, &n, 42, 0, &tag));
-        assert!(!verify(&k, &[2u8; CHALLENGE_LEN], 42, 0, &tag));
-        assert!(!verify(&k, &n, 43, 0, &tag));
-        assert!(!verify(&k, &n, 42, 1, &tag));
+        let session = [4u8; BINDING_LEN];
+        let b = Bound {
+            nonce: &n,
+            migration_id: 42,
+            stream: 0,
+            binding: &session,
+        };
+        let tag = answer(&k, Prover::Source, &b);
+        assert!(verify(&k, Prover::Source, &b, &tag));
+        assert!(!verify(&other, Prover::Source, &b, &tag));
+        assert!(!verify(&k, Prover::Destination, &b, &tag));
+        let n2 = [2u8; CHALLENGE_LEN];
+        let other_session = [5u8; BINDING_LEN];
+        for changed in [
+            Bound { nonce: &n2, ..b },
+            Bound {
+                migration_id: 43,
+                ..b
+            },
+            Bound { stream: 1, ..b },
+            Bound {
+                binding: &other_session,
+                ..b
+            },
+        ] {
+            assert!(!verify(&k, Prover::Source, &changed, &tag));
+        }
     }
 }

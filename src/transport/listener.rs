@@ -3,10 +3,12 @@
 
 use super::MAX_STREAMS;
 use super::error::{Side, TransportError, os};
-use super::handshake::{self, Expectation, Granted};
+use super::handshake::{Expectation, Granted};
 use super::key::{KeyRegistry, OneTimeKey};
 use super::path::MigrationPath;
+use super::secure;
 use super::socket::{self, StreamOptions};
+use super::stream::MigrationStream;
 use crossbeam::channel;
 use std::collections::HashMap;
 use std::io;
@@ -117,7 +119,7 @@ impl PathListener {
         key: &OneTimeKey,
         migration_id: u64,
         deadline: Instant,
-    ) -> Result<Vec<TcpStream>, TransportError> {
+    ) -> Result<Vec<MigrationStream>, TransportError> {
         let side = Side::Destination;
         let started = Instant::now();
         if n == 0 || n > MAX_STREAMS {
@@ -156,13 +158,14 @@ impl PathListener {
             registry: &self.registry,
             granted: Mutex::new(Granted::new(n)),
         };
-        let mut slots: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+        let mut slots: Vec<Option<MigrationStream>> = (0..n).map(|_| None).collect();
         let mut accepted = 0;
         let mut last_refusal = None;
         // Clones of the sockets still in their handshake, so that leaving
         // early can cut them short instead of waiting out their timeouts.
         let pending: Mutex<HashMap<u64, TcpStream>> = Mutex::new(HashMap::new());
-        let (tx, rx) = channel::unbounded::<(u64, Result<(u16, TcpStream), TransportError>)>();
+        let (tx, rx) =
+            channel::unbounded::<(u64, Result<(u16, MigrationStream), TransportError>)>();
 
         let outcome = std::thread::scope(|scope| {
             let mut next_token = 0u64;
@@ -231,10 +234,9 @@ impl PathListener {
                             .insert(token, clone);
                         let timeout = self.opts.handshake_timeout.min(deadline - now);
                         let (tx, expect) = (tx.clone(), &expect);
+                        let encryption = self.opts.encryption;
                         scope.spawn(move || {
-                            let mut stream = stream;
-                            let r = handshake::serve(&mut stream, peer, expect, timeout)
-                                .map(|idx| (idx, stream));
+                            let r = secure::serve_stream(stream, peer, expect, timeout, encryption);
                             let _ = tx.send((token, r));
                         });
                     }

@@ -53,6 +53,9 @@ pub struct StreamOptions {
     pub socket_buffer: Option<usize>,
     pub handshake_timeout: Duration,
     pub max_pending_handshakes: usize,
+    /// TLS 1.3 (the default) or `--insecure-plaintext`: what a source
+    /// offers, and what a listener accepts besides TLS.
+    pub encryption: super::Encryption,
 }
 
 impl Default for StreamOptions {
@@ -66,6 +69,7 @@ impl Default for StreamOptions {
             socket_buffer: DEFAULT_SOCKET_BUFFER,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            encryption: super::Encryption::Tls,
         }
     }
 }

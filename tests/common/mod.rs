@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
-use lpar_mover::transport::{MigrationPath, PathListener, connect_streams};
+use lpar_mover::transport::{MigrationPath, MigrationStream, PathListener, connect_streams};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -36,9 +36,9 @@ pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// `n` authenticated streams from path 127.0.0.2 to path 127.0.0.1:
-/// (the source's ends, the destination's ends).
-pub fn stream_pairs(n: usize) -> (Vec<TcpStream>, Vec<TcpStream>) {
+/// `n` authenticated, encrypted streams from path 127.0.0.2 to path
+/// 127.0.0.1: (the source's ends, the destination's ends).
+pub fn stream_pairs(n: usize) -> (Vec<MigrationStream>, Vec<MigrationStream>) {
     let destination = MigrationPath::new("mig", Ipv4Addr::new(127, 0, 0, 1));
     let source = MigrationPath::new("mig", Ipv4Addr::new(127, 0, 0, 2));
     let listener = PathListener::bind(&destination, 0).unwrap();
@@ -68,8 +68,9 @@ pub enum Fault {
 /// `n` plain TCP stream pairs on loopback, stream 1 (or 0 if n == 1)
 /// passing through a relay that applies `fault`: for engine tests, which
 /// take streams that are already connected (authentication is the
-/// transport's and is tested there).
-pub fn relayed_pairs(n: usize, fault: Fault) -> (Vec<TcpStream>, Vec<TcpStream>) {
+/// transport's and is tested there). The payload is in clear, so a fault
+/// lands on a frame rather than on a TLS record.
+pub fn relayed_pairs(n: usize, fault: Fault) -> (Vec<MigrationStream>, Vec<MigrationStream>) {
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener};
     let faulty = 1.min(n - 1);
@@ -128,5 +129,6 @@ pub fn relayed_pairs(n: usize, fault: Fault) -> (Vec<TcpStream>, Vec<TcpStream>)
         std::thread::spawn(move || pipe(a, c, fault));
         std::thread::spawn(move || pipe(c2, a2, Fault::None));
     }
-    (sources, destinations)
+    let plain = |v: Vec<TcpStream>| v.into_iter().map(MigrationStream::plaintext).collect();
+    (plain(sources), plain(destinations))
 }

@@ -13,7 +13,7 @@ use crate::engine::EngineError;
 use crate::engine::destination::{DestinationReport, receive_live_staged};
 use crate::engine::stage::Stage;
 use crate::partition::{LparConfig, Partition};
-use crate::transport::{MAX_STREAMS, PathListener};
+use crate::transport::{Encryption, MAX_STREAMS, PathListener, StreamOptions};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,7 +73,15 @@ pub fn prepare_incoming(
         .config
         .path_named(path)
         .unwrap_or_else(|_| agent.config.migration_path());
-    let listener = match PathListener::bind(&own_path, 0) {
+    // TLS 1.3 only, unless this agent's operator allowed plaintext.
+    let opts = StreamOptions {
+        encryption: match agent.config.allow_insecure_plaintext {
+            true => Encryption::InsecurePlaintext,
+            false => Encryption::Tls,
+        },
+        ..StreamOptions::default()
+    };
+    let listener = match PathListener::bind_with(&own_path, 0, opts, Default::default()) {
         Ok(l) => l,
         Err(e) => {
             drop(lpar);

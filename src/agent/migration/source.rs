@@ -12,7 +12,9 @@ use crate::emg::{Emg, Module, phase};
 use crate::engine::source::{LiveOptions, Progress, migrate_live};
 use crate::engine::stage::Stage;
 use crate::partition::{LparConfig, PAGE_SIZE, Partition};
-use crate::transport::{DEFAULT_STREAMS, MAX_STREAMS, MigrationPath, connect_streams};
+use crate::transport::{
+    DEFAULT_STREAMS, Encryption, MAX_STREAMS, MigrationPath, StreamOptions, connect_streams_with,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +29,8 @@ pub struct SourceRequest {
     pub timeout_s: Option<u64>,
     /// The migration path by name; `None`: the first configured.
     pub path: Option<String>,
+    /// Guest memory in clear (`--insecure-plaintext`); TLS 1.3 otherwise.
+    pub insecure_plaintext: bool,
 }
 
 /// Where a source migration goes and how: the destination agent, this
@@ -37,6 +41,7 @@ struct Route {
     streams: usize,
     /// The validation's warnings, for the report.
     warnings: Vec<String>,
+    encryption: Encryption,
 }
 
 /// `migrate`: checks the busy rules, marks the LPAR migrating and starts the
@@ -121,11 +126,16 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<MigrationS
     let spawned = std::thread::Builder::new()
         .name(format!("migrate-{id}"))
         .spawn(move || {
+            let encryption = match req.insecure_plaintext {
+                true => Encryption::InsecurePlaintext,
+                false => Encryption::Tls,
+            };
             let route = Route {
                 to,
                 path,
                 streams,
                 warnings,
+                encryption,
             };
             crate::agent::panics::migration_thread(&a, &m, || {
                 run_source(&a, &m, lpar, config, &route, options)
@@ -262,7 +272,19 @@ fn source_steps(
     m.journal_peer(remote_migration);
 
     agent.enter(m, Stage::SrcConnectingPath);
-    let out = connect_streams(path, address, streams, &key, transfer_id, CONNECT_TIMEOUT)?;
+    let opts = StreamOptions {
+        encryption: route.encryption,
+        ..StreamOptions::default()
+    };
+    let out = connect_streams_with(
+        path,
+        address,
+        streams,
+        &key,
+        transfer_id,
+        CONNECT_TIMEOUT,
+        &opts,
+    )?;
     // The path as the sockets have it (what the kernel bound), for the report.
     let used = json!({
         "name": path.name,

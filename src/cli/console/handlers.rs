@@ -177,6 +177,7 @@ fn facts(link: &Link) -> Result<HostFacts, Emg> {
             identity: Identity::default(),
             paths: Vec::new(),
             management: String::new(),
+            management_segment: None,
             backend: crate::control::DEFAULT_BACKEND.into(),
         },
         path: None,
@@ -280,6 +281,7 @@ pub fn command(c: &Console, route: &str, body: &Value) -> Result<Value, ApiError
                         streams: None,
                         timeout_s: None,
                         path,
+                        insecure_plaintext: false,
                     },
                 )?,
                 MigrationMode::Shutdown => ask(
