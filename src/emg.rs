@@ -71,6 +71,10 @@ impl Module {
 /// The phase in which the error happened (the `PPPP` half-word of op1).
 /// Values follow the manual where it has one; the rest extend its scheme.
 pub mod phase {
+    /// The manual's MMC "The version isn't matched between MMC and MMS."
+    /// (`0x00 00000000 0006 01`): moverctl and the agent speak different
+    /// management protocol versions.
+    pub const VERSION_MISMATCH: u16 = 0x0006;
     /// Connecting, or the target is busy.
     pub const CONNECT: u16 = 0x0020;
     /// Defining the LPAR at the destination.

@@ -304,9 +304,24 @@ fn a_client_refuses_an_agent_of_another_protocol_version() {
         let e = Client::connect(&Address::parse(&fake).unwrap(), Module::Client)
             .err()
             .unwrap_or_else(|| panic!("protocol {version} accepted"));
+        // moverctl's: the manual's MMC `0x00 00000000 0006 01`.
         assert_eq!(
             (e.module, e.phase, e.cause),
-            (Module::Client, phase::CONNECT, cause::CONNECTION),
+            (Module::Client, phase::VERSION_MISMATCH, 0),
+            "{e}"
+        );
+        assert!(
+            e.message
+                .starts_with("The version isn't matched between MMC and MMS."),
+            "{e}"
+        );
+        // An agent driving another: its own connection error.
+        let e = Client::connect(&Address::parse(&fake).unwrap(), Module::MoverSource)
+            .err()
+            .unwrap_or_else(|| panic!("protocol {version} accepted"));
+        assert_eq!(
+            (e.module, e.phase, e.cause),
+            (Module::MoverSource, phase::CONNECT, cause::CONNECTION),
             "{e}"
         );
         assert!(

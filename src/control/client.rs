@@ -75,10 +75,25 @@ impl Client {
             other => return Err(err(format!("expected a greeting, got {other:?}"))),
         }
         if client.greeting.protocol != PROTOCOL_VERSION {
-            return Err(err(format!(
+            let found = format!(
                 "the agent speaks management protocol {}, this client {PROTOCOL_VERSION}",
                 client.greeting.protocol
-            )));
+            );
+            if module == Module::Client {
+                // The manual's MMC `0x00 00000000 0006 01`.
+                return Err(Emg::new(
+                    module,
+                    phase::VERSION_MISMATCH,
+                    0,
+                    format!(
+                        "The version isn't matched between MMC and MMS. ({found}; agent \
+                         {address})"
+                    ),
+                    "Install the same lpar-mover release on the management client and the \
+                     agent.",
+                ));
+            }
+            return Err(err(found));
         }
         client
             .reader

@@ -81,6 +81,11 @@ pub fn start_source(agent: &Arc<Agent>, req: SourceRequest) -> Result<MigrationS
         false,
     )?;
     if let Some(refusal) = validation::refusal(&req.lpar, &report.checks) {
+        // The busy rules still answer first: a migration of this LPAR that
+        // started while this one validated makes it busy, whatever the
+        // checklist found meanwhile.
+        let inv = agent.inventory.lock().unwrap();
+        busy::check(&req.lpar, inv.get(&req.lpar)?.state, Operation::Migrate)?;
         return Err(refusal);
     }
     let warnings = validation::warnings(&report.checks);
