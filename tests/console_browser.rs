@@ -233,6 +233,21 @@ fn an_operator_migrates_cancels_and_recovers_from_the_console() {
     });
     screenshot(&b, "hosts");
 
+    // The keyboard alone: from the Hosts button, Tab to LPARs and Enter;
+    // type a new LPAR's name and Enter creates it.
+    b.script(
+        "document.querySelector('#nav button[data-screen=hosts]').focus(); return 0;",
+        serde_json::json!([]),
+    );
+    b.keys(webdriver::TAB);
+    b.keys(ENTER);
+    b.wait("#screen-lpars:not([hidden])", WAIT);
+    b.select("#create-agent", &a_addr);
+    b.fill("#create-memory", "64MiB");
+    b.fill("#create-program", "idle");
+    b.fill("#create-name", &format!("kbd1{ENTER}"));
+    wait_state(&b, &a_addr, "kbd1", "Dea");
+
     // Create and activate an LPAR, validate, migrate it live.
     create_and_activate(&b, &a_addr, "web1", "256MiB", "hot:128MiB");
     validate_and_start(&b, &a_addr, "web1", &b_addr);

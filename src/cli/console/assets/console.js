@@ -509,7 +509,7 @@ function renderProgress() {
     h('p', { class: 'big' }, m.lpar + ': ' + hostName(m.agent) + (m.to ? ' → ' + hostName(m.to) : '') + ' (migration ' + m.id + ')'),
     h('p', { id: 'stage', class: 'stage', 'data-stage': m.stage === null ? '' : hex(m.stage) },
       'Stage = ', h('code', {}, m.stage === null ? '–' : hex(m.stage)), ': ', m.text || ''),
-    reportView(m),
+    reportView(m) || '',
     h('div', { class: 'monitor' },
       h('h4', {}, 'Memory monitor'),
       h('dl', { id: 'memory-monitor' },
