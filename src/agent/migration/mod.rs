@@ -230,14 +230,15 @@ impl Agent {
             log::error!("migration {}: {e}", m.id);
         }
         log::info!("migration {} of '{}': {stage}", m.id, m.lpar);
-        #[cfg(feature = "fault-injection")]
-        super::faults::at_stage(stage);
         self.publish(&Event::MigrationStage {
             migration: m.id,
             lpar: m.lpar.clone(),
             stage: stage.code(),
             text: stage.text().to_string(),
         });
+        // After the event: a migration held at this stage has announced it.
+        #[cfg(feature = "fault-injection")]
+        super::faults::at_stage(stage);
     }
 
     /// Ends `m`: the final stage, the journal's `end` record (with whether
