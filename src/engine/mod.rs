@@ -27,6 +27,7 @@ mod frames;
 pub(crate) mod host_clock;
 mod lz4_policy;
 pub mod pump;
+mod replies;
 pub mod report;
 pub(crate) mod shutdown;
 pub mod source;

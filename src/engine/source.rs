@@ -23,6 +23,7 @@
 use super::convergence::{Convergence, Decision, RoundMeasure};
 use super::digest::ImageDigest;
 use super::pump::{OutStream, OwnedFrame, PageSender, RoundStats};
+use super::replies::{RoundTrips, spawn_reply_reader};
 use super::report::{MigrationReport, RoundReport, SlotIdentities, SuspensionReport};
 use super::switchover::SwitchoverError;
 use super::throttle::{SAMPLE_EVERY, Throttle};
@@ -33,10 +34,8 @@ use crate::partition::{DirtyLog, PageSet, Partition};
 use crate::state::{DeviceState, Identities, MigrationMode};
 use crate::transport::MigrationStream;
 use crate::transport::{PacedWriter, Pacer};
-use crate::wire::{
-    FrameDecoder, Hello, Keepalive, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep,
-};
-use crossbeam::channel::{self, Receiver};
+use crate::wire::{Hello, Keepalive, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep};
+use crossbeam::channel::Receiver;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -613,29 +612,6 @@ impl SourceRun<'_> {
     }
 }
 
-/// Recent round trips; the typical one is the smallest of the last few, so
-/// one scheduling hiccup does not make the switchover look slower than it
-/// is (the suspension itself is measured and reported, not assumed).
-#[derive(Default)]
-struct RoundTrips {
-    recent: std::collections::VecDeque<Duration>,
-}
-
-impl RoundTrips {
-    const KEPT: usize = 5;
-
-    fn record(&mut self, rtt: Duration) {
-        if self.recent.len() == Self::KEPT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(rtt);
-    }
-
-    fn typical(&self) -> Duration {
-        self.recent.iter().copied().min().unwrap_or_default()
-    }
-}
-
 /// The EMG the destination is told when the source gives up.
 fn abort_emg(error: &EngineError) -> Emg {
     match error {
@@ -686,54 +662,6 @@ fn round_report(
         bandwidth: convergence.bandwidth().unwrap_or(0.0),
         throttle,
     }
-}
-
-/// Reads the destination's replies (stream 0's other direction).
-fn spawn_reply_reader(
-    stream: &MigrationStream,
-) -> Result<Receiver<Result<OwnedFrame, EngineError>>, EngineError> {
-    let mut stream = stream
-        .try_clone()
-        .map_err(|source| EngineError::Stream { stream: 0, source })?;
-    let (tx, rx) = channel::unbounded();
-    std::thread::Builder::new()
-        .name("replies".into())
-        .spawn(move || {
-            let mut decoder = FrameDecoder::new();
-            loop {
-                loop {
-                    match decoder.next_frame() {
-                        Ok(Some(frame)) => match OwnedFrame::from_frame(frame) {
-                            Some(f) => {
-                                if tx.send(Ok(f)).is_err() {
-                                    return;
-                                }
-                            }
-                            None => {
-                                let what = "page data from the destination".to_string();
-                                let _ = tx.send(Err(EngineError::Protocol { stream: 0, what }));
-                                return;
-                            }
-                        },
-                        Ok(None) => break,
-                        Err(error) => {
-                            let _ = tx.send(Err(EngineError::Wire { stream: 0, error }));
-                            return;
-                        }
-                    }
-                }
-                match decoder.read_from(&mut stream) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(source) => {
-                        let _ = tx.send(Err(EngineError::Stream { stream: 0, source }));
-                        return;
-                    }
-                }
-            }
-        })
-        .expect("spawn reply reader");
-    Ok(rx)
 }
 
 #[cfg(test)]
