@@ -110,6 +110,8 @@ fn configs() -> impl Strategy<Value = LparConfig> {
             kernel: None,
             cmdline: None,
             usb: lpar_mover::state::UsbAssignment::Unassigned,
+            // 0 and over 999 too: out-of-range ratios must be refused.
+            service_ratio: (vcpus as u16).wrapping_mul(37),
         })
 }
 
@@ -235,6 +237,7 @@ fn command(i: usize, b: Bag) -> Command {
             kernel: f1.then(|| b.text.clone()),
             cmdline: f2.then(|| b.text.clone()),
             usb: f1.then_some(lpar_mover::state::UsbAssignment::Running),
+            service_ratio: f2.then_some(b.config.service_ratio),
         },
         2 => Command::LparList {},
         3 => Command::LparShow { name: n1 },
@@ -340,6 +343,7 @@ fn command(i: usize, b: Bag) -> Command {
             nics: f2.then(|| b.config.nics.clone()),
             fc_ports: f1.then(|| b.config.fc_ports.clone()),
             usb: f2.then_some(lpar_mover::state::UsbAssignment::Assigned),
+            service_ratio: f1.then_some(b.config.service_ratio),
         },
         30 => Command::Backup {},
         31 => Command::Restore {

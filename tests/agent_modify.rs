@@ -170,3 +170,89 @@ fn lpar_create_and_modify_take_nics_and_fc_ports_with_pinned_vfc_ids() {
     assert_eq!(devices(&a, "db1").nics.len(), 1);
     assert!(devices(&a, "db1").fc_hbas.is_empty());
 }
+
+/// The service ratio migrates as it is, but means a share among the
+/// destination's activated LPARs (the manual's "Service ratio after
+/// migration"): `lpar show` gives that share, and `lpar modify`
+/// recomputes it there; ratios outside 1..=999 are refused.
+#[test]
+fn the_service_ratio_moves_as_it_is_and_is_a_share_among_the_destinations_lpars() {
+    let scratch = Scratch::new("ratio");
+    let a = Agent::start(&scratch, "hostA", &["--memory", "256MiB"]);
+    let b = Agent::start(&scratch, "hostB", &["--memory", "256MiB"]);
+    let share = |l: &Value| l["service_share_percent"].as_f64().unwrap().round() as u64;
+    let create = |agent: &Agent, name: &str, ratio: &str| {
+        agent.ctl_json(&[
+            "lpar",
+            "create",
+            name,
+            "--memory",
+            "16MiB",
+            "--program",
+            "idle",
+            "--service-ratio",
+            ratio,
+        ])
+    };
+    // On B, an activated LPAR with ratio 300 holds the shared CPUs.
+    create(&b, "busy", "300");
+    b.ctl_json(&["lpar", "activate", "busy"]);
+    assert_eq!(share(&b.lpar("busy")), 100);
+
+    // On A, web1 with ratio 100 alone: all of A's shared CPUs.
+    let l = create(&a, "web1", "100");
+    assert_eq!(
+        (l["service_ratio"].as_u64(), share(&l)),
+        (Some(100), 100),
+        "{l}"
+    );
+    a.ctl_json(&["lpar", "activate", "web1"]);
+    a.ctl_json(&["migrate", "web1", "--to", &b.addr, "--mode", "shutdown"]);
+
+    // On B the same ratio is a quarter: 100 / (100 + 300).
+    let l = b.lpar("web1");
+    assert_eq!(
+        (l["service_ratio"].as_u64(), share(&l)),
+        (Some(100), 25),
+        "{l}"
+    );
+    // Recomputed at the destination (deactivated, as the workaround).
+    let l = b.ctl_json(&["lpar", "modify", "web1", "--service-ratio", "300"]);
+    assert_eq!(
+        (l["service_ratio"].as_u64(), share(&l)),
+        (Some(300), 50),
+        "{l}"
+    );
+    b.ctl_json(&["lpar", "activate", "web1"]);
+    assert_eq!(share(&b.lpar("busy")), 50);
+
+    // Out of range: refused, nothing changes.
+    create(&b, "spare", "5");
+    for (args, what) in [
+        (
+            vec![
+                "lpar",
+                "create",
+                "x",
+                "--memory",
+                "16MiB",
+                "--service-ratio",
+                "0",
+            ],
+            "create 0",
+        ),
+        (
+            vec!["lpar", "modify", "spare", "--service-ratio", "1000"],
+            "modify 1000",
+        ),
+    ] {
+        let out = b.ctl(&args);
+        assert_ne!(out.status.code(), Some(0), "{what}");
+        assert!(
+            stderr(&out).contains("service ratio"),
+            "{what}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(b.lpar("spare")["service_ratio"].as_u64(), Some(5));
+}

@@ -523,7 +523,26 @@ impl Inventory {
             running,
             guest_writes: writes,
             guest_max_stall_ms: stall,
+            service_ratio: e.config.service_ratio,
+            service_share_percent: self.service_share_percent(name),
         })
+    }
+
+    /// `name`'s share of the shared CPUs among the activated LPARs here
+    /// (its own ratio counted whether or not it is activated), percent.
+    fn service_share_percent(&self, name: &str) -> f64 {
+        let ratio = |e: &Entry| f64::from(e.config.service_ratio);
+        let others: f64 = self
+            .entries
+            .iter()
+            .filter(|(n, e)| n.as_str() != name && e.state == LparState::Act)
+            .map(|(_, e)| ratio(e))
+            .sum();
+        let own = self.entries.get(name).map_or(0.0, ratio);
+        if own + others == 0.0 {
+            return 0.0;
+        }
+        100.0 * own / (own + others)
     }
 
     /// An LPAR this host is migrating (in or out), if any.

@@ -163,6 +163,7 @@ impl Agent {
                 kernel,
                 cmdline,
                 usb,
+                service_ratio,
             } => answer::<request::LparCreate>(self.lpar_create(LparConfig {
                 name,
                 number: 0,
@@ -174,6 +175,7 @@ impl Agent {
                 kernel,
                 cmdline,
                 usb: usb.unwrap_or(UsbAssignment::Unassigned),
+                service_ratio: service_ratio.unwrap_or(crate::partition::DEFAULT_SERVICE_RATIO),
             })),
             Command::LparConsole { name, offset } => {
                 let inv = self.inventory.lock().unwrap();
@@ -306,6 +308,7 @@ impl Agent {
                 nics,
                 fc_ports,
                 usb,
+                service_ratio,
             } => answer::<request::LparModify>(modify::modify(
                 self,
                 &name,
@@ -316,6 +319,7 @@ impl Agent {
                     nics,
                     fc_ports,
                     usb,
+                    service_ratio,
                 },
             )),
             Command::WwnStatus {} => answer::<request::WwnStatus>(wwn::status_list(self)),

@@ -28,6 +28,7 @@ pub struct Changes {
     pub nics: Option<Vec<NicConfig>>,
     pub fc_ports: Option<Vec<FcPortConfig>>,
     pub usb: Option<UsbAssignment>,
+    pub service_ratio: Option<u16>,
 }
 
 /// `lpar-modify`: see the module doc.
@@ -43,6 +44,7 @@ pub fn modify(agent: &Agent, name: &str, c: Changes) -> Result<reply::Lpar, Emg>
     config.nics = c.nics.unwrap_or(config.nics);
     config.fc_ports = c.fc_ports.unwrap_or(config.fc_ports);
     config.usb = c.usb.unwrap_or(config.usb);
+    config.service_ratio = c.service_ratio.unwrap_or(config.service_ratio);
     if config == old {
         return inv.describe(name);
     }

@@ -126,6 +126,10 @@ pub enum LparCommand {
         /// R or #R (in use: Concurrent Maintenance is refused).
         #[arg(long)]
         usb: Option<UsbAssignment>,
+        /// Its share of the host's shared CPUs, relative to the other
+        /// activated LPARs' (1 to 999; default 100).
+        #[arg(long)]
+        service_ratio: Option<u16>,
     },
     /// Change a deactivated LPAR: what is given replaces what it has
     /// (`--nic`/`--fc-port` replace all its NICs/FC ports).
@@ -151,6 +155,10 @@ pub enum LparCommand {
         no_fc_ports: bool,
         #[arg(long)]
         usb: Option<UsbAssignment>,
+        /// As for create (on the destination of a migration it is a share
+        /// among that host's LPARs: recompute it there).
+        #[arg(long)]
+        service_ratio: Option<u16>,
     },
     /// Print the LPAR's serial console (kvm agents).
     Console {
@@ -280,6 +288,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                     kernel,
                     cmdline,
                     usb,
+                    service_ratio,
                 } => ask(
                     &mut client,
                     request::LparCreate {
@@ -294,6 +303,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                             .map(|k| std::path::absolute(&k).unwrap_or(k).display().to_string()),
                         cmdline,
                         usb,
+                        service_ratio,
                     },
                 )?,
                 LparCommand::Modify {
@@ -306,6 +316,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                     fc_ports,
                     no_fc_ports,
                     usb,
+                    service_ratio,
                 } => ask(
                     &mut client,
                     request::LparModify {
@@ -317,6 +328,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                         program,
                         fc_ports: (no_fc_ports || !fc_ports.is_empty()).then_some(fc_ports),
                         usb,
+                        service_ratio,
                     },
                 )?,
                 LparCommand::Console { name, follow } => {
@@ -420,16 +432,18 @@ pub(crate) fn print_value(g: &Global, v: &Value) {
 
 fn print_lpars(reply: &reply::LparList) {
     println!(
-        "{:<20} {:<16} {:>5} {:>10}  program",
-        "LPAR", "state", "vCPUs", "memory"
+        "{:<20} {:<16} {:>5} {:>10} {:>13}  program",
+        "LPAR", "state", "vCPUs", "memory", "service ratio"
     );
     for l in &reply.lpars {
         println!(
-            "{:<20} {:<16} {:>5} {:>10}  {}",
+            "{:<20} {:<16} {:>5} {:>10} {:>5} ({:>3.0}%)  {}",
             l.name,
             l.state.label(),
             l.vcpus,
             format_size(l.memory_bytes),
+            l.service_ratio,
+            l.service_share_percent,
             l.program
         );
     }

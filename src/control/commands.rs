@@ -121,6 +121,9 @@ commands! {
         /// default `*` (none).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usb: Option<UsbAssignment>,
+        /// Its service ratio (1 to 999; default 100).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service_ratio: Option<u16>,
     },
     /// Every LPAR of this host.
     LparList "lpar-list" => LparList {},
@@ -400,6 +403,9 @@ commands! {
         /// The USB device's assigned state.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usb: Option<UsbAssignment>,
+        /// Its service ratio (1 to 999).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service_ratio: Option<u16>,
     },
     /// This host's configuration backup (every LPAR's definition; no guest
     /// memory). Refused while a migration runs.

@@ -57,6 +57,19 @@ pub struct Lpar {
     pub guest_writes: Option<u64>,
     /// The longest stall the guest saw, ms (`null`: not attached).
     pub guest_max_stall_ms: Option<f64>,
+    /// Its service ratio (as configured; it migrates unchanged).
+    #[serde(default = "default_service_ratio")]
+    pub service_ratio: u16,
+    /// The share of this host's shared CPUs that ratio means here: its
+    /// ratio over the sum of the activated LPARs' ratios (its own counted
+    /// if it is not activated), in percent. After a migration it differs
+    /// from the source's: the manual's reason to recompute the ratio.
+    #[serde(default)]
+    pub service_share_percent: f64,
+}
+
+fn default_service_ratio() -> u16 {
+    crate::partition::DEFAULT_SERVICE_RATIO
 }
 
 /// `lpar-delete`.

@@ -109,6 +109,22 @@ pub struct LparConfig {
     /// (`R`, `#R`), Concurrent Maintenance is refused.
     #[serde(default = "no_usb", skip_serializing_if = "is_no_usb")]
     pub usb: UsbAssignment,
+    /// The share of the host's shared CPUs this LPAR asks for, relative
+    /// to the other activated LPARs' ratios on the same host
+    /// ([`SERVICE_RATIOS`]; HVM's default 100). It migrates as it is, so on
+    /// the destination it means a share among *that* host's LPARs.
+    #[serde(default = "default_service_ratio")]
+    pub service_ratio: u16,
+}
+
+/// The service ratios an LPAR may have.
+pub const SERVICE_RATIOS: std::ops::RangeInclusive<u16> = 1..=999;
+
+/// HVM's default service ratio.
+pub const DEFAULT_SERVICE_RATIO: u16 = 100;
+
+fn default_service_ratio() -> u16 {
+    DEFAULT_SERVICE_RATIO
 }
 
 fn no_usb() -> UsbAssignment {
@@ -317,6 +333,7 @@ impl LparConfig {
             kernel: None,
             cmdline: None,
             usb: UsbAssignment::Unassigned,
+            service_ratio: DEFAULT_SERVICE_RATIO,
         }
     }
 
@@ -394,6 +411,14 @@ impl LparConfig {
     pub fn validate(&self) -> Result<(), PartitionError> {
         let bad = |why: String| Err(PartitionError::BadConfig { why });
         check_name(&self.name)?;
+        if !SERVICE_RATIOS.contains(&self.service_ratio) {
+            return bad(format!(
+                "service ratio {} is outside {}..={}",
+                self.service_ratio,
+                SERVICE_RATIOS.start(),
+                SERVICE_RATIOS.end()
+            ));
+        }
         if self.vcpus == 0 || self.vcpus > MAX_VCPUS {
             return bad(format!(
                 "vcpus is {}; it must be 1 to {MAX_VCPUS}",

@@ -23,7 +23,10 @@ mod volatile;
 mod error;
 
 pub use backend::{Backend, SimBackend};
-pub use config::{ConfigError, DeviceMode, FcPortConfig, LparConfig, NicConfig};
+pub use config::{
+    ConfigError, DEFAULT_SERVICE_RATIO, DeviceMode, FcPortConfig, LparConfig, NicConfig,
+    SERVICE_RATIOS,
+};
 pub use error::PartitionError;
 pub use kvm::KvmBackend;
 pub use pages::PageSet;

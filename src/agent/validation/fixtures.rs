@@ -29,6 +29,7 @@ pub fn lpar() -> LparConfig {
         kernel: None,
         cmdline: None,
         usb: crate::state::UsbAssignment::Unassigned,
+        service_ratio: crate::partition::DEFAULT_SERVICE_RATIO,
     }
 }
 

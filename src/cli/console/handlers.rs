@@ -169,6 +169,7 @@ fn facts(link: &Link) -> Result<HostFacts, Emg> {
             kernel: None,
             cmdline: None,
             usb: crate::state::UsbAssignment::Unassigned,
+            service_ratio: crate::partition::DEFAULT_SERVICE_RATIO,
         },
         mode: MigrationMode::Live,
         source: HostFacts {
@@ -253,6 +254,7 @@ pub fn command(c: &Console, route: &str, body: &Value) -> Result<Value, ApiError
                 kernel: None,
                 cmdline: None,
                 usb: None,
+                service_ratio: None,
             };
             Ok(json!(ask(link, r)?))
         }
