@@ -411,7 +411,7 @@ fn a_sound_pair_passes_in_both_modes_and_a_vlan_lets_the_path_share_the_manageme
     create(&src, &lpar("web1"), true);
     let (code, report) = validate(&src, &dst, "web1", "live");
     let checks = report["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 31, "{report}");
+    assert_eq!(checks.len(), 32, "{report}");
     // Every item but the bandwidth and the pre-flight warnings passes; the
     // bandwidth item follows what was measured (how fast a loopback path
     // is on a loaded test machine is the transport_throughput bench's to
@@ -465,7 +465,7 @@ fn a_sound_pair_passes_in_both_modes_and_a_vlan_lets_the_path_share_the_manageme
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pass  destination  time-zone"), "{text}");
-    assert!(text.contains("passed: 31 items checked"), "{text}");
+    assert!(text.contains("passed: 32 items checked"), "{text}");
 
     // Shutdown mode: a deactivated LPAR is fine, the live-only items skip.
     create(&src, &lpar("db1"), false);
@@ -822,4 +822,56 @@ fn with_every_virtual_console_taken_the_lpar_migrates_without_one() {
     );
     src.ctl_json(&["migrate", "web1", "--to", &dst.addr]);
     assert_eq!(dst.lpar("web1")["state"], "Act");
+}
+
+/// The manual's caution about duplicated MACs and WWNs (a reused VNIC
+/// System No., or one host restored alone): an LPAR whose MAC or WWPN an
+/// LPAR of the destination already holds is refused there, naming both.
+#[test]
+fn an_lpar_whose_mac_or_wwpn_the_destination_holds_is_refused() {
+    let scratch = Scratch::new("val-dup");
+    let src = Host::new("hostA").start(&scratch);
+    let dst = Host::new("hostB").start(&scratch);
+    create(&src, &lpar("web1"), true);
+
+    // The destination's LPAR has web1's MAC, and a WWPN of its own.
+    let mut other = lpar("other");
+    other["fc_ports"] = json!([fc(9)]);
+    create(&dst, &other, false);
+    let (code, report) = validate(&src, &dst, "web1", "live");
+    assert_ne!(code, Some(0), "{report}");
+    let c = item(&report, "identities-unique", "destination");
+    assert_eq!(c["outcome"], "fail", "{c}");
+    let e = c["error"]["message"].as_str().unwrap().to_string();
+    assert!(e.contains("MAC 02:00:00:00:00:01 (held by 'other')"), "{e}");
+    assert!(!e.contains("WWPN"), "{e}");
+
+    // Its migration WWPN is web1's WWPN: refused for that too, in shutdown
+    // mode as well (the NIC no longer clashes).
+    dst.ctl_json(&["lpar", "delete", "other"]);
+    let mut other = lpar("other");
+    other["nics"] = json!([]);
+    other["fc_ports"] = json!([{"port": 0, "mode": "shared",
+        "wwpn": "50:06:0e:80:00:00:00:09", "migration_wwpn": "50:06:0e:80:00:00:00:01"}]);
+    create(&dst, &other, false);
+    let (_, report) = validate(&src, &dst, "web1", "shutdown");
+    let c = item(&report, "identities-unique", "destination");
+    assert_eq!(c["outcome"], "fail", "{c}");
+    let e = c["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        e.contains("WWPN 50:06:0e:80:00:00:00:01 (held by 'other')"),
+        "{e}"
+    );
+
+    // Distinct identities pass.
+    dst.ctl_json(&["lpar", "delete", "other"]);
+    let mut other = lpar("other");
+    other["nics"] = json!([{"segment": "seg-a", "mode": "shared", "mac": "02:00:00:00:00:02"}]);
+    other["fc_ports"] = json!([fc(9)]);
+    create(&dst, &other, false);
+    let (_, report) = validate(&src, &dst, "web1", "live");
+    assert_eq!(
+        item(&report, "identities-unique", "destination")["outcome"],
+        "pass"
+    );
 }

@@ -651,6 +651,11 @@ impl Inventory {
         self.entries.keys().cloned().collect()
     }
 
+    /// Every LPAR's configuration here.
+    pub fn configs(&self) -> Vec<LparConfig> {
+        self.entries.values().map(|e| e.config.clone()).collect()
+    }
+
     /// How many LPARs here are activated.
     pub fn active_count(&self) -> usize {
         self.entries

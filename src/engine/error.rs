@@ -117,6 +117,28 @@ impl From<PartitionError> for EngineError {
 }
 
 impl EngineError {
+    /// The EMG the destination is told when the source gives up for this
+    /// reason.
+    pub fn abort_emg(&self) -> Emg {
+        match self {
+            EngineError::Cancelled => Emg::new(
+                Module::MoverSource,
+                phase::MEMORY_TRANSFER,
+                0,
+                "Terminated by user.",
+                "None.",
+            )
+            .reason(reason::TERMINATED_BY_USER),
+            other => Emg::new(
+                Module::MoverSource,
+                phase::MEMORY_TRANSFER,
+                0x10,
+                format!("The source ended the migration: {other}"),
+                "Discard the incoming LPAR; the source keeps running it.",
+            ),
+        }
+    }
+
     /// The EMG an operator sees; `module` says which side detected it.
     pub fn emg(&self, module: Module) -> Emg {
         let message = self.to_string();

@@ -29,7 +29,7 @@ use super::switchover::SwitchoverError;
 use super::throttle::{SAMPLE_EVERY, Throttle};
 use super::{EngineError, wall_clock_ns};
 use crate::build_identity::BuildIdentity;
-use crate::emg::{Emg, Module, phase, reason};
+use crate::emg::Emg;
 use crate::partition::{DirtyLog, PageSet, Partition};
 use crate::state::{DeviceState, Identities, MigrationMode};
 use crate::transport::MigrationStream;
@@ -608,28 +608,7 @@ impl SourceRun<'_> {
             self.paused = false;
         }
         self.sender
-            .queue_control(OwnedFrame::Abort(abort_emg(error)));
-    }
-}
-
-/// The EMG the destination is told when the source gives up.
-fn abort_emg(error: &EngineError) -> Emg {
-    match error {
-        EngineError::Cancelled => Emg::new(
-            Module::MoverSource,
-            phase::MEMORY_TRANSFER,
-            0,
-            "Terminated by user.",
-            "None.",
-        )
-        .reason(reason::TERMINATED_BY_USER),
-        other => Emg::new(
-            Module::MoverSource,
-            phase::MEMORY_TRANSFER,
-            0x10,
-            format!("The source ended the migration: {other}"),
-            "Discard the incoming LPAR; the source keeps running it.",
-        ),
+            .queue_control(OwnedFrame::Abort(error.abort_emg()));
     }
 }
 

@@ -134,6 +134,65 @@ pub fn check_usb(config: &LparConfig, mode: Mode) -> Check {
     Check::pass(item, Side::Source, shown)
 }
 
+/// No MAC or WWPN of the incoming LPAR is one an LPAR of this host already
+/// holds. The manual warns that a reused VNIC System No. or a restore of
+/// only one side duplicates them; two LPARs answering to one MAC or
+/// logging in with one WWPN would share traffic and LUs, so the
+/// destination refuses rather than finding out on the network.
+pub fn check_identities_unique(
+    here: &HostFacts,
+    lpar: &LparConfig,
+    others: &[LparConfig],
+) -> Check {
+    let item = "identities-unique";
+    let d = Side::Destination;
+    let wwpns = |c: &LparConfig| {
+        c.fc_ports
+            .iter()
+            .flat_map(|p| [p.wwpn, p.migration_wwpn])
+            .collect::<Vec<_>>()
+    };
+    let mut clashes = Vec::new();
+    for other in others.iter().filter(|o| o.name != lpar.name) {
+        for nic in &lpar.nics {
+            if other.nics.iter().any(|n| n.mac == nic.mac) {
+                clashes.push(format!("MAC {} (held by '{}')", nic.mac, other.name));
+            }
+        }
+        let held = wwpns(other);
+        for w in wwpns(lpar) {
+            if held.contains(&w) {
+                clashes.push(format!("WWPN {w} (held by '{}')", other.name));
+            }
+        }
+    }
+    if clashes.is_empty() {
+        return Check::pass(
+            item,
+            d,
+            format!(
+                "no MAC or WWPN of '{}' is in use on {}",
+                lpar.name, here.agent
+            ),
+        );
+    }
+    Check::fail(
+        item,
+        d,
+        compat(
+            0x101B,
+            format!(
+                "MAC addresses or WWNs are duplicated: {} of '{}' already in use on {}.",
+                clashes.join(", "),
+                lpar.name,
+                here.agent
+            ),
+            "Give the LPARs distinct MAC addresses and WWPNs (check the VNIC System No. and \
+             that both hosts' configurations were restored together), then retry migration.",
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;

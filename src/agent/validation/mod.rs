@@ -32,6 +32,7 @@
 //! | `memory-contiguous` | destination | the file system holding LPAR memory has room for one mapping of that size |
 //! | `nic-segments` | destination | every NIC's segment exists there |
 //! | `vfc-ids` | destination | a free vfcID per FC port (pinned ones free) on the same physical port |
+//! | `identities-unique` | destination | no MAC or WWPN of the LPAR is held by an LPAR of this host |
 //! | `console` | destination | virtual consoles in use (`resources.consoles`); all taken: the LPAR migrates without one |
 //! | `active-lpars` | destination | live: fewer activated LPARs than `resources.max_active_lpars` (MMS `80000004 0030`) |
 //! | `time-zone` | destination | same HVM time zone |

@@ -330,6 +330,7 @@ pub fn destination_checks(
         check_contiguous(lpar, &root.display().to_string(), fs_free_bytes(&root)),
         check_segments(&here, r, lpar),
         check_vfc_ids(&here, &free_vfc_ids(r, inv, &lpar.name), lpar),
+        super::devices::check_identities_unique(&here, lpar, &inv.configs()),
         check_console(&here, r, names.len()),
         check_active_lpars(&here, r, inv.active_count(), mode),
         check_time_zone(src, &here),
