@@ -359,6 +359,7 @@ fn command(i: usize, b: Bag) -> Command {
                 }],
             },
         },
+        32 => Command::HostInfo {},
         _ => unreachable!("{} commands", COMMANDS.len()),
     }
 }

@@ -191,7 +191,8 @@ fn check_reply(command: &Command, value: &Value, elided: bool) -> Result<(), Str
         WwnStatus,
         LparModify,
         Backup,
-        Restore
+        Restore,
+        HostInfo
     )
 }
 

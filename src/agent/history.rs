@@ -422,6 +422,39 @@ impl super::Agent {
             lpars: inv.names().len(),
         }
     }
+
+    /// `host-info`: [`Self::host_resources`] with the host's build,
+    /// backend, identity and migration paths, and the migrations not yet
+    /// in a final stage (busy).
+    pub(super) fn host_info(&self) -> reply::HostInfo {
+        let r = self.host_resources();
+        let facts = self.config.facts();
+        let migrating: Vec<u64> = self
+            .migrations
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| {
+                !crate::engine::stage::Stage::from_code(m.status().stage)
+                    .is_some_and(crate::engine::stage::Stage::is_final)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        reply::HostInfo {
+            host: r.host,
+            build: facts.build,
+            backend: facts.backend,
+            identity: facts.identity,
+            cpus: r.cpus,
+            memory_bytes: r.memory_bytes,
+            memory_in_use_bytes: r.memory_in_use_bytes,
+            memory_free_bytes: r.memory_free_bytes,
+            lpars: r.lpars,
+            paths: facts.paths,
+            busy: !migrating.is_empty(),
+            migrating,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //!                                                 ├ migrate : migration::start_source  ─ thread ─▶ destination agent
 //!                                                 ├ prepare-incoming: migration::prepare_incoming ─ thread
 //!                                                 ├ status / extend / cancel: the migration table
-//!                                                 └ history / history-record / host-resources: history.rs
+//!                                                 └ history / history-record / host-resources / host-info: history.rs
 //! migration threads ── Event ──▶ EventBus ──▶ every authenticated connection
 //! ```
 
@@ -367,6 +367,7 @@ impl Agent {
             Command::HostResources {} => {
                 answer::<request::HostResources>(Ok(self.host_resources()))
             }
+            Command::HostInfo {} => answer::<request::HostInfo>(Ok(self.host_info())),
             Command::HistoryRecord { records } => {
                 answer::<request::HistoryRecord>(self.keep_records(records))
             }

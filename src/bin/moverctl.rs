@@ -1,6 +1,6 @@
 //! `moverctl`: the management client. Argument parsing and wiring only.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use lpar_mover::cli::bench::{self, BenchArgs};
 use lpar_mover::cli::console::{self, ConsoleArgs};
 use lpar_mover::cli::ctl;
@@ -41,10 +41,22 @@ enum Command {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     // Usage errors exit 3 (clap's own help and version output exits 0).
-    let cli = Cli::try_parse().unwrap_or_else(|e| {
+    let usage = |e: clap::Error| -> ! {
         let _ = e.print();
         std::process::exit(if e.use_stderr() { 3 } else { 0 })
-    });
+    };
+    let matches = Cli::command()
+        .try_get_matches()
+        .unwrap_or_else(|e| usage(e));
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| usage(e));
+    if let (Command::Console(args), Some(m)) =
+        (&mut cli.command, matches.subcommand_matches("console"))
+    {
+        // `--agent` is also moverctl's global option, with a default: the
+        // console's agents are only those named (or MOVER_AGENT's).
+        args.agents_given =
+            m.value_source("agent") != Some(clap::parser::ValueSource::DefaultValue);
+    }
     let result = match cli.command {
         Command::Agent(c) => ctl::run(&cli.global, c).or_else(|f| {
             f.print(cli.global.json);

@@ -417,6 +417,10 @@ commands! {
         /// The backup, as `backup` returned it.
         backup: reply::AgentBackup,
     },
+    /// What this host is and does now, for an operator's console: its
+    /// name, build, backend, CPUs, memory used and free, migration paths,
+    /// and whether a migration runs (busy).
+    HostInfo "host-info" => HostInfo {},
 }
 
 fn default_vcpus() -> u32 {

@@ -273,6 +273,35 @@ pub struct HostResources {
     pub lpars: usize,
 }
 
+/// `host-info`: what this host is and does now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// The agent's name.
+    pub host: String,
+    /// Its build.
+    pub build: crate::build_identity::BuildIdentity,
+    /// The partition backend hosting its LPARs (`sim`, `kvm`).
+    pub backend: String,
+    /// Its host's identity.
+    pub identity: super::vocabulary::Identity,
+    /// Its CPUs.
+    pub cpus: u32,
+    /// Its memory for LPARs.
+    pub memory_bytes: u64,
+    /// Memory its LPARs take.
+    pub memory_in_use_bytes: u64,
+    /// Memory left.
+    pub memory_free_bytes: u64,
+    /// How many LPARs it holds.
+    pub lpars: usize,
+    /// Its migration paths.
+    pub paths: Vec<crate::transport::MigrationPath>,
+    /// Whether a migration (either side) has not reached a final stage.
+    pub busy: bool,
+    /// The ids of those migrations on this agent.
+    pub migrating: Vec<u64>,
+}
+
 /// `history-record`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Kept {

@@ -168,6 +168,31 @@ impl Browser {
         }
     }
 
+    /// Sets the window to `width` x `height` CSS pixels.
+    pub fn set_window_size(&self, width: u32, height: u32) {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
+    /// Presses Tab until the element `css` finds has the focus (at most
+    /// `max` times); false if it never does.
+    pub fn tab_to(&self, css: &str, max: usize) -> bool {
+        for _ in 0..max {
+            let here = self.script(
+                "return document.activeElement === document.querySelector(arguments[0]);",
+                json!([css]),
+            );
+            if here == json!(true) {
+                return true;
+            }
+            self.keys(TAB);
+        }
+        false
+    }
+
     pub fn goto(&self, url: &str) {
         self.cmd("POST", "/url", Some(json!({ "url": url })));
     }

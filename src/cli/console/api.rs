@@ -6,12 +6,14 @@
 //!
 //! | route | method | session | what |
 //! |---|---|---|---|
-//! | `/`, `/console.js`, `/console.css` | GET | no | the page (no data in it) |
-//! | `/api/login` | POST | no | `{"token"}` → session cookie, or 401 |
+//! | `/`, `/console.js`, `/console-policy.js`, `/console.css` | GET | no | the page (no data in it) |
+//! | `/api/login` | GET | no | `{"per_agent", "agents"}`: one token, or one per agent (their addresses) |
+//! | `/api/login` | POST | no | `{"token"}` or `{"tokens": {address: token}}` → session cookie, or 401 |
 //! | `/api/logout` | POST | no | ends the session |
 //! | `/api/session` | GET | yes | the agents' addresses, the latest event number |
 //! | `/api/events` | GET | yes | server-sent events ([`super::relay`]) |
 //! | `/api/hosts`, `/api/lpars`, `/api/history`, `/api/status` | GET | yes | reads ([`super::handlers`]) |
+//! | `/api/policy`, `/api/policy/{run,stop,resume}` | GET, POST | yes | the policy screen ([`super::policy`]) |
 //! | `/api/lpar/{create,activate,deactivate,delete}`, `/api/validate`, `/api/migrate`, `/api/extend`, `/api/cancel`, `/api/recover`, `/api/rollback-wwn`, `/api/connectivity`, `/api/rehearse` | POST | yes | one agent request each |
 //!
 //! Order of the checks: the `Host` header (DNS rebinding), then for a POST
@@ -21,7 +23,7 @@
 //! then whether the route exists: without a session every `/api/` path
 //! answers 401 alike.
 
-use super::auth::{Sessions, set_cookie};
+use super::auth::{Given, Sessions, set_cookie};
 use super::links::Link;
 use super::relay::Hub;
 use crate::emg::{Emg, Module, phase};
@@ -33,6 +35,8 @@ use std::sync::{Arc, OnceLock};
 pub const INDEX_HTML: &str = include_str!("assets/index.html");
 /// The page's script.
 pub const CONSOLE_JS: &str = include_str!("assets/console.js");
+/// The policy screen's script.
+pub const POLICY_JS: &str = include_str!("assets/console-policy.js");
 /// The page's style.
 pub const CONSOLE_CSS: &str = include_str!("assets/console.css");
 
@@ -111,6 +115,8 @@ pub struct Console {
     pub links: Vec<Arc<Link>>,
     /// Who is logged in.
     pub sessions: Sessions,
+    /// The policy the console runs (one at a time).
+    pub policy: super::policy::Runner,
     /// The relayed events.
     pub hub: Arc<Hub>,
     /// The address the server is bound to (set once it listens).
@@ -118,14 +124,15 @@ pub struct Console {
 }
 
 impl Console {
-    /// A console for `agents` (addresses, checked), opened by `token`.
-    pub fn new(agents: Vec<String>, token: String) -> Console {
+    /// A console for `agents` (address, checked, and its token).
+    pub fn new(agents: Vec<(String, String)>) -> Console {
         Console {
             links: agents
-                .into_iter()
-                .map(|a| Arc::new(Link::new(a, token.clone())))
+                .iter()
+                .map(|(a, token)| Arc::new(Link::new(a.clone(), token.clone())))
                 .collect(),
-            sessions: Sessions::new(token),
+            sessions: Sessions::new(agents),
+            policy: super::policy::Runner::default(),
             hub: Arc::new(Hub::default()),
             bound: OnceLock::new(),
         }
@@ -227,7 +234,11 @@ impl Console {
             ("GET", "/console.js") => {
                 return Reply::Asset("text/javascript; charset=utf-8", CONSOLE_JS);
             }
+            ("GET", "/console-policy.js") => {
+                return Reply::Asset("text/javascript; charset=utf-8", POLICY_JS);
+            }
             ("GET", "/console.css") => return Reply::Asset("text/css; charset=utf-8", CONSOLE_CSS),
+            ("GET", "/api/login") => return self.login_form(),
             ("POST", "/api/login") => return self.login(&req.body),
             ("POST", "/api/logout") => {
                 self.sessions.logout(req.cookie.as_deref());
@@ -264,26 +275,24 @@ impl Console {
                     .unwrap_or_else(|| self.hub.latest());
                 Reply::Events(since)
             }
+            ("GET", "policy") => Reply::Json(200, self.policy.view(), None),
+            ("POST", r) if super::policy::COMMANDS.contains(&r) => match object(&req.body) {
+                Some(body) => self.answer(super::policy::command(self, r, &body)),
+                None => not_object(),
+            },
             ("GET", r) if super::handlers::READS.contains(&r) => {
                 self.answer(super::handlers::read(self, r, &query))
             }
-            ("POST", r) if super::handlers::COMMANDS.contains(&r) => {
-                let body = match serde_json::from_slice::<Value>(&req.body) {
-                    Ok(v @ Value::Object(_)) => v,
-                    _ => {
-                        return refuse(
-                            400,
-                            "the body is not a JSON object",
-                            "Send the arguments as a JSON object.",
-                        );
-                    }
-                };
-                self.answer(super::handlers::command(self, r, &body))
-            }
+            ("POST", r) if super::handlers::COMMANDS.contains(&r) => match object(&req.body) {
+                Some(body) => self.answer(super::handlers::command(self, r, &body)),
+                None => not_object(),
+            },
             (_, r)
                 if super::handlers::READS.contains(&r)
                     || super::handlers::COMMANDS.contains(&r)
+                    || super::policy::COMMANDS.contains(&r)
                     || r == "session"
+                    || r == "policy"
                     || r == "events" =>
             {
                 refuse(
@@ -307,23 +316,65 @@ impl Console {
         }
     }
 
+    /// What the login form asks: one token, or one per agent (then the
+    /// agents' addresses, to label each field).
+    fn login_form(&self) -> Reply {
+        let per_agent = self.sessions.per_agent();
+        let agents: Vec<&str> = if per_agent {
+            self.links.iter().map(|l| l.address.as_str()).collect()
+        } else {
+            Vec::new()
+        };
+        Reply::Json(200, json!({"per_agent": per_agent, "agents": agents}), None)
+    }
+
     fn login(&self, body: &[u8]) -> Reply {
-        let token = serde_json::from_slice::<Value>(body)
-            .ok()
-            .and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string));
-        match token.and_then(|t| self.sessions.login(&t)) {
+        let v = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+        let given = Given {
+            token: v.get("token").and_then(Value::as_str).map(str::to_string),
+            tokens: v
+                .get("tokens")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, t)| Some((k.clone(), t.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        match self.sessions.login(&given) {
             Some(id) => Reply::Json(200, json!({"ok": true}), Some(set_cookie(Some(&id)))),
             None => {
                 // A wrong token costs the guesser time.
                 std::thread::sleep(std::time::Duration::from_millis(300));
                 refuse(
                     401,
-                    "wrong token",
-                    "Use the token in the agents' token file (moverctl console --token-file).",
+                    if self.sessions.per_agent() {
+                        "wrong token for at least one agent"
+                    } else {
+                        "wrong token"
+                    },
+                    "Use each agent's token (the files moverctl console --token-file or its \
+                     --config [[agents]] token_file name).",
                 )
             }
         }
     }
+}
+
+fn object(body: &[u8]) -> Option<Value> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v @ Value::Object(_)) => Some(v),
+        _ => None,
+    }
+}
+
+fn not_object() -> Reply {
+    refuse(
+        400,
+        "the body is not a JSON object",
+        "Send the arguments as a JSON object.",
+    )
 }
 
 /// `a=1&b=x%3Ay` → {a: 1, b: x:y}.

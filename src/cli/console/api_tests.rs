@@ -7,7 +7,7 @@ use super::*;
 
 fn console() -> Console {
     // Port 1 on loopback: nothing listens there, connecting fails at once.
-    let c = Console::new(vec!["127.0.0.1:1".into()], "s3cret".into());
+    let c = Console::new(vec![("127.0.0.1:1".into(), "s3cret".into())]);
     c.bound.set("127.0.0.1:8080".parse().unwrap()).unwrap();
     c
 }

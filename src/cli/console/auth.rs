@@ -1,7 +1,13 @@
-//! Who may use the console: the agents' token buys a session.
+//! Who may use the console: the agents' tokens buy a session.
 //!
-//! * [`Sessions::login`] compares the token in constant time and, when it
-//!   is right, issues a session id: 32 random bytes from the OS, as hex.
+//! * [`Sessions::login`] compares the tokens given in constant time and,
+//!   when they are right, issues a session id: 32 random bytes from the
+//!   OS, as hex. Each agent has its own token (the console's
+//!   `--token-file`, or its `[[agents]]` entry's `token_file`); the login
+//!   must give every agent's: one token for all ([`Given::token`]) when
+//!   they are the same, one per agent address ([`Given::tokens`]) when
+//!   they differ ([`Sessions::per_agent`]). A token named for an agent
+//!   wins over the one for all.
 //!   At most [`MAX_SESSIONS`] live at once (the oldest goes first); each
 //!   lasts [`SESSION_TTL`] from its last use.
 //! * [`Sessions::check`] reads the session cookie ([`COOKIE`]) from a
@@ -22,24 +28,65 @@ pub const MAX_SESSIONS: usize = 64;
 /// How long a session lives without use.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
-/// The live sessions and the token that opens one.
+/// The tokens a login gives.
+#[derive(Clone, Debug, Default)]
+pub struct Given {
+    /// One token for every agent.
+    pub token: Option<String>,
+    /// A token per agent address.
+    pub tokens: HashMap<String, String>,
+}
+
+impl Given {
+    /// One token for every agent.
+    pub fn all(token: &str) -> Given {
+        Given {
+            token: Some(token.to_string()),
+            tokens: HashMap::new(),
+        }
+    }
+}
+
+/// The live sessions and the tokens that open one.
 pub struct Sessions {
-    token: String,
+    /// Each agent's address and token.
+    tokens: Vec<(String, String)>,
     live: Mutex<HashMap<String, Instant>>,
 }
 
 impl Sessions {
-    /// Sessions opened by `token` (the agents' token).
-    pub fn new(token: String) -> Sessions {
+    /// Sessions opened by the agents' tokens (address, token).
+    pub fn new(tokens: Vec<(String, String)>) -> Sessions {
         Sessions {
-            token,
+            tokens,
             live: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A new session id when `token` is the right one.
-    pub fn login(&self, token: &str) -> Option<String> {
-        if !constant_time_eq::constant_time_eq(token.trim().as_bytes(), self.token.as_bytes()) {
+    /// Whether the agents' tokens differ (a login gives one per agent).
+    pub fn per_agent(&self) -> bool {
+        self.tokens.windows(2).any(|w| w[0].1 != w[1].1)
+    }
+
+    /// Whether `given` holds every agent's token: each compared in
+    /// constant time, all of them whatever the first gave.
+    fn opens(&self, given: &Given) -> bool {
+        let mut right = !self.tokens.is_empty();
+        for (address, token) in &self.tokens {
+            let offered = given
+                .tokens
+                .get(address)
+                .or(given.token.as_ref())
+                .map(|t| t.trim())
+                .unwrap_or("");
+            right &= constant_time_eq::constant_time_eq(offered.as_bytes(), token.as_bytes());
+        }
+        right
+    }
+
+    /// A new session id when `given` holds the agents' tokens.
+    pub fn login(&self, given: &Given) -> Option<String> {
+        if !self.opens(given) {
             return None;
         }
         let mut bytes = [0u8; 32];
@@ -108,13 +155,30 @@ pub fn set_cookie(id: Option<&str>) -> String {
 mod tests {
     use super::*;
 
+    fn shared(token: &str) -> Sessions {
+        Sessions::new(vec![
+            ("a:1".into(), token.into()),
+            ("b:2".into(), token.into()),
+        ])
+    }
+
+    impl Sessions {
+        fn login_all(&self, token: &str) -> Option<String> {
+            self.login(&Given::all(token))
+        }
+    }
+
     #[test]
     fn only_the_token_opens_a_session_and_only_its_cookie_is_one() {
-        let s = Sessions::new("s3cret".into());
-        assert!(s.login("wrong").is_none());
-        assert!(s.login("").is_none());
-        assert!(s.login("s3cre").is_none());
-        let id = s.login("s3cret\n").expect("the token, whitespace trimmed");
+        let s = shared("s3cret");
+        assert!(!s.per_agent());
+        assert!(s.login_all("wrong").is_none());
+        assert!(s.login_all("").is_none());
+        assert!(s.login_all("s3cre").is_none());
+        assert!(s.login(&Given::default()).is_none());
+        let id = s
+            .login_all("s3cret\n")
+            .expect("the token, whitespace trimmed");
         assert_eq!(id.len(), 64);
         let cookie = format!("x=1; {COOKIE}={id}; y=2");
         assert!(s.check(Some(&cookie)));
@@ -123,7 +187,7 @@ mod tests {
         let forged = format!("{COOKIE}={}", "0".repeat(64));
         assert!(!s.check(Some(&forged)));
         assert!(!s.check(Some(&format!("{COOKIE}={}", &id[..63]))));
-        let other = s.login("s3cret").unwrap();
+        let other = s.login_all("s3cret").unwrap();
         assert_ne!(id, other, "each login its own random id");
         s.logout(Some(&cookie));
         assert!(!s.check(Some(&cookie)));
@@ -131,13 +195,44 @@ mod tests {
     }
 
     #[test]
+    fn agents_with_their_own_tokens_need_each_one() {
+        let s = Sessions::new(vec![
+            ("a:1".into(), "ta".into()),
+            ("b:2".into(), "tb".into()),
+        ]);
+        assert!(s.per_agent());
+        let per = |a: &str, b: &str| Given {
+            token: None,
+            tokens: [
+                ("a:1".to_string(), a.to_string()),
+                ("b:2".to_string(), b.to_string()),
+            ]
+            .into(),
+        };
+        assert!(s.login(&per("ta", "tb")).is_some());
+        assert!(s.login(&per("tb", "ta")).is_none(), "each agent's own");
+        assert!(s.login(&per("ta", "wrong")).is_none());
+        assert!(
+            s.login_all("ta").is_none(),
+            "one token opens one agent only"
+        );
+        let mut one = per("ta", "tb");
+        one.tokens.remove("b:2");
+        assert!(s.login(&one).is_none(), "an agent without its token");
+        one.token = Some("tb".into());
+        assert!(s.login(&one).is_some(), "the shared one fills the gap");
+    }
+
+    #[test]
     fn sessions_are_bounded_and_the_least_recently_used_goes() {
-        let s = Sessions::new("t".into());
-        let first = s.login("t").unwrap();
-        let ids: Vec<String> = (1..MAX_SESSIONS).map(|_| s.login("t").unwrap()).collect();
+        let s = shared("t");
+        let first = s.login_all("t").unwrap();
+        let ids: Vec<String> = (1..MAX_SESSIONS)
+            .map(|_| s.login_all("t").unwrap())
+            .collect();
         // Use the first again so that the second is the oldest.
         assert!(s.check(Some(&format!("{COOKIE}={first}"))));
-        let _new = s.login("t").unwrap();
+        let _new = s.login_all("t").unwrap();
         assert!(s.check(Some(&format!("{COOKIE}={first}"))));
         assert!(!s.check(Some(&format!("{COOKIE}={}", ids[0]))));
         assert_eq!(s.live.lock().unwrap().len(), MAX_SESSIONS);

@@ -4,19 +4,15 @@
 //! same way: the console talks to its own agents only.
 //!
 //! Replies are the agents' own (`control::reply` types, as JSON), with a
-//! few facts gathered from several requests: a host is its greeting (name,
-//! build), `host-resources` (CPUs, memory), `status` (busy: a migration
-//! not yet in a final stage) and the host facts `validate-incoming`
-//! returns (migration paths, backend, identity; asked with a probe LPAR
-//! that is only checked, never defined).
+//! few facts gathered from several requests: a host is its `host-info`
+//! (name, build, backend, CPUs, memory used and free, migration paths,
+//! busy) with the migrations `status` lists.
 
 use super::api::{ApiError, Console, console_error};
 use super::links::{Link, lost};
-use crate::build_identity::BuildIdentity;
-use crate::control::{HostFacts, Identity, MigrationMode, Request, reply, request};
+use crate::control::{MigrationMode, Request, reply, request};
 use crate::emg::Emg;
 use crate::engine::stage::Stage;
-use crate::partition::LparConfig;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -154,56 +150,23 @@ fn running(link: &Link) -> Result<Vec<reply::MigrationStatus>, Emg> {
     })
 }
 
-/// The facts validation exchanges: asked with a probe LPAR that the
-/// destination side checks and never defines.
-fn facts(link: &Link) -> Result<HostFacts, Emg> {
-    let probe = request::ValidateIncoming {
-        config: LparConfig {
-            name: "console-probe".into(),
-            number: 0,
-            vcpus: 1,
-            memory_bytes: 4096,
-            program: "idle".into(),
-            nics: Vec::new(),
-            fc_ports: Vec::new(),
-            kernel: None,
-            cmdline: None,
-            usb: crate::state::UsbAssignment::Unassigned,
-            service_ratio: crate::partition::DEFAULT_SERVICE_RATIO,
-        },
-        mode: MigrationMode::Live,
-        source: HostFacts {
-            agent: "console".into(),
-            build: BuildIdentity::current(),
-            identity: Identity::default(),
-            paths: Vec::new(),
-            management: String::new(),
-            management_segment: None,
-            backend: crate::control::DEFAULT_BACKEND.into(),
-        },
-        path: None,
-    };
-    Ok(link.request(probe)?.0.host)
-}
-
 fn host(link: &Link) -> Result<Value, Emg> {
-    let (res, greeting) = link.request(request::HostResources {})?;
+    let (info, greeting) = link.request(request::HostInfo {})?;
     let migrations = running(link)?;
-    let facts = facts(link).ok();
     Ok(json!({
         "agent": link.address,
         "reachable": true,
         "name": greeting.agent,
-        "build": greeting.build,
-        "cpus": res.cpus,
-        "memory_bytes": res.memory_bytes,
-        "memory_in_use_bytes": res.memory_in_use_bytes,
-        "memory_free_bytes": res.memory_free_bytes,
-        "lpars": res.lpars,
-        "paths": facts.as_ref().map(|f| json!(f.paths)),
-        "backend": facts.as_ref().map(|f| f.backend.clone()),
-        "identity": facts.as_ref().map(|f| json!(f.identity)),
-        "busy": !migrations.is_empty(),
+        "build": info.build,
+        "cpus": info.cpus,
+        "memory_bytes": info.memory_bytes,
+        "memory_in_use_bytes": info.memory_in_use_bytes,
+        "memory_free_bytes": info.memory_free_bytes,
+        "lpars": info.lpars,
+        "paths": info.paths,
+        "backend": info.backend,
+        "identity": info.identity,
+        "busy": info.busy,
         "migrations": migrations,
     }))
 }

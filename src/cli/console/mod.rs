@@ -12,7 +12,8 @@
 //! * `/`, `/console.js`, `/console.css`: one page, embedded in the binary
 //!   (`assets/`, `include_str!`); it holds no data, so it is served to anyone
 //!   who can reach the listener.
-//! * `/api/login`: the agents' token (the console's `--token-file`),
+//! * `/api/login`: the agents' token (the console's `--token-file`), or
+//!   each agent's when they differ (a `--config` file's `[[agents]]`),
 //!   compared in constant time, buys a session cookie ([`auth`]):
 //!   `HttpOnly`, `SameSite=Strict`, random 256 bits. Every other `/api/`
 //!   route and the event stream refuse a request without it (401). A POST
@@ -30,6 +31,18 @@
 //!   stream replays from the number it last saw (`Last-Event-ID`), so a
 //!   stage is never skipped, even across a reconnect.
 //!
+//! * `/api/policy…`: a policy file (`moverctl policy`'s format) run by
+//!   the console itself, entry after entry, its entries' outcomes relayed
+//!   as `POLICY` events ([`policy`]).
+//!
+//! The agents, by flags or by a file (`--config`), or both:
+//!
+//! ```toml
+//! [[agents]]
+//! address = "hvm1:7400"                    # host:port or a Unix socket path
+//! token_file = "/etc/lpar-mover/hvm1.token" # optional: default --token-file
+//! ```
+//!
 //! The listener is loopback by default (`--listen 127.0.0.1:8080`); a
 //! request whose `Host` is not the listen address (or `localhost` on its
 //! port) is refused, so a DNS name rebound to 127.0.0.1 cannot reach it.
@@ -38,6 +51,7 @@ pub mod api;
 pub mod auth;
 pub mod handlers;
 pub mod links;
+pub mod policy;
 pub mod relay;
 pub mod server;
 
@@ -53,26 +67,91 @@ pub struct ConsoleArgs {
     /// a TLS proxy to reach it from elsewhere.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// An agent to manage: host:port or a Unix socket path (repeat for each).
-    #[arg(long = "agent", id = "agent", value_name = "ADDR", required = true)]
+    /// An agent to manage: host:port or a Unix socket path (repeat for
+    /// each); its token is --token-file's.
+    #[arg(
+        long = "agent",
+        id = "agent",
+        value_name = "ADDR",
+        required_unless_present = "config"
+    )]
     pub agents: Vec<String>,
+    /// A TOML file listing agents (`[[agents]]` with `address` and an
+    /// optional `token_file`), for agents with tokens of their own.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Whether `agents` were named (on the command line or by
+    /// `MOVER_AGENT`) rather than the global `--agent`'s default; set by
+    /// `moverctl` from its argument matches.
+    #[arg(skip = true)]
+    pub agents_given: bool,
+}
+
+/// One `[[agents]]` entry of a console `--config` file.
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct AgentEntry {
+    address: String,
+    #[serde(default)]
+    token_file: Option<std::path::PathBuf>,
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ConsoleFile {
+    #[serde(default)]
+    agents: Vec<AgentEntry>,
+}
+
+fn token_of(file: &Path) -> Result<String, Emg> {
+    crate::agent::config::read_token(file).map_err(|mut e| {
+        e.module = crate::emg::Module::Client;
+        e
+    })
+}
+
+/// Each agent's address and token, from the flags and the `--config` file.
+pub fn agents(args: &ConsoleArgs, token_file: Option<&Path>) -> Result<Vec<(String, String)>, Emg> {
+    let no_token = || server::usage("no token file: give --token-file or set MOVER_TOKEN_FILE");
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |address: &str, token: String| -> Result<(), Emg> {
+        Address::parse(address).map_err(|e| server::usage(&format!("agent {address}: {e}")))?;
+        if out.iter().any(|(a, _)| a == address) {
+            return Err(server::usage(&format!("agent {address} is listed twice")));
+        }
+        out.push((address.to_string(), token));
+        Ok(())
+    };
+    let named = args.agents_given || args.config.is_none();
+    for a in args.agents.iter().filter(|_| named) {
+        add(a, token_of(token_file.ok_or_else(no_token)?)?)?;
+    }
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| server::usage(&format!("cannot read {}: {e}", path.display())))?;
+        let file: ConsoleFile = toml::from_str(&text)
+            .map_err(|e| server::usage(&format!("{}: {e}", path.display())))?;
+        for entry in file.agents {
+            let tf = entry
+                .token_file
+                .as_deref()
+                .or(token_file)
+                .ok_or_else(no_token)?;
+            add(&entry.address, token_of(tf)?)?;
+        }
+    }
+    if out.is_empty() {
+        return Err(server::usage(
+            "no agent: give --agent or a --config file with [[agents]]",
+        ));
+    }
+    Ok(out)
 }
 
 /// Runs the console until the process is killed. Prints
 /// `CONSOLE http://<addr>/` on standard output once it listens.
 pub fn run(args: &ConsoleArgs, token_file: Option<&Path>) -> Result<(), Emg> {
-    let token_file = token_file
-        .ok_or_else(|| server::usage("no token file: give --token-file or set MOVER_TOKEN_FILE"))?;
-    let token = crate::agent::config::read_token(token_file).map_err(|mut e| {
-        e.module = crate::emg::Module::Client;
-        e
-    })?;
-    let mut agents = Vec::new();
-    for a in &args.agents {
-        Address::parse(a).map_err(|e| server::usage(&format!("--agent {a}: {e}")))?;
-        agents.push(a.clone());
-    }
-    let console = std::sync::Arc::new(api::Console::new(agents, token));
+    let console = std::sync::Arc::new(api::Console::new(agents(args, token_file)?));
     console.start_relays();
     server::serve(&args.listen, console)
 }

@@ -57,6 +57,9 @@ pub enum Progress<'a> {
     Attempt(&'a EntryResult),
     /// That attempt failed with this EMG.
     Failed(&'a Emg),
+    /// The entry is done with, for this run: completed, or failed for good
+    /// (skipped, or ending the policy).
+    Ended(&'a EntryResult),
 }
 
 /// How a run ended, and where a resume starts.
@@ -134,6 +137,7 @@ pub fn run_from(
                     r.migration = Some(id);
                     r.suspension_ms = report["source"]["suspension"]["total_ms"].as_f64();
                     r.error = None;
+                    progress(Progress::Ended(r));
                     break;
                 }
                 Err((id, e)) => {
@@ -143,11 +147,13 @@ pub fn run_from(
                     r.error = Some(e);
                     if tries < max_attempts {
                         if stop_requested() {
+                            progress(Progress::Ended(r));
                             early = Some((PolicyOutcome::Stopped, i));
                             break 'entries;
                         }
                         continue;
                     }
+                    progress(Progress::Ended(r));
                     match policy.on_failure {
                         OnFailure::Skip => break,
                         OnFailure::Retry { .. } | OnFailure::End => {

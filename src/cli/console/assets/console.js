@@ -112,16 +112,24 @@ function show(screen) {
     b.setAttribute('aria-current', b.dataset.screen === screen ? 'page' : 'false');
   });
   if (screen === 'hosts') refreshHosts();
+  if (screen === 'policy') loadPolicy();
   if (['lpars', 'migrate', 'recovery', 'wwn', 'tools', 'history'].includes(screen)) refreshLpars();
   const first = document.querySelector('#screen-' + screen + ' h2');
   if (first) { first.tabIndex = -1; first.focus(); }
 }
 
-function showLogin() {
+// One token for all agents, or (when theirs differ) one field per agent.
+async function showLogin() {
   $('#nav').hidden = true;
   document.querySelectorAll('.screen').forEach((s) => { s.hidden = s.id !== 'screen-login'; });
   if (state.events) { state.events.close(); state.events = null; }
-  $('#token').focus();
+  const form = await fetch('/api/login').then((r) => r.json()).catch(() => ({ per_agent: false, agents: [] }));
+  const each = form.per_agent;
+  $('#login-one').hidden = each; $('#login-each').hidden = !each;
+  $('#token').hidden = each; $('#token-label').hidden = each; $('#token').required = !each;
+  $('#login-tokens').replaceChildren(...(each ? form.agents : []).map((a, i) => h('label', {},
+    'Token for ' + a, h('input', { type: 'password', class: 'agent-token', 'data-agent': a, id: 'token-' + i, required: true }))));
+  (each ? $('#login-tokens input') : $('#token')).focus();
 }
 
 async function login(ev) {
@@ -129,13 +137,16 @@ async function login(ev) {
   const err = $('#login-error');
   err.hidden = true;
   try {
-    await api('POST', '/api/login', { token: $('#token').value });
+    const fields = [...document.querySelectorAll('#login-tokens input')];
+    const body = fields.length ? { tokens: Object.fromEntries(fields.map((f) => [f.dataset.agent, f.value])) } : { token: $('#token').value };
+    await api('POST', '/api/login', body);
     $('#token').value = '';
+    fields.forEach((f) => { f.value = ''; });
     await start();
   } catch (e) {
     err.textContent = e.status === 401 ? 'Wrong token: ' + e.message : e.message;
     err.hidden = false;
-    $('#token').select();
+    ($('#login-tokens input') || $('#token')).select();
   }
 }
 
@@ -183,7 +194,7 @@ async function refreshHosts() {
 
 function fillAgentSelects() {
   const opts = state.agents.map((a) => [a, hostName(a) + ' (' + a + ')']);
-  for (const id of ['#create-agent', '#mig-agent', '#hist-agent', '#conn-agent', '#reh-agent', '#conn-to', '#reh-to']) {
+  for (const id of ['#create-agent', '#mig-agent', '#hist-agent', '#conn-agent', '#reh-agent', '#conn-to', '#reh-to', '#policy-agent']) {
     fillSelect($(id), opts, true);
   }
   fillMigrate();
@@ -385,6 +396,7 @@ function openEvents(since) {
 
 function onEvent(ev) {
   const d = ev.data || {};
+  if (ev.event === 'POLICY') { onPolicyEvent(d); return; }
   if (ev.event === 'AGENT_UP' || ev.event === 'AGENT_DOWN') {
     refreshLpars();
     return;
@@ -592,7 +604,7 @@ function renderWwn() {
   $('#wwn-table tbody').replaceChildren(...list.map(({ agent, host, lpar }) => h('tr', { 'data-lpar': lpar.name },
     h('td', {}, host), h('td', {}, lpar.name),
     h('td', { class: 'small' }, (lpar.fc_ports || []).map((p) => p.wwpn + ' / ' + p.migration_wwpn).join('; ')),
-    h('td', {}, h('button', { type: 'button', onclick: async () => {
+    h('td', {}, h('button', { type: 'button', 'data-action': 'rollback', onclick: async () => {
       const r = await act(() => api('POST', '/api/rollback-wwn', { agent, lpar: lpar.name }));
       if (r) say('WWNs of ' + r.lpar + ' rolled back; it is ' + r.state, 'ok');
       refreshLpars();
