@@ -83,6 +83,14 @@ fn live_migration_continues_the_guest_exactly_on_the_destination() {
     // How short a suspension is, is the benches' to measure.
     assert!(s.total_ms > 0.0, "suspension {} ms", s.total_ms);
     assert!(s.final_copy_ms + s.device_state_ms + s.load_verify_ms <= s.total_ms + 1.0);
+    // The device state went ahead of the final pages and was loaded while
+    // they landed: outside the destination's wait for Suspended.
+    assert!(s.device_state_first, "the device state followed the pages");
+    assert!(
+        received.state_loaded_early,
+        "the destination loaded the state only after Suspended"
+    );
+    assert!(received.state_load_ms > 0.0);
 
     // The source is frozen at the switchover point: resumed as a reference,
     // it must produce exactly what the destination produces.
@@ -612,8 +620,13 @@ mod device_semantics {
         host.compensate_clock = true;
         let (source, destination, sent, received) = migrate(&root, &config, host, 0);
         let report = ok(sent, Module::MoverSource);
-        let s = ok(received, Module::MoverDestination).switchover.unwrap();
+        let received = ok(received, Module::MoverDestination);
+        let s = received.switchover.clone().unwrap();
         let compensated_ms = s.clock_compensated_ns as f64 / 1e6;
+        assert!(
+            !received.state_loaded_early,
+            "compensating needs Suspended's pause time: loaded after it"
+        );
         // About the suspension (the destination times it from its side:
         // on a loaded runner a few ms apart); how close is the bench's.
         assert!(

@@ -1,11 +1,14 @@
 //! The destination side of a live migration (the mirror of [`super::source`]).
 //!
-//! Pages land straight in the defined-but-not-running LPAR. When the source
-//! says it is suspended (with its image digest) and the device state has
-//! arrived, the destination checks its own image digest against the
-//! source's, applies the device semantics of the manual
-//! ([`super::switchover`]: identity exchange, vfcIDs, RTC, clock), loads
-//! the device state, sends its slot's identities back, reports Ready, and
+//! Pages land straight in the defined-but-not-running LPAR. A version-3
+//! source sends the device state ahead of the final pages: the destination
+//! applies the device semantics of the manual ([`super::switchover`]:
+//! identity exchange, vfcIDs, RTC, clock) and loads it while they land
+//! (with clock compensation, which needs the pause time, once Suspended
+//! came). When the source says it is suspended (with its image digest),
+//! every page is in: the destination compares its own incrementally kept
+//! image digest ([`super::digest`]) with the source's, sends its slot's
+//! identities back, reports Ready, and
 //! resumes the vCPUs only on Commit. Any failure before Commit (a refusal
 //! of the switchover included) sends Abort and leaves the LPAR stopped for
 //! the caller to discard, so the source keeps running it.
@@ -25,7 +28,7 @@ use super::{EngineError, wall_clock_ns};
 use crate::build_identity::BuildIdentity;
 use crate::emg::Module;
 use crate::partition::{LparConfig, Partition};
-use crate::state::{DeviceState, LogicalNic};
+use crate::state::{DeviceState, Identities, LogicalNic};
 use crate::transport::MigrationStream;
 use crate::wire::{
     Frame, FrameEncoder, Hello, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep,
@@ -45,8 +48,15 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct DestinationReport {
     pub rounds: u32,
     pub pages: u64,
-    /// Device state received → Ready sent (digest check and state load).
+    /// Inside the suspension: the later of the device state and Suspended
+    /// received → Ready sent (digest check, and the state load when it
+    /// could not be done earlier).
     pub load_verify_ms: f64,
+    /// Decoding, applying and loading the device state, wherever it fell.
+    pub state_load_ms: f64,
+    /// The device state came ahead of the final pages and was loaded while
+    /// they landed (a version-3 source), outside `load_verify_ms`.
+    pub state_loaded_early: bool,
     /// Commit received → vCPUs resumed.
     pub resume_ms: f64,
     /// What the switchover rules did (vfcIDs, identities, clocks).
@@ -180,6 +190,10 @@ fn receive(
     let mut source_takes_identities = true;
     let mut incoming: Option<LparConfig> = None;
     let mut nics = Vec::new();
+    // A device state that came before Suspended: loaded, or decoded and
+    // waiting for Suspended's pause time.
+    let mut loaded: Option<Loaded> = None;
+    let mut waiting: Option<DeviceState> = None;
     loop {
         let event = events
             .recv_timeout(IDLE_TIMEOUT)
@@ -223,57 +237,64 @@ fn receive(
             OwnedFrame::Abort(emg) => return Err(EngineError::PeerAborted(emg)),
             OwnedFrame::Switchover(s) if s.step == SwitchoverStep::Suspended => {
                 clock.record_stamp(s.timestamp_ns, wall_clock_ns());
-                suspended = Some(s)
+                if suspended.replace(s).is_some() {
+                    return Err(protocol("a second Suspended"));
+                }
+                // Version 3: the device state came first (and is loaded,
+                // or waits for the pause time to compensate the clock).
+                if loaded.is_some() || waiting.is_some() {
+                    let t = Instant::now();
+                    if let Some(state) = waiting.take() {
+                        loaded = Some(load(lpar, state, &incoming, host, &clock, s.timestamp_ns)?);
+                    }
+                    let Some(done) = loaded.take() else {
+                        unreachable!("loaded above")
+                    };
+                    nics = ready(
+                        done,
+                        s,
+                        digest,
+                        replies,
+                        &mut report,
+                        source_takes_identities,
+                    )?;
+                    report.load_verify_ms = t.elapsed().as_secs_f64() * 1e3;
+                }
             }
             OwnedFrame::DeviceState(bytes) => {
                 stage(Stage::DstLoadingState, &report);
-                let Some(source) = suspended else {
-                    return Err(protocol("device state before Suspended"));
-                };
-                let t = Instant::now();
-                // Suspended follows the final round on stream 0, and a round
-                // is reported complete before anything after it: every page
-                // is in by now.
-                if digest.value() != source.digest {
-                    return Err(EngineError::DigestMismatch {
-                        source: source.digest,
-                        destination: digest.value(),
-                    });
+                if loaded.is_some() || waiting.is_some() || report.switchover.is_some() {
+                    return Err(protocol("a second device state"));
                 }
-                let Some(config) = &incoming else {
-                    return Err(protocol("device state before the LPAR configuration"));
-                };
+                let t = Instant::now();
                 let state =
                     DeviceState::decode(&bytes).map_err(crate::partition::PartitionError::from)?;
-                let (state, slot, outcome) = super::switchover::apply(
-                    state,
-                    config,
-                    host,
-                    clock.offset_ns().unwrap_or(0),
-                    source.timestamp_ns,
-                    wall_clock_ns(),
-                )
-                .map_err(EngineError::Switchover)?;
-                let applied = Instant::now();
-                lpar.restore_state(&state)?;
-                let restored = Instant::now();
-                nics = state.nics;
-                report.switchover = Some(outcome);
-                if source_takes_identities {
-                    replies.send(&Frame::Identities(slot))?;
+                match suspended {
+                    // Up to version 2: after Suspended, so after the final
+                    // round (a round is reported complete before anything
+                    // after it): every page is in by now.
+                    Some(source) => {
+                        let done = load(lpar, state, &incoming, host, &clock, source.timestamp_ns)?;
+                        nics = ready(
+                            done,
+                            source,
+                            digest,
+                            replies,
+                            &mut report,
+                            source_takes_identities,
+                        )?;
+                        report.load_verify_ms = t.elapsed().as_secs_f64() * 1e3;
+                    }
+                    // Compensating the clock needs the pause time, which
+                    // Suspended brings.
+                    None if host.compensate_clock => waiting = Some(state),
+                    // Loaded while the final pages land.
+                    None => {
+                        loaded = Some(load(lpar, state, &incoming, host, &clock, 0)?);
+                        report.state_loaded_early = true;
+                    }
                 }
-                replies.send(&Frame::Switchover(Switchover {
-                    step: SwitchoverStep::Ready,
-                    timestamp_ns: wall_clock_ns(),
-                    digest: digest.value(),
-                }))?;
-                report.load_verify_ms = t.elapsed().as_secs_f64() * 1e3;
-                log::debug!(
-                    "load and verify {:?}: check and apply {:?}, restore {:?}",
-                    t.elapsed(),
-                    applied - t,
-                    restored - applied
-                );
+                report.state_load_ms += t.elapsed().as_secs_f64() * 1e3;
             }
             OwnedFrame::Switchover(s) if s.step == SwitchoverStep::Commit => {
                 stage(Stage::DstResuming, &report);
@@ -296,6 +317,71 @@ fn receive(
             other => return Err(protocol(&format!("{other:?}"))),
         }
     }
+}
+
+/// A device state applied and loaded, not yet reported Ready.
+struct Loaded {
+    slot: Identities,
+    outcome: SwitchoverOutcome,
+    nics: Vec<LogicalNic>,
+}
+
+/// Applies the switchover rules to `state` (see [`super::switchover::apply`])
+/// and loads it into `lpar`.
+fn load(
+    lpar: &dyn Partition,
+    state: DeviceState,
+    incoming: &Option<LparConfig>,
+    host: &DestinationHost,
+    clock: &HostClock,
+    suspended_at_ns: u64,
+) -> Result<Loaded, EngineError> {
+    let Some(config) = incoming else {
+        return Err(protocol("device state before the LPAR configuration"));
+    };
+    let (state, slot, outcome) = super::switchover::apply(
+        state,
+        config,
+        host,
+        clock.offset_ns().unwrap_or(0),
+        suspended_at_ns,
+        wall_clock_ns(),
+    )
+    .map_err(EngineError::Switchover)?;
+    lpar.restore_state(&state)?;
+    Ok(Loaded {
+        slot,
+        outcome,
+        nics: state.nics,
+    })
+}
+
+/// With every page in and the state loaded: compares the image digests,
+/// sends the slot's identities (to a version-2-on source) and Ready.
+fn ready(
+    done: Loaded,
+    source: Switchover,
+    digest: &ImageDigest,
+    replies: &mut Replies,
+    report: &mut DestinationReport,
+    source_takes_identities: bool,
+) -> Result<Vec<LogicalNic>, EngineError> {
+    if digest.value() != source.digest {
+        return Err(EngineError::DigestMismatch {
+            source: source.digest,
+            destination: digest.value(),
+        });
+    }
+    report.switchover = Some(done.outcome);
+    if source_takes_identities {
+        replies.send(&Frame::Identities(done.slot))?;
+    }
+    replies.send(&Frame::Switchover(Switchover {
+        step: SwitchoverStep::Ready,
+        timestamp_ns: wall_clock_ns(),
+        digest: digest.value(),
+    }))?;
+    Ok(done.nics)
 }
 
 fn protocol(what: &str) -> EngineError {

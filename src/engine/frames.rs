@@ -1,6 +1,6 @@
 //! The frames the engine handles itself (everything but pages and round
 //! ends), owned: detached from the receive buffer on one side, queued for a
-//! sender worker on the other.
+//! sender worker on the other; and what a round cost on the wire ([`RoundStats`]).
 
 use crate::emg::Emg;
 use crate::wire::Frame;
@@ -42,5 +42,24 @@ impl OwnedFrame {
             Frame::Identities(i) => OwnedFrame::Identities(i),
             Frame::PageBatch(_) | Frame::EndOfRound(_) => return None,
         })
+    }
+}
+
+/// Bytes on the wire per page encoding, and pages per encoding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundStats {
+    pub pages: u64,
+    pub bytes: u64,
+    /// Pages by encoding: zero, raw, lz4, delta.
+    pub by_encoding: [u64; 4],
+}
+
+impl RoundStats {
+    pub(super) fn add(&mut self, other: &RoundStats) {
+        self.pages += other.pages;
+        self.bytes += other.bytes;
+        for (a, b) in self.by_encoding.iter_mut().zip(other.by_encoding) {
+            *a += b;
+        }
     }
 }

@@ -26,6 +26,7 @@ mod error;
 mod frames;
 pub(crate) mod host_clock;
 mod lz4_policy;
+mod migration_control;
 pub mod pump;
 mod replies;
 pub mod report;

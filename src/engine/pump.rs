@@ -24,7 +24,7 @@
 
 use super::EngineError;
 use super::digest::{ImageDigest, page_hash};
-pub use super::frames::OwnedFrame;
+pub use super::frames::{OwnedFrame, RoundStats};
 use super::lz4_policy::Lz4Policy;
 use crate::partition::{GuestMemory, PAGE_SIZE, PageSet};
 use crate::wire::{
@@ -44,25 +44,6 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 pub type OutStream = Box<dyn Write + Send>;
 pub type InStream = Box<dyn Read + Send>;
 
-/// Bytes on the wire per page encoding, and pages per encoding.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RoundStats {
-    pub pages: u64,
-    pub bytes: u64,
-    /// Pages by encoding: zero, raw, lz4, delta.
-    pub by_encoding: [u64; 4],
-}
-
-impl RoundStats {
-    fn add(&mut self, other: &RoundStats) {
-        self.pages += other.pages;
-        self.bytes += other.bytes;
-        for (a, b) in self.by_encoding.iter_mut().zip(other.by_encoding) {
-            *a += b;
-        }
-    }
-}
-
 enum Work {
     Pages {
         round: u32,
@@ -72,6 +53,9 @@ enum Work {
     EndRound(u32),
     /// A frame to send once the stream's page work is done.
     Control(OwnedFrame),
+    /// A frame to send before any page work queued with it (the device
+    /// state, ahead of the final round's pages).
+    Lead(OwnedFrame),
 }
 
 /// What ends every wait of a [`PageSender`] early (cancel, a deadline).
@@ -179,6 +163,22 @@ impl PageSender {
     /// (or the interrupt fired, see [`Self::set_interrupt`]).
     pub fn wait_round(&self) -> Result<RoundStats, EngineError> {
         self.collect(self.controls.len(), None)
+    }
+
+    /// Queues `lead` on stream 0 ahead of round `round`'s pages (stream 0
+    /// writes it before it takes any of them; the other streams start on
+    /// the pages at once), then the round as [`Self::queue_round`]. The
+    /// final round uses it so the destination loads the device state while
+    /// the last pages are still on their way.
+    pub fn queue_round_led(&self, round: u32, lead: OwnedFrame, pages: &PageSet) {
+        let _ = self.controls[0].send(Work::Lead(lead));
+        self.queue_round(round, pages);
+    }
+
+    /// [`Self::wait_round`] for a round queued with [`Self::queue_round_led`]:
+    /// also waits for the lead frame.
+    pub fn wait_round_led(&self) -> Result<RoundStats, EngineError> {
+        self.collect(self.controls.len() + 1, None)
     }
 
     /// Like [`Self::wait_round`], calling `tick` about every `every` while
@@ -341,8 +341,14 @@ impl SendWorker {
     ) {
         let mut pending = None;
         loop {
-            // Page work first; a round's barrier only once the queue is dry.
-            let work = if let Ok(w) = queue.try_recv() {
+            // A lead frame before anything else; then page work; a round's
+            // barrier (or another control) only once the queue is dry.
+            if pending.is_none() {
+                pending = control.try_recv().ok();
+            }
+            let work = if matches!(pending, Some(Work::Lead(_))) {
+                pending.take().expect("matched above")
+            } else if let Ok(w) = queue.try_recv() {
                 w
             } else if let Some(work) = pending.take() {
                 work
@@ -379,7 +385,7 @@ impl SendWorker {
                     let _ = done.send(end.map(|()| stats));
                     Ok(())
                 }
-                Work::Control(frame) => {
+                Work::Control(frame) | Work::Lead(frame) => {
                     let sent = self.send_frame(&frame.as_frame());
                     let _ = done.send(sent.map(|()| RoundStats::default()));
                     Ok(())

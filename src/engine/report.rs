@@ -26,8 +26,13 @@ pub struct SuspensionReport {
     /// Harvesting and sending the final dirty pages.
     pub final_copy_ms: f64,
     pub final_pages: u64,
-    /// Saving, encoding and sending the device state.
+    /// Saving and encoding the device state, and writing what follows the
+    /// final pages (Suspended; the device state too when it does not lead).
+    /// With `final_copy_ms`: pause → everything written.
     pub device_state_ms: f64,
+    /// The device state went ahead of the final pages on stream 0, so the
+    /// destination loaded it while they landed (a version-3 destination).
+    pub device_state_first: bool,
     /// Device state sent until the destination said Ready: the final pages
     /// and the device state still in flight (on a slow path, most of it),
     /// the destination loading the state and comparing digests (its own

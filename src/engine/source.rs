@@ -22,6 +22,7 @@
 
 use super::convergence::{Convergence, Decision, RoundMeasure};
 use super::digest::ImageDigest;
+pub use super::migration_control::MigrationControl;
 use super::pump::{OutStream, OwnedFrame, PageSender, RoundStats};
 use super::replies::{RoundTrips, spawn_reply_reader};
 use super::report::{MigrationReport, RoundReport, SlotIdentities, SuspensionReport};
@@ -36,9 +37,12 @@ use crate::transport::MigrationStream;
 use crate::transport::{PacedWriter, Pacer};
 use crate::wire::{Hello, Keepalive, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep};
 use crossbeam::channel::Receiver;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The wire version from which the device state leads the final round.
+const STATE_LEADS_SINCE: u16 = 3;
 
 /// How long the source waits for each switchover reply.
 pub const SWITCHOVER_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,52 +80,6 @@ impl Default for LiveOptions {
             bandwidth: None,
             suspend_limit: DEFAULT_SUSPEND_LIMIT,
         }
-    }
-}
-
-/// What an operator can do to a running migration: cancel, extend.
-pub struct MigrationControl {
-    cancelled: AtomicBool,
-    deadline: Mutex<Instant>,
-}
-
-impl MigrationControl {
-    pub fn new(timeout: Duration) -> Self {
-        MigrationControl {
-            cancelled: AtomicBool::new(false),
-            deadline: Mutex::new(super::later(Instant::now(), timeout)),
-        }
-    }
-
-    pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-    }
-
-    /// Moves the deadline `by` later.
-    pub fn extend(&self, by: Duration) {
-        let mut d = self.deadline();
-        *d = super::later(*d, by);
-    }
-
-    fn deadline(&self) -> std::sync::MutexGuard<'_, Instant> {
-        // An Instant cannot be left half-written: a poisoned lock is fine.
-        self.deadline.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The time left until the deadline.
-    pub fn remaining(&self) -> Duration {
-        self.deadline().saturating_duration_since(Instant::now())
-    }
-
-    /// Cancelled or past the deadline: the migration must stop.
-    pub fn check(&self) -> Result<(), EngineError> {
-        if self.cancelled.load(Ordering::SeqCst) {
-            return Err(EngineError::Cancelled);
-        }
-        if Instant::now() > *self.deadline() {
-            return Err(EngineError::TimedOut);
-        }
-        Ok(())
     }
 }
 
@@ -262,11 +220,16 @@ impl SourceRun<'_> {
             auth_proof: Vec::new(),
         };
         self.sender.send_control_all(OwnedFrame::Hello(hello))?;
-        self.expect(
+        let theirs = match self.expect(
             |f| matches!(f, OwnedFrame::Hello(_)),
             "Hello",
             SWITCHOVER_REPLY_TIMEOUT,
-        )?;
+        )? {
+            OwnedFrame::Hello(h) => h.protocol_version,
+            _ => unreachable!("checked by the predicate"),
+        };
+        // A version-2 destination wants the device state after Suspended.
+        let state_leads = theirs >= STATE_LEADS_SINCE;
         let config = serde_json::to_vec(self.lpar.config()).expect("LparConfig serialises");
         self.sender.send_control(OwnedFrame::LparConfig(config))?;
 
@@ -364,9 +327,8 @@ impl SourceRun<'_> {
         self.paused = true;
         log.harvest(&mut pages)?;
         let harvested = Instant::now();
-        self.sender.queue_round(round, &pages);
-        progress(&Progress::Suspending { pages: pages.len() });
-        // While the streams copy the last pages, capture the device state.
+        // The device state first: stream 0 writes it ahead of the final
+        // pages, so the destination loads it while they land (version 3).
         let state = self.lpar.save_state()?;
         // The manual's refusal holds to the end: a USB device taken into use
         // since validation fails the migration here, and the source resumes.
@@ -377,19 +339,30 @@ impl SourceRun<'_> {
         let encoded = state
             .encode()
             .map_err(crate::partition::PartitionError::from)?;
+        let state_bytes = encoded.len() as u64;
         let captured = Instant::now();
-        let stats = self.sender.wait_round()?;
-        report.bytes_sent += stats.bytes + encoded.len() as u64;
+        let mut after_suspended = vec![];
+        if state_leads {
+            self.sender
+                .queue_round_led(round, OwnedFrame::DeviceState(encoded), &pages);
+        } else {
+            self.sender.queue_round(round, &pages);
+            after_suspended.push(OwnedFrame::DeviceState(encoded));
+        }
+        progress(&Progress::Suspending { pages: pages.len() });
+        let stats = match state_leads {
+            true => self.sender.wait_round_led()?,
+            false => self.sender.wait_round()?,
+        };
+        report.bytes_sent += stats.bytes + state_bytes;
         let final_copied = Instant::now();
         let suspended = Switchover {
             step: SwitchoverStep::Suspended,
             timestamp_ns: paused_wall,
             digest: digest.value(),
         };
-        self.sender.send_controls(vec![
-            OwnedFrame::Switchover(suspended),
-            OwnedFrame::DeviceState(encoded),
-        ])?;
+        after_suspended.insert(0, OwnedFrame::Switchover(suspended));
+        self.sender.send_controls(after_suspended)?;
         let state_sent = Instant::now();
         let (slot, ready) = self.identities_then_ready()?;
         report.slot_identities = slot.as_ref().map(SlotIdentities::from);
@@ -436,9 +409,10 @@ impl SourceRun<'_> {
         let total_ms = running.timestamp_ns.saturating_sub(paused_wall) as f64 / 1e6;
         report.suspension = SuspensionReport {
             total_ms,
-            final_copy_ms: ms(final_copied - paused),
+            final_copy_ms: ms(harvested - paused) + ms(final_copied - captured),
             final_pages: pages.len(),
-            device_state_ms: ms(state_sent - final_copied),
+            device_state_ms: ms(captured - harvested) + ms(state_sent - final_copied),
+            device_state_first: state_leads,
             load_verify_ms: ms(ready_at - state_sent),
             resume_ms: (total_ms - ms(ready_at - paused)).max(0.0),
             predicted_ms: ms(predicted),

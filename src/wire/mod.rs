@@ -49,14 +49,18 @@
 //!   │── PageBatch(round k) … EndOfRound(k, pages) ───────▶│   (k = 1, 2, …, pages
 //!   │                                                     │    dirtied in round k-1)
 //!   │   (vCPUs stopped at t)                              │
-//!   │── PageBatch(final) … EndOfRound(final) ────────────▶│
-//!   │── Switchover(Suspended, t, image digest) ──────────▶│ final round is complete
-//!   │── DeviceState ─────────────────────────────────────▶│ load, verify digest,
-//!   │                                                     │ apply device semantics
+//!   │── DeviceState (stream 0, first) ───────────────────▶│ apply device semantics,
+//!   │── PageBatch(final) … EndOfRound(final) ────────────▶│ load (while the pages land)
+//!   │── Switchover(Suspended, t, image digest) ──────────▶│ final round is complete:
+//!   │                                                     │ compare the digests
 //!   │◀──────────────── Identities (the slot's WWPNs, MACs) ─│ (version 2 on)
 //!   │◀──────────────────── Switchover(Ready, its digest) ─│
 //!   │── Switchover(Commit) ──────────────────────────────▶│ ownership passes
 //!   │◀─────────────────────────── Switchover(Running, t) ─│ first vCPU ran at t
+//!
+//!   Up to version 2 the DeviceState followed Suspended, after the final
+//!   round; a version-3 source sends it that way to a version-2
+//!   destination, and a destination takes either order.
 //!
 //!   Abort(Emg) may be sent by either side at any point and ends the
 //!   migration; Keepalive may be sent by either side on an idle stream.
