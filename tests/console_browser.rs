@@ -514,6 +514,14 @@ fn an_operator_migrates_cancels_and_recovers_from_the_console() {
     });
     assert!(b.is_enabled("#extend-button"));
     screenshot(&b, "progress-0x4050");
+    // hostB's host-info says it is busy while the migration is held.
+    b.click_on("#nav button[data-screen=hosts]");
+    b.wait_until("hostB busy", WAIT, |b| {
+        b.text_of("#hosts-table tr[data-host=hostB]")
+            .contains("busy (1 migrating)")
+    });
+    b.click_on("#nav button[data-screen=progress]");
+    b.wait("#cancel-button", WAIT);
     b.click_on("#cancel-button");
     b.wait_until("the cancel to be accepted", WAIT, |b| {
         b.text_of("#message").contains("Cancelling")
