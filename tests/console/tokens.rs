@@ -170,7 +170,13 @@ fn agents_with_their_own_tokens_a_rehearsal_and_a_wwn_rollback_from_the_console(
     b.fill("#reh-lpar", "w1");
     b.select("#reh-to", &r.addr);
     b.select("#reh-mode", "live");
-    b.click_on("#rehearse-button");
+    // From the LPAR field, Tab to Rehearse and press it with Space.
+    b.script(
+        "document.querySelector('#reh-lpar').focus(); return 0;",
+        serde_json::json!([]),
+    );
+    assert!(b.tab_to("#rehearse-button", 5), "Tab reaches Rehearse");
+    b.keys(" ");
     b.wait_until(
         "the rehearsal's placeholder",
         Duration::from_secs(120),
@@ -187,6 +193,10 @@ fn agents_with_their_own_tokens_a_rehearsal_and_a_wwn_rollback_from_the_console(
     assert!(
         !r.lpar_names().contains(&"w1".to_string()),
         "a rehearsal leaves nothing behind"
+    );
+    b.script(
+        "document.querySelector('#placeholder').scrollIntoView({block: 'end'}); return 0;",
+        serde_json::json!([]),
     );
     screenshot(&b, "rehearsal");
 
@@ -238,6 +248,15 @@ fn agents_with_their_own_tokens_a_rehearsal_and_a_wwn_rollback_from_the_console(
         (Some("Act"), Some(true)),
         "{l}"
     );
+
+    // The Policy screen from the keyboard: Tab to its button, Space.
+    assert!(
+        b.tab_to("#nav button[data-screen=policy]", 60),
+        "Tab reaches Policy"
+    );
+    b.keys(" ");
+    b.wait("#screen-policy:not([hidden])", WAIT);
+    assert!(b.tab_to("#policy-text", 20), "Tab reaches the policy text");
 
     // Every screen fits 1280x800.
     for screen in [
