@@ -22,6 +22,39 @@ fn greeting_names_the_agent_its_build_and_the_protocol_version() {
 }
 
 #[test]
+fn host_info_says_what_the_host_is_and_that_it_is_idle() {
+    let scratch = Scratch::new("host-info");
+    let agent = Agent::start(&scratch, "hostA", &["--memory", "1GiB"]);
+    agent_common::define_running(&agent, "web1", "64MiB", "idle");
+    let mut c = agent.connect();
+    let g = Conn::open(&agent.addr).greeting();
+    let r = c.request(json!({"id": 4, "execute": "host-info"}));
+    let info = &r["return"];
+    assert_eq!(info["host"], "hostA", "{r}");
+    assert_eq!(info["build"], g["greeting"]["build"], "{r}");
+    assert_eq!(info["backend"], "sim");
+    assert_eq!(info["memory_bytes"], 1u64 << 30);
+    assert_eq!(info["memory_in_use_bytes"], 64u64 << 20);
+    assert_eq!(info["memory_free_bytes"], (1u64 << 30) - (64u64 << 20));
+    assert_eq!(info["lpars"], 1);
+    assert!(info["cpus"].as_u64().unwrap() >= 1);
+    assert_eq!(info["paths"][0]["name"], "mig", "{r}");
+    assert!(
+        info["paths"][0]["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.")
+    );
+    assert_eq!(
+        (&info["busy"], &info["migrating"]),
+        (&json!(false), &json!([]))
+    );
+    // It takes no arguments.
+    let r = c.request(json!({"id": 5, "execute": "host-info", "arguments": {"x": 1}}));
+    assert!(r.get("error").is_some(), "{r}");
+}
+
+#[test]
 fn nothing_is_served_before_a_valid_token_and_three_bad_tokens_close() {
     let scratch = Scratch::new("auth");
     let agent = Agent::start(&scratch, "hostA", &[]);

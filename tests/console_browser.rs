@@ -15,9 +15,13 @@
 //! `LPAR_MOVER_NO_SKIP=1`).
 
 mod agent_common;
+#[path = "console/policy.rs"]
+mod policy;
+#[path = "console/tokens.rs"]
+mod tokens;
 mod webdriver;
 
-use agent_common::{Agent, Hold, Scratch, define_running, peer_args, wait_for};
+use agent_common::{Agent, Hold, Scratch, peer_args, wait_for};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -208,29 +212,6 @@ fn held_in_0x4050(b: &Browser, agent: &Agent, hold: &Hold) {
     });
 }
 
-/// The result the Policy screen shows for entry `n` (1-based).
-fn policy_row(b: &Browser, n: usize) -> String {
-    b.script(
-        "const r = document.querySelector('#policy-table tr[data-entry=\"' + arguments[0] + '\"]'); return r ? r.dataset.status : '';",
-        serde_json::json!([n]),
-    )
-    .as_str()
-    .unwrap_or("")
-    .to_string()
-}
-
-/// Waits until `agent` holds a migration of `lpar` at 0x4050 ([`Hold`],
-/// its file `hold-<tag>` in the scratch directory).
-fn held_lpar(scratch: &Scratch, tag: &str, agent: &Agent, lpar: &str) {
-    let file = scratch.0.join(format!("hold-{tag}"));
-    wait_for(&format!("{lpar} held at 0x4050"), WAIT, || {
-        file.exists()
-            && agent.ctl_json(&["status"])["migrations"]
-                .as_array()
-                .is_some_and(|ms| ms.iter().any(|m| m["lpar"] == lpar && m["stage"] == 0x4050))
-    });
-}
-
 /// The page has no horizontal scroll at the window's width.
 fn fits_the_width(b: &Browser, screen: &str) {
     let (scroll, client) = (
@@ -246,130 +227,6 @@ fn fits_the_width(b: &Browser, screen: &str) {
     assert!(
         scroll.as_u64() <= client.as_u64(),
         "{screen}: {scroll} px wide in a {client} px window"
-    );
-}
-
-/// The Policy screen: a policy file loaded into the page and run, stopped
-/// after its first entry and continued (hostB holds its migrations at
-/// 0x4050, so the stop lands while entry 1 runs); then a policy whose
-/// second entry fails ends there, and Skip runs the rest.
-fn policy_screen(b: &Browser, scratch: &Scratch, hold: &Hold, a: &Agent, b_agent: &Agent) {
-    let (a_addr, b_addr) = (&a.addr, &b_agent.addr);
-    define_running(b_agent, "pol1", "64MiB", "idle");
-    define_running(b_agent, "pol2", "64MiB", "idle");
-    let file = scratch.0.join("evacuate-hostB.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "name = \"evacuate-hostB\"\nmode = \"live\"\n\n\
-             [[entry]]\nlpar = \"pol1\"\nfrom = \"{b_addr}\"\nto = \"{a_addr}\"\n\n\
-             [[entry]]\nlpar = \"pol2\"\nfrom = \"{b_addr}\"\nto = \"{a_addr}\"\n"
-        ),
-    )
-    .unwrap();
-    b.click_on("#nav button[data-screen=policy]");
-    let input = b.wait("#policy-file", WAIT);
-    b.type_into(&input, &file.display().to_string());
-    b.wait_until("the policy file in the page", WAIT, |b| {
-        b.script(
-            "return document.querySelector('#policy-text').value;",
-            serde_json::json!([]),
-        )
-        .as_str()
-        .unwrap_or("")
-        .contains("evacuate-hostB")
-    });
-    b.click_on("#policy-run");
-    b.wait_until("entry 1 running", WAIT, |b| policy_row(b, 1) == "running");
-    held_lpar(scratch, "console", b_agent, "pol1");
-    assert_eq!(policy_row(b, 2), "not-run");
-    b.click_on("#policy-stop");
-    b.wait_until("the stop requested", WAIT, |b| {
-        b.text_of("#policy-status")
-            .contains("stops after this entry")
-    });
-    hold.release();
-    b.wait_until("the policy stopped after entry 1", WAIT, |b| {
-        b.text_of("#policy-status")
-            .contains("stopped by the operator")
-    });
-    assert_eq!(
-        (policy_row(b, 1), policy_row(b, 2)),
-        ("completed".into(), "not-run".into())
-    );
-    assert!(
-        b.find("#policy-choices button[data-choice=continue]:not([hidden])")
-            .is_some()
-    );
-    assert!(
-        b.find("#policy-choices button[data-choice=retry]:not([hidden])")
-            .is_none(),
-        "nothing to retry after a stop"
-    );
-    screenshot(b, "policy-stopped");
-    b.click_on("#policy-choices button[data-choice=continue]");
-    b.wait_until("entry 2 running", WAIT, |b| policy_row(b, 2) == "running");
-    held_lpar(scratch, "console", b_agent, "pol2");
-    hold.release();
-    b.wait_until("the policy completed", WAIT, |b| {
-        b.text_of("#policy-status")
-            .contains("completed: every entry migrated")
-    });
-    let names = a.lpar_names();
-    assert!(
-        names.contains(&"pol1".into()) && names.contains(&"pol2".into()),
-        "{names:?}"
-    );
-
-    // Back to hostB, with an entry that fails between two that do not.
-    let text = format!(
-        "name = \"back-to-hostB\"\nmode = \"live\"\non_failure = \"end\"\n\n\
-         [[entry]]\nlpar = \"pol1\"\nto = \"{b_addr}\"\n\n\
-         [[entry]]\nlpar = \"ghost\"\nto = \"{b_addr}\"\n\n\
-         [[entry]]\nlpar = \"pol2\"\nto = \"{b_addr}\"\n"
-    );
-    b.script(
-        "document.querySelector('#policy-text').value = arguments[0]; return 0;",
-        serde_json::json!([text]),
-    );
-    b.select("#policy-agent", a_addr);
-    let updates_before: u64 = b.text_of("#policy-updates").parse().unwrap();
-    b.click_on("#policy-run");
-    b.wait_until("the policy ended at entry 2", WAIT, |b| {
-        b.text_of("#policy-status")
-            .contains("ended at a failed entry")
-    });
-    assert_eq!(
-        (policy_row(b, 1), policy_row(b, 2), policy_row(b, 3)),
-        ("completed".into(), "failed".into(), "not-run".into())
-    );
-    let failed = b.text_of("#policy-table tr[data-entry=\"2\"]");
-    assert!(
-        failed.contains("ghost") && failed.contains("Action:"),
-        "{failed}"
-    );
-    let updates: u64 = b.text_of("#policy-updates").parse().unwrap();
-    assert!(
-        updates - updates_before >= 5,
-        "{} live updates for three attempts",
-        updates - updates_before
-    );
-    assert!(
-        b.find("#policy-choices button[data-choice=continue]:not([hidden])")
-            .is_none(),
-        "a failed entry is retried, skipped or ends the policy"
-    );
-    b.click_on("#policy-choices button[data-choice=skip]");
-    b.wait_until("the rest of the policy run", WAIT, |b| {
-        b.text_of("#policy-status")
-            .contains("ran to its end with failed entries")
-    });
-    assert_eq!(policy_row(b, 3), "completed");
-    screenshot(b, "policy");
-    let names = b_agent.lpar_names();
-    assert!(
-        names.contains(&"pol1".into()) && names.contains(&"pol2".into()),
-        "{names:?}"
     );
 }
 
@@ -514,6 +371,14 @@ fn an_operator_migrates_cancels_and_recovers_from_the_console() {
     });
     assert!(b.is_enabled("#extend-button"));
     screenshot(&b, "progress-0x4050");
+    // hostB's host-info says it is busy while the migration is held.
+    b.click_on("#nav button[data-screen=hosts]");
+    b.wait_until("hostB busy", WAIT, |b| {
+        b.text_of("#hosts-table tr[data-host=hostB]")
+            .contains("busy (1 migrating)")
+    });
+    b.click_on("#nav button[data-screen=progress]");
+    b.wait("#cancel-button", WAIT);
     b.click_on("#cancel-button");
     b.wait_until("the cancel to be accepted", WAIT, |b| {
         b.text_of("#message").contains("Cancelling")
@@ -572,252 +437,7 @@ fn an_operator_migrates_cancels_and_recovers_from_the_console() {
         "{l}"
     );
 
-    policy_screen(&b, &scratch, &hold, &a, &b_agent);
-    drop(b);
-    drop(console);
-}
-
-const FC: &str = "50:06:0e:80:12:34:56:01/50:06:0e:80:12:34:56:81";
-
-/// An agent with a shared FC port (vfcIDs 1–8) and the given token file.
-fn fc_agent(
-    scratch: &Scratch,
-    name: &str,
-    token_file: &std::path::Path,
-    env: &[(&str, &str)],
-) -> Agent {
-    let config = scratch.0.join(format!("{name}-fc.toml"));
-    std::fs::write(
-        &config,
-        "[resources]\ncpus = 4\nmemory = \"1GiB\"\n\
-         fc_ports = [{ name = \"fc0\", vfc_ids = [1, 2, 3, 4, 5, 6, 7, 8] }]\n",
-    )
-    .unwrap();
-    let state_dir = scratch.0.join(name);
-    let path = format!("mig=127.0.0.{}", agent_common::next_path_octet());
-    let mut args: Vec<String> = [
-        "serve",
-        "--name",
-        name,
-        "--listen",
-        "127.0.0.1:0",
-        "--path",
-        &path,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(["--state-dir".into(), state_dir.display().to_string()]);
-    args.extend(["--token-file".into(), token_file.display().to_string()]);
-    args.extend(["--config".into(), config.display().to_string()]);
-    args.extend(peer_args());
-    let mut program = Command::new(env!("CARGO_BIN_EXE_moverd"));
-    program.envs(env.iter().copied());
-    Agent::spawn_via(name, program, args, state_dir, token_file.to_path_buf())
-}
-
-/// Three agents, and the console given each agent's token by a `--config`
-/// file: hostC and hostR share one, hostS has its own. The login asks for
-/// each agent's token (a wrong one for hostS is refused), all with the
-/// keyboard; the Hosts screen shows each agent's `host-info`; a rehearsal
-/// from hostC to hostR; a live migration of an LPAR with FC ports that
-/// hostR dies in after the suspension began leaves it WWN rollback pending
-/// on hostC, rolled back from the WWN rollback screen with the keyboard
-/// alone. Every screen fits 1280x800 without a horizontal scroll.
-#[test]
-fn agents_with_their_own_tokens_a_rehearsal_and_a_wwn_rollback_from_the_console() {
-    let Some((chromium, chromedriver)) = webdriver::find() else {
-        lpar_mover::skip::skip(
-            "agents_with_their_own_tokens_a_rehearsal_and_a_wwn_rollback_from_the_console",
-            "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
-        );
-        return;
-    };
-    let scratch = Scratch::new("console-tokens");
-    let s_token = scratch.0.join("hostS.token");
-    std::fs::write(&s_token, "hostS-own-token-987654321\n").unwrap();
-    std::fs::set_permissions(
-        &s_token,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let c = fc_agent(&scratch, "hostC", &scratch.token_file(), &[]);
-    let r = fc_agent(
-        &scratch,
-        "hostR",
-        &scratch.token_file(),
-        &[("MOVERD_FAULT_KILL_AT", "0x5070")],
-    );
-    let s_agent = fc_agent(&scratch, "hostS", &s_token, &[]);
-    let config = scratch.0.join("console.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[agents]]\naddress = \"{}\"\ntoken_file = \"{}\"\n\n\
-             [[agents]]\naddress = \"{}\"\ntoken_file = \"{}\"\n\n\
-             [[agents]]\naddress = \"{}\"\ntoken_file = \"{}\"\n",
-            c.addr,
-            scratch.token_file().display(),
-            r.addr,
-            scratch.token_file().display(),
-            s_agent.addr,
-            s_token.display()
-        ),
-    )
-    .unwrap();
-    let console = ConsoleProcess::with_config(&config, scratch.0.join("console.log"));
-    let b = Browser::start(&chromium, &chromedriver);
-    b.set_window_size(1280, 800);
-    let inner = b.script(
-        "return [window.innerWidth, window.innerHeight];",
-        serde_json::json!([]),
-    );
-    assert!(inner[0].as_u64().unwrap() <= 1280, "{inner}");
-
-    // Log in with the keyboard: a field per agent; hostS's token wrong,
-    // then right.
-    b.goto(&console.url);
-    b.wait("#login-tokens input[data-agent]", WAIT);
-    assert_eq!(b.find_all("#login-tokens input[data-agent]").len(), 3);
-    assert!(
-        b.find("#token:not([hidden])").is_none(),
-        "no single token field"
-    );
-    // The page focuses the first field (and selects it after a refusal);
-    // Tab selects a field's text, so typing replaces it.
-    let type_tokens = |third: &str| {
-        assert!(b.tab_to("#token-0", 10), "the first token field");
-        b.keys(&format!("{}{}", agent_common::TOKEN, webdriver::TAB));
-        b.keys(&format!("{}{}", agent_common::TOKEN, webdriver::TAB));
-        b.keys(&format!("{third}{ENTER}"));
-    };
-    type_tokens(agent_common::TOKEN);
-    let err = b.wait("#login-error:not([hidden])", WAIT);
-    assert!(b.text(&err).contains("Wrong token"), "{}", b.text(&err));
-    assert!(
-        b.find("#nav:not([hidden])").is_none(),
-        "nothing opens on a wrong token"
-    );
-    fits_the_width(&b, "login");
-    screenshot(&b, "login-per-agent");
-    type_tokens("hostS-own-token-987654321");
-    b.wait("#nav:not([hidden])", WAIT);
-
-    // Hosts: each agent's host-info, each reached with its own token.
-    b.wait_until("three hosts listed", WAIT, |b| {
-        b.find_all("#hosts-table tbody tr[data-host]").len() == 3
-    });
-    let hosts = b.text_of("#hosts-table");
-    for expected in [
-        "hostC",
-        "hostR",
-        "hostS",
-        "1.0 GiB free",
-        "mig 127.0.0.",
-        "idle",
-    ] {
-        assert!(hosts.contains(expected), "{expected} in {hosts}");
-    }
-    assert!(!hosts.contains("unreachable"), "{hosts}");
-    let cpus = b.text_of("#hosts-table tr[data-host=hostS] td.num");
-    assert_eq!(cpus, "4", "hostS's CPUs from its host-info");
-
-    // Rehearsal of w1 from hostC to hostR.
-    c.ctl_json(&[
-        "lpar",
-        "create",
-        "w1",
-        "--memory",
-        "64MiB",
-        "--program",
-        "hot:4MiB,content=random",
-        "--fc-port",
-        FC,
-    ]);
-    c.ctl_json(&["lpar", "activate", "w1"]);
-    b.click_on("#nav button[data-screen=tools]");
-    b.select("#reh-agent", &c.addr);
-    b.fill("#reh-lpar", "w1");
-    b.select("#reh-to", &r.addr);
-    b.select("#reh-mode", "live");
-    b.click_on("#rehearse-button");
-    b.wait_until(
-        "the rehearsal's placeholder",
-        Duration::from_secs(120),
-        |b| {
-            b.text_of("#rehearse-result")
-                .contains("Placeholder on hostR")
-        },
-    );
-    let rehearsal = b.text_of("#rehearse-result");
-    assert!(
-        rehearsal.contains("Validation passed") && !rehearsal.contains("NOT released"),
-        "{rehearsal}"
-    );
-    assert!(
-        !r.lpar_names().contains(&"w1".to_string()),
-        "a rehearsal leaves nothing behind"
-    );
-    screenshot(&b, "rehearsal");
-
-    // hostR dies after the suspension began: w1 waits on hostC for its
-    // WWNs to be rolled back.
-    let out = c.ctl(&["migrate", "w1", "--to", &r.addr]);
-    assert_eq!(out.status.code(), Some(2), "{}", agent_common::stderr(&out));
-    assert_eq!(c.lpar("w1")["state"], "wwn-rollback-pending");
-
-    // The WWN rollback screen, with the keyboard alone: Tab to the
-    // screen's button in the navigation, Enter; Tab to Roll back, Enter.
-    b.script(
-        "document.querySelector('#nav button[data-screen=hosts]').focus(); return 0;",
-        serde_json::json!([]),
-    );
-    assert!(
-        b.tab_to("#nav button[data-screen=wwn]", 20),
-        "Tab reaches WWN rollback"
-    );
-    b.keys(ENTER);
-    b.wait("#screen-wwn:not([hidden])", WAIT);
-    b.wait_until("w1 listed for a WWN rollback", WAIT, |b| {
-        b.text_of("#wwn-count") == "LPARs with WWN rollback pending: 1 LPARs"
-    });
-    let row = b.text_of("#wwn-table tr[data-lpar=w1]");
-    assert!(
-        row.contains("hostC") && row.contains("50:06:0e:80:12:34:56:01"),
-        "{row}"
-    );
-    fits_the_width(&b, "wwn");
-    screenshot(&b, "wwn-rollback");
-    assert!(
-        b.tab_to(
-            "#wwn-table tr[data-lpar=w1] button[data-action=rollback]",
-            40
-        ),
-        "Tab reaches Roll back WWNs"
-    );
-    b.keys(ENTER);
-    b.wait_until("the rollback", WAIT, |b| {
-        b.text_of("#message").contains("WWNs of w1 rolled back")
-    });
-    b.wait_until("none left to roll back", WAIT, |b| {
-        b.text_of("#wwn-count") == "LPARs with WWN rollback pending: 0 LPARs"
-    });
-    let l = c.lpar("w1");
-    assert_eq!(
-        (l["state"].as_str(), l["running"].as_bool()),
-        (Some("Act"), Some(true)),
-        "{l}"
-    );
-
-    // Every screen fits 1280x800.
-    for screen in [
-        "hosts", "lpars", "migrate", "progress", "recovery", "wwn", "history", "tools", "policy",
-    ] {
-        b.click_on(&format!("#nav button[data-screen={screen}]"));
-        b.wait(&format!("#screen-{screen}:not([hidden])"), WAIT);
-        std::thread::sleep(Duration::from_millis(300));
-        fits_the_width(&b, screen);
-    }
+    policy::policy_screen(&b, &scratch, &hold, &a, &b_agent);
     drop(b);
     drop(console);
 }

@@ -155,3 +155,84 @@ pub fn run(args: &ConsoleArgs, token_file: Option<&Path>) -> Result<(), Emg> {
     console.start_relays();
     server::serve(&args.listen, console)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("lpm-console-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn token(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+
+    fn args(agents: &[&str], config: Option<std::path::PathBuf>, given: bool) -> ConsoleArgs {
+        ConsoleArgs {
+            listen: "127.0.0.1:0".into(),
+            agents: agents.iter().map(|s| s.to_string()).collect(),
+            config,
+            agents_given: given,
+        }
+    }
+
+    #[test]
+    fn agents_come_from_the_flags_and_the_config_file_each_with_its_token() {
+        let dir = scratch("agents");
+        let shared = token(&dir, "shared", "s\n");
+        let own = token(&dir, "own", "o\n");
+        let config = dir.join("console.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[agents]]\naddress = \"10.0.0.2:7400\"\ntoken_file = \"{}\"\n\
+                 [[agents]]\naddress = \"/run/hostC.sock\"\n",
+                own.display()
+            ),
+        )
+        .unwrap();
+        let got = agents(
+            &args(&["10.0.0.1:7400"], Some(config.clone()), true),
+            Some(&shared),
+        );
+        assert_eq!(
+            got.unwrap(),
+            [
+                ("10.0.0.1:7400".to_string(), "s".to_string()),
+                ("10.0.0.2:7400".into(), "o".into()),
+                ("/run/hostC.sock".into(), "s".into()),
+            ]
+        );
+        // The global --agent's default is not an agent of a --config console.
+        let got = agents(
+            &args(&["127.0.0.1:7400"], Some(config.clone()), false),
+            Some(&shared),
+        );
+        assert_eq!(got.unwrap().len(), 2);
+        // Without --token-file, an entry without its own token file is refused.
+        let e = agents(&args(&[], Some(config.clone()), false), None).unwrap_err();
+        assert!(e.message.contains("no token file"), "{e}");
+        // Twice the same agent, an unknown field, no agent at all.
+        let e = agents(&args(&["10.0.0.2:7400"], Some(config), true), Some(&shared)).unwrap_err();
+        assert!(e.message.contains("listed twice"), "{e}");
+        let bad = dir.join("bad.toml");
+        std::fs::write(
+            &bad,
+            "[[agents]]\naddress = \"10.0.0.3:1\"\ntoken = \"inline\"\n",
+        )
+        .unwrap();
+        assert!(agents(&args(&[], Some(bad), false), Some(&shared)).is_err());
+        let empty = dir.join("empty.toml");
+        std::fs::write(&empty, "").unwrap();
+        let e = agents(&args(&[], Some(empty), false), Some(&shared)).unwrap_err();
+        assert!(e.message.contains("no agent"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

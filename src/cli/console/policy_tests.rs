@@ -113,7 +113,7 @@ fn a_policy_is_checked_run_and_resumed_as_the_operator_chooses() {
     assert_eq!(run(json!({})).0, 400);
     let (status, v) = run(json!({"text": "mode = \"paused\""}));
     assert_eq!(status, 400, "{v}");
-    let stranger = format!("mode = \"live\"\n[[entry]]\nlpar = \"w\"\nto = \"10.9.9.9:7400\"\n");
+    let stranger = "mode = \"live\"\n[[entry]]\nlpar = \"w\"\nto = \"10.9.9.9:7400\"\n";
     let (status, v) = run(json!({"text": stranger, "agent": A}));
     assert_eq!(status, 400);
     assert!(
