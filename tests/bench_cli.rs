@@ -119,7 +119,17 @@ fn bench_reports_population_guest_rate_suspension_parts_and_a_reference() {
     // no more than its own pace (20 000 pages/s over all vCPUs).
     let rate = r["guest_write_rate"].as_f64().unwrap();
     assert!(rate > 0.0 && rate <= 20_000.0 * 1.1, "{r}");
+    let mut holding = 0;
     for run in r["per_run"].as_array().unwrap() {
+        // The engine's predicted suspension and the measured one, side by
+        // side, and whether they agree as issue 14 asks.
+        let predicted = run["predicted_suspension_ms"].as_f64().unwrap();
+        let measured = run["suspension_ms"].as_f64().unwrap();
+        assert!(predicted > 0.0 && measured > 0.0, "{run}");
+        assert_eq!(predicted, run["report"]["suspension"]["predicted_ms"]);
+        let holds = (predicted - measured).abs() <= (0.2 * measured).max(0.5);
+        assert_eq!(run["prediction_holds"], holds, "{run}");
+        holding += usize::from(holds);
         let source = run["load_verify_ms"].as_f64().unwrap();
         let destination = run["destination_load_verify_ms"].as_f64().unwrap();
         let in_flight = run["final_in_flight_ms"].as_f64().unwrap();
@@ -127,6 +137,7 @@ fn bench_reports_population_guest_rate_suspension_parts_and_a_reference() {
         assert!((source - destination).max(0.0) == in_flight, "{run}");
         assert_eq!(run["populated_bytes"], run["report"]["populated_bytes"]);
     }
+    assert_eq!(r["prediction_holding_runs"], holding);
     // The same-run reference copied the median run's populated bytes.
     let gbps = r["reference_gbps"].as_f64().unwrap();
     assert!(gbps > 0.0 && r["reference_socket_gbps"].as_f64().unwrap() > 0.0);

@@ -73,7 +73,8 @@ pub struct Convergence {
     fixed_cost: Duration,
     bandwidth: Option<f64>, // wire bytes per second
     bytes_per_page: f64,
-    /// Device-state bytes sent inside the suspension, after the pages.
+    /// Device-state bytes sent inside the suspension (ahead of the final
+    /// pages on stream 0; they share the path either way).
     state_bytes: u64,
     dirty_rate: f64, // pages per second
     previous_dirtied: Option<u64>,
@@ -102,7 +103,7 @@ impl Convergence {
         self.fixed_cost = cost;
     }
 
-    /// Sets the size of the device state the suspension sends after the
+    /// Sets the size of the device state the suspension sends with the
     /// final pages (on a slow path it takes its own time on the wire).
     pub fn set_state_bytes(&mut self, bytes: u64) {
         self.state_bytes = bytes;

@@ -3,10 +3,18 @@
 //! without hashing all of memory inside the suspension.
 //!
 //! Each page has a 64-bit content hash (XXH3); the image digest is the
-//! wrapping sum over all pages of `mix(page number, hash)`. Both ends start
-//! from an all-zero image (a new destination LPAR is sparse; a source page
-//! never sent was never written) and update one page in O(1) whenever it is
-//! sent or applied, so at the pause the digest is already there.
+//! wrapping sum over all pages of `mix(page number, hash) − mix(page
+//! number, hash of a zero page)`, so a zero page adds nothing and an
+//! all-zero image's digest is 0. Both ends start from an all-zero image (a
+//! new destination LPAR is sparse; a source page never sent was never
+//! written) and update one page in O(1) whenever it is sent or applied, so
+//! at the pause the digest is already there, and the destination only
+//! compares.
+//!
+//! Cost scales with populated memory, not with the LPAR's size: each page's
+//! hash is kept XORed with the zero page's, in zero-filled memory the
+//! kernel maps lazily, so starting costs nothing per page and only the
+//! entries of pages sent (8 bytes each) become resident.
 //!
 //! What it proves: every page the source sent last arrived intact and in
 //! order (no older copy won). What it cannot prove: that the dirty log
@@ -30,18 +38,40 @@ fn mix(page: u64, hash: u64) -> u64 {
 }
 
 pub struct ImageDigest {
+    /// Per page: its hash XOR the zero page's (0 for a zero page).
     hashes: Box<[AtomicU64]>,
     total: AtomicU64,
+    zero: u64,
+}
+
+/// `pages` zeroed atomics, from zero-filled memory (mapped lazily by the
+/// kernel for large sizes: untouched entries cost no RSS).
+fn zeroed_atomics(pages: usize) -> Box<[AtomicU64]> {
+    let layout = std::alloc::Layout::array::<AtomicU64>(pages).expect("digest size fits");
+    if layout.size() == 0 {
+        return Box::new([]);
+    }
+    // SAFETY: the layout has a non-zero size. An all-zero byte pattern is a
+    // valid AtomicU64 (it has the same in-memory representation as u64), so
+    // the zeroed allocation holds `pages` initialised values, and a Box of
+    // the slice frees it with the same layout.
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout).cast::<AtomicU64>();
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, pages))
+    }
 }
 
 impl ImageDigest {
-    /// The digest of an all-zero image of `pages` pages.
+    /// The digest of an all-zero image of `pages` pages (0, at no cost per
+    /// page).
     pub fn zeroed(pages: u64) -> Self {
-        let zero = page_hash(&[0u8; PAGE_SIZE]);
-        let total = (0..pages).fold(0u64, |sum, p| sum.wrapping_add(mix(p, zero)));
         ImageDigest {
-            hashes: (0..pages).map(|_| AtomicU64::new(zero)).collect(),
-            total: AtomicU64::new(total),
+            hashes: zeroed_atomics(pages as usize),
+            total: AtomicU64::new(0),
+            zero: page_hash(&[0u8; PAGE_SIZE]),
         }
     }
 
@@ -58,7 +88,7 @@ impl ImageDigest {
         let Some(slot) = self.hashes.get(page as usize) else {
             return;
         };
-        let old = slot.swap(hash, Ordering::Relaxed);
+        let old = slot.swap(hash ^ self.zero, Ordering::Relaxed) ^ self.zero;
         self.total.fetch_add(
             mix(page, hash).wrapping_sub(mix(page, old)),
             Ordering::Relaxed,
@@ -101,6 +131,32 @@ mod tests {
             b.set(flip, page_hash(&page(last[flip as usize].wrapping_add(1))));
             prop_assert_ne!(a.value(), b.value());
         }
+    }
+
+    #[test]
+    fn a_huge_blank_image_costs_nothing_per_page_and_zero_pages_add_nothing() {
+        // A 1 TiB LPAR (2 GiB of entries) would take seconds and 2 GiB of
+        // memory if each entry were touched at the start; lazily zeroed, it
+        // takes neither (the test's RSS stays small).
+        let resident = || {
+            let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+            let pages: u64 = statm.split(' ').nth(1).unwrap().parse().unwrap();
+            pages * PAGE_SIZE as u64
+        };
+        let before = resident();
+        let huge = ImageDigest::zeroed(1 << 28);
+        assert_eq!(huge.value(), 0);
+        let grown = resident().saturating_sub(before);
+        assert!(grown < 1 << 30, "{grown} bytes resident for a blank digest");
+        let far = (1 << 28) - 1;
+        huge.set(far, page_hash(&page(7)));
+        assert_ne!(huge.value(), 0);
+        huge.set(far, page_hash(&page(0)));
+        assert_eq!(huge.value(), 0, "a page written back to zero");
+        // Out of range: ignored.
+        huge.set(1 << 28, page_hash(&page(7)));
+        assert_eq!(huge.value(), 0);
+        assert_eq!(ImageDigest::zeroed(0).value(), 0);
     }
 
     #[test]

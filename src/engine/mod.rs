@@ -5,7 +5,8 @@
 //!   convergence: continue / suspend; throttle: how hard, from each harvest
 //!   pump::PageSender ── N streams ───────────▶ pump::PageReceiver
 //!     (digest of every page sent)                (digest of every page applied)
-//!   switchover: Suspended(digest) → DeviceState ─▶ switchover::apply (Table 1-2)
+//!   switchover: DeviceState + final round ─▶ switchover::apply (Table 1-2), load
+//!               Suspended(digest) ──────────▶ compare digests
 //!                    ◀─ Identities (slot's) ◀─ Ready → Commit → Running
 //!                                              announce: RARP per logical MAC
 //! ```

@@ -8,7 +8,8 @@
 //!   Throttle sets the vCPU throttle from each harvest's rate and the path,
 //!   Convergence decides after each round: continue or suspend
 //! pause vCPUs ── suspension starts
-//! final round ─▶ Switchover(Suspended, t, digest) ─▶ DeviceState ─▶
+//! DeviceState (stream 0, first) + final round ─▶ Switchover(Suspended, t, digest) ─▶
+//!   (to a version-2 destination: final round ─▶ Suspended ─▶ DeviceState ─▶)
 //!                                    ◀─ Identities (destination slot's)
 //!                                    ◀─ Switchover(Ready, digest)
 //! Switchover(Commit) ─▶  ── ownership passes

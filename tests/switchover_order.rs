@@ -1,0 +1,132 @@
+//! The destination takes the device state in either order: ahead of the
+//! final pages (a version-3 source, which `live_migration.rs` covers) or,
+//! as a version-2 source sends it, after Switchover(Suspended). Here a
+//! hand-driven version-2 source (the engine's own page pump, frames in the
+//! old order) moves a paused LPAR, and the destination still checks the
+//! digest, reports Ready and runs the LPAR after Commit.
+
+mod common;
+
+use common::{Root, stream_pairs};
+use lpar_mover::build_identity::BuildIdentity;
+use lpar_mover::engine::destination::receive_live;
+use lpar_mover::engine::digest::ImageDigest;
+use lpar_mover::engine::pump::{OutStream, OwnedFrame, PageSender};
+use lpar_mover::engine::switchover::DestinationHost;
+use lpar_mover::partition::sim::SimLpar;
+use lpar_mover::partition::{DeviceModel, GuestMemory, LparConfig, Partition, Vcpus};
+use lpar_mover::state::MigrationMode;
+use lpar_mover::transport::MigrationStream;
+use lpar_mover::wire::{FrameDecoder, Hello, MigrationId, Switchover, SwitchoverStep};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn lpar(root: &Root, name: &str) -> Arc<SimLpar> {
+    let config = LparConfig {
+        name: name.into(),
+        number: 1,
+        vcpus: 2,
+        memory_bytes: 64 << 20,
+        program: "hot:4MiB,content=text,rate=40000,writes=2000".into(),
+        ..LparConfig::default_lpar()
+    };
+    Arc::new(SimLpar::create(&root.0, &config).unwrap())
+}
+
+/// The next frame the destination sends on stream 0.
+fn next_reply(decoder: &mut FrameDecoder, stream: &mut MigrationStream) -> OwnedFrame {
+    loop {
+        if let Some(frame) = decoder.next_frame().unwrap() {
+            return OwnedFrame::from_frame(frame).expect("no pages come back");
+        }
+        assert!(
+            decoder.read_from(stream).unwrap() > 0,
+            "the destination hung up"
+        );
+    }
+}
+
+#[test]
+fn a_version_2_source_sending_the_state_after_suspended_still_migrates() {
+    let root = Root::new("order-v2");
+    let source = lpar(&root, "source");
+    let destination = lpar(&root, "destination");
+    source.resume().unwrap();
+    common::wait_for("the guest to write", Duration::from_secs(30), || {
+        source.writes() > 1_000
+    });
+    source.pause().unwrap();
+
+    let (out, inn) = stream_pairs(2);
+    let mut back = out[0].try_clone().unwrap();
+    let receiving = {
+        let destination = destination.clone();
+        std::thread::spawn(move || {
+            let host = DestinationHost::open_for(destination.config());
+            receive_live(destination, inn, &host)
+        })
+    };
+    let digest = Arc::new(ImageDigest::blank_for(&*source));
+    let streams = out.into_iter().map(|s| Box::new(s) as OutStream).collect();
+    let sender = PageSender::start(source.clone(), streams, digest.clone());
+    let mut decoder = FrameDecoder::new();
+
+    sender
+        .send_control_all(OwnedFrame::Hello(Hello {
+            protocol_version: 2,
+            migration_id: MigrationId(0),
+            build: BuildIdentity::current(),
+            auth_proof: Vec::new(),
+        }))
+        .unwrap();
+    assert!(matches!(
+        next_reply(&mut decoder, &mut back),
+        OwnedFrame::Hello(_)
+    ));
+    let config = serde_json::to_vec(source.config()).unwrap();
+    sender.send_control(OwnedFrame::LparConfig(config)).unwrap();
+    sender.send_round(0, &source.populated().unwrap()).unwrap();
+    // Version 2: Suspended, then the device state.
+    let state = source.save_state().unwrap().for_mode(MigrationMode::Live);
+    let suspended = Switchover {
+        step: SwitchoverStep::Suspended,
+        timestamp_ns: lpar_mover::engine::wall_clock_ns(),
+        digest: digest.value(),
+    };
+    sender
+        .send_controls(vec![
+            OwnedFrame::Switchover(suspended),
+            OwnedFrame::DeviceState(state.encode().unwrap()),
+        ])
+        .unwrap();
+    assert!(matches!(
+        next_reply(&mut decoder, &mut back),
+        OwnedFrame::Identities(_)
+    ));
+    match next_reply(&mut decoder, &mut back) {
+        OwnedFrame::Switchover(s) if s.step == SwitchoverStep::Ready => {
+            assert_eq!(s.digest, digest.value(), "the destination's image differs")
+        }
+        other => panic!("{other:?} instead of Ready"),
+    }
+    sender
+        .send_control(OwnedFrame::Switchover(Switchover {
+            step: SwitchoverStep::Commit,
+            timestamp_ns: lpar_mover::engine::wall_clock_ns(),
+            digest: 0,
+        }))
+        .unwrap();
+    match next_reply(&mut decoder, &mut back) {
+        OwnedFrame::Switchover(s) => assert_eq!(s.step, SwitchoverStep::Running),
+        other => panic!("{other:?} instead of Running"),
+    }
+    drop(sender.finish());
+    let _ = back.shutdown(std::net::Shutdown::Both);
+    let report = receiving.join().unwrap().unwrap();
+    assert!(
+        !report.state_loaded_early,
+        "the state came after Suspended: loaded inside the wait"
+    );
+    assert!(report.load_verify_ms > 0.0 && report.state_load_ms > 0.0);
+    assert!(destination.is_running());
+}
