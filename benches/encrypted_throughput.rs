@@ -96,6 +96,7 @@ fn main() {
         32 << 20,
     );
     let runs = support::size(3, 1);
+    let _scratch = support::lpars::Scratch;
     support::lpars::remove_all();
     let source = lpar("source", memory);
     fill(&source, 2);

@@ -164,6 +164,7 @@ fn scenario(label: &str, memory: u64, content: u64, cap: Option<u64>, target: Ta
 
 fn main() {
     let runs = runs();
+    let _scratch = support::lpars::Scratch;
     println!(
         "loopback; medians of {runs} interleaved runs; every run's destination is verified by digest"
     );

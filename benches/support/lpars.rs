@@ -28,6 +28,16 @@ pub fn remove_all() {
     let _ = std::fs::remove_dir_all(root());
 }
 
+/// Removes every LPAR of this process when dropped, also when a missed
+/// target panics (gigabytes of `/dev/shm` must not outlive the bench).
+pub struct Scratch;
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        remove_all();
+    }
+}
+
 /// An idle LPAR of `memory` bytes named `name` (a fresh one: any earlier
 /// LPAR of that name is removed first), its memory sparse.
 pub fn lpar(name: &str, memory: u64) -> Arc<SimLpar> {
