@@ -33,44 +33,14 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use lpar_mover::engine::digest::ImageDigest;
-use lpar_mover::engine::pump::{Event, InStream, OutStream, PageReceiver, PageSender};
 use lpar_mover::partition::sim::SimLpar;
-use lpar_mover::partition::sim::program::fill_page;
-use lpar_mover::partition::{GuestMemory, LparConfig, PAGE_SIZE};
-use lpar_mover::transport::{
-    Encryption, MigrationPath, PacedWriter, PathListener, StreamOptions, connect_streams_with,
-};
-use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use lpar_mover::partition::{GuestMemory, PAGE_SIZE};
+use lpar_mover::transport::{Encryption, StreamOptions};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::lpars::{cpu_time, fill, lpar, pump, verify};
 
 const STREAMS: usize = 4;
-
-fn root() -> PathBuf {
-    PathBuf::from(format!(
-        "/dev/shm/lpar-mover-tls-bench-{}",
-        std::process::id()
-    ))
-}
-
-fn lpar(name: &str, memory: u64) -> Arc<SimLpar> {
-    let config = LparConfig {
-        name: name.into(),
-        number: 1,
-        vcpus: 1,
-        memory_bytes: memory,
-        program: "idle".into(),
-        ..LparConfig::default_lpar()
-    };
-    Arc::new(SimLpar::create(&root(), &config).unwrap())
-}
-
-fn fresh(name: &str, memory: u64) -> Arc<SimLpar> {
-    let _ = std::fs::remove_dir_all(root().join(name));
-    lpar(name, memory)
-}
 
 /// Populates every page of `l` (with zeros).
 fn populate(l: &SimLpar) {
@@ -80,68 +50,40 @@ fn populate(l: &SimLpar) {
     }
 }
 
-fn pump(source: &Arc<SimLpar>, destination: &Arc<SimLpar>, encryption: Encryption) -> Duration {
+/// One pump of `source` into a new destination (populated first if asked):
+/// its wall time and the CPU time it took (both ends, all threads).
+fn run(source: &Arc<SimLpar>, populated: bool, encryption: Encryption) -> (Duration, Duration) {
+    let destination = lpar("destination", source.size_bytes());
+    if populated {
+        populate(&destination);
+    }
     let opts = StreamOptions {
         encryption,
         ..StreamOptions::default()
     };
-    let path = MigrationPath::new("mig", Ipv4Addr::new(127, 0, 0, 1));
-    let listener = PathListener::bind_with(&path, 0, opts.clone(), Default::default()).unwrap();
-    let key = listener.issue_key().unwrap();
-    let remote = listener.local_addr();
-    let (out, inn) = std::thread::scope(|s| {
-        let accept = s.spawn(|| {
-            listener
-                .accept_streams(STREAMS, &key, 1, Instant::now() + Duration::from_secs(10))
-                .unwrap()
-        });
-        let source_path = MigrationPath::new("mig", Ipv4Addr::new(127, 0, 0, 2));
-        let out = connect_streams_with(
-            &source_path,
-            remote,
-            STREAMS,
-            &key,
-            1,
-            Duration::from_secs(10),
-            &opts,
-        )
-        .unwrap();
-        (out, accept.join().unwrap())
-    });
-    assert_eq!(
-        out[0].cipher_suite().is_some(),
-        encryption == Encryption::Tls
-    );
-    let out = out
-        .into_iter()
-        .map(|s| Box::new(PacedWriter::new(s, None)) as OutStream)
-        .collect();
-    let inn = inn.into_iter().map(|s| Box::new(s) as InStream).collect();
-    let (receiver, events) = PageReceiver::start(
-        destination.clone(),
-        inn,
-        Arc::new(ImageDigest::blank_for(&**destination)),
-    );
-    let sender = PageSender::start(
-        source.clone(),
-        out,
-        Arc::new(ImageDigest::blank_for(&**source)),
-    );
-    let pages = source.populated().unwrap();
-    let t = Instant::now();
-    sender.send_round(0, &pages).unwrap();
-    match events.recv().unwrap() {
-        Event::RoundComplete { pages: n, .. } => assert_eq!(n, pages.len()),
-        other => panic!("{other:?}"),
+    let cpu = cpu_time();
+    let took = pump(source, &destination, STREAMS, None, &opts);
+    let cpu = cpu_time() - cpu;
+    verify(source, &destination, encryption_label(encryption));
+    (took, cpu)
+}
+
+fn encryption_label(e: Encryption) -> &'static str {
+    match e {
+        Encryption::Tls => "TLS",
+        Encryption::InsecurePlaintext => "plaintext",
     }
-    let elapsed = t.elapsed();
-    drop(sender.finish());
-    receiver.finish();
-    assert!(
-        source.digest().unwrap() == destination.digest().unwrap(),
-        "the destination's memory differs from the source's"
-    );
-    elapsed
+}
+
+/// `ENCRYPTED_BENCH_ONLY=tls|plaintext` runs one mode alone (to profile
+/// it, e.g. under `perf record`; `ENCRYPTED_BENCH_DESTINATION=fresh` or
+/// `populated` narrows it to one destination); no ratio or target then.
+fn only() -> Option<Encryption> {
+    match std::env::var("ENCRYPTED_BENCH_ONLY").ok()?.as_str() {
+        "tls" => Some(Encryption::Tls),
+        "plaintext" => Some(Encryption::InsecurePlaintext),
+        other => panic!("ENCRYPTED_BENCH_ONLY={other}: tls or plaintext"),
+    }
 }
 
 fn main() {
@@ -154,49 +96,64 @@ fn main() {
         32 << 20,
     );
     let runs = support::size(3, 1);
-    let _ = std::fs::remove_dir_all(root());
+    let _scratch = support::lpars::Scratch;
+    support::lpars::remove_all();
     let source = lpar("source", memory);
-    let mut page = [0u8; PAGE_SIZE];
-    for p in 0..memory / PAGE_SIZE as u64 {
-        fill_page(2, p.wrapping_mul(0x9E37_79B9) | 1, &mut page);
-        source.write_page(p, &page).unwrap();
-    }
+    fill(&source, 2);
     let gbps = |d: Duration| memory as f64 / d.as_secs_f64() / 1e9;
     println!(
         "{} MiB incompressible, {STREAMS} streams, loopback; medians of {runs} interleaved runs",
         memory >> 20
     );
-    println!(
-        "{:<12} {:>12} {:>12} {:>8}",
-        "destination", "TLS GB/s", "plain GB/s", "ratio"
-    );
-    for (label, want) in [("fresh", 0.9), ("populated", 0.8)] {
-        let (mut tls, mut plain) = (Vec::new(), Vec::new());
-        for _ in 0..runs {
-            for (encryption, into) in [
-                (Encryption::Tls, &mut tls),
-                (Encryption::InsecurePlaintext, &mut plain),
-            ] {
-                let destination = fresh("destination", memory);
-                if label == "populated" {
-                    populate(&destination);
-                }
-                into.push(pump(&source, &destination, encryption));
-                drop(destination);
+    if let Some(mode) = only() {
+        let which = std::env::var("ENCRYPTED_BENCH_DESTINATION").ok();
+        for (label, populated) in [("fresh", false), ("populated", true)] {
+            if which.as_deref().is_some_and(|w| w != label) {
+                continue;
             }
+            let (times, cpu): (Vec<_>, Vec<_>) =
+                (0..runs).map(|_| run(&source, populated, mode)).unzip();
+            let (m, c) = (support::median(&times), support::median(&cpu));
+            println!(
+                "{label:<12} {:<10} {:>8.3} GB/s {:>8.2} CPU s/GB",
+                encryption_label(mode),
+                gbps(m),
+                c.as_secs_f64() / (memory as f64 / 1e9)
+            );
+        }
+        support::lpars::remove_all();
+        return;
+    }
+    println!(
+        "{:<12} {:>12} {:>12} {:>8} {:>14} {:>14}",
+        "destination", "TLS GB/s", "plain GB/s", "ratio", "TLS CPU s/GB", "plain CPU s/GB"
+    );
+    for (label, populated, want) in [("fresh", false, 0.9), ("populated", true, 0.8)] {
+        let (mut tls, mut plain) = (Vec::new(), Vec::new());
+        let (mut tls_cpu, mut plain_cpu) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let (wall, cpu) = run(&source, populated, Encryption::Tls);
+            tls.push(wall);
+            tls_cpu.push(cpu);
+            let (wall, cpu) = run(&source, populated, Encryption::InsecurePlaintext);
+            plain.push(wall);
+            plain_cpu.push(cpu);
         }
         let (t, p) = (support::median(&tls), support::median(&plain));
         let ratio = p.as_secs_f64() / t.as_secs_f64();
+        let per_gb = |v: &[Duration]| support::median(v).as_secs_f64() / (memory as f64 / 1e9);
         println!(
-            "{label:<12} {:>12.3} {:>12.3} {:>7.2}×",
+            "{label:<12} {:>12.3} {:>12.3} {:>7.2}× {:>14.2} {:>14.2}",
             gbps(t),
             gbps(p),
-            ratio
+            ratio,
+            per_gb(&tls_cpu),
+            per_gb(&plain_cpu)
         );
         support::target(
             ratio >= want,
             &format!("{label}: TLS at {ratio:.2}× plaintext (at least {want:.1}×)"),
         );
     }
-    let _ = std::fs::remove_dir_all(root());
+    support::lpars::remove_all();
 }

@@ -21,44 +21,17 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use lpar_mover::engine::digest::ImageDigest;
-use lpar_mover::engine::pump::{Event, InStream, OutStream, PageReceiver, PageSender};
+use lpar_mover::partition::PAGE_SIZE;
 use lpar_mover::partition::sim::SimLpar;
-use lpar_mover::partition::sim::program::fill_page;
-use lpar_mover::partition::{GuestMemory, LparConfig, PAGE_SIZE};
-use lpar_mover::transport::{MigrationPath, PacedWriter, Pacer, PathListener, connect_streams};
+use lpar_mover::transport::{PacedWriter, Pacer, StreamOptions};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::lpars::{fill, lpar, verify};
 
 fn runs() -> usize {
     support::size(3, 1)
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(format!("/dev/shm/lpar-mover-bench-{}", std::process::id()))
-}
-
-fn lpar(name: &str, memory: u64) -> Arc<SimLpar> {
-    let config = LparConfig {
-        name: name.into(),
-        number: 1,
-        vcpus: 1,
-        memory_bytes: memory,
-        program: "idle".into(),
-        ..LparConfig::default_lpar()
-    };
-    Arc::new(SimLpar::create(&root(), &config).unwrap())
-}
-
-fn fill(lpar: &SimLpar, content: u64) {
-    let mut page = [0u8; PAGE_SIZE];
-    for p in 0..lpar.size_bytes() / PAGE_SIZE as u64 {
-        fill_page(content, p.wrapping_mul(0x9E37_79B9) | 1, &mut page);
-        lpar.write_page(p, &page).unwrap();
-    }
 }
 
 fn map(lpar: &SimLpar) -> memmap2::MmapMut {
@@ -74,14 +47,6 @@ fn map(lpar: &SimLpar) -> memmap2::MmapMut {
 /// Zeroes the destination's memory, so the next run must fill all of it.
 fn clear(destination: &SimLpar) {
     map(destination).fill(0);
-}
-
-/// The destination now holds exactly the source's memory.
-fn verify(source: &SimLpar, destination: &SimLpar, what: &str) {
-    assert!(
-        source.digest().unwrap() == destination.digest().unwrap(),
-        "{what}: the destination's memory differs from the source's"
-    );
 }
 
 /// One socket, `write_all` from the source mapping, `read_exact` into the
@@ -106,61 +71,20 @@ fn plain_copy(source: &SimLpar, destination: &SimLpar, cap: Option<u64>) -> Dura
     t.elapsed()
 }
 
+/// The pump over `streams` streams (the default options: TLS 1.3).
 fn pump(
     source: &Arc<SimLpar>,
     destination: &Arc<SimLpar>,
     streams: usize,
     cap: Option<u64>,
 ) -> Duration {
-    let listener =
-        PathListener::bind(&MigrationPath::new("mig", Ipv4Addr::new(127, 0, 0, 1)), 0).unwrap();
-    let key = listener.issue_key().unwrap();
-    let remote = listener.local_addr();
-    let (out, inn) = std::thread::scope(|s| {
-        let accept = s.spawn(|| {
-            listener
-                .accept_streams(streams, &key, 1, Instant::now() + Duration::from_secs(10))
-                .unwrap()
-        });
-        let source_path = MigrationPath::new("mig", Ipv4Addr::new(127, 0, 0, 2));
-        let out = connect_streams(
-            &source_path,
-            remote,
-            streams,
-            &key,
-            1,
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        (out, accept.join().unwrap())
-    });
-    let pacer = cap.map(Pacer::new);
-    let out = out
-        .into_iter()
-        .map(|s| Box::new(PacedWriter::new(s, pacer.clone())) as OutStream)
-        .collect();
-    let inn = inn.into_iter().map(|s| Box::new(s) as InStream).collect();
-    let (receiver, events) = PageReceiver::start(
-        destination.clone(),
-        inn,
-        Arc::new(ImageDigest::blank_for(&**destination)),
-    );
-    let sender = PageSender::start(
-        source.clone(),
-        out,
-        Arc::new(ImageDigest::blank_for(&**source)),
-    );
-    let pages = source.populated().unwrap();
-    let t = Instant::now();
-    sender.send_round(0, &pages).unwrap();
-    match events.recv().unwrap() {
-        Event::RoundComplete { pages: n, .. } => assert_eq!(n, pages.len()),
-        other => panic!("{other:?}"),
-    }
-    let elapsed = t.elapsed();
-    drop(sender.finish());
-    receiver.finish();
-    elapsed
+    support::lpars::pump(
+        source,
+        destination,
+        streams,
+        cap.map(Pacer::new),
+        &StreamOptions::default(),
+    )
 }
 
 fn median(v: Vec<Duration>) -> Duration {
@@ -185,7 +109,7 @@ enum Target {
 /// Plain copy and pump over 1, 2, 4 and 8 streams, interleaved, each run
 /// into a zeroed destination and verified.
 fn scenario(label: &str, memory: u64, content: u64, cap: Option<u64>, target: Target) {
-    let _ = std::fs::remove_dir_all(root());
+    support::lpars::remove_all();
     let source = lpar("source", memory);
     let destination = lpar("destination", memory);
     fill(&source, content);
@@ -235,11 +159,12 @@ fn scenario(label: &str, memory: u64, content: u64, cap: Option<u64>, target: Ta
         ),
         Target::None => {}
     }
-    let _ = std::fs::remove_dir_all(root());
+    support::lpars::remove_all();
 }
 
 fn main() {
     let runs = runs();
+    let _scratch = support::lpars::Scratch;
     println!(
         "loopback; medians of {runs} interleaved runs; every run's destination is verified by digest"
     );

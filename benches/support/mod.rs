@@ -1,4 +1,5 @@
-//! What every bench shares: the quick mode and the target check.
+//! What every bench shares: the quick mode and the target check; the stream
+//! benches' LPARs and page pump are in [`lpars`].
 //!
 //! * Quick mode (`LPAR_MOVER_BENCH_QUICK=1`, as CI runs each bench once):
 //!   small sizes and few repetitions, so a bench that no longer builds,
@@ -10,6 +11,8 @@
 //!   quick mode (sizes too small and a CI machine too busy for a fair
 //!   comparison) it is printed as `TARGET MISSED` and does not fail.
 #![allow(dead_code)] // each bench uses a part
+
+pub mod lpars;
 
 use std::time::Duration;
 

@@ -126,48 +126,108 @@ impl Direction {
         Ok(Nonce::assume_unique_for_key(nonce))
     }
 
+    /// Seals `data` (at most [`MAX_PLAINTEXT`] bytes) as one record into
+    /// the start of `out`, which must hold at least [`sealed_len`]`(data.len())`
+    /// bytes; returns that length. The cipher reads `data` where it is and
+    /// writes the ciphertext straight into `out` (no copy of the plaintext
+    /// first), the content-type byte sealed after it.
+    pub fn seal_into(&mut self, data: &[u8], out: &mut [u8]) -> Result<usize, RecordError> {
+        debug_assert!(data.len() <= MAX_PLAINTEXT);
+        let total = sealed_len(data.len());
+        if out.len() < total {
+            return Err(RecordError::TooShort(out.len()));
+        }
+        let header = header(total - HEADER_LEN);
+        let nonce = self.next_nonce()?;
+        let (head, rest) = out[..total].split_at_mut(HEADER_LEN);
+        head.copy_from_slice(&header);
+        let (body, type_and_tag) = rest.split_at_mut(data.len());
+        self.key
+            .seal_out_of_place_scatter(
+                nonce,
+                Aad::from(header),
+                data,
+                body,
+                &[APPLICATION_DATA],
+                type_and_tag,
+            )
+            .map_err(|_| RecordError::Exhausted)?;
+        Ok(total)
+    }
+
     /// Appends `data` (at most [`MAX_PLAINTEXT`] bytes) to `out` as one
     /// sealed record.
     pub fn seal(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), RecordError> {
-        debug_assert!(data.len() <= MAX_PLAINTEXT);
-        let len = data.len() + 1 + TAG_LEN;
-        let header = header(len);
-        let nonce = self.next_nonce()?;
-        out.extend_from_slice(&header);
-        let body = out.len();
-        out.extend_from_slice(data);
-        out.push(APPLICATION_DATA);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[body..])
-            .map_err(|_| RecordError::Exhausted)?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(())
+        let at = out.len();
+        out.resize(at + sealed_len(data.len()), 0);
+        self.seal_into(data, &mut out[at..]).map(|_| ())
     }
 
     /// Opens one whole record (header and body) in place; returns the range
     /// of `record` that holds its plaintext.
     pub fn open(&mut self, record: &mut [u8]) -> Result<std::ops::Range<usize>, RecordError> {
-        let len = body_len(record)?;
-        if record.len() != HEADER_LEN + len {
-            return Err(RecordError::TooShort(record.len()));
-        }
+        let len = whole(record)?;
         let mut aad = [0u8; HEADER_LEN];
         aad.copy_from_slice(&record[..HEADER_LEN]);
         let nonce = self.next_nonce()?;
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(aad), &mut record[HEADER_LEN..])
+            .open_in_place(
+                nonce,
+                Aad::from(aad),
+                &mut record[HEADER_LEN..HEADER_LEN + len],
+            )
             .map_err(|_| RecordError::Decrypt)?;
-        // The inner plaintext ends with its content type, after any zeros.
-        let Some(last) = plain.iter().rposition(|&b| b != 0) else {
-            return Err(RecordError::Content(0));
-        };
-        if plain[last] != APPLICATION_DATA {
-            return Err(RecordError::Content(plain[last]));
-        }
-        Ok(HEADER_LEN..HEADER_LEN + last)
+        Ok(HEADER_LEN..HEADER_LEN + content_len(plain)?)
     }
+
+    /// Opens one whole record (header and body) into the start of `out`,
+    /// which must hold at least the record's body less its tag (the
+    /// plaintext and its content-type byte); returns the plaintext's length.
+    /// The cipher reads the record where it is and writes the plaintext
+    /// straight into `out`. On an error, `out` may hold bytes that failed
+    /// authentication: the caller must not use them.
+    pub fn open_into(&mut self, record: &[u8], out: &mut [u8]) -> Result<usize, RecordError> {
+        let len = whole(record)?;
+        let inner = len - TAG_LEN;
+        if out.len() < inner {
+            return Err(RecordError::TooShort(out.len()));
+        }
+        let (body, tag) = record[HEADER_LEN..].split_at(inner);
+        let nonce = self.next_nonce()?;
+        let mut aad = [0u8; HEADER_LEN];
+        aad.copy_from_slice(&record[..HEADER_LEN]);
+        self.key
+            .open_separate_gather(nonce, Aad::from(aad), body, tag, &mut out[..inner])
+            .map_err(|_| RecordError::Decrypt)?;
+        content_len(&out[..inner])
+    }
+}
+
+/// Bytes one record of `data_len` plaintext bytes takes on the wire.
+pub const fn sealed_len(data_len: usize) -> usize {
+    HEADER_LEN + data_len + 1 + TAG_LEN
+}
+
+/// The body length of `record`, which must be exactly one whole record.
+fn whole(record: &[u8]) -> Result<usize, RecordError> {
+    let len = body_len(record)?;
+    if record.len() != HEADER_LEN + len {
+        return Err(RecordError::TooShort(record.len()));
+    }
+    Ok(len)
+}
+
+/// The length of the content in an opened inner plaintext, which ends with
+/// its content type after any zeros.
+fn content_len(plain: &[u8]) -> Result<usize, RecordError> {
+    let Some(last) = plain.iter().rposition(|&b| b != 0) else {
+        return Err(RecordError::Content(0));
+    };
+    if plain[last] != APPLICATION_DATA {
+        return Err(RecordError::Content(plain[last]));
+    }
+    Ok(last)
 }
 
 fn header(len: usize) -> [u8; HEADER_LEN] {
@@ -231,6 +291,40 @@ mod tests {
         assert_eq!(&a[r], &marker[..]);
         let r = rx.open(b).unwrap();
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn records_open_into_another_buffer_as_they_open_in_place() {
+        let (mut tx, mut rx) = pair();
+        let data: Vec<u8> = (0..MAX_PLAINTEXT).map(|i| (i * 31 % 256) as u8).collect();
+        let mut wire = vec![0u8; sealed_len(data.len()) + sealed_len(7)];
+        let n = tx.seal_into(&data, &mut wire).unwrap();
+        assert_eq!(n, sealed_len(data.len()));
+        assert_eq!(
+            tx.seal_into(b"too big", &mut [0u8; 20]),
+            Err(RecordError::TooShort(20))
+        );
+        let m = tx.seal_into(b"seventh", &mut wire[n..]).unwrap();
+        // The first into a separate buffer, the second in place.
+        let mut out = vec![0u8; MAX_PLAINTEXT + 1];
+        assert_eq!(
+            rx.open_into(&wire[..n], &mut out[..100]),
+            Err(RecordError::TooShort(100))
+        );
+        assert_eq!(rx.open_into(&wire[..n], &mut out).unwrap(), data.len());
+        assert!(out[..data.len()] == data[..]);
+        let r = rx.open(&mut wire[n..n + m]).unwrap();
+        assert_eq!(&wire[n..][r], b"seventh");
+    }
+
+    #[test]
+    fn a_record_bent_in_transit_does_not_open_into_a_buffer() {
+        let (mut tx, mut rx) = pair();
+        let mut wire = Vec::new();
+        tx.seal(b"guest page bytes", &mut wire).unwrap();
+        wire[HEADER_LEN + 3] ^= 0x80;
+        let mut out = [0u8; 64];
+        assert_eq!(rx.open_into(&wire, &mut out), Err(RecordError::Decrypt));
     }
 
     #[test]
