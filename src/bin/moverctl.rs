@@ -45,6 +45,10 @@ fn main() {
         let _ = e.print();
         std::process::exit(if e.use_stderr() { 3 } else { 0 })
     });
+    if let Err(e) = cli.global.install_tls() {
+        eprintln!("{e}");
+        std::process::exit(3);
+    }
     let result = match cli.command {
         Command::Agent(c) => ctl::run(&cli.global, c).or_else(|f| {
             f.print(cli.global.json);
