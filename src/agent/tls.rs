@@ -78,22 +78,23 @@ impl AgentTls {
                 show_time(identity.validity.not_after)
             );
         }
-        let trust =
-            Trust::configure(config.trusted_ca.as_deref(), &config.trusted_peers)?.unwrap_or_else(
-                || {
-                    log::warn!(
-                        "no trusted_ca and no trusted_peers: no agent can call this one, nor \
+        let trust = Trust::configure(config.trusted_ca.as_deref(), &config.trusted_peers)?
+            .unwrap_or_else(|| {
+                log::warn!(
+                    "no trusted_ca and no trusted_peers: no agent can call this one, nor \
                          this one another"
-                    );
-                    Trust::Pinned(Vec::new())
-                },
-            );
+                );
+                Trust::Pinned(Vec::new())
+            });
         let server = peer_tls::server_config(&identity).map_err(|e| {
             Emg::new(
                 Module::Management,
                 phase::INFORMATION,
                 0x01,
-                format!("cannot serve TLS with the identity in {}: {e}", dir.display()),
+                format!(
+                    "cannot serve TLS with the identity in {}: {e}",
+                    dir.display()
+                ),
                 "Make a new identity (remove agent.key and agent.crt, moverd init).",
             )
         })?;

@@ -84,7 +84,10 @@ pub fn init(args: &InitArgs) -> Result<(), Emg> {
         None => "self-signed".to_string(),
     };
     println!("identity of {name} created in {}", dir.display());
-    println!("  key          {} (mode 0600)", dir.join(KEY_FILE).display());
+    println!(
+        "  key          {} (mode 0600)",
+        dir.join(KEY_FILE).display()
+    );
     println!(
         "  certificate  {} ({signer}), valid until {}",
         dir.join(CERT_FILE).display(),
@@ -115,7 +118,10 @@ pub fn init_ca(dir: &Path) -> Result<(), Emg> {
         dir.join(CA_CERT_FILE).display()
     );
     println!("  fingerprint  {fingerprint}");
-    println!("Sign each agent's certificate with it: moverd init --ca {}", dir.display());
+    println!(
+        "Sign each agent's certificate with it: moverd init --ca {}",
+        dir.display()
+    );
     Ok(())
 }
 

@@ -52,7 +52,9 @@ impl ClientTls {
 
     /// From a CA certificate file and/or pinned fingerprints (none: `None`).
     pub fn from_options(ca: Option<&Path>, pins: &[Fingerprint]) -> Result<Option<Self>, Emg> {
-        Trust::configure(ca, pins)?.map(ClientTls::client).transpose()
+        Trust::configure(ca, pins)?
+            .map(ClientTls::client)
+            .transpose()
     }
 
     /// Connects TLS over `tcp`, and checks the agent's certificate before
@@ -176,16 +178,14 @@ fn handshake_failed(module: Module, address: &str, e: &io::Error) -> Emg {
                  insecure_plaintext_management on a trusted network.",
             )
         }
-        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::PeerMisbehaved(_)) => {
-            Emg::new(
-                module,
-                phase::CONNECT,
-                cause::WRONG_CERTIFICATE,
-                format!("the agent at {address} presented a wrong certificate: {e}"),
-                "Check that agent's identity (moverd identity there): its certificate must be \
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::PeerMisbehaved(_)) => Emg::new(
+            module,
+            phase::CONNECT,
+            cause::WRONG_CERTIFICATE,
+            format!("the agent at {address} presented a wrong certificate: {e}"),
+            "Check that agent's identity (moverd identity there): its certificate must be \
                  the one made with its key (moverd init).",
-            )
-        }
+        ),
         _ => connection_error(module, address, format!("TLS handshake: {e}")),
     }
 }
@@ -200,27 +200,42 @@ pub fn refusal(module: Module, who: &str, r: &Refusal, trust: &Trust) -> Emg {
     let (code, message, action) = match r {
         Refusal::Unknown { fingerprint } => (
             cause::UNKNOWN_PEER,
-            format!("unknown peer: {who} presents key {fingerprint}, which is not trusted \
-                     here (this end trusts {trusted})"),
-            format!("If it is one of the site's agents, add {fingerprint} to trusted_peers in \
+            format!(
+                "unknown peer: {who} presents key {fingerprint}, which is not trusted \
+                     here (this end trusts {trusted})"
+            ),
+            format!(
+                "If it is one of the site's agents, add {fingerprint} to trusted_peers in \
                      this end's configuration (moverctl: --agent-fingerprint), or sign its \
-                     certificate with the site CA (moverd init --ca), and restart moverd."),
+                     certificate with the site CA (moverd init --ca), and restart moverd."
+            ),
         ),
         Refusal::Missing => (
             cause::UNKNOWN_PEER,
             format!("unknown peer: {who} presented no certificate (this end trusts {trusted})"),
             "Give that agent an identity: moverd init, then restart it.".to_string(),
         ),
-        Refusal::Expired { fingerprint, not_after, not_before, now } => (
+        Refusal::Expired {
+            fingerprint,
+            not_after,
+            not_before,
+            now,
+        } => (
             cause::CERT_EXPIRED,
             if now > not_after {
-                format!("expired certificate: {who} presents key {fingerprint} with a \
+                format!(
+                    "expired certificate: {who} presents key {fingerprint} with a \
                          certificate that expired {} (now {})",
-                        show_time(*not_after), show_time(*now))
+                    show_time(*not_after),
+                    show_time(*now)
+                )
             } else {
-                format!("certificate not yet valid: {who} presents key {fingerprint} with a \
+                format!(
+                    "certificate not yet valid: {who} presents key {fingerprint} with a \
                          certificate valid from {} (now {})",
-                        show_time(*not_before), show_time(*now))
+                    show_time(*not_before),
+                    show_time(*now)
+                )
             },
             "Renew that agent's certificate (on its host: move agent.key and agent.crt \
              away, moverd init [--ca <site CA dir>], restart moverd, and update the \
@@ -229,9 +244,12 @@ pub fn refusal(module: Module, who: &str, r: &Refusal, trust: &Trust) -> Emg {
         ),
         Refusal::Wrong { fingerprint, why } => (
             cause::WRONG_CERTIFICATE,
-            format!("wrong certificate: {who} presents {}: {why} (this end trusts {trusted})",
-                    fingerprint.map_or("an unreadable certificate".to_string(),
-                                       |f| format!("key {f}"))),
+            format!(
+                "wrong certificate: {who} presents {}: {why} (this end trusts {trusted})",
+                fingerprint.map_or("an unreadable certificate".to_string(), |f| format!(
+                    "key {f}"
+                ))
+            ),
             "Issue that agent's certificate from the site CA (moverd init --ca <site CA dir>), \
              or check that trusted_ca names this site's CA certificate (ca.crt)."
                 .to_string(),

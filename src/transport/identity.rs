@@ -173,7 +173,10 @@ fn write_private(path: &Path, text: &str) -> Result<(), Emg> {
 fn refuse_existing(path: &Path) -> Result<(), Emg> {
     if path.exists() {
         return Err(identity_error(
-            format!("{} exists: this directory has an identity already", path.display()),
+            format!(
+                "{} exists: this directory has an identity already",
+                path.display()
+            ),
             "Keep it (moverd identity shows its fingerprint), or remove agent.key and agent.crt \
              to make a new one (peers that pinned the old fingerprint must be told the new one).",
         ));
@@ -187,9 +190,8 @@ fn params(name: &str, validity: Validity) -> Result<rcgen::CertificateParams, Em
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name
         .push(rcgen::DnType::CommonName, name.to_string());
-    let at = |s: i64| {
-        rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(s.max(0) as u64)
-    };
+    let at =
+        |s: i64| rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(s.max(0) as u64);
     p.not_before = at(validity.not_before);
     p.not_after = at(validity.not_after);
     Ok(p)
@@ -217,7 +219,9 @@ pub fn init_ca(dir: &Path) -> Result<Fingerprint, Emg> {
         .map_err(|e| io_error("sign", &cert_path, e))?;
     write_private(&key_path, &key.serialize_pem())?;
     std::fs::write(&cert_path, cert.pem()).map_err(|e| io_error("write", &cert_path, e))?;
-    Ok(Fingerprint::of_spki(&rcgen::PublicKeyData::subject_public_key_info(&key)))
+    Ok(Fingerprint::of_spki(
+        &rcgen::PublicKeyData::subject_public_key_info(&key),
+    ))
 }
 
 /// Creates an agent identity named `name` in `dir` (`agent.key` 0600,
@@ -253,7 +257,9 @@ pub fn init(
     .map_err(|e| io_error("sign", &cert_path, e))?;
     write_private(&key_path, &key.serialize_pem())?;
     std::fs::write(&cert_path, cert.pem()).map_err(|e| io_error("write", &cert_path, e))?;
-    Ok(Fingerprint::of_spki(&rcgen::PublicKeyData::subject_public_key_info(&key)))
+    Ok(Fingerprint::of_spki(
+        &rcgen::PublicKeyData::subject_public_key_info(&key),
+    ))
 }
 
 fn read_private(path: &Path, what: &str) -> Result<String, Emg> {
@@ -355,7 +361,10 @@ pub enum Refusal {
         now: i64,
     },
     /// Not signed by the site CA, or not a certificate webpki accepts.
-    Wrong { fingerprint: Option<Fingerprint>, why: String },
+    Wrong {
+        fingerprint: Option<Fingerprint>,
+        why: String,
+    },
     /// The peer presented none.
     Missing,
 }
@@ -408,9 +417,8 @@ impl Trust {
             Trust::Pinned(keys) if keys.contains(&fingerprint) => Ok(fingerprint),
             Trust::Pinned(_) => Err(Refusal::Unknown { fingerprint }),
             Trust::Ca { verifier, .. } => {
-                let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                    now.max(0) as u64,
-                ));
+                let at =
+                    UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
                 verifier
                     .verify_client_cert(end, &chain[1..], at)
                     .map(|_| fingerprint)
@@ -505,7 +513,10 @@ mod tests {
             Trust::Pinned(vec![fp]).check(&chain, later),
             Err(Refusal::Expired { .. })
         ));
-        assert_eq!(Trust::Pinned(vec![fp]).check(&[], now()), Err(Refusal::Missing));
+        assert_eq!(
+            Trust::Pinned(vec![fp]).check(&[], now()),
+            Err(Refusal::Missing)
+        );
     }
 
     #[test]
@@ -538,7 +549,10 @@ mod tests {
     fn fingerprints_parse_loosely_and_refuse_garbage() {
         let fp = Fingerprint([0xab; 32]);
         let text = fp.to_string();
-        assert_eq!(Fingerprint::parse(&text.to_uppercase().replace("SHA256:", "")), Ok(fp));
+        assert_eq!(
+            Fingerprint::parse(&text.to_uppercase().replace("SHA256:", "")),
+            Ok(fp)
+        );
         assert!(Fingerprint::parse("sha256:abc").is_err());
         assert!(Fingerprint::parse(&"zz".repeat(32)).is_err());
         assert!(Fingerprint::parse(&"é".repeat(32)).is_err());

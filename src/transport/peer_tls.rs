@@ -17,7 +17,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig};
-use rustls::{SignatureScheme, ServerConnection};
+use rustls::{ServerConnection, SignatureScheme};
 use std::sync::Arc;
 
 /// The name a client asks for (nothing checks it: certificates are

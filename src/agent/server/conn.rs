@@ -5,9 +5,9 @@
 
 use super::slots::Slot;
 use super::tls::TlsSocket;
-use crate::transport::identity::Fingerprint;
 use crate::control::MAX_LINE;
 use crate::control::line::{Line, LineReader};
+use crate::transport::identity::Fingerprint;
 use crossbeam::channel::Receiver;
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};

@@ -240,14 +240,15 @@ impl Server {
                 }
             };
             let mut socket = match (socket, &self.tls) {
-                (Socket::Tcp(tcp), Some(config)) => match rustls::ServerConnection::new(config.clone())
-                {
-                    Ok(c) => Socket::Tls(Box::new(tls::TlsSocket::new(tcp, c))),
-                    Err(e) => {
-                        log::warn!("cannot start TLS on a new connection: {e}");
-                        continue;
+                (Socket::Tcp(tcp), Some(config)) => {
+                    match rustls::ServerConnection::new(config.clone()) {
+                        Ok(c) => Socket::Tls(Box::new(tls::TlsSocket::new(tcp, c))),
+                        Err(e) => {
+                            log::warn!("cannot start TLS on a new connection: {e}");
+                            continue;
+                        }
                     }
-                },
+                }
                 (s, _) => s,
             };
             let slot = match self.slots.admit(ip) {

@@ -61,7 +61,11 @@ pub fn on_transport(server: &Server, c: &mut Conn) {
         c.send(&encode_greeting(&server.agent.greeting()));
         return;
     };
-    let tls = server.agent.tls.as_ref().expect("TLS sockets come with an identity");
+    let tls = server
+        .agent
+        .tls
+        .as_ref()
+        .expect("TLS sockets come with an identity");
     match tls.trust.check(&chain, identity::now()) {
         Ok(key) => {
             if let Err(e) = admit(server, c) {

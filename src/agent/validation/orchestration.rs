@@ -96,10 +96,7 @@ pub fn validate(
         checks.push(Check::pass(
             "peer-identity",
             Side::Destination,
-            format!(
-                "{} key {key} ({by}; mutual TLS)",
-                client.greeting().agent
-            ),
+            format!("{} key {key} ({by}; mutual TLS)", client.greeting().agent),
         ));
     }
     let destination = client.greeting().agent.clone();
