@@ -23,6 +23,7 @@ fn serve_args<'a>(scratch: &'a Scratch, state: &'a str, token: &'a str) -> Vec<&
         state,
         "--token-file",
         token,
+        "--insecure-plaintext-management",
     ]
 }
 

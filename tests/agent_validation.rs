@@ -55,6 +55,7 @@ impl Host {
     fn toml(&self, scratch: &Scratch, state_dir: &std::path::Path) -> String {
         let mut t = format!(
             "name = {:?}\nlisten = {:?}\ntoken_file = {:?}\nstate_dir = {:?}\npeers = {:?}\n\
+             insecure_plaintext_management = true\n\
              [resources]\ncpus = {}\nmemory = {:?}\nfc_ports = [{{ name = \"fc0\", vfc_ids = {:?} }}]\n\
              nic_segments = {:?}\nconsoles = {}\n",
             self.name,

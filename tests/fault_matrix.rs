@@ -244,6 +244,7 @@ fn cell_on(backend: Backend, stage: &str, code: u16, fault: Fault) -> Result<Str
             let state_dir = scratch.0.join(name);
             let args: Vec<String> = vec![
                 "serve".into(),
+                "--insecure-plaintext-management".into(),
                 "--name".into(),
                 name.into(),
                 "--listen".into(),

@@ -123,6 +123,7 @@ fn agent_on_segments(scratch: &Scratch, name: &str, path: &str) -> Agent {
     let state_dir = scratch.0.join(name);
     let mut args: Vec<String> = [
         "serve",
+        "--insecure-plaintext-management",
         "--name",
         name,
         "--listen",

@@ -47,7 +47,8 @@ impl<'a> Host<'a> {
         let log = std::fs::File::create(scratch.join(format!("{name}.log"))).unwrap();
         let mut agent = bed
             .command(index, env!("CARGO_BIN_EXE_moverd"))
-            .args(["serve", "--name", &name, "--listen", &addr])
+            .args(["serve", "--insecure-plaintext-management"])
+            .args(["--name", &name, "--listen", &addr])
             .args(["--path", &format!("mig={}", host.path_ip)])
             .args(["--memory", "4GiB", "--state-dir"])
             .arg(&state)

@@ -13,6 +13,10 @@
 //! management_segment = "1a"            # optional: the NIC segment of the management path
 //! suspend_limit_ms = 5000              # hard limit of a live suspension (the budget is a target)
 //! allow_insecure_plaintext = false     # accept migration streams in clear (benchmarks only)
+//! identity_dir = "/etc/moverd"         # agent.key + agent.crt from `moverd init` (default: state_dir)
+//! trusted_ca = "/etc/moverd/ca.crt"    # peers whose certificate the site CA signed, or:
+//! trusted_peers = ["sha256:9f2c…"]     # peers by key fingerprint (`moverd identity` on each)
+//! insecure_plaintext_management = false  # TCP management in clear, no identity (trusted networks only)
 //!
 //! [resources]
 //! cpus = 16
@@ -41,6 +45,12 @@
 //! these agents; an agent not listed is refused with an EMG and learns
 //! nothing. Names, not addresses: the address comes with each request.
 //! The token file must be private to its owner (`chmod 600`).
+//!
+//! Identity: with an identity (`moverd init`), the management path on TCP
+//! is TLS only, and this agent calls its peers with mutual TLS instead of
+//! the token (`peers` then does not apply: `trusted_ca` / `trusted_peers`
+//! decide). Without one, `moverd serve` on TCP refuses to start unless
+//! `insecure_plaintext_management` says so; a Unix socket is always plain.
 
 use crate::control::{DEFAULT_BACKEND, HostFacts, Identity};
 use crate::emg::{Emg, Module, phase};
@@ -93,6 +103,20 @@ pub struct AgentConfig {
     /// stream is refused and the source keeps its LPAR; streams are TLS 1.3.
     #[serde(default)]
     pub allow_insecure_plaintext: bool,
+    /// Where `moverd init` put the agent's key and certificate (default:
+    /// `state_dir`).
+    #[serde(default)]
+    pub identity_dir: Option<PathBuf>,
+    /// The site CA's certificate: peers it signed are trusted.
+    #[serde(default)]
+    pub trusted_ca: Option<PathBuf>,
+    /// Peers trusted by their key's fingerprint.
+    #[serde(default)]
+    pub trusted_peers: Vec<crate::transport::identity::Fingerprint>,
+    /// Serve the management path on TCP in clear and call peers without
+    /// TLS when there is no identity: trusted networks and tests only.
+    #[serde(default)]
+    pub insecure_plaintext_management: bool,
 }
 
 /// Longest `suspend_limit_ms`: a minute, as the suspension budget.
@@ -218,6 +242,20 @@ pub struct ServeArgs {
     /// --insecure-plaintext`): for benchmarks on a trusted path only.
     #[arg(long)]
     pub allow_insecure_plaintext: bool,
+    /// Where the agent's key and certificate are (default: the state dir).
+    #[arg(long)]
+    pub identity_dir: Option<PathBuf>,
+    /// The site CA's certificate (trust the peers it signed).
+    #[arg(long)]
+    pub trusted_ca: Option<PathBuf>,
+    /// A peer's key fingerprint to trust (sha256:…); repeatable, replaces
+    /// the file's `trusted_peers`.
+    #[arg(long = "trusted-peer", value_parser = crate::transport::identity::Fingerprint::parse)]
+    pub trusted_peers: Vec<crate::transport::identity::Fingerprint>,
+    /// Serve the management path on TCP in clear, without an identity:
+    /// trusted networks and tests only.
+    #[arg(long)]
+    pub insecure_plaintext_management: bool,
 }
 
 fn config_error(message: String) -> Emg {
@@ -302,6 +340,18 @@ impl AgentConfig {
         if args.allow_insecure_plaintext {
             config.allow_insecure_plaintext = true;
         }
+        if let Some(d) = &args.identity_dir {
+            config.identity_dir = Some(d.clone());
+        }
+        if let Some(c) = &args.trusted_ca {
+            config.trusted_ca = Some(c.clone());
+        }
+        if !args.trusted_peers.is_empty() {
+            config.trusted_peers = args.trusted_peers.clone();
+        }
+        if args.insecure_plaintext_management {
+            config.insecure_plaintext_management = true;
+        }
         config.check()?;
         Ok(config)
     }
@@ -335,6 +385,13 @@ impl AgentConfig {
                 .map_err(|e| config_error(format!("migration path '{}': {e}", p.name)))?;
         }
         Ok(())
+    }
+
+    /// Where the agent's key and certificate are.
+    pub fn identity_dir(&self) -> PathBuf {
+        self.identity_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.clone())
     }
 
     /// Where the LPARs' shared-memory files live.
@@ -385,7 +442,6 @@ impl AgentConfig {
 /// Reads an access token file; an empty token, or a file that others
 /// than its owner may read or write, is refused.
 pub fn read_token(path: &Path) -> Result<String, Emg> {
-    use std::os::unix::fs::PermissionsExt;
     let error = |message: String, action: String| {
         Emg::new(
             Module::Management,
@@ -402,18 +458,7 @@ pub fn read_token(path: &Path) -> Result<String, Emg> {
         )
     };
     let file = std::fs::File::open(path).map_err(unreadable)?;
-    let mode = file.metadata().map_err(unreadable)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(error(
-            format!(
-                "token file {} is open to others (mode {:04o}): anyone who reads it controls \
-                 every agent of the site",
-                path.display(),
-                mode & 0o7777
-            ),
-            format!("Make it private to its owner: chmod 600 {}", path.display()),
-        ));
-    }
+    crate::transport::identity::check_private(path, &file, "token file")?;
     let mut text = String::new();
     std::io::Read::read_to_string(&mut std::io::Read::take(file, 4096), &mut text)
         .map_err(unreadable)?;

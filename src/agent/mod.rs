@@ -28,6 +28,7 @@ pub mod panics;
 pub mod recovery;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 pub mod validation;
 pub mod wwn;
 
@@ -59,6 +60,8 @@ pub struct Agent {
     pub inventory: Mutex<Inventory>,
     migrations: Mutex<BTreeMap<u64, Arc<Migration>>>,
     pub events: EventBus,
+    /// Its identity, trust and TLS settings, when it has an identity.
+    pub tls: Option<tls::AgentTls>,
     next_id: AtomicU64,
     /// The management address this agent listens on, once bound (sent to
     /// destinations so that `moverctl return` can find the way back).
@@ -69,6 +72,7 @@ pub struct Agent {
 pub fn run(args: &ServeArgs) -> Result<(), Emg> {
     let config = AgentConfig::load(args)?;
     let token = config.read_token()?;
+    let tls = tls::AgentTls::load(&config)?;
     let backend = crate::partition::host::open_backend(&config.backend, &config.lpar_root())
         .map_err(|e| e.emg())?;
     log::info!(
@@ -87,6 +91,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Emg> {
         inventory: Mutex::new(inventory),
         migrations: Mutex::new(BTreeMap::new()),
         events: EventBus::default(),
+        tls,
         next_id: AtomicU64::new(1),
         advertised: std::sync::OnceLock::new(),
     });
@@ -114,11 +119,34 @@ impl Agent {
     }
 
     /// An authenticated connection to the agent at `address`, acting as
-    /// `module`. Its greeting is read first: the token goes only to an
+    /// `module`. Over TCP with an identity: mutual TLS, each end checking
+    /// the other's certificate against its trust, and no token. Otherwise
+    /// (a Unix socket, or `insecure_plaintext_management` without an
+    /// identity) its greeting is read first: the token goes only to an
     /// agent named in the configuration's `peers`; any other is refused
     /// before it learns anything.
     pub(crate) fn open_peer(&self, address: &Address, module: Module) -> Result<Client, Emg> {
-        let mut client = Client::connect(address, module)?;
+        let tls = match (&self.tls, address) {
+            (Some(t), Address::Tcp(_)) => Some(&t.client),
+            (None, Address::Tcp(_)) if !self.config.insecure_plaintext_management => {
+                return Err(Emg::new(
+                    module,
+                    phase::CONNECT,
+                    cause::UNKNOWN_PEER,
+                    format!(
+                        "host {} has no identity to present to the agent at {address}",
+                        self.config.name
+                    ),
+                    "Create this agent's identity (moverd init) and restart moverd.",
+                ));
+            }
+            _ => None,
+        };
+        let mut client = Client::connect_with(address, module, tls)?;
+        if client.peer_key().is_some() {
+            // Both certificates checked: the destination knows who we are.
+            return Ok(client);
+        }
         let name = client.greeting().agent.clone();
         if !self.config.peers.contains(&name) {
             return Err(Emg::new(

@@ -57,6 +57,10 @@ fn main() {
         args.agents_given =
             m.value_source("agent") != Some(clap::parser::ValueSource::DefaultValue);
     }
+    if let Err(e) = cli.global.install_tls() {
+        eprintln!("{e}");
+        std::process::exit(3);
+    }
     let result = match cli.command {
         Command::Agent(c) => ctl::run(&cli.global, c).or_else(|f| {
             f.print(cli.global.json);

@@ -22,6 +22,17 @@ struct Cli {
 enum Command {
     /// Run the agent: serve the management protocol (see docs/protocol.md).
     Serve(lpar_mover::agent::config::ServeArgs),
+    /// Create this agent's identity: its private key (0600) and
+    /// certificate; prints the fingerprint its peers trust it by.
+    Init(lpar_mover::cli::identity::InitArgs),
+    /// Create the site CA (ca.key, ca.crt) that signs agents'
+    /// certificates (moverd init --ca).
+    InitCa {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Show this agent's identity: its key fingerprint and validity.
+    Identity(lpar_mover::cli::identity::Where),
     /// Host one KVM LPAR in this process (started by a kvm agent, not by
     /// hand): create its VM and serve it on ROOT/NAME/vmm.sock.
     LparVmm {
@@ -150,11 +161,27 @@ impl LparArgs {
     }
 }
 
+/// Ends a command that printed its own output.
+fn exit_with(result: Result<(), lpar_mover::emg::Emg>) -> ! {
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(emg) => {
+            eprintln!("{emg}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     log::info!("{}", lpar_mover::build_identity::BuildIdentity::current());
     let result = match Cli::parse().command {
         Command::Serve(args) => lpar_mover::agent::run(&args).map(|()| serde_json::Value::Null),
+        Command::Init(args) => {
+            exit_with(lpar_mover::cli::identity::init(&args));
+        }
+        Command::InitCa { dir } => exit_with(lpar_mover::cli::identity::init_ca(&dir)),
+        Command::Identity(place) => exit_with(lpar_mover::cli::identity::show(&place)),
         Command::LparVmm { root, config } => serde_json::from_str::<LparConfig>(&config)
             .map_err(|e| lpar_mover::partition::PartitionError::BadConfig {
                 why: format!("--config: {e}"),

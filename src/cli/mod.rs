@@ -7,6 +7,7 @@ pub mod bench;
 pub mod console;
 pub mod ctl;
 pub mod demo;
+pub mod identity;
 pub mod lpar_args;
 pub mod moves;
 pub mod oneshot;

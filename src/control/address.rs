@@ -72,6 +72,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// Over a Unix socket.
     Unix(UnixStream),
+    /// TLS over TCP.
+    Tls(super::secure::TlsStream),
 }
 
 impl Stream {
@@ -80,6 +82,7 @@ impl Stream {
         Ok(match self {
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            Stream::Tls(s) => Stream::Tls(s.try_clone()?),
         })
     }
 
@@ -88,6 +91,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(t),
             Stream::Unix(s) => s.set_read_timeout(t),
+            Stream::Tls(s) => s.tcp.set_read_timeout(t),
         }
     }
 
@@ -96,13 +100,14 @@ impl Stream {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tls(s) => s.tcp.shutdown(Shutdown::Both),
         };
     }
 
     /// The peer, for logs.
     pub fn peer(&self) -> String {
         match self {
-            Stream::Tcp(s) => s
+            Stream::Tcp(s) | Stream::Tls(super::secure::TlsStream { tcp: s, .. }) => s
                 .peer_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| "tcp peer".into()),
@@ -113,7 +118,9 @@ impl Stream {
     /// The peer's IP address (TCP only).
     pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
         match self {
-            Stream::Tcp(s) => s.peer_addr().ok().map(|a| a.ip()),
+            Stream::Tcp(s) | Stream::Tls(super::secure::TlsStream { tcp: s, .. }) => {
+                s.peer_addr().ok().map(|a| a.ip())
+            }
             Stream::Unix(_) => None,
         }
     }
@@ -124,6 +131,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -133,6 +141,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -140,6 +149,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.flush(),
             Stream::Unix(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
         }
     }
 }

@@ -2,12 +2,14 @@
 //! source agent to drive the destination agent.
 
 use super::line::{Line, LineReader};
+use super::secure::{self, ClientTls};
 use super::{
     Address, Command, Event, Greeting, MAX_LINE, PROTOCOL_VERSION, Request, RequestLine,
     ServerMessage, Stream, cause, decode_server_message, reply, request,
 };
 use crate::emg::{Emg, Module, phase};
 use crate::engine::stage::Stage;
+use crate::transport::identity::Fingerprint;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -30,6 +32,9 @@ pub struct Client {
     /// Events that arrived while a reply was awaited.
     events: VecDeque<Event>,
     module: Module,
+    /// The agent's key, when the connection is TLS (checked against the
+    /// client's trust before anything was sent).
+    peer_key: Option<Fingerprint>,
 }
 
 fn client_error(module: Module, address: &Address, message: String) -> Emg {
@@ -46,8 +51,20 @@ fn client_error(module: Module, address: &Address, message: String) -> Emg {
 impl Client {
     /// Connects to the agent at `address` and reads its greeting. `module`
     /// names who is the client in errors (`Client` for moverctl,
-    /// `MoverSource` for a source agent).
+    /// `MoverSource` for a source agent). Over TCP it speaks TLS when the
+    /// process has TLS settings ([`secure::set_default_client_tls`]),
+    /// plaintext otherwise.
     pub fn connect(address: &Address, module: Module) -> Result<Client, Emg> {
+        Client::connect_with(address, module, secure::default_client_tls())
+    }
+
+    /// [`Client::connect`] with these TLS settings (`None`: plaintext on
+    /// TCP). A Unix socket is always plain: its file mode protects it.
+    pub fn connect_with(
+        address: &Address,
+        module: Module,
+        tls: Option<&ClientTls>,
+    ) -> Result<Client, Emg> {
         let err = |m: String| client_error(module, address, m);
         let stream = address
             .connect(CONNECT_TIMEOUT)
@@ -55,6 +72,19 @@ impl Client {
         stream
             .set_read_timeout(Some(CONNECT_TIMEOUT))
             .map_err(|e| err(e.to_string()))?;
+        let (stream, peer_key) = match (stream, tls) {
+            (Stream::Tcp(tcp), Some(tls)) => {
+                let (s, key) = tls.handshake(tcp, module, &address.to_string())?;
+                (Stream::Tls(s), Some(key))
+            }
+            (Stream::Tcp(mut tcp), None) => {
+                // A blank line, ignored by a plaintext agent, lets a TLS-only
+                // one tell us why it refuses (see `secure`).
+                tcp.write_all(b"\n").map_err(|e| err(e.to_string()))?;
+                (Stream::Tcp(tcp), None)
+            }
+            (s, _) => (s, None),
+        };
         let writer = stream.try_clone().map_err(|e| err(e.to_string()))?;
         let mut client = Client {
             address: address.clone(),
@@ -68,6 +98,7 @@ impl Client {
             next_id: 1,
             events: VecDeque::new(),
             module,
+            peer_key,
         };
         match client.read_message()? {
             ServerMessage::Greeting(g) => client.greeting = g,
@@ -117,6 +148,11 @@ impl Client {
             token: token.to_string(),
         })
         .map(drop)
+    }
+
+    /// The agent's key fingerprint, when the connection is TLS.
+    pub fn peer_key(&self) -> Option<Fingerprint> {
+        self.peer_key
     }
 
     /// The agent's greeting.

@@ -40,8 +40,19 @@ pub mod cause {
     pub const NO_SUCH_MIGRATION: u32 = 0x19;
     /// The agent failed serving a request (a bug; the log has the details).
     pub const INTERNAL: u32 = 0x1A;
-    /// A peer agent's greeting names an agent this one does not know.
+    /// A peer agent this one does not know: its greeting names an agent
+    /// not in `peers`, or its key is neither pinned nor signed by the site
+    /// CA.
     pub const UNKNOWN_PEER: u32 = 0x1B;
+    /// A peer's certificate is outside its validity period (expired, or
+    /// not yet valid).
+    pub const CERT_EXPIRED: u32 = 0x1C;
+    /// A peer's certificate is wrong: not signed by the site CA, or not
+    /// the one of the key that signed the handshake.
+    pub const WRONG_CERTIFICATE: u32 = 0x1D;
+    /// Plaintext offered to a TLS-only management listener (or TLS to an
+    /// agent that answers in clear).
+    pub const PLAINTEXT_REFUSED: u32 = 0x1E;
 }
 
 /// An error of the management protocol itself, raised by `moverd`.

@@ -57,6 +57,7 @@ pub mod events;
 pub mod line;
 mod messages;
 pub mod reply;
+pub mod secure;
 pub mod vocabulary;
 
 pub use address::{Address, Stream};

@@ -105,15 +105,18 @@
 mod connect;
 mod error;
 pub mod handshake;
+pub mod identity;
 mod key;
 mod listener;
 mod pacer;
 mod path;
+pub mod peer_tls;
 pub mod record;
 mod secure;
 mod socket;
 mod stream;
 pub mod tls;
+pub mod x509;
 
 pub use connect::{connect_streams, connect_streams_with};
 pub use error::{HandshakeError, OsError, Side, TransportError, cause};

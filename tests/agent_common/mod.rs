@@ -105,6 +105,9 @@ impl Agent {
             scratch.token_file().display().to_string(),
         ]);
         args.extend(peer_args());
+        // The test agents run without identities (tests/agent_identity.rs
+        // has those): plaintext management, explicitly.
+        args.push("--insecure-plaintext-management".into());
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::spawn(name, args, state_dir, scratch.token_file())
     }

@@ -4,8 +4,10 @@
 //! flight, closing).
 
 use super::slots::Slot;
+use super::tls::TlsSocket;
 use crate::control::MAX_LINE;
 use crate::control::line::{Line, LineReader};
+use crate::transport::identity::Fingerprint;
 use crossbeam::channel::Receiver;
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
@@ -24,12 +26,18 @@ pub const OUT_LIMIT: usize = 1 << 20;
 pub enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// TCP with TLS (an agent with an identity).
+    Tls(Box<TlsSocket>),
 }
 
 impl Socket {
     pub fn peer(&self) -> String {
         match self {
             Socket::Tcp(s) => s
+                .peer_addr()
+                .map_or_else(|_| "tcp peer".into(), |a| a.to_string()),
+            Socket::Tls(s) => s
+                .tcp
                 .peer_addr()
                 .map_or_else(|_| "tcp peer".into(), |a| a.to_string()),
             Socket::Unix(_) => "unix peer".into(),
@@ -42,6 +50,7 @@ impl Read for Socket {
         match self {
             Socket::Tcp(s) => s.read(buf),
             Socket::Unix(s) => s.read(buf),
+            Socket::Tls(s) => s.read(buf),
         }
     }
 }
@@ -51,11 +60,15 @@ impl Write for Socket {
         match self {
             Socket::Tcp(s) => s.write(buf),
             Socket::Unix(s) => s.write(buf),
+            Socket::Tls(s) => s.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            Socket::Tls(s) => s.flush_tls(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -64,6 +77,7 @@ impl Source for Socket {
         match self {
             Socket::Tcp(s) => s.register(r, t, i),
             Socket::Unix(s) => s.register(r, t, i),
+            Socket::Tls(s) => s.tcp.register(r, t, i),
         }
     }
 
@@ -71,6 +85,7 @@ impl Source for Socket {
         match self {
             Socket::Tcp(s) => s.reregister(r, t, i),
             Socket::Unix(s) => s.reregister(r, t, i),
+            Socket::Tls(s) => s.tcp.reregister(r, t, i),
         }
     }
 
@@ -78,6 +93,7 @@ impl Source for Socket {
         match self {
             Socket::Tcp(s) => s.deregister(r),
             Socket::Unix(s) => s.deregister(r),
+            Socket::Tls(s) => s.tcp.deregister(r),
         }
     }
 }
@@ -109,6 +125,11 @@ pub struct Conn {
     pub busy: bool,
     /// Nothing more is read; close once the queue is written.
     pub closing: bool,
+    /// The greeting (or a TLS refusal) is queued: at once on a plain
+    /// socket, after the handshake on TLS.
+    pub greeted: bool,
+    /// The peer agent's key, when its certificate authenticated it.
+    pub peer_key: Option<Fingerprint>,
 }
 
 impl Conn {
@@ -125,6 +146,8 @@ impl Conn {
             events: None,
             busy: false,
             closing: false,
+            greeted: false,
+            peer_key: None,
         }
     }
 
@@ -190,6 +213,8 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
+        // TLS: what rustls still holds for the socket.
+        self.reader.get_mut().flush()?;
         if self.written == self.out.len() {
             self.out.clear();
             self.written = 0;

@@ -24,6 +24,7 @@
 mod conn;
 mod requests;
 mod slots;
+mod tls;
 
 pub use slots::{Slot, Slots};
 
@@ -133,10 +134,21 @@ pub fn serve(agent: Arc<Agent>) -> Result<(), Emg> {
         .register(&poll)
         .map_err(|e| listen_error(&listen, e))?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| listen_error(&listen, e))?);
+    // TLS on TCP for an agent with an identity, unless told to serve plain.
+    let tls = match (&listener, &agent.tls) {
+        (Listener::Tcp(_), Some(t)) if !agent.config.insecure_plaintext_management => {
+            Some(t.server.clone())
+        }
+        _ => None,
+    };
     let _ = agent.advertised.set(shown.clone());
     println!("LISTENING {shown}");
     let _ = std::io::stdout().flush();
-    log::info!("agent {} listening on {shown}", agent.config.name);
+    log::info!(
+        "agent {} listening on {shown}{}",
+        agent.config.name,
+        if tls.is_some() { " (TLS)" } else { "" }
+    );
     let (replies_tx, replies) = channel::unbounded::<Reply>();
     let mut server = Server {
         agent,
@@ -146,6 +158,7 @@ pub fn serve(agent: Arc<Agent>) -> Result<(), Emg> {
         slots: Arc::new(Slots::default()),
         conns: HashMap::new(),
         next_token: FIRST_CONNECTION,
+        tls,
     };
     server.run(&listener, &replies);
     Ok(())
@@ -159,6 +172,8 @@ pub(super) struct Server {
     slots: Arc<Slots>,
     conns: HashMap<Token, Conn>,
     next_token: usize,
+    /// The TLS configuration of a TCP listener with TLS.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -216,13 +231,25 @@ impl Server {
 
     fn accept_all(&mut self, listener: &Listener, touched: &mut Vec<Token>) {
         loop {
-            let (mut socket, ip) = match listener.accept() {
+            let (socket, ip) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => {
                     log::warn!("accept: {e}");
                     return;
                 }
+            };
+            let mut socket = match (socket, &self.tls) {
+                (Socket::Tcp(tcp), Some(config)) => {
+                    match rustls::ServerConnection::new(config.clone()) {
+                        Ok(c) => Socket::Tls(Box::new(tls::TlsSocket::new(tcp, c))),
+                        Err(e) => {
+                            log::warn!("cannot start TLS on a new connection: {e}");
+                            continue;
+                        }
+                    }
+                }
+                (s, _) => s,
             };
             let slot = match self.slots.admit(ip) {
                 Ok(slot) => slot,
@@ -244,8 +271,13 @@ impl Server {
             }
             let timeout = Duration::from_secs(self.agent.config.auth_timeout_s);
             let deadline = crate::units::later(Instant::now(), timeout);
+            let tls = matches!(socket, Socket::Tls(_));
             let mut conn = Conn::new(socket, slot, deadline);
-            conn.send(&encode_greeting(&self.agent.greeting()));
+            if !tls {
+                // TLS: after the handshake (requests::on_transport).
+                conn.send(&encode_greeting(&self.agent.greeting()));
+                conn.greeted = true;
+            }
             self.conns.insert(token, conn);
             touched.push(token);
         }
@@ -288,6 +320,7 @@ impl Server {
                     break;
                 }
             }
+            requests::on_transport(self, &mut c);
             c.take_events();
             if let Err(e) = c.flush() {
                 log::debug!("connection from {}: {e}", c.peer);

@@ -4,13 +4,15 @@
 //! it, each request runs on a thread of its own and its reply comes back
 //! through the server's reply channel.
 
-use super::conn::Conn;
+use super::conn::{Conn, Socket};
+use super::tls::Mode;
 use super::{QUEUE_DEPTH, Server};
 use crate::control::{
-    Command, MAX_BAD_TOKENS, MAX_LINE, cause, decode_envelope, encode_reply, protocol_error, reply,
-    request,
+    Command, MAX_BAD_TOKENS, MAX_LINE, cause, decode_envelope, encode_greeting, encode_reply,
+    protocol_error, reply, request,
 };
-use crate::emg::Emg;
+use crate::emg::{Emg, Module};
+use crate::transport::identity;
 use crossbeam::channel;
 use mio::Token;
 use std::sync::Arc;
@@ -32,9 +34,73 @@ pub fn on_oversized(c: &mut Conn) {
     c.send(&encode_reply(None, &Err(e)));
 }
 
+/// A TLS connection once its first byte or its handshake is in: plaintext
+/// is refused; after the handshake, a client certificate is checked
+/// against the agent's trust (trusted: the peer agent is authenticated
+/// without a token; not: one EMG line and close), then the greeting.
+pub fn on_transport(server: &Server, c: &mut Conn) {
+    if c.greeted {
+        return;
+    }
+    let Socket::Tls(t) = c.socket() else {
+        return;
+    };
+    let chain = match t.mode {
+        Mode::Sniffing => return,
+        Mode::Plaintext => {
+            let e = crate::control::secure::plaintext_refused(&server.agent.config.name, &c.peer);
+            log::warn!("refused {}: {}", c.peer, e.message);
+            refuse(c, e);
+            return;
+        }
+        Mode::Tls if !t.established() => return,
+        Mode::Tls => t.tls.peer_certificates().map(<[_]>::to_vec),
+    };
+    c.greeted = true;
+    let Some(chain) = chain else {
+        c.send(&encode_greeting(&server.agent.greeting()));
+        return;
+    };
+    let tls = server
+        .agent
+        .tls
+        .as_ref()
+        .expect("TLS sockets come with an identity");
+    match tls.trust.check(&chain, identity::now()) {
+        Ok(key) => {
+            if let Err(e) = admit(server, c) {
+                refuse(c, e);
+                return;
+            }
+            log::info!("peer agent {} authenticated by its key {key}", c.peer);
+            c.peer_key = Some(key);
+            c.send(&encode_greeting(&server.agent.greeting()));
+        }
+        Err(r) => {
+            let who = format!("the agent connecting from {}", c.peer);
+            let e = crate::control::secure::refusal(Module::Management, &who, &r, &tls.trust);
+            log::warn!("refused {}: {}", c.peer, e.message);
+            refuse(c, e);
+        }
+    }
+}
+
+fn refuse(c: &mut Conn, e: Emg) {
+    c.send(&encode_reply(None, &Err(e)));
+    c.greeted = true;
+    c.closing = true;
+}
+
 pub fn on_line(server: &Server, token: Token, c: &mut Conn, line: &[u8]) {
     if line.iter().all(u8::is_ascii_whitespace) {
         return;
+    }
+    if !c.greeted {
+        // Application data before the handshake was seen to end.
+        on_transport(server, c);
+        if c.closing {
+            return;
+        }
     }
     let authenticated = c.events.is_some();
     let decoded = match decode_envelope(line) {
@@ -84,23 +150,30 @@ fn authenticate(server: &Server, c: &mut Conn, id: Option<u64>, token: &str) {
         c.closing = closing;
         return;
     }
-    if c.events.is_none() {
-        if let Err(e) = c.slot.authenticated() {
-            c.send(&encode_reply(id, &Err(e)));
-            c.closing = true;
-            return;
-        }
-        c.auth_deadline = None;
-        let (tx, rx) = channel::bounded::<String>(QUEUE_DEPTH);
-        let waker = server.waker.clone();
-        let notify = Arc::new(move || {
-            let _ = waker.wake();
-        });
-        let subscription = server.agent.events.subscribe(tx, notify);
-        c.events = Some((subscription, rx));
+    if let Err(e) = admit(server, c) {
+        c.send(&encode_reply(id, &Err(e)));
+        c.closing = true;
+        return;
     }
     let welcome = crate::agent::answer::<request::Authenticate>(Ok(reply::Empty {}));
     c.send(&encode_reply(id, &welcome));
+}
+
+/// Makes `c` an authenticated connection (once): its slot, its events.
+fn admit(server: &Server, c: &mut Conn) -> Result<(), Emg> {
+    if c.events.is_some() {
+        return Ok(());
+    }
+    c.slot.authenticated()?;
+    c.auth_deadline = None;
+    let (tx, rx) = channel::bounded::<String>(QUEUE_DEPTH);
+    let waker = server.waker.clone();
+    let notify = Arc::new(move || {
+        let _ = waker.wake();
+    });
+    let subscription = server.agent.events.subscribe(tx, notify);
+    c.events = Some((subscription, rx));
+    Ok(())
 }
 
 /// Runs `command` on a thread; its reply wakes the event loop.

@@ -88,6 +88,17 @@ pub fn validate(
         )
     })?;
     checks.extend(theirs.checks);
+    if let Some(key) = client.peer_key() {
+        let by = match agent.tls.as_ref().map(|t| &t.trust) {
+            Some(crate::transport::identity::Trust::Ca { .. }) => "signed by the site CA",
+            _ => "a pinned key",
+        };
+        checks.push(Check::pass(
+            "peer-identity",
+            Side::Destination,
+            format!("{} key {key} ({by}; mutual TLS)", client.greeting().agent),
+        ));
+    }
     let destination = client.greeting().agent.clone();
     let mut connectivity = None;
     if mode == MigrationMode::Live {
