@@ -6,7 +6,8 @@
 //! Replies are the agents' own (`control::reply` types, as JSON), with a
 //! few facts gathered from several requests: a host is its `host-info`
 //! (name, build, backend, CPUs, memory used and free, migration paths,
-//! busy) with the migrations `status` lists.
+//! busy and the migrations that make it so); its LPARs are `lpar-list`
+//! with the migrations `status` lists as not ended.
 
 use super::api::{ApiError, Console, console_error};
 use super::links::{Link, lost};
@@ -152,7 +153,6 @@ fn running(link: &Link) -> Result<Vec<reply::MigrationStatus>, Emg> {
 
 fn host(link: &Link) -> Result<Value, Emg> {
     let (info, greeting) = link.request(request::HostInfo {})?;
-    let migrations = running(link)?;
     Ok(json!({
         "agent": link.address,
         "reachable": true,
@@ -167,7 +167,7 @@ fn host(link: &Link) -> Result<Value, Emg> {
         "backend": info.backend,
         "identity": info.identity,
         "busy": info.busy,
-        "migrations": migrations,
+        "migrating": info.migrating,
     }))
 }
 

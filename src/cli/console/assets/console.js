@@ -187,7 +187,7 @@ async function refreshHosts() {
       h('td', {}, bar, ' ', size(used) + ' used / ' + size(host.memory_free_bytes) + ' free'),
       h('td', { class: 'small' }, paths.join(', ') || '–'),
       h('td', { class: 'num' }, host.lpars),
-      h('td', { class: host.busy ? 'busy' : '' }, host.busy ? 'busy (' + host.migrations.length + ' migrating)' : 'idle')));
+      h('td', { class: host.busy ? 'busy' : '' }, host.busy ? 'busy (' + host.migrating.length + ' migrating)' : 'idle')));
   }
   fillAgentSelects();
 }
