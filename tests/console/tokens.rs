@@ -41,6 +41,8 @@ fn fc_agent(
     args.extend(["--token-file".into(), token_file.display().to_string()]);
     args.extend(["--config".into(), config.display().to_string()]);
     args.extend(peer_args());
+    // Without identities, as agent_common's agents: plaintext management.
+    args.push("--insecure-plaintext-management".into());
     let mut program = Command::new(env!("CARGO_BIN_EXE_moverd"));
     program.envs(env.iter().copied());
     Agent::spawn_via(name, program, args, state_dir, token_file.to_path_buf())
