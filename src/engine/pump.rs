@@ -53,8 +53,8 @@ enum Work {
     EndRound(u32),
     /// A frame to send once the stream's page work is done.
     Control(OwnedFrame),
-    /// A frame to send before any page work queued with it (the device
-    /// state, ahead of the final round's pages).
+    /// A frame to send as soon as the batch in hand is written, ahead of
+    /// the page work still queued (the device state in the final round).
     Lead(OwnedFrame),
 }
 
@@ -138,6 +138,16 @@ impl PageSender {
     /// Queues `pages` as round `round` and its end on every stream, without
     /// waiting: the caller can work meanwhile, then [`Self::wait_round`].
     pub fn queue_round(&self, round: u32, pages: &PageSet) {
+        self.queue_page_work(round, pages);
+        // Page work first, then the barrier on each worker's own channel: a
+        // worker that sees its barrier finds every page of the round already
+        // taken from the shared queue.
+        for control in &self.controls {
+            let _ = control.send(Work::EndRound(round));
+        }
+    }
+
+    fn queue_page_work(&self, round: u32, pages: &PageSet) {
         for range in pages.ranges() {
             let mut first = range.start;
             while first < range.end {
@@ -151,12 +161,6 @@ impl PageSender {
                 first += count;
             }
         }
-        // Page work first, then the barrier on each worker's own channel: a
-        // worker that sees its barrier finds every page of the round already
-        // taken from the shared queue.
-        for control in &self.controls {
-            let _ = control.send(Work::EndRound(round));
-        }
     }
 
     /// Returns when every stream has written the end of the queued round
@@ -165,17 +169,26 @@ impl PageSender {
         self.collect(self.controls.len(), None)
     }
 
-    /// Queues `lead` on stream 0 ahead of round `round`'s pages (stream 0
-    /// writes it before it takes any of them; the other streams start on
-    /// the pages at once), then the round as [`Self::queue_round`]. The
-    /// final round uses it so the destination loads the device state while
-    /// the last pages are still on their way.
-    pub fn queue_round_led(&self, round: u32, lead: OwnedFrame, pages: &PageSet) {
-        let _ = self.controls[0].send(Work::Lead(lead));
-        self.queue_round(round, pages);
+    /// Queues round `round`'s pages without its end: the workers start on
+    /// them while the caller prepares `lead` for [`Self::end_round_led`].
+    pub fn queue_pages(&self, round: u32, pages: &PageSet) {
+        self.queue_page_work(round, pages);
     }
 
-    /// [`Self::wait_round`] for a round queued with [`Self::queue_round_led`]:
+    /// Ends the round queued by [`Self::queue_pages`]: `lead` goes out on
+    /// stream 0 as soon as its worker finishes the batch in hand (ahead of
+    /// the pages still queued), then the round's end on every stream. The
+    /// final round uses it: the device state, captured while the last
+    /// pages go out, reaches the destination before they are all in, so it
+    /// is loaded while they land.
+    pub fn end_round_led(&self, round: u32, lead: OwnedFrame) {
+        let _ = self.controls[0].send(Work::Lead(lead));
+        for control in &self.controls {
+            let _ = control.send(Work::EndRound(round));
+        }
+    }
+
+    /// [`Self::wait_round`] for a round ended by [`Self::end_round_led`]:
     /// also waits for the lead frame.
     pub fn wait_round_led(&self) -> Result<RoundStats, EngineError> {
         self.collect(self.controls.len() + 1, None)

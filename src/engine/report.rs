@@ -23,12 +23,12 @@ pub struct RoundReport {
 pub struct SuspensionReport {
     /// Last source vCPU stopped → first destination vCPU ran.
     pub total_ms: f64,
-    /// Harvesting and sending the final dirty pages.
+    /// Harvesting and sending the final dirty pages, with the device state
+    /// captured meanwhile (and sent too, when it leads).
     pub final_copy_ms: f64,
     pub final_pages: u64,
-    /// Saving and encoding the device state, and writing what follows the
-    /// final pages (Suspended; the device state too when it does not lead).
-    /// With `final_copy_ms`: pause → everything written.
+    /// Writing what follows the final pages: Suspended, and the device
+    /// state too when it does not lead.
     pub device_state_ms: f64,
     /// The device state went ahead of the final pages on stream 0, so the
     /// destination loaded it while they landed (a version-3 destination).

@@ -8,7 +8,7 @@
 //!   Throttle sets the vCPU throttle from each harvest's rate and the path,
 //!   Convergence decides after each round: continue or suspend
 //! pause vCPUs ── suspension starts
-//! DeviceState (stream 0, first) + final round ─▶ Switchover(Suspended, t, digest) ─▶
+//! final round, DeviceState on stream 0 ahead of its last pages ─▶ Switchover(Suspended, t, digest) ─▶
 //!   (to a version-2 destination: final round ─▶ Suspended ─▶ DeviceState ─▶)
 //!                                    ◀─ Identities (destination slot's)
 //!                                    ◀─ Switchover(Ready, digest)
@@ -328,8 +328,13 @@ impl SourceRun<'_> {
         self.paused = true;
         log.harvest(&mut pages)?;
         let harvested = Instant::now();
-        // The device state first: stream 0 writes it ahead of the final
-        // pages, so the destination loads it while they land (version 3).
+        // The final pages go out while the device state is captured; then
+        // stream 0 sends the state ahead of the pages still queued, so the
+        // destination loads it while they land (version 3).
+        match state_leads {
+            true => self.sender.queue_pages(round, &pages),
+            false => self.sender.queue_round(round, &pages),
+        }
         let state = self.lpar.save_state()?;
         // The manual's refusal holds to the end: a USB device taken into use
         // since validation fails the migration here, and the source resumes.
@@ -343,12 +348,11 @@ impl SourceRun<'_> {
         let state_bytes = encoded.len() as u64;
         let captured = Instant::now();
         let mut after_suspended = vec![];
-        if state_leads {
-            self.sender
-                .queue_round_led(round, OwnedFrame::DeviceState(encoded), &pages);
-        } else {
-            self.sender.queue_round(round, &pages);
-            after_suspended.push(OwnedFrame::DeviceState(encoded));
+        match state_leads {
+            true => self
+                .sender
+                .end_round_led(round, OwnedFrame::DeviceState(encoded)),
+            false => after_suspended.push(OwnedFrame::DeviceState(encoded)),
         }
         progress(&Progress::Suspending { pages: pages.len() });
         let stats = match state_leads {
@@ -410,9 +414,9 @@ impl SourceRun<'_> {
         let total_ms = running.timestamp_ns.saturating_sub(paused_wall) as f64 / 1e6;
         report.suspension = SuspensionReport {
             total_ms,
-            final_copy_ms: ms(harvested - paused) + ms(final_copied - captured),
+            final_copy_ms: ms(final_copied - paused),
             final_pages: pages.len(),
-            device_state_ms: ms(captured - harvested) + ms(state_sent - final_copied),
+            device_state_ms: ms(state_sent - final_copied),
             device_state_first: state_leads,
             load_verify_ms: ms(ready_at - state_sent),
             resume_ms: (total_ms - ms(ready_at - paused)).max(0.0),

@@ -49,8 +49,8 @@
 //!   │── PageBatch(round k) … EndOfRound(k, pages) ───────▶│   (k = 1, 2, …, pages
 //!   │                                                     │    dirtied in round k-1)
 //!   │   (vCPUs stopped at t)                              │
-//!   │── DeviceState (stream 0, first) ───────────────────▶│ apply device semantics,
-//!   │── PageBatch(final) … EndOfRound(final) ────────────▶│ load (while the pages land)
+//!   │── PageBatch(final) … DeviceState (stream 0) … ─────▶│ apply device semantics,
+//!   │── EndOfRound(final) ───────────────────────────────▶│ load (while the pages land)
 //!   │── Switchover(Suspended, t, image digest) ──────────▶│ final round is complete:
 //!   │                                                     │ compare the digests
 //!   │◀──────────────── Identities (the slot's WWPNs, MACs) ─│ (version 2 on)
