@@ -45,7 +45,7 @@ fn main() {
         let _ = e.print();
         std::process::exit(if e.use_stderr() { 3 } else { 0 })
     });
-    if let Err(e) = cli.global.install_tls() {
+    if let Err(e) = cli.global.tls.install() {
         eprintln!("{e}");
         std::process::exit(3);
     }
