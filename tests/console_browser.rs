@@ -81,6 +81,8 @@ fn start_held_agent(scratch: &Scratch, hold: &Hold) -> Agent {
         scratch.token_file().display().to_string(),
     ]);
     args.extend(peer_args());
+    // No identity: it calls hostA (TCP, plaintext) with the token.
+    args.push("--insecure-plaintext-management".into());
     let mut program = Command::new(env!("CARGO_BIN_EXE_moverd"));
     program.envs(hold.env());
     Agent::spawn_via("hostB", program, args, state_dir, scratch.token_file())

@@ -284,7 +284,11 @@ mod tests {
         let fp = Fingerprint([3; 32]);
         let trust = Trust::Pinned(vec![Fingerprint([4; 32])]);
         let cases = [
-            (Refusal::Unknown { fingerprint: fp }, cause::UNKNOWN_PEER, "unknown peer"),
+            (
+                Refusal::Unknown { fingerprint: fp },
+                cause::UNKNOWN_PEER,
+                "unknown peer",
+            ),
             (Refusal::Missing, cause::UNKNOWN_PEER, "no certificate"),
             (
                 Refusal::Expired {
