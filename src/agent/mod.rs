@@ -137,7 +137,9 @@ impl Agent {
                         "host {} has no identity to present to the agent at {address}",
                         self.config.name
                     ),
-                    "Create this agent's identity (moverd init) and restart moverd.",
+                    "Create this agent's identity (moverd init, and trusted_ca or \
+                     trusted_peers) and restart moverd; or, on a trusted network only, set \
+                     insecure_plaintext_management to call peers in clear with the token.",
                 ));
             }
             _ => None,

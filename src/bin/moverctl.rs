@@ -57,7 +57,7 @@ fn main() {
         args.agents_given =
             m.value_source("agent") != Some(clap::parser::ValueSource::DefaultValue);
     }
-    if let Err(e) = cli.global.install_tls() {
+    if let Err(e) = cli.global.tls.install() {
         eprintln!("{e}");
         std::process::exit(3);
     }

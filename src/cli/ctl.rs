@@ -31,49 +31,9 @@ pub struct Global {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// The site CA's certificate: an agent on TCP must present a
-    /// certificate it signed (TLS). Without this and --agent-fingerprint,
-    /// TCP is plaintext, which TLS-only agents refuse.
-    #[arg(long, global = true, env = "MOVER_AGENT_CA", value_name = "FILE")]
-    pub agent_ca: Option<PathBuf>,
-    /// An agent key to trust over TCP (TLS), as `moverd identity` prints
-    /// it (sha256:…); repeatable, comma-separated in the environment.
-    #[arg(
-        long,
-        global = true,
-        env = "MOVER_AGENT_FINGERPRINT",
-        value_delimiter = ',',
-        value_name = "SHA256"
-    )]
-    pub agent_fingerprint: Vec<String>,
-}
-
-impl Global {
-    /// Installs the TLS settings the options give as the process's default
-    /// for every management connection (see `control::secure`).
-    pub fn install_tls(&self) -> Result<(), Emg> {
-        let pins = self
-            .agent_fingerprint
-            .iter()
-            .map(|f| crate::transport::identity::Fingerprint::parse(f))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|m| {
-                Emg::new(
-                    Module::Client,
-                    crate::emg::phase::INFORMATION,
-                    0x01,
-                    format!("--agent-fingerprint: {m}"),
-                    "Give the fingerprint as `moverd identity` prints it on the agent's host.",
-                )
-            })?;
-        let tls = crate::control::secure::ClientTls::from_options(self.agent_ca.as_deref(), &pins)
-            .map_err(|mut e| {
-                e.module = Module::Client;
-                e
-            })?;
-        crate::control::secure::set_default_client_tls(tls);
-        Ok(())
-    }
+    /// How to check the agents' TLS certificates.
+    #[command(flatten)]
+    pub tls: super::identity::ClientTlsArgs,
 }
 
 #[derive(Subcommand, Debug)]

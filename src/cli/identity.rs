@@ -146,3 +146,51 @@ pub fn show(place: &Where) -> Result<(), Emg> {
     println!("certificate  {}", dir.join(CERT_FILE).display());
     Ok(())
 }
+
+/// `moverctl`'s options for the agents' TLS certificates.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClientTlsArgs {
+    /// The site CA's certificate: an agent on TCP must present a
+    /// certificate it signed (TLS). Without this and --agent-fingerprint,
+    /// TCP is plaintext, which TLS-only agents refuse.
+    #[arg(long, global = true, env = "MOVER_AGENT_CA", value_name = "FILE")]
+    pub agent_ca: Option<PathBuf>,
+    /// An agent key to trust over TCP (TLS), as `moverd identity` prints
+    /// it (sha256:…); repeatable, comma-separated in the environment.
+    #[arg(
+        long,
+        global = true,
+        env = "MOVER_AGENT_FINGERPRINT",
+        value_delimiter = ',',
+        value_name = "SHA256"
+    )]
+    pub agent_fingerprint: Vec<String>,
+}
+
+impl ClientTlsArgs {
+    /// Installs these settings as the process's default for every
+    /// management connection (see `control::secure`).
+    pub fn install(&self) -> Result<(), Emg> {
+        let pins = self
+            .agent_fingerprint
+            .iter()
+            .map(|f| identity::Fingerprint::parse(f))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|m| {
+                Emg::new(
+                    Module::Client,
+                    phase::INFORMATION,
+                    0x01,
+                    format!("--agent-fingerprint: {m}"),
+                    "Give the fingerprint as `moverd identity` prints it on the agent's host.",
+                )
+            })?;
+        let tls = crate::control::secure::ClientTls::from_options(self.agent_ca.as_deref(), &pins)
+            .map_err(|mut e| {
+                e.module = Module::Client;
+                e
+            })?;
+        crate::control::secure::set_default_client_tls(tls);
+        Ok(())
+    }
+}

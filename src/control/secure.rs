@@ -274,3 +274,63 @@ pub fn plaintext_refused(agent: &str, peer: &str) -> Emg {
          trusted_ca or trusted_peers).",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_has_its_cause_the_key_and_an_action() {
+        let fp = Fingerprint([3; 32]);
+        let trust = Trust::Pinned(vec![Fingerprint([4; 32])]);
+        let cases = [
+            (
+                Refusal::Unknown { fingerprint: fp },
+                cause::UNKNOWN_PEER,
+                "unknown peer",
+            ),
+            (Refusal::Missing, cause::UNKNOWN_PEER, "no certificate"),
+            (
+                Refusal::Expired {
+                    fingerprint: fp,
+                    not_before: 0,
+                    not_after: 10,
+                    now: 20,
+                },
+                cause::CERT_EXPIRED,
+                "expired 1970-01-01 00:00:10 UTC",
+            ),
+            (
+                Refusal::Expired {
+                    fingerprint: fp,
+                    not_before: 30,
+                    not_after: 40,
+                    now: 20,
+                },
+                cause::CERT_EXPIRED,
+                "not yet valid",
+            ),
+            (
+                Refusal::Wrong {
+                    fingerprint: Some(fp),
+                    why: "it is not signed by the site CA".into(),
+                },
+                cause::WRONG_CERTIFICATE,
+                "site CA",
+            ),
+        ];
+        for (r, code, words) in cases {
+            let e = refusal(Module::MoverSource, "the agent at h:1", &r, &trust);
+            assert_eq!(e.cause, code, "{e}");
+            assert_eq!(e.module, Module::MoverSource);
+            assert!(e.message.contains(words), "{e}");
+            assert!(!e.action.is_empty());
+            if r != Refusal::Missing {
+                assert!(e.to_string().contains(&fp.to_string()), "{e}");
+            }
+        }
+        let e = plaintext_refused("hostB", "10.0.0.1:5");
+        assert_eq!(e.cause, cause::PLAINTEXT_REFUSED);
+        assert!(e.action.contains("--agent-fingerprint"), "{e}");
+    }
+}

@@ -21,8 +21,9 @@
 use super::tls::provider;
 use super::x509;
 use crate::emg::{Emg, Module, phase};
+pub use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{PrivateKeyDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use sha2::{Digest, Sha256};
 use std::fmt;
