@@ -110,7 +110,10 @@ pub fn next_percent(percent: u8, rate: f64, path: f64) -> u8 {
     }
     let run = 1.0 - f64::from(percent) / 100.0;
     let wanted = (run * target / rate.max(MIN_RATE)).clamp(run / 8.0, 1.5 * run);
-    let throttle = ((1.0 - wanted.min(1.0)) * 100.0).round();
+    // Rounded up: a point less than needed leaves the guest above the
+    // target, and near the maximum one point is a large share of its run
+    // time (at 98% it runs a third more than at 98.5%).
+    let throttle = ((1.0 - wanted.min(1.0)) * 100.0 - 1e-9).ceil();
     throttle.clamp(0.0, f64::from(THROTTLE_MAX)) as u8
 }
 
