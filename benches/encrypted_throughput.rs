@@ -15,14 +15,25 @@
 //! populated at least 0.8×. On loopback both ends encrypt and decrypt on the
 //! same cores, so this is harsher than two hosts, each with its own.
 //!
-//! One run on the 2-core development host while four other builds ran
-//! (load average 15-18, so both figures are far below the machine's):
+//! Besides GB/s it prints the CPU seconds per GB both ends took (all
+//! threads): on a loaded machine the wall-time ratio follows the load, the
+//! CPU cost does not.
+//!
+//! One run on the 2-core development host while other builds ran (load
+//! 5-9), after the record layer stopped copying plaintext and moved 32
+//! records per system call:
 //!
 //! ```text
-//! destination      TLS GB/s   plain GB/s    ratio
-//! fresh               0.216        0.179    1.21×   (page faults bound both)
-//! populated           0.228        0.458    0.50×   (target 0.8×: missed)
+//! destination      TLS GB/s   plain GB/s    ratio   TLS CPU s/GB plain CPU s/GB
+//! fresh               1.096        0.692    1.58×           1.73           1.50
+//! populated           1.219        1.797    0.68×           0.80           0.59
 //! ```
+//!
+//! (Before, at load 15-18: populated 0.228 against 0.458 GB/s, 0.50×.) The
+//! populated target is still missed on loopback: both ends' AES-GCM run on
+//! the same two cores as everything else (about 0.1 ns per byte and end
+//! with VAES, a third of what the whole plaintext pipeline costs), so the
+//! ratio is bounded by the CPU ratio, 0.59 / 0.80 here.
 //!
 //! ```text
 //! cargo bench --bench encrypted_throughput                      # 2 GiB, 3 runs
@@ -128,6 +139,9 @@ fn main() {
         "{:<12} {:>12} {:>12} {:>8} {:>14} {:>14}",
         "destination", "TLS GB/s", "plain GB/s", "ratio", "TLS CPU s/GB", "plain CPU s/GB"
     );
+    // Checked after both scenarios, so a miss in the first still shows
+    // the second.
+    let mut checks = Vec::new();
     for (label, populated, want) in [("fresh", false, 0.9), ("populated", true, 0.8)] {
         let (mut tls, mut plain) = (Vec::new(), Vec::new());
         let (mut tls_cpu, mut plain_cpu) = (Vec::new(), Vec::new());
@@ -150,10 +164,13 @@ fn main() {
             per_gb(&tls_cpu),
             per_gb(&plain_cpu)
         );
-        support::target(
+        checks.push((
             ratio >= want,
-            &format!("{label}: TLS at {ratio:.2}× plaintext (at least {want:.1}×)"),
-        );
+            format!("{label}: TLS at {ratio:.2}× plaintext (at least {want:.1}×)"),
+        ));
+    }
+    for (holds, what) in checks {
+        support::target(holds, &what);
     }
     support::lpars::remove_all();
 }
