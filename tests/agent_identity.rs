@@ -1,7 +1,8 @@
 //! Agent identities with real `moverd serve` processes: agents that trust
 //! each other migrate over mutual TLS without the token, and validation
 //! names the peer; an unknown key, an expired certificate, a certificate
-//! the site CA did not sign, and plaintext offered to a TLS listener are
+//! the site CA did not sign or issued for another agent name, and
+//! plaintext offered to a TLS listener are
 //! each refused with their EMG while the LPAR keeps running on the source;
 //! an agent refuses to start with a key file others can read, or with a
 //! certificate that is not its key's.
@@ -241,6 +242,40 @@ fn a_certificate_the_site_ca_did_not_sign_is_refused_and_the_lpar_stays_on_the_s
     let a = start_tls(&scratch, "hostA", &da, &trust);
     let b = start_tls(&scratch, "hostB", &db, &trust);
     migration_refused(&a, &fa, &b, 0x1D, "site CA");
+}
+
+#[test]
+fn a_site_ca_certificate_answers_for_its_own_agent_name_only() {
+    let scratch = Scratch::new("id-name");
+    let site = scratch.0.join("site-ca");
+    identity::init_ca(&site).unwrap();
+    let v = Validity::days_from_now(2);
+    let (da, fa) = make_identity(&scratch, "hostA", v, Some(&site));
+    let (db, _) = make_identity(&scratch, "hostB", v, Some(&site));
+    let trust = vec![
+        "--trusted-ca".to_string(),
+        site.join(identity::CA_CERT_FILE).display().to_string(),
+    ];
+    let a = start_tls(&scratch, "hostA", &da, &trust);
+    let b = start_tls(&scratch, "hostB", &db, &trust);
+    // hostC runs with hostB's certificate: the site CA signed it, but for
+    // hostB.
+    let c = start_tls(&scratch, "hostC", &db, &trust);
+    define_running(&a, &fa, "l1");
+    let report = ok(&a, &fa, &["validate", "l1", "--to", &b.addr]);
+    assert_eq!(report["passed"], true, "{report}");
+    let e = refused(&a, &fa, &["migrate", "l1", "--to", &c.addr]);
+    assert_eq!(e["cause"], 0x1D, "{e}\nsource log:\n{}", a.log());
+    let text = e["message"].as_str().unwrap_or_default();
+    assert!(text.contains("introduces itself as 'hostC'"), "{e}");
+    assert!(
+        e["action"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--name hostC"),
+        "{e}"
+    );
+    assert_still_running(&a, &fa, "l1");
 }
 
 #[test]

@@ -72,9 +72,11 @@ impl Client {
         stream
             .set_read_timeout(Some(CONNECT_TIMEOUT))
             .map_err(|e| err(e.to_string()))?;
+        let mut peer_cert = None;
         let (stream, peer_key) = match (stream, tls) {
             (Stream::Tcp(tcp), Some(tls)) => {
-                let (s, key) = tls.handshake(tcp, module, &address.to_string())?;
+                let (s, key, cert) = tls.handshake(tcp, module, &address.to_string())?;
+                peer_cert = Some((tls, cert));
                 (Stream::Tls(s), Some(key))
             }
             (Stream::Tcp(mut tcp), None) => {
@@ -104,6 +106,9 @@ impl Client {
             ServerMessage::Greeting(g) => client.greeting = g,
             ServerMessage::Reply { result: Err(e), .. } => return Err(e),
             other => return Err(err(format!("expected a greeting, got {other:?}"))),
+        }
+        if let Some((tls, cert)) = peer_cert {
+            tls.check_name(&cert, &client.greeting.agent, module, &address.to_string())?;
         }
         if client.greeting.protocol != PROTOCOL_VERSION {
             let found = format!(

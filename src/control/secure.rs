@@ -19,7 +19,9 @@
 
 use super::cause;
 use crate::emg::{Emg, Module, phase};
-use crate::transport::identity::{AgentIdentity, Fingerprint, Refusal, Trust, show_time};
+use crate::transport::identity::{
+    AgentIdentity, CertificateDer, Fingerprint, Refusal, Trust, show_time,
+};
 use crate::transport::peer_tls;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{self, Read, Write};
@@ -58,13 +60,14 @@ impl ClientTls {
     }
 
     /// Connects TLS over `tcp`, and checks the agent's certificate before
-    /// anything is sent; the agent's key fingerprint.
+    /// anything is sent; the agent's key fingerprint and certificate (for
+    /// [`ClientTls::check_name`] once the agent has said its name).
     pub fn handshake(
         &self,
         tcp: TcpStream,
         module: Module,
         address: &str,
-    ) -> Result<(TlsStream, Fingerprint), Emg> {
+    ) -> Result<(TlsStream, Fingerprint, CertificateDer<'static>), Emg> {
         let failed = |m: String| connection_error(module, address, m);
         let conn = peer_tls::client(&self.config).map_err(|e| failed(e.to_string()))?;
         let mut s = StreamOwned::new(conn, tcp);
@@ -78,6 +81,7 @@ impl ClientTls {
             .trust
             .check(chain, crate::transport::identity::now())
             .map_err(|r| refusal(module, &format!("the agent at {address}"), &r, &self.trust))?;
+        let end = chain[0].clone().into_owned();
         let tcp = s.sock.try_clone().map_err(|e| failed(e.to_string()))?;
         Ok((
             TlsStream {
@@ -85,7 +89,23 @@ impl ClientTls {
                 tcp,
             },
             fingerprint,
+            end,
         ))
+    }
+
+    /// Checks that the agent at `address`, whose certificate `end` the
+    /// handshake accepted, was issued that certificate for `name`, the
+    /// name its greeting gives.
+    pub fn check_name(
+        &self,
+        end: &CertificateDer<'_>,
+        name: &str,
+        module: Module,
+        address: &str,
+    ) -> Result<(), Emg> {
+        self.trust
+            .check_name(end, name)
+            .map_err(|r| refusal(module, &format!("the agent at {address}"), &r, &self.trust))
     }
 }
 
@@ -242,6 +262,24 @@ pub fn refusal(module: Module, who: &str, r: &Refusal, trust: &Trust) -> Emg {
              fingerprint wherever it is pinned); check both hosts' clocks (NTP)."
                 .to_string(),
         ),
+        Refusal::Misnamed {
+            fingerprint,
+            claimed,
+        } => (
+            cause::WRONG_CERTIFICATE,
+            format!(
+                "wrong certificate: {who} introduces itself as '{}' but presents {} with a \
+                 certificate the site CA issued for another agent name (this end trusts {trusted})",
+                claimed.escape_debug(),
+                fingerprint.map_or("a certificate".to_string(), |f| format!("key {f}"))
+            ),
+            format!(
+                "If that agent is '{0}', issue its certificate for that name (on its host: \
+                 move agent.key and agent.crt away, moverd init --name {0} --ca <site CA dir>, \
+                 restart moverd); otherwise check the address: another agent answers there.",
+                claimed.escape_debug()
+            ),
+        ),
         Refusal::Wrong { fingerprint, why } => (
             cause::WRONG_CERTIFICATE,
             format!(
@@ -309,6 +347,14 @@ mod tests {
                 },
                 cause::CERT_EXPIRED,
                 "not yet valid",
+            ),
+            (
+                Refusal::Misnamed {
+                    fingerprint: Some(fp),
+                    claimed: "hostB".into(),
+                },
+                cause::WRONG_CERTIFICATE,
+                "introduces itself as 'hostB'",
             ),
             (
                 Refusal::Wrong {

@@ -23,7 +23,7 @@ use super::x509;
 use crate::emg::{Emg, Module, phase};
 pub use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{PrivateKeyDer, UnixTime};
+use rustls::pki_types::{PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -368,6 +368,12 @@ pub enum Refusal {
     },
     /// The peer presented none.
     Missing,
+    /// A site-CA certificate issued for another agent name than the one
+    /// its holder introduced itself with.
+    Misnamed {
+        fingerprint: Option<Fingerprint>,
+        claimed: String,
+    },
 }
 
 impl Trust {
@@ -435,6 +441,24 @@ impl Trust {
                     })
             }
         }
+    }
+
+    /// Checks that `end`, a certificate [`Trust::check`] accepted, was
+    /// issued for `name`, the agent name its holder introduced itself with.
+    /// A site CA vouches for every agent it signed, so without this check
+    /// any of them could answer as another; a pinned key names its agent
+    /// already.
+    pub fn check_name(&self, end: &CertificateDer<'_>, name: &str) -> Result<(), Refusal> {
+        if let Trust::Pinned(_) = self {
+            return Ok(());
+        }
+        let misnamed = || Refusal::Misnamed {
+            fingerprint: x509::read(end).ok().map(|f| Fingerprint::of_spki(f.spki)),
+            claimed: name.to_string(),
+        };
+        let subject = ServerName::try_from(name.to_string()).map_err(|_| misnamed())?;
+        let parsed = rustls::server::ParsedCertificate::try_from(end).map_err(|_| misnamed())?;
+        rustls::client::verify_server_name(&parsed, &subject).map_err(|_| misnamed())
     }
 }
 
@@ -538,6 +562,17 @@ mod tests {
         init(bad.path(), "hostB", v, Some(other_ca.path())).unwrap();
         init(own.path(), "hostC", v, None).unwrap();
         assert_eq!(trust.check(&[load(good.path()).cert], now()), Ok(fp));
+        // hostA's certificate answers for hostA only.
+        assert_eq!(trust.check_name(&load(good.path()).cert, "hostA"), Ok(()));
+        for claimed in ["hostB", "hosta.example", "not a name"] {
+            assert_eq!(
+                trust.check_name(&load(good.path()).cert, claimed),
+                Err(Refusal::Misnamed {
+                    fingerprint: Some(fp),
+                    claimed: claimed.to_string()
+                })
+            );
+        }
         for d in [&bad, &own] {
             match trust.check(&[load(d.path()).cert], now()) {
                 Err(Refusal::Wrong { why, .. }) => assert!(why.contains("site CA"), "{why}"),
