@@ -24,18 +24,7 @@ row() {
         printf '%-34s failed (load %s)\n' "$name" "$load"
         return
     fi
-    printf '%s' "$out" | python3 -c '
-import json, sys
-name, load = sys.argv[1], sys.argv[2]
-j = json.load(sys.stdin)
-def g(k, f="{:.3f}"):
-    v = j.get(k)
-    return "-" if v is None else f.format(v)
-print(f"{name:<34} susp {g(\"suspension_ms\")} ms  predicted {g(\"predicted_suspension_ms\")} ms"
-      f"  (holds in {j[\"prediction_holding_runs\"]}/{j[\"runs\"]})  total {g(\"total_ms\", \"{:.0f}\")} ms"
-      f"  sent {g(\"bytes_sent\", \"{:.0f}\")} B  ref ratio {g(\"reference_ratio\")}"
-      f"  verified {j[\"verified\"]}  load {load}")
-' "$name" "$load"
+    printf '%s' "$out" | python3 "$(dirname "$0")/row.py" "$name" "$load"
 }
 
 printf '%-34s %s\n' scenario "medians of $runs runs"
