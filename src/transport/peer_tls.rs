@@ -70,7 +70,7 @@ pub fn client(config: &Arc<ClientConfig>) -> Result<rustls::ClientConnection, ru
 /// Checks the handshake signature against the presented certificate's
 /// key; trust is checked after the handshake (see the module doc).
 #[derive(Debug)]
-struct SignatureOnly(Arc<CryptoProvider>);
+pub(super) struct SignatureOnly(pub(super) Arc<CryptoProvider>);
 
 impl SignatureOnly {
     fn tls13(

@@ -18,12 +18,12 @@
 //! `TLS13_AES_256_GCM_SHA384`. No session tickets, no resumption, no early
 //! data: every stream is a full handshake with fresh keys.
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use super::peer_tls::SignatureOnly;
 use rustls::crypto::{CryptoProvider, aws_lc_rs};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{
-    CipherSuite, ClientConfig, ClientConnection, Connection, ConnectionCommon,
-    DigitallySignedStruct, ServerConfig, ServerConnection, SignatureScheme,
+    CipherSuite, ClientConfig, ClientConnection, Connection, ConnectionCommon, ServerConfig,
+    ServerConnection,
 };
 use std::sync::{Arc, OnceLock};
 
@@ -81,7 +81,9 @@ pub fn client_config() -> Arc<ClientConfig> {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("TLS 1.3 is in the provider")
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(KeyProofVerifier(provider())))
+            // Any certificate, its key proven by the handshake signature: the
+            // one-time key proof inside the session authenticates the peer.
+            .with_custom_certificate_verifier(Arc::new(SignatureOnly(provider())))
             .with_no_client_auth();
         c.resumption = rustls::client::Resumption::disabled();
         c.enable_secret_extraction = true;
@@ -110,55 +112,5 @@ pub(crate) fn suite_name(conn: &Connection) -> &'static str {
         Some(CipherSuite::TLS13_AES_128_GCM_SHA256) => "TLS13_AES_128_GCM_SHA256",
         Some(CipherSuite::TLS13_AES_256_GCM_SHA384) => "TLS13_AES_256_GCM_SHA384",
         _ => "TLS 1.3",
-    }
-}
-
-/// Accepts any certificate; checks that its key signed the handshake.
-#[derive(Debug)]
-struct KeyProofVerifier(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for KeyProofVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        // The one-time key proof inside the session authenticates the peer.
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
