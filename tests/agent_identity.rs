@@ -251,7 +251,7 @@ fn a_site_ca_certificate_answers_for_its_own_agent_name_only() {
     identity::init_ca(&site).unwrap();
     let v = Validity::days_from_now(2);
     let (da, fa) = make_identity(&scratch, "hostA", v, Some(&site));
-    let (db, _) = make_identity(&scratch, "hostB", v, Some(&site));
+    let (db, fb) = make_identity(&scratch, "hostB", v, Some(&site));
     let trust = vec![
         "--trusted-ca".to_string(),
         site.join(identity::CA_CERT_FILE).display().to_string(),
@@ -276,6 +276,28 @@ fn a_site_ca_certificate_answers_for_its_own_agent_name_only() {
         "{e}"
     );
     assert_still_running(&a, &fa, "l1");
+    // The other way round, the destination checks the name: hostC calls
+    // hostA with hostB's certificate and says it is hostC.
+    define_running(&c, &fb, "l2");
+    let e = refused(&c, &fb, &["migrate", "l2", "--to", &a.addr]);
+    assert_eq!(
+        e["cause"],
+        0x1D,
+        "{e}
+destination log:
+{}",
+        a.log()
+    );
+    let text = e["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("connecting from") && text.contains("introduces itself as 'hostC'"),
+        "{e}"
+    );
+    assert_still_running(&c, &fb, "l2");
+    assert!(
+        !ok(&a, &fa, &["lpar", "list"]).to_string().contains("l2"),
+        "the destination defined the impostor's LPAR"
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ use crossbeam::channel::Receiver;
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
+use rustls::pki_types::CertificateDer;
 use std::io::{self, ErrorKind, Read, Write};
 use std::time::Instant;
 
@@ -130,6 +131,9 @@ pub struct Conn {
     pub greeted: bool,
     /// The peer agent's key, when its certificate authenticated it.
     pub peer_key: Option<Fingerprint>,
+    /// That certificate: the agent names a request claims are checked
+    /// against it.
+    pub peer_cert: Option<CertificateDer<'static>>,
 }
 
 impl Conn {
@@ -148,6 +152,7 @@ impl Conn {
             closing: false,
             greeted: false,
             peer_key: None,
+            peer_cert: None,
         }
     }
 

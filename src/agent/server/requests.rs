@@ -74,6 +74,7 @@ pub fn on_transport(server: &Server, c: &mut Conn) {
             }
             log::info!("peer agent {} authenticated by its key {key}", c.peer);
             c.peer_key = Some(key);
+            c.peer_cert = chain.into_iter().next();
             c.send(&encode_greeting(&server.agent.greeting()));
         }
         Err(r) => {
@@ -83,6 +84,33 @@ pub fn on_transport(server: &Server, c: &mut Conn) {
             refuse(c, e);
         }
     }
+}
+
+/// The agent name a peer's request says it comes from.
+fn claimed_agent(command: &Command) -> Option<&str> {
+    match command {
+        Command::PrepareIncoming { source_agent, .. }
+        | Command::ReceiveShutdown { source_agent, .. } => Some(source_agent),
+        Command::ValidateIncoming { source, .. } => Some(&source.agent),
+        _ => None,
+    }
+}
+
+/// A peer agent authenticated by a site CA's certificate may only speak
+/// for the agent name that certificate was issued for: the CA signed every
+/// agent of the site, so without this any of them could pose as another in
+/// the journals, the history and the validation report. (A pinned key
+/// names its agent already; a token holder is an operator, not an agent.)
+fn check_claimed_name(server: &Server, c: &Conn, command: &Command) -> Result<(), Emg> {
+    let (Some(cert), Some(claimed), Some(tls)) =
+        (&c.peer_cert, claimed_agent(command), &server.agent.tls)
+    else {
+        return Ok(());
+    };
+    tls.trust.check_name(cert, claimed).map_err(|r| {
+        let who = format!("the agent connecting from {}", c.peer);
+        crate::control::secure::refusal(Module::Management, &who, &r, &tls.trust)
+    })
 }
 
 fn refuse(c: &mut Conn, e: Emg) {
@@ -128,6 +156,11 @@ pub fn on_line(server: &Server, token: Token, c: &mut Conn, line: &[u8]) {
         Command::Authenticate { token } => authenticate(server, c, id, &token),
         command => {
             debug_assert!(authenticated, "only authenticate is decoded before a token");
+            if let Err(e) = check_claimed_name(server, c, &command) {
+                log::warn!("refused {}: {}", c.peer, e.message);
+                c.send(&encode_reply(id, &Err(e)));
+                return;
+            }
             dispatch(server, token, c, id, command);
         }
     }
