@@ -8,7 +8,8 @@ mod common;
 
 use common::{Root, stream_pairs};
 use lpar_mover::engine::digest::ImageDigest;
-use lpar_mover::engine::pump::{Event, InStream, OutStream, PageReceiver, PageSender};
+use lpar_mover::engine::integrity_of;
+use lpar_mover::engine::pump::{Event, InStream, Integrity, OutStream, PageReceiver, PageSender};
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::{GuestMemory, LparConfig, Partition, Vcpus};
 use lpar_mover::wire::WireError;
@@ -54,11 +55,13 @@ fn rounds_of_dirty_pages_converge_to_identical_memory() {
     let source = lpar(&root, "source", "skewed,content=text,rate=20000");
     let destination = lpar(&root, "destination", "idle");
     let (out, inn) = stream_pairs(4);
+    let integrity = integrity_of(&out);
     let (out, inn) = boxed(out, inn);
     let sent = Arc::new(ImageDigest::blank_for(&*source));
     let applied = Arc::new(ImageDigest::blank_for(&*destination));
-    let (receiver, events) = PageReceiver::start(destination.clone(), inn, applied.clone());
-    let sender = PageSender::start(source.clone(), out, sent.clone());
+    let (receiver, events) =
+        PageReceiver::start(destination.clone(), inn, integrity, applied.clone());
+    let sender = PageSender::start(source.clone(), out, integrity, sent.clone());
 
     source.resume().unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -146,11 +149,13 @@ fn a_corrupted_page_frame_is_refused_not_applied() {
     let (receiver, events) = PageReceiver::start(
         destination.clone(),
         inn,
+        Integrity::Checksummed,
         Arc::new(ImageDigest::blank_for(&*destination)),
     );
     let sender = PageSender::start(
         source.clone(),
         out,
+        Integrity::Checksummed,
         Arc::new(ImageDigest::blank_for(&*source)),
     );
     let _ = sender.send_round(0, &source.populated().unwrap());

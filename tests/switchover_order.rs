@@ -11,6 +11,7 @@ use common::{Root, stream_pairs};
 use lpar_mover::build_identity::BuildIdentity;
 use lpar_mover::engine::destination::receive_live;
 use lpar_mover::engine::digest::ImageDigest;
+use lpar_mover::engine::integrity_of;
 use lpar_mover::engine::pump::{OutStream, OwnedFrame, PageSender};
 use lpar_mover::engine::switchover::DestinationHost;
 use lpar_mover::partition::sim::SimLpar;
@@ -67,9 +68,10 @@ fn a_version_2_source_sending_the_state_after_suspended_still_migrates() {
         })
     };
     let digest = Arc::new(ImageDigest::blank_for(&*source));
+    let integrity = integrity_of(&out);
     let streams = out.into_iter().map(|s| Box::new(s) as OutStream).collect();
-    let sender = PageSender::start(source.clone(), streams, digest.clone());
-    let mut decoder = FrameDecoder::new();
+    let sender = PageSender::start(source.clone(), streams, integrity, digest.clone());
+    let mut decoder = FrameDecoder::with_integrity(integrity);
 
     sender
         .send_control_all(OwnedFrame::Hello(Hello {

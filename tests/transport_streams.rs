@@ -11,9 +11,9 @@ mod common;
 
 use common::Root;
 use lpar_mover::emg::{self, Module};
-use lpar_mover::engine::EngineError;
 use lpar_mover::engine::digest::ImageDigest;
 use lpar_mover::engine::pump::{Event, InStream, OutStream, PageReceiver, PageSender};
+use lpar_mover::engine::{EngineError, integrity_of};
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::sim::program::fill_page;
 use lpar_mover::partition::{GuestMemory, LparConfig, PAGE_SIZE, PageSet};
@@ -128,6 +128,7 @@ fn four_authenticated_streams_carry_every_page_intact() {
     let source = lpar(&root, "source", 32, Some(1));
     let destination = lpar(&root, "destination", 32, None);
     let (out, inn) = connected(4, &StreamOptions::default());
+    let integrity = integrity_of(&out);
     let read = Arc::new(AtomicU64::new(0));
     let inn = inn
         .into_iter()
@@ -137,8 +138,9 @@ fn four_authenticated_streams_carry_every_page_intact() {
         Arc::new(ImageDigest::blank_for(&*source)),
         Arc::new(ImageDigest::blank_for(&*destination)),
     );
-    let (receiver, events) = PageReceiver::start(destination.clone(), inn, applied.clone());
-    let sender = PageSender::start(source.clone(), paced(out, None), sent.clone());
+    let (receiver, events) =
+        PageReceiver::start(destination.clone(), inn, integrity, applied.clone());
+    let sender = PageSender::start(source.clone(), paced(out, None), integrity, sent.clone());
 
     // Round 0 carries everything; round 1 rewrites every 7th page with new
     // content, so a page of round 0 applied after round 1 would show.
@@ -213,11 +215,13 @@ fn a_bandwidth_cap_holds_across_all_streams() {
     let source = lpar(&root, "source", 16, Some(3));
     let destination = lpar(&root, "destination", 16, None);
     let (out, inn) = connected(4, &StreamOptions::default());
+    let integrity = integrity_of(&out);
     let inn = inn.into_iter().map(|s| Box::new(s) as InStream).collect();
     let digest = || Arc::new(ImageDigest::blank_for(&*source));
-    let (receiver, events) = PageReceiver::start(destination.clone(), inn, digest());
+    let (receiver, events) = PageReceiver::start(destination.clone(), inn, integrity, digest());
     let rate = 40_000_000u64; // 40 MB/s shared by the four streams
-    let sender = PageSender::start(source.clone(), paced(out, Some(Pacer::new(rate))), digest());
+    let paced = paced(out, Some(Pacer::new(rate)));
+    let sender = PageSender::start(source.clone(), paced, integrity, digest());
     let pages = all_pages(&source);
     let started = Instant::now();
     let stats = sender.send_round(0, &pages).unwrap();
@@ -246,9 +250,11 @@ fn send_to_a_deaf_destination(
     let root = Root::new(tag);
     let source = lpar(&root, "source", 64, Some(3));
     let (out, inn) = connected(2, &opts);
+    let integrity = integrity_of(&out);
     let sender = PageSender::start(
         source.clone(),
         paced(out, None),
+        integrity,
         Arc::new(ImageDigest::blank_for(&*source)),
     );
     let started = Instant::now();

@@ -6,6 +6,7 @@
 //! idle (its program never writes) and is removed with [`remove_all`].
 
 use lpar_mover::engine::digest::ImageDigest;
+use lpar_mover::engine::integrity_of;
 use lpar_mover::engine::pump::{Event, InStream, OutStream, PageReceiver, PageSender};
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::sim::program::fill_page;
@@ -111,6 +112,7 @@ pub fn pump(
         opts.encryption == lpar_mover::transport::Encryption::Tls,
         "the streams are not protected as asked"
     );
+    let integrity = integrity_of(&out);
     let out = out
         .into_iter()
         .map(|s| Box::new(PacedWriter::new(s, pacer.clone())) as OutStream)
@@ -119,11 +121,13 @@ pub fn pump(
     let (receiver, events) = PageReceiver::start(
         destination.clone(),
         inn,
+        integrity,
         Arc::new(ImageDigest::blank_for(&**destination)),
     );
     let sender = PageSender::start(
         source.clone(),
         out,
+        integrity,
         Arc::new(ImageDigest::blank_for(&**source)),
     );
     let pages = source.populated().unwrap();

@@ -10,8 +10,10 @@
 //!   <path>`: right after journaling that stage the agent creates the file
 //!   and holds the migration there until the file is removed (at most 60 s),
 //!   so a test can kill an agent, cut the path or cancel exactly there.
-//! - `MOVERD_FAULT_CORRUPT_AT=<stage code>`: the next migration frame this
-//!   agent encodes after journaling that stage leaves with a bit flipped.
+//! - `MOVERD_FAULT_CORRUPT_AT=<stage code>`: the next write to a migration
+//!   stream this agent makes after journaling that stage leaves with a bit
+//!   flipped, as on a bad path: the frame checksum (plaintext) or the
+//!   record tag (TLS) must catch it.
 
 use crate::engine::stage::Stage;
 use std::time::Duration;
@@ -33,8 +35,8 @@ pub fn at_stage(stage: Stage) {
         std::process::exit(137);
     }
     if at("MOVERD_FAULT_CORRUPT_AT") {
-        log::warn!("fault injection: corrupting the next frame after {stage}");
-        crate::wire::encoder::corrupt_next_frame();
+        log::warn!("fault injection: corrupting the next stream write after {stage}");
+        crate::transport::corrupt_next_write();
     }
     if at("MOVERD_FAULT_PAUSE_AT")
         && let Ok(file) = std::env::var("MOVERD_FAULT_PAUSE_FILE")

@@ -31,7 +31,8 @@ use crate::partition::{LparConfig, Partition};
 use crate::state::{DeviceState, Identities, LogicalNic};
 use crate::transport::MigrationStream;
 use crate::wire::{
-    Frame, FrameEncoder, Hello, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep,
+    Frame, FrameEncoder, Hello, Integrity, MigrationId, PROTOCOL_VERSION, Switchover,
+    SwitchoverStep,
 };
 use crossbeam::channel::Receiver;
 use std::io::Write;
@@ -97,14 +98,15 @@ pub fn receive_live_staged(
     host: &DestinationHost,
     stage: &mut dyn FnMut(Stage, &DestinationReport),
 ) -> Result<DestinationReport, EngineError> {
-    let mut replies = Replies::new(&streams[0])?;
+    let integrity = super::integrity_of(&streams);
+    let mut replies = Replies::new(&streams[0], integrity)?;
     let closer = streams[0].try_clone().ok();
     let inn: Vec<InStream> = streams
         .into_iter()
         .map(|s| Box::new(s) as InStream)
         .collect();
     let digest = Arc::new(ImageDigest::blank_for(&*lpar));
-    let (receiver, events) = PageReceiver::start(lpar.clone(), inn, digest.clone());
+    let (receiver, events) = PageReceiver::start(lpar.clone(), inn, integrity, digest.clone());
     let result = receive(&*lpar, &events, &digest, &mut replies, host, stage);
     if let Err(e) = &result
         && !matches!(e, EngineError::PeerAborted(_))
@@ -419,13 +421,13 @@ struct Replies {
 }
 
 impl Replies {
-    fn new(stream: &MigrationStream) -> Result<Self, EngineError> {
+    fn new(stream: &MigrationStream, integrity: Integrity) -> Result<Self, EngineError> {
         let stream = stream
             .try_clone()
             .map_err(|source| EngineError::Stream { stream: 0, source })?;
         Ok(Replies {
             stream,
-            encoder: FrameEncoder::new(),
+            encoder: FrameEncoder::with_integrity(integrity),
             buf: Vec::new(),
         })
     }

@@ -39,6 +39,19 @@ pub(crate) mod throttle;
 
 pub use error::EngineError;
 
+use crate::transport::{MigrationStream, Protection};
+use crate::wire::Integrity;
+
+/// What a migration's streams guarantee of their frames: an encrypted
+/// stream's records are authenticated, so its frames need no checksum.
+pub fn integrity_of(streams: &[MigrationStream]) -> Integrity {
+    if streams.iter().all(|s| s.protection() == Protection::Tls13) {
+        Integrity::Authenticated
+    } else {
+        Integrity::Checksummed
+    }
+}
+
 /// Nanoseconds since the Unix epoch: switchover timestamps cross hosts.
 pub fn wall_clock_ns() -> u64 {
     std::time::SystemTime::now()

@@ -27,6 +27,7 @@ use super::digest::{ImageDigest, page_hash};
 pub use super::frames::{OwnedFrame, RoundStats};
 use super::lz4_policy::Lz4Policy;
 use crate::partition::{GuestMemory, PAGE_SIZE, PageSet};
+pub use crate::wire::Integrity;
 use crate::wire::{
     EndOfRound, Frame, FrameDecoder, FrameEncoder, MAX_BATCH_PAGES, PageBatchBuilder,
 };
@@ -78,10 +79,13 @@ pub struct PageSender {
 }
 
 impl PageSender {
-    /// Starts one worker per stream. Every page sent is recorded in `digest`.
+    /// Starts one worker per stream, its frames protected as `integrity`
+    /// says (what the streams themselves guarantee). Every page sent is
+    /// recorded in `digest`.
     pub fn start(
         memory: Arc<dyn GuestMemory>,
         streams: Vec<OutStream>,
+        integrity: Integrity,
         digest: Arc<ImageDigest>,
     ) -> Self {
         let (work, queue) = channel::unbounded();
@@ -101,7 +105,8 @@ impl PageSender {
                 std::thread::Builder::new()
                     .name(format!("send{index}"))
                     .spawn(move || {
-                        let mut worker = SendWorker::new(index, memory, stream, digest, dropping);
+                        let mut worker =
+                            SendWorker::new(index, memory, stream, integrity, digest, dropping);
                         worker.written = written;
                         worker.run(&queue, &control, &done);
                         worker.stream
@@ -328,6 +333,7 @@ impl SendWorker {
         index: usize,
         memory: Arc<dyn GuestMemory>,
         stream: OutStream,
+        integrity: Integrity,
         digest: Arc<ImageDigest>,
         dropping: Arc<AtomicBool>,
     ) -> Self {
@@ -335,7 +341,7 @@ impl SendWorker {
             index,
             memory,
             stream,
-            encoder: FrameEncoder::new(),
+            encoder: FrameEncoder::with_integrity(integrity),
             batch: PageBatchBuilder::new(),
             frame: Vec::with_capacity(64),
             stats: RoundStats::default(),
@@ -493,10 +499,12 @@ pub struct PageReceiver {
 }
 
 impl PageReceiver {
-    /// Starts one reader per stream. Every page applied is recorded in `digest`.
+    /// Starts one reader per stream, expecting its frames protected as
+    /// `integrity` says. Every page applied is recorded in `digest`.
     pub fn start(
         memory: Arc<dyn GuestMemory>,
         streams: Vec<InStream>,
+        integrity: Integrity,
         digest: Arc<ImageDigest>,
     ) -> (Self, Receiver<Event>) {
         let (events, rx) = channel::unbounded();
@@ -512,6 +520,7 @@ impl PageReceiver {
                     .spawn(move || {
                         let reader = Reader {
                             index,
+                            integrity,
                             memory: &*memory,
                             digest: &digest,
                         };
@@ -542,6 +551,7 @@ impl PageReceiver {
 
 struct Reader<'a> {
     index: usize,
+    integrity: Integrity,
     memory: &'a dyn GuestMemory,
     digest: &'a ImageDigest,
 }
@@ -554,7 +564,7 @@ impl Reader<'_> {
         barrier: &RoundBarrier,
     ) -> Result<(), EngineError> {
         let index = self.index;
-        let mut decoder = FrameDecoder::new();
+        let mut decoder = FrameDecoder::with_integrity(self.integrity);
         let mut round: u32 = 0;
         let mut received: u64 = 0;
         let wire = |error| EngineError::Wire {

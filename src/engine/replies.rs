@@ -5,7 +5,7 @@
 use super::EngineError;
 use super::pump::OwnedFrame;
 use crate::transport::MigrationStream;
-use crate::wire::FrameDecoder;
+use crate::wire::{FrameDecoder, Integrity};
 use crossbeam::channel::{self, Receiver};
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ impl RoundTrips {
 /// Reads the destination's replies (stream 0's other direction).
 pub(super) fn spawn_reply_reader(
     stream: &MigrationStream,
+    integrity: Integrity,
 ) -> Result<Receiver<Result<OwnedFrame, EngineError>>, EngineError> {
     let mut stream = stream
         .try_clone()
@@ -43,7 +44,7 @@ pub(super) fn spawn_reply_reader(
     std::thread::Builder::new()
         .name("replies".into())
         .spawn(move || {
-            let mut decoder = FrameDecoder::new();
+            let mut decoder = FrameDecoder::with_integrity(integrity);
             loop {
                 loop {
                     match decoder.next_frame() {

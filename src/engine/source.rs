@@ -117,7 +117,8 @@ pub fn migrate_live(
         Some(suite) => format!("{} ({suite})", streams[0].protection().label()),
         None => streams[0].protection().label().to_string(),
     };
-    let replies = spawn_reply_reader(&streams[0])?;
+    let integrity = super::integrity_of(&streams);
+    let replies = spawn_reply_reader(&streams[0], integrity)?;
     // The reply reader holds a clone of stream 0, so dropping the writers
     // alone would not close it: every stream is shut down when done, which
     // also ends the reader thread (and unblocks a worker whose peer stopped
@@ -144,7 +145,7 @@ pub fn migrate_live(
         .map(|s| Box::new(PacedWriter::new(s, pacer.clone())) as OutStream)
         .collect();
     let digest = Arc::new(ImageDigest::blank_for(&*lpar));
-    let mut sender = PageSender::start(lpar.clone(), out, digest.clone());
+    let mut sender = PageSender::start(lpar.clone(), out, integrity, digest.clone());
     // Before Commit only: after it, the destination owns the LPAR and the
     // last reply is awaited whatever happens here.
     let (c, committing) = (control.clone(), Arc::new(AtomicBool::new(false)));

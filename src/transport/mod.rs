@@ -131,6 +131,8 @@ pub use socket::{
     DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_SOCKET_BUFFER,
     DEFAULT_USER_TIMEOUT, StreamOptions, applied_options,
 };
+#[cfg(feature = "fault-injection")]
+pub use stream::corrupt_next_write;
 pub use stream::{MigrationStream, Protection};
 
 /// Most streams one migration may use (the stream index is a `u16` on the

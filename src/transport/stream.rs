@@ -43,6 +43,34 @@ const SEAL_BATCH: usize = RECORDS_PER_CALL * MAX_PLAINTEXT;
 /// Ciphertext read per socket read, at most (the reader's buffer).
 const OPEN_BUFFER: usize = RECORDS_PER_CALL * (HEADER_LEN + MAX_CIPHERTEXT);
 
+/// Fault injection (the fault matrix; only with the `fault-injection`
+/// feature): armed by the agent's `MOVERD_FAULT_CORRUPT_AT` hook, never
+/// otherwise. The next write to a migration stream in this process leaves
+/// with its last byte's low bit flipped, as corruption on the path would:
+/// a plaintext stream's frame checksum must catch it, an encrypted one's
+/// record tag.
+#[cfg(feature = "fault-injection")]
+static CORRUPT_NEXT_WRITE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Arms the fault hook above.
+#[cfg(feature = "fault-injection")]
+pub fn corrupt_next_write() {
+    CORRUPT_NEXT_WRITE.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether this write is the one to corrupt (disarms the hook).
+fn corrupting() -> bool {
+    #[cfg(feature = "fault-injection")]
+    {
+        use std::sync::atomic::Ordering;
+        CORRUPT_NEXT_WRITE.load(Ordering::Relaxed)
+            && CORRUPT_NEXT_WRITE.swap(false, Ordering::SeqCst)
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    false
+}
+
 /// Whether a stream's payload is encrypted, for reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -187,6 +215,12 @@ impl MigrationStream {
 impl Write for MigrationStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let Some(sealed) = &self.sealed else {
+            if !buf.is_empty() && corrupting() {
+                let mut bent = buf.to_vec();
+                *bent.last_mut().expect("not empty") ^= 1;
+                (&self.tcp).write_all(&bent)?;
+                return Ok(buf.len());
+            }
             return self.tcp.write(buf);
         };
         let mut w = lock(&sealed.writer);
@@ -204,6 +238,9 @@ impl Write for MigrationStream {
         let mut sealed = 0;
         for chunk in buf[..take].chunks(MAX_PLAINTEXT) {
             sealed += dir.seal_into(chunk, &mut out[sealed..]).map_err(invalid)?;
+        }
+        if corrupting() {
+            out[sealed - 1] ^= 1;
         }
         // All or nothing: a partly written record leaves the stream
         // unusable, and the error says so.

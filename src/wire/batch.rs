@@ -343,7 +343,13 @@ impl PageBatchBuilder {
     pub fn seal(&mut self, stream: &mut FrameEncoder) -> &[u8] {
         self.buf[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&self.round.to_le_bytes());
         self.buf[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&self.count.to_le_bytes());
-        seal(&mut self.buf, FrameKind::PageBatch, stream.take_sequence());
+        let sequence = stream.take_sequence();
+        seal(
+            &mut self.buf,
+            FrameKind::PageBatch,
+            sequence,
+            stream.integrity(),
+        );
         &self.buf
     }
 }

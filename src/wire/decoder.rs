@@ -10,7 +10,9 @@
 
 use super::error::WireError;
 use super::frame::Frame;
-use super::header::{FrameHeader, FrameKind, HEADER_LEN, MAGIC, check_version, frame_crc};
+use super::header::{
+    FrameHeader, FrameKind, HEADER_LEN, Integrity, MAGIC, check_version, frame_crc,
+};
 use super::limits::{MAX_RECEIVE_BUFFER, READ_AHEAD};
 use std::cell::Cell;
 use std::io::{self, Read};
@@ -18,7 +20,8 @@ use std::ops::Range;
 use zerocopy::FromBytes;
 
 /// Decodes the frames of one stream, in order, checking each header, bound,
-/// checksum and sequence number. After the first error the stream is dead
+/// checksum (on a [checksummed](Integrity::Checksummed) stream) and
+/// sequence number. After the first error the stream is dead
 /// and every later call returns that error again.
 #[derive(Debug)]
 pub struct FrameDecoder {
@@ -30,6 +33,7 @@ pub struct FrameDecoder {
     /// Bytes (from `start`) the frame in progress needs.
     need: usize,
     expected_sequence: u64,
+    integrity: Integrity,
     /// A `Cell` so a payload error can be recorded while the returned frame
     /// still borrows the buffer.
     failed: Cell<Option<WireError>>,
@@ -42,14 +46,23 @@ impl Default for FrameDecoder {
 }
 
 impl FrameDecoder {
-    /// A decoder expecting a stream's first frame (sequence 0).
+    /// A decoder expecting a stream's first frame (sequence 0), each frame
+    /// with its checksum.
     pub fn new() -> Self {
+        Self::with_integrity(Integrity::Checksummed)
+    }
+
+    /// A decoder for a stream protected as `integrity` says: on an
+    /// [authenticated](Integrity::Authenticated) stream the checksums are
+    /// not checked.
+    pub fn with_integrity(integrity: Integrity) -> Self {
         FrameDecoder {
             buf: Vec::new(),
             start: 0,
             end: 0,
             need: HEADER_LEN,
             expected_sequence: 0,
+            integrity,
             failed: Cell::new(None),
         }
     }
@@ -189,15 +202,17 @@ impl FrameDecoder {
         if avail.len() < total {
             return Ok(None);
         }
-        let (head, payload) = avail[..total].split_at(HEADER_LEN);
-        let computed = frame_crc(head.try_into().expect("HEADER_LEN bytes"), payload);
-        if computed != header.crc.get() {
-            return Err(WireError::ChecksumMismatch {
-                sequence,
-                kind,
-                stated: header.crc.get(),
-                computed,
-            });
+        if self.integrity == Integrity::Checksummed {
+            let (head, payload) = avail[..total].split_at(HEADER_LEN);
+            let computed = frame_crc(head.try_into().expect("HEADER_LEN bytes"), payload);
+            if computed != header.crc.get() {
+                return Err(WireError::ChecksumMismatch {
+                    sequence,
+                    kind,
+                    stated: header.crc.get(),
+                    computed,
+                });
+            }
         }
         let expected = self.expected_sequence;
         if sequence != expected {
@@ -313,6 +328,34 @@ mod tests {
         }
         dec.finish().unwrap();
         assert_eq!((frames, pages), (6, 3 * crate::wire::MAX_BATCH_PAGES));
+    }
+
+    #[test]
+    fn only_an_authenticated_stream_goes_without_checksums() {
+        let keepalive = Frame::Keepalive(Keepalive { timestamp_ns: 7 });
+        let mut bare = Vec::new();
+        let mut enc = FrameEncoder::with_integrity(Integrity::Authenticated);
+        enc.encode(&keepalive, &mut bare).unwrap();
+        assert_eq!(&bare[12..16], &[0; 4], "no checksum computed");
+        // On an authenticated stream the frame decodes...
+        let mut dec = FrameDecoder::with_integrity(Integrity::Authenticated);
+        dec.feed(&bare);
+        assert_eq!(dec.next_frame().unwrap(), Some(keepalive.clone()));
+        // ...a plaintext stream refuses it: nothing a peer sends turns the
+        // check off.
+        let mut dec = FrameDecoder::new();
+        dec.feed(&bare);
+        assert!(matches!(
+            dec.next_frame(),
+            Err(WireError::ChecksumMismatch { .. })
+        ));
+        // A checksummed frame still decodes where checks are off.
+        let mut sum = Vec::new();
+        FrameEncoder::new().encode(&keepalive, &mut sum).unwrap();
+        assert_ne!(&sum[12..16], &[0; 4]);
+        let mut dec = FrameDecoder::with_integrity(Integrity::Authenticated);
+        dec.feed(&sum);
+        assert_eq!(dec.next_frame().unwrap(), Some(keepalive));
     }
 
     #[test]

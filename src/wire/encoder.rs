@@ -2,35 +2,34 @@
 
 use super::error::WireError;
 use super::frame::Frame;
-use super::header::{FrameKind, HEADER_LEN, seal};
-#[cfg(feature = "fault-injection")]
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Fault injection (the fault matrix; only with the `fault-injection`
-/// feature): set by the agent's `MOVERD_FAULT_CORRUPT_AT` hook, never
-/// otherwise; the next frame this process encodes leaves with one payload
-/// bit flipped after sealing, as corruption on the path would (the
-/// receiver's checksum must catch it).
-#[cfg(feature = "fault-injection")]
-static CORRUPT_NEXT_FRAME: AtomicBool = AtomicBool::new(false);
-
-/// Arms `CORRUPT_NEXT_FRAME`.
-#[cfg(feature = "fault-injection")]
-pub fn corrupt_next_frame() {
-    CORRUPT_NEXT_FRAME.store(true, Ordering::SeqCst);
-}
+use super::header::{FrameKind, HEADER_LEN, Integrity, seal};
 
 /// Encodes the frames of one stream, numbering them 0, 1, 2, … in the order
 /// they are encoded (which must be the order they are written).
 #[derive(Debug, Default)]
 pub struct FrameEncoder {
     next_sequence: u64,
+    integrity: Integrity,
 }
 
 impl FrameEncoder {
-    /// An encoder for a new stream: its first frame gets sequence 0.
+    /// An encoder for a new stream whose frames carry their checksum: its
+    /// first frame gets sequence 0.
     pub fn new() -> Self {
         FrameEncoder::default()
+    }
+
+    /// An encoder for a new stream protected as `integrity` says.
+    pub fn with_integrity(integrity: Integrity) -> Self {
+        FrameEncoder {
+            next_sequence: 0,
+            integrity,
+        }
+    }
+
+    /// Whether this stream's frames carry their checksum.
+    pub fn integrity(&self) -> Integrity {
+        self.integrity
     }
 
     /// The sequence number the next frame will carry.
@@ -73,15 +72,8 @@ impl FrameEncoder {
             out.truncate(start);
             return Err(oversized(length));
         }
-        seal(&mut out[start..], kind, self.take_sequence());
-        #[cfg(feature = "fault-injection")]
-        if CORRUPT_NEXT_FRAME.load(Ordering::Relaxed)
-            && CORRUPT_NEXT_FRAME.swap(false, Ordering::SeqCst)
-        {
-            // The last byte: the payload's, or the header's for an empty one.
-            let last = out.len() - 1;
-            out[last] ^= 0x01;
-        }
+        let sequence = self.take_sequence();
+        seal(&mut out[start..], kind, sequence, self.integrity);
         Ok(())
     }
 
@@ -105,7 +97,8 @@ impl FrameEncoder {
         let start = out.len();
         out.resize(start + HEADER_LEN, 0);
         out.extend_from_slice(payload);
-        seal(&mut out[start..], kind, self.take_sequence());
+        let sequence = self.take_sequence();
+        seal(&mut out[start..], kind, sequence, self.integrity);
         Ok(())
     }
 }

@@ -10,7 +10,9 @@
 //!
 //! All integers are little-endian and unaligned (the header is read in place
 //! through `zerocopy`). The CRC32 covers the 24 header bytes with the `crc32`
-//! field taken as zero, followed by the payload.
+//! field taken as zero, followed by the payload. On a stream that
+//! authenticates every byte itself (TLS 1.3) the field is zero and unchecked:
+//! see [`Integrity`].
 
 use super::PROTOCOL_VERSION;
 use super::error::WireError;
@@ -151,6 +153,23 @@ pub fn check_version(theirs: u16) -> Result<u16, WireError> {
     }
 }
 
+/// What protects a stream's frames against corruption in transit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Integrity {
+    /// Every frame carries the CRC32 of itself, checked on receipt: the
+    /// frames cross in clear (`--insecure-plaintext`, or any other byte
+    /// stream).
+    #[default]
+    Checksummed,
+    /// The stream under the frames authenticates every byte (TLS 1.3: a
+    /// 128-bit AEAD tag per record, which fails on any change, loss, replay
+    /// or reordering), so the `crc32` field is zero and is not checked. A
+    /// CRC would only recheck what the tag proved, at the price of another
+    /// pass over every page on both ends. Chosen from the stream the frames
+    /// travel on, never from anything the peer sends.
+    Authenticated,
+}
+
 /// CRC32 of a whole frame (header then payload) with the crc field as zero.
 pub(crate) fn frame_crc(header: &[u8; HEADER_LEN], payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
@@ -162,9 +181,10 @@ pub(crate) fn frame_crc(header: &[u8; HEADER_LEN], payload: &[u8]) -> u32 {
 }
 
 /// Fills in the header of `frame` (its first [`HEADER_LEN`] bytes, followed
-/// by the payload) and its checksum. `frame` must be at least a header long
-/// and its payload must fit the kind's bound (the callers check).
-pub(crate) fn seal(frame: &mut [u8], kind: FrameKind, sequence: u64) {
+/// by the payload) and, on a checksummed stream, its checksum. `frame` must
+/// be at least a header long and its payload must fit the kind's bound (the
+/// callers check).
+pub(crate) fn seal(frame: &mut [u8], kind: FrameKind, sequence: u64, integrity: Integrity) {
     let (head, payload) = frame.split_at_mut(HEADER_LEN);
     let header = FrameHeader {
         magic: MAGIC,
@@ -176,9 +196,11 @@ pub(crate) fn seal(frame: &mut [u8], kind: FrameKind, sequence: u64) {
         sequence: U64::new(sequence),
     };
     head.copy_from_slice(header.as_bytes());
-    let head: &mut [u8; HEADER_LEN] = head.try_into().expect("split at HEADER_LEN");
-    let crc = frame_crc(head, payload);
-    head[CRC_RANGE].copy_from_slice(&crc.to_le_bytes());
+    if integrity == Integrity::Checksummed {
+        let head: &mut [u8; HEADER_LEN] = head.try_into().expect("split at HEADER_LEN");
+        let crc = frame_crc(head, payload);
+        head[CRC_RANGE].copy_from_slice(&crc.to_le_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -189,7 +211,12 @@ mod tests {
     fn header_layout_matches_the_drawing() {
         let mut frame = vec![0u8; HEADER_LEN + 3];
         frame[HEADER_LEN..].copy_from_slice(b"abc");
-        seal(&mut frame, FrameKind::Keepalive, 0x0102_0304_0506_0708);
+        seal(
+            &mut frame,
+            FrameKind::Keepalive,
+            0x0102_0304_0506_0708,
+            Integrity::Checksummed,
+        );
         assert_eq!(&frame[0..4], b"LPMW");
         assert_eq!(&frame[4..6], &PROTOCOL_VERSION.to_le_bytes());
         assert_eq!(frame[6], 8);

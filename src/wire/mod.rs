@@ -14,9 +14,14 @@
 //!  │ magic │version│knd│flg│length │ crc32 │   sequence    │ payload          │
 //!  │"LPMW" │  u16  │u8 │ 0 │  u32  │       │      u64      │ (length bytes)   │
 //!  └───────┴───────┴───┴───┴───────┴───────┴───────────────┴──────────────────┘
-//!   crc32 = CRC-32 (IEEE) of header (crc32 field as zero) ‖ payload
+//!   crc32 = CRC-32 (IEEE) of header (crc32 field as zero) ‖ payload, or 0
+//!           on a stream that authenticates every byte itself (TLS 1.3)
 //!   sequence = 0 for a stream's first frame, +1 per frame, per stream
 //! ```
+//!
+//! Which of the two a stream's frames use is [`Integrity`], chosen by each
+//! end from the stream it set up, never from a frame: a plaintext stream's
+//! decoder checks every checksum, whatever the peer sends.
 //!
 //! | kind | name | payload (see `frame`, `batch`, `abort`) | bound |
 //! |---|---|---|---|
@@ -137,7 +142,7 @@ mod batch;
 mod cursor;
 mod decoder;
 mod delta;
-pub(crate) mod encoder;
+mod encoder;
 mod error;
 mod frame;
 mod header;
@@ -151,7 +156,7 @@ pub use encoder::FrameEncoder;
 pub use error::WireError;
 pub use frame::{EndOfRound, Frame, Hello, Keepalive, MigrationId, Switchover, SwitchoverStep};
 pub use header::{
-    FrameHeader, FrameKind, HEADER_LEN, MAGIC, PREVIOUS_PROTOCOL_VERSION, check_version,
+    FrameHeader, FrameKind, HEADER_LEN, Integrity, MAGIC, PREVIOUS_PROTOCOL_VERSION, check_version,
 };
 pub use limits::*;
 pub use page::{
