@@ -10,7 +10,7 @@ use lpar_mover::engine::destination::receive_live;
 use lpar_mover::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
 use lpar_mover::engine::switchover::DestinationHost;
 use lpar_mover::partition::sim::SimLpar;
-use lpar_mover::partition::{GuestMemory, LparConfig, Partition, Vcpus};
+use lpar_mover::partition::{DeviceModel, GuestMemory, LparConfig, Partition, Vcpus};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,13 @@ fn live_migration_continues_the_guest_exactly_on_the_destination() {
     let root = Root::new("live");
     let source = lpar(&root, "source", PROGRAM);
     let destination = lpar(&root, "destination", PROGRAM);
+    // VRAM the destination's own (zeroed) could not pass for.
+    let mut devices = source.save_state().unwrap();
+    let vram = &mut devices.vga.snapshot.as_mut().unwrap().vram;
+    for (i, b) in vram.iter_mut().enumerate() {
+        *b = (i * 31 % 251) as u8;
+    }
+    source.restore_state(&devices).unwrap();
     source.resume().unwrap();
     wait_for("the guest to run", || source.writes() > 5_000);
 
@@ -91,6 +98,18 @@ fn live_migration_continues_the_guest_exactly_on_the_destination() {
         "the destination loaded the state only after Suspended"
     );
     assert!(received.state_load_ms > 0.0);
+    // The bulky device state (VRAM, NVRAM) crossed before the pause; the
+    // pause carried the bytes that changed since (the registers).
+    assert!(
+        s.device_state_base_bytes > 300_000,
+        "base {} bytes",
+        s.device_state_base_bytes
+    );
+    assert!(
+        (1..8192).contains(&s.device_state_bytes),
+        "{} device-state bytes in the pause",
+        s.device_state_bytes
+    );
 
     // The source is frozen at the switchover point: resumed as a reference,
     // it must produce exactly what the destination produces.
@@ -103,6 +122,11 @@ fn live_migration_continues_the_guest_exactly_on_the_destination() {
         destination.digest().unwrap(),
         source.digest().unwrap(),
         "the guest diverged after the move"
+    );
+    assert_eq!(
+        destination.save_state().unwrap().vga,
+        devices.vga,
+        "the VRAM rebuilt from the base is not the source's"
     );
     // The guest saw the suspension: its own clock shows a gap across the
     // switchover at least as long as the suspension the engine measured.

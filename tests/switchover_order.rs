@@ -1,9 +1,10 @@
-//! The destination takes the device state in either order: ahead of the
-//! final pages (a version-3 source, which `live_migration.rs` covers) or,
-//! as a version-2 source sends it, after Switchover(Suspended). Here a
-//! hand-driven version-2 source (the engine's own page pump, frames in the
-//! old order) moves a paused LPAR, and the destination still checks the
-//! digest, reports Ready and runs the LPAR after Commit.
+//! A version-4 destination takes a version-3 source: no device-state base
+//! before the pause, the whole device state ahead of the final pages
+//! (a version-4 source sends a base and a delta, which `live_migration.rs`
+//! covers). Here a hand-driven version-3 source (the engine's own page
+//! pump, frames as version 3 sends them) moves a running LPAR, and the
+//! destination still loads the state while the final pages land, checks
+//! the digest, reports Ready and runs the LPAR after Commit.
 
 mod common;
 
@@ -48,8 +49,8 @@ fn next_reply(decoder: &mut FrameDecoder, stream: &mut MigrationStream) -> Owned
 }
 
 #[test]
-fn a_version_2_source_sending_the_state_after_suspended_still_migrates() {
-    let root = Root::new("order-v2");
+fn a_version_3_source_sending_the_whole_state_ahead_of_the_final_pages_still_migrates() {
+    let root = Root::new("order-v3");
     let source = lpar(&root, "source");
     let destination = lpar(&root, "destination");
     source.resume().unwrap();
@@ -75,7 +76,7 @@ fn a_version_2_source_sending_the_state_after_suspended_still_migrates() {
 
     sender
         .send_control_all(OwnedFrame::Hello(Hello {
-            protocol_version: 2,
+            protocol_version: 3,
             migration_id: MigrationId(0),
             build: BuildIdentity::current(),
             auth_proof: Vec::new(),
@@ -88,18 +89,19 @@ fn a_version_2_source_sending_the_state_after_suspended_still_migrates() {
     let config = serde_json::to_vec(source.config()).unwrap();
     sender.send_control(OwnedFrame::LparConfig(config)).unwrap();
     sender.send_round(0, &source.populated().unwrap()).unwrap();
-    // Version 2: Suspended, then the device state.
+    // The final round (the LPAR is paused), the whole state leading on
+    // stream 0, then Suspended.
     let state = source.save_state().unwrap().for_mode(MigrationMode::Live);
+    sender.queue_pages(1, &source.populated().unwrap());
+    sender.end_round_led(1, OwnedFrame::DeviceState(state.encode().unwrap()));
+    sender.wait_round_led().unwrap();
     let suspended = Switchover {
         step: SwitchoverStep::Suspended,
         timestamp_ns: lpar_mover::engine::wall_clock_ns(),
         digest: digest.value(),
     };
     sender
-        .send_controls(vec![
-            OwnedFrame::Switchover(suspended),
-            OwnedFrame::DeviceState(state.encode().unwrap()),
-        ])
+        .send_control(OwnedFrame::Switchover(suspended))
         .unwrap();
     assert!(matches!(
         next_reply(&mut decoder, &mut back),
@@ -126,8 +128,8 @@ fn a_version_2_source_sending_the_state_after_suspended_still_migrates() {
     let _ = back.shutdown(std::net::Shutdown::Both);
     let report = receiving.join().unwrap().unwrap();
     assert!(
-        !report.state_loaded_early,
-        "the state came after Suspended: loaded inside the wait"
+        report.state_loaded_early,
+        "the state led the final pages: loaded while they landed"
     );
     assert!(report.load_verify_ms > 0.0 && report.state_load_ms > 0.0);
     assert!(destination.is_running());

@@ -173,6 +173,7 @@ fn exit_with(result: Result<(), lpar_mover::emg::Emg>) -> ! {
 }
 
 fn main() {
+    lpar_mover::partition::host::keep_freed_memory();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     log::info!("{}", lpar_mover::build_identity::BuildIdentity::current());
     let result = match Cli::parse().command {

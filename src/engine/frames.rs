@@ -15,6 +15,8 @@ pub enum OwnedFrame {
     Abort(Emg),
     Keepalive(crate::wire::Keepalive),
     Identities(crate::state::Identities),
+    DeviceStateBase(Vec<u8>),
+    DeviceStateDelta(Vec<u8>),
 }
 
 impl OwnedFrame {
@@ -27,6 +29,8 @@ impl OwnedFrame {
             OwnedFrame::Abort(e) => Frame::Abort(e.clone()),
             OwnedFrame::Keepalive(k) => Frame::Keepalive(*k),
             OwnedFrame::Identities(i) => Frame::Identities(i.clone()),
+            OwnedFrame::DeviceStateBase(b) => Frame::DeviceStateBase(b),
+            OwnedFrame::DeviceStateDelta(b) => Frame::DeviceStateDelta(b),
         }
     }
 
@@ -40,6 +44,8 @@ impl OwnedFrame {
             Frame::Abort(e) => OwnedFrame::Abort(e),
             Frame::Keepalive(k) => OwnedFrame::Keepalive(k),
             Frame::Identities(i) => OwnedFrame::Identities(i),
+            Frame::DeviceStateBase(b) => OwnedFrame::DeviceStateBase(b.to_vec()),
+            Frame::DeviceStateDelta(b) => OwnedFrame::DeviceStateDelta(b.to_vec()),
             Frame::PageBatch(_) | Frame::EndOfRound(_) => return None,
         })
     }

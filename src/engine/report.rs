@@ -33,6 +33,12 @@ pub struct SuspensionReport {
     /// The device state went ahead of the final pages on stream 0, so the
     /// destination loaded it while they landed (a version-3 destination).
     pub device_state_first: bool,
+    /// Device-state bytes sent inside the suspension: the whole encoded
+    /// state, or (version 4, a partition that can read its devices while
+    /// the guest runs) only the runs that differ from the base sent before.
+    pub device_state_bytes: u64,
+    /// Device-state bytes sent before the pause as that base (0: none).
+    pub device_state_base_bytes: u64,
     /// Device state sent until the destination said Ready: the final pages
     /// and the device state still in flight (on a slow path, most of it),
     /// the destination loading the state and comparing digests (its own

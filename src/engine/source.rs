@@ -44,6 +44,9 @@ use std::time::{Duration, Instant};
 
 /// The wire version from which the device state leads the final round.
 const STATE_LEADS_SINCE: u16 = 3;
+/// The first version whose destinations take a device-state base before
+/// the pause and its delta in it.
+const STATE_BASE_SINCE: u16 = 4;
 
 /// How long the source waits for each switchover reply.
 pub const SWITCHOVER_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -192,6 +195,27 @@ pub fn migrate_live(
     result
 }
 
+/// The final device state's frame: its difference from `base` when there
+/// is one and that is smaller (`encoded` keeps its buffer), else the whole
+/// encoding (taken from `encoded`).
+fn state_frame(base: Option<&[u8]>, encoded: &mut Vec<u8>) -> OwnedFrame {
+    if let Some(base) = base {
+        let mut delta = Vec::with_capacity(4096);
+        if crate::wire::state_delta::diff(base, encoded, &mut delta) {
+            return OwnedFrame::DeviceStateDelta(delta);
+        }
+    }
+    OwnedFrame::DeviceState(std::mem::take(encoded))
+}
+
+/// The payload length of a device-state frame.
+fn frame_len(frame: &OwnedFrame) -> u64 {
+    match frame {
+        OwnedFrame::DeviceState(b) | OwnedFrame::DeviceStateDelta(b) => b.len() as u64,
+        _ => 0,
+    }
+}
+
 struct SourceRun<'a> {
     lpar: &'a dyn Partition,
     sender: &'a PageSender,
@@ -234,12 +258,41 @@ impl SourceRun<'_> {
         let state_leads = theirs >= STATE_LEADS_SINCE;
         let config = serde_json::to_vec(self.lpar.config()).expect("LparConfig serialises");
         self.sender.send_control(OwnedFrame::LparConfig(config))?;
+        // The device state as it reads while the guest runs crosses now;
+        // the pause then carries only what changed (version 4). Its buffer
+        // is kept for the final encoding, so that one writes into memory
+        // that is already there.
+        let mut state_buf = Vec::new();
+        let base = match theirs >= STATE_BASE_SINCE {
+            true => self.send_state_base(&mut state_buf)?,
+            false => None,
+        };
+        report.suspension.device_state_base_bytes = base.as_ref().map_or(0, |b| b.len() as u64);
+        report.bytes_sent += report.suspension.device_state_base_bytes;
 
         // Switchover cost not tied to memory: two round trips (suspended →
-        // ready, commit → running) plus encoding a device state of this size.
+        // ready, commit → running) plus encoding the device state and,
+        // with a base, its difference (the registers' blocks, a few per
+        // vCPU), or else sending the whole of a state of this size.
         let t = Instant::now();
-        let sample = DeviceState::sample(self.lpar.count()).for_mode(MigrationMode::Live);
-        let state_bytes = sample.encode().map_or(0, |e| e.len() as u64);
+        let state_bytes = match &base {
+            // What the pause does: encode into the warm buffer, then the
+            // difference (here from a fresh preview: the registers' blocks,
+            // a few per vCPU, are what will differ).
+            Some(base) => {
+                if let Some(p) = self.lpar.preview_state()? {
+                    p.for_mode(MigrationMode::Live)
+                        .encode_into(&mut state_buf)
+                        .map_err(crate::partition::PartitionError::from)?;
+                }
+                let frame = state_frame(Some(base), &mut state_buf);
+                frame_len(&frame) + 256 * u64::from(self.lpar.count() as u32)
+            }
+            None => DeviceState::sample(self.lpar.count())
+                .for_mode(MigrationMode::Live)
+                .encode()
+                .map_or(0, |e| e.len() as u64),
+        };
         let encode_cost = t.elapsed();
         let mut rtt = RoundTrips::default();
         rtt.record(self.ping()?);
@@ -343,17 +396,16 @@ impl SourceRun<'_> {
             .check_live_migratable()
             .map_err(|e| EngineError::Switchover(SwitchoverError::State(e)))?;
         let state = state.for_mode(MigrationMode::Live);
-        let encoded = state
-            .encode()
+        state
+            .encode_into(&mut state_buf)
             .map_err(crate::partition::PartitionError::from)?;
-        let state_bytes = encoded.len() as u64;
+        let state_frame = state_frame(base.as_deref(), &mut state_buf);
+        let state_bytes = frame_len(&state_frame);
         let captured = Instant::now();
         let mut after_suspended = vec![];
         match state_leads {
-            true => self
-                .sender
-                .end_round_led(round, OwnedFrame::DeviceState(encoded)),
-            false => after_suspended.push(OwnedFrame::DeviceState(encoded)),
+            true => self.sender.end_round_led(round, state_frame),
+            false => after_suspended.push(state_frame),
         }
         progress(&Progress::Suspending { pages: pages.len() });
         let stats = match state_leads {
@@ -419,12 +471,31 @@ impl SourceRun<'_> {
             final_pages: pages.len(),
             device_state_ms: ms(state_sent - final_copied),
             device_state_first: state_leads,
+            device_state_bytes: state_bytes,
+            device_state_base_bytes: report.suspension.device_state_base_bytes,
             load_verify_ms: ms(ready_at - state_sent),
             resume_ms: (total_ms - ms(ready_at - paused)).max(0.0),
             predicted_ms: ms(predicted),
         };
         report.total_ms = ms(started.elapsed());
         Ok(report)
+    }
+
+    /// Sends the partition's preview of its device state as the base of
+    /// the final delta, encoded in `buf`; returns the bytes sent, or `None`
+    /// when the partition has no preview.
+    fn send_state_base(&self, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, EngineError> {
+        let Some(preview) = self.lpar.preview_state()? else {
+            return Ok(None);
+        };
+        preview
+            .for_mode(MigrationMode::Live)
+            .encode_into(buf)
+            .map_err(crate::partition::PartitionError::from)?;
+        let base = buf.clone();
+        self.sender
+            .send_control(OwnedFrame::DeviceStateBase(base.clone()))?;
+        Ok(Some(base))
     }
 
     /// Waits for the round in flight, harvesting the dirty log into `dirty`

@@ -136,6 +136,17 @@ pub trait DeviceModel: Send + Sync {
     /// [`Vcpus::resume`] continues the guest exactly where the saved one
     /// stopped. A state without vCPUs (Shutdown mode) resets them to power-on.
     fn restore_state(&self, state: &DeviceState) -> Result<(), PartitionError>;
+
+    /// The device state as far as it can be read while the vCPUs run, for
+    /// pre-copy: every part only the hypervisor changes (VRAM and NVRAM
+    /// contents, MMIO snapshots) as [`DeviceModel::save_state`] would give
+    /// it now; what the running vCPUs change (registers) may be stale. The
+    /// engine sends it before the pause and, in the pause, only what the
+    /// final [`DeviceModel::save_state`] changed. `None` (the default):
+    /// nothing to gain, the whole state is sent in the pause.
+    fn preview_state(&self) -> Result<Option<DeviceState>, PartitionError> {
+        Ok(None)
+    }
 }
 
 /// One LPAR as the engine drives it.

@@ -133,13 +133,41 @@ fn check_header(bytes: &[u8]) -> Result<(u16, usize), StateError> {
 /// Encodes a state. Fails only if the state exceeds a bound (so that
 /// whatever is written can be read back).
 pub fn encode(state: &DeviceState) -> Result<Vec<u8>, StateError> {
-    let mut w = Writer::with_header_room(HEADER_LEN);
+    let mut out = Vec::with_capacity(size_hint(state));
+    encode_into(state, &mut out)?;
+    Ok(out)
+}
+
+/// About the encoded length of `state`: its blobs and a margin for the
+/// rest, so the buffer is allocated once (a state is hundreds of KB, and
+/// growing one page by page inside the suspension cost a millisecond).
+fn size_hint(state: &DeviceState) -> usize {
+    let blobs = state
+        .vga
+        .snapshot
+        .as_ref()
+        .map_or(0, |v| v.vram.len() + v.registers.len())
+        + state.firmware.nvram.len()
+        + state.pci_config.as_ref().map_or(0, Vec::len)
+        + state
+            .fc_hbas
+            .iter()
+            .map(|h| h.nvram.len() + h.mmio.as_ref().map_or(0, Vec::len))
+            .sum::<usize>();
+    blobs + 4096 + 2048 * state.vcpus.len()
+}
+
+/// [`encode`] into `out`, replacing what it held and keeping its capacity:
+/// a source that encoded a state of this size before the pause encodes
+/// the final one into memory that is already there.
+pub fn encode_into(state: &DeviceState, out: &mut Vec<u8>) -> Result<(), StateError> {
+    let mut w = Writer::reusing(std::mem::take(out), HEADER_LEN);
     w.state(state)?;
-    let mut out = w.into_inner();
+    *out = w.into_inner();
     // Minor 1: the exact hypervisor records, platform first, then per vCPU.
-    super::exact::encode_owner(&mut out, &state.platform_exact)?;
+    super::exact::encode_owner(out, &state.platform_exact)?;
     for v in &state.vcpus {
-        super::exact::encode_owner(&mut out, &v.exact)?;
+        super::exact::encode_owner(out, &v.exact)?;
     }
     let body_len = out.len() - HEADER_LEN;
     if body_len > MAX_ENCODED_BYTES {
@@ -157,9 +185,9 @@ pub fn encode(state: &DeviceState) -> Result<Vec<u8>, StateError> {
         body_len: U64::new(body_len as u64),
     };
     out[..HEADER_LEN].copy_from_slice(header.as_bytes());
-    let crc = crc32fast::hash(&out);
+    let crc = crc32fast::hash(out);
     out.extend_from_slice(&crc.to_le_bytes());
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes exactly one encoded state; see the module doc for what is
@@ -211,6 +239,11 @@ impl DeviceState {
     /// Encodes this state in the binary format (see [`format`](crate::state::format)).
     pub fn encode(&self) -> Result<Vec<u8>, StateError> {
         encode(self)
+    }
+
+    /// Encodes into `out` (see [`encode_into`]).
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), StateError> {
+        encode_into(self, out)
     }
 
     /// Decodes a state written by [`DeviceState::encode`].

@@ -55,7 +55,10 @@ impl FrameEncoder {
             max: kind.max_payload() as u64,
         };
         // Refuse an oversized blob before copying it.
-        if let Frame::LparConfig(bytes) | Frame::DeviceState(bytes) = frame
+        if let Frame::LparConfig(bytes)
+        | Frame::DeviceState(bytes)
+        | Frame::DeviceStateBase(bytes)
+        | Frame::DeviceStateDelta(bytes) = frame
             && bytes.len() > kind.max_payload()
         {
             return Err(oversized(bytes.len()));

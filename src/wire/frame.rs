@@ -137,6 +137,12 @@ pub enum Frame<'a> {
     Keepalive(Keepalive),
     /// The destination slot's identities (MACs, WWNs, …) for the switchover.
     Identities(Identities),
+    /// The device state as it read while the guest ran, sent before the
+    /// pause (version 4): the base of [`Frame::DeviceStateDelta`].
+    DeviceStateBase(&'a [u8]),
+    /// The final device state as its difference from the base (see
+    /// [`state_delta`](super::state_delta)), checked to follow the format.
+    DeviceStateDelta(&'a [u8]),
 }
 
 impl<'a> Frame<'a> {
@@ -152,6 +158,8 @@ impl<'a> Frame<'a> {
             Frame::Abort(_) => FrameKind::Abort,
             Frame::Keepalive(_) => FrameKind::Keepalive,
             Frame::Identities(_) => FrameKind::Identities,
+            Frame::DeviceStateBase(_) => FrameKind::DeviceStateBase,
+            Frame::DeviceStateDelta(_) => FrameKind::DeviceStateDelta,
         }
     }
 
@@ -190,6 +198,11 @@ impl<'a> Frame<'a> {
             }
             FrameKind::LparConfig => return Ok(Frame::LparConfig(payload)),
             FrameKind::DeviceState => return Ok(Frame::DeviceState(payload)),
+            FrameKind::DeviceStateBase => return Ok(Frame::DeviceStateBase(payload)),
+            FrameKind::DeviceStateDelta => {
+                super::state_delta::check(payload).map_err(|problem| r.malformed(problem))?;
+                return Ok(Frame::DeviceStateDelta(payload));
+            }
             FrameKind::PageBatch => return Ok(Frame::PageBatch(PageBatch::parse(payload)?)),
             FrameKind::Abort => return Ok(Frame::Abort(parse_emg(payload)?)),
             FrameKind::EndOfRound => Frame::EndOfRound(EndOfRound {
@@ -273,7 +286,10 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(&(hello.auth_proof.len() as u16).to_le_bytes());
                 out.extend_from_slice(&hello.auth_proof);
             }
-            Frame::LparConfig(bytes) | Frame::DeviceState(bytes) => out.extend_from_slice(bytes),
+            Frame::LparConfig(bytes)
+            | Frame::DeviceState(bytes)
+            | Frame::DeviceStateBase(bytes)
+            | Frame::DeviceStateDelta(bytes) => out.extend_from_slice(bytes),
             Frame::PageBatch(batch) => batch.write_payload(out),
             Frame::EndOfRound(end) => {
                 out.extend_from_slice(&end.round.to_le_bytes());

@@ -77,11 +77,15 @@ pub enum FrameKind {
     Keepalive = 8,
     /// [`Frame::Identities`](super::Frame::Identities).
     Identities = 9,
+    /// [`Frame::DeviceStateBase`](super::Frame::DeviceStateBase).
+    DeviceStateBase = 10,
+    /// [`Frame::DeviceStateDelta`](super::Frame::DeviceStateDelta).
+    DeviceStateDelta = 11,
 }
 
 impl FrameKind {
     /// Every kind, in byte order.
-    pub const ALL: [FrameKind; 9] = [
+    pub const ALL: [FrameKind; 11] = [
         FrameKind::Hello,
         FrameKind::LparConfig,
         FrameKind::PageBatch,
@@ -91,6 +95,8 @@ impl FrameKind {
         FrameKind::Abort,
         FrameKind::Keepalive,
         FrameKind::Identities,
+        FrameKind::DeviceStateBase,
+        FrameKind::DeviceStateDelta,
     ];
 
     /// The kind a byte on the wire names, if any.
@@ -111,6 +117,7 @@ impl FrameKind {
             FrameKind::Abort => limits::MAX_ABORT_PAYLOAD,
             FrameKind::Keepalive => limits::KEEPALIVE_PAYLOAD,
             FrameKind::Identities => limits::MAX_IDENTITIES_PAYLOAD,
+            FrameKind::DeviceStateBase | FrameKind::DeviceStateDelta => limits::MAX_DEVICE_STATE,
         }
     }
 
@@ -126,6 +133,8 @@ impl FrameKind {
             FrameKind::Abort => "abort",
             FrameKind::Keepalive => "keepalive",
             FrameKind::Identities => "identities",
+            FrameKind::DeviceStateBase => "device state base",
+            FrameKind::DeviceStateDelta => "device state delta",
         }
     }
 }
@@ -253,6 +262,6 @@ mod tests {
             assert!(kind.max_payload() <= limits::MAX_FRAME_PAYLOAD);
         }
         assert_eq!(FrameKind::from_u8(0), None);
-        assert_eq!(FrameKind::from_u8(10), None);
+        assert_eq!(FrameKind::from_u8(12), None);
     }
 }

@@ -34,6 +34,8 @@
 //! | 7 | Abort | an [`Emg`](crate::emg::Emg): operands as integers, message and action as UTF-8 | [`MAX_ABORT_PAYLOAD`] |
 //! | 8 | Keepalive | timestamp | 8 bytes |
 //! | 9 | Identities | the destination slot's WWPN pairs and MACs (see `frame`) | [`MAX_IDENTITIES_PAYLOAD`] |
+//! | 10 | DeviceStateBase | opaque bytes: the device state as read while the guest ran | [`MAX_DEVICE_STATE`] |
+//! | 11 | DeviceStateDelta | the final device state as runs of bytes that differ from the base ([`state_delta`]) | [`MAX_DEVICE_STATE`] |
 //!
 //! Every payload is bounded by [`MAX_FRAME_PAYLOAD`]; the decoder checks the
 //! declared length against the kind's bound as soon as the header arrives,
@@ -47,6 +49,8 @@
 //!   │── Hello (version, build, migration id, proof) ─────▶│ on every stream
 //!   │◀──────────────────────────────────────────── Hello ─│
 //!   │── LparConfig ──────────────────────────────────────▶│
+//!   │── DeviceStateBase (version 4, if the partition ────▶│ kept for the delta
+//!   │     can read its devices while the guest runs)      │
 //!   │                                                     │
 //!   │── PageBatch(round 0) ─┐  on any stream, in          │
 //!   │── PageBatch(round 0) ─┤  any interleaving  ────────▶│ decode into guest memory
@@ -54,7 +58,8 @@
 //!   │── PageBatch(round k) … EndOfRound(k, pages) ───────▶│   (k = 1, 2, …, pages
 //!   │                                                     │    dirtied in round k-1)
 //!   │   (vCPUs stopped at t)                              │
-//!   │── PageBatch(final) … DeviceState (stream 0) … ─────▶│ apply device semantics,
+//!   │── PageBatch(final) … DeviceState or ──────────────▶│ apply device semantics,
+//!   │     DeviceStateDelta against the base (stream 0) …  │
 //!   │── EndOfRound(final) ───────────────────────────────▶│ load (while the pages land)
 //!   │── Switchover(Suspended, t, image digest) ──────────▶│ final round is complete:
 //!   │                                                     │ compare the digests
@@ -65,7 +70,11 @@
 //!
 //!   Up to version 2 the DeviceState followed Suspended, after the final
 //!   round; a version-3 source sends it that way to a version-2
-//!   destination, and a destination takes either order.
+//!   destination, and a destination takes either order. Since version 4
+//!   the bulky device state (VRAM, NVRAM, MMIO snapshots) crosses before
+//!   the pause as DeviceStateBase, and the pause carries only the bytes
+//!   that changed; a source sends the whole DeviceState to an older
+//!   destination, or when the delta would be no smaller.
 //!
 //!   Abort(Emg) may be sent by either side at any point and ends the
 //!   migration; Keepalive may be sent by either side on an idle stream.
@@ -148,6 +157,7 @@ mod frame;
 mod header;
 pub mod limits;
 mod page;
+pub mod state_delta;
 
 pub use abort::parse_emg;
 pub use batch::{BatchFull, PageBatch, PageBatchBuilder, PageIter, PageRef};

@@ -34,8 +34,12 @@ pub struct SimLpar {
     tracker: TrackerKind,
     /// The devices file, kept in memory: reading and decoding it cost a
     /// third of a millisecond inside the suspension. Only this process
-    /// writes the file (on restore), so the copy cannot go stale.
+    /// writes the file (on restore, which empties the copy: the next read
+    /// fills it again), so the copy cannot go stale.
     devices: std::sync::Mutex<Option<DeviceState>>,
+    /// The last encoding of the devices file: the next one is written into
+    /// this memory, already faulted in.
+    encoded_devices: std::sync::Mutex<Vec<u8>>,
 }
 
 /// The device state beside the vCPU file (registers live in the vCPU file).
@@ -50,8 +54,10 @@ impl SimLpar {
         for (i, regs) in initial.iter().enumerate() {
             files.store_regs(i, regs);
         }
-        write_devices(&files.dir, &devices_for(config))?;
-        Ok(Self::host(files, config.clone()))
+        let encoded = write_devices(&files.dir, &devices_for(config))?;
+        let lpar = Self::host(files, config.clone());
+        *lpar.encoded_devices.lock().unwrap() = encoded;
+        Ok(lpar)
     }
 
     /// Re-attaches an LPAR whose files exist under `root` (after the hosting
@@ -78,6 +84,7 @@ impl SimLpar {
             vcpus,
             tracker: TrackerKind::Auto,
             devices: std::sync::Mutex::new(devices),
+            encoded_devices: std::sync::Mutex::default(),
         }
     }
 
@@ -280,13 +287,10 @@ impl Vcpus for SimLpar {
     }
 }
 
-impl DeviceModel for SimLpar {
-    fn save_state(&self) -> Result<DeviceState, PartitionError> {
-        if self.vcpus.is_running() {
-            return Err(PartitionError::NotPaused {
-                operation: "saving device state",
-            });
-        }
+impl SimLpar {
+    /// The devices as last saved or restored, with the registers as they
+    /// read now.
+    fn devices_now(&self) -> Result<DeviceState, PartitionError> {
         let mut cached = self.devices.lock().unwrap();
         let mut state = match &*cached {
             Some(devices) => devices.clone(),
@@ -300,6 +304,23 @@ impl DeviceModel for SimLpar {
         }
         Ok(state)
     }
+}
+
+impl DeviceModel for SimLpar {
+    fn save_state(&self) -> Result<DeviceState, PartitionError> {
+        if self.vcpus.is_running() {
+            return Err(PartitionError::NotPaused {
+                operation: "saving device state",
+            });
+        }
+        self.devices_now()
+    }
+
+    /// The devices (which only the agent changes here: the guest program
+    /// never touches VRAM or NVRAM) with the registers as they read now.
+    fn preview_state(&self) -> Result<Option<DeviceState>, PartitionError> {
+        self.devices_now().map(Some)
+    }
 
     fn restore_state(&self, state: &DeviceState) -> Result<(), PartitionError> {
         let registers: Vec<Regs> = if state.vcpus.is_empty() {
@@ -308,8 +329,17 @@ impl DeviceModel for SimLpar {
             state.vcpus.iter().map(|v| v.regs).collect()
         };
         self.set_registers(&registers)?;
-        write_devices(&self.files.dir, state)?;
-        *self.devices.lock().unwrap() = Some(state.clone());
+        {
+            // Encoded into memory kept from the last write, and written
+            // into file pages kept too: restored inside the suspension.
+            let mut buf = self.encoded_devices.lock().unwrap();
+            state.encode_into(&mut buf)?;
+            shm::write_in_place_atomically(&self.files.dir.join(DEVICES_FILE), &buf)?;
+        }
+        // Not cloned into the cache here (a few hundred KB of fresh memory
+        // inside the suspension): the next read takes the file, and a
+        // migration's preview, before its pause, is that read.
+        *self.devices.lock().unwrap() = None;
         Ok(())
     }
 }
@@ -405,9 +435,15 @@ pub(crate) fn devices_for(config: &LparConfig) -> DeviceState {
     state
 }
 
-fn write_devices(dir: &Path, state: &DeviceState) -> Result<(), PartitionError> {
+/// Writes a new LPAR's devices file, twice: the second write leaves the
+/// first version as the temporary that the next write (a restore, inside
+/// the suspension) fills in place. Returns the encoding.
+fn write_devices(dir: &Path, state: &DeviceState) -> Result<Vec<u8>, PartitionError> {
     let bytes = state.encode()?;
-    shm::write_atomically(&dir.join(DEVICES_FILE), &bytes)
+    for _ in 0..2 {
+        shm::write_in_place_atomically(&dir.join(DEVICES_FILE), &bytes)?;
+    }
+    Ok(bytes)
 }
 
 fn read_devices(dir: &Path) -> Result<DeviceState, PartitionError> {

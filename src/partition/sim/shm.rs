@@ -367,6 +367,49 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PartitionError>
     fs::rename(&tmp, path).map_err(|e| shm_err(path, e))
 }
 
+/// Like [`write_atomically`], for a file rewritten often inside the
+/// suspension (the device state): the bytes go into the pages of a
+/// temporary kept from the last write, which then trades places with
+/// `path` (`renameat2(RENAME_EXCHANGE)`), so the old contents become the
+/// next temporary. A new file's pages, allocated and zeroed by the kernel
+/// one fault at a time, cost a millisecond for a few hundred KB; pages
+/// that are already there cost a copy. Either name holds a whole version
+/// at every instant.
+pub fn write_in_place_atomically(path: &Path, bytes: &[u8]) -> Result<(), PartitionError> {
+    use std::os::unix::fs::FileExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let file = private_file()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&tmp)
+        .map_err(|e| shm_err(&tmp, e))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(|e| shm_err(&tmp, e))?;
+    }
+    file.write_all_at(bytes, 0).map_err(|e| shm_err(&tmp, e))?;
+    file.set_len(bytes.len() as u64)
+        .map_err(|e| shm_err(&tmp, e))?;
+    file.sync_all().map_err(|e| shm_err(&tmp, e))?;
+    let cwd = nix::fcntl::AT_FDCWD;
+    match nix::fcntl::renameat2(
+        cwd,
+        &tmp,
+        cwd,
+        path,
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    ) {
+        Ok(()) => Ok(()),
+        // The first write (nothing to trade with yet), or a file system
+        // without the exchange: a plain rename.
+        Err(_) => fs::rename(&tmp, path).map_err(|e| shm_err(path, e)),
+    }
+}
+
 pub(crate) fn read_config(dir: &Path) -> Result<LparConfig, PartitionError> {
     let path = dir.join("config.json");
     let text = fs::read(&path).map_err(|e| shm_err(&path, e))?;
@@ -374,4 +417,29 @@ pub(crate) fn read_config(dir: &Path) -> Result<LparConfig, PartitionError> {
         .map_err(|e| corrupt(&path, format!("configuration does not parse: {e}")))?;
     config.validate()?;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_in_place_write_trades_places_and_leaves_a_whole_version_under_both_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.bin");
+        let tmp = dir.path().join("devices.bin.tmp");
+        write_in_place_atomically(&path, b"first version").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"first version");
+        write_in_place_atomically(&path, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        // The old file became the next temporary (its pages kept).
+        assert_eq!(fs::read(&tmp).unwrap(), b"first version");
+        write_in_place_atomically(&path, b"a third, longer version").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"a third, longer version");
+        assert_eq!(fs::read(&tmp).unwrap(), b"second");
+        use std::os::unix::fs::PermissionsExt;
+        for p in [&path, &tmp] {
+            assert_eq!(fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
 }

@@ -16,11 +16,13 @@ pub(in crate::state) struct Writer {
 }
 
 impl Writer {
-    /// A writer whose first `header` bytes are zero, to be filled in later.
-    pub(in crate::state) fn with_header_room(header: usize) -> Self {
-        Writer {
-            buf: vec![0; header],
-        }
+    /// A writer into `buf`, emptied first (its capacity, and the pages
+    /// behind it, are reused), whose first `header` bytes are zero, to be
+    /// filled in later.
+    pub(in crate::state) fn reusing(mut buf: Vec<u8>, header: usize) -> Self {
+        buf.clear();
+        buf.resize(header, 0);
+        Writer { buf }
     }
 
     pub(in crate::state) fn into_inner(self) -> Vec<u8> {
