@@ -30,7 +30,7 @@ row() {
 printf '%-34s %s\n' scenario "medians of $runs runs"
 row "loopback 4GiB rate=60000" --memory 4GiB --workload "$hot,rate=60000"
 row "loopback 4GiB rate=30000" --memory 4GiB --workload "$hot,rate=30000"
-row "loopback 2GiB incompressible ref" --memory 2GiB --workload "hot:2GiB,content=random,writes=1" --reference
+row "loopback 2GiB incompressible ref" --memory 2GiB --workload "hot:2GiB,content=random,writes=524288" --reference
 row "loopback 4GiB LPAR hot:1GiB" --memory 4GiB --workload "hot:1GiB,content=random,rate=60000"
 row "loopback 16GiB LPAR hot:1GiB" --memory 16GiB --workload "hot:1GiB,content=random,rate=60000"
 if [ "$(id -u)" = 0 ]; then
