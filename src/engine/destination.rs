@@ -23,6 +23,7 @@ use super::digest::ImageDigest;
 use super::host_clock::HostClock;
 use super::pump::{Event, InStream, OwnedFrame, PageReceiver};
 use super::stage::Stage;
+use super::state_transfer::IncomingState;
 use super::switchover::{DestinationHost, SwitchoverOutcome};
 use super::{EngineError, wall_clock_ns};
 use crate::build_identity::BuildIdentity;
@@ -196,10 +197,8 @@ fn receive(
     // waiting for Suspended's pause time.
     let mut loaded: Option<Loaded> = None;
     let mut waiting: Option<DeviceState> = None;
-    // Version 4: the device state as it read before the pause, and the
-    // (already faulted-in) buffer the final one is rebuilt in from it.
-    let mut base: Option<Vec<u8>> = None;
-    let mut rebuilt = Vec::new();
+    // Version 4: the device state as it read before the pause.
+    let mut incoming_state = IncomingState::default();
     loop {
         let event = events
             .recv_timeout(IDLE_TIMEOUT)
@@ -268,32 +267,13 @@ fn receive(
                 }
             }
             OwnedFrame::DeviceStateBase(bytes) => {
-                if base.is_some() || loaded.is_some() || waiting.is_some() {
+                if loaded.is_some() || waiting.is_some() {
                     return Err(protocol("a device state base after a device state"));
                 }
-                // Decoded once now: a base that does not decode fails the
-                // migration before the pause, and the decode in the pause
-                // finds memory the heap already holds (see
-                // `partition::host::keep_freed_memory`).
-                drop(DeviceState::decode(&bytes).map_err(crate::partition::PartitionError::from)?);
-                // Written now, so its pages are there before the pause
-                // (zeros would come from calloc, mapped lazily).
-                rebuilt = vec![0xff; bytes.len() + DELTA_ROOM];
-                base = Some(bytes);
+                incoming_state.take_base(bytes)?;
             }
             frame @ (OwnedFrame::DeviceState(_) | OwnedFrame::DeviceStateDelta(_)) => {
-                let bytes = match frame {
-                    OwnedFrame::DeviceStateDelta(delta) => {
-                        let Some(base) = &base else {
-                            return Err(protocol("a device state delta without its base"));
-                        };
-                        crate::wire::state_delta::apply(base, &delta, &mut rebuilt)
-                            .map_err(protocol)?;
-                        std::mem::take(&mut rebuilt)
-                    }
-                    OwnedFrame::DeviceState(bytes) => bytes,
-                    _ => unreachable!("matched above"),
-                };
+                let bytes = incoming_state.state_bytes(frame)?;
                 stage(Stage::DstLoadingState, &report);
                 if loaded.is_some() || waiting.is_some() || report.switchover.is_some() {
                     return Err(protocol("a second device state"));
@@ -350,10 +330,6 @@ fn receive(
         }
     }
 }
-
-/// Room beyond the base's length in the buffer a delta rebuilds the final
-/// state in: a state may grow in the pause (a longer register record).
-const DELTA_ROOM: usize = 64 * 1024;
 
 /// A device state applied and loaded, not yet reported Ready.
 struct Loaded {

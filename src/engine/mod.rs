@@ -20,6 +20,7 @@
 //! estimated.
 
 pub mod announce;
+mod barrier;
 pub(crate) mod convergence;
 pub mod destination;
 pub mod digest;
@@ -34,6 +35,7 @@ pub mod report;
 pub(crate) mod shutdown;
 pub mod source;
 pub mod stage;
+mod state_transfer;
 pub mod switchover;
 pub(crate) mod throttle;
 

@@ -27,13 +27,14 @@ pub use super::migration_control::MigrationControl;
 use super::pump::{OutStream, OwnedFrame, PageSender, RoundStats};
 use super::replies::{RoundTrips, spawn_reply_reader};
 use super::report::{MigrationReport, RoundReport, SlotIdentities, SuspensionReport};
+use super::state_transfer::{OutgoingState, payload_len};
 use super::switchover::SwitchoverError;
 use super::throttle::{SAMPLE_EVERY, Throttle};
 use super::{EngineError, wall_clock_ns};
 use crate::build_identity::BuildIdentity;
 use crate::emg::Emg;
 use crate::partition::{DirtyLog, PageSet, Partition};
-use crate::state::{DeviceState, Identities, MigrationMode};
+use crate::state::{Identities, MigrationMode};
 use crate::transport::MigrationStream;
 use crate::transport::{PacedWriter, Pacer};
 use crate::wire::{Hello, Keepalive, MigrationId, PROTOCOL_VERSION, Switchover, SwitchoverStep};
@@ -44,9 +45,6 @@ use std::time::{Duration, Instant};
 
 /// The wire version from which the device state leads the final round.
 const STATE_LEADS_SINCE: u16 = 3;
-/// The first version whose destinations take a device-state base before
-/// the pause and its delta in it.
-const STATE_BASE_SINCE: u16 = 4;
 
 /// How long the source waits for each switchover reply.
 pub const SWITCHOVER_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -195,27 +193,6 @@ pub fn migrate_live(
     result
 }
 
-/// The final device state's frame: its difference from `base` when there
-/// is one and that is smaller (`encoded` keeps its buffer), else the whole
-/// encoding (taken from `encoded`).
-fn state_frame(base: Option<&[u8]>, encoded: &mut Vec<u8>) -> OwnedFrame {
-    if let Some(base) = base {
-        let mut delta = Vec::with_capacity(4096);
-        if crate::wire::state_delta::diff(base, encoded, &mut delta) {
-            return OwnedFrame::DeviceStateDelta(delta);
-        }
-    }
-    OwnedFrame::DeviceState(std::mem::take(encoded))
-}
-
-/// The payload length of a device-state frame.
-fn frame_len(frame: &OwnedFrame) -> u64 {
-    match frame {
-        OwnedFrame::DeviceState(b) | OwnedFrame::DeviceStateDelta(b) => b.len() as u64,
-        _ => 0,
-    }
-}
-
 struct SourceRun<'a> {
     lpar: &'a dyn Partition,
     sender: &'a PageSender,
@@ -259,40 +236,19 @@ impl SourceRun<'_> {
         let config = serde_json::to_vec(self.lpar.config()).expect("LparConfig serialises");
         self.sender.send_control(OwnedFrame::LparConfig(config))?;
         // The device state as it reads while the guest runs crosses now;
-        // the pause then carries only what changed (version 4). Its buffer
-        // is kept for the final encoding, so that one writes into memory
-        // that is already there.
-        let mut state_buf = Vec::new();
-        let base = match theirs >= STATE_BASE_SINCE {
-            true => self.send_state_base(&mut state_buf)?,
-            false => None,
-        };
-        report.suspension.device_state_base_bytes = base.as_ref().map_or(0, |b| b.len() as u64);
-        report.bytes_sent += report.suspension.device_state_base_bytes;
+        // the pause then carries only what changed (version 4).
+        let mut outgoing = OutgoingState::preview(self.lpar, theirs)?;
+        if let Some(base) = outgoing.base_frame() {
+            self.sender.send_control(base)?;
+        }
+        report.suspension.device_state_base_bytes = outgoing.base_bytes();
+        report.bytes_sent += outgoing.base_bytes();
 
         // Switchover cost not tied to memory: two round trips (suspended →
-        // ready, commit → running) plus encoding the device state and,
-        // with a base, its difference (the registers' blocks, a few per
-        // vCPU), or else sending the whole of a state of this size.
+        // ready, commit → running) plus what the pause does with the device
+        // state (encode it, and with a base its difference), timed here.
         let t = Instant::now();
-        let state_bytes = match &base {
-            // What the pause does: encode into the warm buffer, then the
-            // difference (here from a fresh preview: the registers' blocks,
-            // a few per vCPU, are what will differ).
-            Some(base) => {
-                if let Some(p) = self.lpar.preview_state()? {
-                    p.for_mode(MigrationMode::Live)
-                        .encode_into(&mut state_buf)
-                        .map_err(crate::partition::PartitionError::from)?;
-                }
-                let frame = state_frame(Some(base), &mut state_buf);
-                frame_len(&frame) + 256 * u64::from(self.lpar.count() as u32)
-            }
-            None => DeviceState::sample(self.lpar.count())
-                .for_mode(MigrationMode::Live)
-                .encode()
-                .map_or(0, |e| e.len() as u64),
-        };
+        let state_bytes = outgoing.estimate(self.lpar)?;
         let encode_cost = t.elapsed();
         let mut rtt = RoundTrips::default();
         rtt.record(self.ping()?);
@@ -395,12 +351,8 @@ impl SourceRun<'_> {
         state
             .check_live_migratable()
             .map_err(|e| EngineError::Switchover(SwitchoverError::State(e)))?;
-        let state = state.for_mode(MigrationMode::Live);
-        state
-            .encode_into(&mut state_buf)
-            .map_err(crate::partition::PartitionError::from)?;
-        let state_frame = state_frame(base.as_deref(), &mut state_buf);
-        let state_bytes = frame_len(&state_frame);
+        let state_frame = outgoing.final_frame(&state.for_mode(MigrationMode::Live))?;
+        let state_bytes = payload_len(&state_frame);
         let captured = Instant::now();
         let mut after_suspended = vec![];
         match state_leads {
@@ -479,23 +431,6 @@ impl SourceRun<'_> {
         };
         report.total_ms = ms(started.elapsed());
         Ok(report)
-    }
-
-    /// Sends the partition's preview of its device state as the base of
-    /// the final delta, encoded in `buf`; returns the bytes sent, or `None`
-    /// when the partition has no preview.
-    fn send_state_base(&self, buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, EngineError> {
-        let Some(preview) = self.lpar.preview_state()? else {
-            return Ok(None);
-        };
-        preview
-            .for_mode(MigrationMode::Live)
-            .encode_into(buf)
-            .map_err(crate::partition::PartitionError::from)?;
-        let base = buf.clone();
-        self.sender
-            .send_control(OwnedFrame::DeviceStateBase(base.clone()))?;
-        Ok(Some(base))
     }
 
     /// Waits for the round in flight, harvesting the dirty log into `dirty`
