@@ -5,7 +5,8 @@
 //! plaintext offered to a TLS listener are
 //! each refused with their EMG while the LPAR keeps running on the source;
 //! an agent refuses to start with a key file others can read, or with a
-//! certificate that is not its key's.
+//! certificate that is not its key's; a TLS listener that is full answers
+//! with its EMG after the handshake instead of a bare close.
 
 mod agent_common;
 
@@ -298,6 +299,34 @@ destination log:
         !ok(&a, &fa, &["lpar", "list"]).to_string().contains("l2"),
         "the destination defined the impostor's LPAR"
     );
+}
+
+#[test]
+fn a_full_tls_listener_answers_with_its_emg_not_a_bare_close() {
+    let scratch = Scratch::new("id-full");
+    let (da, fa) = make_identity(&scratch, "hostA", Validity::days_from_now(2), None);
+    let a = start_tls(&scratch, "hostA", &da, &[]);
+    // Connections from one address that never start their handshake, until
+    // the agent holds half its quota for them: the next from that address
+    // is refused.
+    let held: Vec<std::net::TcpStream> = (0..lpar_mover::agent::server::MAX_UNAUTHENTICATED / 2)
+        .map(|_| std::net::TcpStream::connect(&a.addr).unwrap())
+        .collect();
+    let e = refused(&a, &fa, &["lpar", "list"]);
+    assert_eq!(e["cause"], 0x15, "{e}\nlog:\n{}", a.log());
+    let text = e["message"].as_str().unwrap_or_default();
+    assert!(text.contains("waiting to authenticate"), "{e}");
+    assert!(!e["action"].as_str().unwrap_or_default().is_empty(), "{e}");
+    // Once they are gone, the agent serves again.
+    drop(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ctl(&a, &fa, &["lpar", "list"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused after the connections closed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -134,6 +134,9 @@ pub struct Conn {
     /// That certificate: the agent names a request claims are checked
     /// against it.
     pub peer_cert: Option<CertificateDer<'static>>,
+    /// Sent instead of the greeting once the TLS handshake is done (the
+    /// server was full when this connection came).
+    pub refusal: Option<crate::emg::Emg>,
 }
 
 impl Conn {
@@ -153,6 +156,7 @@ impl Conn {
             greeted: false,
             peer_key: None,
             peer_cert: None,
+            refusal: None,
         }
     }
 

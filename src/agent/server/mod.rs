@@ -251,9 +251,19 @@ impl Server {
                 }
                 (s, _) => s,
             };
-            let slot = match self.slots.admit(ip) {
-                Ok(slot) => slot,
-                Err(e) => {
+            let mut refusal = None;
+            let slot = match (self.slots.admit(ip), &socket) {
+                (Ok(slot), _) => slot,
+                // TLS: the line can go out only after the handshake, so
+                // the connection is held that long (a few at most).
+                (Err(e), Socket::Tls(_)) => match self.slots.admit_to_refuse() {
+                    Some(slot) => {
+                        refusal = Some(e);
+                        slot
+                    }
+                    None => continue,
+                },
+                (Err(e), _) => {
                     // Best effort: a fresh socket's buffer takes one line.
                     let _ = writeln!(socket, "{}", encode_reply(None, &Err(e)));
                     continue;
@@ -273,6 +283,7 @@ impl Server {
             let deadline = crate::units::later(Instant::now(), timeout);
             let tls = matches!(socket, Socket::Tls(_));
             let mut conn = Conn::new(socket, slot, deadline);
+            conn.refusal = refusal;
             if !tls {
                 // TLS: after the handshake (requests::on_transport).
                 conn.send(&encode_greeting(&self.agent.greeting()));

@@ -56,6 +56,10 @@ pub fn on_transport(server: &Server, c: &mut Conn) {
         Mode::Tls if !t.established() => return,
         Mode::Tls => t.tls.peer_certificates().map(<[_]>::to_vec),
     };
+    if let Some(e) = c.refusal.take() {
+        refuse(c, e);
+        return;
+    }
     c.greeted = true;
     let Some(chain) = chain else {
         c.send(&encode_greeting(&server.agent.greeting()));

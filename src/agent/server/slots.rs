@@ -25,13 +25,28 @@ struct Counts {
     authenticated: usize,
     unauthenticated: usize,
     per_peer: HashMap<IpAddr, usize>,
+    refusing: usize,
+}
+
+/// Connections held only to deliver a refusal over TLS: the EMG line can
+/// go out only after the handshake, so a refused TLS client is kept that
+/// long (bounded by the authentication timeout); beyond these few, one is
+/// closed unanswered.
+pub const MAX_REFUSING: usize = 4;
+
+/// What a slot counts against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Unauthenticated,
+    Authenticated,
+    Refusing,
 }
 
 /// One connection's slot, released when dropped.
 pub struct Slot {
     slots: Arc<Slots>,
     peer: Option<IpAddr>,
-    authenticated: bool,
+    kind: Kind,
 }
 
 fn too_many(message: String) -> Emg {
@@ -70,7 +85,22 @@ impl Slots {
         Ok(Slot {
             slots: self.clone(),
             peer,
-            authenticated: false,
+            kind: Kind::Unauthenticated,
+        })
+    }
+
+    /// A slot for a TLS connection [`Slots::admit`] refused, held until
+    /// its refusal is sent; `None` when [`MAX_REFUSING`] are held already.
+    pub fn admit_to_refuse(self: &Arc<Self>) -> Option<Slot> {
+        let mut c = self.counts();
+        if c.refusing >= MAX_REFUSING {
+            return None;
+        }
+        c.refusing += 1;
+        Some(Slot {
+            slots: self.clone(),
+            peer: None,
+            kind: Kind::Refusing,
         })
     }
 
@@ -90,6 +120,10 @@ impl Slots {
 impl Slot {
     /// Moves this connection to the authenticated slots, if one is free.
     pub(super) fn authenticated(&mut self) -> Result<(), Emg> {
+        debug_assert!(
+            self.kind != Kind::Refusing,
+            "a refused connection authenticated"
+        );
         let mut c = self.slots.counts();
         if c.authenticated >= MAX_CONNECTIONS {
             return Err(too_many(format!(
@@ -98,7 +132,7 @@ impl Slot {
         }
         Slots::release_unauthenticated(&mut c, self.peer);
         c.authenticated += 1;
-        self.authenticated = true;
+        self.kind = Kind::Authenticated;
         Ok(())
     }
 }
@@ -106,10 +140,10 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut c = self.slots.counts();
-        if self.authenticated {
-            c.authenticated -= 1;
-        } else {
-            Slots::release_unauthenticated(&mut c, self.peer);
+        match self.kind {
+            Kind::Authenticated => c.authenticated -= 1,
+            Kind::Unauthenticated => Slots::release_unauthenticated(&mut c, self.peer),
+            Kind::Refusing => c.refusing -= 1,
         }
     }
 }
@@ -121,6 +155,20 @@ mod tests {
     fn counts(s: &Slots) -> (usize, usize, usize) {
         let c = s.counts();
         (c.authenticated, c.unauthenticated, c.per_peer.len())
+    }
+
+    #[test]
+    fn only_a_few_refused_connections_are_held_for_their_refusal() {
+        let slots = Arc::new(Slots::default());
+        let held: Vec<Slot> = (0..MAX_REFUSING)
+            .map(|_| slots.admit_to_refuse().unwrap())
+            .collect();
+        assert!(slots.admit_to_refuse().is_none(), "more than the bound held");
+        // They take nothing from the other quotas.
+        assert_eq!(counts(&slots), (0, 0, 0));
+        drop(held);
+        assert_eq!(slots.counts().refusing, 0);
+        assert!(slots.admit_to_refuse().is_some());
     }
 
     #[test]
