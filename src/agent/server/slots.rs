@@ -163,7 +163,10 @@ mod tests {
         let held: Vec<Slot> = (0..MAX_REFUSING)
             .map(|_| slots.admit_to_refuse().unwrap())
             .collect();
-        assert!(slots.admit_to_refuse().is_none(), "more than the bound held");
+        assert!(
+            slots.admit_to_refuse().is_none(),
+            "more than the bound held"
+        );
         // They take nothing from the other quotas.
         assert_eq!(counts(&slots), (0, 0, 0));
         drop(held);
