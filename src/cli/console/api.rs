@@ -409,4 +409,4 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 #[path = "api_tests.rs"]
-mod tests;
+pub(super) mod tests;

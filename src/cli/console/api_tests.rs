@@ -12,7 +12,8 @@ fn console() -> Console {
     c
 }
 
-fn get(url: &str, cookie: Option<&str>) -> HttpRequest {
+/// A GET from the console's own page (the policy tests build theirs here too).
+pub(in crate::cli::console) fn get(url: &str, cookie: Option<&str>) -> HttpRequest {
     HttpRequest {
         method: "GET".into(),
         url: url.into(),
@@ -22,7 +23,8 @@ fn get(url: &str, cookie: Option<&str>) -> HttpRequest {
     }
 }
 
-fn post(url: &str, cookie: Option<&str>, body: Value) -> HttpRequest {
+/// A POST from the console's own page.
+pub(in crate::cli::console) fn post(url: &str, cookie: Option<&str>, body: Value) -> HttpRequest {
     HttpRequest {
         method: "POST".into(),
         content_type: Some("application/json".into()),

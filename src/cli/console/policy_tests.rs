@@ -2,7 +2,8 @@
 //! [`Console`] whose agents do not listen (ports nothing serves), so a
 //! policy that starts runs for real and each entry fails to connect.
 
-use super::super::api::{Console, HttpRequest, Reply};
+use super::super::api::tests::{get, post};
+use super::super::api::{Console, Reply};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -16,25 +17,6 @@ fn console(tokens: [&str; 2]) -> Console {
     ]);
     c.bound.set("127.0.0.1:8080".parse().unwrap()).unwrap();
     c
-}
-
-fn get(url: &str, cookie: Option<&str>) -> HttpRequest {
-    HttpRequest {
-        method: "GET".into(),
-        url: url.into(),
-        cookie: cookie.map(str::to_string),
-        host: Some("127.0.0.1:8080".into()),
-        ..HttpRequest::default()
-    }
-}
-
-fn post(url: &str, cookie: Option<&str>, body: Value) -> HttpRequest {
-    HttpRequest {
-        method: "POST".into(),
-        content_type: Some("application/json".into()),
-        body: body.to_string().into_bytes(),
-        ..get(url, cookie)
-    }
 }
 
 fn json_of(r: Reply) -> (u16, Value) {
