@@ -112,6 +112,10 @@ fn configs() -> impl Strategy<Value = LparConfig> {
             usb: lpar_mover::state::UsbAssignment::Unassigned,
             // 0 and over 999 too: out-of-range ratios must be refused.
             service_ratio: (vcpus as u16).wrapping_mul(37),
+            memory_backing: match vcpus % 2 {
+                0 => lpar_mover::partition::MemoryBacking::Reserved,
+                _ => lpar_mover::partition::MemoryBacking::OnDemand,
+            },
         })
 }
 
@@ -238,6 +242,7 @@ fn command(i: usize, b: Bag) -> Command {
             cmdline: f2.then(|| b.text.clone()),
             usb: f1.then_some(lpar_mover::state::UsbAssignment::Running),
             service_ratio: f2.then_some(b.config.service_ratio),
+            memory_backing: f1.then_some(b.config.memory_backing),
         },
         2 => Command::LparList {},
         3 => Command::LparShow { name: n1 },

@@ -458,3 +458,66 @@ fn deactivating_the_lpar_being_migrated_cancels_the_migration_and_deactivates_it
         || b.lpar_names().is_empty(),
     );
 }
+
+/// The bytes a file holds in memory (its allocated blocks).
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn an_lpar_backed_on_demand_migrates_so_and_each_host_holds_only_what_its_guest_wrote() {
+    const MIB: u64 = 1 << 20;
+    let scratch = Scratch::new("on-demand");
+    let a = Agent::start(&scratch, "hostA", &["--memory", "4GiB"]);
+    let b = Agent::start(&scratch, "hostB", &["--memory", "4GiB"]);
+    let memory =
+        |agent: &Agent, lpar: &str| agent.state_dir.join("lpars").join(lpar).join("memory");
+    // Reserved (the default): all of its memory is the host's at once.
+    a.ctl_json(&[
+        "lpar",
+        "create",
+        "dedicated1",
+        "--memory",
+        "64MiB",
+        "--program",
+        "idle",
+    ]);
+    assert_eq!(allocated(&memory(&a, "dedicated1")), 64 * MIB);
+    // On demand: only the 4 MiB working set and the 12 MiB it loads.
+    a.ctl_json(&[
+        "lpar",
+        "create",
+        "sparse1",
+        "--memory",
+        "2GiB",
+        "--program",
+        "hot:4MiB,resident=12MiB,rate=2000",
+        "--memory-backing",
+        "on-demand",
+    ]);
+    assert_eq!(allocated(&memory(&a, "sparse1")), 0);
+    a.ctl_json(&["lpar", "activate", "sparse1"]);
+    wait_for(
+        "the guest to load its data",
+        Duration::from_secs(20),
+        || allocated(&memory(&a, "sparse1")) >= 16 * MIB,
+    );
+
+    let out = a.ctl_json(&["migrate", "sparse1", "--to", &b.addr]);
+    assert_eq!(out["report"]["source"]["verified"], true, "{out}");
+    let config = std::fs::read_to_string(b.state_dir.join("lpars/sparse1/config.json")).unwrap();
+    assert!(config.contains("\"on-demand\""), "{config}");
+    let held = allocated(&memory(&b, "sparse1"));
+    assert!(
+        (16 * MIB..20 * MIB).contains(&held),
+        "the destination holds {held} bytes of a 2 GiB LPAR whose guest wrote 16 MiB"
+    );
+    // Bad input names the choices.
+    let refused = a.ctl(&["lpar", "create", "x1", "--memory-backing", "lazy"]);
+    assert!(
+        stderr(&refused).contains("use reserved or on-demand"),
+        "{}",
+        stderr(&refused)
+    );
+}

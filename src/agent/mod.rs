@@ -194,6 +194,7 @@ impl Agent {
                 cmdline,
                 usb,
                 service_ratio,
+                memory_backing,
             } => answer::<request::LparCreate>(self.lpar_create(LparConfig {
                 name,
                 number: 0,
@@ -206,6 +207,7 @@ impl Agent {
                 cmdline,
                 usb: usb.unwrap_or(UsbAssignment::Unassigned),
                 service_ratio: service_ratio.unwrap_or(crate::partition::DEFAULT_SERVICE_RATIO),
+                memory_backing: memory_backing.unwrap_or_default(),
             })),
             Command::LparConsole { name, offset } => {
                 let inv = self.inventory.lock().unwrap();

@@ -124,6 +124,11 @@ struct LparArgs {
     /// receive: accepts it): benchmarks only. Default TLS 1.3.
     #[arg(long)]
     insecure_plaintext: bool,
+    /// send: how the LPAR's guest memory is backed, reserved (all of it
+    /// allocated at once) or on-demand (as written); it migrates with the
+    /// LPAR.
+    #[arg(long, default_value = "reserved")]
+    memory_backing: lpar_mover::partition::MemoryBacking,
 }
 
 impl LparArgs {
@@ -141,6 +146,7 @@ impl LparArgs {
             program: self.program.clone(),
             kernel: self.kernel.as_ref().map(|k| k.display().to_string()),
             cmdline: self.cmdline.clone(),
+            memory_backing: self.memory_backing,
             ..LparConfig::default_lpar()
         }
     }

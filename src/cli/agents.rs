@@ -43,6 +43,8 @@ pub struct RunSpec {
     /// Guest memory in clear on the migration path (both agents get
     /// `--insecure-plaintext`); TLS 1.3 otherwise.
     pub insecure_plaintext: bool,
+    /// How the LPAR's guest memory is backed (it migrates with the LPAR).
+    pub memory_backing: crate::partition::MemoryBacking,
 }
 
 /// The shortest warm-up when none is given.
@@ -138,6 +140,7 @@ pub fn run_once(moverd: &Path, hosts: PathBuf, spec: &RunSpec) -> Result<RunOutc
         agents: Vec::new(),
     };
     let memory = spec.memory.to_string();
+    let backing = spec.memory_backing.to_string();
     let spawn = |host: &str, (netns, path): (Option<&str>, String), sub: &[&str]| {
         let mut c = match netns {
             None => Command::new(moverd),
@@ -157,6 +160,8 @@ pub fn run_once(moverd: &Path, hosts: PathBuf, spec: &RunSpec) -> Result<RunOutc
                 &path,
                 "--backend",
                 &spec.backend,
+                "--memory-backing",
+                &backing,
             ])
             .arg("--state-dir")
             .arg(run.hosts.join(host))

@@ -38,6 +38,7 @@ use super::agents::{self, Hosts, RunOutcome, RunSpec};
 use super::plot;
 use super::reference::{self, Reference};
 use crate::emg::Emg;
+use crate::partition::MemoryBacking;
 use crate::testbed::Testbed;
 use crate::units::{format_size, parse_rate, parse_size};
 use serde_json::{Value, json};
@@ -88,6 +89,11 @@ pub struct BenchArgs {
     /// what encryption costs).
     #[arg(long)]
     pub insecure_plaintext: bool,
+    /// How the LPAR's guest memory is backed on both agents: reserved (all
+    /// of it allocated at once, the default) or on-demand (as written; two
+    /// agents on one host then need only twice the populated memory).
+    #[arg(long, default_value = "reserved")]
+    pub memory_backing: MemoryBacking,
 }
 
 /// `500ms`, `2s`, `1.5s`, `0`: a warm-up.
@@ -269,6 +275,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         bandwidth: args.bandwidth,
         warm_up: args.warm_up,
         insecure_plaintext: args.insecure_plaintext,
+        memory_backing: args.memory_backing,
         quiet: true,
         hosts: match &testbed {
             None => Hosts::Loopback,
@@ -348,6 +355,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         out.insert("memory_bytes".into(), json!(memory));
         out.insert("workload".into(), json!(workload));
         out.insert("backend".into(), json!(args.backend));
+        out.insert(
+            "memory_backing".into(),
+            json!(args.memory_backing.to_string()),
+        );
         out.insert("kernel".into(), json!(args.kernel));
         out.insert("bandwidth".into(), json!(args.bandwidth));
         out.insert("max_suspend_ms".into(), json!(args.max_suspend_ms));

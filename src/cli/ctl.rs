@@ -11,7 +11,7 @@ use super::options::{MigrationOptions, Move};
 use crate::control::{Address, Client, Event, LparState, MigrationMode, Request, reply, request};
 use crate::emg::{Emg, Module};
 use crate::engine::stage::Stage;
-use crate::partition::FcPortConfig;
+use crate::partition::{FcPortConfig, MemoryBacking};
 use crate::state::UsbAssignment;
 use crate::units::{format_size, parse_size};
 use clap::{Args, Subcommand};
@@ -133,6 +133,11 @@ pub enum LparCommand {
         /// activated LPARs' (1 to 999; default 100).
         #[arg(long)]
         service_ratio: Option<u16>,
+        /// reserved (the default): all of guest memory is allocated when
+        /// the LPAR is created, so a full host is refused then; on-demand:
+        /// only what the guest writes, so the host may run out later.
+        #[arg(long)]
+        memory_backing: Option<MemoryBacking>,
     },
     /// Change a deactivated LPAR: what is given replaces what it has
     /// (`--nic`/`--fc-port` replace all its NICs/FC ports).
@@ -292,6 +297,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                     cmdline,
                     usb,
                     service_ratio,
+                    memory_backing,
                 } => ask(
                     &mut client,
                     request::LparCreate {
@@ -307,6 +313,7 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
                         cmdline,
                         usb,
                         service_ratio,
+                        memory_backing,
                     },
                 )?,
                 LparCommand::Modify {

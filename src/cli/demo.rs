@@ -63,6 +63,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Emg> {
         // As moverd's own default: a demo need not wait for the working set.
         warm_up: Some(std::time::Duration::from_millis(500)),
         insecure_plaintext: args.insecure_plaintext,
+        memory_backing: crate::partition::MemoryBacking::Reserved,
     };
     let run = agents::run_once(&moverd, hosts, &spec)?;
     print_report(args, &spec, &run.source, &run.destination);

@@ -13,7 +13,7 @@
 
 use super::reply;
 use super::vocabulary::{HostFacts, JournalSummary, MigrationMode};
-use crate::partition::{FcPortConfig, LparConfig, NicConfig};
+use crate::partition::{FcPortConfig, LparConfig, MemoryBacking, NicConfig};
 use crate::state::UsbAssignment;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -124,6 +124,10 @@ commands! {
         /// Its service ratio (1 to 999; default 100).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         service_ratio: Option<u16>,
+        /// How its guest memory is backed (`reserved`, the default, or
+        /// `on-demand`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory_backing: Option<MemoryBacking>,
     },
     /// Every LPAR of this host.
     LparList "lpar-list" => LparList {},

@@ -23,7 +23,7 @@
 
 use super::config::check_name;
 use super::sim::SimLpar;
-use super::{LparConfig, Partition, PartitionError};
+use super::{LparConfig, MemoryBacking, Partition, PartitionError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -129,6 +129,9 @@ impl Backend for SimBackend {
     ) -> Result<Arc<dyn Partition>, PartitionError> {
         check_create(name, config)?;
         let lpar = SimLpar::create(&self.root, config)?;
+        if config.memory_backing != MemoryBacking::Reserved {
+            return Ok(self.host(lpar));
+        }
         if let Err(e) = lpar.reserve_memory() {
             let _ = lpar.destroy();
             return Err(e);

@@ -115,6 +115,57 @@ pub struct LparConfig {
     /// the destination it means a share among *that* host's LPARs.
     #[serde(default = "default_service_ratio")]
     pub service_ratio: u16,
+    /// Whether the host allocates all of guest memory when the LPAR is
+    /// created or attached, or page by page as the guest (or an incoming
+    /// migration) writes it. It migrates with the LPAR.
+    #[serde(default, skip_serializing_if = "MemoryBacking::is_reserved")]
+    pub memory_backing: MemoryBacking,
+}
+
+/// How a host backs an LPAR's guest memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemoryBacking {
+    /// All of it allocated before a vCPU runs or a page arrives, so a
+    /// full host is an error then, never a fault in the guest later (the
+    /// HVM's dedicated memory; the default).
+    #[default]
+    Reserved,
+    /// Allocated as it is first written, so a host holds only what the
+    /// guest populated (memory overcommit). A host that runs out of memory
+    /// later stops the guest (the sim backend's agent gets SIGBUS), so
+    /// the operator must keep the sum of the populated LPARs within it.
+    OnDemand,
+}
+
+impl MemoryBacking {
+    fn is_reserved(&self) -> bool {
+        *self == MemoryBacking::Reserved
+    }
+}
+
+impl std::fmt::Display for MemoryBacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MemoryBacking::Reserved => "reserved",
+            MemoryBacking::OnDemand => "on-demand",
+        })
+    }
+}
+
+impl std::str::FromStr for MemoryBacking {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reserved" => Ok(MemoryBacking::Reserved),
+            "on-demand" => Ok(MemoryBacking::OnDemand),
+            other => Err(format!(
+                "memory backing '{}': use reserved or on-demand",
+                other.escape_debug()
+            )),
+        }
+    }
 }
 
 /// The service ratios an LPAR may have.
@@ -334,6 +385,7 @@ impl LparConfig {
             cmdline: None,
             usb: UsbAssignment::Unassigned,
             service_ratio: DEFAULT_SERVICE_RATIO,
+            memory_backing: MemoryBacking::Reserved,
         }
     }
 

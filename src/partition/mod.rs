@@ -24,8 +24,8 @@ mod error;
 
 pub use backend::{Backend, SimBackend};
 pub use config::{
-    ConfigError, DEFAULT_SERVICE_RATIO, DeviceMode, FcPortConfig, LparConfig, NicConfig,
-    SERVICE_RATIOS,
+    ConfigError, DEFAULT_SERVICE_RATIO, DeviceMode, FcPortConfig, LparConfig, MemoryBacking,
+    NicConfig, SERVICE_RATIOS,
 };
 pub use error::PartitionError;
 pub use kvm::KvmBackend;

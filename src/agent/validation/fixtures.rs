@@ -30,6 +30,7 @@ pub fn lpar() -> LparConfig {
         cmdline: None,
         usb: crate::state::UsbAssignment::Unassigned,
         service_ratio: crate::partition::DEFAULT_SERVICE_RATIO,
+        memory_backing: crate::partition::MemoryBacking::Reserved,
     }
 }
 

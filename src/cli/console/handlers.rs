@@ -218,6 +218,7 @@ pub fn command(c: &Console, route: &str, body: &Value) -> Result<Value, ApiError
                 cmdline: None,
                 usb: None,
                 service_ratio: None,
+                memory_backing: None,
             };
             Ok(json!(ask(link, r)?))
         }

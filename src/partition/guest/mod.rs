@@ -76,6 +76,11 @@ pub fn format_cmdline(spec: &ProgramSpec) -> String {
     if spec.ignore_shutdown {
         text.push_str(",shutdown=ignore");
     }
+    if spec.resident_pages != 0 {
+        // The built-in guest answers this with its error line: it is the
+        // sim's only.
+        text.push_str(&format!(",resident={}KiB", spec.resident_pages * 4));
+    }
     text
 }
 
@@ -124,6 +129,8 @@ mod tests {
                 content: [Content::Zero, Content::Text, Content::Random][content as usize],
                 writes: writes.unwrap_or(0),
                 ignore_shutdown,
+                // The sim's only: the built-in guest does not load data.
+                resident_pages: 0,
             };
             let text = format_cmdline(&spec);
             let line = match path {

@@ -13,7 +13,7 @@
 //! | `vmm`, `remote` | the per-LPAR VMM process (`moverd lpar-vmm`) and the agent's handle on it |
 //!
 //! An LPAR lives under `<root>/<name>/`: `config.json`, `memory` (guest
-//! RAM, reserved at create) and `console.log` (COM1). The VM is built with
+//! RAM, reserved at create unless its memory backing is on-demand) and `console.log` (COM1). The VM is built with
 //! the in-kernel irqchip and PIT before any vCPU; the BSP enters the
 //! kernel in the multiboot machine state, the APs wait for INIT-SIPI-SIPI.
 //!
@@ -43,8 +43,8 @@ use crate::partition::config::check_name;
 use crate::partition::guest::mailbox;
 use crate::partition::sim::shm;
 use crate::partition::{
-    Backend, DeviceModel, DirtyLog, GuestMemory, LparConfig, MemoryRegion, PAGE_SIZE, Page,
-    PageSet, Partition, PartitionError, Vcpus,
+    Backend, DeviceModel, DirtyLog, GuestMemory, LparConfig, MemoryBacking, MemoryRegion,
+    PAGE_SIZE, Page, PageSet, Partition, PartitionError, Vcpus,
 };
 use crate::state::DeviceState;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_pit_config};
@@ -135,20 +135,9 @@ impl KvmLpar {
             .map_err(|e| io_err(&path, e))?;
         file.set_len(config.memory_bytes)
             .map_err(|e| io_err(&path, e))?;
-        match nix::fcntl::fallocate(
-            &file,
-            nix::fcntl::FallocateFlags::empty(),
-            0,
-            config.memory_bytes as i64,
-        ) {
-            Ok(()) | Err(nix::Error::EOPNOTSUPP) => {}
-            Err(nix::Error::ENOSPC) => {
-                return Err(PartitionError::NoRoom {
-                    path: path.display().to_string(),
-                    bytes: config.memory_bytes,
-                });
-            }
-            Err(e) => return Err(io_err(&path, e.into())),
+        match config.memory_backing {
+            MemoryBacking::Reserved => shm::allocate(&file, &path)?,
+            MemoryBacking::OnDemand => {}
         }
         let ram = Arc::new(GuestRam::map(file, &path)?);
         let console = dir.join("console.log");

@@ -62,7 +62,8 @@ impl SimLpar {
 
     /// Re-attaches an LPAR whose files exist under `root` (after the hosting
     /// process died): running vCPUs carry on, paused ones stay paused. Its
-    /// memory is reserved first ([`SimLpar::reserve_memory`]).
+    /// memory is reserved first ([`SimLpar::reserve_memory`]) unless it is
+    /// backed on demand.
     pub fn attach(root: &Path, name: &str) -> Result<Self, PartitionError> {
         let (files, config) = LparFiles::attach(&root.join(name))?;
         Ok(Self::host(files, config))
@@ -91,7 +92,9 @@ impl SimLpar {
     /// Allocates all of guest memory now (see [`shm::LparFiles::reserve`]):
     /// a hosting agent does so before a vCPU runs or a page arrives, so a
     /// full file system is an error then, never a SIGBUS later. A new
-    /// LPAR's memory stays sparse until this is called.
+    /// LPAR's memory stays sparse until this is called, and an
+    /// [`MemoryBacking::OnDemand`](crate::partition::MemoryBacking) LPAR's
+    /// always does.
     pub fn reserve_memory(&self) -> Result<(), PartitionError> {
         self.files.reserve()
     }

@@ -7,9 +7,11 @@
 //! Specification: `idle`, `hot:<size>`, `sweep` or `skewed`, then options
 //! `rate=<pages/s>` (total over all vCPUs; unbounded by default),
 //! `content=zero|text|random` (default random), `writes=<n>` (each vCPU
-//! halts after n writes; for reproducible runs) and `shutdown=honour|ignore`
-//! (whether the guest obeys a shutdown request; default honour). Example:
-//! `hot:256MiB,content=random,rate=60000`.
+//! halts after n writes; for reproducible runs), `shutdown=honour|ignore`
+//! (whether the guest obeys a shutdown request; default honour) and
+//! `resident=<size>` (data the guest loads once when it first runs, as fast
+//! as it can, beyond a hot working set: memory that is populated but stays
+//! clean). Example: `hot:256MiB,content=random,rate=60000`.
 //!
 //! Register use (x86 names in brackets):
 //!
@@ -27,6 +29,8 @@
 //! | `gpr[8]` | longest gap seen between consecutive writes, ns (r8) |
 //! | `gpr[9]` | write limit, 0 = none (r9) |
 //! | `gpr[10]` | shutdown policy: 0 honour a shutdown request, 1 ignore it (r10) |
+//! | `gpr[11]` | next resident page to load (r11) |
+//! | `gpr[12]` | end of this vCPU's resident pages, exclusive (r12) |
 
 use crate::partition::{PAGE_SIZE, PartitionError};
 use crate::units::parse_size;
@@ -53,6 +57,10 @@ pub const GPR_MAX_GAP_NS: usize = 8;
 pub const GPR_WRITE_LIMIT: usize = 9;
 /// gpr index: 0 honour a shutdown request, 1 ignore it.
 pub const GPR_SHUTDOWN_POLICY: usize = 10;
+/// gpr index: next resident page to load.
+pub const GPR_RESIDENT_NEXT: usize = 11;
+/// gpr index: end of this vCPU's resident pages (exclusive).
+pub const GPR_RESIDENT_END: usize = 12;
 
 /// The register file a guest program runs on: 16 GPRs, rip, rflags; the
 /// same registers the device state carries to the destination.
@@ -97,6 +105,9 @@ pub struct ProgramSpec {
     pub writes: u64,
     /// The guest ignores shutdown requests (`shutdown=ignore`).
     pub ignore_shutdown: bool,
+    /// Pages loaded once at first run, after the working set
+    /// (`resident=<size>`).
+    pub resident_pages: u64,
 }
 
 impl ProgramSpec {
@@ -128,6 +139,7 @@ impl ProgramSpec {
             content: Content::Random,
             writes: 0,
             ignore_shutdown: false,
+            resident_pages: 0,
         };
         for option in parts {
             let (key, value) = option
@@ -142,6 +154,9 @@ impl ProgramSpec {
             match key {
                 "rate" => program.rate = number()?,
                 "writes" => program.writes = number()?,
+                "resident" => {
+                    program.resident_pages = parse_size(value).map_err(bad)? / PAGE_SIZE as u64
+                }
                 "shutdown" => {
                     program.ignore_shutdown = match value {
                         "honour" | "honor" => false,
@@ -181,6 +196,21 @@ impl ProgramSpec {
                 why: format!("the working set is larger than guest memory ({memory_pages} pages)"),
             });
         }
+        // Resident data lies after a hot working set (elsewhere the region
+        // is all of memory, and it starts at page 0).
+        let resident_base = match self.opcode {
+            Opcode::Hot => self.hot_pages,
+            _ => 0,
+        };
+        if resident_base + self.resident_pages > memory_pages {
+            return Err(PartitionError::BadProgram {
+                spec: format!("resident={} pages", self.resident_pages),
+                why: format!(
+                    "the resident data ends past guest memory ({memory_pages} pages, {resident_base} \
+                     of them the working set)"
+                ),
+            });
+        }
         let (i, n) = (u64::from(index), u64::from(vcpus));
         let start = region * i / n;
         let end = region * (i + 1) / n;
@@ -197,6 +227,9 @@ impl ProgramSpec {
         regs.gpr[GPR_RATE] = self.rate.div_ceil(n);
         regs.gpr[GPR_WRITE_LIMIT] = self.writes;
         regs.gpr[GPR_SHUTDOWN_POLICY] = u64::from(self.ignore_shutdown);
+        let resident = self.resident_pages;
+        regs.gpr[GPR_RESIDENT_NEXT] = resident_base + resident * i / n;
+        regs.gpr[GPR_RESIDENT_END] = resident_base + resident * (i + 1) / n;
         if end == start {
             regs.rip = Opcode::Idle as u64;
         }
@@ -219,17 +252,30 @@ pub fn honours_shutdown(regs: &Regs) -> bool {
     regs.gpr[GPR_SHUTDOWN_POLICY] == 0
 }
 
+/// True while the guest is still loading its resident data: its writes are
+/// not paced and do not count as the program's.
+pub fn loading(regs: &Regs) -> bool {
+    regs.gpr[GPR_RESIDENT_NEXT] < regs.gpr[GPR_RESIDENT_END]
+}
+
 /// True when the program has nothing to do: idle, or its write limit reached.
 pub fn halted(regs: &Regs) -> bool {
-    regs.rip == Opcode::Idle as u64
-        || regs.rip > Opcode::Skewed as u64
-        || regs.gpr[GPR_REGION_PAGES] == 0
-        || (regs.gpr[GPR_WRITE_LIMIT] != 0 && regs.gpr[GPR_WRITES] >= regs.gpr[GPR_WRITE_LIMIT])
+    !loading(regs)
+        && (regs.rip == Opcode::Idle as u64
+            || regs.rip > Opcode::Skewed as u64
+            || regs.gpr[GPR_REGION_PAGES] == 0
+            || (regs.gpr[GPR_WRITE_LIMIT] != 0
+                && regs.gpr[GPR_WRITES] >= regs.gpr[GPR_WRITE_LIMIT]))
 }
 
 /// Which page the next write goes to, and the seed of its content.
 /// Advances the registers as the write's effect on the vCPU.
 pub fn next_write(regs: &mut Regs) -> (u64, u64) {
+    if loading(regs) {
+        let page = regs.gpr[GPR_RESIDENT_NEXT];
+        regs.gpr[GPR_RESIDENT_NEXT] += 1;
+        return (page, next_random(&mut regs.gpr[GPR_RNG]));
+    }
     let start = regs.gpr[GPR_REGION_START];
     let pages = regs.gpr[GPR_REGION_PAGES];
     let page = if regs.rip == Opcode::Skewed as u64 {
@@ -400,6 +446,32 @@ mod tests {
             assert!(!halted(&r));
             next_write(&mut r);
         }
+        assert!(halted(&r));
+    }
+
+    #[test]
+    fn resident_data_loads_once_after_the_working_set_then_the_program_runs() {
+        let p = ProgramSpec::parse("hot:8KiB,resident=12KiB,writes=2").unwrap();
+        let mut regs: Vec<Regs> = (0..2).map(|i| p.initial_regs(i, 2, 10).unwrap()).collect();
+        let mut loaded = Vec::new();
+        for r in &mut regs {
+            while loading(r) {
+                assert!(!halted(r));
+                loaded.push(next_write(r).0);
+            }
+            assert_eq!(r.gpr[GPR_WRITES], 0, "loading is not the program's writes");
+        }
+        assert_eq!(loaded, vec![2, 3, 4]);
+        for r in &mut regs {
+            assert_eq!(next_write(r).0, r.gpr[GPR_REGION_START]);
+        }
+        let past = ProgramSpec::parse("hot:8KiB,resident=40KiB").unwrap();
+        let e = past.initial_regs(0, 1, 10).unwrap_err().to_string();
+        assert!(e.contains("resident data ends past guest memory"), "{e}");
+        let idle = ProgramSpec::parse("idle,resident=8KiB").unwrap();
+        let mut r = idle.initial_regs(0, 1, 10).unwrap();
+        assert_eq!(next_write(&mut r).0, 0);
+        assert_eq!(next_write(&mut r).0, 1);
         assert!(halted(&r));
     }
 

@@ -22,7 +22,7 @@
 //! which would kill the agent and every guest it hosts.
 
 use super::program::Regs;
-use crate::partition::{LparConfig, PAGE_SIZE, PartitionError};
+use crate::partition::{LparConfig, MemoryBacking, PAGE_SIZE, PartitionError};
 use memmap2::MmapRaw;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -204,7 +204,9 @@ impl LparFiles {
             ));
         }
         // Its guest may be running: no vCPU starts before the room is sure.
-        files.reserve()?;
+        if config.memory_backing == MemoryBacking::Reserved {
+            files.reserve()?;
+        }
         Ok((files, config))
     }
 
@@ -314,7 +316,7 @@ impl LparFiles {
 /// Allocates the whole of `file` (`fallocate`, keeping its size and data).
 /// A file system without `fallocate` cannot promise the room: that is
 /// logged, and the file stays as it is.
-fn allocate(file: &File, path: &Path) -> Result<(), PartitionError> {
+pub(crate) fn allocate(file: &File, path: &Path) -> Result<(), PartitionError> {
     let len = file.metadata().map_err(|e| shm_err(path, e))?.len();
     if len == 0 {
         return Ok(());

@@ -277,7 +277,13 @@ fn run_vcpu(index: usize, control: &Control, files: &LparFiles, resume_gap: &Ato
             sleep(control, None, honours);
             continue;
         }
-        if let Some(wait) = pace.delay(regs.gpr[program::GPR_RATE], files.throttle()) {
+        let loading = program::loading(&regs);
+        let rate = if loading {
+            0
+        } else {
+            regs.gpr[program::GPR_RATE]
+        };
+        if let Some(wait) = pace.delay(rate, files.throttle()) {
             sleep(control, Some(wait), honours);
             continue;
         }
@@ -312,7 +318,12 @@ fn run_vcpu(index: usize, control: &Control, files: &LparFiles, resume_gap: &Ato
         // Commit after the write: a kill in between redoes the same write.
         files.store_regs(index, &next);
         regs = next;
-        pace.writes += 1;
+        match loading {
+            // The program's pace starts when the loading ends.
+            true if !program::loading(&regs) => pace = Pace::new(),
+            true => {}
+            false => pace.writes += 1,
+        }
     }
 }
 
