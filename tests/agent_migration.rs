@@ -508,6 +508,8 @@ fn an_lpar_backed_on_demand_migrates_so_and_each_host_holds_only_what_its_guest_
     assert_eq!(out["report"]["source"]["verified"], true, "{out}");
     let config = std::fs::read_to_string(b.state_dir.join("lpars/sparse1/config.json")).unwrap();
     assert!(config.contains("\"on-demand\""), "{config}");
+    assert_eq!(b.lpar("sparse1")["memory_backing"], "on-demand");
+    assert_eq!(a.lpar("dedicated1")["memory_backing"], "reserved");
     let held = allocated(&memory(&b, "sparse1"));
     assert!(
         (16 * MIB..20 * MIB).contains(&held),

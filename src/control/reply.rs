@@ -66,6 +66,9 @@ pub struct Lpar {
     /// from the source's: the manual's reason to recompute the ratio.
     #[serde(default)]
     pub service_share_percent: f64,
+    /// How its guest memory is backed (`reserved` or `on-demand`).
+    #[serde(default)]
+    pub memory_backing: crate::partition::MemoryBacking,
 }
 
 fn default_service_ratio() -> u16 {

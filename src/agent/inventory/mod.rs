@@ -527,6 +527,7 @@ impl Inventory {
             guest_max_stall_ms: stall,
             service_ratio: e.config.service_ratio,
             service_share_percent: self.service_share_percent(name),
+            memory_backing: e.config.memory_backing,
         })
     }
 
