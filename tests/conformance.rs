@@ -94,4 +94,5 @@ checks!(
     save_restore_continues_on_a_second_partition,
     populated_never_under_reports,
     throttle_takes_effect,
+    memory_backing_decides_what_the_host_holds,
 );

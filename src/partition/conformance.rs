@@ -42,6 +42,7 @@ pub fn run_all<B: Backend>(backend: &B, profile: &Profile) {
     save_restore_continues_on_a_second_partition(backend, profile);
     populated_never_under_reports(backend, profile);
     throttle_takes_effect(backend, profile);
+    memory_backing_decides_what_the_host_holds(backend, profile);
 }
 
 fn config(profile: &Profile, name: &str) -> LparConfig {
@@ -124,6 +125,45 @@ pub fn backend_lifecycle<B: Backend>(backend: &B, profile: &Profile) {
         backend.attach("conf-life").is_err(),
         "a removed LPAR is gone"
     );
+}
+
+/// The bytes of `name`'s guest memory file the host holds.
+fn held_bytes<B: Backend>(backend: &B, name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let path = backend.root().join(name).join("memory");
+    let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    meta.blocks() * 512
+}
+
+/// LparConfig::memory_backing: a reserved LPAR's memory is all held once it
+/// is created; an on-demand one's is not, then or when attached again.
+pub fn memory_backing_decides_what_the_host_holds<B: Backend>(backend: &B, profile: &Profile) {
+    let size = profile.config.memory_bytes;
+    let reserved = create(backend, profile, "conf-reserved");
+    assert!(
+        held_bytes(backend, "conf-reserved") >= size,
+        "{}: a reserved LPAR holds all its memory at create",
+        backend.kind()
+    );
+    drop(reserved);
+    backend.remove("conf-reserved").expect("remove");
+    let on_demand = LparConfig {
+        memory_backing: crate::partition::MemoryBacking::OnDemand,
+        ..config(profile, "conf-on-demand")
+    };
+    let lpar = backend
+        .create("conf-on-demand", &on_demand)
+        .unwrap_or_else(|e| panic!("{}: create on demand: {e}", backend.kind()));
+    let again = backend.attach("conf-on-demand").expect("attach");
+    assert_eq!(again.config().memory_backing, on_demand.memory_backing);
+    let held = held_bytes(backend, "conf-on-demand");
+    assert!(
+        held < size / 2,
+        "{}: an on-demand LPAR of {size} bytes holds {held} before it runs",
+        backend.kind()
+    );
+    drop((lpar, again));
+    backend.remove("conf-on-demand").expect("remove");
 }
 
 /// DirtyLog::harvest: a pre-copy that resends what each harvest reports,
