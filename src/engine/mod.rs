@@ -25,6 +25,8 @@ pub(crate) mod convergence;
 pub mod destination;
 pub mod digest;
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 mod frames;
 pub(crate) mod host_clock;
 mod lz4_policy;

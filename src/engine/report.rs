@@ -65,8 +65,14 @@ pub struct MigrationReport {
     /// guest does not publish its write count.
     pub guest_write_rate: Option<f64>,
     pub suspension: SuspensionReport,
-    /// The destination's image digest matched the source's.
+    /// The destination's image digest matched the source's, and the
+    /// source's memory after the pause held nothing the digest missed
+    /// (`memory_audit`).
     pub verified: bool,
+    /// The source's own memory, compared after Commit with the image it
+    /// sent: a stale page there is a write the dirty log missed. `None`
+    /// when the audit could not run (its error is logged).
+    pub memory_audit: Option<super::digest::MemoryAudit>,
     /// The identities this side's LPAR slot took over from the destination
     /// slot in the exchange (Table 1-2: WWPN, migration WWPN and MAC are
     /// "Exchanged"); `None` when the destination did not send them.

@@ -165,6 +165,7 @@ pub fn migrate_live(
     let mut result = run.migrate(options, control, &digest, progress, started, &committing);
     if let Ok(r) = &mut result {
         r.encryption = encryption;
+        audit_memory(&*lpar, &digest, r);
     }
     if let Err(e) = result {
         // Giving up: nothing may wait for tokens any more.
@@ -191,6 +192,35 @@ pub fn migrate_live(
     drop(sender.finish_or_cut(grace, cut));
     cut();
     result
+}
+
+/// After Commit, while the source's vCPUs stay paused: compares its memory
+/// with the image sent ([`ImageDigest::audit`]). A stale page means the
+/// dirty log missed a write, so the destination runs with an old copy of
+/// it: the report says not verified, and the log says what to do.
+fn audit_memory(lpar: &dyn Partition, digest: &ImageDigest, report: &mut MigrationReport) {
+    if lpar.is_running() {
+        log::warn!("memory audit skipped: the source's vCPUs run again");
+        return;
+    }
+    match digest.audit(lpar) {
+        Ok(audit) => {
+            if audit.stale_pages > 0 {
+                report.verified = false;
+                log::error!(
+                    "memory audit: {} of {} populated source pages differ from the copy sent \
+                     (first: {:?}); the dirty log missed writes and the LPAR runs on the \
+                     destination with stale copies of them. Restart its workload from a known \
+                     state, and report the dirty tracker's failure with this log.",
+                    audit.stale_pages,
+                    audit.pages,
+                    audit.first_stale,
+                );
+            }
+            report.memory_audit = Some(audit);
+        }
+        Err(e) => log::warn!("memory audit could not run: {e}"),
+    }
 }
 
 struct SourceRun<'a> {
@@ -337,6 +367,8 @@ impl SourceRun<'_> {
         let paused = Instant::now();
         self.paused = true;
         log.harvest(&mut pages)?;
+        #[cfg(feature = "fault-injection")]
+        super::faults::forget_one_of(&mut pages);
         let harvested = Instant::now();
         // The final pages go out while the device state is captured; then
         // stream 0 sends the state ahead of the pages still queued, so the

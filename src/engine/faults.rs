@@ -1,0 +1,40 @@
+//! The engine's fault hook, for the tests of the memory audit. Compiled
+//! only with the `fault-injection` feature (test builds), like
+//! `agent::faults`.
+
+use crate::partition::PageSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+static FORGET_A_DIRTY_PAGE: AtomicBool = AtomicBool::new(false);
+static FORGOTTEN: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Makes the next migration's source drop one page from the harvest it
+/// takes at the pause, as a dirty log that missed a write would: the page
+/// is never sent, and only the memory audit can tell.
+pub fn forget_a_dirty_page() {
+    FORGOTTEN.store(u64::MAX, Ordering::SeqCst);
+    FORGET_A_DIRTY_PAGE.store(true, Ordering::SeqCst);
+}
+
+/// The page the hook dropped, once it has.
+pub fn forgotten_page() -> Option<u64> {
+    Some(FORGOTTEN.load(Ordering::SeqCst)).filter(|&p| p != u64::MAX)
+}
+
+/// Drops the lowest page of `pages` if the hook is armed and there is one
+/// (disarming it).
+pub(crate) fn forget_one_of(pages: &mut PageSet) {
+    let Some(first) = pages.iter().next() else {
+        return;
+    };
+    if !FORGET_A_DIRTY_PAGE.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    log::warn!("fault injection: page {first} dropped from the final harvest");
+    FORGOTTEN.store(first, Ordering::SeqCst);
+    let mut kept = PageSet::new();
+    for page in pages.iter().filter(|&p| p != first) {
+        kept.insert(page);
+    }
+    *pages = kept;
+}
