@@ -229,23 +229,52 @@ fn plaintext_offered_to_an_encrypting_agent_is_refused_and_the_lpar_stays() {
     agent_common::wait_for("the guest to write on", Duration::from_secs(10), || {
         a.lpar("web1")["guest_writes"].as_u64().unwrap() > before
     });
-    // The destination never ran it, and drops its definition when its
-    // listener gives up (ACCEPT_DEADLINE, 30 s).
+    // The destination never ran it, and drops its definition as soon as the
+    // source says its streams will not come (abandon-incoming), not when
+    // its listener gives up (ACCEPT_DEADLINE, 30 s).
     if b.lpar_names().contains(&"web1".to_string()) {
         assert_ne!(b.lpar("web1")["running"], true);
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while b.lpar_names().contains(&"web1".to_string()) {
         assert!(
             std::time::Instant::now() < deadline,
-            "the destination kept the refused LPAR"
+            "the destination kept the refused LPAR past 5 s"
         );
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let log = b.log();
+    assert!(
+        log.contains("abandons it before its streams connected")
+            && log.contains("offered guest memory in clear"),
+        "{log}"
+    );
     assert!(runs_on(&a, "web1"));
 
     // And the same migration, encrypted, goes through.
     let out = a.ctl_json(&["migrate", "web1", "--to", &b.addr]);
     assert_eq!(out["report"]["source"]["verified"], true, "{out}");
+    assert!(runs_on(&b, "web1"));
+
+    // Only a migration's own source may abandon it, and only while it
+    // waits for its streams.
+    let status = b.ctl_json(&["status"]);
+    let incoming = status["migrations"]
+        .as_array()
+        .and_then(|all| all.iter().rev().find(|m| m["lpar"] == "web1"))
+        .unwrap_or_else(|| panic!("{status}"))["migration"]
+        .as_u64()
+        .unwrap();
+    let mut c = b.connect();
+    let abandon = |c: &mut agent_common::Conn, source: &str| {
+        c.request(
+            serde_json::json!({"id": 1, "execute": "abandon-incoming", "arguments":
+            {"migration": incoming, "source_agent": source, "reason": "test"}}),
+        )
+    };
+    let past = abandon(&mut c, "hostA");
+    assert_eq!(past["error"]["cause"], 0x18, "{past}");
+    let stranger = abandon(&mut c, "hostC");
+    assert_eq!(stranger["error"]["cause"], 0x19, "{stranger}");
     assert!(runs_on(&b, "web1"));
 }

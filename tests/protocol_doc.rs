@@ -172,6 +172,7 @@ fn check_reply(command: &Command, value: &Value, elided: bool) -> Result<(), Str
         Extend,
         Cancel,
         PrepareIncoming,
+        AbandonIncoming,
         Recover,
         JournalRead,
         RecoverResolve,

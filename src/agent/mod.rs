@@ -311,6 +311,16 @@ impl Agent {
                 );
                 answer::<request::PrepareIncoming>(Ok(reply))
             }
+            Command::AbandonIncoming {
+                migration,
+                source_agent,
+                reason,
+            } => answer::<request::AbandonIncoming>(migration::abandon_incoming(
+                self,
+                migration,
+                &source_agent,
+                &reason,
+            )),
             Command::Recover { lpar, peer } => {
                 answer::<request::Recover>(recovery::recover(self, &lpar, peer.as_deref()))
             }

@@ -222,6 +222,17 @@ commands! {
         #[serde(default)]
         history: Vec<crate::control::HistoryRecord>,
     },
+    /// Agent to agent: the source of incoming migration `migration` gives
+    /// it up before its streams connected, so the destination stops
+    /// waiting for them and removes the LPAR it defined.
+    AbandonIncoming "abandon-incoming" => Empty {
+        /// The migration's id on the destination (`prepare-incoming`'s).
+        migration: u64,
+        /// The source agent's name (it must be the migration's source).
+        source_agent: String,
+        /// Why, as the source's EMG says it (for the destination's log).
+        reason: String,
+    },
     /// Resolves an LPAR that needs recovery from the journals of both
     /// sides; `peer` overrides the other agent's address in the journal.
     Recover "recover" => Recovered {

@@ -119,6 +119,11 @@ pub enum TransportError {
         source: OsError,
     },
 
+    #[error(
+        "the source abandoned the migration before its streams reached {local} (after {waited:?})"
+    )]
+    SourceAbandoned { local: SocketAddr, waited: Duration },
+
     #[error("{accepted} of {wanted} migration streams reached {local} within {waited:?}")]
     AcceptTimeout {
         local: SocketAddr,
@@ -259,6 +264,7 @@ pub mod cause {
     pub const CONNECT_TIMEOUT: u32 = 0x11;
     pub const CONNECT_FAILED: u32 = 0x12;
     pub const ACCEPT_TIMEOUT: u32 = 0x13;
+    pub const SOURCE_ABANDONED: u32 = 0x14;
     pub const HANDSHAKE_TIMEOUT: u32 = 0x20;
     pub const HANDSHAKE_MALFORMED: u32 = 0x21;
     pub const AUTHENTICATION_FAILED: u32 = 0x22;
@@ -301,7 +307,9 @@ impl TransportError {
             | ConnectTimeout { .. }
             | ConnectFailed { .. }
             | DestinationUnproven { .. } => Side::Source,
-            AcceptTimeout { .. } | KeyUnusable(_) | Rng(_) => Side::Destination,
+            AcceptTimeout { .. } | SourceAbandoned { .. } | KeyUnusable(_) | Rng(_) => {
+                Side::Destination
+            }
             InvalidPath(_) => Side::Source,
         }
     }
@@ -354,6 +362,8 @@ impl TransportError {
             ConnectFailed { remote, .. } => (connect, cause::CONNECT_FAILED, 0, init, format!(
                 "Check the migration path between this host and {remote}, then retry."
             )),
+            SourceAbandoned { .. } => (connect, cause::SOURCE_ABANDONED, 0, init,
+                "Nothing was received here and the LPAR defined for it is removed; read the source agent's error for this migration, fix what it names and migrate again.".into()),
             AcceptTimeout { .. } => (connect, cause::ACCEPT_TIMEOUT, 0, init,
                 "Check that the source agent can reach this host's migration path address, then retry the migration.".into()),
             HandshakeTimeout { .. } => (connect, cause::HANDSHAKE_TIMEOUT, 0, init,

@@ -13,6 +13,7 @@ use crossbeam::channel;
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -120,6 +121,21 @@ impl PathListener {
         migration_id: u64,
         deadline: Instant,
     ) -> Result<Vec<MigrationStream>, TransportError> {
+        self.accept_streams_unless(n, key, migration_id, deadline, &AtomicBool::new(false))
+    }
+
+    /// [`PathListener::accept_streams`], ending early with
+    /// [`TransportError::SourceAbandoned`] once `abandoned` is set (the
+    /// source agent said, over its authenticated management connection,
+    /// that its streams will not come; a connection to this port cannot).
+    pub fn accept_streams_unless(
+        &self,
+        n: usize,
+        key: &OneTimeKey,
+        migration_id: u64,
+        deadline: Instant,
+        abandoned: &AtomicBool,
+    ) -> Result<Vec<MigrationStream>, TransportError> {
         let side = Side::Destination;
         let started = Instant::now();
         if n == 0 || n > MAX_STREAMS {
@@ -195,6 +211,12 @@ impl PathListener {
                     break Ok(());
                 }
                 let now = Instant::now();
+                if abandoned.load(Ordering::SeqCst) {
+                    break Err(TransportError::SourceAbandoned {
+                        local: self.local,
+                        waited: now - started,
+                    });
+                }
                 if now >= deadline {
                     break Err(last_refusal
                         .take()

@@ -44,6 +44,45 @@ pub(in crate::agent) fn define_incoming(
     inv.define(config, LparState::Migrating)
 }
 
+/// `abandon-incoming`: the source of incoming migration `id` gives it up
+/// before its streams came, so the receiving thread stops waiting for them
+/// and removes the LPAR defined for it (instead of holding it until
+/// [`ACCEPT_DEADLINE`]). Only the migration's own source may say so, and
+/// only while this side still waits for the streams: once they connected,
+/// the migration ends through them.
+pub fn abandon_incoming(
+    agent: &Agent,
+    id: u64,
+    source_agent: &str,
+    reason: &str,
+) -> Result<crate::control::reply::Empty, Emg> {
+    let m = agent.migration(id)?;
+    if m.side != crate::control::Side::Destination || m.peer != source_agent {
+        return Err(protocol_error(
+            cause::NO_SUCH_MIGRATION,
+            format!(
+                "migration {id} on host {} is not an incoming migration from {source_agent}",
+                agent.config.name
+            ),
+            "Name the migration id the destination's prepare-incoming returned.",
+        ));
+    }
+    let stage = m.stage();
+    if stage != Stage::DstWaitingForPath {
+        return Err(protocol_error(
+            cause::WRONG_STAGE,
+            format!("migration {id} is past waiting for its streams ({stage})"),
+            "Cancel it on the source: its streams carry the abort from there.",
+        ));
+    }
+    log::warn!(
+        "migration {id}: {source_agent} abandons it before its streams connected: {}",
+        reason.escape_debug()
+    );
+    m.abandoned.store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(crate::control::reply::Empty {})
+}
+
 /// `prepare-incoming`: the destination side. Checks room, defines the LPAR
 /// (state `migrating`), opens a migration-path listener and a one-time key,
 /// and starts the thread that receives the LPAR.
@@ -139,11 +178,12 @@ pub fn prepare_incoming(
             crate::agent::panics::migration_thread(&a2, &m2, move || {
                 let result = (|| {
                     let inn = listener
-                        .accept_streams(
+                        .accept_streams_unless(
                             streams,
                             &key,
                             transfer_id,
                             Instant::now() + ACCEPT_DEADLINE,
+                            &m.abandoned,
                         )
                         .map_err(|e| (Emg::from(e), false))?;
                     a.enter(&m, Stage::DstReceivingMemory);

@@ -28,7 +28,7 @@ mod destination;
 mod source;
 
 pub(in crate::agent) use destination::define_incoming;
-pub use destination::prepare_incoming;
+pub use destination::{abandon_incoming, prepare_incoming};
 pub(in crate::agent) use source::open_destination;
 pub use source::{SourceRequest, start_source};
 
@@ -41,6 +41,7 @@ use crate::engine::source::MigrationControl;
 use crate::engine::stage::Stage;
 use crate::partition::LparConfig;
 use serde_json::Value;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,9 @@ pub struct Migration {
     /// The other agent (source: the `--to` address; destination: its name).
     pub peer: String,
     control: Option<Arc<MigrationControl>>,
+    /// Destination: the source said its streams will not come
+    /// (`abandon-incoming`).
+    abandoned: AtomicBool,
     /// What `status` says of it (the stage, progress, outcome).
     status: Mutex<reply::MigrationStatus>,
     /// The recovery journal: every stage is appended (and fsynced) here.
@@ -84,6 +88,7 @@ impl Migration {
             peer: peer.to_string(),
             control: (side == Side::Source)
                 .then(|| Arc::new(MigrationControl::new(Duration::from_secs(timeout_s)))),
+            abandoned: AtomicBool::new(false),
             status: Mutex::new(reply::MigrationStatus {
                 migration: id,
                 lpar: config.name.clone(),

@@ -217,6 +217,24 @@ pub(in crate::agent) fn open_destination(
     Ok((client, theirs, ours))
 }
 
+/// Tells the destination that the streams of its incoming migration
+/// `remote_migration` will not come (see `abandon-incoming`), so it
+/// removes the LPAR it defined now rather than after its accept deadline.
+/// Best effort: the deadline still frees it if this cannot be said.
+fn abandon(client: &mut Client, remote_migration: u64, ours: &str, why: &Emg) {
+    let said = client.request(request::AbandonIncoming {
+        migration: remote_migration,
+        source_agent: ours.to_string(),
+        reason: why.message.clone(),
+    });
+    if let Err(e) = said {
+        log::warn!(
+            "cannot tell the destination to drop its migration {remote_migration}; it removes \
+             the LPAR when its wait for the streams ends: {e}"
+        );
+    }
+}
+
 fn source_steps(
     agent: &Arc<Agent>,
     m: &Migration,
@@ -289,7 +307,12 @@ fn source_steps(
         transfer_id,
         CONNECT_TIMEOUT,
         &opts,
-    )?;
+    )
+    .map_err(|e| {
+        let e = Emg::from(e);
+        abandon(&mut client, remote_migration, &ours.agent, &e);
+        e
+    })?;
     // The path as the sockets have it (what the kernel bound), for the report.
     let used = json!({
         "name": path.name,

@@ -94,6 +94,7 @@ pub fn on_transport(server: &Server, c: &mut Conn) {
 fn claimed_agent(command: &Command) -> Option<&str> {
     match command {
         Command::PrepareIncoming { source_agent, .. }
+        | Command::AbandonIncoming { source_agent, .. }
         | Command::ReceiveShutdown { source_agent, .. } => Some(source_agent),
         Command::ValidateIncoming { source, .. } => Some(&source.agent),
         _ => None,
