@@ -275,24 +275,29 @@ fn command(i: usize, b: Bag) -> Command {
             history_key: Some(b.text),
             history: b.records,
         },
-        12 => Command::Recover {
+        12 => Command::AbandonIncoming {
+            migration: u1 % 8,
+            source_agent: n2,
+            reason: b.text.clone(),
+        },
+        13 => Command::Recover {
             lpar: n1,
             peer: Some(b.to),
         },
-        13 => Command::JournalRead { lpar: n1 },
-        14 => Command::RecoverResolve {
+        14 => Command::JournalRead { lpar: n1 },
+        15 => Command::RecoverResolve {
             lpar: n1,
             keep: f1,
             leave_deactivated: f2,
             journal: None,
         },
-        15 => Command::MigrateShutdown {
+        16 => Command::MigrateShutdown {
             lpar: n1,
             to: b.to,
             activate_destination: f1,
             shutdown_timeout_s: o1,
         },
-        16 => Command::ReceiveShutdown {
+        17 => Command::ReceiveShutdown {
             config: b.config,
             device_state: b.text,
             activate: f1,
@@ -302,45 +307,45 @@ fn command(i: usize, b: Bag) -> Command {
             history_key: None,
             history: Vec::new(),
         },
-        17 => Command::RollbackWwn { lpar: n1 },
-        18 => Command::History {
+        18 => Command::RollbackWwn { lpar: n1 },
+        19 => Command::History {
             lpar: f1.then_some(n1),
         },
-        19 => Command::HostResources {},
-        20 => Command::HistoryRecord { records: b.records },
-        21 => Command::Validate {
+        20 => Command::HostResources {},
+        21 => Command::HistoryRecord { records: b.records },
+        22 => Command::Validate {
             lpar: n1,
             to: b.to,
             mode: b.mode,
             path: b.path,
         },
-        22 => Command::ConnectivityTest {
+        23 => Command::ConnectivityTest {
             to: b.to,
             path: b.path,
         },
-        23 => Command::Rehearse {
+        24 => Command::Rehearse {
             lpar: n1,
             to: b.to,
             mode: b.mode,
             path: b.path,
         },
-        24 => Command::ValidateIncoming {
+        25 => Command::ValidateIncoming {
             config: b.config,
             mode: b.mode,
             source: facts(&n2),
             path: b.path,
         },
-        25 => Command::ConnectivityIncoming {
+        26 => Command::ConnectivityIncoming {
             path: b.path,
             streams: b.streams,
         },
-        26 => Command::RehearseIncoming { config: b.config },
-        27 => Command::LparConsole {
+        27 => Command::RehearseIncoming { config: b.config },
+        28 => Command::LparConsole {
             name: n1,
             offset: u2,
         },
-        28 => Command::WwnStatus {},
-        29 => Command::LparModify {
+        29 => Command::WwnStatus {},
+        30 => Command::LparModify {
             name: n1,
             vcpus: f1.then_some(b.config.vcpus),
             memory_bytes: f2.then_some(b.config.memory_bytes),
@@ -350,8 +355,8 @@ fn command(i: usize, b: Bag) -> Command {
             usb: f2.then_some(lpar_mover::state::UsbAssignment::Assigned),
             service_ratio: f1.then_some(b.config.service_ratio),
         },
-        30 => Command::Backup {},
-        31 => Command::Restore {
+        31 => Command::Backup {},
+        32 => Command::Restore {
             backup: lpar_mover::control::reply::AgentBackup {
                 format: (u1 % 2) as u32,
                 host: n2,
@@ -364,7 +369,7 @@ fn command(i: usize, b: Bag) -> Command {
                 }],
             },
         },
-        32 => Command::HostInfo {},
+        33 => Command::HostInfo {},
         _ => unreachable!("{} commands", COMMANDS.len()),
     }
 }
