@@ -63,6 +63,35 @@ pub fn next_path_octet() -> u8 {
     2 + (n - 2) % 253
 }
 
+/// The arguments of a test agent's `moverd serve`: listening on an
+/// ephemeral loopback port, its state in `state_dir`, its token in
+/// `token_file`, trusting the other test agents.
+pub fn serve_args(name: &str, state_dir: &Path, token_file: &Path) -> Vec<String> {
+    // Each agent its own loopback address for the migration path: the
+    // validation wants distinct path addresses, apart from the management
+    // address (127.0.0.1).
+    let path = format!("mig=127.0.0.{}", next_path_octet());
+    let mut args: Vec<String> = [
+        "serve",
+        "--name",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+        "--path",
+        &path,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(["--state-dir".into(), state_dir.display().to_string()]);
+    args.extend(["--token-file".into(), token_file.display().to_string()]);
+    args.extend(peer_args());
+    // The test agents run without identities (tests/agent_identity.rs has
+    // those): plaintext management, explicitly.
+    args.push("--insecure-plaintext-management".into());
+    args
+}
+
 /// One `moverd serve` process.
 pub struct Agent {
     pub name: String,
@@ -83,31 +112,7 @@ impl Agent {
 
     /// [`Agent::start`] with its state in `state_dir`.
     pub fn start_at(scratch: &Scratch, name: &str, state_dir: PathBuf, extra: &[&str]) -> Agent {
-        // Each agent its own loopback address for the migration path: the
-        // validation wants distinct path addresses, apart from the
-        // management address (127.0.0.1).
-        let path = format!("mig=127.0.0.{}", next_path_octet());
-        let mut args: Vec<String> = [
-            "serve",
-            "--name",
-            name,
-            "--listen",
-            "127.0.0.1:0",
-            "--path",
-            &path,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(["--state-dir".into(), state_dir.display().to_string()]);
-        args.extend([
-            "--token-file".into(),
-            scratch.token_file().display().to_string(),
-        ]);
-        args.extend(peer_args());
-        // The test agents run without identities (tests/agent_identity.rs
-        // has those): plaintext management, explicitly.
-        args.push("--insecure-plaintext-management".into());
+        let mut args = serve_args(name, &state_dir, &scratch.token_file());
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::spawn(name, args, state_dir, scratch.token_file())
     }

@@ -2,7 +2,7 @@
 //! keyboard alone and 1280x800 (part of `console_browser`).
 
 use super::{ConsoleProcess, WAIT, fits_the_width, screenshot};
-use crate::agent_common::{self, Agent, Scratch, peer_args};
+use crate::agent_common::{self, Agent, Scratch};
 use crate::webdriver::{self, Browser, ENTER};
 use std::process::Command;
 use std::time::Duration;
@@ -24,25 +24,8 @@ fn fc_agent(
     )
     .unwrap();
     let state_dir = scratch.0.join(name);
-    let path = format!("mig=127.0.0.{}", agent_common::next_path_octet());
-    let mut args: Vec<String> = [
-        "serve",
-        "--name",
-        name,
-        "--listen",
-        "127.0.0.1:0",
-        "--path",
-        &path,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(["--state-dir".into(), state_dir.display().to_string()]);
-    args.extend(["--token-file".into(), token_file.display().to_string()]);
+    let mut args = agent_common::serve_args(name, &state_dir, token_file);
     args.extend(["--config".into(), config.display().to_string()]);
-    args.extend(peer_args());
-    // Without identities, as agent_common's agents: plaintext management.
-    args.push("--insecure-plaintext-management".into());
     let mut program = Command::new(env!("CARGO_BIN_EXE_moverd"));
     program.envs(env.iter().copied());
     Agent::spawn_via(name, program, args, state_dir, token_file.to_path_buf())
