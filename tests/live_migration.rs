@@ -10,20 +10,12 @@ use lpar_mover::engine::destination::receive_live;
 use lpar_mover::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
 use lpar_mover::engine::switchover::DestinationHost;
 use lpar_mover::partition::sim::SimLpar;
-use lpar_mover::partition::{DeviceModel, GuestMemory, LparConfig, Partition, Vcpus};
+use lpar_mover::partition::{DeviceModel, GuestMemory, Partition, Vcpus};
 use std::sync::Arc;
 use std::time::Duration;
 
 fn lpar(root: &Root, name: &str, program: &str) -> Arc<SimLpar> {
-    let config = LparConfig {
-        name: name.into(),
-        number: 1,
-        vcpus: 2,
-        memory_bytes: 128 << 20,
-        program: program.into(),
-        ..LparConfig::default_lpar()
-    };
-    Arc::new(SimLpar::create(&root.0, &config).unwrap())
+    common::sim_lpar(root, name, 128 << 20, program)
 }
 
 const PROGRAM: &str = "hot:16MiB,content=text,rate=40000,writes=60000";

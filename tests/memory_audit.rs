@@ -6,33 +6,21 @@
 
 mod common;
 
-use common::{Root, stream_pairs};
-use lpar_mover::engine::destination::receive_live;
+use common::{Root, receive_in_background, sim_lpar, stream_pairs};
 use lpar_mover::engine::report::MigrationReport;
 use lpar_mover::engine::source::{LiveOptions, MigrationControl, migrate_live};
-use lpar_mover::engine::switchover::DestinationHost;
-use lpar_mover::partition::sim::SimLpar;
-use lpar_mover::partition::{LparConfig, Partition, Vcpus};
+use lpar_mover::partition::Vcpus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn lpar(root: &Root, name: &str) -> Arc<SimLpar> {
-    let config = LparConfig {
-        name: name.into(),
-        number: 1,
-        vcpus: 2,
-        memory_bytes: 64 << 20,
-        // Fast enough that the pause always finds dirty pages.
-        program: "hot:4MiB,content=random,rate=200000".into(),
-        ..LparConfig::default_lpar()
-    };
-    Arc::new(SimLpar::create(&root.0, &config).unwrap())
-}
+/// Fast enough that the pause always finds dirty pages.
+const PROGRAM: &str = "hot:4MiB,content=random,rate=200000";
 
 /// Migrates a running guest.
 fn migrate(tag: &str, forget: bool) -> MigrationReport {
     let root = Root::new(tag);
-    let (source, destination) = (lpar(&root, "source"), lpar(&root, "destination"));
+    let source = sim_lpar(&root, "source", 64 << 20, PROGRAM);
+    let destination = sim_lpar(&root, "destination", 64 << 20, PROGRAM);
     source.resume().unwrap();
     let until = Instant::now() + Duration::from_secs(30);
     while source.writes() < 4_000 {
@@ -40,13 +28,7 @@ fn migrate(tag: &str, forget: bool) -> MigrationReport {
         std::thread::sleep(Duration::from_millis(10));
     }
     let (out, inn) = stream_pairs(2);
-    let receiving = {
-        let destination = destination.clone();
-        std::thread::spawn(move || {
-            let host = DestinationHost::open_for(destination.config());
-            receive_live(destination, inn, &host)
-        })
-    };
+    let receiving = receive_in_background(&destination, inn);
     if forget {
         lpar_mover::engine::faults::forget_a_dirty_page();
     }

@@ -11,7 +11,7 @@ use lpar_mover::engine::digest::ImageDigest;
 use lpar_mover::engine::integrity_of;
 use lpar_mover::engine::pump::{Event, InStream, Integrity, OutStream, PageReceiver, PageSender};
 use lpar_mover::partition::sim::SimLpar;
-use lpar_mover::partition::{GuestMemory, LparConfig, Partition, Vcpus};
+use lpar_mover::partition::{GuestMemory, Partition, Vcpus};
 use lpar_mover::wire::WireError;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,15 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn lpar(root: &Root, name: &str, program: &str) -> Arc<SimLpar> {
-    let config = LparConfig {
-        name: name.into(),
-        number: 1,
-        vcpus: 2,
-        memory_bytes: 64 << 20,
-        program: program.into(),
-        ..LparConfig::default_lpar()
-    };
-    Arc::new(SimLpar::create(&root.0, &config).unwrap())
+    common::sim_lpar(root, name, 64 << 20, program)
 }
 
 fn boxed<S: std::io::Read + std::io::Write + Send + 'static>(

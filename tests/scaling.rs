@@ -8,13 +8,10 @@
 
 mod common;
 
-use common::{Root, stream_pairs};
-use lpar_mover::engine::destination::receive_live;
+use common::{Root, receive_in_background, sim_lpar, stream_pairs};
 use lpar_mover::engine::report::MigrationReport;
 use lpar_mover::engine::source::{LiveOptions, MigrationControl, migrate_live};
-use lpar_mover::engine::switchover::DestinationHost;
-use lpar_mover::partition::sim::SimLpar;
-use lpar_mover::partition::{LparConfig, Partition, Vcpus};
+use lpar_mover::partition::Vcpus;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,34 +19,16 @@ use std::time::Duration;
 const PROGRAM: &str = "hot:16MiB,content=random,writes=2048";
 const POPULATED: u64 = 16 << 20;
 
-fn lpar(root: &Root, name: &str, memory: u64) -> Arc<SimLpar> {
-    let config = LparConfig {
-        name: name.into(),
-        number: 1,
-        vcpus: 2,
-        memory_bytes: memory,
-        program: PROGRAM.into(),
-        ..LparConfig::default_lpar()
-    };
-    Arc::new(SimLpar::create(&root.0, &config).unwrap())
-}
-
 fn migrate(memory: u64, i: usize) -> MigrationReport {
     let root = Root::new(&format!("scaling-{}-{i}", memory >> 20));
-    let source = lpar(&root, "source", memory);
-    let destination = lpar(&root, "destination", memory);
+    let source = sim_lpar(&root, "source", memory, PROGRAM);
+    let destination = sim_lpar(&root, "destination", memory, PROGRAM);
     source.resume().unwrap();
     common::wait_for("the guest to populate", Duration::from_secs(60), || {
         source.writes() >= 2 * 2048
     });
     let (out, inn) = stream_pairs(2);
-    let receiving = {
-        let destination = destination.clone();
-        std::thread::spawn(move || {
-            let host = DestinationHost::open_for(destination.config());
-            receive_live(destination, inn, &host)
-        })
-    };
+    let receiving = receive_in_background(&destination, inn);
     let control = Arc::new(MigrationControl::new(Duration::from_secs(120)));
     let report = migrate_live(source, out, &LiveOptions::default(), &control, &mut |_| {})
         .unwrap_or_else(|e| panic!("{}", e.emg(lpar_mover::emg::Module::MoverSource)));

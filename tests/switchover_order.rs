@@ -16,7 +16,7 @@ use lpar_mover::engine::integrity_of;
 use lpar_mover::engine::pump::{OutStream, OwnedFrame, PageSender};
 use lpar_mover::engine::switchover::DestinationHost;
 use lpar_mover::partition::sim::SimLpar;
-use lpar_mover::partition::{DeviceModel, GuestMemory, LparConfig, Partition, Vcpus};
+use lpar_mover::partition::{DeviceModel, GuestMemory, Partition, Vcpus};
 use lpar_mover::state::MigrationMode;
 use lpar_mover::transport::MigrationStream;
 use lpar_mover::wire::{FrameDecoder, Hello, MigrationId, Switchover, SwitchoverStep};
@@ -24,15 +24,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn lpar(root: &Root, name: &str) -> Arc<SimLpar> {
-    let config = LparConfig {
-        name: name.into(),
-        number: 1,
-        vcpus: 2,
-        memory_bytes: 64 << 20,
-        program: "hot:4MiB,content=text,rate=40000,writes=2000".into(),
-        ..LparConfig::default_lpar()
-    };
-    Arc::new(SimLpar::create(&root.0, &config).unwrap())
+    common::sim_lpar(
+        root,
+        name,
+        64 << 20,
+        "hot:4MiB,content=text,rate=40000,writes=2000",
+    )
 }
 
 /// The next frame the destination sends on stream 0.

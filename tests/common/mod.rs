@@ -3,9 +3,16 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+use lpar_mover::engine::EngineError;
+use lpar_mover::engine::destination::{DestinationReport, receive_live};
+use lpar_mover::engine::switchover::DestinationHost;
+use lpar_mover::partition::sim::SimLpar;
+use lpar_mover::partition::{LparConfig, Partition};
 use lpar_mover::transport::{MigrationPath, MigrationStream, PathListener, connect_streams};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A fresh LPAR root under /dev/shm, removed when dropped.
@@ -26,6 +33,32 @@ impl Drop for Root {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A stopped sim LPAR `name` under `root`: 2 vCPUs running `program`.
+pub fn sim_lpar(root: &Root, name: &str, memory_bytes: u64, program: &str) -> Arc<SimLpar> {
+    let config = LparConfig {
+        name: name.into(),
+        number: 1,
+        vcpus: 2,
+        memory_bytes,
+        program: program.into(),
+        ..LparConfig::default_lpar()
+    };
+    Arc::new(SimLpar::create(&root.0, &config).unwrap())
+}
+
+/// `destination` receiving a live migration on `inn`, in a thread of its
+/// own, as a destination host made for its configuration.
+pub fn receive_in_background(
+    destination: &Arc<SimLpar>,
+    inn: Vec<MigrationStream>,
+) -> JoinHandle<Result<DestinationReport, EngineError>> {
+    let destination = destination.clone();
+    std::thread::spawn(move || {
+        let host = DestinationHost::open_for(destination.config());
+        receive_live(destination, inn, &host)
+    })
 }
 
 pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
