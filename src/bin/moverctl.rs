@@ -15,7 +15,7 @@ use lpar_mover::cli::selftest::{self, SelftestArgs};
 )]
 struct Cli {
     #[command(flatten)]
-    global: ctl::Global,
+    global: lpar_mover::cli::session::Global,
     #[command(subcommand)]
     command: Command,
 }

@@ -4,7 +4,7 @@
 //! management console. Back up the source and the destination together,
 //! before and after migrations; restore both together.
 
-use super::ctl::{Failure, Global, print_reply};
+use super::session::{Failure, Global, print_reply};
 use crate::control::{Client, reply, request};
 use std::io::Write;
 use std::path::Path;

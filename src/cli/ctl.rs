@@ -7,34 +7,15 @@
 //! started and failed, or the agent could not be reached), 3 usage.
 
 use super::lpar_args::{self, NicSpec, parse_fc_port, parse_nic};
-use super::options::{MigrationOptions, Move};
-use crate::control::{Address, Client, Event, LparState, MigrationMode, Request, reply, request};
-use crate::emg::{Emg, Module};
-use crate::engine::stage::Stage;
+use super::migrate::{MigrateArgs, migrate, monitor};
+use super::session::{Failure, Global, ask, connect, print_reply};
+use crate::control::{Client, reply, request};
+use crate::emg::Emg;
 use crate::partition::{FcPortConfig, MemoryBacking};
 use crate::state::UsbAssignment;
 use crate::units::{format_size, parse_size};
-use clap::{Args, Subcommand};
-use serde::Serialize;
-use serde_json::{Value, json};
+use clap::Subcommand;
 use std::path::PathBuf;
-
-/// Options every agent command takes.
-#[derive(Args, Clone, Debug)]
-pub struct Global {
-    /// The agent: host:port or a Unix socket path.
-    #[arg(long, global = true, env = "MOVER_AGENT", default_value = crate::agent::config::DEFAULT_LISTEN)]
-    pub agent: String,
-    /// File holding the agent's access token.
-    #[arg(long, global = true, env = "MOVER_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// How to check the agents' TLS certificates.
-    #[command(flatten)]
-    pub tls: super::identity::ClientTlsArgs,
-}
 
 #[derive(Subcommand, Debug)]
 pub enum CtlCommand {
@@ -190,90 +171,6 @@ pub enum LparCommand {
     },
 }
 
-#[derive(Args, Debug)]
-pub struct MigrateArgs {
-    pub lpar: String,
-    /// The destination agent: host:port or a Unix socket path.
-    #[arg(long, required_unless_present = "auto_destination")]
-    pub to: Option<String>,
-    /// Choose the destination among --candidates: the one with room and the
-    /// most free memory.
-    #[arg(long, conflicts_with = "to", requires = "candidates")]
-    pub auto_destination: bool,
-    /// Candidate destination agents for --auto-destination.
-    #[arg(long, value_delimiter = ',', env = "MOVER_CANDIDATES")]
-    pub candidates: Vec<String>,
-    #[command(flatten)]
-    pub options: MigrationOptions,
-    /// Print the migration id and return at once.
-    #[arg(long)]
-    pub no_wait: bool,
-    /// `live` (Concurrent Maintenance) or `shutdown`. Default: live for an
-    /// activated LPAR, shutdown for a deactivated one (and moverctl says
-    /// which it chose).
-    #[arg(long)]
-    pub mode: Option<MigrationMode>,
-    /// Shutdown mode: start the LPAR on the destination afterwards.
-    #[arg(long)]
-    pub activate_destination: bool,
-    /// Shutdown mode: how long to wait for the guest to shut down, seconds
-    /// (default 300).
-    #[arg(long)]
-    pub shutdown_timeout: Option<u64>,
-}
-
-/// How a command ended, when not well.
-#[derive(Debug)]
-pub enum Failure {
-    /// The agent refused the request (exit 1).
-    Refused(Emg),
-    /// The operation failed, or the agent could not be reached (exit 2).
-    Failed(Emg),
-    /// Bad usage (exit 3).
-    Usage(String),
-    /// Already printed in full; exit with this code.
-    Shown(i32),
-}
-
-impl Failure {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Failure::Refused(_) => 1,
-            Failure::Failed(_) => 2,
-            Failure::Usage(_) => 3,
-            Failure::Shown(code) => *code,
-        }
-    }
-
-    /// Prints the failure: EMG format with its action, or JSON.
-    pub fn print(&self, json: bool) {
-        match (self, json) {
-            (Failure::Refused(e) | Failure::Failed(e), true) => {
-                println!("{}", json!({ "error": e, "emg": e.to_string() }))
-            }
-            (Failure::Refused(e) | Failure::Failed(e), false) => eprintln!("{e}"),
-            (Failure::Usage(m), _) => eprintln!("moverctl: {m}"),
-            (Failure::Shown(_), _) => {}
-        }
-    }
-}
-
-pub(crate) fn connect(g: &Global) -> Result<Client, Failure> {
-    let address = Address::parse(&g.agent).map_err(Failure::Usage)?;
-    let token_file = g.token_file.as_ref().ok_or_else(|| {
-        Failure::Usage("no token file: give --token-file or set MOVER_TOKEN_FILE".into())
-    })?;
-    let token = crate::agent::config::read_token(token_file).map_err(|mut e| {
-        e.module = Module::Client;
-        Failure::Usage(e.to_string())
-    })?;
-    let mut client = Client::connect(&address, Module::Client).map_err(Failure::Failed)?;
-    client
-        .request(request::Authenticate { token })
-        .map_err(Failure::Refused)?;
-    Ok(client)
-}
-
 /// Runs one agent command.
 pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
     // A policy's entries name their own agents.
@@ -415,31 +312,6 @@ pub fn run(g: &Global, command: CtlCommand) -> Result<(), Failure> {
     }
 }
 
-/// Sends `request`; the agent's refusal is exit 1.
-fn ask<R: Request>(client: &mut Client, request: R) -> Result<R::Reply, Failure> {
-    client.request(request).map_err(Failure::Refused)
-}
-
-/// Prints a typed reply as the agent sent it (`--json`: one object) or as
-/// `field value` lines.
-pub(crate) fn print_reply(g: &Global, reply: &impl Serialize) -> Result<(), Failure> {
-    print_value(g, &serde_json::to_value(reply).expect("replies serialise"));
-    Ok(())
-}
-
-pub(crate) fn print_value(g: &Global, v: &Value) {
-    if g.json {
-        println!("{v}");
-    } else if let Some(m) = v.as_object() {
-        for (k, v) in m {
-            println!(
-                "{k:<20} {}",
-                v.as_str().map_or(v.to_string(), str::to_string)
-            );
-        }
-    }
-}
-
 fn print_lpars(reply: &reply::LparList) {
     println!(
         "{:<20} {:<16} {:>5} {:>10} {:>13}  program",
@@ -478,200 +350,6 @@ fn print_status(s: &reply::MigrationStatus) {
     if let Some(e) = &s.error {
         println!("  {e}");
     }
-}
-
-/// Waits for migration `id` to end, handing every event of it to `on_event`.
-/// Returns the report, or the migration's error.
-pub(crate) fn wait(
-    client: &mut Client,
-    id: u64,
-    on_event: &mut dyn FnMut(&Event),
-) -> Result<Value, Failure> {
-    client
-        .wait_for_migration(id, on_event)
-        .map_err(Failure::Failed)
-}
-
-pub(crate) fn migrate(g: &Global, client: &mut Client, a: MigrateArgs) -> Result<(), Failure> {
-    let to = match &a.to {
-        Some(to) => to.clone(),
-        None => super::moves::auto_destination(g, client, &a.lpar, &a.candidates)?,
-    };
-    let mode = match a.mode {
-        Some(mode) => mode,
-        None => {
-            // IBM's rule: a running partition moves active, a shut-down one
-            // inactive.
-            let lpar = ask(
-                client,
-                request::LparShow {
-                    name: a.lpar.clone(),
-                },
-            )?;
-            let mode = if lpar.state == LparState::Dea {
-                MigrationMode::Shutdown
-            } else {
-                MigrationMode::Live
-            };
-            eprintln!(
-                "mode: {mode} ('{}' is {}; give --mode to choose)",
-                a.lpar,
-                lpar.state.label()
-            );
-            mode
-        }
-    };
-    let how = if mode == MigrationMode::Shutdown {
-        Move::Shutdown {
-            activate_destination: a.activate_destination,
-            shutdown_timeout_s: a.shutdown_timeout,
-        }
-    } else {
-        Move::Live
-    };
-    let command = a.options.command(&a.lpar, &to, how);
-    let reply: reply::MigrationStarted =
-        serde_json::from_value(client.call(command).map_err(Failure::Refused)?)
-            .map_err(|e| Failure::Usage(format!("the agent's reply has no migration id: {e}")))?;
-    let id = reply.migration;
-    if a.no_wait {
-        return print_reply(g, &reply);
-    }
-    if !g.json {
-        println!("migration {id}: {} to {to}", a.lpar);
-    }
-    let json = g.json;
-    let report = wait(client, id, &mut |e| {
-        if json {
-            return;
-        }
-        match e {
-            Event::MigrationStage { stage, text, .. } => {
-                println!(
-                    "{} Stage = 0x{stage:04x}: {text}",
-                    super::progress::EXECUTING
-                )
-            }
-            Event::MigrationProgress {
-                round,
-                remaining_bytes,
-                rate_bytes_per_s,
-                throttle_percent,
-                ..
-            } => println!(
-                "  round {round}: remaining {}, {}/s, throttle {throttle_percent}%",
-                format_size(*remaining_bytes),
-                format_size(*rate_bytes_per_s as u64)
-            ),
-            _ => {}
-        }
-    })?;
-    if g.json {
-        println!("{}", json!({ "migration": id, "report": report }));
-    } else if report["mode"] == "shutdown" {
-        println!(
-            "Migration completed! now on {} (shutdown mode)",
-            report["destination_agent"].as_str().unwrap_or("?")
-        );
-        print_value(g, &report);
-    } else {
-        print_report(&report);
-    }
-    Ok(())
-}
-
-fn print_report(r: &Value) {
-    let s = &r["source"];
-    println!(
-        "{} now on {} (migration path {}, {} streams, {})",
-        super::progress::MIGRATION_COMPLETED,
-        r["destination_agent"].as_str().unwrap_or("?"),
-        r["path"]["name"].as_str().unwrap_or("?"),
-        r["path"]["streams"].as_array().map_or(0, Vec::len),
-        s["encryption"].as_str().unwrap_or("?")
-    );
-    println!(
-        "  total {:.1} ms, {} rounds, {} sent for {} of memory, throttle {}%",
-        s["total_ms"].as_f64().unwrap_or(0.0),
-        s["rounds"].as_array().map_or(0, Vec::len),
-        format_size(s["bytes_sent"].as_u64().unwrap_or(0)),
-        format_size(s["memory_bytes"].as_u64().unwrap_or(0)),
-        s["throttle"]
-    );
-    let p = &s["suspension"];
-    println!(
-        "  suspension {:.3} ms (final copy {:.3}, device state {:.3}, load+verify {:.3}, resume {:.3}); verified: {}",
-        p["total_ms"].as_f64().unwrap_or(0.0),
-        p["final_copy_ms"].as_f64().unwrap_or(0.0),
-        p["device_state_ms"].as_f64().unwrap_or(0.0),
-        p["load_verify_ms"].as_f64().unwrap_or(0.0),
-        p["resume_ms"].as_f64().unwrap_or(0.0),
-        s["verified"]
-    );
-    for w in r["warnings"].as_array().into_iter().flatten() {
-        println!("  warning: {}", w.as_str().unwrap_or_default());
-    }
-}
-
-fn monitor(g: &Global, client: &mut Client, id: u64) -> Result<(), Failure> {
-    let reply::Status::One(s) = ask(client, request::Status { id: Some(id) })? else {
-        return Err(Failure::Usage(format!(
-            "the agent answered status {id} with a list"
-        )));
-    };
-    let memory = s.memory_bytes;
-    let bar = indicatif::ProgressBar::new(memory);
-    if g.json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg}\n[{bar:40}] {bytes}/{total_bytes} copied")
-            .expect("template is valid")
-            .progress_chars("=> "),
-    );
-    bar.set_message(format!("Stage = 0x{:04x}: {}", s.stage, s.stage_text));
-    let mut stage_text = s.stage_text.clone();
-    let json = g.json;
-    let result = if Stage::from_code(s.stage).is_some_and(Stage::is_final) {
-        match s.error {
-            Some(e) => Err(Failure::Failed(e)),
-            None => Ok(s.report.flatten().unwrap_or(Value::Null)),
-        }
-    } else {
-        wait(client, id, &mut |e| {
-            if json {
-                println!("{}", serde_json::to_string(e).unwrap_or_default());
-                return;
-            }
-            match e {
-                Event::MigrationStage { stage, text, .. } => {
-                    stage_text = text.clone();
-                    bar.set_message(format!("Stage = 0x{stage:04x}: {text}"));
-                }
-                Event::MigrationProgress {
-                    remaining_bytes,
-                    rate_bytes_per_s,
-                    ..
-                } => {
-                    bar.set_position(memory.saturating_sub(*remaining_bytes));
-                    bar.set_message(format!(
-                        "{stage_text}: remaining {}, {}/s",
-                        format_size(*remaining_bytes),
-                        format_size(*rate_bytes_per_s as u64)
-                    ));
-                }
-                _ => {}
-            }
-        })
-    };
-    bar.finish_and_clear();
-    let report = result?;
-    if g.json {
-        println!("{}", json!({ "migration": id, "report": report }));
-    } else {
-        print_report(&report);
-    }
-    Ok(())
 }
 
 /// `lpar console`: the console from its start; with `follow`, then what

@@ -1,6 +1,6 @@
-//! `moverctl history`, `moverctl return` and `moverctl migrate
-//! --auto-destination`: where an LPAR has been, sending it back, and
-//! choosing where it goes.
+//! `moverctl history` and `moverctl return`: where an LPAR has been, and
+//! sending it back (`--auto-destination`, choosing where it goes, is in
+//! `migrate`).
 //!
 //! - `history <lpar>` asks the agent for the LPAR's migrations (its own
 //!   records and those that travelled with the LPAR; see `agent::history`).
@@ -8,18 +8,12 @@
 //!   takes the newest completed migration *into* this agent, and migrates
 //!   the LPAR live back to that migration's source agent (the management
 //!   address the source advertised).
-//! - `migrate <lpar> --auto-destination --candidates a,b,c` asks each
-//!   candidate agent for its free resources (`host-resources`) and picks,
-//!   among those that are not the source and have room (free memory ≥ the
-//!   LPAR's memory, CPUs ≥ its vCPUs), the one with the most free memory;
-//!   ties go to the candidate listed first. Unreachable candidates are
-//!   skipped. No candidate with room: refused, with each one's reason.
 
-use super::ctl::{Failure, Global, MigrateArgs, connect, migrate, print_reply};
+use super::migrate::{MigrateArgs, migrate};
 use super::options::MigrationOptions;
+use super::session::{Failure, Global, cause, print_reply};
 use crate::control::{Client, HistoryOutcome, MigrationMode, reply, request};
 use crate::emg::{Emg, Module, phase};
-use crate::units::format_size;
 use clap::Args;
 
 #[derive(Args, Debug)]
@@ -30,12 +24,6 @@ pub struct ReturnArgs {
     /// Print the migration id and return at once.
     #[arg(long)]
     pub no_wait: bool,
-}
-
-/// Causes of these commands' own refusals (module MMC).
-pub mod cause {
-    pub const NO_ORIGIN: u32 = 0x50;
-    pub const NO_DESTINATION: u32 = 0x51;
 }
 
 /// `moverctl history [<lpar>]`: one LPAR's migrations, or all this agent
@@ -128,88 +116,6 @@ pub fn return_lpar(g: &Global, client: &mut Client, a: ReturnArgs) -> Result<(),
             shutdown_timeout: None,
         },
     )
-}
-
-/// `--auto-destination`: the candidate with the most free memory among
-/// those with room for `lpar` (see the module doc).
-pub fn auto_destination(
-    g: &Global,
-    client: &mut Client,
-    lpar: &str,
-    candidates: &[String],
-) -> Result<String, Failure> {
-    let shown = client
-        .request(request::LparShow {
-            name: lpar.to_string(),
-        })
-        .map_err(Failure::Refused)?;
-    let (memory, vcpus) = (shown.memory_bytes, shown.vcpus);
-    let here = client.greeting().agent.clone();
-    let mut best: Option<(u64, &String)> = None;
-    let mut reasons = Vec::new();
-    for c in candidates {
-        let at = Global {
-            agent: c.clone(),
-            ..g.clone()
-        };
-        let r = match connect(&at).and_then(|mut cl| {
-            cl.request(request::HostResources {})
-                .map_err(Failure::Refused)
-        }) {
-            Ok(r) => r,
-            Err(Failure::Refused(e) | Failure::Failed(e)) => {
-                reasons.push(format!("{c}: unreachable ({})", e.message));
-                continue;
-            }
-            Err(f @ (Failure::Usage(_) | Failure::Shown(_))) => return Err(f),
-        };
-        let (host, free, cpus) = (r.host.as_str(), r.memory_free_bytes, r.cpus);
-        if host == here {
-            reasons.push(format!("{c}: is the source host {host}"));
-        } else if free < memory {
-            reasons.push(format!(
-                "{c} ({host}): {} free, needs {}",
-                format_size(free),
-                format_size(memory)
-            ));
-        } else if cpus < vcpus {
-            reasons.push(format!("{c} ({host}): {cpus} CPUs, needs {vcpus}"));
-        } else if best.is_none_or(|(f, _)| free > f) {
-            best = Some((free, c));
-        }
-    }
-    match best {
-        Some((free, c)) => {
-            if !g.json {
-                println!(
-                    "auto-destination: {c} ({} free){}",
-                    format_size(free),
-                    if reasons.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; passed over: {}", reasons.join("; "))
-                    }
-                );
-            }
-            Ok(c.clone())
-        }
-        None => Err(Failure::Refused(Emg::new(
-            Module::Client,
-            phase::DEFINE,
-            cause::NO_DESTINATION,
-            format!(
-                "no candidate host has room for LPAR '{lpar}' ({} vCPUs, {}): {}",
-                vcpus,
-                format_size(memory),
-                if reasons.is_empty() {
-                    "no candidates given".to_string()
-                } else {
-                    reasons.join("; ")
-                }
-            ),
-            "Give more --candidates, or free memory on one of them.",
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //!
 //! `--json` prints the agent's replies unchanged instead.
 
-use super::ctl::{Failure, Global, print_reply};
+use super::session::{Failure, Global, print_reply};
 use crate::control::{Client, LparState, reply, request};
 use crate::emg::reason;
 

@@ -3,7 +3,7 @@
 //! or with `--json` the agent's report as one object; a failed item makes
 //! the command exit 1 (refused by validation).
 
-use super::ctl::{Failure, Global};
+use super::session::{Failure, Global};
 use crate::agent::validation::refusal;
 use crate::control::reply::{Check, Connectivity, Outcome, ValidationReport};
 use crate::control::{Client, MigrationMode, request};

@@ -18,7 +18,7 @@
 //! [`Refusal`] that says which, so the EMG can tell an operator what to
 //! fix.
 
-use super::tls::provider;
+use super::provider::provider;
 use super::x509;
 use crate::emg::{Emg, Module, phase};
 pub use rustls::pki_types::CertificateDer;

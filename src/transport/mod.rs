@@ -111,6 +111,7 @@ mod listener;
 mod pacer;
 mod path;
 pub mod peer_tls;
+mod provider;
 pub mod record;
 mod secure;
 mod socket;

@@ -11,7 +11,7 @@
 //! the console present none and log in with a token.
 
 use super::identity::AgentIdentity;
-use super::tls::provider;
+use super::provider::provider;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};

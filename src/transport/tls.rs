@@ -19,7 +19,7 @@
 //! data: every stream is a full handshake with fresh keys.
 
 use super::peer_tls::SignatureOnly;
-use rustls::crypto::{CryptoProvider, aws_lc_rs};
+pub use super::provider::provider;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{
     CipherSuite, ClientConfig, ClientConnection, Connection, ConnectionCommon, ServerConfig,
@@ -33,20 +33,6 @@ pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-lpar-mover-migration-stream";
 /// The name the source asks for; the destination's certificate carries it
 /// (nothing checks it: see the module doc).
 pub const SERVER_NAME: &str = "migration-path.lpar-mover";
-
-/// aws-lc-rs, restricted to the TLS 1.3 AES-GCM suites.
-pub fn provider() -> Arc<CryptoProvider> {
-    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    P.get_or_init(|| {
-        let mut p = aws_lc_rs::default_provider();
-        p.cipher_suites = vec![
-            aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
-            aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
-        ];
-        Arc::new(p)
-    })
-    .clone()
-}
 
 /// The destination's configuration: a throwaway self-signed certificate,
 /// no client certificate (the key proof authenticates the source), secrets

@@ -61,7 +61,7 @@ pub use runner::{
     EntryResult, EntryStatus, PolicyOutcome, Progress, Run, fresh_results, run_from, run_policy,
 };
 
-use super::ctl::{Failure, Global, connect};
+use super::session::{Failure, Global, connect};
 use clap::Subcommand;
 use format::policy_error;
 use serde_json::json;

@@ -15,7 +15,7 @@
 use super::format::{cause, policy_error};
 use super::runner::{EntryResult, EntryStatus, PolicyOutcome, Run};
 use super::{finish, load};
-use crate::cli::ctl::{Failure, Global};
+use crate::cli::session::{Failure, Global};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
