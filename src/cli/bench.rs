@@ -29,10 +29,14 @@
 //! until its working set is populated, and at least 2 s); `populated_bytes`
 //! says how much memory was populated then, and `guest_write_rate` how many
 //! pages per second the guest wrote while it was migrated. With
-//! `--reference` (see [`super::reference`]) the same run measures a plain
-//! copy of the median run's populated bytes into fresh memory;
-//! `reference_ratio` is the median migration's rate (`migration_gbps`:
-//! bytes sent over total time) over that copy's (`reference_gbps`).
+//! `--reference` (see [`super::reference`]) each run is followed by a plain
+//! copy of its populated bytes into fresh memory (`per_run[i]`'s
+//! `reference_gbps`): interleaved, so that the copies and the migrations
+//! meet the host's memory alike (each takes memory the other just freed; on
+//! a VM whose host backs memory lazily, a page touched for the first time
+//! in a while costs several times more). `reference_gbps` is their median,
+//! and `reference_ratio` the median migration's rate (`migration_gbps`:
+//! bytes sent over total time) over it.
 
 use super::agents::{self, Hosts, RunOutcome, RunSpec};
 use super::plot;
@@ -286,6 +290,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         },
     };
     let mut runs = Vec::new();
+    let mut references = Vec::new();
     for i in 0..args.runs {
         let hosts = PathBuf::from(format!(
             "{}/bench-{}-{i}",
@@ -303,6 +308,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
             f[at("rounds")],
             run.source["verified"]
         );
+        if args.reference {
+            references.push(same_run_reference(f[at("populated_bytes")])?);
+        }
         runs.push(run);
     }
     let table: Vec<[f64; FIGURES.len()]> = runs.iter().map(figures).collect();
@@ -325,13 +333,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
         .map(|f| prediction_holds(f[at("predicted_suspension_ms")], f[at("suspension_ms")]))
         .collect();
     let predicted_well = predictions.iter().filter(|&&a| a).count();
-    let reference = match args.reference {
-        false => None,
-        true => Some(same_run_reference(
-            spreads[at("populated_bytes")].median,
-            spreads[at("migration_gbps")].median,
-        )?),
-    };
+    let reference = median_reference(&references, spreads[at("migration_gbps")].median);
     let title = format!(
         "{} LPAR, {}{}: median run {} of {}",
         format_size(memory),
@@ -383,7 +385,8 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
             .iter()
             .zip(&table)
             .zip(agrees.iter().zip(&predictions))
-            .map(|((run, f), (agrees, predicted))| {
+            .enumerate()
+            .map(|(i, ((run, f), (agrees, predicted)))| {
                 let mut o = serde_json::Map::new();
                 for (name, v) in FIGURES.iter().zip(f) {
                     o.insert(name.to_string(), number(*v));
@@ -391,6 +394,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
                 o.insert("verified".into(), run.source["verified"].clone());
                 o.insert("stall_agrees".into(), json!(agrees));
                 o.insert("prediction_holds".into(), json!(predicted));
+                if let Some(r) = references.get(i) {
+                    o.insert("reference_bytes".into(), json!(r.bytes));
+                    o.insert("reference_gbps".into(), json!(r.memory_gbps));
+                }
                 o.insert("report".into(), run.source.clone());
                 Value::Object(o)
             })
@@ -454,9 +461,24 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
     Ok(())
 }
 
-/// The same-run reference for `populated` bytes (at least one page), and
-/// the ratio of the migration's `gbps` to its plain copy's.
-fn same_run_reference(populated: f64, gbps: f64) -> Result<(Reference, f64), Emg> {
+/// The references of the runs, as one: the median copy rate (and socket
+/// rate), the bytes of the copy nearest that rate, and the ratio of the
+/// migrations' median `gbps` to that rate. `None` without references.
+fn median_reference(references: &[Reference], gbps: f64) -> Option<(Reference, f64)> {
+    let rates: Vec<f64> = references.iter().map(|r| r.memory_gbps).collect();
+    let middle = &references[median_index(&rates)?];
+    let socket: Vec<f64> = references.iter().map(|r| r.socket_gbps).collect();
+    let r = Reference {
+        bytes: middle.bytes,
+        memory_gbps: Spread::of(&rates)?.median,
+        socket_gbps: Spread::of(&socket)?.median,
+    };
+    Some((r, gbps / r.memory_gbps))
+}
+
+/// A plain copy of `populated` bytes (at least one page) into fresh memory,
+/// measured now.
+fn same_run_reference(populated: f64) -> Result<Reference, Emg> {
     let bytes = if populated.is_finite() {
         populated.max(4096.0) as u64
     } else {
@@ -472,7 +494,7 @@ fn same_run_reference(populated: f64, gbps: f64) -> Result<(Reference, f64), Emg
             "Free memory for it, or drop --reference.",
         )
     })?;
-    Ok((r, gbps / r.memory_gbps))
+    Ok(r)
 }
 
 #[cfg(test)]
@@ -519,6 +541,21 @@ mod tests {
         assert!(!prediction_holds(1.6, 1.0));
         assert!(!prediction_holds(f64::NAN, 1.0));
         assert!(!prediction_holds(1.0, f64::NAN));
+    }
+
+    #[test]
+    fn the_reference_is_the_median_of_the_interleaved_copies() {
+        let r = |bytes, memory_gbps, socket_gbps| Reference {
+            bytes,
+            memory_gbps,
+            socket_gbps,
+        };
+        assert!(median_reference(&[], 1.0).is_none());
+        // A cold first copy does not make the migrations look better.
+        let copies = [r(10, 0.5, 1.0), r(11, 2.0, 1.5), r(12, 3.0, 2.0)];
+        let (m, ratio) = median_reference(&copies, 1.5).unwrap();
+        assert_eq!((m.bytes, m.memory_gbps, m.socket_gbps), (11, 2.0, 1.5));
+        assert_eq!(ratio, 0.75);
     }
 
     #[test]
