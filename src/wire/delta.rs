@@ -13,7 +13,17 @@
 //! separated by at most [`RECORD_OVERHEAD`] equal bytes share one record,
 //! since a new record would cost as much as the gap.
 
-use super::page::{PAGE_SIZE, Page, PageError};
+use super::limits::{PAGE_SIZE, Page};
+
+/// What is wrong with a delta payload (the page decoder names it as a
+/// `PageError`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeltaError {
+    /// A record is cut short.
+    Truncated,
+    /// A record writes outside the page.
+    OutOfPage,
+}
 
 /// Bytes of a record's prefix (skip and count).
 pub const RECORD_OVERHEAD: usize = 4;
@@ -81,21 +91,21 @@ pub fn encode_delta(new: &Page, old: &Page, out: &mut Vec<u8>, limit: usize) -> 
 
 /// Walks the records of `payload`, calling `apply(offset, xor_bytes)` for
 /// each, after checking that every record lies inside the page.
-fn walk(payload: &[u8], mut apply: impl FnMut(usize, &[u8])) -> Result<(), PageError> {
+fn walk(payload: &[u8], mut apply: impl FnMut(usize, &[u8])) -> Result<(), DeltaError> {
     let mut rest = payload;
     let mut pos = 0usize;
     while !rest.is_empty() {
         let Some((prefix, tail)) = rest.split_first_chunk::<RECORD_OVERHEAD>() else {
-            return Err(PageError::DeltaTruncated);
+            return Err(DeltaError::Truncated);
         };
         let skip = usize::from(u16::from_le_bytes([prefix[0], prefix[1]]));
         let count = usize::from(u16::from_le_bytes([prefix[2], prefix[3]]));
         pos += skip;
         if pos + count > PAGE_SIZE {
-            return Err(PageError::DeltaOutOfPage);
+            return Err(DeltaError::OutOfPage);
         }
         if tail.len() < count {
-            return Err(PageError::DeltaTruncated);
+            return Err(DeltaError::Truncated);
         }
         let (xor, tail) = tail.split_at(count);
         apply(pos, xor);
@@ -108,7 +118,7 @@ fn walk(payload: &[u8], mut apply: impl FnMut(usize, &[u8])) -> Result<(), PageE
 /// Applies a delta to `dest`, which holds the copy the delta was computed
 /// against. The payload is checked completely before `dest` is touched, so a
 /// malformed delta leaves `dest` unchanged.
-pub fn apply_delta(payload: &[u8], dest: &mut Page) -> Result<(), PageError> {
+pub fn apply_delta(payload: &[u8], dest: &mut Page) -> Result<(), DeltaError> {
     walk(payload, |_, _| {})?;
     walk(payload, |at, xor| {
         for (d, x) in dest[at..at + xor.len()].iter_mut().zip(xor) {
@@ -179,17 +189,14 @@ mod tests {
     #[test]
     fn malformed_deltas_are_refused_without_touching_dest() {
         let mut dest = page(3);
-        assert_eq!(
-            apply_delta(&[0, 0], &mut dest),
-            Err(PageError::DeltaTruncated)
-        );
+        assert_eq!(apply_delta(&[0, 0], &mut dest), Err(DeltaError::Truncated));
         assert_eq!(
             apply_delta(&[0, 0, 4, 0, 1], &mut dest),
-            Err(PageError::DeltaTruncated)
+            Err(DeltaError::Truncated)
         );
         // A good record first, then one running past the page end.
         let bad = [0, 0, 1, 0, 0xff, 0xff, 0x0f, 2, 0, 1, 1];
-        assert_eq!(apply_delta(&bad, &mut dest), Err(PageError::DeltaOutOfPage));
+        assert_eq!(apply_delta(&bad, &mut dest), Err(DeltaError::OutOfPage));
         assert_eq!(dest, page(3));
     }
 }

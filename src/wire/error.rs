@@ -1,7 +1,8 @@
 //! What can be wrong with a migration stream, written for the operator, and
 //! its one conversion into an [`Emg`].
 
-use super::header::{FrameKind, PREVIOUS_PROTOCOL_VERSION};
+use super::PREVIOUS_PROTOCOL_VERSION;
+use super::kind::FrameKind;
 use super::page::{Encoding, PageError};
 use crate::emg::{self, Emg, Module};
 use thiserror::Error;

@@ -3,8 +3,14 @@
 //! allocated for it, so a hostile or corrupted stream cannot make a receiver
 //! allocate more than [`MAX_FRAME_PAYLOAD`] plus a header per stream.
 
-use super::header::HEADER_LEN;
-use super::page::PAGE_SIZE;
+/// Size of the fixed frame header (`FrameHeader`) on the wire.
+pub const HEADER_LEN: usize = 24;
+
+/// Guest page size: the dirty-tracking granularity.
+pub const PAGE_SIZE: usize = 4096;
+
+/// One guest page.
+pub type Page = [u8; PAGE_SIZE];
 
 /// The largest payload any frame may declare.
 ///

@@ -155,6 +155,7 @@ mod encoder;
 mod error;
 mod frame;
 mod header;
+mod kind;
 pub mod limits;
 mod page;
 pub mod state_delta;
@@ -165,11 +166,10 @@ pub use decoder::FrameDecoder;
 pub use encoder::FrameEncoder;
 pub use error::WireError;
 pub use frame::{EndOfRound, Frame, Hello, Keepalive, MigrationId, Switchover, SwitchoverStep};
-pub use header::{
-    FrameHeader, FrameKind, HEADER_LEN, Integrity, MAGIC, PREVIOUS_PROTOCOL_VERSION, check_version,
-};
+pub use header::{FrameHeader, Integrity, MAGIC, check_version};
+pub use kind::FrameKind;
 pub use limits::*;
 pub use page::{
-    DELTA_GOOD_ENOUGH, Encoding, LZ4_MAX_PAYLOAD, PAGE_SIZE, Page, PageError, decode_page,
-    encode_page, encode_page_with, is_zero_page, looks_incompressible,
+    DELTA_GOOD_ENOUGH, Encoding, LZ4_MAX_PAYLOAD, PageError, decode_page, encode_page,
+    encode_page_with, is_zero_page, looks_incompressible,
 };

@@ -7,14 +7,9 @@
 //! | `Lz4`   | `lz4_flex` block, decompresses to 4096 bytes | it is at most [`LZ4_MAX_PAYLOAD`] bytes |
 //! | `Delta` | XOR against the receiver's copy, zero-run encoded (see [`super::delta`]) | the sender passed the copy it sent in an earlier round, and it is smaller |
 
-use super::delta;
+use super::delta::{self, DeltaError};
+pub use super::limits::{PAGE_SIZE, Page};
 use thiserror::Error;
-
-/// Guest page size: the dirty-tracking granularity.
-pub const PAGE_SIZE: usize = 4096;
-
-/// One guest page.
-pub type Page = [u8; PAGE_SIZE];
 
 /// LZ4 is used only when the compressed page is at most this long (3/4 of a
 /// page). Why: a smaller saving does not pay for itself on a fast path. At
@@ -142,6 +137,15 @@ pub enum PageError {
     DeltaOutOfPage,
 }
 
+impl From<DeltaError> for PageError {
+    fn from(e: DeltaError) -> Self {
+        match e {
+            DeltaError::Truncated => PageError::DeltaTruncated,
+            DeltaError::OutOfPage => PageError::DeltaOutOfPage,
+        }
+    }
+}
+
 /// Whether every byte of `page` is zero, checked 64 bytes at a time with
 /// word-wise ORs (the compiler vectorises the inner loop).
 pub fn is_zero_page(page: &Page) -> bool {
@@ -229,7 +233,7 @@ pub fn decode_page(encoding: Encoding, payload: &[u8], dest: &mut Page) -> Resul
             Ok(len) => Err(PageError::Lz4Length { len }),
             Err(_) => Err(PageError::Lz4Corrupt),
         },
-        Encoding::Delta => delta::apply_delta(payload, dest),
+        Encoding::Delta => delta::apply_delta(payload, dest).map_err(PageError::from),
     }
 }
 

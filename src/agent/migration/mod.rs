@@ -25,6 +25,7 @@
 //! the source's steps and [`destination`] the destination's.
 
 mod destination;
+mod record;
 mod source;
 
 pub(in crate::agent) use destination::define_incoming;
