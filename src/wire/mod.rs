@@ -148,6 +148,7 @@ include!("version.rs");
 
 mod abort;
 mod batch;
+mod batch_builder;
 mod cursor;
 mod decoder;
 mod delta;
@@ -161,7 +162,8 @@ mod page;
 pub mod state_delta;
 
 pub use abort::parse_emg;
-pub use batch::{BatchFull, PageBatch, PageBatchBuilder, PageIter, PageRef};
+pub use batch::{PageBatch, PageIter, PageRef};
+pub use batch_builder::{BatchFull, PageBatchBuilder};
 pub use decoder::FrameDecoder;
 pub use encoder::FrameEncoder;
 pub use error::WireError;
