@@ -23,13 +23,13 @@
 //! then whether the route exists: without a session every `/api/` path
 //! answers 401 alike.
 
+use super::agents::Agents;
 use super::auth::{Given, Sessions, set_cookie};
-use super::links::Link;
-use super::relay::Hub;
-use crate::emg::{Emg, Module, phase};
+pub use super::error::{ApiError, console_error};
+
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 /// The page and its script and style, embedded in the binary.
 pub const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -85,24 +85,10 @@ impl Reply {
     }
 }
 
-/// An error as the API returns it: the status and the EMG.
-pub struct ApiError(pub u16, pub Emg);
-
 impl From<ApiError> for Reply {
     fn from(ApiError(status, e): ApiError) -> Reply {
         Reply::Json(status, json!({"error": e, "emg": e.to_string()}), None)
     }
-}
-
-/// An EMG of the console itself (module `Client`, the manual's MMC).
-pub fn console_error(message: impl Into<String>, action: impl Into<String>) -> Emg {
-    Emg::new(
-        Module::Client,
-        phase::CONNECT,
-        crate::control::cause::BAD_ARGUMENTS,
-        message,
-        action,
-    )
 }
 
 fn refuse(status: u16, message: &str, action: &str) -> Reply {
@@ -111,14 +97,12 @@ fn refuse(status: u16, message: &str, action: &str) -> Reply {
 
 /// The console: its agents, sessions and event hub.
 pub struct Console {
-    /// One link per `--agent`, in the order given.
-    pub links: Vec<Arc<Link>>,
+    /// Its agents and their relayed events.
+    pub agents: Agents,
     /// Who is logged in.
     pub sessions: Sessions,
     /// The policy the console runs (one at a time).
     pub policy: super::policy::Runner,
-    /// The relayed events.
-    pub hub: Arc<Hub>,
     /// The address the server is bound to (set once it listens).
     pub bound: OnceLock<std::net::SocketAddr>,
 }
@@ -127,42 +111,11 @@ impl Console {
     /// A console for `agents` (address, checked, and its token).
     pub fn new(agents: Vec<(String, String)>) -> Console {
         Console {
-            links: agents
-                .iter()
-                .map(|(a, token)| Arc::new(Link::new(a.clone(), token.clone())))
-                .collect(),
+            agents: Agents::new(&agents),
             sessions: Sessions::new(agents),
             policy: super::policy::Runner::default(),
-            hub: Arc::new(Hub::default()),
             bound: OnceLock::new(),
         }
-    }
-
-    /// Starts one event relay thread per agent.
-    pub fn start_relays(&self) {
-        for link in &self.links {
-            let (link, hub) = (link.clone(), self.hub.clone());
-            std::thread::Builder::new()
-                .name(format!("relay {}", link.address))
-                .spawn(move || super::relay::relay(link, hub))
-                .expect("a thread for the relay");
-        }
-    }
-
-    /// The link to the agent `address` names; only `--agent` ones.
-    pub fn link(&self, address: &str) -> Result<&Arc<Link>, ApiError> {
-        self.links
-            .iter()
-            .find(|l| l.address == address)
-            .ok_or_else(|| {
-                ApiError(
-                    404,
-                    console_error(
-                        format!("'{address}' is not an agent of this console"),
-                        "Choose one of the agents the console was started with (moverctl console --agent).",
-                    ),
-                )
-            })
     }
 
     /// Whether the `Host` header names this console: its bound address,
@@ -261,8 +214,8 @@ impl Console {
             ("GET", "session") => Reply::Json(
                 200,
                 json!({
-                    "agents": self.links.iter().map(|l| l.address.clone()).collect::<Vec<_>>(),
-                    "latest_event": self.hub.latest(),
+                    "agents": self.agents.links.iter().map(|l| l.address.clone()).collect::<Vec<_>>(),
+                    "latest_event": self.agents.hub.latest(),
                 }),
                 None,
             ),
@@ -272,19 +225,21 @@ impl Console {
                     .as_deref()
                     .or(query.get("since").map(String::as_str))
                     .and_then(|s| s.parse().ok())
-                    .unwrap_or_else(|| self.hub.latest());
+                    .unwrap_or_else(|| self.agents.hub.latest());
                 Reply::Events(since)
             }
             ("GET", "policy") => Reply::Json(200, self.policy.view(), None),
             ("POST", r) if super::policy::COMMANDS.contains(&r) => match object(&req.body) {
-                Some(body) => self.answer(super::policy::command(self, r, &body)),
+                Some(body) => {
+                    self.answer(super::policy::command(&self.policy, &self.agents, r, &body))
+                }
                 None => not_object(),
             },
             ("GET", r) if super::handlers::READS.contains(&r) => {
-                self.answer(super::handlers::read(self, r, &query))
+                self.answer(super::handlers::read(&self.agents, r, &query))
             }
             ("POST", r) if super::handlers::COMMANDS.contains(&r) => match object(&req.body) {
-                Some(body) => self.answer(super::handlers::command(self, r, &body)),
+                Some(body) => self.answer(super::handlers::command(&self.agents, r, &body)),
                 None => not_object(),
             },
             (_, r)
@@ -321,7 +276,11 @@ impl Console {
     fn login_form(&self) -> Reply {
         let per_agent = self.sessions.per_agent();
         let agents: Vec<&str> = if per_agent {
-            self.links.iter().map(|l| l.address.as_str()).collect()
+            self.agents
+                .links
+                .iter()
+                .map(|l| l.address.as_str())
+                .collect()
         } else {
             Vec::new()
         };

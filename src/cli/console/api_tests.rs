@@ -175,7 +175,7 @@ fn routes_methods_and_arguments_are_checked_before_any_agent_is_asked() {
         "{r:?}"
     );
     // The event stream starts after the latest event, or where asked.
-    c.hub.push(json!({"event": "X"}));
+    c.agents.hub.push(json!({"event": "X"}));
     assert_eq!(c.handle(&get("/api/events", ck)), Reply::Events(1));
     assert_eq!(c.handle(&get("/api/events?since=0", ck)), Reply::Events(0));
     let mut again = get("/api/events", ck);

@@ -9,7 +9,8 @@
 //! busy and the migrations that make it so); its LPARs are `lpar-list`
 //! with the migrations `status` lists as not ended.
 
-use super::api::{ApiError, Console, console_error};
+use super::agents::Agents;
+use super::error::{ApiError, console_error};
 use super::links::{Link, lost};
 use crate::control::{MigrationMode, Request, reply, request};
 use crate::emg::Emg;
@@ -93,7 +94,7 @@ fn mode(body: &Value) -> Result<MigrationMode, ApiError> {
 }
 
 /// A GET route.
-pub fn read(c: &Console, route: &str, q: &HashMap<String, String>) -> Result<Value, ApiError> {
+pub fn read(c: &Agents, route: &str, q: &HashMap<String, String>) -> Result<Value, ApiError> {
     match route {
         "hosts" => Ok(json!({ "hosts": on_every_agent(c, host) })),
         "lpars" => Ok(json!({ "hosts": on_every_agent(c, lpars) })),
@@ -118,7 +119,7 @@ pub fn read(c: &Console, route: &str, q: &HashMap<String, String>) -> Result<Val
 
 /// Runs `each` on every agent at once; its result, or the agent's error,
 /// per agent in the order given.
-fn on_every_agent(c: &Console, each: fn(&Link) -> Result<Value, Emg>) -> Vec<Value> {
+fn on_every_agent(c: &Agents, each: fn(&Link) -> Result<Value, Emg>) -> Vec<Value> {
     std::thread::scope(|s| {
         let handles: Vec<_> = c
             .links
@@ -184,7 +185,7 @@ fn lpars(link: &Link) -> Result<Value, Emg> {
 }
 
 /// A POST route.
-pub fn command(c: &Console, route: &str, body: &Value) -> Result<Value, ApiError> {
+pub fn command(c: &Agents, route: &str, body: &Value) -> Result<Value, ApiError> {
     let link = c.link(field(body, "agent")?)?;
     let name = || field(body, "name").map(str::to_string);
     let lpar = || field(body, "lpar").map(str::to_string);
@@ -309,7 +310,7 @@ pub fn command(c: &Console, route: &str, body: &Value) -> Result<Value, ApiError
 /// The destination `body` names (`"to"`), or with `"to": "auto"` the other
 /// agent with room for the LPAR and the most free memory (as `moverctl
 /// migrate --auto-destination` chooses).
-fn destination(c: &Console, source: &Link, body: &Value) -> Result<String, ApiError> {
+fn destination(c: &Agents, source: &Link, body: &Value) -> Result<String, ApiError> {
     let to = field(body, "to")?;
     if to != "auto" {
         c.link(to)?;

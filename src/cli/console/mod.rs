@@ -47,8 +47,10 @@
 //! request whose `Host` is not the listen address (or `localhost` on its
 //! port) is refused, so a DNS name rebound to 127.0.0.1 cannot reach it.
 
+pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod error;
 pub mod handlers;
 pub mod links;
 pub mod policy;
@@ -152,7 +154,7 @@ pub fn agents(args: &ConsoleArgs, token_file: Option<&Path>) -> Result<Vec<(Stri
 /// `CONSOLE http://<addr>/` on standard output once it listens.
 pub fn run(args: &ConsoleArgs, token_file: Option<&Path>) -> Result<(), Emg> {
     let console = std::sync::Arc::new(api::Console::new(agents(args, token_file)?));
-    console.start_relays();
+    console.agents.start_relays();
     server::serve(&args.listen, console)
 }
 

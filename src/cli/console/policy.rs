@@ -19,7 +19,8 @@
 //! entry's outcome as it comes. The position of a stopped or ended policy
 //! is kept in memory (not in `<file>.state`: the console has no file).
 
-use super::api::{ApiError, Console, console_error};
+use super::agents::Agents;
+use super::error::{ApiError, console_error};
 use super::links::Link;
 use super::relay::Hub;
 use crate::cli::policy::{
@@ -105,7 +106,7 @@ impl Runner {
     }
 
     /// Runs the loaded policy from entry `first` (0-based) on a thread.
-    fn start(&self, c: &Console, first: usize) {
+    fn start(&self, c: &Agents, first: usize) {
         self.stop.store(false, Ordering::SeqCst);
         let (policy, results) = {
             let mut g = self.loaded.lock().unwrap();
@@ -187,8 +188,7 @@ fn text_field<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// A POST route of the policy screen.
-pub fn command(c: &Console, route: &str, body: &Value) -> Result<Value, ApiError> {
-    let runner = &c.policy;
+pub fn command(runner: &Runner, c: &Agents, route: &str, body: &Value) -> Result<Value, ApiError> {
     let active = || {
         runner
             .loaded

@@ -125,7 +125,7 @@ fn a_policy_is_checked_run_and_resumed_as_the_operator_chooses() {
     assert_eq!(p["entries"][0]["error"]["module"], "Client");
     assert_eq!(p["entries"][1]["status"], "not-run");
     assert_eq!(p["choices"], json!(["retry", "skip", "end"]));
-    let events = c.hub.after(0, Duration::ZERO);
+    let events = c.agents.hub.after(0, Duration::ZERO);
     assert!(
         events.len() >= 4 && events.iter().all(|(_, e)| e.contains("\"POLICY\"")),
         "start, attempt, failure, entry's end and the policy's: {events:?}"

@@ -102,7 +102,12 @@ fn serve_one(console: &Console, mut request: tiny_http::Request) {
     let mut response = match reply {
         Reply::Events(since) => {
             let mut out = request.into_writer();
-            let _ = super::relay::stream(&console.hub, since, super::relay::KEEPALIVE, &mut out);
+            let _ = super::relay::stream(
+                &console.agents.hub,
+                since,
+                super::relay::KEEPALIVE,
+                &mut out,
+            );
             return;
         }
         Reply::Asset(kind, text) => {
