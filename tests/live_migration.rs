@@ -4,11 +4,9 @@
 
 mod common;
 
-use common::{Root, stream_pairs};
+use common::{Root, receive_in_background, stream_pairs};
 use lpar_mover::engine::EngineError;
-use lpar_mover::engine::destination::receive_live;
 use lpar_mover::engine::source::{LiveOptions, MigrationControl, Progress, migrate_live};
-use lpar_mover::engine::switchover::DestinationHost;
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::{DeviceModel, GuestMemory, Partition, Vcpus};
 use std::sync::Arc;
@@ -37,16 +35,7 @@ fn live_migration_continues_the_guest_exactly_on_the_destination() {
     wait_for("the guest to run", || source.writes() > 5_000);
 
     let (out, inn) = stream_pairs(4);
-    let receiving = {
-        let destination = destination.clone();
-        std::thread::spawn(move || {
-            receive_live(
-                destination.clone(),
-                inn,
-                &DestinationHost::open_for(destination.config()),
-            )
-        })
-    };
+    let receiving = receive_in_background(&destination, inn);
     let control = Arc::new(MigrationControl::new(Duration::from_secs(60)));
     let mut rounds = 0;
     let report = migrate_live(
@@ -139,16 +128,7 @@ fn cancel_during_memory_transfer_keeps_the_source_running() {
     let destination = lpar(&root, "destination", "idle");
     source.resume().unwrap();
     let (out, inn) = stream_pairs(2);
-    let receiving = {
-        let destination = destination.clone();
-        std::thread::spawn(move || {
-            receive_live(
-                destination.clone(),
-                inn,
-                &DestinationHost::open_for(destination.config()),
-            )
-        })
-    };
+    let receiving = receive_in_background(&destination, inn);
     let control = Arc::new(MigrationControl::new(Duration::from_secs(60)));
     let result = migrate_live(
         source.clone(),
@@ -207,17 +187,7 @@ fn migrate_through(root: &Root, fault: common::Fault) -> Outcome {
         source.writes() > 10_000
     });
     let (out, inn) = common::relayed_pairs(2, fault);
-    let receiving = {
-        let destination = destination.clone();
-        std::thread::spawn(move || {
-            receive_live(
-                destination.clone(),
-                inn,
-                &DestinationHost::open_for(destination.config()),
-            )
-            .map(|_| ())
-        })
-    };
+    let receiving = receive_in_background(&destination, inn);
     let control = Arc::new(MigrationControl::new(Duration::from_secs(60)));
     let sent = migrate_live(
         source.clone(),
@@ -227,7 +197,7 @@ fn migrate_through(root: &Root, fault: common::Fault) -> Outcome {
         &mut |_| {},
     )
     .map(|_| ());
-    let received = receiving.join().unwrap();
+    let received = receiving.join().unwrap().map(|_| ());
     (source, destination, sent, received)
 }
 
@@ -292,17 +262,7 @@ fn give_up_mid_round(
         source.writes() > 20_000
     });
     let (out, inn) = stream_pairs(2);
-    let receiving = {
-        let destination = destination.clone();
-        std::thread::spawn(move || {
-            receive_live(
-                destination.clone(),
-                inn,
-                &DestinationHost::open_for(destination.config()),
-            )
-            .map(|_| ())
-        })
-    };
+    let receiving = receive_in_background(&destination, inn);
     let timeout = Duration::from_millis(if cancel { 60_000 } else { 300 });
     let control = Arc::new(MigrationControl::new(timeout));
     let options = LiveOptions {
