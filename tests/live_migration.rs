@@ -940,3 +940,42 @@ mod device_semantics_agents {
         assert!(received.contains("Not enough vfcID"), "{received}");
     }
 }
+
+#[test]
+fn an_lpar_attached_by_a_new_process_sends_its_clean_pages_once() {
+    // The guest loads 16 MiB once, then rewrites a 1 MiB working set.
+    // The process that hosted it goes away and another attaches the LPAR
+    // (an agent restart): none of the clean pages is mapped there. Round 0
+    // reads them all; round 1 must carry what the guest wrote meanwhile,
+    // not every page round 0 mapped.
+    let root = Root::new("reattached");
+    let program = "hot:1MiB,content=random,rate=2000,resident=16MiB";
+    let first = lpar(&root, "source", program);
+    first.resume().unwrap();
+    wait_for("the guest to load its data", || {
+        first.populated().unwrap().len() >= (17 << 20) / 4096
+    });
+    drop(first);
+    let source = Arc::new(SimLpar::attach(&root.0, "source").unwrap());
+    wait_for("the guest to run on", || source.is_running());
+    let destination = lpar(&root, "destination", "idle");
+    let (out, inn) = stream_pairs(2);
+    let receiving = receive_in_background(&destination, inn);
+    let control = Arc::new(MigrationControl::new(Duration::from_secs(60)));
+    let report = migrate_live(
+        source.clone(),
+        out,
+        &LiveOptions::default(),
+        &control,
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{}", e.emg(lpar_mover::emg::Module::MoverSource)));
+    receiving.join().unwrap().unwrap();
+    assert!(report.verified);
+    let later: u64 = report.rounds.iter().skip(1).map(|r| r.pages).sum();
+    assert!(
+        later <= 2 * 256,
+        "rounds after the first sent {later} pages of a 256-page working set: {:?}",
+        report.rounds.iter().map(|r| r.pages).collect::<Vec<_>>()
+    );
+}

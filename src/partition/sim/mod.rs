@@ -116,12 +116,50 @@ impl SimLpar {
 
     /// Opens a dirty log over all of guest memory.
     pub fn dirty_log_with(&self, kind: TrackerKind) -> Result<Box<dyn DirtyLog>, PartitionError> {
+        self.map_populated()?;
         let range = TrackedRange {
             base: self.files.memory.as_mut_ptr(),
             len: self.files.memory.len(),
             first_page: 0,
         };
         dirty::open(kind, range)
+    }
+
+    /// Maps every populated page into this process's page tables (read
+    /// only; a no-op for pages mapped already). The uffd-wp log protects
+    /// only what is mapped when it starts and reports each entry that
+    /// appears later as written, so the pages this process never mapped
+    /// (all of them after an agent restart re-attached the LPAR, except the
+    /// ones the guest wrote since) would come back dirty in round 1 as soon
+    /// as round 0 read them, and cross twice.
+    fn map_populated(&self) -> Result<(), PartitionError> {
+        for run in self.populated()?.ranges() {
+            // SAFETY: the run lies inside the live mapping (populated pages
+            // are below its length); populating for read only maps pages
+            // of the shared file, it changes no byte.
+            let done = unsafe {
+                libc::madvise(
+                    self.files
+                        .memory
+                        .as_mut_ptr()
+                        .add(run.start as usize * PAGE_SIZE)
+                        .cast(),
+                    (run.end - run.start) as usize * PAGE_SIZE,
+                    libc::MADV_POPULATE_READ,
+                )
+            };
+            if done != 0 {
+                // Only the bytes sent twice are at stake, not correctness.
+                log::warn!(
+                    "mapping populated pages {}..{}: {}",
+                    run.start,
+                    run.end,
+                    std::io::Error::last_os_error()
+                );
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The committed registers of every vCPU.
