@@ -349,24 +349,29 @@ pub fn write_config(dir: &Path, config: &LparConfig) -> Result<(), PartitionErro
 /// Replaces `path` with `bytes` so that a crash leaves the old or the new
 /// content, never a mix (write a temporary, fsync, rename).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PartitionError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = private_file()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| shm_err(&tmp, e))?;
-    // A temporary left by a crash keeps its old mode: tightened here.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(|e| shm_err(&tmp, e))?;
-    }
+    let (mut file, tmp) = open_temporary(path, true)?;
     file.write_all(bytes).map_err(|e| shm_err(&tmp, e))?;
     file.sync_all().map_err(|e| shm_err(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| shm_err(path, e))
+}
+
+/// `path` with `.tmp` appended, opened for writing (emptied when
+/// `truncate`, else its pages kept) and set to 0600: a temporary left by a
+/// crash keeps its old mode.
+fn open_temporary(path: &Path, truncate: bool) -> Result<(File, PathBuf), PartitionError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let file = private_file()
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .open(&tmp)
+        .map_err(|e| shm_err(&tmp, e))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| shm_err(&tmp, e))?;
+    Ok((file, tmp))
 }
 
 /// Like [`write_atomically`], for a file rewritten often inside the
@@ -379,20 +384,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PartitionError>
 /// at every instant.
 pub fn write_in_place_atomically(path: &Path, bytes: &[u8]) -> Result<(), PartitionError> {
     use std::os::unix::fs::FileExt;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let file = private_file()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&tmp)
-        .map_err(|e| shm_err(&tmp, e))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(|e| shm_err(&tmp, e))?;
-    }
+    let (file, tmp) = open_temporary(path, false)?;
     file.write_all_at(bytes, 0).map_err(|e| shm_err(&tmp, e))?;
     file.set_len(bytes.len() as u64)
         .map_err(|e| shm_err(&tmp, e))?;
