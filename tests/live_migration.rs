@@ -959,18 +959,7 @@ fn an_lpar_attached_by_a_new_process_sends_its_clean_pages_once() {
     let source = Arc::new(SimLpar::attach(&root.0, "source").unwrap());
     wait_for("the guest to run on", || source.is_running());
     let destination = lpar(&root, "destination", "idle");
-    let (out, inn) = stream_pairs(2);
-    let receiving = receive_in_background(&destination, inn);
-    let control = Arc::new(MigrationControl::new(Duration::from_secs(60)));
-    let report = migrate_live(
-        source.clone(),
-        out,
-        &LiveOptions::default(),
-        &control,
-        &mut |_| {},
-    )
-    .unwrap_or_else(|e| panic!("{}", e.emg(lpar_mover::emg::Module::MoverSource)));
-    receiving.join().unwrap().unwrap();
+    let report = common::migrate_between(&source, &destination, 2, Duration::from_secs(60));
     assert!(report.verified);
     let later: u64 = report.rounds.iter().skip(1).map(|r| r.pages).sum();
     assert!(

@@ -6,11 +6,9 @@
 
 mod common;
 
-use common::{Root, receive_in_background, sim_lpar, stream_pairs};
+use common::{Root, migrate_between, sim_lpar};
 use lpar_mover::engine::report::MigrationReport;
-use lpar_mover::engine::source::{LiveOptions, MigrationControl, migrate_live};
 use lpar_mover::partition::Vcpus;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Fast enough that the pause always finds dirty pages.
@@ -27,22 +25,10 @@ fn migrate(tag: &str, forget: bool) -> MigrationReport {
         assert!(Instant::now() < until, "the guest does not write");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let (out, inn) = stream_pairs(2);
-    let receiving = receive_in_background(&destination, inn);
     if forget {
         lpar_mover::engine::faults::forget_a_dirty_page();
     }
-    let control = Arc::new(MigrationControl::new(Duration::from_secs(60)));
-    let report = migrate_live(
-        source.clone(),
-        out,
-        &LiveOptions::default(),
-        &control,
-        &mut |_| {},
-    )
-    .unwrap_or_else(|e| panic!("{}", e.emg(lpar_mover::emg::Module::MoverSource)));
-    receiving.join().unwrap().unwrap();
-    report
+    migrate_between(&source, &destination, 2, Duration::from_secs(60))
 }
 
 #[test]

@@ -8,11 +8,9 @@
 
 mod common;
 
-use common::{Root, receive_in_background, sim_lpar, stream_pairs};
+use common::{Root, migrate_between, sim_lpar};
 use lpar_mover::engine::report::MigrationReport;
-use lpar_mover::engine::source::{LiveOptions, MigrationControl, migrate_live};
 use lpar_mover::partition::Vcpus;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Each vCPU writes the 2048 pages of its 8 MiB share once, then halts.
@@ -27,12 +25,7 @@ fn migrate(memory: u64, i: usize) -> MigrationReport {
     common::wait_for("the guest to populate", Duration::from_secs(60), || {
         source.writes() >= 2 * 2048
     });
-    let (out, inn) = stream_pairs(2);
-    let receiving = receive_in_background(&destination, inn);
-    let control = Arc::new(MigrationControl::new(Duration::from_secs(120)));
-    let report = migrate_live(source, out, &LiveOptions::default(), &control, &mut |_| {})
-        .unwrap_or_else(|e| panic!("{}", e.emg(lpar_mover::emg::Module::MoverSource)));
-    receiving.join().unwrap().unwrap();
+    let report = migrate_between(&source, &destination, 2, Duration::from_secs(120));
     assert!(report.verified);
     report
 }

@@ -5,6 +5,8 @@
 
 use lpar_mover::engine::EngineError;
 use lpar_mover::engine::destination::{DestinationReport, receive_live};
+use lpar_mover::engine::report::MigrationReport;
+use lpar_mover::engine::source::{LiveOptions, MigrationControl, migrate_live};
 use lpar_mover::engine::switchover::DestinationHost;
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::{LparConfig, Partition};
@@ -59,6 +61,30 @@ pub fn receive_in_background(
         let host = DestinationHost::open_for(destination.config());
         receive_live(destination, inn, &host)
     })
+}
+
+/// Migrates `source` live to `destination` over `streams` loopback streams
+/// with the default options and a deadline of `timeout`; a failure on
+/// either side panics with its reason.
+pub fn migrate_between(
+    source: &Arc<SimLpar>,
+    destination: &Arc<SimLpar>,
+    streams: usize,
+    timeout: Duration,
+) -> MigrationReport {
+    let (out, inn) = stream_pairs(streams);
+    let receiving = receive_in_background(destination, inn);
+    let control = Arc::new(MigrationControl::new(timeout));
+    let report = migrate_live(
+        source.clone(),
+        out,
+        &LiveOptions::default(),
+        &control,
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{}", e.emg(lpar_mover::emg::Module::MoverSource)));
+    receiving.join().unwrap().unwrap();
+    report
 }
 
 pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
