@@ -4,8 +4,10 @@
 //! directory. Real `moverd serve` processes throughout.
 
 mod agent_common;
+mod common;
 
 use agent_common::{Agent, Hold, Scratch, define_running, refused_start, stderr, wait_for};
+use common::SmallTmpfs;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -280,33 +282,6 @@ fn recover_resolve_never_resumes_a_partial_image() {
     assert!(b.lpar_names().is_empty());
 }
 
-/// Unmounts the small tmpfs when dropped.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// A tmpfs of `size` at `<scratch>/<tag>`, or why not (needs root).
-fn small_tmpfs(scratch: &Scratch, tag: &str, size: &str) -> Result<Mount, String> {
-    let dir = scratch.0.join(tag);
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(&dir)
-        .output()
-        .map_err(|e| format!("no mount command: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cannot mount a small tmpfs (needs root): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(Mount(dir))
-}
-
 /// Fills the file system of `dir` to the last byte.
 fn fill(dir: &Path) {
     use std::io::Write;
@@ -320,7 +295,7 @@ fn fill(dir: &Path) {
 #[test]
 fn a_full_state_file_system_refuses_lpars_and_never_kills_the_agent() {
     let scratch = Scratch::new("fullfs");
-    let mount = match small_tmpfs(&scratch, "small", "64m") {
+    let mount = match SmallTmpfs::mount(&scratch.0.join("small"), "64m") {
         Ok(m) => m,
         Err(reason) => lpar_mover::skip!(reason),
     };

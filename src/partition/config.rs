@@ -132,9 +132,12 @@ pub enum MemoryBacking {
     #[default]
     Reserved,
     /// Allocated as it is first written, so a host holds only what the
-    /// guest populated (memory overcommit). A host that runs out of memory
-    /// later stops the guest (the sim backend's agent gets SIGBUS), so
-    /// the operator must keep the sum of the populated LPARs within it.
+    /// guest populated (memory overcommit). An incoming migration that
+    /// finds no room fails with [`PartitionError::NoRoom`](super::PartitionError)
+    /// (its pages are allocated before they are written), but a host that
+    /// runs out of memory while the guest runs stops the guest (the sim
+    /// backend's agent gets SIGBUS), so the operator must keep the sum of
+    /// the populated LPARs within it.
     OnDemand,
 }
 

@@ -37,6 +37,35 @@ impl Drop for Root {
     }
 }
 
+/// A tmpfs of `size` (as `mount -o size=` takes it) mounted at `dir`,
+/// unmounted when dropped.
+pub struct SmallTmpfs(pub PathBuf);
+
+impl SmallTmpfs {
+    /// Mounts it, or says why not (it needs root).
+    pub fn mount(dir: &std::path::Path, size: &str) -> Result<SmallTmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("no mount command: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot mount a small tmpfs (needs root): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(SmallTmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// A stopped sim LPAR `name` under `root`: 2 vCPUs running `program`.
 pub fn sim_lpar(root: &Root, name: &str, memory_bytes: u64, program: &str) -> Arc<SimLpar> {
     let config = LparConfig {

@@ -13,7 +13,7 @@
 use crate::partition::{PAGE_SIZE, Page, PartitionError};
 use memmap2::MmapRaw;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Guest-physical start of the 32-bit MMIO hole: RAM stops here (3 GiB,
@@ -82,6 +82,8 @@ pub fn regions(bytes: u64) -> Vec<crate::partition::MemoryRegion> {
 pub(crate) struct GuestRam {
     pub file: File,
     pub map: MmapRaw,
+    /// The memory file's path, for errors.
+    path: PathBuf,
     /// One bit per page written by the VMM since the last harvest.
     vmm_dirty: Vec<AtomicU64>,
     slots: Vec<Slot>,
@@ -100,6 +102,7 @@ impl GuestRam {
         Ok(GuestRam {
             file,
             map,
+            path: path.to_path_buf(),
             vmm_dirty,
             slots,
         })
@@ -164,6 +167,16 @@ impl GuestRam {
         // SAFETY: 4 KiB inside the live mapping.
         unsafe { crate::partition::volatile::copy_to_guest(dst, data) };
         Ok(())
+    }
+
+    /// Allocates and maps `pages` for writing (see
+    /// [`populate_for_write`](crate::partition::sim::shm::populate_for_write)).
+    pub fn populate_for_write(
+        &self,
+        backing: crate::partition::MemoryBacking,
+        pages: std::ops::Range<u64>,
+    ) -> Result<(), PartitionError> {
+        crate::partition::sim::shm::populate_for_write(&self.map, &self.path, backing, pages)
     }
 
     /// In-place update; callers make sure no vCPU runs.

@@ -258,6 +258,11 @@ impl GuestMemory for KvmLpar {
         self.ram.update(page, f)
     }
 
+    fn populate_for_write(&self, pages: std::ops::Range<u64>) -> Result<(), PartitionError> {
+        self.ram
+            .populate_for_write(self.config.memory_backing, pages)
+    }
+
     fn populated(&self) -> Result<PageSet, PartitionError> {
         crate::partition::sim::populated_extents(&self.ram.file, self.ram.map.len() as u64)
     }

@@ -126,6 +126,11 @@ impl GuestMemory for RemoteLpar {
         }
         self.link.ram.update(page, f)
     }
+    fn populate_for_write(&self, pages: std::ops::Range<u64>) -> Result<(), PartitionError> {
+        self.link
+            .ram
+            .populate_for_write(self.config.memory_backing, pages)
+    }
     fn populated(&self) -> Result<PageSet, PartitionError> {
         crate::partition::sim::populated_extents(&self.link.ram.file, self.config.memory_bytes)
     }

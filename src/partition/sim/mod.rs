@@ -284,6 +284,11 @@ impl GuestMemory for SimLpar {
         Ok(())
     }
 
+    fn populate_for_write(&self, pages: std::ops::Range<u64>) -> Result<(), PartitionError> {
+        self.files
+            .populate_for_write(self.config.memory_backing, pages)
+    }
+
     fn populated(&self) -> Result<PageSet, PartitionError> {
         populated_extents(self.files.memory_file(), self.files.memory.len() as u64)
     }

@@ -228,6 +228,16 @@ impl LparFiles {
         })
     }
 
+    /// Allocates and maps guest pages `pages` for writing (see
+    /// [`populate_for_write`]).
+    pub fn populate_for_write(
+        &self,
+        backing: MemoryBacking,
+        pages: std::ops::Range<u64>,
+    ) -> Result<(), PartitionError> {
+        populate_for_write(&self.memory, &self.dir.join("memory"), backing, pages)
+    }
+
     /// The guest memory file.
     pub fn memory_file(&self) -> &File {
         &self.memory_file
@@ -337,6 +347,57 @@ pub(crate) fn allocate(file: &File, path: &Path) -> Result<(), PartitionError> {
             Ok(())
         }
         Err(e) => Err(shm_err(path, e.into())),
+    }
+}
+
+/// Maps guest pages `pages` of `map` (the memory file at `path`) for
+/// writing, allocating the blocks its file does not hold yet. A plain write
+/// into an unallocated page of a full file system raises SIGBUS, which
+/// kills the agent and every guest it runs; populating first turns that
+/// into [`PartitionError::NoRoom`], and the migration fails as any other
+/// would. Reserved memory was allocated whole at create or attach and
+/// cannot fault for want of room: nothing to do for it. For pages already
+/// mapped it costs one system call per range.
+pub(crate) fn populate_for_write(
+    map: &MmapRaw,
+    path: &Path,
+    backing: MemoryBacking,
+    pages: std::ops::Range<u64>,
+) -> Result<(), PartitionError> {
+    let total = (map.len() / PAGE_SIZE) as u64;
+    if pages.end > total || pages.start > pages.end {
+        return Err(PartitionError::PageOutOfRange {
+            page: pages.end.saturating_sub(1).max(pages.start),
+            pages: total,
+        });
+    }
+    if pages.is_empty() || backing == MemoryBacking::Reserved {
+        return Ok(());
+    }
+    let bytes = (pages.end - pages.start) as usize * PAGE_SIZE;
+    // SAFETY: the range lies inside the live mapping (checked above);
+    // populating only allocates and maps pages, it changes no byte.
+    let done = unsafe {
+        libc::madvise(
+            map.as_mut_ptr()
+                .add(pages.start as usize * PAGE_SIZE)
+                .cast(),
+            bytes,
+            libc::MADV_POPULATE_WRITE,
+        )
+    };
+    if done == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        // EFAULT: a write would have raised SIGBUS (the file system is
+        // full); ENOMEM: the host has no memory left for the pages.
+        Some(libc::EFAULT) | Some(libc::ENOMEM) => Err(PartitionError::NoRoom {
+            path: path.display().to_string(),
+            bytes: bytes as u64,
+        }),
+        _ => Err(shm_err(path, error)),
     }
 }
 
