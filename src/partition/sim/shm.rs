@@ -497,4 +497,41 @@ mod tests {
             assert_eq!(fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o600);
         }
     }
+
+    #[test]
+    fn populating_for_write_allocates_exactly_the_pages_asked_and_only_on_demand() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let path = dir.path().join("memory");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(64 * PAGE_SIZE as u64).unwrap();
+        let map = MmapRaw::map_raw(&file).unwrap();
+        let held = || fs::metadata(&path).unwrap().blocks() * 512;
+
+        // Reserved memory was allocated whole already: nothing to do.
+        populate_for_write(&map, &path, MemoryBacking::Reserved, 0..64).unwrap();
+        assert_eq!(held(), 0);
+        populate_for_write(&map, &path, MemoryBacking::OnDemand, 8..12).unwrap();
+        assert_eq!(held(), 4 * PAGE_SIZE as u64);
+        // Populating changes no byte, and again is free.
+        populate_for_write(&map, &path, MemoryBacking::OnDemand, 8..12).unwrap();
+        assert_eq!(held(), 4 * PAGE_SIZE as u64);
+        assert!(fs::read(&path).unwrap().iter().all(|&b| b == 0));
+
+        let beyond = populate_for_write(&map, &path, MemoryBacking::OnDemand, 60..65);
+        assert!(
+            matches!(
+                beyond,
+                Err(PartitionError::PageOutOfRange { pages: 64, .. })
+            ),
+            "{beyond:?}"
+        );
+        assert_eq!(held(), 4 * PAGE_SIZE as u64, "nothing of a refused range");
+    }
 }
