@@ -334,6 +334,7 @@ fn command(i: usize, b: Bag) -> Command {
             mode: b.mode,
             source: facts(&n2),
             path: b.path,
+            populated_bytes: Some(u2),
         },
         26 => Command::ConnectivityIncoming {
             path: b.path,

@@ -384,3 +384,75 @@ fn a_full_state_file_system_refuses_lpars_and_never_kills_the_agent() {
     );
     drop(a);
 }
+
+/// The `memory-contiguous` item of the check in `moverctl validate`.
+fn contiguous_check(src: &Agent, dst: &Agent, lpar: &str) -> serde_json::Value {
+    let out = src.ctl(&["--json", "validate", lpar, "--to", &dst.addr]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("validate printed no JSON ({e}): {}", stderr(&out)));
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["item"] == "memory-contiguous")
+        .unwrap_or_else(|| panic!("no memory-contiguous item in {report}"))
+        .clone()
+}
+
+#[test]
+fn an_lpar_backed_on_demand_needs_room_for_what_it_holds_not_its_size() {
+    const MIB: u64 = 1 << 20;
+    let scratch = Scratch::new("on-demand-room");
+    let mount = match SmallTmpfs::mount(&scratch.0.join("small"), "64m") {
+        Ok(m) => m,
+        Err(reason) => lpar_mover::skip!(reason),
+    };
+    let a = Agent::start(&scratch, "hostA", &["--memory", "4GiB"]);
+    let b = Agent::start_at(&scratch, "hostB", mount.0.clone(), &["--memory", "4GiB"]);
+    // 256 MiB each; hostB's file system holds 64 MiB.
+    a.ctl_json(&[
+        "lpar",
+        "create",
+        "sparse1",
+        "--memory",
+        "256MiB",
+        "--program",
+        "hot:4MiB,resident=12MiB,rate=2000",
+        "--memory-backing",
+        "on-demand",
+    ]);
+    a.ctl_json(&[
+        "lpar",
+        "create",
+        "dedicated1",
+        "--memory",
+        "256MiB",
+        "--program",
+        "idle",
+    ]);
+    a.ctl_json(&["lpar", "activate", "sparse1"]);
+    let memory = a.state_dir.join("lpars/sparse1/memory");
+    wait_for(
+        "the guest to load its data",
+        Duration::from_secs(20),
+        || {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&memory).unwrap().blocks() * 512 >= 16 * MIB
+        },
+    );
+
+    // Reserved: the whole 256 MiB, which hostB has not.
+    let reserved = contiguous_check(&a, &b, "dedicated1");
+    assert_eq!(reserved["outcome"], "fail", "{reserved}");
+    // On demand: the 16 MiB its guest populated.
+    let sparse = contiguous_check(&a, &b, "sparse1");
+    assert_eq!(sparse["outcome"], "pass", "{sparse}");
+    let detail = sparse["detail"].as_str().unwrap();
+    assert!(detail.contains("256 MiB backed on demand"), "{detail}");
+    assert!(detail.contains("MiB of it populated"), "{detail}");
+
+    // And it moves there, verified.
+    let out = a.ctl_json(&["migrate", "sparse1", "--to", &b.addr]);
+    assert_eq!(out["report"]["source"]["verified"], true, "{out}");
+    assert_eq!(b.lpar("sparse1")["memory_backing"], "on-demand");
+}

@@ -370,6 +370,10 @@ commands! {
         /// The migration path by name (default: the first).
         #[serde(default)]
         path: Option<String>,
+        /// Bytes of guest memory the LPAR holds now, for an LPAR backed
+        /// on demand: what the destination must find room for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        populated_bytes: Option<u64>,
     },
     /// Agent to agent: listen on the migration path for one connectivity test.
     ConnectivityIncoming "connectivity-incoming" => ProbeListening {

@@ -29,7 +29,7 @@
 //! | `backend` | destination | same partition backend (`sim`, `kvm`): device state and guests differ between backends |
 //! | `cpus` | destination | the LPAR's vCPUs fit the host's CPUs |
 //! | `memory` | destination | the LPAR fits the host memory not yet in use |
-//! | `memory-contiguous` | destination | the file system holding LPAR memory has room for one mapping of that size |
+//! | `memory-contiguous` | destination | the file system holding LPAR memory has room for one mapping of that size (backed on demand: for the memory the LPAR holds now) |
 //! | `nic-segments` | destination | every NIC's segment exists there |
 //! | `vfc-ids` | destination | a free vfcID per FC port (pinned ones free) on the same physical port |
 //! | `identities-unique` | destination | no MAC or WWPN of the LPAR is held by an LPAR of this host |

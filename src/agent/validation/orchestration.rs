@@ -45,10 +45,15 @@ pub fn validate(
     path: Option<&str>,
     fresh: bool,
 ) -> Result<ValidationReport, Emg> {
-    let (config, state, active) = {
+    let (config, state, active, populated_bytes) = {
         let inv = agent.inventory.lock().unwrap();
         let e = inv.get(lpar)?;
-        (e.config.clone(), e.state, active_segments(&inv))
+        (
+            e.config.clone(),
+            e.state,
+            active_segments(&inv),
+            on_demand_populated(e),
+        )
     };
     let mut checks = source_checks(&agent.config, &config, state, mode, path);
     let facts = agent.config.facts();
@@ -69,6 +74,7 @@ pub fn validate(
                 mode,
                 source: agent.config.facts(),
                 path: path.map(str::to_string),
+                populated_bytes,
             })?;
             Ok((client, reply))
         });
@@ -169,6 +175,17 @@ fn host_load(facts: &HostFacts, path: Option<&str>, side: Side, mode: MigrationM
     check_host_load(&facts.agent, interface, load, side, mode)
 }
 
+/// What an LPAR backed on demand holds now (`None` for reserved memory,
+/// which needs its whole size wherever it goes, or when its files are not
+/// attached).
+fn on_demand_populated(entry: &crate::agent::inventory::Entry) -> Option<u64> {
+    if entry.config.memory_backing != crate::partition::MemoryBacking::OnDemand {
+        return None;
+    }
+    let pages = entry.lpar.as_ref()?.populated().ok()?.len();
+    Some(pages * crate::partition::PAGE_SIZE as u64)
+}
+
 /// `validate-incoming` on the destination agent.
 pub fn validate_incoming(
     agent: &Arc<Agent>,
@@ -176,6 +193,7 @@ pub fn validate_incoming(
     mode: MigrationMode,
     source: &HostFacts,
     path: Option<&str>,
+    populated_bytes: Option<u64>,
 ) -> Result<IncomingChecks, Emg> {
     let here = agent.config.facts();
     // The destination uses the same-named path when it has one.
@@ -183,7 +201,15 @@ pub fn validate_incoming(
     // Sampled before the inventory is locked: it takes a while.
     let load = host_load(&here, own_path, Side::Destination, mode);
     let inv = agent.inventory.lock().unwrap();
-    let mut checks = destination_checks(&agent.config, &inv, lpar, source, mode, path);
+    let mut checks = destination_checks(
+        &agent.config,
+        &inv,
+        lpar,
+        populated_bytes,
+        source,
+        mode,
+        path,
+    );
     checks.push(check_path_segment(
         &here,
         own_path,
@@ -290,12 +316,14 @@ pub fn handle(agent: &Arc<Agent>, command: Command) -> Result<Value, Emg> {
             mode,
             source,
             path,
+            populated_bytes,
         } => answer::<request::ValidateIncoming>(validate_incoming(
             agent,
             &config,
             mode,
             &source,
             path.as_deref(),
+            populated_bytes,
         )),
         Command::ConnectivityIncoming { path, streams } => answer::<request::ConnectivityIncoming>(
             connectivity::incoming(agent, path.as_deref(), streams),

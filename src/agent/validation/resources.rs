@@ -7,8 +7,8 @@ use crate::agent::config::{AgentConfig, Resources};
 use crate::agent::inventory::Inventory;
 use crate::emg::{Emg, Module, phase};
 use crate::engine::switchover::{DestinationHost, assign_vfc_ids};
-use crate::partition::LparConfig;
 use crate::partition::config::MAX_VFC_ID;
+use crate::partition::{LparConfig, MemoryBacking};
 use crate::units::format_size;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,7 +68,15 @@ pub fn check_memory(here: &HostFacts, r: &Resources, in_use: u64, config: &LparC
 }
 
 /// `fs_free`: free bytes of the file system that holds LPAR memory files.
-pub fn check_contiguous(config: &LparConfig, root: &str, fs_free: Result<u64, String>) -> Check {
+/// An LPAR backed on demand needs room for what it holds now
+/// (`populated_bytes`, from the source), not its whole size: the rest is
+/// allocated as its guest writes it.
+pub fn check_contiguous(
+    config: &LparConfig,
+    populated_bytes: Option<u64>,
+    root: &str,
+    fs_free: Result<u64, String>,
+) -> Check {
     let d = Side::Destination;
     let item = "memory-contiguous";
     let fs_free = match fs_free {
@@ -86,12 +94,26 @@ pub fn check_contiguous(config: &LparConfig, root: &str, fs_free: Result<u64, St
             );
         }
     };
-    let shown = format!(
-        "one mapping of {} in {root}, {} free there",
-        format_size(config.memory_bytes),
-        format_size(fs_free)
-    );
-    if config.memory_bytes > fs_free {
+    let (needs, shown) = match populated_bytes {
+        Some(held) if config.memory_backing == MemoryBacking::OnDemand => (
+            held,
+            format!(
+                "one mapping of {} backed on demand, {} of it populated, in {root}, {} free there",
+                format_size(config.memory_bytes),
+                format_size(held),
+                format_size(fs_free)
+            ),
+        ),
+        _ => (
+            config.memory_bytes,
+            format!(
+                "one mapping of {} in {root}, {} free there",
+                format_size(config.memory_bytes),
+                format_size(fs_free)
+            ),
+        ),
+    };
+    if needs > fs_free {
         return Check::fail(
             item,
             d,
@@ -308,6 +330,7 @@ pub fn destination_checks(
     config: &AgentConfig,
     inv: &Inventory,
     lpar: &LparConfig,
+    populated_bytes: Option<u64>,
     src: &HostFacts,
     mode: MigrationMode,
     path: Option<&str>,
@@ -327,7 +350,12 @@ pub fn destination_checks(
         check_backend(src, &here),
         check_cpus(&here, r, lpar),
         check_memory(&here, r, inv.memory_in_use(), lpar),
-        check_contiguous(lpar, &root.display().to_string(), fs_free_bytes(&root)),
+        check_contiguous(
+            lpar,
+            populated_bytes,
+            &root.display().to_string(),
+            fs_free_bytes(&root),
+        ),
         check_segments(&here, r, lpar),
         check_vfc_ids(&here, &free_vfc_ids(r, inv, &lpar.name), lpar),
         super::devices::check_identities_unique(&here, lpar, &inv.configs()),
@@ -434,17 +462,43 @@ mod tests {
         big.vcpus = 8;
         assert_eq!(check_cpus(&h, &r, &big).error.unwrap().detail, 0x0002_FFFF);
         assert_eq!(
-            outcome(&check_contiguous(&l, "/x", Ok(1 << 30))),
+            outcome(&check_contiguous(&l, None, "/x", Ok(1 << 30))),
             Outcome::Pass
         );
-        let e = check_contiguous(&l, "/x", Ok(1 << 20)).error.unwrap();
+        let e = check_contiguous(&l, None, "/x", Ok(1 << 20)).error.unwrap();
         assert_eq!(e.op1(), 0x0080_0000_0300_3102, "{e}");
         assert!(
             e.message
                 .starts_with("The MMS could not activate the LPAR because of memory fragmentation")
         );
         assert_eq!(
-            outcome(&check_contiguous(&l, "/x", Err("gone".into()))),
+            outcome(&check_contiguous(&l, None, "/x", Err("gone".into()))),
+            Outcome::Fail
+        );
+        // Backed on demand: room for what it holds now is enough, and the
+        // detail says so; reserved memory needs its whole size whatever
+        // the source reports.
+        let mut sparse = lpar();
+        sparse.memory_backing = MemoryBacking::OnDemand;
+        let held = Some(512 << 10);
+        let c = check_contiguous(&sparse, held, "/x", Ok(1 << 20));
+        assert_eq!(outcome(&c), Outcome::Pass, "{c:?}");
+        assert!(
+            c.detail
+                .contains("backed on demand, 512 KiB of it populated"),
+            "{c:?}"
+        );
+        assert_eq!(
+            outcome(&check_contiguous(&sparse, Some(2 << 20), "/x", Ok(1 << 20))),
+            Outcome::Fail
+        );
+        assert_eq!(
+            outcome(&check_contiguous(&sparse, None, "/x", Ok(1 << 20))),
+            Outcome::Fail,
+            "without the source's figure, the whole size"
+        );
+        assert_eq!(
+            outcome(&check_contiguous(&l, held, "/x", Ok(1 << 20))),
             Outcome::Fail
         );
         assert_eq!(outcome(&check_console(&h, &r, 1)), Outcome::Pass);
