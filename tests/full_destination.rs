@@ -8,8 +8,7 @@
 
 mod common;
 
-use common::{Root, SmallTmpfs, receive_in_background, stream_pairs};
-use lpar_mover::engine::source::{LiveOptions, MigrationControl, migrate_live};
+use common::{Root, SmallTmpfs, try_migrate_between};
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::{LparConfig, MemoryBacking, PartitionError, Vcpus};
 use std::sync::Arc;
@@ -56,17 +55,7 @@ fn a_destination_that_runs_out_of_room_fails_the_migration_and_the_guest_runs_on
         std::thread::sleep(Duration::from_millis(10));
     }
 
-    let (out, inn) = stream_pairs(2);
-    let receiving = receive_in_background(&destination, inn);
-    let control = Arc::new(MigrationControl::new(Duration::from_secs(60)));
-    let sent = migrate_live(
-        source.clone(),
-        out,
-        &LiveOptions::default(),
-        &control,
-        &mut |_| {},
-    );
-    let received = receiving.join().expect("the receiving thread survives");
+    let (sent, received) = try_migrate_between(&source, &destination, 2, Duration::from_secs(60));
 
     // Still here: this process did not die of SIGBUS. The destination
     // says why, as the manual words it, and what to do.

@@ -93,26 +93,42 @@ pub fn receive_in_background(
 }
 
 /// Migrates `source` live to `destination` over `streams` loopback streams
-/// with the default options and a deadline of `timeout`; a failure on
-/// either side panics with its reason.
+/// with the default options and a deadline of `timeout`: what each side
+/// made of it.
+pub fn try_migrate_between(
+    source: &Arc<SimLpar>,
+    destination: &Arc<SimLpar>,
+    streams: usize,
+    timeout: Duration,
+) -> (
+    Result<MigrationReport, EngineError>,
+    Result<DestinationReport, EngineError>,
+) {
+    let (out, inn) = stream_pairs(streams);
+    let receiving = receive_in_background(destination, inn);
+    let control = Arc::new(MigrationControl::new(timeout));
+    let sent = migrate_live(
+        source.clone(),
+        out,
+        &LiveOptions::default(),
+        &control,
+        &mut |_| {},
+    );
+    let received = receiving.join().expect("the receiving thread survives");
+    (sent, received)
+}
+
+/// [`try_migrate_between`], where a failure on either side panics with
+/// its reason.
 pub fn migrate_between(
     source: &Arc<SimLpar>,
     destination: &Arc<SimLpar>,
     streams: usize,
     timeout: Duration,
 ) -> MigrationReport {
-    let (out, inn) = stream_pairs(streams);
-    let receiving = receive_in_background(destination, inn);
-    let control = Arc::new(MigrationControl::new(timeout));
-    let report = migrate_live(
-        source.clone(),
-        out,
-        &LiveOptions::default(),
-        &control,
-        &mut |_| {},
-    )
-    .unwrap_or_else(|e| panic!("{}", e.emg(lpar_mover::emg::Module::MoverSource)));
-    receiving.join().unwrap().unwrap();
+    let (sent, received) = try_migrate_between(source, destination, streams, timeout);
+    let report = sent.unwrap_or_else(|e| panic!("{}", e.emg(lpar_mover::emg::Module::MoverSource)));
+    received.unwrap();
     report
 }
 
