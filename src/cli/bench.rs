@@ -291,6 +291,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
     };
     let mut runs = Vec::new();
     let mut references = Vec::new();
+    let mut reference_source = None;
     for i in 0..args.runs {
         let hosts = PathBuf::from(format!(
             "{}/bench-{}-{i}",
@@ -309,7 +310,8 @@ pub fn run(args: &BenchArgs) -> Result<(), Emg> {
             run.source["verified"]
         );
         if args.reference {
-            references.push(same_run_reference(f[at("populated_bytes")])?);
+            let source = reference_source.get_or_insert_with(reference::Source::new);
+            references.push(same_run_reference(source, f[at("populated_bytes")])?);
         }
         runs.push(run);
     }
@@ -478,7 +480,7 @@ fn median_reference(references: &[Reference], gbps: f64) -> Option<(Reference, f
 
 /// A plain copy of `populated` bytes (at least one page) into fresh memory,
 /// measured now.
-fn same_run_reference(populated: f64) -> Result<Reference, Emg> {
+fn same_run_reference(source: &reference::Source, populated: f64) -> Result<Reference, Emg> {
     let bytes = if populated.is_finite() {
         populated.max(4096.0) as u64
     } else {
@@ -488,7 +490,7 @@ fn same_run_reference(populated: f64) -> Result<Reference, Emg> {
         "reference: copying {} into fresh memory",
         format_size(bytes)
     );
-    let r = reference::measure(bytes).map_err(|e| {
+    let r = reference::measure(source, bytes).map_err(|e| {
         agents::agents_error(
             format!("the reference copy failed: {e}"),
             "Free memory for it, or drop --reference.",
