@@ -1,10 +1,12 @@
-//! A version-4 destination takes a version-3 source: no device-state base
-//! before the pause, the whole device state ahead of the final pages
-//! (a version-4 source sends a base and a delta, which `live_migration.rs`
-//! covers). Here a hand-driven version-3 source (the engine's own page
-//! pump, frames as version 3 sends them) moves a running LPAR, and the
-//! destination still loads the state while the final pages land, checks
-//! the digest, reports Ready and runs the LPAR after Commit.
+//! A destination takes a source of the previous version that sends no
+//! device-state base before the pause, only the whole device state ahead
+//! of the final pages (as version 3 always did, and version 4 does when
+//! its partition cannot read its devices while the guest runs; a base and
+//! a delta are what `live_migration.rs` covers). Here a hand-driven source
+//! (the engine's own page pump, frames as such a source sends them) moves
+//! a running LPAR, and the destination still loads the state while the
+//! final pages land, checks the digest, reports Ready and runs the LPAR
+//! after Commit; it sends that source no Rehearsal (version 5).
 
 mod common;
 
@@ -46,7 +48,7 @@ fn next_reply(decoder: &mut FrameDecoder, stream: &mut MigrationStream) -> Owned
 }
 
 #[test]
-fn a_version_3_source_sending_the_whole_state_ahead_of_the_final_pages_still_migrates() {
+fn a_previous_version_source_sending_the_whole_state_ahead_of_the_final_pages_still_migrates() {
     let root = Root::new("order-v3");
     let source = lpar(&root, "source");
     let destination = lpar(&root, "destination");
@@ -73,7 +75,7 @@ fn a_version_3_source_sending_the_whole_state_ahead_of_the_final_pages_still_mig
 
     sender
         .send_control_all(OwnedFrame::Hello(Hello {
-            protocol_version: 3,
+            protocol_version: lpar_mover::wire::PREVIOUS_PROTOCOL_VERSION,
             migration_id: MigrationId(0),
             build: BuildIdentity::current(),
             auth_proof: Vec::new(),
@@ -130,4 +132,72 @@ fn a_version_3_source_sending_the_whole_state_ahead_of_the_final_pages_still_mig
     );
     assert!(report.load_verify_ms > 0.0 && report.state_load_ms > 0.0);
     assert!(destination.is_running());
+}
+
+/// What the destination answers a source of `version` that sends a
+/// device-state base then a ping: every reply up to the ping's echo.
+fn replies_to_a_base(version: u16) -> Vec<OwnedFrame> {
+    let root = Root::new(&format!("rehearsal-v{version}"));
+    let source = lpar(&root, "source");
+    let destination = lpar(&root, "destination");
+    let (out, inn) = stream_pairs(1);
+    let mut back = out[0].try_clone().unwrap();
+    let receiving = {
+        let destination = destination.clone();
+        std::thread::spawn(move || {
+            let host = DestinationHost::open_for(destination.config());
+            receive_live(destination, inn, &host)
+        })
+    };
+    let digest = Arc::new(ImageDigest::blank_for(&*source));
+    let integrity = integrity_of(&out);
+    let streams = out.into_iter().map(|s| Box::new(s) as OutStream).collect();
+    let sender = PageSender::start(source.clone(), streams, integrity, digest);
+    let mut decoder = FrameDecoder::with_integrity(integrity);
+    sender
+        .send_control_all(OwnedFrame::Hello(Hello {
+            protocol_version: version,
+            migration_id: MigrationId(0),
+            build: BuildIdentity::current(),
+            auth_proof: Vec::new(),
+        }))
+        .unwrap();
+    assert!(matches!(
+        next_reply(&mut decoder, &mut back),
+        OwnedFrame::Hello(_)
+    ));
+    let config = serde_json::to_vec(source.config()).unwrap();
+    sender.send_control(OwnedFrame::LparConfig(config)).unwrap();
+    let base = source.save_state().unwrap().for_mode(MigrationMode::Live);
+    sender
+        .send_control(OwnedFrame::DeviceStateBase(base.encode().unwrap()))
+        .unwrap();
+    let ping = lpar_mover::wire::Keepalive { timestamp_ns: 42 };
+    sender.send_control(OwnedFrame::Keepalive(ping)).unwrap();
+    let mut replies = vec![];
+    loop {
+        let reply = next_reply(&mut decoder, &mut back);
+        let echo = reply == OwnedFrame::Keepalive(ping);
+        replies.push(reply);
+        if echo {
+            break;
+        }
+    }
+    drop(sender.finish());
+    let _ = back.shutdown(std::net::Shutdown::Both);
+    let _ = receiving.join().unwrap();
+    replies
+}
+
+#[test]
+fn the_destination_rehearses_the_base_load_and_tells_only_a_source_that_reads_it() {
+    let current = replies_to_a_base(lpar_mover::wire::PROTOCOL_VERSION);
+    assert_eq!(current.len(), 2, "{current:?}");
+    match &current[0] {
+        OwnedFrame::Rehearsal(r) => assert!(r.load_ns > 0, "{r:?}"),
+        other => panic!("{other:?} instead of a Rehearsal"),
+    }
+    // The previous version knows no Rehearsal frame: only the echo.
+    let previous = replies_to_a_base(lpar_mover::wire::PREVIOUS_PROTOCOL_VERSION);
+    assert_eq!(previous.len(), 1, "{previous:?}");
 }

@@ -19,6 +19,7 @@ enum Owned {
     Abort(Emg),
     Keepalive(Keepalive),
     Identities(Identities),
+    Rehearsal(Rehearsal),
 }
 
 fn text(max: usize) -> impl Strategy<Value = String> {
@@ -109,6 +110,7 @@ fn owned_frame() -> impl Strategy<Value = Owned> {
                 Owned::Abort(e)
             }),
         any::<u64>().prop_map(|t| Owned::Keepalive(Keepalive { timestamp_ns: t })),
+        any::<u64>().prop_map(|n| Owned::Rehearsal(Rehearsal { load_ns: n })),
         (
             proptest::collection::vec((any::<u64>(), any::<u64>()), 0..=MAX_IDENTITY_PORTS),
             proptest::collection::vec((any::<[u8; 6]>(), any::<bool>()), 0..=MAX_IDENTITY_PORTS)
@@ -158,6 +160,7 @@ fn encode_stream(frames: &[Owned]) -> Vec<u8> {
                     Owned::Abort(e) => Frame::Abort(e.clone()),
                     Owned::Keepalive(k) => Frame::Keepalive(*k),
                     Owned::Identities(i) => Frame::Identities(i.clone()),
+                    Owned::Rehearsal(r) => Frame::Rehearsal(*r),
                     Owned::Batch(..) => unreachable!(),
                 };
                 enc.encode(&frame, &mut out).unwrap();
@@ -189,6 +192,7 @@ fn check_matches(got: &Frame<'_>, want: &Owned) {
         (Frame::Abort(a), Owned::Abort(b)) => assert_eq!(a, b),
         (Frame::Keepalive(a), Owned::Keepalive(b)) => assert_eq!(a, b),
         (Frame::Identities(a), Owned::Identities(b)) => assert_eq!(a, b),
+        (Frame::Rehearsal(a), Owned::Rehearsal(b)) => assert_eq!(a, b),
         (got, want) => panic!("got {:?}, sent {want:?}", got.kind()),
     }
 }

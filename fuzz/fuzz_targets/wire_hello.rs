@@ -1,5 +1,6 @@
 //! Parsing of the small fixed payloads (hello, end of round, switchover,
-//! keepalive) over arbitrary bytes; what parses re-encodes identically.
+//! keepalive, rehearsal) over arbitrary bytes; what parses re-encodes
+//! identically.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,8 +8,14 @@ use lpar_mover::wire::{Frame, FrameEncoder, FrameKind, HEADER_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, payload)) = data.split_first() else { return };
-    let kind = [FrameKind::Hello, FrameKind::EndOfRound, FrameKind::Switchover, FrameKind::Keepalive]
-        [usize::from(selector % 4)];
+    let kinds = [
+        FrameKind::Hello,
+        FrameKind::EndOfRound,
+        FrameKind::Switchover,
+        FrameKind::Keepalive,
+        FrameKind::Rehearsal,
+    ];
+    let kind = kinds[usize::from(selector) % kinds.len()];
     if let Ok(frame) = Frame::parse(kind, payload) {
         let mut bytes = Vec::new();
         FrameEncoder::new().encode(&frame, &mut bytes).expect("re-encodes");

@@ -32,7 +32,7 @@ use crate::partition::{LparConfig, Partition};
 use crate::state::{DeviceState, Identities, LogicalNic};
 use crate::transport::MigrationStream;
 use crate::wire::{
-    Frame, FrameEncoder, Hello, Integrity, MigrationId, PROTOCOL_VERSION, Switchover,
+    Frame, FrameEncoder, Hello, Integrity, MigrationId, PROTOCOL_VERSION, Rehearsal, Switchover,
     SwitchoverStep,
 };
 use crossbeam::channel::Receiver;
@@ -42,6 +42,8 @@ use std::time::{Duration, Instant};
 
 /// The wire protocol version that introduced the Identities frame.
 const IDENTITIES_SINCE: u16 = 2;
+/// The wire protocol version that introduced the Rehearsal frame.
+const REHEARSAL_SINCE: u16 = 5;
 
 /// Longest silence from the source before the destination gives up.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +61,9 @@ pub struct DestinationReport {
     /// The device state came ahead of the final pages and was loaded while
     /// they landed (a version-3 source), outside `load_verify_ms`.
     pub state_loaded_early: bool,
+    /// Loading the device-state base before the pause, as a rehearsal of
+    /// the final load (version 4 sources on; 0 when none came).
+    pub state_rehearsal_ms: f64,
     /// Commit received → vCPUs resumed.
     pub resume_ms: f64,
     /// What the switchover rules did (vfcIDs, identities, clocks).
@@ -189,8 +194,10 @@ fn receive(
     let mut suspended: Option<Switchover> = None;
     let mut clock = HostClock::new();
     let mut hello_sent: Option<Instant> = None;
-    // A version-1 source knows no Identities frame: it is not sent to one.
+    // A version-1 source knows no Identities frame, one before version 5 no
+    // Rehearsal frame: they are not sent to them.
     let mut source_takes_identities = true;
+    let mut source_takes_rehearsal = true;
     let mut incoming: Option<LparConfig> = None;
     let mut nics = Vec::new();
     // A device state that came before Suspended: loaded, or decoded and
@@ -217,6 +224,7 @@ fn receive(
         match frame {
             OwnedFrame::Hello(hello) if stream == 0 => {
                 source_takes_identities = hello.protocol_version >= IDENTITIES_SINCE;
+                source_takes_rehearsal = hello.protocol_version >= REHEARSAL_SINCE;
                 replies.send(&Frame::Hello(Hello {
                     protocol_version: PROTOCOL_VERSION,
                     migration_id: MigrationId(0),
@@ -270,7 +278,23 @@ fn receive(
                 if loaded.is_some() || waiting.is_some() {
                     return Err(protocol("a device state base after a device state"));
                 }
-                incoming_state.take_base(bytes)?;
+                // Loaded now, as a rehearsal: the final load then writes
+                // into memory and file pages already in place, and the
+                // source learns what a load costs here for its prediction.
+                // (The final state overwrites this one; an LPAR that never
+                // gets it is removed with the failed migration.)
+                let base = incoming_state.take_base(bytes)?;
+                let t = Instant::now();
+                lpar.restore_state(&base)?;
+                #[cfg(feature = "fault-injection")]
+                super::faults::slow_state_load();
+                let took = t.elapsed();
+                report.state_rehearsal_ms = took.as_secs_f64() * 1e3;
+                if source_takes_rehearsal {
+                    replies.send(&Frame::Rehearsal(Rehearsal {
+                        load_ns: took.as_nanos().min(u128::from(u64::MAX)) as u64,
+                    }))?;
+                }
             }
             frame @ (OwnedFrame::DeviceState(_) | OwnedFrame::DeviceStateDelta(_)) => {
                 let bytes = incoming_state.state_bytes(frame)?;
@@ -361,6 +385,8 @@ fn load(
     )
     .map_err(EngineError::Switchover)?;
     lpar.restore_state(&state)?;
+    #[cfg(feature = "fault-injection")]
+    super::faults::slow_state_load();
     Ok(Loaded {
         slot,
         outcome,

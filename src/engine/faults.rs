@@ -1,9 +1,26 @@
-//! The engine's fault hook, for the tests of the memory audit. Compiled
-//! only with the `fault-injection` feature (test builds), like
-//! `agent::faults`.
+//! The engine's fault hooks, for the tests of the memory audit and of the
+//! suspension's prediction. Compiled only with the `fault-injection`
+//! feature (test builds), like `agent::faults`.
 
 use crate::partition::PageSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+static SLOW_STATE_LOAD_US: AtomicU64 = AtomicU64::new(0);
+
+/// Makes every device-state load on a destination (the rehearsal and the
+/// final one) take `by` longer, as a backend with a costly load would.
+pub fn slow_down_state_loads(by: Duration) {
+    SLOW_STATE_LOAD_US.store(by.as_micros() as u64, Ordering::SeqCst);
+}
+
+/// Sleeps as long as [`slow_down_state_loads`] asked.
+pub(crate) fn slow_state_load() {
+    let us = SLOW_STATE_LOAD_US.load(Ordering::SeqCst);
+    if us > 0 {
+        std::thread::sleep(Duration::from_micros(us));
+    }
+}
 
 static FORGET_A_DIRTY_PAGE: AtomicBool = AtomicBool::new(false);
 static FORGOTTEN: AtomicU64 = AtomicU64::new(u64::MAX);

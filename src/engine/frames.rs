@@ -17,6 +17,7 @@ pub enum OwnedFrame {
     Identities(crate::state::Identities),
     DeviceStateBase(Vec<u8>),
     DeviceStateDelta(Vec<u8>),
+    Rehearsal(crate::wire::Rehearsal),
 }
 
 impl OwnedFrame {
@@ -31,6 +32,7 @@ impl OwnedFrame {
             OwnedFrame::Identities(i) => Frame::Identities(i.clone()),
             OwnedFrame::DeviceStateBase(b) => Frame::DeviceStateBase(b),
             OwnedFrame::DeviceStateDelta(b) => Frame::DeviceStateDelta(b),
+            OwnedFrame::Rehearsal(r) => Frame::Rehearsal(*r),
         }
     }
 
@@ -46,6 +48,7 @@ impl OwnedFrame {
             Frame::Identities(i) => OwnedFrame::Identities(i),
             Frame::DeviceStateBase(b) => OwnedFrame::DeviceStateBase(b.to_vec()),
             Frame::DeviceStateDelta(b) => OwnedFrame::DeviceStateDelta(b.to_vec()),
+            Frame::Rehearsal(r) => OwnedFrame::Rehearsal(r),
             Frame::PageBatch(_) | Frame::EndOfRound(_) => return None,
         })
     }

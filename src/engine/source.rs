@@ -161,6 +161,7 @@ pub fn migrate_live(
         replies,
         paused: false,
         throttle: 0,
+        destination_load: std::cell::Cell::new(Duration::ZERO),
     };
     let mut result = run.migrate(options, control, &digest, progress, started, &committing);
     if let Ok(r) = &mut result {
@@ -229,6 +230,9 @@ struct SourceRun<'a> {
     replies: Receiver<Result<OwnedFrame, EngineError>>,
     paused: bool,
     throttle: u8,
+    /// How long the destination's rehearsal load of the device-state base
+    /// took (its Rehearsal frame, version 5; zero until one came).
+    destination_load: std::cell::Cell<Duration>,
 }
 
 impl SourceRun<'_> {
@@ -295,6 +299,9 @@ impl SourceRun<'_> {
         let mut last_harvest = Instant::now();
         let mut round = 0u32;
         let mut warned_budget = false;
+        // What handing a round to the stream workers and collecting its end
+        // costs beyond sending its bytes: the least any round showed.
+        let mut pipeline: Option<Duration> = None;
         let predicted = loop {
             control.check()?;
             let t = Instant::now();
@@ -308,6 +315,11 @@ impl SourceRun<'_> {
                 &convergence,
                 progress,
             )?;
+            if let Some(bandwidth) = convergence.bandwidth() {
+                let bytes = Duration::from_secs_f64(stats.bytes as f64 / bandwidth);
+                let overhead = t.elapsed().saturating_sub(bytes);
+                pipeline = Some(pipeline.map_or(overhead, |p| p.min(overhead)));
+            }
             // A round is over when the destination has it, not when the
             // socket buffers took it (megabytes on a slow path, which made
             // the bandwidth look twice the link's): the ping queued behind
@@ -320,8 +332,16 @@ impl SourceRun<'_> {
             let t = Instant::now();
             let fresh = self.harvest_sample(&mut *log, &mut dirty, &mut last_harvest)?;
             // The pause-time harvest costs about what this one did: it
-            // walks the same page tables, inside the suspension.
-            convergence.set_fixed_cost(2 * rtt.typical() + encode_cost + t.elapsed());
+            // walks the same page tables, inside the suspension. The
+            // destination's load costs what its rehearsal did, and the
+            // final round's hand-off what the rounds' did.
+            convergence.set_fixed_cost(
+                2 * rtt.typical()
+                    + encode_cost
+                    + t.elapsed()
+                    + self.destination_load.get()
+                    + pipeline.unwrap_or_default(),
+            );
             let path = path_pages_per_sec(&convergence, None);
             self.observe(&mut throttle, fresh, path, progress)?;
             self.throttle = throttle.percent();
@@ -544,19 +564,31 @@ impl SourceRun<'_> {
         Ok(t.elapsed())
     }
 
-    /// Waits for the next frame from the destination, which must satisfy `want`.
+    /// Waits for the next frame from the destination, which must satisfy
+    /// `want`. A Rehearsal may come first (the destination sends it when
+    /// the device-state base is loaded, whatever the source waits for):
+    /// it is noted for the prediction.
     fn expect(
         &self,
         want: impl Fn(&OwnedFrame) -> bool,
         what: &str,
         timeout: Duration,
     ) -> Result<OwnedFrame, EngineError> {
-        let frame = match self.replies.recv_timeout(timeout) {
-            Ok(reply) => reply?,
-            Err(_) => {
-                return Err(EngineError::NoReply {
-                    waiting_for: what.to_string(),
-                });
+        let deadline = Instant::now() + timeout;
+        let frame = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.replies.recv_timeout(left) {
+                Ok(reply) => match reply? {
+                    OwnedFrame::Rehearsal(r) => {
+                        self.destination_load.set(Duration::from_nanos(r.load_ns));
+                    }
+                    frame => break frame,
+                },
+                Err(_) => {
+                    return Err(EngineError::NoReply {
+                        waiting_for: what.to_string(),
+                    });
+                }
             }
         };
         match frame {

@@ -131,16 +131,16 @@ impl IncomingState {
     /// not decode fails the migration before the pause, and the decode in
     /// the pause finds memory the heap already holds (see
     /// `partition::host::keep_freed_memory`).
-    pub(super) fn take_base(&mut self, bytes: Vec<u8>) -> Result<(), EngineError> {
+    pub(super) fn take_base(&mut self, bytes: Vec<u8>) -> Result<DeviceState, EngineError> {
         if self.base.is_some() {
             return Err(protocol("a second device state base"));
         }
-        drop(DeviceState::decode(&bytes).map_err(PartitionError::from)?);
+        let state = DeviceState::decode(&bytes).map_err(PartitionError::from)?;
         // Written now, so its pages are there before the pause (zeros would
         // come from calloc, mapped lazily).
         self.rebuilt = vec![0xff; bytes.len() + DELTA_ROOM];
         self.base = Some(bytes);
-        Ok(())
+        Ok(state)
     }
 
     /// The encoded final state a device-state frame carries: as sent, or

@@ -11,6 +11,7 @@
 //! Switchover  step:u8 (1 suspended, 2 ready, 3 commit, 4 running) timestamp_ns:u64 digest:u64
 //! Abort       see `abort`
 //! Keepalive   timestamp_ns:u64
+//! Rehearsal   load_ns:u64
 //! Identities  hbas:u8 (≤ MAX_IDENTITY_PORTS) { wwpn:[u8;8] migration_wwpn:[u8;8] } × hbas
 //!             nics:u8 (≤ MAX_IDENTITY_PORTS) { mac:[u8;6] set_manually:u8 (0 or 1) } × nics
 //! ```
@@ -18,6 +19,11 @@
 //! Identities goes destination → source before Ready: the identities the
 //! destination's LPAR slot held, which the source's slot takes over in the
 //! exchange of Table 1-2 (WWPN, migration WWPN, MAC: "Exchanged").
+//!
+//! Rehearsal goes destination → source (version 5) once the destination
+//! has loaded the device-state base into its LPAR as a rehearsal of the
+//! final load: how long that took, which the source adds to the suspension
+//! it predicts.
 
 use super::abort::{parse_emg, write_emg};
 use super::batch::PageBatch;
@@ -115,6 +121,13 @@ pub struct Keepalive {
     pub timestamp_ns: u64,
 }
 
+/// The destination's rehearsal of the final device-state load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rehearsal {
+    /// How long loading the device-state base took there, nanoseconds.
+    pub load_ns: u64,
+}
+
 /// One decoded frame. Bulk payloads (configuration, device state, page
 /// batches) borrow the receive buffer instead of being copied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +156,8 @@ pub enum Frame<'a> {
     /// The final device state as its difference from the base (see
     /// [`state_delta`](super::state_delta)), checked to follow the format.
     DeviceStateDelta(&'a [u8]),
+    /// The destination loaded the device-state base as a rehearsal.
+    Rehearsal(Rehearsal),
 }
 
 impl<'a> Frame<'a> {
@@ -160,6 +175,7 @@ impl<'a> Frame<'a> {
             Frame::Identities(_) => FrameKind::Identities,
             Frame::DeviceStateBase(_) => FrameKind::DeviceStateBase,
             Frame::DeviceStateDelta(_) => FrameKind::DeviceStateDelta,
+            Frame::Rehearsal(_) => FrameKind::Rehearsal,
         }
     }
 
@@ -221,6 +237,7 @@ impl<'a> Frame<'a> {
             FrameKind::Keepalive => Frame::Keepalive(Keepalive {
                 timestamp_ns: r.u64()?,
             }),
+            FrameKind::Rehearsal => Frame::Rehearsal(Rehearsal { load_ns: r.u64()? }),
             FrameKind::Identities => {
                 let hbas = usize::from(r.u8()?);
                 if hbas > MAX_IDENTITY_PORTS {
@@ -302,6 +319,7 @@ impl<'a> Frame<'a> {
             }
             Frame::Abort(emg) => write_emg(emg, out),
             Frame::Keepalive(k) => out.extend_from_slice(&k.timestamp_ns.to_le_bytes()),
+            Frame::Rehearsal(r) => out.extend_from_slice(&r.load_ns.to_le_bytes()),
             Frame::Identities(ids) => {
                 if ids.hbas.len() > MAX_IDENTITY_PORTS || ids.nics.len() > MAX_IDENTITY_PORTS {
                     return Err(WireError::Malformed {

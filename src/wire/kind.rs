@@ -29,11 +29,13 @@ pub enum FrameKind {
     DeviceStateBase = 10,
     /// [`Frame::DeviceStateDelta`](super::Frame::DeviceStateDelta).
     DeviceStateDelta = 11,
+    /// [`Frame::Rehearsal`](super::Frame::Rehearsal).
+    Rehearsal = 12,
 }
 
 impl FrameKind {
     /// Every kind, in byte order.
-    pub const ALL: [FrameKind; 11] = [
+    pub const ALL: [FrameKind; 12] = [
         FrameKind::Hello,
         FrameKind::LparConfig,
         FrameKind::PageBatch,
@@ -45,6 +47,7 @@ impl FrameKind {
         FrameKind::Identities,
         FrameKind::DeviceStateBase,
         FrameKind::DeviceStateDelta,
+        FrameKind::Rehearsal,
     ];
 
     /// The kind a byte on the wire names, if any.
@@ -66,6 +69,7 @@ impl FrameKind {
             FrameKind::Keepalive => limits::KEEPALIVE_PAYLOAD,
             FrameKind::Identities => limits::MAX_IDENTITIES_PAYLOAD,
             FrameKind::DeviceStateBase | FrameKind::DeviceStateDelta => limits::MAX_DEVICE_STATE,
+            FrameKind::Rehearsal => limits::REHEARSAL_PAYLOAD,
         }
     }
 
@@ -83,6 +87,7 @@ impl FrameKind {
             FrameKind::Identities => "identities",
             FrameKind::DeviceStateBase => "device state base",
             FrameKind::DeviceStateDelta => "device state delta",
+            FrameKind::Rehearsal => "rehearsal",
         }
     }
 }
@@ -98,6 +103,6 @@ mod tests {
             assert!(kind.max_payload() <= limits::MAX_FRAME_PAYLOAD);
         }
         assert_eq!(FrameKind::from_u8(0), None);
-        assert_eq!(FrameKind::from_u8(12), None);
+        assert_eq!(FrameKind::from_u8(13), None);
     }
 }

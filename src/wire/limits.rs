@@ -73,6 +73,9 @@ pub const SWITCHOVER_PAYLOAD: usize = 17;
 /// Keepalive: timestamp (u64).
 pub const KEEPALIVE_PAYLOAD: usize = 8;
 
+/// Rehearsal: the load's duration in nanoseconds (u64).
+pub const REHEARSAL_PAYLOAD: usize = 8;
+
 /// Most FC ports and most NICs one Identities frame may list (each count is
 /// bounded separately, so a hostile count cannot make the decoder allocate
 /// more than this many entries).

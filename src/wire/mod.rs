@@ -36,6 +36,7 @@
 //! | 9 | Identities | the destination slot's WWPN pairs and MACs (see `frame`) | [`MAX_IDENTITIES_PAYLOAD`] |
 //! | 10 | DeviceStateBase | opaque bytes: the device state as read while the guest ran | [`MAX_DEVICE_STATE`] |
 //! | 11 | DeviceStateDelta | the final device state as runs of bytes that differ from the base ([`state_delta`]) | [`MAX_DEVICE_STATE`] |
+//! | 12 | Rehearsal | how long the destination took to load the device-state base (ns) | 8 bytes |
 //!
 //! Every payload is bounded by [`MAX_FRAME_PAYLOAD`]; the decoder checks the
 //! declared length against the kind's bound as soon as the header arrives,
@@ -49,8 +50,9 @@
 //!   │── Hello (version, build, migration id, proof) ─────▶│ on every stream
 //!   │◀──────────────────────────────────────────── Hello ─│
 //!   │── LparConfig ──────────────────────────────────────▶│
-//!   │── DeviceStateBase (version 4, if the partition ────▶│ kept for the delta
-//!   │     can read its devices while the guest runs)      │
+//!   │── DeviceStateBase (version 4, if the partition ────▶│ kept for the delta, and
+//!   │     can read its devices while the guest runs)      │ loaded as a rehearsal
+//!   │◀──────────────── Rehearsal (the load's time) ───────│ (version 5)
 //!   │                                                     │
 //!   │── PageBatch(round 0) ─┐  on any stream, in          │
 //!   │── PageBatch(round 0) ─┤  any interleaving  ────────▶│ decode into guest memory
@@ -74,7 +76,11 @@
 //!   the bulky device state (VRAM, NVRAM, MMIO snapshots) crosses before
 //!   the pause as DeviceStateBase, and the pause carries only the bytes
 //!   that changed; a source sends the whole DeviceState to an older
-//!   destination, or when the delta would be no smaller.
+//!   destination, or when the delta would be no smaller. Since version 5
+//!   the destination loads the base into its LPAR at once, as a rehearsal
+//!   (the final load then writes into memory already in place), and tells
+//!   a version-5 source how long that took: the source's predicted
+//!   suspension includes the destination's load.
 //!
 //!   Abort(Emg) may be sent by either side at any point and ends the
 //!   migration; Keepalive may be sent by either side on an idle stream.
@@ -167,7 +173,9 @@ pub use batch_builder::{BatchFull, PageBatchBuilder};
 pub use decoder::FrameDecoder;
 pub use encoder::FrameEncoder;
 pub use error::WireError;
-pub use frame::{EndOfRound, Frame, Hello, Keepalive, MigrationId, Switchover, SwitchoverStep};
+pub use frame::{
+    EndOfRound, Frame, Hello, Keepalive, MigrationId, Rehearsal, Switchover, SwitchoverStep,
+};
 pub use header::{FrameHeader, Integrity, MAGIC, check_version};
 pub use kind::FrameKind;
 pub use limits::*;

@@ -1,6 +1,6 @@
 /// The migration-stream protocol version. Read by `build.rs` (to embed it in
 /// the build identity) and by `wire`; bump it with every incompatible change.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The oldest version this build still accepts from a peer.
 #[allow(dead_code)] // build.rs includes this file too, and needs only the one above
