@@ -12,7 +12,7 @@ use common::{Root, SmallTmpfs, try_migrate_between};
 use lpar_mover::partition::sim::SimLpar;
 use lpar_mover::partition::{LparConfig, MemoryBacking, PartitionError, Vcpus};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MIB: u64 = 1 << 20;
 
@@ -46,14 +46,11 @@ fn a_destination_that_runs_out_of_room_fails_the_migration_and_the_guest_runs_on
         program,
     ));
     source.resume().unwrap();
-    let until = Instant::now() + Duration::from_secs(30);
-    while source.writes() < (32 * MIB / 4096) {
-        assert!(
-            Instant::now() < until,
-            "the guest does not populate its set"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for(
+        "the guest to populate its set",
+        Duration::from_secs(30),
+        || source.writes() >= 32 * MIB / 4096,
+    );
 
     let (sent, received) = try_migrate_between(&source, &destination, 2, Duration::from_secs(60));
 

@@ -9,7 +9,7 @@ mod common;
 use common::{Root, migrate_between, sim_lpar};
 use lpar_mover::engine::report::MigrationReport;
 use lpar_mover::partition::Vcpus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Fast enough that the pause always finds dirty pages.
 const PROGRAM: &str = "hot:4MiB,content=random,rate=200000";
@@ -20,11 +20,9 @@ fn migrate(tag: &str, forget: bool) -> MigrationReport {
     let source = sim_lpar(&root, "source", 64 << 20, PROGRAM);
     let destination = sim_lpar(&root, "destination", 64 << 20, PROGRAM);
     source.resume().unwrap();
-    let until = Instant::now() + Duration::from_secs(30);
-    while source.writes() < 4_000 {
-        assert!(Instant::now() < until, "the guest does not write");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for("the guest to write", Duration::from_secs(30), || {
+        source.writes() >= 4_000
+    });
     if forget {
         lpar_mover::engine::faults::forget_a_dirty_page();
     }

@@ -10,7 +10,7 @@ mod common;
 
 use common::{Root, sim_lpar, try_migrate_between};
 use lpar_mover::partition::Vcpus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SLOW_LOAD: Duration = Duration::from_millis(30);
 
@@ -21,11 +21,9 @@ fn a_slow_destination_load_is_in_the_predicted_suspension_and_the_prediction_hol
     let source = sim_lpar(&root, "source", 64 << 20, program);
     let destination = sim_lpar(&root, "destination", 64 << 20, program);
     source.resume().unwrap();
-    let until = Instant::now() + Duration::from_secs(30);
-    while source.writes() < 2_000 {
-        assert!(Instant::now() < until, "the guest does not write");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for("the guest to write", Duration::from_secs(30), || {
+        source.writes() >= 2_000
+    });
     lpar_mover::engine::faults::slow_down_state_loads(SLOW_LOAD);
     let (sent, received) = try_migrate_between(&source, &destination, 2, Duration::from_secs(60));
     let report = sent.unwrap_or_else(|e| panic!("{e}"));
