@@ -3,8 +3,8 @@
 //! pause, as a rehearsal, and reports how long that took (the Rehearsal
 //! frame). A destination whose load is slow (the engine's fault hook adds
 //! 30 ms to every load there) is predicted so, and the prediction holds
-//! (within 20 % or 0.5 ms of the suspension measured). Its own test
-//! binary: the hook is global.
+//! (within 20 % or 0.5 ms of the suspension measured), and the report
+//! names the part. Its own test binary: the hook is global.
 
 mod common;
 
@@ -39,6 +39,17 @@ fn a_slow_destination_load_is_in_the_predicted_suspension_and_the_prediction_hol
         s.predicted_ms >= slow_ms,
         "the prediction leaves out the destination's load: {s:?}"
     );
+    // The report says where the prediction came from, part by part.
+    let p = &s.predicted_parts;
+    assert!(p.destination_load_ms >= slow_ms, "{p:?}");
+    let sum = p.copy_ms
+        + p.round_trips_ms
+        + p.state_capture_ms
+        + p.harvest_ms
+        + p.destination_load_ms
+        + p.hand_off_ms;
+    assert!((sum - s.predicted_ms).abs() < 1e-6, "{p:?} against {s:?}");
+    assert!(p.round_trips_ms > 0.0 && p.harvest_ms > 0.0, "{p:?}");
     let tolerance = (0.2 * s.total_ms).max(0.5);
     assert!(
         (s.total_ms - s.predicted_ms).abs() <= tolerance,

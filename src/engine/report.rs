@@ -48,6 +48,28 @@ pub struct SuspensionReport {
     pub resume_ms: f64,
     /// What the engine predicted for it when it decided to suspend.
     pub predicted_ms: f64,
+    /// What that prediction was made of (the parts add up to it).
+    pub predicted_parts: PredictedParts,
+}
+
+/// The parts of a predicted suspension, as measured before the pause.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PredictedParts {
+    /// The final pages and the device state at the path's measured
+    /// bandwidth.
+    pub copy_ms: f64,
+    /// Two round trips on stream 0 (Suspended → Ready, Commit → Running).
+    pub round_trips_ms: f64,
+    /// Capturing and encoding the device state here.
+    pub state_capture_ms: f64,
+    /// Harvesting the dirty log, as the last harvest took.
+    pub harvest_ms: f64,
+    /// The destination loading the device state, as its rehearsal took
+    /// (version 5 destinations; 0 otherwise).
+    pub destination_load_ms: f64,
+    /// Handing the final round to the stream workers and collecting its
+    /// end, as the cheapest round showed.
+    pub hand_off_ms: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

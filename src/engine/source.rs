@@ -26,7 +26,9 @@ use super::digest::ImageDigest;
 pub use super::migration_control::MigrationControl;
 use super::pump::{OutStream, OwnedFrame, PageSender, RoundStats};
 use super::replies::{RoundTrips, spawn_reply_reader};
-use super::report::{MigrationReport, RoundReport, SlotIdentities, SuspensionReport};
+use super::report::{
+    MigrationReport, PredictedParts, RoundReport, SlotIdentities, SuspensionReport,
+};
 use super::state_transfer::{OutgoingState, payload_len};
 use super::switchover::SwitchoverError;
 use super::throttle::{SAMPLE_EVERY, Throttle};
@@ -224,6 +226,36 @@ fn audit_memory(lpar: &dyn Partition, digest: &ImageDigest, report: &mut Migrati
     }
 }
 
+/// The parts of the suspension that do not depend on the pages left, as
+/// last measured (see [`PredictedParts`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct FixedParts {
+    round_trips: Duration,
+    state_capture: Duration,
+    harvest: Duration,
+    destination_load: Duration,
+    hand_off: Duration,
+}
+
+impl FixedParts {
+    fn total(&self) -> Duration {
+        self.round_trips + self.state_capture + self.harvest + self.destination_load + self.hand_off
+    }
+
+    /// `predicted` in parts: these, and the copy (the rest).
+    fn parts_of(&self, predicted: Duration) -> PredictedParts {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        PredictedParts {
+            copy_ms: ms(predicted.saturating_sub(self.total())),
+            round_trips_ms: ms(self.round_trips),
+            state_capture_ms: ms(self.state_capture),
+            harvest_ms: ms(self.harvest),
+            destination_load_ms: ms(self.destination_load),
+            hand_off_ms: ms(self.hand_off),
+        }
+    }
+}
+
 struct SourceRun<'a> {
     lpar: &'a dyn Partition,
     sender: &'a PageSender,
@@ -286,8 +318,12 @@ impl SourceRun<'_> {
         let encode_cost = t.elapsed();
         let mut rtt = RoundTrips::default();
         rtt.record(self.ping()?);
-        let mut convergence =
-            Convergence::new(options.max_suspend, 2 * rtt.typical() + encode_cost);
+        let mut fixed = FixedParts {
+            round_trips: 2 * rtt.typical(),
+            state_capture: encode_cost,
+            ..FixedParts::default()
+        };
+        let mut convergence = Convergence::new(options.max_suspend, fixed.total());
         convergence.set_state_bytes(state_bytes);
 
         let mut log = self.lpar.dirty_log()?;
@@ -335,13 +371,14 @@ impl SourceRun<'_> {
             // walks the same page tables, inside the suspension. The
             // destination's load costs what its rehearsal did, and the
             // final round's hand-off what the rounds' did.
-            convergence.set_fixed_cost(
-                2 * rtt.typical()
-                    + encode_cost
-                    + t.elapsed()
-                    + self.destination_load.get()
-                    + pipeline.unwrap_or_default(),
-            );
+            fixed = FixedParts {
+                round_trips: 2 * rtt.typical(),
+                state_capture: encode_cost,
+                harvest: t.elapsed(),
+                destination_load: self.destination_load.get(),
+                hand_off: pipeline.unwrap_or_default(),
+            };
+            convergence.set_fixed_cost(fixed.total());
             let path = path_pages_per_sec(&convergence, None);
             self.observe(&mut throttle, fresh, path, progress)?;
             self.throttle = throttle.percent();
@@ -480,6 +517,7 @@ impl SourceRun<'_> {
             load_verify_ms: ms(ready_at - state_sent),
             resume_ms: (total_ms - ms(ready_at - paused)).max(0.0),
             predicted_ms: ms(predicted),
+            predicted_parts: fixed.parts_of(predicted),
         };
         report.total_ms = ms(started.elapsed());
         Ok(report)
