@@ -282,9 +282,14 @@ fn receive(
                 // into memory and file pages already in place, and the
                 // source learns what a load costs here for its prediction.
                 // (The final state overwrites this one; an LPAR that never
-                // gets it is removed with the failed migration.)
-                let base = incoming_state.take_base(bytes)?;
+                // gets it is removed with the failed migration.) Twice,
+                // timing the second, decode included as in the final load:
+                // the first also pays for memory touched for the first time
+                // (its buffers, the device file's pages), which the final
+                // load finds in place.
+                lpar.restore_state(&incoming_state.take_base(bytes)?)?;
                 let t = Instant::now();
+                let base = incoming_state.decode_base()?;
                 lpar.restore_state(&base)?;
                 #[cfg(feature = "fault-injection")]
                 super::faults::slow_state_load();

@@ -143,6 +143,16 @@ impl IncomingState {
         Ok(state)
     }
 
+    /// The base, decoded again (the rehearsal times a load as the final
+    /// one does it, decoding included).
+    pub(super) fn decode_base(&self) -> Result<DeviceState, EngineError> {
+        let base = self
+            .base
+            .as_ref()
+            .ok_or_else(|| protocol("no device state base"))?;
+        Ok(DeviceState::decode(base).map_err(PartitionError::from)?)
+    }
+
     /// The encoded final state a device-state frame carries: as sent, or
     /// rebuilt from the base and the delta (the state's own CRC then proves
     /// the rebuild).
