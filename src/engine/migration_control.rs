@@ -51,3 +51,40 @@ impl MigrationControl {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extend_moves_the_deadline_that_check_enforces() {
+        // A deadline already past: check says timed out.
+        let control = MigrationControl::new(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(matches!(control.check(), Err(EngineError::TimedOut)));
+        assert_eq!(control.remaining(), Duration::ZERO);
+        // Extended past now: the same control passes again, with about the
+        // extension left (lower bound only: this machine may be slow).
+        control.extend(Duration::from_secs(60));
+        assert!(control.check().is_ok());
+        let left = control.remaining();
+        assert!(
+            left > Duration::from_secs(59) && left <= Duration::from_secs(60),
+            "{left:?}"
+        );
+        // Extensions add up.
+        control.extend(Duration::from_secs(60));
+        assert!(control.remaining() > Duration::from_secs(119));
+        // Cancel wins over any deadline.
+        control.cancel();
+        assert!(matches!(control.check(), Err(EngineError::Cancelled)));
+    }
+
+    #[test]
+    fn a_huge_extension_saturates_instead_of_overflowing() {
+        let control = MigrationControl::new(Duration::from_secs(1));
+        control.extend(Duration::MAX);
+        assert!(control.check().is_ok());
+        assert!(control.remaining() > Duration::from_secs(86_400 * 365));
+    }
+}

@@ -31,6 +31,7 @@ mod frames;
 pub(crate) mod host_clock;
 mod lz4_policy;
 mod migration_control;
+mod prediction;
 pub mod pump;
 mod replies;
 pub mod report;
