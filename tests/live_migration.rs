@@ -186,19 +186,13 @@ fn migrate_through(root: &Root, fault: common::Fault) -> Outcome {
     wait_for("the guest to fill its working set", || {
         source.writes() > 10_000
     });
-    let (out, inn) = common::relayed_pairs(2, fault);
-    let receiving = receive_in_background(&destination, inn);
-    let control = Arc::new(MigrationControl::new(Duration::from_secs(60)));
-    let sent = migrate_live(
-        source.clone(),
-        out,
-        &LiveOptions::default(),
-        &control,
-        &mut |_| {},
-    )
-    .map(|_| ());
-    let received = receiving.join().unwrap().map(|_| ());
-    (source, destination, sent, received)
+    let (sent, received) = common::try_migrate_over(
+        &source,
+        &destination,
+        common::relayed_pairs(2, fault),
+        Duration::from_secs(60),
+    );
+    (source, destination, sent.map(|_| ()), received.map(|_| ()))
 }
 
 #[test]

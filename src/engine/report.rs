@@ -72,6 +72,18 @@ pub struct PredictedParts {
     pub hand_off_ms: f64,
 }
 
+impl PredictedParts {
+    /// The parts added up: the prediction they make.
+    pub fn total_ms(&self) -> f64 {
+        self.copy_ms
+            + self.round_trips_ms
+            + self.state_capture_ms
+            + self.harvest_ms
+            + self.destination_load_ms
+            + self.hand_off_ms
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct MigrationReport {
     pub rounds: Vec<RoundReport>,

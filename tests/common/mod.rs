@@ -104,7 +104,20 @@ pub fn try_migrate_between(
     Result<MigrationReport, EngineError>,
     Result<DestinationReport, EngineError>,
 ) {
-    let (out, inn) = stream_pairs(streams);
+    try_migrate_over(source, destination, stream_pairs(streams), timeout)
+}
+
+/// [`try_migrate_between`] over the given stream pairs (the source's ends,
+/// the destination's ends).
+pub fn try_migrate_over(
+    source: &Arc<SimLpar>,
+    destination: &Arc<SimLpar>,
+    (out, inn): (Vec<MigrationStream>, Vec<MigrationStream>),
+    timeout: Duration,
+) -> (
+    Result<MigrationReport, EngineError>,
+    Result<DestinationReport, EngineError>,
+) {
     let receiving = receive_in_background(destination, inn);
     let control = Arc::new(MigrationControl::new(timeout));
     let sent = migrate_live(
