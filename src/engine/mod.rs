@@ -13,7 +13,8 @@
 //!
 //! The source and destination modules draw their exchange in their own
 //! docs; [`pump`] draws the page path, [`digest`] says what the image
-//! digest proves, `convergence` how the suspension is predicted, `throttle`
+//! digest proves, `convergence` how the suspension is predicted (with the
+//! parts `prediction` measures besides the copy), `throttle`
 //! how hard the vCPUs are throttled so that the rounds shrink,
 //! [`switchover`] which device rules the destination applies before Ready
 //! and `host_clock` how the host-clock difference for the RTC is
