@@ -27,14 +27,13 @@ use super::barrier::RoundBarrier;
 use super::digest::{ImageDigest, page_hash};
 pub use super::frames::{OwnedFrame, RoundStats};
 use super::lz4_policy::Lz4Policy;
-use crate::partition::{GuestMemory, PAGE_SIZE, PageSet, PartitionError};
+use crate::partition::{GuestMemory, PAGE_SIZE, PageSet};
 pub use crate::wire::Integrity;
 use crate::wire::{
-    EndOfRound, Frame, FrameDecoder, FrameEncoder, MAX_BATCH_PAGES, PageBatch, PageBatchBuilder,
+    EndOfRound, Frame, FrameDecoder, FrameEncoder, MAX_BATCH_PAGES, PageBatchBuilder,
 };
 use crossbeam::channel::{self, Receiver, Sender};
 use std::io::{Read, Write};
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -558,28 +557,6 @@ struct Reader<'a> {
     digest: &'a ImageDigest,
 }
 
-/// Allocates a batch's pages before any of them is written, one range per
-/// run of consecutive page numbers, so a destination without room fails
-/// the migration instead of dying of SIGBUS in the write.
-fn populate(memory: &dyn GuestMemory, batch: &PageBatch<'_>) -> Result<(), PartitionError> {
-    let mut run: Option<Range<u64>> = None;
-    for page in batch.pages() {
-        let next = page.page..page.page + 1;
-        run = match run {
-            Some(r) if r.end == page.page => Some(r.start..next.end),
-            Some(r) => {
-                memory.populate_for_write(r)?;
-                Some(next)
-            }
-            None => Some(next),
-        };
-    }
-    match run {
-        Some(r) => memory.populate_for_write(r),
-        None => Ok(()),
-    }
-}
-
 impl Reader<'_> {
     fn run(
         &self,
@@ -605,7 +582,11 @@ impl Reader<'_> {
                                 what: format!("page of round {} during round {round}", batch.round),
                             });
                         }
-                        populate(self.memory, &batch)?;
+                        // Allocated before any is written, so a destination
+                        // without room fails the migration instead of dying
+                        // of SIGBUS in the write.
+                        self.memory
+                            .populate_for_write(&mut batch.pages().map(|p| p.page))?;
                         for page in batch.pages() {
                             let mut result = Ok(());
                             self.memory.update_page(page.page, &mut |dest| {

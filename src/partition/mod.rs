@@ -77,12 +77,15 @@ pub trait GuestMemory: Send + Sync {
     /// are not running.
     fn update_page(&self, page: u64, f: &mut dyn FnMut(&mut Page)) -> Result<(), PartitionError>;
 
-    /// Allocates and maps `pages` for writing, before
-    /// [`GuestMemory::update_page`] writes them: on a host without room (an
-    /// on-demand LPAR on a full file system) this fails with
-    /// [`PartitionError::NoRoom`], where the write itself would raise
-    /// SIGBUS and take the agent down.
-    fn populate_for_write(&self, pages: std::ops::Range<u64>) -> Result<(), PartitionError>;
+    /// Allocates and maps `pages` (ascending runs make fewer calls) for
+    /// writing, before [`GuestMemory::update_page`] writes them: on a host
+    /// without room (an on-demand LPAR on a full file system) this fails
+    /// with [`PartitionError::NoRoom`], where the write itself would raise
+    /// SIGBUS and take the agent down. Reserved memory returns at once.
+    fn populate_for_write(
+        &self,
+        pages: &mut dyn Iterator<Item = u64>,
+    ) -> Result<(), PartitionError>;
 
     /// Pages that hold data (have ever been written). Never-touched memory is
     /// zero and need not be scanned or sent. May over-report, never under.

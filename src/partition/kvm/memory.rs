@@ -174,7 +174,7 @@ impl GuestRam {
     pub fn populate_for_write(
         &self,
         backing: crate::partition::MemoryBacking,
-        pages: std::ops::Range<u64>,
+        pages: &mut dyn Iterator<Item = u64>,
     ) -> Result<(), PartitionError> {
         crate::partition::sim::shm::populate_for_write(&self.map, &self.path, backing, pages)
     }

@@ -126,7 +126,10 @@ impl GuestMemory for RemoteLpar {
         }
         self.link.ram.update(page, f)
     }
-    fn populate_for_write(&self, pages: std::ops::Range<u64>) -> Result<(), PartitionError> {
+    fn populate_for_write(
+        &self,
+        pages: &mut dyn Iterator<Item = u64>,
+    ) -> Result<(), PartitionError> {
         self.link
             .ram
             .populate_for_write(self.config.memory_backing, pages)

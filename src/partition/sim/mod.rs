@@ -284,7 +284,10 @@ impl GuestMemory for SimLpar {
         Ok(())
     }
 
-    fn populate_for_write(&self, pages: std::ops::Range<u64>) -> Result<(), PartitionError> {
+    fn populate_for_write(
+        &self,
+        pages: &mut dyn Iterator<Item = u64>,
+    ) -> Result<(), PartitionError> {
         self.files
             .populate_for_write(self.config.memory_backing, pages)
     }

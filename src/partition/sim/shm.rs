@@ -233,7 +233,7 @@ impl LparFiles {
     pub fn populate_for_write(
         &self,
         backing: MemoryBacking,
-        pages: std::ops::Range<u64>,
+        pages: &mut dyn Iterator<Item = u64>,
     ) -> Result<(), PartitionError> {
         populate_for_write(&self.memory, &self.dir.join("memory"), backing, pages)
     }
@@ -356,12 +356,35 @@ pub(crate) fn allocate(file: &File, path: &Path) -> Result<(), PartitionError> {
 /// kills the agent and every guest it runs; populating first turns that
 /// into [`PartitionError::NoRoom`], and the migration fails as any other
 /// would. Reserved memory was allocated whole at create or attach and
-/// cannot fault for want of room: nothing to do for it. For pages already
-/// mapped it costs one system call per range.
+/// cannot fault for want of room: nothing to do for it (`pages` is not
+/// even walked). Otherwise one system call per run of consecutive pages.
 pub(crate) fn populate_for_write(
     map: &MmapRaw,
     path: &Path,
     backing: MemoryBacking,
+    pages: &mut dyn Iterator<Item = u64>,
+) -> Result<(), PartitionError> {
+    if backing == MemoryBacking::Reserved {
+        return Ok(());
+    }
+    let mut run: Option<std::ops::Range<u64>> = None;
+    for page in pages {
+        run = match run {
+            Some(r) if r.end == page => Some(r.start..page + 1),
+            Some(r) => {
+                populate_run(map, path, r)?;
+                Some(page..page + 1)
+            }
+            None => Some(page..page + 1),
+        };
+    }
+    run.map_or(Ok(()), |r| populate_run(map, path, r))
+}
+
+/// [`populate_for_write`] for one run of consecutive pages.
+fn populate_run(
+    map: &MmapRaw,
+    path: &Path,
     pages: std::ops::Range<u64>,
 ) -> Result<(), PartitionError> {
     let total = (map.len() / PAGE_SIZE) as u64;
@@ -371,7 +394,7 @@ pub(crate) fn populate_for_write(
             pages: total,
         });
     }
-    if pages.is_empty() || backing == MemoryBacking::Reserved {
+    if pages.is_empty() {
         return Ok(());
     }
     let bytes = (pages.end - pages.start) as usize * PAGE_SIZE;
@@ -515,16 +538,16 @@ mod tests {
         let held = || fs::metadata(&path).unwrap().blocks() * 512;
 
         // Reserved memory was allocated whole already: nothing to do.
-        populate_for_write(&map, &path, MemoryBacking::Reserved, 0..64).unwrap();
+        populate_for_write(&map, &path, MemoryBacking::Reserved, &mut (0..64)).unwrap();
         assert_eq!(held(), 0);
-        populate_for_write(&map, &path, MemoryBacking::OnDemand, 8..12).unwrap();
+        populate_for_write(&map, &path, MemoryBacking::OnDemand, &mut (8..12)).unwrap();
         assert_eq!(held(), 4 * PAGE_SIZE as u64);
         // Populating changes no byte, and again is free.
-        populate_for_write(&map, &path, MemoryBacking::OnDemand, 8..12).unwrap();
+        populate_for_write(&map, &path, MemoryBacking::OnDemand, &mut (8..12)).unwrap();
         assert_eq!(held(), 4 * PAGE_SIZE as u64);
         assert!(fs::read(&path).unwrap().iter().all(|&b| b == 0));
 
-        let beyond = populate_for_write(&map, &path, MemoryBacking::OnDemand, 60..65);
+        let beyond = populate_for_write(&map, &path, MemoryBacking::OnDemand, &mut (60..65));
         assert!(
             matches!(
                 beyond,
@@ -533,5 +556,14 @@ mod tests {
             "{beyond:?}"
         );
         assert_eq!(held(), 4 * PAGE_SIZE as u64, "nothing of a refused range");
+        // Scattered pages: each run, and nothing between them.
+        populate_for_write(
+            &map,
+            &path,
+            MemoryBacking::OnDemand,
+            &mut [20, 21, 30, 40, 41, 42].into_iter(),
+        )
+        .unwrap();
+        assert_eq!(held(), 10 * PAGE_SIZE as u64);
     }
 }
