@@ -94,25 +94,21 @@ pub fn check_contiguous(
             );
         }
     };
-    let (needs, shown) = match populated_bytes {
+    let size = format_size(config.memory_bytes);
+    let (needs, mapping) = match populated_bytes {
         Some(held) if config.memory_backing == MemoryBacking::OnDemand => (
             held,
             format!(
-                "one mapping of {} backed on demand, {} of it populated, in {root}, {} free there",
-                format_size(config.memory_bytes),
-                format_size(held),
-                format_size(fs_free)
+                "{size} backed on demand, {} of it populated,",
+                format_size(held)
             ),
         ),
-        _ => (
-            config.memory_bytes,
-            format!(
-                "one mapping of {} in {root}, {} free there",
-                format_size(config.memory_bytes),
-                format_size(fs_free)
-            ),
-        ),
+        _ => (config.memory_bytes, size),
     };
+    let shown = format!(
+        "one mapping of {mapping} in {root}, {} free there",
+        format_size(fs_free)
+    );
     if needs > fs_free {
         return Check::fail(
             item,
